@@ -1,0 +1,244 @@
+/* proc.c: fork/exec, exit notification by pidfd, signalling. */
+#include "orch/proc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+struct orch_proc_s {
+  uv_poll_t poll;
+  pid_t pid;
+  int pidfd;
+  int exited;
+  orch_proc_exit_cb cb;
+  void *data;
+  struct orch_proc_s *next; /* every watched, not yet reaped process */
+};
+
+static orch_proc_t *watched;
+
+static void list_remove(orch_proc_t *p) {
+  for (orch_proc_t **pp = &watched; *pp; pp = &(*pp)->next)
+    if (*pp == p) {
+      *pp = p->next;
+      return;
+    }
+}
+
+int orch_proc_is_watched(pid_t pid) {
+  for (orch_proc_t *p = watched; p; p = p->next)
+    if (p->pid == pid) return 1;
+  return 0;
+}
+
+/* ---- the child side: only async-signal-safe calls from here to exec ---- */
+
+static void child_fail(int errfd, int err) {
+  ssize_t r;
+  do r = write(errfd, &err, sizeof err);
+  while (r < 0 && errno == EINTR);
+  _exit(127);
+}
+
+static const char *env_path(char *const *envp) {
+  for (; envp && *envp; envp++)
+    if (strncmp(*envp, "PATH=", 5) == 0) return *envp + 5;
+  return "/usr/local/bin:/usr/bin:/bin";
+}
+
+/* execvpe without its shell fallback: a file that is not executable is an
+ * error to report, never something to hand to /bin/sh. */
+static int child_exec(const char *file, char *const *argv, char *const *envp) {
+  if (strchr(file, '/')) {
+    execve(file, argv, envp);
+    return errno;
+  }
+  char buf[4096];
+  size_t flen = strlen(file);
+  int seen_eacces = 0;
+  const char *p = env_path(envp);
+  for (;;) {
+    const char *end = strchr(p, ':');
+    size_t dlen = end ? (size_t)(end - p) : strlen(p);
+    if (dlen == 0) dlen = 1, p = "."; /* empty entry means the cwd */
+    if (dlen + 1 + flen + 1 <= sizeof buf) {
+      memcpy(buf, p, dlen);
+      buf[dlen] = '/';
+      memcpy(buf + dlen + 1, file, flen + 1);
+      execve(buf, argv, envp);
+      if (errno == EACCES) seen_eacces = 1;
+      else if (errno != ENOENT && errno != ENOTDIR) return errno;
+    }
+    if (!end) break;
+    p = end + 1;
+  }
+  return seen_eacces ? EACCES : ENOENT;
+}
+
+static void child_run(const orch_spawn_opts_t *o, int errfd, int devnull) {
+  /* Default dispositions, then an empty mask: the parent blocked everything
+   * around fork so that no orch handler runs in the child. */
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = SIG_DFL;
+  for (int s = 1; s < NSIG; s++)
+    if (s != SIGKILL && s != SIGSTOP) sigaction(s, &sa, NULL);
+  sigset_t none;
+  sigemptyset(&none);
+
+  if (setpgid(0, 0) < 0) child_fail(errfd, errno);
+
+  /* Move every source fd above the targets first, so that dup2 onto 0..N
+   * never clobbers a source that happens to sit there. */
+  int n = o->n_extra_fds;
+  int src[3 + 64];
+  if (n > 64) child_fail(errfd, EMFILE);
+  src[0] = devnull;
+  src[1] = o->stdout_fd >= 0 ? o->stdout_fd : devnull;
+  src[2] = o->stderr_fd >= 0 ? o->stderr_fd : devnull;
+  for (int i = 0; i < n; i++) src[3 + i] = o->extra_fds[i];
+  for (int i = 0; i < 3 + n; i++) {
+    int hi = fcntl(src[i], F_DUPFD_CLOEXEC, 3 + n);
+    if (hi < 0) child_fail(errfd, errno);
+    src[i] = hi;
+  }
+  for (int i = 0; i < 3 + n; i++)
+    if (dup2(src[i], i) < 0) child_fail(errfd, errno); /* dup2 clears CLOEXEC */
+
+  if (o->cwd && chdir(o->cwd) < 0) child_fail(errfd, errno);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  child_fail(errfd, child_exec(o->file, o->argv, o->envp));
+}
+
+/* ---- the parent side ---- */
+
+static int devnull_fd(void) {
+  static int fd = -1;
+  if (fd < 0) fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+  return fd;
+}
+
+int orch_spawn(const orch_spawn_opts_t *o, pid_t *pid_out) {
+  int devnull = devnull_fd();
+  if (devnull < 0) return -errno;
+  int ep[2];
+  if (pipe2(ep, O_CLOEXEC) < 0) return -errno;
+
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(ep[0]);
+    child_run(o, ep[1], devnull);
+  }
+  int fork_err = errno;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  close(ep[1]);
+  if (pid < 0) {
+    close(ep[0]);
+    return -fork_err;
+  }
+
+  /* EOF means exec succeeded (the pipe was close-on-exec); four bytes are the
+   * child's errno, after which it exits 127 at once and is reaped here. */
+  int child_err = 0;
+  ssize_t r;
+  do r = read(ep[0], &child_err, sizeof child_err);
+  while (r < 0 && errno == EINTR);
+  close(ep[0]);
+  if (r == (ssize_t)sizeof child_err) {
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    return -child_err;
+  }
+  *pid_out = pid;
+  return 0;
+}
+
+static void proc_reap(orch_proc_t *p) {
+  int st, code = -1, sig = 0;
+  pid_t r;
+  do r = waitpid(p->pid, &st, WNOHANG);
+  while (r < 0 && errno == EINTR);
+  if (r == 0) return; /* pidfd readable only on exit; nothing to do yet */
+  if (r > 0) {
+    if (WIFEXITED(st)) code = WEXITSTATUS(st);
+    else if (WIFSIGNALED(st)) sig = WTERMSIG(st);
+  }
+  /* r < 0 (ECHILD): someone reaped it behind our back; report an unknown exit
+   * rather than never reporting one. */
+  p->exited = 1;
+  list_remove(p);
+  uv_poll_stop(&p->poll);
+  if (p->cb) p->cb(p, code, sig);
+}
+
+static void on_pidfd(uv_poll_t *h, int status, int events) {
+  (void)status;
+  (void)events;
+  proc_reap((orch_proc_t *)h->data);
+}
+
+static void on_proc_closed(uv_handle_t *h) {
+  orch_proc_t *p = h->data;
+  if (p->pidfd >= 0) close(p->pidfd);
+  free(p);
+}
+
+int orch_proc_watch(uv_loop_t *loop, pid_t pid, orch_proc_exit_cb cb,
+                    void *data, orch_proc_t **out) {
+  orch_proc_t *p = calloc(1, sizeof *p);
+  if (!p) return -ENOMEM;
+  p->pid = pid;
+  p->cb = cb;
+  p->data = data;
+  p->pidfd = pidfd_open(pid, 0); /* O_CLOEXEC by definition */
+  if (p->pidfd < 0) {
+    int err = errno;
+    free(p);
+    return -err;
+  }
+  int rc = uv_poll_init(loop, &p->poll, p->pidfd);
+  if (rc < 0) {
+    close(p->pidfd);
+    free(p);
+    return rc;
+  }
+  p->poll.data = p;
+  rc = uv_poll_start(&p->poll, UV_READABLE, on_pidfd);
+  if (rc < 0) {
+    uv_close((uv_handle_t *)&p->poll, on_proc_closed);
+    return rc;
+  }
+  p->next = watched;
+  watched = p;
+  *out = p;
+  return 0;
+}
+
+pid_t orch_proc_pid(const orch_proc_t *p) { return p->pid; }
+void *orch_proc_data(const orch_proc_t *p) { return p->data; }
+int orch_proc_exited(const orch_proc_t *p) { return p->exited; }
+
+int orch_proc_signal(orch_proc_t *p, int sig) {
+  if (p->exited) return -ESRCH;
+  return pidfd_send_signal(p->pidfd, sig, NULL, 0) < 0 ? -errno : 0;
+}
+
+void orch_proc_release(orch_proc_t *p) {
+  p->cb = NULL;
+  if (!p->exited) list_remove(p);
+  uv_close((uv_handle_t *)&p->poll, on_proc_closed);
+}
+
+int orch_pgroup_alive(pid_t pgid) {
+  if (pgid <= 1) return 0;
+  return kill(-pgid, 0) == 0 || errno == EPERM;
+}

@@ -1,0 +1,125 @@
+/* runtime.c: one LuaJIT state on orch's loop. */
+#include "orch/runtime.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lua-cjson.h>
+#include <luv/luv.h>
+
+/* Generated at build time from the modules in lua/orch (CMakeLists.txt). */
+typedef struct {
+  const char *name;
+  const unsigned char *code;
+  size_t size;
+} orch_embedded_t;
+extern const orch_embedded_t orch_embedded[];
+
+static const char LOOP_KEY[] = "orch.loop";
+
+uv_loop_t *orch_runtime_loop(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, LOOP_KEY);
+  uv_loop_t *loop = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return loop;
+}
+
+static int traceback(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (!msg) msg = lua_pushfstring(L, "(error object is a %s value)",
+                                  luaL_typename(L, 1));
+  lua_getglobal(L, "debug");
+  lua_getfield(L, -1, "traceback");
+  lua_pushstring(L, msg);
+  lua_pushinteger(L, 2);
+  lua_call(L, 2, 1);
+  return 1;
+}
+
+static void report(lua_State *L, const char *msg) {
+  lua_getfield(L, LUA_REGISTRYINDEX, "orch.on_error");
+  if (lua_isfunction(L, -1)) {
+    lua_pushstring(L, msg);
+    if (lua_pcall(L, 1, 0, 0) == 0) return;
+    msg = lua_tostring(L, -1); /* the reporter itself failed */
+  }
+  fprintf(stderr, "orch: error in callback: %s\n", msg ? msg : "?");
+  lua_pop(L, 1);
+}
+
+int orch_runtime_pcall(lua_State *L, int nargs, int nresults, int flags) {
+  (void)flags; /* never exit, always trace: a user's error must not kill orch */
+  int base = lua_gettop(L) - nargs;
+  lua_pushcfunction(L, traceback);
+  lua_insert(L, base);
+  int rc = lua_pcall(L, nargs, nresults, base);
+  if (rc != 0) {
+    report(L, lua_tostring(L, -1));
+    lua_settop(L, base - 1);
+    return -rc;
+  }
+  lua_remove(L, base);
+  return lua_gettop(L) - base + 1;
+}
+
+/* package.loaders entry for the modules compiled into the binary. */
+static int load_embedded(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  for (const orch_embedded_t *m = orch_embedded; m->name; m++) {
+    if (strcmp(m->name, name) != 0) continue;
+    if (luaL_loadbuffer(L, (const char *)m->code, m->size, name) != 0)
+      return lua_error(L);
+    return 1;
+  }
+  lua_pushfstring(L, "\n\tno module '%s' embedded in orch", name);
+  return 1;
+}
+
+static void preload(lua_State *L, const char *name, lua_CFunction f) {
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "preload");
+  lua_pushcfunction(L, f);
+  lua_setfield(L, -2, name);
+  lua_pop(L, 2);
+}
+
+/* Embedded modules come right after package.preload, ahead of package.path,
+ * so a stray ./orch/x.lua cannot shadow them. ORCH_LUA_DIR (development)
+ * puts that directory's sources first instead. */
+static void install_loader(lua_State *L) {
+  const char *dir = getenv("ORCH_LUA_DIR");
+  lua_getglobal(L, "package");
+  if (dir && *dir) {
+    lua_getfield(L, -1, "path");
+    lua_pushfstring(L, "%s/?.lua;%s", dir, lua_tostring(L, -1));
+    lua_setfield(L, -3, "path");
+    lua_pop(L, 1);
+  }
+  lua_getglobal(L, "table");
+  lua_getfield(L, -1, "insert");
+  lua_getfield(L, -3, "loaders");
+  lua_pushinteger(L, dir && *dir ? 3 : 2);
+  lua_pushcfunction(L, load_embedded);
+  lua_call(L, 3, 0);
+  lua_pop(L, 2);
+}
+
+lua_State *orch_runtime_new(uv_loop_t *loop) {
+  lua_State *L = luaL_newstate();
+  if (!L) return NULL;
+  luaL_openlibs(L);
+  lua_pushlightuserdata(L, loop);
+  lua_setfield(L, LUA_REGISTRYINDEX, LOOP_KEY);
+  luv_set_loop(L, loop);
+  luv_set_callback(L, orch_runtime_pcall);
+  preload(L, "luv", luaopen_luv);
+  preload(L, "cjson", luaopen_cjson);
+  preload(L, "orch.core", luaopen_orch_core);
+  install_loader(L);
+  return L;
+}
+
+void orch_runtime_free(lua_State *L) { lua_close(L); }

@@ -1,0 +1,65 @@
+/* proc.h: fork/exec of managed programs, exit notification, signalling.
+ *
+ * A managed process runs in its own process group with stdin on /dev/null.
+ * Exec failures are reported through a close-on-exec pipe, so the caller gets
+ * the child's errno instead of a silent exit 127. Exits are noticed through a
+ * pidfd polled on the loop: exact, per process, and no waitpid(-1). */
+#ifndef ORCH_PROC_H
+#define ORCH_PROC_H
+
+#include <sys/types.h>
+#include <uv.h>
+
+typedef struct orch_proc_s orch_proc_t;
+
+/* Called once, after the process has been reaped and its pipes drained of what
+ * was readable at that moment. code is the exit status (or -1), sig the
+ * terminating signal (or 0). */
+typedef void (*orch_proc_exit_cb)(orch_proc_t *p, int code, int sig);
+
+typedef struct {
+  const char *file;      /* program: a path, or a bare name searched on envp's PATH */
+  char *const *argv;     /* NULL-terminated */
+  char *const *envp;     /* NULL-terminated, the complete environment */
+  const char *cwd;       /* NULL: inherit */
+  int stdout_fd;         /* child's fd 1; -1: /dev/null */
+  int stderr_fd;         /* child's fd 2; -1: /dev/null */
+  const int *extra_fds;  /* become fds 3, 4, ... in the child */
+  int n_extra_fds;
+} orch_spawn_opts_t;
+
+/* Forks and execs. On success stores the pid and returns 0; otherwise returns
+ * the negative errno of the failing step (fork, or the child's chdir/exec). */
+int orch_spawn(const orch_spawn_opts_t *o, pid_t *pid_out);
+
+/* Starts watching pid (a child of ours) for exit. Returns 0 or -errno. */
+int orch_proc_watch(uv_loop_t *loop, pid_t pid, orch_proc_exit_cb cb,
+                    void *data, orch_proc_t **out);
+pid_t orch_proc_pid(const orch_proc_t *p);
+void *orch_proc_data(const orch_proc_t *p);
+int orch_proc_exited(const orch_proc_t *p);
+/* Signal the process itself (pidfd: never a recycled pid). 0 or -errno. */
+int orch_proc_signal(orch_proc_t *p, int sig);
+/* Stops watching; if the process still runs, it is left running. Frees p once
+ * libuv has released its handle. */
+void orch_proc_release(orch_proc_t *p);
+
+/* True if pid has not been reaped by anyone yet: used by the orphan reaper to
+ * leave our own children to their watchers. */
+int orch_proc_is_watched(pid_t pid);
+
+/* Becomes the reaper of orphaned descendants and reaps them on SIGCHLD, leaving
+ * alone every child someone else waits for (ours, libuv's uv_spawn). cb, when
+ * set, runs after each SIGCHLD batch. */
+typedef void (*orch_reap_cb)(void *data);
+int orch_reaper_start(uv_loop_t *loop, orch_reap_cb cb, void *data);
+void orch_reaper_stop(void);
+
+/* Descendants of pid (children, grandchildren, ...), read from /proc.
+ * Returns the count stored (at most cap) or -errno. */
+int orch_proc_descendants(pid_t pid, pid_t *out, int cap);
+
+/* A process group still has members (or one we may not signal). */
+int orch_pgroup_alive(pid_t pgid);
+
+#endif

@@ -1,0 +1,22 @@
+/* runtime.h: the LuaJIT state: standard libraries, luv on orch's loop,
+ * cjson, orch.core and the Lua modules embedded in the binary. */
+#ifndef ORCH_RUNTIME_H
+#define ORCH_RUNTIME_H
+
+#include <lua.h>
+#include <uv.h>
+
+lua_State *orch_runtime_new(uv_loop_t *loop);
+void orch_runtime_free(lua_State *L);
+
+/* lua_pcall with a traceback; on error reports it (see orch.core.on_error)
+ * and returns the negative status, else the number of results (luv's
+ * callback contract, so luv callbacks share it). */
+int orch_runtime_pcall(lua_State *L, int nargs, int nresults, int flags);
+
+/* Fetches the loop stored in L's registry. */
+uv_loop_t *orch_runtime_loop(lua_State *L);
+
+int luaopen_orch_core(lua_State *L);
+
+#endif
