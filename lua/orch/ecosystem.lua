@@ -1,0 +1,1176 @@
+-- Ecosystem files: load (Lua in a sandbox, or JSON), validate every option
+-- exhaustively, and normalise apps into plain tables with every default
+-- applied. Errors are for humans: "FILE:LINE: app 'NAME': option 'X': ...",
+-- and only the first one is reported.
+
+local util = require("orch.util")
+
+local describe, quote, is_integer = util.describe, util.quote, util.is_integer
+local sub, concat, sort = string.sub, table.concat, table.sort
+
+local M = {}
+
+---------------------------------------------------------------------------
+-- Schema
+---------------------------------------------------------------------------
+
+-- `orch help` and docs/ecosystem.md read this table, so it stays plain data;
+-- the checking code lives in CHECK below. `order` gives a stable listing.
+local OPTIONS, ORDER = {}, {}
+
+local function option(name, spec)
+  ORDER[#ORDER + 1] = name
+  spec.order = #ORDER
+  OPTIONS[name] = spec
+end
+
+option("name", { type = "string", default_doc = "script file name without extension",
+  doc = "Process name used by every command. Letters, digits, '_', '.', '-'; not all digits; unique in the file." })
+option("script", { type = "string", required = true,
+  doc = "Program to run. Resolved against cwd; a bare command name absent from cwd is looked up on PATH when no interpreter is set." })
+option("args", { type = "string|list", default = {},
+  doc = "Arguments for the script. A string is split like a shell does (quotes, backslashes), without any expansion." })
+option("interpreter", { type = "string", default_doc = "none: the script is executed directly",
+  doc = "Program that runs the script (e.g. \"python3\", \"node\"). \"none\" means no interpreter." })
+option("interpreter_args", { type = "string|list", default = {},
+  doc = "Arguments for the interpreter, placed before the script." })
+option("node_args", { type = "string|list", alias_of = "interpreter_args",
+  doc = "PM2 name of interpreter_args; appended to interpreter_args when both are given." })
+option("cwd", { type = "string", default_doc = "directory of the ecosystem file",
+  doc = "Working directory of the process; relative paths are resolved against the ecosystem file's directory. Must exist." })
+option("env", { type = "table", default = {},
+  doc = "Environment variables added to the process environment. Values may be strings, numbers or booleans." })
+option("env_<name>", { type = "table", pattern = "^env_",
+  doc = "Environment overlay merged over env when started with --env <name>." })
+option("instances", { type = "integer|string", default = 1,
+  doc = "Number of processes. 0 or \"max\": one per CPU; -N: CPUs minus N (at least 1)." })
+option("exec_mode", { type = "string", default = "fork",
+  doc = "\"fork\" (independent processes) or \"cluster\" (instances share listening sockets). PM2's fork_mode/cluster_mode are accepted." })
+option("port", { type = "integer", compat = "ignored",
+  doc = "Shortcut for env.PORT (set only when env has no PORT)." })
+option("autorestart", { type = "boolean", default = true,
+  doc = "Restart the process when it exits." })
+option("max_restarts", { type = "integer", default = 16,
+  doc = "Unstable exits (before min_uptime) in a row after which the process is marked errored." })
+option("min_uptime", { type = "duration", default = 1000,
+  doc = "An exit sooner than this after start counts as unstable." })
+option("restart_delay", { type = "duration", default = 0,
+  doc = "Delay before a restart." })
+option("exp_backoff_restart_delay", { type = "duration", default = 0,
+  doc = "Initial delay of exponential backoff between restarts; 0 disables backoff." })
+option("stop_exit_codes", { type = "integer|list", default = {},
+  doc = "Exit codes after which the process is not restarted." })
+option("kill_timeout", { type = "duration", default = 1600,
+  doc = "Time between kill_signal and SIGKILL when stopping." })
+option("kill_signal", { type = "signal", default = "SIGINT",
+  doc = "Signal sent to the process group to stop it: a name (\"SIGTERM\", \"term\") or a number." })
+option("listen_timeout", { type = "duration", default = 3000,
+  doc = "How long to wait for a wait_ready process to signal ready." })
+option("wait_ready", { type = "boolean", default = false,
+  doc = "The process is online only after it sends 'ready' over the IPC channel." })
+option("shutdown_with_message", { type = "boolean", default = false,
+  doc = "Send a 'shutdown' IPC message before kill_signal." })
+option("restart", { type = "function", lua_only = true,
+  doc = "Lua files only: a restart policy function replacing the built-in one." })
+option("out_file", { type = "string", default_doc = "orch's log directory",
+  doc = "File for stdout; relative to cwd." })
+option("error_file", { type = "string", default_doc = "orch's log directory",
+  doc = "File for stderr; relative to cwd." })
+option("log_file", { type = "string", default_doc = "none",
+  doc = "File receiving both stdout and stderr; relative to cwd." })
+option("merge_logs", { type = "boolean", default = false,
+  doc = "All instances of the app write the same log files instead of one per instance." })
+option("log_date_format", { type = "string", default_doc = "none",
+  doc = "Timestamp format prefixed to each log line." })
+option("time", { type = "boolean", default = false,
+  doc = "Prefix log lines with a timestamp." })
+option("disable_logs", { type = "boolean", default = false,
+  doc = "Discard output: out_file and error_file become /dev/null." })
+option("watch", { type = "boolean|string|list", default = false, implemented = false,
+  doc = "Restart when files change: true watches cwd, or give paths (relative to cwd)." })
+option("ignore_watch", { type = "string|list", default = {}, implemented = false,
+  doc = "Patterns excluded from watching." })
+option("max_memory_restart", { type = "size", default_doc = "none", implemented = false,
+  doc = "Restart when the process's memory exceeds this size." })
+option("cron_restart", { type = "string", default_doc = "none", implemented = false,
+  doc = "Cron expression (5 or 6 fields) at which the app is restarted." })
+
+-- PM2 aliases, resolved to their canonical option.
+option("exec", { type = "string", alias_of = "script", doc = "PM2 alias of script." })
+option("exec_interpreter", { type = "string", alias_of = "interpreter", doc = "PM2 alias of interpreter." })
+option("combine_logs", { type = "boolean", alias_of = "merge_logs", doc = "PM2 alias of merge_logs." })
+option("cron", { type = "string", alias_of = "cron_restart", doc = "PM2 alias of cron_restart." })
+for _, a in ipairs({ "out", "output", "out_log" }) do
+  option(a, { type = "string", alias_of = "out_file", doc = "PM2 alias of out_file." })
+end
+for _, a in ipairs({ "error", "err", "err_file", "err_log" }) do
+  option(a, { type = "string", alias_of = "error_file", doc = "PM2 alias of error_file." })
+end
+option("log", { type = "string", alias_of = "log_file", doc = "PM2 alias of log_file." })
+
+-- PM2 options with no meaning here, accepted (type-checked) so PM2 files load.
+local IGNORED = {
+  namespace = "string", vizion = "boolean", autodump = "boolean", treekill = "boolean",
+  pmx = "boolean", automation = "boolean", source_map_support = "boolean",
+  disable_source_map_support = "boolean", instance_var = "string",
+  filter_env = "boolean|string|list", post_update = "list", force = "boolean",
+  append_env_to_name = "boolean", increment_var = "string", kill_retry_time = "duration",
+  windowsHide = "boolean", trace = "boolean", disable_trace = "boolean",
+  deep_monitoring = "boolean", username = "string",
+}
+-- PM2 options a user would miss if silently dropped: accepted with a warning.
+local UNSUPPORTED = {
+  pid_file = "string", pid = "string", uid = "integer|string", user = "integer|string",
+  gid = "integer|string", log_type = "string", watch_delay = "duration", watch_options = "table",
+}
+do
+  local names = {}
+  for n in pairs(IGNORED) do names[#names + 1] = n end
+  for n in pairs(UNSUPPORTED) do names[#names + 1] = n end
+  sort(names)
+  for _, n in ipairs(names) do
+    local unsupported = UNSUPPORTED[n] ~= nil
+    option(n, { type = IGNORED[n] or UNSUPPORTED[n], compat = unsupported and "unsupported" or "ignored",
+      doc = unsupported and "PM2 option not supported by orch: accepted with a warning and ignored."
+        or "PM2 option accepted for compatibility and ignored." })
+  end
+end
+
+M.options = OPTIONS
+M.option_order = ORDER
+
+local TOP_LEVEL = { apps = true, deploy = true }
+
+-- Option names for suggestions: everything but the env_<name> pattern entry.
+local SUGGEST = {}
+for _, n in ipairs(ORDER) do
+  if not OPTIONS[n].pattern then SUGGEST[#SUGGEST + 1] = n end
+end
+
+---------------------------------------------------------------------------
+-- Line numbers
+---------------------------------------------------------------------------
+
+-- Lua tables carry no line information, so we tokenize the source and find
+-- the literal `apps = { {...}, ... }` (or JSON `"apps": [ {...} ]`) whose
+-- element count equals the number of apps actually produced. Anything less
+-- certain yields no line rather than a wrong one.
+
+local KEYWORD_OPEN = { ["function"] = true, ["do"] = true, ["if"] = true, ["repeat"] = true }
+local KEYWORD_CLOSE = { ["end"] = true, ["until"] = true }
+local BRACKET_OPEN = { ["{"] = true, ["["] = true, ["("] = true }
+local BRACKET_CLOSE = { ["}"] = true, ["]"] = true, [")"] = true }
+
+local function count_newlines(s, i, j)
+  local n = 0
+  for _ in sub(s, i, j):gmatch("\n") do n = n + 1 end
+  return n
+end
+
+local ESCAPES = { n = "\n", t = "\t", r = "\r", a = "\a", b = "\b", f = "\f", v = "\v" }
+
+local function unescape(s)
+  return (s:gsub("\\(%d%d?%d?)", function(d) return string.char(tonumber(d) % 256) end)
+           :gsub("\\(.)", function(c) return ESCAPES[c] or c end))
+end
+
+-- Tokens {kind = "name"|"string"|"number"|"op", value, line}. Works for Lua
+-- and JSON alike; the source is known to be well-formed by the time we run.
+local function tokenize(src)
+  local toks, i, n, line = {}, 1, #src, 1
+  local function push(kind, value, l) toks[#toks + 1] = { kind = kind, value = value, line = l } end
+  while i <= n do
+    local c = sub(src, i, i)
+    if c == "\n" then
+      line, i = line + 1, i + 1
+    elseif c:match("%s") then
+      i = i + 1
+    elseif c == "-" and sub(src, i + 1, i + 1) == "-" then
+      local level = src:match("^%[(=*)%[", i + 2)
+      if level then
+        local close = "]" .. level .. "]"
+        local _, stop = src:find(close, i + 4 + #level, true)
+        stop = stop or n
+        line = line + count_newlines(src, i, stop)
+        i = stop + 1
+      else
+        i = src:find("\n", i, true) or n + 1
+      end
+    elseif c == "[" and src:match("^%[=*%[", i) then
+      local level = src:match("^%[(=*)%[", i)
+      local open_end = i + #level + 1
+      local close = "]" .. level .. "]"
+      local s, stop = src:find(close, open_end + 1, true)
+      s, stop = s or n + 1, stop or n
+      local body = sub(src, open_end + 1, s - 1):gsub("^\r?\n", "")
+      push("string", body, line)
+      line = line + count_newlines(src, i, stop)
+      i = stop + 1
+    elseif c == '"' or c == "'" then
+      local j = i + 1
+      while j <= n do
+        local d = sub(src, j, j)
+        if d == "\\" then j = j + 2
+        elseif d == c or d == "\n" then break
+        else j = j + 1 end
+      end
+      push("string", unescape(sub(src, i + 1, j - 1)), line)
+      line = line + count_newlines(src, i, j - 1)
+      i = j + 1
+    elseif c:match("[%a_]") then
+      local word = src:match("^[%w_]+", i)
+      push("name", word, line)
+      i = i + #word
+    elseif c:match("%d") or (c == "." and sub(src, i + 1, i + 1):match("%d")) then
+      local num = src:match("^%.?[%w%.]+", i)
+      if num:match("[eEpP]$") then num = num .. (src:match("^[%+%-]%d+", i + #num) or "") end
+      push("number", num, line)
+      i = i + #num
+    else
+      local op = src:match("^%.%.%.", i) or src:match("^[=~<>]=", i) or src:match("^%.%.", i)
+        or src:match("^::", i) or c
+      push("op", op, line)
+      i = i + #op
+    end
+  end
+  return toks
+end
+
+-- match[i]: closing token of an opening bracket or block keyword at i;
+-- parent[i]: innermost open bracket/keyword enclosing token i.
+local function structure(toks)
+  local match, parent, stack = {}, {}, {}
+  for i, t in ipairs(toks) do
+    parent[i] = stack[#stack]
+    local v = t.value
+    if (t.kind == "op" and BRACKET_OPEN[v]) or (t.kind == "name" and KEYWORD_OPEN[v]) then
+      stack[#stack + 1] = i
+    elseif (t.kind == "op" and BRACKET_CLOSE[v]) or (t.kind == "name" and KEYWORD_CLOSE[v]) then
+      local o = stack[#stack]
+      if not o then return nil end
+      stack[#stack] = nil
+      match[o] = i
+    end
+  end
+  if #stack > 0 then return nil end
+  return match, parent
+end
+
+local function is_op(t, v) return t and t.kind == "op" and t.value == v end
+
+-- Outline of the table constructor (Lua `{`, JSON `{`/`[`) at token o:
+-- { line, keys = {key -> {line, node}}, items = {{line, node}} }, where node
+-- is the outline of a value that is itself exactly one constructor.
+local function outline(toks, match, o, json)
+  local node = { line = toks[o].line, keys = {}, items = {} }
+  local close = match[o]
+  local j = o + 1
+  while j < close do
+    local s, e = j, j
+    while e < close do
+      local t = toks[e]
+      if is_op(t, ",") or is_op(t, ";") then break end
+      e = match[e] and match[e] + 1 or e + 1
+    end
+    if e > s then
+      local key, keyed, vstart
+      local t = toks[s]
+      if json then
+        if t.kind == "string" and is_op(toks[s + 1], ":") then key, keyed, vstart = t.value, true, s + 2 end
+      elseif t.kind == "name" and is_op(toks[s + 1], "=") then
+        key, keyed, vstart = t.value, true, s + 2
+      elseif is_op(t, "[") and is_op(toks[match[s] + 1], "=") then
+        keyed, vstart = true, match[s] + 2
+        if match[s] == s + 2 and toks[s + 1].kind == "string" then key = toks[s + 1].value end
+      end
+      vstart = vstart or s
+      local child
+      local v = toks[vstart]
+      if v and (is_op(v, "{") or (json and is_op(v, "["))) and match[vstart] == e - 1 then
+        child = outline(toks, match, vstart, json)
+      end
+      if key then
+        node.keys[key] = { line = t.line, node = child }
+      elseif not keyed then
+        node.items[#node.items + 1] = { line = t.line, node = child }
+      end
+    end
+    j = e + 1
+  end
+  return node
+end
+
+-- The plain line map normalize() takes as opts.lines.
+local function line_map(list_node, top_node)
+  local map = { keys = {}, apps = {} }
+  if top_node then
+    for k, v in pairs(top_node.keys) do map.keys[k] = v.line end
+  end
+  for i, item in ipairs(list_node.items) do
+    local app = { line = item.line, keys = {}, subkeys = {} }
+    if item.node then
+      app.line = item.node.line
+      for k, v in pairs(item.node.keys) do
+        app.keys[k] = v.line
+        if v.node then
+          local subs = {}
+          for sk, sv in pairs(v.node.keys) do subs[sk] = sv.line end
+          app.subkeys[k] = subs
+        end
+      end
+    end
+    map.apps[i] = app
+  end
+  return map
+end
+
+local function lua_lines(src, napps)
+  local toks = tokenize(src)
+  local match, parent = structure(toks)
+  if not match then return nil end
+  local found
+  for i, t in ipairs(toks) do
+    local list
+    if t.kind == "name" and t.value == "apps" and is_op(toks[i + 1], "=") and is_op(toks[i + 2], "{") then
+      list = i + 2
+    elseif is_op(t, "[") and toks[i + 1] and toks[i + 1].kind == "string" and toks[i + 1].value == "apps"
+        and is_op(toks[i + 2], "]") and is_op(toks[i + 3], "=") and is_op(toks[i + 4], "{") then
+      list = i + 4
+    end
+    local list_node = list and outline(toks, match, list, false)
+    if list_node and #list_node.items == napps then
+      if found then return nil end -- two plausible literals: refuse to guess
+      -- The enclosing constructor, when `apps` is one of its fields, holds
+      -- the other top-level keys.
+      local top_node
+      local p, prev = parent[i], toks[i - 1]
+      if p and is_op(toks[p], "{") and (is_op(prev, "{") or is_op(prev, ",") or is_op(prev, ";")) then
+        top_node = outline(toks, match, p, false)
+      end
+      found = line_map(list_node, top_node)
+    end
+  end
+  return found
+end
+
+local function json_lines(src, napps)
+  local toks = tokenize(src)
+  local match = structure(toks)
+  if not match or not is_op(toks[1], "{") then return nil end
+  local top = outline(toks, match, 1, true)
+  local apps = top.keys.apps
+  if apps and apps.node and #apps.node.items == napps then
+    return line_map(apps.node, top)
+  end
+  return line_map({ items = {} }, top) -- top-level keys only
+end
+
+---------------------------------------------------------------------------
+-- Value checks
+---------------------------------------------------------------------------
+
+-- Each check takes the raw value (never nil) and a context, and returns the
+-- normalised value, or nil plus a message (and optionally a sub-key whose
+-- line is more precise than the option's own).
+
+local function list_length(t)
+  if type(t) ~= "table" then return nil end
+  local n = 0
+  for k in pairs(t) do
+    if type(k) ~= "number" or k < 1 or k ~= math.floor(k) then return nil end
+    n = n + 1
+  end
+  for i = 1, n do if t[i] == nil then return nil end end
+  return n
+end
+
+local function to_integer(v)
+  if is_integer(v) then return v end
+  if type(v) == "string" and v:match("^%s*%-?%d+%s*$") then return tonumber(v) end
+  return nil
+end
+
+local function int_string(n)
+  if is_integer(n) and math.abs(n) < 2^53 then return string.format("%d", n) end
+  return tostring(n)
+end
+
+local function expected(what, v)
+  return nil, "expected " .. what .. ", got " .. describe(v)
+end
+
+local function check_boolean(v)
+  if type(v) == "boolean" then return v end
+  return expected("a boolean", v)
+end
+
+local function check_string(v)
+  if type(v) == "string" and v ~= "" then return v end
+  return expected("a non-empty string", v)
+end
+
+local function check_nonneg_integer(v)
+  local n = to_integer(v)
+  if n and n >= 0 then return n end
+  return expected("a non-negative integer", v)
+end
+
+local function check_duration(v)
+  local ms = util.parse_duration(v)
+  if ms then return ms end
+  return expected("a duration (" .. util.DURATION_HINT .. ")", v)
+end
+
+-- A list of strings from a string (one item) or a list of strings.
+local function check_string_list(v)
+  if type(v) == "string" then return { v } end
+  local n = list_length(v)
+  if not n then return expected("a string or a list of strings", v) end
+  local out = {}
+  for i = 1, n do
+    if type(v[i]) ~= "string" then
+      return nil, "item " .. i .. ": expected a string, got " .. describe(v[i])
+    end
+    out[i] = v[i]
+  end
+  return out
+end
+
+-- Argument vectors: a string is split shell-style; list items may be numbers.
+local function check_argv(v)
+  if type(v) == "string" then
+    local words, err = util.split_args(v)
+    if not words then return nil, err .. " in " .. describe(v) end
+    return words
+  end
+  local n = list_length(v)
+  if not n then return expected("a string or a list of strings", v) end
+  local out = {}
+  for i = 1, n do
+    local x = v[i]
+    if type(x) == "string" then out[i] = x
+    elseif type(x) == "number" then out[i] = int_string(x)
+    else return nil, "item " .. i .. ": expected a string or number, got " .. describe(x) end
+  end
+  return out
+end
+
+local function check_env(v)
+  if type(v) ~= "table" then return expected("a table of NAME = value", v) end
+  local names = {}
+  for k in pairs(v) do
+    if type(k) ~= "string" then
+      return nil, "expected variable names as keys, got key " .. describe(k)
+    end
+    names[#names + 1] = k
+  end
+  sort(names)
+  local out = {}
+  for _, k in ipairs(names) do
+    if k == "" or k:find("[=%z]") then
+      return nil, "invalid variable name " .. quote(k), k
+    end
+    local x = v[k]
+    local t = type(x)
+    if t == "string" then out[k] = x
+    elseif t == "number" then out[k] = int_string(x)
+    elseif t == "boolean" then out[k] = tostring(x)
+    else
+      return nil, "variable '" .. k .. "': expected a string, number or boolean, got " .. describe(x), k
+    end
+  end
+  return out
+end
+
+local function check_path(v, ctx)
+  if type(v) == "string" and v ~= "" then return util.abspath(v, ctx.cwd) end
+  return expected("a file path (non-empty string)", v)
+end
+
+-- Loose type check for compatibility-only options: "boolean|string|list".
+local function check_types(types)
+  return function(v)
+    for t in types:gmatch("[^|]+") do
+      if (t == "list" and list_length(v))
+        or (t == "integer" and is_integer(v))
+        or (t == "duration" and util.parse_duration(v))
+        or type(v) == t then
+        return v
+      end
+    end
+    local words = {}
+    for t in types:gmatch("[^|]+") do words[#words + 1] = (t == "integer" and "an " or "a ") .. t end
+    local what = #words > 1 and (concat(words, ", ", 1, #words - 1) .. " or " .. words[#words]) or words[1]
+    return expected(what, v)
+  end
+end
+
+local CRON_MACROS = {
+  ["@yearly"] = true, ["@annually"] = true, ["@monthly"] = true, ["@weekly"] = true,
+  ["@daily"] = true, ["@midnight"] = true, ["@hourly"] = true,
+}
+
+local CHECK = {
+  args = check_argv,
+  interpreter_args = check_argv,
+  node_args = check_argv,
+  env = check_env,
+  autorestart = check_boolean,
+  max_restarts = check_nonneg_integer,
+  min_uptime = check_duration,
+  restart_delay = check_duration,
+  exp_backoff_restart_delay = check_duration,
+  kill_timeout = check_duration,
+  listen_timeout = check_duration,
+  wait_ready = check_boolean,
+  shutdown_with_message = check_boolean,
+  out_file = check_path,
+  error_file = check_path,
+  merge_logs = check_boolean,
+  log_date_format = check_string,
+  time = check_boolean,
+  disable_logs = check_boolean,
+  ignore_watch = check_string_list,
+}
+
+function CHECK.instances(v, ctx)
+  local n = v == "max" and 0 or to_integer(v)
+  if not n then
+    return expected('a positive integer, 0 or "max" (one per CPU), or -N (CPUs minus N)', v)
+  end
+  if n > 0 then return n end
+  local cpus = ctx.cpus()
+  return math.max(1, cpus + n)
+end
+
+local EXEC_MODES = { fork = "fork", cluster = "cluster", fork_mode = "fork", cluster_mode = "cluster" }
+
+function CHECK.exec_mode(v)
+  if EXEC_MODES[v] then return EXEC_MODES[v] end
+  local guess = type(v) == "string" and util.did_you_mean(v, { "fork", "cluster" })
+  local ok, err = expected('"fork" or "cluster"', v)
+  return ok, err .. (guess and (' (did you mean "' .. guess .. '"?)') or "")
+end
+
+function CHECK.port(v)
+  local n = to_integer(v)
+  if n and n >= 0 and n <= 65535 then return n end
+  return expected("a port number (integer 0-65535)", v)
+end
+
+function CHECK.stop_exit_codes(v)
+  local function code(x)
+    local n = to_integer(x)
+    return n and n >= 0 and n <= 255 and n or nil
+  end
+  if type(v) ~= "table" then
+    local n = code(v)
+    if n then return { n } end
+    return expected("an exit code (integer 0-255) or a list of them", v)
+  end
+  local len = list_length(v)
+  if not len then return expected("an exit code (integer 0-255) or a list of them", v) end
+  local out = {}
+  for i = 1, len do
+    out[i] = code(v[i])
+    if not out[i] then
+      return nil, "item " .. i .. ": expected an exit code (integer 0-255), got " .. describe(v[i])
+    end
+  end
+  return out
+end
+
+function CHECK.kill_signal(v)
+  return util.signal_name(v)
+end
+
+function CHECK.restart(v)
+  if type(v) == "function" then return v end
+  return expected("a function", v)
+end
+
+function CHECK.log_file(v, ctx)
+  if v == false then return nil end
+  if v == true then
+    return nil, "expected a file path (non-empty string), got boolean true (orch has no default combined log file)"
+  end
+  return check_path(v, ctx)
+end
+
+function CHECK.watch(v, ctx)
+  if v == false then return false end
+  if v == true then return { ctx.cwd } end
+  local list, err = check_string_list(v)
+  if not list then
+    if err:match("^expected") then return expected("a boolean, a path or a list of paths", v) end
+    return nil, err
+  end
+  if #list == 0 then return false end
+  for i, p in ipairs(list) do list[i] = util.abspath(p, ctx.cwd) end
+  return list
+end
+
+function CHECK.max_memory_restart(v)
+  local bytes = util.parse_size(v)
+  if not bytes then return expected("a size (" .. util.SIZE_HINT .. ")", v) end
+  if bytes == 0 then return nil end
+  return bytes
+end
+
+function CHECK.cron_restart(v)
+  if v == false then return nil end
+  local what = 'a cron expression (5 or 6 fields, e.g. "0 3 * * *")'
+  if type(v) ~= "string" then return expected(what, v) end
+  local s = util.trim(v)
+  if CRON_MACROS[s:lower()] then return s end
+  local fields = 0
+  for f in s:gmatch("%S+") do
+    if not f:match("^[%w%*/,%-%?#]+$") then return expected(what, v) end
+    fields = fields + 1
+  end
+  if fields ~= 5 and fields ~= 6 then return expected(what, v) end
+  return s
+end
+
+for name, types in pairs(IGNORED) do CHECK[name] = check_types(types) end
+for name, types in pairs(UNSUPPORTED) do CHECK[name] = check_types(types) end
+for name, spec in pairs(OPTIONS) do
+  if spec.alias_of and not CHECK[name] then CHECK[name] = CHECK[spec.alias_of] end
+end
+
+---------------------------------------------------------------------------
+-- Normalisation
+---------------------------------------------------------------------------
+
+local function copy(v)
+  if type(v) ~= "table" then return v end
+  local t = {}
+  for k, x in pairs(v) do t[k] = copy(x) end
+  return t
+end
+
+local function location(file, line)
+  if file and line then return file .. ":" .. line .. ": " end
+  if file then return file .. ": " end
+  if line then return "line " .. line .. ": " end
+  return ""
+end
+
+local function valid_name(v)
+  return type(v) == "string" and v ~= "" and not v:find("[^%w_%.%-]") and not v:match("^%d+$")
+end
+
+local function derive_name(script)
+  local base = util.basename(script)
+  base = base:match("^(.+)%.[^.]*$") or base
+  base = base:gsub("[^%w_%.%-]", "_")
+  if base == "" or base:match("^%d+$") then base = "app_" .. base end
+  return base
+end
+
+-- Resolves `script` following PM2: a path relative to cwd, or a bare command
+-- found on PATH when nothing would interpret it.
+local function resolve_script(v, ctx)
+  if type(v) ~= "string" or v == "" then return expected("a non-empty string", v) end
+  local full = util.abspath(v, ctx.cwd)
+  if util.is_file(full) then return full end
+  if util.is_dir(full) then return nil, "is a directory: " .. full end
+  if not v:find("/", 1, true) and ctx.no_interpreter and util.which(v, ctx.path) then
+    return v
+  end
+  return nil, "no such file: " .. full
+end
+
+local function normalize_app(raw, index, st)
+  local lines = st.lines and st.lines.apps and st.lines.apps[index] or {}
+  local label = "#" .. index
+
+  local function fail(opt, msg, subkey)
+    local line
+    if opt then
+      local subs = lines.subkeys and lines.subkeys[opt]
+      line = subs and subkey and subs[subkey] or (lines.keys and lines.keys[opt])
+    end
+    line = line or lines.line
+    local where = "app " .. label .. ": " .. (opt and ("option '" .. opt .. "': ") or "")
+    return nil, location(st.file, line) .. where .. msg
+  end
+
+  local function warn(opt, msg)
+    local line = lines.keys and lines.keys[opt] or lines.line
+    st.warnings[#st.warnings + 1] =
+      location(st.file, line) .. "app " .. label .. ": option '" .. opt .. "' " .. msg
+  end
+
+  if type(raw) ~= "table" then
+    return fail(nil, "expected a table of options, got " .. describe(raw))
+  end
+
+  -- A derived name labels errors as soon as possible.
+  local raw_name, raw_script = rawget(raw, "name"), rawget(raw, "script") or rawget(raw, "exec")
+  if valid_name(raw_name) then
+    label = "'" .. raw_name .. "'"
+  elseif raw_name == nil and type(raw_script) == "string" and raw_script ~= "" then
+    label = "'" .. derive_name(raw_script) .. "'"
+  end
+
+  -- Raw access only: a user metatable must not run code while we validate.
+  local vals, keys = {}, {}
+  for k, v in next, raw do
+    if type(k) ~= "string" then
+      return fail(nil, "unexpected list item [" .. tostring(k) .. "] = " .. describe(v)
+        .. "; options are written as key = value")
+    end
+    if v ~= st.null then
+      vals[k] = v
+      keys[#keys + 1] = k
+    end
+  end
+
+  -- Unknown options first, in file order, so the message points at the typo.
+  local unknown = {}
+  for _, k in ipairs(keys) do
+    local spec = OPTIONS[k]
+    if not spec and not k:match("^env_") then unknown[#unknown + 1] = k end
+  end
+  if #unknown > 0 then
+    local function line_of(k) return lines.keys and lines.keys[k] or math.huge end
+    sort(unknown, function(a, b)
+      if line_of(a) ~= line_of(b) then return line_of(a) < line_of(b) end
+      return a < b
+    end)
+    local k = unknown[1]
+    local guess = util.did_you_mean(k, SUGGEST)
+    return fail(k, "unknown option" .. (guess and (" (did you mean '" .. guess .. "'?)") or ""))
+  end
+
+  -- Fold aliases into their canonical option, remembering the spelling used
+  -- so errors name what the user wrote.
+  local spelled = {}
+  for _, k in ipairs(keys) do
+    local target = OPTIONS[k] and OPTIONS[k].alias_of
+    if target and k ~= "node_args" then
+      if vals[target] ~= nil or spelled[target] then
+        return fail(k, "same as '" .. target .. "', which is already set")
+      end
+      vals[target], vals[k], spelled[target] = vals[k], nil, k
+    end
+  end
+  local function opt_name(o) return spelled[o] or o end
+
+  local app = { config_line = lines.line }
+  local ctx = { cpus = st.cpus, path = st.path }
+
+  -- name
+  if vals.name ~= nil then
+    local v = vals.name
+    if type(v) ~= "string" or v == "" or v:find("[^%w_%.%-]") then
+      return fail("name", "expected a non-empty string of letters, digits, '_', '.' and '-', got " .. describe(v))
+    end
+    if v:match("^%d+$") then
+      return fail("name", "must not be all digits (process ids are numbers), got " .. describe(v))
+    end
+    app.name = v
+  end
+
+  -- cwd, before anything resolved against it
+  if vals.cwd ~= nil then
+    local v = vals.cwd
+    if type(v) ~= "string" or v == "" then
+      return fail("cwd", "expected a directory path (non-empty string), got " .. describe(v))
+    end
+    local dir = util.abspath(v, st.dir)
+    if not util.is_dir(dir) then
+      return fail("cwd", (util.is_file(dir) and "not a directory: " or "no such directory: ") .. dir)
+    end
+    app.cwd = dir
+  else
+    app.cwd = st.dir
+  end
+  ctx.cwd = app.cwd
+
+  -- interpreter, which decides how script is looked up
+  app.interpreter_none = false
+  if vals.interpreter ~= nil then
+    local v = vals.interpreter
+    if type(v) ~= "string" or v == "" then
+      return fail(opt_name("interpreter"), "expected a non-empty string, got " .. describe(v))
+    end
+    if v == "none" then
+      app.interpreter_none = true
+    elseif v:find("/", 1, true) then
+      app.interpreter = util.abspath(v, app.cwd)
+    else
+      app.interpreter = v
+    end
+  end
+  ctx.no_interpreter = app.interpreter == nil
+
+  -- script
+  if vals.script == nil then return fail("script", "required") end
+  local script, err = resolve_script(vals.script, ctx)
+  if err then return fail(opt_name("script"), err) end
+  app.script = script
+  if not app.name then app.name = derive_name(vals.script) end
+  label = "'" .. app.name .. "'"
+  if st.names[app.name] then
+    return fail(vals.name ~= nil and "name" or opt_name("script"),
+      "duplicate name '" .. app.name .. "' (also used by app #" .. st.names[app.name] .. ")")
+  end
+  st.names[app.name] = index
+
+  -- Everything else, in schema order.
+  for _, o in ipairs(ORDER) do
+    local spec = OPTIONS[o]
+    if not spec.alias_of and not spec.pattern and o ~= "name" and o ~= "script" and o ~= "cwd"
+        and o ~= "interpreter" then
+      local v = vals[o]
+      if v == nil then
+        if not spec.compat then app[o] = copy(spec.default) end
+      else
+        local val, e, subkey = CHECK[o](v, ctx)
+        if e then return fail(opt_name(o), e, subkey) end
+        if spec.compat == "unsupported" then
+          warn(o, "is a PM2 option orch does not support; ignored")
+        elseif not spec.compat then
+          app[o] = val
+        end
+        if o == "port" then ctx.port = val end
+      end
+    end
+  end
+
+  -- node_args is PM2's spelling of interpreter_args: both may be given.
+  if vals.node_args ~= nil then
+    local extra, e = CHECK.node_args(vals.node_args)
+    if e then return fail("node_args", e) end
+    for _, a in ipairs(extra) do app.interpreter_args[#app.interpreter_args + 1] = a end
+  end
+
+  -- env_<name> overlays are all validated; the selected one is merged.
+  local overlays = {}
+  for _, k in ipairs(keys) do
+    if k:match("^env_") then overlays[#overlays + 1] = k end
+  end
+  sort(overlays)
+  for _, k in ipairs(overlays) do
+    local overlay, e, subkey = check_env(vals[k])
+    if e then return fail(k, e, subkey) end
+    if st.env_name and k == "env_" .. st.env_name then
+      st.env_used = true
+      for name, value in pairs(overlay) do app.env[name] = value end
+    end
+  end
+
+  if ctx.port and app.env.PORT == nil then app.env.PORT = int_string(ctx.port) end
+
+  if app.disable_logs then
+    app.out_file, app.error_file = "/dev/null", "/dev/null"
+  end
+
+  if app.watch ~= false then warn(opt_name("watch"), "is validated but not implemented yet") end
+  if #app.ignore_watch > 0 then warn("ignore_watch", "is validated but not implemented yet") end
+  if app.max_memory_restart then warn("max_memory_restart", "is validated but not implemented yet") end
+  if app.cron_restart then warn(opt_name("cron_restart"), "is validated but not implemented yet") end
+
+  return app
+end
+
+-- Validates a raw configuration table {apps = {...}} and returns
+-- {file, dir, apps, warnings}. opts: file (label for messages), dir (base
+-- for relative paths; default the current directory), env_name, cpus,
+-- base_env (for PATH lookups), lines (line map, see line_map), null (a
+-- value meaning "absent", e.g. cjson.null).
+function M.normalize(tbl, opts)
+  opts = opts or {}
+  local file = opts.file
+  local dir = opts.dir and util.abspath(opts.dir) or util.getcwd() or "/"
+  if opts.env_name ~= nil and type(opts.env_name) ~= "string" then
+    return nil, "env_name must be a string, got " .. describe(opts.env_name)
+  end
+
+  local top_lines = opts.lines and opts.lines.keys or {}
+  local function fail(key, msg)
+    return nil, location(file, key and top_lines[key]) .. (key and ("top-level key '" .. key .. "': ") or "") .. msg
+  end
+
+  if type(tbl) ~= "table" then
+    return fail(nil, "expected a table with an 'apps' list, got " .. describe(tbl))
+  end
+
+  local top_keys = {}
+  for k in next, tbl do
+    if type(k) ~= "string" then
+      if is_integer(k) then
+        return fail("apps", "required (the file must hold { apps = { ... } }, not a bare list of apps)")
+      end
+      return fail(nil, "unexpected top-level key " .. describe(k))
+    end
+    top_keys[#top_keys + 1] = k
+  end
+  sort(top_keys, function(a, b)
+    local la, lb = top_lines[a] or math.huge, top_lines[b] or math.huge
+    if la ~= lb then return la < lb end
+    return a < b
+  end)
+  for _, k in ipairs(top_keys) do
+    if not TOP_LEVEL[k] then
+      local guess = util.did_you_mean(k, { "apps", "deploy" })
+      return fail(k, "unknown key" .. (guess and (" (did you mean '" .. guess .. "'?)") or ""))
+    end
+  end
+
+  local apps = rawget(tbl, "apps")
+  if apps == nil or apps == opts.null then return fail("apps", "required") end
+  local n = list_length(apps)
+  if not n then return fail("apps", "expected a list of app tables, got " .. describe(apps)) end
+  if n == 0 then return fail("apps", "expected a non-empty list of app tables, got empty table") end
+
+  local cpus_cache = opts.cpus
+  if cpus_cache ~= nil and not (is_integer(cpus_cache) and cpus_cache >= 1) then
+    return nil, "cpus must be a positive integer, got " .. describe(cpus_cache)
+  end
+  local base_env = opts.base_env
+  local st = {
+    file = file, dir = dir, env_name = opts.env_name, lines = opts.lines, null = opts.null,
+    names = {}, warnings = {},
+    -- The PATH the user's shell had decides where bare commands are found;
+    -- with none, use the default execvp falls back to.
+    path = (base_env and base_env.PATH) or (not base_env and os.getenv("PATH"))
+      or "/usr/local/bin:/usr/bin:/bin",
+    cpus = function()
+      cpus_cache = cpus_cache or util.cpu_count()
+      return cpus_cache
+    end,
+  }
+
+  local out = {}
+  for i = 1, n do
+    local app, err = normalize_app(apps[i], i, st)
+    if not app then return nil, err end
+    out[i] = app
+  end
+
+  if st.env_name and not st.env_used then
+    st.warnings[#st.warnings + 1] = location(file, nil) .. "no app defines 'env_" .. st.env_name
+      .. "', so the environment '" .. st.env_name .. "' changes nothing"
+  end
+
+  return { file = file, dir = dir, apps = out, warnings = st.warnings }
+end
+
+---------------------------------------------------------------------------
+-- Loading
+---------------------------------------------------------------------------
+
+-- Keeps the innermost "FILE:LINE:" when an error was re-raised with another
+-- position prepended, and adds "FILE: " to messages that carry none.
+local function clean_error(msg, file)
+  msg = tostring(msg)
+  local prefix = file .. ":"
+  if sub(msg, 1, #prefix) ~= prefix then return prefix .. " " .. msg end
+  while true do
+    local rest = msg:match("^[^\n]-:%d+: (.*)$")
+    if rest and sub(rest, 1, #prefix) == prefix and sub(msg, 1, #prefix) == prefix then
+      msg = rest
+    else
+      break
+    end
+  end
+  return msg
+end
+
+local function env_lookup(base_env)
+  if base_env then
+    return function(k)
+      local v = base_env[k]
+      if v ~= nil then return tostring(v) end
+    end
+  end
+  return os.getenv
+end
+
+local function env_snapshot(base_env)
+  local snap = {}
+  if base_env then
+    for k, v in pairs(base_env) do snap[k] = tostring(v) end
+    return snap
+  end
+  local ok, uv = pcall(require, "luv")
+  if ok and type(uv) == "table" and uv.os_environ then
+    for k, v in pairs(uv.os_environ()) do snap[k] = v end
+  end
+  return snap
+end
+
+local function shallow(t, skip)
+  local c = {}
+  for k, v in pairs(t) do if not (skip and skip[k]) then c[k] = v end end
+  return c
+end
+
+-- The globals an ecosystem file sees: pure functions, copies of the
+-- libraries (so the daemon's own can't be altered) and a read-only `env`.
+local function sandbox(opts, state)
+  local lookup = env_lookup(opts.base_env)
+  local env_pairs = {}
+  local env = setmetatable({}, {
+    __index = function(_, k) if type(k) == "string" then return lookup(k) end end,
+    __newindex = function(_, k) error("env is read-only (tried to set " .. describe(k) .. ")", 2) end,
+    __metatable = false,
+  })
+  env_pairs[env] = function()
+    return next, env_snapshot(opts.base_env), nil
+  end
+
+  -- A deadline error caught by the file's own pcall must still end the run.
+  local function rethrow_timeout(ok, ...)
+    if not ok and state.timed_out then error(state.timed_out, 0) end
+    return ok, ...
+  end
+
+  local G = {
+    assert = assert, error = error, ipairs = ipairs, next = next, select = select,
+    tonumber = tonumber, tostring = tostring, type = type, unpack = unpack,
+    rawget = rawget, rawset = rawset, rawequal = rawequal, rawlen = rawlen,
+    setmetatable = setmetatable,
+    getmetatable = function(v)
+      -- The string metatable is shared with the daemon; keep it out of reach.
+      if type(v) == "string" then return nil end
+      return getmetatable(v)
+    end,
+    pairs = function(t)
+      local p = env_pairs[t]
+      if p then return p() end
+      return pairs(t)
+    end,
+    pcall = function(f, ...) return rethrow_timeout(pcall(f, ...)) end,
+    xpcall = function(f, h) return rethrow_timeout(xpcall(f, h)) end,
+    print = function(...)
+      local parts = {}
+      for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+      io.stderr:write(concat(parts, "\t"), "\n")
+    end,
+    math = shallow(math),
+    string = shallow(string, { dump = true }),
+    table = shallow(table),
+    os = { getenv = lookup, time = os.time, date = os.date, clock = os.clock },
+    env = env,
+  }
+  G._G = G
+  return G
+end
+
+local function eval_lua(src, file, opts)
+  local fn, err = loadstring(src, "@" .. file)
+  if not fn then return nil, clean_error(err, file) end
+
+  local state = {}
+  setfenv(fn, sandbox(opts, state))
+  -- Count hooks do not fire inside compiled traces.
+  if jit then jit.off(fn, true) end
+
+  local deadline_ms = opts.deadline_ms or 2000
+  local limit = os.clock() + deadline_ms / 1000
+  local function hook()
+    if state.timed_out or os.clock() > limit then
+      state.timed_out = state.timed_out or ("evaluation took longer than " .. deadline_ms .. " ms")
+      -- Level 2 blames the file's running line, not this hook.
+      error(state.timed_out, 2)
+    end
+  end
+
+  local old_hook, old_mask, old_count = debug.gethook()
+  debug.sethook(hook, "", 1000)
+  local ok, result = pcall(fn)
+  if old_hook then debug.sethook(old_hook, old_mask, old_count) else debug.sethook() end
+
+  if not ok then return nil, clean_error(result, file) end
+  if type(result) ~= "table" then
+    return nil, file .. ": expected the file to return a table with an 'apps' list, got " .. describe(result)
+  end
+  return result
+end
+
+local function decode_json(src, file)
+  local ok, cjson = pcall(require, "cjson")
+  if not ok then return nil, file .. ": cannot read JSON: the cjson module is not available" end
+  local json = cjson.new()
+  json.decode_invalid_numbers(false)
+  local ok2, result = pcall(json.decode, src)
+  if not ok2 then
+    local msg = tostring(result)
+    local pos = tonumber(msg:match("at character (%d+)"))
+    local line = pos and (1 + count_newlines(src, 1, pos - 1)) or nil
+    return nil, location(file, line) .. "invalid JSON: " .. msg
+  end
+  if type(result) ~= "table" then
+    return nil, file .. ": expected a JSON object with an \"apps\" list, got " .. describe(result)
+  end
+  return result, nil, json.null
+end
+
+-- Loads, validates and normalises the ecosystem file at `path`.
+-- opts: env_name, cpus, base_env, deadline_ms (Lua evaluation budget),
+-- cwd (base for a relative `path`; default the process's cwd).
+function M.load(path, opts)
+  opts = opts or {}
+  if type(path) ~= "string" or path == "" then
+    return nil, "ecosystem path must be a non-empty string, got " .. describe(path)
+  end
+  if opts.deadline_ms ~= nil and not (type(opts.deadline_ms) == "number" and opts.deadline_ms > 0) then
+    return nil, "deadline_ms must be a positive number, got " .. describe(opts.deadline_ms)
+  end
+  local file = util.abspath(path, opts.cwd)
+  local dir = util.dirname(file)
+  local lower = file:lower()
+
+  if lower:match("%.[cm]?js$") then
+    return nil, file .. ": JavaScript ecosystem files are not supported; use ecosystem.lua or ecosystem.json"
+  end
+  if lower:match("%.ya?ml$") then
+    return nil, file .. ": YAML ecosystem files are not supported; use ecosystem.lua or ecosystem.json"
+  end
+  if util.is_dir(file) then return nil, file .. ": is a directory" end
+  local f, err = io.open(file, "r")
+  if not f then return nil, err end
+  local src = f:read("*a")
+  f:close()
+  if not src then return nil, file .. ": cannot read file" end
+
+  local is_json = lower:match("%.json$") or (not lower:match("%.lua$") and src:match("^%s*{"))
+  local raw, null, find_lines
+  if is_json then
+    raw, err, null = decode_json(src, file)
+    find_lines = json_lines
+  else
+    raw, err = eval_lua(src, file, opts)
+    find_lines = lua_lines
+  end
+  if not raw then return nil, err end
+
+  if null then
+    -- JSON null means "not given" for options, as in PM2.
+    local function strip(t)
+      for k, v in pairs(t) do
+        if v == null and type(k) == "string" then t[k] = nil
+        elseif type(v) == "table" then strip(v) end
+      end
+    end
+    strip(raw)
+  end
+
+  local apps = type(raw) == "table" and rawget(raw, "apps")
+  local napps = type(apps) == "table" and list_length(apps) or -1
+  -- Line numbers are a convenience: a tokenizer surprise must never turn
+  -- a valid file into an error.
+  local ok, lines = pcall(find_lines, src, napps)
+  if not ok then lines = nil end
+
+  return M.normalize(raw, {
+    file = file, dir = dir, env_name = opts.env_name, cpus = opts.cpus,
+    base_env = opts.base_env, lines = lines, null = null,
+  })
+end
+
+return M

@@ -1,0 +1,96 @@
+-- orch.launch: from a normalised app and an instance number to what exec
+-- needs (program, argv, environment, cwd) and where its output goes.
+-- Pure functions: no process is started here.
+local M = {}
+
+-- Interpreters inferred from the script's extension, as PM2 does. ".lua"
+-- runs under orch itself ("orch lua FILE"), so Lua apps need no LuaJIT.
+M.interpreters = {
+  js = "node", mjs = "node", cjs = "node",
+  py = "python3",
+  sh = "sh",
+  lua = true,
+}
+
+-- Variables that describe orch's own relation to its parent (socket
+-- activation, an IPC channel, a notify socket) and must not leak into
+-- children, where they would point at the wrong fds or the wrong pid.
+M.scrubbed_env = {
+  LISTEN_FDS = true, LISTEN_PID = true, LISTEN_FDNAMES = true, LISTEN_PIDFDID = true,
+  NOTIFY_SOCKET = true, NODE_CHANNEL_FD = true, NODE_CHANNEL_SERIALIZATION_MODE = true,
+  NODE_UNIQUE_ID = true,
+}
+
+local function extension(path)
+  return path:match("%.([%w]+)$")
+end
+
+local function append(dst, src)
+  for i = 1, #(src or {}) do dst[#dst + 1] = src[i] end
+  return dst
+end
+
+-- Returns { file = program, argv = {...} }. orch_exe is the path of the orch
+-- binary (for .lua scripts).
+function M.command(app, orch_exe)
+  local interp = app.interpreter
+  if not interp and not app.interpreter_none then
+    interp = M.interpreters[extension(app.script) or ""]
+  end
+  if interp == true then
+    return { file = orch_exe, argv = append({ orch_exe, "lua", app.script }, app.args) }
+  end
+  if interp then
+    local argv = append({ interp }, app.interpreter_args)
+    argv[#argv + 1] = app.script
+    return { file = interp, argv = append(argv, app.args) }
+  end
+  return { file = app.script, argv = append({ app.script }, app.args) }
+end
+
+-- The child's complete environment as a sorted "K=V" list: the base
+-- environment (orch's own, or the CLI's), the app's env over it, then the
+-- instance variables.
+function M.environment(app, instance, id, base_env)
+  local env = {}
+  for k, v in pairs(base_env or {}) do
+    if not M.scrubbed_env[k] then env[k] = v end
+  end
+  for k, v in pairs(app.env or {}) do env[k] = tostring(v) end
+  env.NODE_APP_INSTANCE = tostring(instance)
+  env.ORCH_INSTANCE = tostring(instance)
+  env.ORCH_APP_NAME = app.name
+  env.ORCH_ID = tostring(id)
+  local list = {}
+  for k, v in pairs(env) do list[#list + 1] = k .. "=" .. v end
+  table.sort(list)
+  return list
+end
+
+-- PM2's file names: NAME-out.log / NAME-error.log, with -INSTANCE before the
+-- extension when an app has several instances whose logs are not merged.
+function M.log_paths(app, instance, logs_dir)
+  local function per_instance(path)
+    if app.merge_logs or (app.instances or 1) <= 1 then return path end
+    if path == "/dev/null" then return path end
+    local stem, ext = path:match("^(.*)(%.[^./]+)$")
+    if stem then return stem .. "-" .. instance .. ext end
+    return path .. "-" .. instance
+  end
+  local safe = app.name:gsub("[^%w_.-]", "_")
+  local out = app.out_file or (logs_dir .. "/" .. safe .. "-out.log")
+  local err = app.error_file or (logs_dir .. "/" .. safe .. "-error.log")
+  return per_instance(out), per_instance(err)
+end
+
+-- Parses an environ-style list ({"K=V", ...}) into a table.
+function M.env_table(list)
+  local t = {}
+  for _, kv in ipairs(list) do
+    local k, v = kv:match("^([^=]+)=(.*)$")
+    if k then t[k] = v end
+  end
+  return t
+end
+
+return M

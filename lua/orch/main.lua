@@ -1,0 +1,68 @@
+-- orch.main: argv → verb. Each verb lives in its own module and is required
+-- only when used, so a short-lived CLI call loads little.
+local M = {}
+
+M.version = "0.1.0"
+
+local verbs = {
+  run = { module = "orch.run", usage = "run FILE [--env NAME]",
+          summary = "run an ecosystem in the foreground (like pm2-runtime)" },
+  lua = { module = "orch.luarun", usage = "lua FILE [ARGS...]",
+          summary = "run a Lua script with orch's runtime (LuaJIT, luv, cjson)" },
+  version = { summary = "print orch's version" },
+  help = { usage = "help [VERB]", summary = "show help" },
+}
+local order = { "run", "lua", "version", "help" }
+
+local function usage(out)
+  out:write("usage: orch <verb> [args]\n\nverbs:\n")
+  for _, name in ipairs(order) do
+    local v = verbs[name]
+    out:write(string.format("  %-28s %s\n", v.usage or name, v.summary))
+  end
+end
+
+local function help(args)
+  local name = args[1]
+  if not name then usage(io.stdout) return 0 end
+  local v = verbs[name]
+  if not v then
+    io.stderr:write(string.format("orch help: unknown verb '%s'\n", name))
+    return 2
+  end
+  if v.module then
+    local mod = require(v.module)
+    if mod.help then io.stdout:write(mod.help) return 0 end
+  end
+  io.stdout:write(string.format("usage: orch %s\n\n%s\n", v.usage or name, v.summary))
+  return 0
+end
+
+-- argv[0] is the program, argv[1] the verb.
+function M.main(argv)
+  local verb = argv[1]
+  local args = {}
+  for i = 2, #argv do args[#args + 1] = argv[i] end
+  if verb == nil or verb == "-h" or verb == "--help" then
+    usage(verb and io.stdout or io.stderr)
+    return verb and 0 or 2
+  end
+  if verb == "version" or verb == "--version" or verb == "-v" then
+    io.stdout:write("orch ", M.version, "\n")
+    return 0
+  end
+  if verb == "help" then return help(args) end
+  local v = verbs[verb]
+  if not v then
+    local names = {}
+    for _, n in ipairs(order) do names[#names + 1] = n end
+    local hint = require("orch.util").did_you_mean(verb, names)
+    io.stderr:write(string.format("orch: unknown verb '%s'%s\n", verb,
+      hint and string.format(" (did you mean '%s'?)", hint) or ""))
+    usage(io.stderr)
+    return 2
+  end
+  return require(v.module).main(args, argv[0])
+end
+
+return M

@@ -1,0 +1,58 @@
+-- orch.paths: $ORCH_HOME and what lives in it. The directory is private to
+-- its owner (0700): it holds the control socket, logs and state.
+local uv = require("luv")
+
+local M = {}
+
+function M.home()
+  local home = os.getenv("ORCH_HOME")
+  if home and home ~= "" then return home end
+  local user_home = os.getenv("HOME")
+  if not user_home or user_home == "" then return nil, "neither ORCH_HOME nor HOME is set" end
+  return user_home .. "/.orch"
+end
+
+local function mkdir_private(path)
+  local ok, err, code = uv.fs_mkdir(path, tonumber("700", 8))
+  if not ok and code ~= "EEXIST" then return nil, string.format("cannot create %s: %s", path, err) end
+  local st, serr = uv.fs_stat(path)
+  if not st then return nil, string.format("cannot stat %s: %s", path, serr) end
+  if st.type ~= "directory" then return nil, path .. " exists and is not a directory" end
+  return st
+end
+
+-- Creates $ORCH_HOME (0700) and its logs/ directory. An existing home owned
+-- by someone else is refused; a wider mode on our own is narrowed.
+function M.ensure_home()
+  local home, err = M.home()
+  if not home then return nil, err end
+  local st, serr = mkdir_private(home)
+  if not st then return nil, serr end
+  if st.uid ~= uv.getuid() then
+    return nil, string.format("%s belongs to uid %d, not to us (uid %d)", home, st.uid, uv.getuid())
+  end
+  if st.mode % 512 ~= tonumber("700", 8) then
+    local ok, cerr = uv.fs_chmod(home, tonumber("700", 8))
+    if not ok then return nil, string.format("cannot chmod 0700 %s: %s", home, cerr) end
+  end
+  local logs = home .. "/logs"
+  local lst, lerr = mkdir_private(logs)
+  if not lst then return nil, lerr end
+  return { home = home, logs = logs }
+end
+
+-- An absolute, normalised version of path (relative to cwd).
+function M.absolute(path, cwd)
+  if path:sub(1, 1) ~= "/" then path = (cwd or uv.cwd()) .. "/" .. path end
+  local parts = {}
+  for part in path:gmatch("[^/]+") do
+    if part == ".." then
+      parts[#parts] = nil
+    elseif part ~= "." then
+      parts[#parts + 1] = part
+    end
+  end
+  return "/" .. table.concat(parts, "/")
+end
+
+return M

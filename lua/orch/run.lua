@@ -1,0 +1,147 @@
+-- orch.run: `orch run FILE`, the engine in the foreground (pm2-runtime).
+-- Every app's output is copied to the terminal as "name:instance | line";
+-- SIGINT/SIGTERM/SIGHUP stop everything gracefully (a second one kills);
+-- orch exits once nothing is left running: 0, or 1 if an app ended errored.
+local uv = require("luv")
+local core = require("orch.core")
+local ecosystem = require("orch.ecosystem")
+local paths = require("orch.paths")
+local supervisor = require("orch.supervisor")
+
+local M = {}
+
+M.help = [[
+usage: orch run FILE [--env NAME]
+
+Runs the apps of an ecosystem file (ecosystem.lua or PM2's JSON format) in
+the foreground: output goes to the log files under $ORCH_HOME/logs and to
+this terminal, prefixed with name:instance. Ctrl-C (SIGINT), SIGTERM or
+SIGHUP stop every app with its kill_signal, then SIGKILL after kill_timeout;
+a second signal kills at once. orch exits when no app is running any more:
+with status 0, or 1 if an app ended errored.
+
+  --env NAME   apply each app's env_NAME over its env
+]]
+
+local function parse(args)
+  local opts = {}
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    if a == "--env" then
+      opts.env_name = args[i + 1]
+      if not opts.env_name then return nil, "option '--env' needs a NAME" end
+      i = i + 1
+    elseif a:match("^%-%-env=") then
+      opts.env_name = a:sub(7)
+    elseif a:sub(1, 1) == "-" and a ~= "-" then
+      local hint = require("orch.util").did_you_mean(a:gsub("^%-+", ""), { "env" })
+      return nil, string.format("unknown option '%s'%s", a, hint and " (did you mean '--" .. hint .. "'?)" or "")
+    elseif opts.file then
+      return nil, string.format("unexpected argument '%s'", a)
+    else
+      opts.file = a
+    end
+    i = i + 1
+  end
+  if not opts.file then return nil, "missing ecosystem FILE" end
+  return opts
+end
+
+local function say(msg)
+  io.stderr:write("orch | ", msg, "\n")
+end
+
+local function duration(ms)
+  if ms < 1000 then return string.format("%d ms", ms) end
+  return string.format("%.1f s", ms / 1000)
+end
+
+local function describe(sup, event, proc, info)
+  local who = proc and sup:label(proc)
+  if event == "online" then
+    return string.format("%s online, pid %d, restarts %d", who, proc.pid, proc.restarts)
+  elseif event == "spawn_error" then
+    return string.format("%s failed to start: %s", who, info.error)
+  elseif event == "exit" then
+    local how = info.signal and ("killed by " .. info.signal) or ("exited with code " .. tostring(info.code))
+    return string.format("%s (pid %d) %s after %s", who, proc.pid or 0, how, duration(info.uptime_ms))
+  elseif event == "waiting" then
+    return string.format("%s restarting in %s (restart %d)", who, duration(info.delay), proc.restarts)
+  elseif event == "stopping" then
+    return string.format("%s stopping: %s, SIGKILL after %s", who, proc.app.kill_signal, duration(proc.app.kill_timeout))
+  elseif event == "stopped" then
+    return string.format("%s stopped%s", who, info and info.reason and (": " .. info.reason) or "")
+  elseif event == "errored" then
+    return string.format("%s errored: %s", who, info and info.reason or "?")
+  end
+end
+
+function M.main(args)
+  local opts, perr = parse(args)
+  if not opts then
+    io.stderr:write("orch run: ", perr, "\nusage: orch run FILE [--env NAME]\n")
+    return 2
+  end
+  local home, herr = paths.ensure_home()
+  if not home then
+    io.stderr:write("orch run: ", herr, "\n")
+    return 1
+  end
+  local base_env = core.environ()
+  local cfg, err = ecosystem.load(opts.file, { env_name = opts.env_name, base_env = base_env })
+  if not cfg then
+    io.stderr:write(err, "\n")
+    return 2
+  end
+  for _, w in ipairs(cfg.warnings or {}) do say("warning: " .. w) end
+
+  core.on_error(function(msg) say("error: " .. msg) end)
+  local status, shutting_down = 0, false
+  local sup
+  sup = supervisor.new({
+    logs_dir = home.logs,
+    base_env = base_env,
+    echo = true,
+    log = function(_, msg) say(msg) end,
+    emit = function(event, proc, info)
+      if event == "idle" then
+        if not shutting_down then
+          for _, p in ipairs(sup:list()) do
+            if p.status == "errored" then status = 1 end
+          end
+          say("no app is running any more, exiting")
+          uv.stop()
+        end
+        return
+      end
+      local msg = describe(sup, event, proc, info)
+      if msg then say(msg) end
+    end,
+  })
+  for _, app in ipairs(cfg.apps) do sup:add(app) end
+
+  local signals = {}
+  local function on_signal(name)
+    if shutting_down then
+      say("received " .. name .. " again, killing everything now")
+      sup:kill_all()
+      return
+    end
+    shutting_down = true
+    say("received " .. name .. ", stopping all apps")
+    sup:stop_all(function() uv.stop() end)
+  end
+  for _, name in ipairs({ "sigint", "sigterm", "sighup" }) do
+    local h = uv.new_signal()
+    h:start(name, function() on_signal(name:upper()) end)
+    signals[#signals + 1] = h
+  end
+
+  sup:start_all()
+  uv.run()
+  for _, h in ipairs(signals) do h:close() end
+  return status
+end
+
+return M

@@ -1,0 +1,373 @@
+-- orch.supervisor: the process table and each process's state machine.
+--
+-- States (PM2's names): launching, online, stopping, stopped, errored, and
+-- waiting (a restart delay is pending). Transitions:
+--
+--   stopped/errored --start--> launching --exec ok--> online
+--   launching --exec failed--> errored
+--   online --exit--> (policy) waiting --delay--> launching
+--                             | launching (no delay) | stopped | errored
+--   online/launching --stop--> stopping --group empty--> stopped
+--   waiting --stop--> stopped
+--
+-- Stopping sends kill_signal to the process group and to descendants that
+-- left it, and SIGKILL to all of them after kill_timeout. A process is
+-- stopped only when its main process has exited and nothing of its tree is
+-- left. Events go to opts.emit(event, proc, info).
+local core = require("orch.core")
+local uv = require("luv")
+local policy = require("orch.policy")
+local launch = require("orch.launch")
+local hook = require("orch.hook")
+
+local M = {}
+local Supervisor = {}
+Supervisor.__index = Supervisor
+
+-- Exec errors that may go away by themselves (resource limits) go through
+-- the restart policy; anything else (no such file, not executable) is final.
+local transient_spawn_errors = { EAGAIN = true, ENOMEM = true, EMFILE = true, ENFILE = true }
+
+-- How often a stopping process whose main pid is gone is checked for
+-- leftovers that are not our children (SIGCHLD covers the ones that are).
+local LEFTOVER_CHECK_MS = 50
+
+local function now_ms()
+  return uv.hrtime() / 1e6
+end
+
+local function close_timer(t)
+  if t and not t:is_closing() then t:close() end
+end
+
+local function after(ms, fn)
+  local t = uv.new_timer()
+  t:start(math.max(0, math.floor(ms)), 0, fn)
+  return t
+end
+
+-- opts: logs_dir, base_env (table), emit(event, proc, info), log(level, msg),
+--       echo (bool: copy output lines to our stdout/stderr with a prefix)
+function M.new(opts)
+  local self = setmetatable({
+    procs = {},       -- in id order
+    by_id = {},
+    next_id = 0,
+    sinks = {},       -- path -> sink, shared by restarts and merged instances
+    prefix_width = 0,
+    opts = opts,
+    emit = opts.emit or function() end,
+    log = opts.log or function() end,
+    exe = assert(core.exe_path()),
+  }, Supervisor)
+  local ok, err = core.reaper_start(function() self:_on_sigchld() end)
+  if not ok then self.log("warn", "cannot reap orphans: " .. tostring(err)) end
+  return self
+end
+
+function Supervisor:label(proc)
+  return proc.name .. ":" .. proc.instance
+end
+
+-- Adds an app's instances to the table (stopped). Returns them.
+function Supervisor:add(app)
+  local added = {}
+  for i = 0, app.instances - 1 do
+    local proc = {
+      id = self.next_id, name = app.name, instance = i, app = app,
+      status = "stopped", restarts = 0, counters = { unstable = 0, backoff = 0 },
+    }
+    self.next_id = self.next_id + 1
+    self.procs[#self.procs + 1] = proc
+    self.by_id[proc.id] = proc
+    added[#added + 1] = proc
+    self.prefix_width = math.max(self.prefix_width, #self:label(proc))
+  end
+  return added
+end
+
+function Supervisor:list()
+  return self.procs
+end
+
+function Supervisor:_sink(path)
+  local s = self.sinks[path]
+  if s then return s end
+  local err
+  s, err = core.sink_open(path)
+  if not s then return nil, string.format("cannot open log file %s: %s", path, err) end
+  self.sinks[path] = s
+  return s
+end
+
+function Supervisor:_set(proc, status, info)
+  proc.status = status
+  self.emit(status, proc, info)
+end
+
+-- Starts a stopped, errored or waiting process. Returns true or nil, err.
+function Supervisor:start(proc)
+  local s = proc.status
+  if s == "online" or s == "launching" or s == "stopping" then
+    return nil, self:label(proc) .. " is " .. s
+  end
+  return self:_launch(proc)
+end
+
+function Supervisor:_launch(proc)
+  close_timer(proc.timer)
+  proc.timer = nil
+  proc.reason = nil
+  proc.status = "launching"
+  local app = proc.app
+  local cmd = launch.command(app, self.exe)
+  local out_path, err_path = launch.log_paths(app, proc.instance, self.opts.logs_dir)
+  local out, err = self:_sink(out_path)
+  local errs
+  if out then errs, err = self:_sink(err_path) end
+  if not (out and errs) then return self:_spawn_failed(proc, err, nil) end
+
+  local prefix
+  if self.opts.echo then
+    prefix = string.format("%-" .. self.prefix_width .. "s | ", self:label(proc))
+  end
+  local handle, code
+  handle, err, code = core.spawn({
+    file = cmd.file,
+    argv = cmd.argv,
+    env = launch.environment(app, proc.instance, proc.id, self.opts.base_env),
+    cwd = app.cwd,
+    stdout = { sink = out, echo_fd = self.opts.echo and 1 or nil, prefix = prefix },
+    stderr = { sink = errs, echo_fd = self.opts.echo and 2 or nil, prefix = prefix },
+    on_exit = function(exit_code, signal)
+      self:_on_exit(proc, handle, exit_code, signal)
+    end,
+  })
+  if not handle then
+    return self:_spawn_failed(proc, string.format("cannot exec %s: %s", cmd.file, err), code)
+  end
+  proc.handle = handle
+  proc.pid = handle:pid()
+  proc.started_at = now_ms()
+  proc.started_wall = os.time()
+  self:_set(proc, "online")
+  return true
+end
+
+function Supervisor:_spawn_failed(proc, err, code)
+  proc.pid = nil
+  proc.reason = err
+  self.emit("spawn_error", proc, { error = err, code = code })
+  if transient_spawn_errors[code] then
+    self:_after_exit(proc, { code = nil, signal = nil, uptime_ms = 0, error = err })
+  else
+    self:_set(proc, "errored", { reason = err })
+    self:_check_idle()
+  end
+  return nil, err
+end
+
+-- A read-only copy of what a user's function may look at.
+function Supervisor:view(proc)
+  return {
+    id = proc.id, name = proc.name, instance = proc.instance, pid = proc.pid,
+    status = proc.status, restarts = proc.restarts,
+    unstable_restarts = proc.counters.unstable,
+    uptime_ms = proc.started_at and (now_ms() - proc.started_at) or 0,
+    config = proc.app,
+  }
+end
+
+function Supervisor:_decide(proc, exit)
+  local decision, counters = policy.decide(proc.app, proc.counters, exit)
+  proc.counters = counters
+  local fn = proc.app.restart
+  if type(fn) ~= "function" then return decision end
+  local ok, res = hook.call(fn, proc.app.hook_deadline, self:view(proc), exit)
+  if not ok then
+    self.log("error", string.format("%s: restart function failed, using the default policy: %s",
+      self:label(proc), res))
+    return decision
+  end
+  local user, err = policy.from_user(res)
+  if err then
+    self.log("error", string.format("%s: restart function returned an invalid decision (%s), using the default policy",
+      self:label(proc), err))
+    return decision
+  end
+  return user or decision
+end
+
+function Supervisor:_on_exit(proc, handle, code, signal)
+  if proc.handle ~= handle then return end -- an exit of an older run
+  proc.handle = nil
+  local exit = { code = code, signal = signal, uptime_ms = now_ms() - (proc.started_at or now_ms()) }
+  proc.last_exit = exit
+  self.emit("exit", proc, exit)
+  if proc.status == "stopping" then
+    self:_check_stopped(proc)
+    return
+  end
+  -- The app died by itself: what it left in its group goes too, so restarts
+  -- do not pile up orphans (or ports held by them).
+  self:_kill_leftovers(proc.pid, proc.app)
+  self:_after_exit(proc, exit)
+end
+
+function Supervisor:_after_exit(proc, exit)
+  local d = self:_decide(proc, exit)
+  if d.action ~= "restart" then
+    proc.pid = nil
+    self:_set(proc, d.status, { reason = d.reason })
+    proc.reason = d.reason
+    self:_check_idle()
+    return
+  end
+  proc.restarts = proc.restarts + 1
+  if d.delay > 0 then
+    proc.pid = nil
+    self:_set(proc, "waiting", { delay = d.delay })
+    proc.timer = after(d.delay, function()
+      close_timer(proc.timer)
+      proc.timer = nil
+      if proc.status == "waiting" then self:_launch(proc) end
+    end)
+  else
+    self.emit("restart", proc, { delay = 0 })
+    self:_launch(proc)
+  end
+end
+
+function Supervisor:_kill_leftovers(pgid, app)
+  if not (pgid and core.pgroup_alive(pgid)) then return end
+  core.kill(-pgid, app.kill_signal)
+  local t
+  t = after(app.kill_timeout, function()
+    close_timer(t)
+    if core.pgroup_alive(pgid) then core.kill(-pgid, "SIGKILL") end
+  end)
+  t:unref() -- leftovers alone do not keep orch running
+end
+
+-- The tree as it is now: the process group, and descendants that moved to
+-- another group (setsid) but still descend from the main process.
+local function tree(proc)
+  local pids = {}
+  if proc.pid then
+    for _, pid in ipairs(core.descendants(proc.pid)) do pids[#pids + 1] = pid end
+  end
+  return pids
+end
+
+local function signal_tree(proc, signal, pids)
+  core.kill(-proc.pid, signal)
+  for _, pid in ipairs(pids) do
+    -- Group members already got it from the group kill; a second SIGINT
+    -- means "force quit" to many programs.
+    if signal == "SIGKILL" or core.getpgid(pid) ~= proc.pid then core.kill(pid, signal) end
+  end
+end
+
+-- Stops a process; done() runs once it and its tree are gone.
+function Supervisor:stop(proc, done)
+  done = done or function() end
+  local s = proc.status
+  if s == "waiting" then
+    close_timer(proc.timer)
+    proc.timer = nil
+    self:_set(proc, "stopped", { reason = "stopped while waiting to restart" })
+    return done()
+  end
+  if s == "stopping" then
+    proc.stop_waiters[#proc.stop_waiters + 1] = done
+    return
+  end
+  if s ~= "online" and s ~= "launching" then return done() end
+
+  proc.stop_waiters = { done }
+  proc.snapshot = tree(proc)
+  self:_set(proc, "stopping")
+  local app = proc.app
+  signal_tree(proc, app.kill_signal, proc.snapshot)
+  proc.timer = after(app.kill_timeout, function()
+    close_timer(proc.timer)
+    proc.timer = nil
+    self:kill(proc)
+  end)
+end
+
+-- SIGKILL now for a stopping process (kill_timeout passed, or a second
+-- Ctrl-C).
+function Supervisor:kill(proc)
+  if proc.status ~= "stopping" then return end
+  local pids = proc.snapshot or {}
+  if proc.handle then
+    for _, pid in ipairs(tree(proc)) do pids[#pids + 1] = pid end
+  end
+  self.log("info", string.format("%s: still running after kill_timeout %d ms, sending SIGKILL",
+    self:label(proc), proc.app.kill_timeout))
+  signal_tree(proc, "SIGKILL", pids)
+end
+
+local function any_alive(pids)
+  for _, pid in ipairs(pids or {}) do
+    if core.kill(pid, 0) then return true end
+  end
+  return false
+end
+
+function Supervisor:_check_stopped(proc)
+  if proc.status ~= "stopping" or proc.handle then return end
+  if core.pgroup_alive(proc.pid) or any_alive(proc.snapshot) then
+    if not proc.recheck then
+      proc.recheck = uv.new_timer()
+      proc.recheck:start(LEFTOVER_CHECK_MS, LEFTOVER_CHECK_MS, function() self:_check_stopped(proc) end)
+    end
+    return
+  end
+  close_timer(proc.timer)
+  close_timer(proc.recheck)
+  proc.timer, proc.recheck, proc.snapshot = nil, nil, nil
+  proc.pid = nil
+  local waiters = proc.stop_waiters or {}
+  proc.stop_waiters = nil
+  self:_set(proc, "stopped")
+  for _, w in ipairs(waiters) do w() end
+end
+
+function Supervisor:_on_sigchld()
+  for _, proc in ipairs(self.procs) do
+    if proc.status == "stopping" and not proc.handle then self:_check_stopped(proc) end
+  end
+end
+
+function Supervisor:start_all()
+  for _, proc in ipairs(self.procs) do
+    if proc.status == "stopped" or proc.status == "errored" then self:start(proc) end
+  end
+end
+
+-- Stops every process; done() once all are gone.
+function Supervisor:stop_all(done)
+  local pending = #self.procs + 1
+  local function one()
+    pending = pending - 1
+    if pending == 0 and done then done() end
+  end
+  for _, proc in ipairs(self.procs) do self:stop(proc, one) end
+  one()
+end
+
+function Supervisor:kill_all()
+  for _, proc in ipairs(self.procs) do self:kill(proc) end
+end
+
+-- "idle" is emitted when nothing runs or will run by itself any more.
+function Supervisor:_check_idle()
+  for _, proc in ipairs(self.procs) do
+    if proc.status ~= "stopped" and proc.status ~= "errored" then return end
+  end
+  self.emit("idle")
+end
+
+return M
