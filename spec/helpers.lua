@@ -1,0 +1,167 @@
+-- spec/helpers.lua: what functional specs share: a private ORCH_HOME per
+-- test, the real orch binary started with luv, polling instead of sleeping,
+-- and cleanup of every process a test started, by pid.
+local uv = require("luv")
+
+local H = {}
+
+H.bin = os.getenv("ORCH_BIN") or "build/orch"
+if H.bin:sub(1, 1) ~= "/" then H.bin = uv.cwd() .. "/" .. H.bin end
+H.root = uv.cwd()
+
+local started = {} -- every orch we spawned, for cleanup
+local pgroups = {} -- process groups of apps seen online
+
+function H.sh(cmd)
+  local f = assert(io.popen(cmd))
+  local out = f:read("*a")
+  f:close()
+  return out
+end
+
+function H.tmpdir()
+  local dir = assert(uv.fs_mkdtemp("/tmp/orch-spec-XXXXXX"))
+  return dir
+end
+
+function H.write(path, content, mode)
+  local f = assert(io.open(path, "wb"))
+  f:write(content)
+  f:close()
+  if mode then assert(uv.fs_chmod(path, mode)) end
+  return path
+end
+
+function H.read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+function H.alive(pid)
+  -- A zombie still answers kill(0); /proc tells them apart.
+  local stat = H.read("/proc/" .. pid .. "/stat")
+  if not stat then return false end
+  local state = stat:match("^%d+ %b() (%a)")
+  return state ~= "Z" and state ~= "X"
+end
+
+function H.exists(pid)
+  return uv.fs_stat("/proc/" .. pid) ~= nil
+end
+
+-- Polls cond() (running the loop in between) until it returns a truthy value
+-- or timeout_ms passes, then fails with what was awaited.
+function H.wait_until(cond, timeout_ms, what)
+  local deadline = uv.now() + (timeout_ms or 5000)
+  while true do
+    local v = cond()
+    if v then return v end
+    if uv.now() >= deadline then
+      error("timed out waiting for " .. (what or "a condition"), 2)
+    end
+    uv.sleep(5)
+    uv.update_time()
+    uv.run("nowait")
+  end
+end
+
+local Orch = {}
+Orch.__index = Orch
+
+-- Starts `orch ARGS...` with ORCH_HOME=home; stdout and stderr are collected.
+function H.orch(args, opts)
+  opts = opts or {}
+  local env = { "ORCH_HOME=" .. opts.home, "PATH=" .. os.getenv("PATH"), "HOME=" .. (os.getenv("HOME") or "/") }
+  -- development: run the Lua sources instead of the embedded modules
+  if os.getenv("ORCH_LUA_DIR") then env[#env + 1] = "ORCH_LUA_DIR=" .. os.getenv("ORCH_LUA_DIR") end
+  for k, v in pairs(opts.env or {}) do env[#env + 1] = k .. "=" .. v end
+  local self = setmetatable({ out = "", err = "" }, Orch)
+  local stdout, stderr = uv.new_pipe(false), uv.new_pipe(false)
+  local handle, pid = uv.spawn(H.bin, {
+    args = args, env = env, cwd = opts.cwd, stdio = { nil, stdout, stderr },
+  }, function(code, signal)
+    self.code, self.signal = code, signal
+  end)
+  assert(handle, pid)
+  self.handle, self.pid = handle, pid
+  self.eof = 0
+  stdout:read_start(function(_, data)
+    if data then self.out = self.out .. data else self.eof = self.eof + 1 end
+  end)
+  stderr:read_start(function(_, data)
+    if not data then self.eof = self.eof + 1 end
+    if data then
+      self.err = self.err .. data
+      for g in data:gmatch("online, pid (%d+)") do pgroups[tonumber(g)] = true end
+    end
+  end)
+  self.pipes = { stdout, stderr }
+  started[#started + 1] = self
+  return self
+end
+
+-- Runs orch to completion (for short verbs). Returns code, stdout, stderr.
+function H.orch_sync(args, opts)
+  local o = H.orch(args, opts)
+  o:wait_exit(opts and opts.timeout or 10000)
+  return o.code, o.out, o.err
+end
+
+function Orch:exited()
+  return self.code ~= nil
+end
+
+function Orch:wait_exit(timeout_ms)
+  H.wait_until(function()
+    -- The exit, and EOF on both pipes: then all output is in.
+    return self.code ~= nil and self.eof == 2
+  end, timeout_ms or 10000, "orch (pid " .. self.pid .. ") to exit; stderr so far:\n" .. self.err)
+  return self.code
+end
+
+function Orch:kill(sig)
+  if self.code == nil then uv.kill(self.pid, sig or "sigterm") end
+end
+
+-- pids from "NAME:I online, pid P, restarts R" lines: list of {pid, restarts}
+function Orch:online(label)
+  local seen = {}
+  for pid, restarts in self.err:gmatch(label:gsub("%p", "%%%0") .. " online, pid (%d+), restarts (%d+)") do
+    seen[#seen + 1] = { pid = tonumber(pid), restarts = tonumber(restarts) }
+  end
+  return seen
+end
+
+function Orch:wait_output(pattern, timeout_ms)
+  return H.wait_until(function() return self.err:match(pattern) or self.out:match(pattern) end,
+    timeout_ms, "output matching '" .. pattern .. "'; stderr so far:\n" .. self.err)
+end
+
+-- Kills every orch and every app process group a test started.
+function H.cleanup()
+  for _, o in ipairs(started) do
+    if o.code == nil then pcall(uv.kill, o.pid, "sigkill") end
+  end
+  for pgid in pairs(pgroups) do pcall(uv.kill, -pgid, "sigkill") end
+  for _, o in ipairs(started) do
+    pcall(function() o:wait_exit(2000) end)
+    for _, p in ipairs(o.pipes) do if not p:is_closing() then p:close() end end
+    if not o.handle:is_closing() then o.handle:close() end
+  end
+  uv.run("nowait")
+  started, pgroups = {}, {}
+end
+
+-- Remembers a pid (written by a fixture) to be killed at cleanup.
+function H.track(pid)
+  pgroups[pid] = true
+end
+
+function H.rmdir(dir)
+  if dir and dir:match("^/tmp/orch%-spec%-") then H.sh("rm -rf '" .. dir .. "'") end
+end
+
+return H

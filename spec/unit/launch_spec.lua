@@ -1,0 +1,64 @@
+local launch = require("orch.launch")
+
+local function app(over)
+  local a = { name = "web", script = "/srv/app.bin", args = {}, interpreter_args = {}, env = {}, instances = 1 }
+  for k, v in pairs(over or {}) do a[k] = v end
+  return a
+end
+
+describe("orch.launch.command", function()
+  local cases = {
+    { "execs a file without a known extension", {},
+      { file = "/srv/app.bin", argv = { "/srv/app.bin" } } },
+    { "infers node for .js and keeps args in order", { script = "/srv/a.js", args = { "--port", "80" } },
+      { file = "node", argv = { "node", "/srv/a.js", "--port", "80" } } },
+    { "infers python3 for .py", { script = "/srv/a.py" }, { file = "python3", argv = { "python3", "/srv/a.py" } } },
+    { "infers sh for .sh", { script = "/srv/a.sh" }, { file = "sh", argv = { "sh", "/srv/a.sh" } } },
+    { "runs .lua under orch itself", { script = "/srv/a.lua", args = { "x" } },
+      { file = "/usr/bin/orch", argv = { "/usr/bin/orch", "lua", "/srv/a.lua", "x" } } },
+    { "uses an explicit interpreter with its args", { script = "/srv/a.js", interpreter = "/opt/node",
+      interpreter_args = { "--max-old-space-size=64" } },
+      { file = "/opt/node", argv = { "/opt/node", "--max-old-space-size=64", "/srv/a.js" } } },
+    { "execs the script itself with interpreter none", { script = "/srv/a.sh", interpreter_none = true },
+      { file = "/srv/a.sh", argv = { "/srv/a.sh" } } },
+    { "keeps a bare command for PATH lookup", { script = "sleep", args = { "10" } },
+      { file = "sleep", argv = { "sleep", "10" } } },
+  }
+  for _, c in ipairs(cases) do
+    it(c[1], function()
+      assert.are.same(c[3], launch.command(app(c[2]), "/usr/bin/orch"))
+    end)
+  end
+end)
+
+describe("orch.launch.environment", function()
+  it("merges the app's env over the base and adds the instance variables", function()
+    local env = launch.environment(app({ env = { A = "app", N = 5 } }), 2, 7,
+      { A = "base", B = "base", LISTEN_FDS = "3", NOTIFY_SOCKET = "/x", NODE_CHANNEL_FD = "4" })
+    assert.are.same({ "A=app", "B=base", "N=5", "NODE_APP_INSTANCE=2", "ORCH_APP_NAME=web",
+                      "ORCH_ID=7", "ORCH_INSTANCE=2" }, env)
+  end)
+
+  it("parses an environ list back", function()
+    assert.are.same({ A = "1", B = "x=y", C = "" }, launch.env_table({ "A=1", "B=x=y", "C=", "junk" }))
+  end)
+end)
+
+describe("orch.launch.log_paths", function()
+  it("uses NAME-out.log and NAME-error.log in the logs dir", function()
+    assert.are.same({ "/h/logs/web-out.log", "/h/logs/web-error.log" },
+      { launch.log_paths(app(), 0, "/h/logs") })
+  end)
+  it("adds the instance for several unmerged instances", function()
+    assert.are.same({ "/h/logs/web-out-1.log", "/h/logs/web-error-1.log" },
+      { launch.log_paths(app({ instances = 2 }), 1, "/h/logs") })
+  end)
+  it("shares one file with merge_logs", function()
+    assert.are.same({ "/h/logs/web-out.log", "/h/logs/web-error.log" },
+      { launch.log_paths(app({ instances = 2, merge_logs = true }), 1, "/h/logs") })
+  end)
+  it("honours out_file and error_file, per instance", function()
+    assert.are.same({ "/var/log/a-1.txt", "/dev/null" },
+      { launch.log_paths(app({ instances = 3, out_file = "/var/log/a.txt", error_file = "/dev/null" }), 1, "/h") })
+  end)
+end)
