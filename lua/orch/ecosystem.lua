@@ -4,6 +4,7 @@
 -- and only the first one is reported.
 
 local util = require("orch.util")
+local srcmap = require("orch.srcmap")
 
 local describe, quote, is_integer = util.describe, util.quote, util.is_integer
 local sub, concat, sort = string.sub, table.concat, table.sort
@@ -44,7 +45,7 @@ option("env_<name>", { type = "table", pattern = "^env_",
   doc = "Environment overlay merged over env when started with --env <name>." })
 option("instances", { type = "integer|string", default = 1,
   doc = "Number of processes. 0 or \"max\": one per CPU; -N: CPUs minus N (at least 1)." })
-option("exec_mode", { type = "string", default = "fork",
+option("exec_mode", { type = "string", default = "fork", implemented = false,
   doc = "\"fork\" (independent processes) or \"cluster\" (instances share listening sockets). PM2's fork_mode/cluster_mode are accepted." })
 option("port", { type = "integer", compat = "ignored",
   doc = "Shortcut for env.PORT (set only when env has no PORT)." })
@@ -64,11 +65,11 @@ option("kill_timeout", { type = "duration", default = 1600,
   doc = "Time between kill_signal and SIGKILL when stopping." })
 option("kill_signal", { type = "signal", default = "SIGINT",
   doc = "Signal sent to the process group to stop it: a name (\"SIGTERM\", \"term\") or a number." })
-option("listen_timeout", { type = "duration", default = 3000,
+option("listen_timeout", { type = "duration", default = 3000, implemented = false,
   doc = "How long to wait for a wait_ready process to signal ready." })
-option("wait_ready", { type = "boolean", default = false,
+option("wait_ready", { type = "boolean", default = false, implemented = false,
   doc = "The process is online only after it sends 'ready' over the IPC channel." })
-option("shutdown_with_message", { type = "boolean", default = false,
+option("shutdown_with_message", { type = "boolean", default = false, implemented = false,
   doc = "Send a 'shutdown' IPC message before kill_signal." })
 option("restart", { type = "function", lua_only = true,
   doc = "Lua files only: a restart policy function replacing the built-in one." })
@@ -76,13 +77,13 @@ option("out_file", { type = "string", default_doc = "orch's log directory",
   doc = "File for stdout; relative to cwd." })
 option("error_file", { type = "string", default_doc = "orch's log directory",
   doc = "File for stderr; relative to cwd." })
-option("log_file", { type = "string", default_doc = "none",
+option("log_file", { type = "string", default_doc = "none", implemented = false,
   doc = "File receiving both stdout and stderr; relative to cwd." })
 option("merge_logs", { type = "boolean", default = false,
   doc = "All instances of the app write the same log files instead of one per instance." })
-option("log_date_format", { type = "string", default_doc = "none",
+option("log_date_format", { type = "string", default_doc = "none", implemented = false,
   doc = "Timestamp format prefixed to each log line." })
-option("time", { type = "boolean", default = false,
+option("time", { type = "boolean", default = false, implemented = false,
   doc = "Prefix log lines with a timestamp." })
 option("disable_logs", { type = "boolean", default = false,
   doc = "Discard output: out_file and error_file become /dev/null." })
@@ -145,224 +146,6 @@ local TOP_LEVEL = { apps = true, deploy = true }
 local SUGGEST = {}
 for _, n in ipairs(ORDER) do
   if not OPTIONS[n].pattern then SUGGEST[#SUGGEST + 1] = n end
-end
-
----------------------------------------------------------------------------
--- Line numbers
----------------------------------------------------------------------------
-
--- Lua tables carry no line information, so we tokenize the source and find
--- the literal `apps = { {...}, ... }` (or JSON `"apps": [ {...} ]`) whose
--- element count equals the number of apps actually produced. Anything less
--- certain yields no line rather than a wrong one.
-
-local KEYWORD_OPEN = { ["function"] = true, ["do"] = true, ["if"] = true, ["repeat"] = true }
-local KEYWORD_CLOSE = { ["end"] = true, ["until"] = true }
-local BRACKET_OPEN = { ["{"] = true, ["["] = true, ["("] = true }
-local BRACKET_CLOSE = { ["}"] = true, ["]"] = true, [")"] = true }
-
-local function count_newlines(s, i, j)
-  local n = 0
-  for _ in sub(s, i, j):gmatch("\n") do n = n + 1 end
-  return n
-end
-
-local ESCAPES = { n = "\n", t = "\t", r = "\r", a = "\a", b = "\b", f = "\f", v = "\v" }
-
-local function unescape(s)
-  return (s:gsub("\\(%d%d?%d?)", function(d) return string.char(tonumber(d) % 256) end)
-           :gsub("\\(.)", function(c) return ESCAPES[c] or c end))
-end
-
--- Tokens {kind = "name"|"string"|"number"|"op", value, line}. Works for Lua
--- and JSON alike; the source is known to be well-formed by the time we run.
-local function tokenize(src)
-  local toks, i, n, line = {}, 1, #src, 1
-  local function push(kind, value, l) toks[#toks + 1] = { kind = kind, value = value, line = l } end
-  while i <= n do
-    local c = sub(src, i, i)
-    if c == "\n" then
-      line, i = line + 1, i + 1
-    elseif c:match("%s") then
-      i = i + 1
-    elseif c == "-" and sub(src, i + 1, i + 1) == "-" then
-      local level = src:match("^%[(=*)%[", i + 2)
-      if level then
-        local close = "]" .. level .. "]"
-        local _, stop = src:find(close, i + 4 + #level, true)
-        stop = stop or n
-        line = line + count_newlines(src, i, stop)
-        i = stop + 1
-      else
-        i = src:find("\n", i, true) or n + 1
-      end
-    elseif c == "[" and src:match("^%[=*%[", i) then
-      local level = src:match("^%[(=*)%[", i)
-      local open_end = i + #level + 1
-      local close = "]" .. level .. "]"
-      local s, stop = src:find(close, open_end + 1, true)
-      s, stop = s or n + 1, stop or n
-      local body = sub(src, open_end + 1, s - 1):gsub("^\r?\n", "")
-      push("string", body, line)
-      line = line + count_newlines(src, i, stop)
-      i = stop + 1
-    elseif c == '"' or c == "'" then
-      local j = i + 1
-      while j <= n do
-        local d = sub(src, j, j)
-        if d == "\\" then j = j + 2
-        elseif d == c or d == "\n" then break
-        else j = j + 1 end
-      end
-      push("string", unescape(sub(src, i + 1, j - 1)), line)
-      line = line + count_newlines(src, i, j - 1)
-      i = j + 1
-    elseif c:match("[%a_]") then
-      local word = src:match("^[%w_]+", i)
-      push("name", word, line)
-      i = i + #word
-    elseif c:match("%d") or (c == "." and sub(src, i + 1, i + 1):match("%d")) then
-      local num = src:match("^%.?[%w%.]+", i)
-      if num:match("[eEpP]$") then num = num .. (src:match("^[%+%-]%d+", i + #num) or "") end
-      push("number", num, line)
-      i = i + #num
-    else
-      local op = src:match("^%.%.%.", i) or src:match("^[=~<>]=", i) or src:match("^%.%.", i)
-        or src:match("^::", i) or c
-      push("op", op, line)
-      i = i + #op
-    end
-  end
-  return toks
-end
-
--- match[i]: closing token of an opening bracket or block keyword at i;
--- parent[i]: innermost open bracket/keyword enclosing token i.
-local function structure(toks)
-  local match, parent, stack = {}, {}, {}
-  for i, t in ipairs(toks) do
-    parent[i] = stack[#stack]
-    local v = t.value
-    if (t.kind == "op" and BRACKET_OPEN[v]) or (t.kind == "name" and KEYWORD_OPEN[v]) then
-      stack[#stack + 1] = i
-    elseif (t.kind == "op" and BRACKET_CLOSE[v]) or (t.kind == "name" and KEYWORD_CLOSE[v]) then
-      local o = stack[#stack]
-      if not o then return nil end
-      stack[#stack] = nil
-      match[o] = i
-    end
-  end
-  if #stack > 0 then return nil end
-  return match, parent
-end
-
-local function is_op(t, v) return t and t.kind == "op" and t.value == v end
-
--- Outline of the table constructor (Lua `{`, JSON `{`/`[`) at token o:
--- { line, keys = {key -> {line, node}}, items = {{line, node}} }, where node
--- is the outline of a value that is itself exactly one constructor.
-local function outline(toks, match, o, json)
-  local node = { line = toks[o].line, keys = {}, items = {} }
-  local close = match[o]
-  local j = o + 1
-  while j < close do
-    local s, e = j, j
-    while e < close do
-      local t = toks[e]
-      if is_op(t, ",") or is_op(t, ";") then break end
-      e = match[e] and match[e] + 1 or e + 1
-    end
-    if e > s then
-      local key, keyed, vstart
-      local t = toks[s]
-      if json then
-        if t.kind == "string" and is_op(toks[s + 1], ":") then key, keyed, vstart = t.value, true, s + 2 end
-      elseif t.kind == "name" and is_op(toks[s + 1], "=") then
-        key, keyed, vstart = t.value, true, s + 2
-      elseif is_op(t, "[") and is_op(toks[match[s] + 1], "=") then
-        keyed, vstart = true, match[s] + 2
-        if match[s] == s + 2 and toks[s + 1].kind == "string" then key = toks[s + 1].value end
-      end
-      vstart = vstart or s
-      local child
-      local v = toks[vstart]
-      if v and (is_op(v, "{") or (json and is_op(v, "["))) and match[vstart] == e - 1 then
-        child = outline(toks, match, vstart, json)
-      end
-      if key then
-        node.keys[key] = { line = t.line, node = child }
-      elseif not keyed then
-        node.items[#node.items + 1] = { line = t.line, node = child }
-      end
-    end
-    j = e + 1
-  end
-  return node
-end
-
--- The plain line map normalize() takes as opts.lines.
-local function line_map(list_node, top_node)
-  local map = { keys = {}, apps = {} }
-  if top_node then
-    for k, v in pairs(top_node.keys) do map.keys[k] = v.line end
-  end
-  for i, item in ipairs(list_node.items) do
-    local app = { line = item.line, keys = {}, subkeys = {} }
-    if item.node then
-      app.line = item.node.line
-      for k, v in pairs(item.node.keys) do
-        app.keys[k] = v.line
-        if v.node then
-          local subs = {}
-          for sk, sv in pairs(v.node.keys) do subs[sk] = sv.line end
-          app.subkeys[k] = subs
-        end
-      end
-    end
-    map.apps[i] = app
-  end
-  return map
-end
-
-local function lua_lines(src, napps)
-  local toks = tokenize(src)
-  local match, parent = structure(toks)
-  if not match then return nil end
-  local found
-  for i, t in ipairs(toks) do
-    local list
-    if t.kind == "name" and t.value == "apps" and is_op(toks[i + 1], "=") and is_op(toks[i + 2], "{") then
-      list = i + 2
-    elseif is_op(t, "[") and toks[i + 1] and toks[i + 1].kind == "string" and toks[i + 1].value == "apps"
-        and is_op(toks[i + 2], "]") and is_op(toks[i + 3], "=") and is_op(toks[i + 4], "{") then
-      list = i + 4
-    end
-    local list_node = list and outline(toks, match, list, false)
-    if list_node and #list_node.items == napps then
-      if found then return nil end -- two plausible literals: refuse to guess
-      -- The enclosing constructor, when `apps` is one of its fields, holds
-      -- the other top-level keys.
-      local top_node
-      local p, prev = parent[i], toks[i - 1]
-      if p and is_op(toks[p], "{") and (is_op(prev, "{") or is_op(prev, ",") or is_op(prev, ";")) then
-        top_node = outline(toks, match, p, false)
-      end
-      found = line_map(list_node, top_node)
-    end
-  end
-  return found
-end
-
-local function json_lines(src, napps)
-  local toks = tokenize(src)
-  local match = structure(toks)
-  if not match or not is_op(toks[1], "{") then return nil end
-  local top = outline(toks, match, 1, true)
-  local apps = top.keys.apps
-  if apps and apps.node and #apps.node.items == napps then
-    return line_map(apps.node, top)
-  end
-  return line_map({ items = {} }, top) -- top-level keys only
 end
 
 ---------------------------------------------------------------------------
@@ -872,6 +655,15 @@ local function normalize_app(raw, index, st)
   if #app.ignore_watch > 0 then warn("ignore_watch", "is validated but not implemented yet") end
   if app.max_memory_restart then warn("max_memory_restart", "is validated but not implemented yet") end
   if app.cron_restart then warn(opt_name("cron_restart"), "is validated but not implemented yet") end
+  if app.exec_mode == "cluster" then
+    warn(opt_name("exec_mode"), "is \"cluster\", which is not implemented yet: instances run in fork mode")
+  end
+  if app.wait_ready then warn("wait_ready", "is validated but not implemented yet: online at exec") end
+  if app.shutdown_with_message then warn("shutdown_with_message", "is validated but not implemented yet") end
+  if app.log_file then warn(opt_name("log_file"), "is validated but not implemented yet") end
+  if app.log_date_format or app.time then
+    warn(app.time and "time" or "log_date_format", "is validated but not implemented yet: no timestamps")
+  end
 
   return app
 end
@@ -1101,7 +893,7 @@ local function decode_json(src, file)
   if not ok2 then
     local msg = tostring(result)
     local pos = tonumber(msg:match("at character (%d+)"))
-    local line = pos and (1 + count_newlines(src, 1, pos - 1)) or nil
+    local line = pos and (1 + srcmap.count_newlines(src, 1, pos - 1)) or nil
     return nil, location(file, line) .. "invalid JSON: " .. msg
   end
   if type(result) ~= "table" then
@@ -1142,10 +934,10 @@ function M.load(path, opts)
   local raw, null, find_lines
   if is_json then
     raw, err, null = decode_json(src, file)
-    find_lines = json_lines
+    find_lines = srcmap.json_lines
   else
     raw, err = eval_lua(src, file, opts)
-    find_lines = lua_lines
+    find_lines = srcmap.lua_lines
   end
   if not raw then return nil, err end
 

@@ -41,18 +41,4 @@ function M.ensure_home()
   return { home = home, logs = logs }
 end
 
--- An absolute, normalised version of path (relative to cwd).
-function M.absolute(path, cwd)
-  if path:sub(1, 1) ~= "/" then path = (cwd or uv.cwd()) .. "/" .. path end
-  local parts = {}
-  for part in path:gmatch("[^/]+") do
-    if part == ".." then
-      parts[#parts] = nil
-    elseif part ~= "." then
-      parts[#parts + 1] = part
-    end
-  end
-  return "/" .. table.concat(parts, "/")
-end
-
 return M

@@ -789,8 +789,10 @@ describe("orch.ecosystem", function()
       assert.is_nil(api.log_date_format) -- null means absent
       assert.are.same({ "--max-old-space-size=128" }, api.interpreter_args)
       assert.are.equal(3, api.config_line)
-      assert.are.same({ FIXTURES .. "/good.json:11: app 'api': option 'max_memory_restart' is validated but not implemented yet" },
-        cfg.warnings)
+      assert.are.same({
+        FIXTURES .. "/good.json:11: app 'api': option 'max_memory_restart' is validated but not implemented yet",
+        FIXTURES .. "/good.json:8: app 'api': option 'exec_mode' is \"cluster\", which is not implemented yet: instances run in fork mode",
+      }, cfg.warnings)
     end)
 
     it("report invalid JSON with the line", function()
