@@ -12,9 +12,12 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "orch/ctl.h"
+#include "orch/daemon.h"
 #include "orch/proc.h"
 #include "orch/runtime.h"
 #include "orch/sink.h"
+#include "orch/stats.h"
 
 #define PROC_MT "orch.proc"
 #define SINK_MT "orch.sink"
@@ -505,5 +508,8 @@ int luaopen_orch_core(lua_State *L) {
   new_class(L, SINK_MT, sink_methods, l_sink_close);
   lua_newtable(L);
   luaL_register(L, NULL, core_funcs);
+  orch_ctl_lua_register(L);
+  orch_stats_lua_register(L);
+  orch_daemon_lua_register(L);
   return 1;
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "orch/daemon.h"
 #include "orch/proc.h"
 #include "orch/runtime.h"
 #include "orch/sink.h"
@@ -28,6 +29,10 @@ static void close_handle(uv_handle_t *h, void *arg) {
 }
 
 int main(int argc, char **argv) {
+  /* The title (orch.core.set_title) is written over the original argv, so
+   * from here on argv is libuv's copy. */
+  orch_title_init(argc, argv);
+  argv = uv_setup_args(argc, argv);
   if (ensure_std_fds() < 0) return 111;
   /* A closed terminal or a vanished client must be an EPIPE to handle, not a
    * signal that kills the supervisor. Children get SIG_DFL back. */
@@ -58,9 +63,11 @@ int main(int argc, char **argv) {
       status = (int)lua_tointeger(L, -1);
   }
   fflush(stdout);
-  /* Teardown order matters: luv's close callbacks call into Lua, so pending
-   * ones run while the state lives; lua_close then closes the handles Lua
-   * still owns (their callbacks no longer touch Lua); what C owns goes last. */
+  /* Teardown order matters: luv's close callbacks (and the ones its __gc
+   * arms) reach into luv's context, which lives in the Lua state. So luv's
+   * handles are closed and their callbacks run while the state lives; then
+   * the state goes; what C owns goes last. */
+  orch_runtime_close_luv_handles(L);
   uv_run(&loop, UV_RUN_NOWAIT);
   orch_runtime_free(L);
   orch_outpipes_close_all();

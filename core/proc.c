@@ -10,6 +10,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* The libuv handle comes first and handle->data stays NULL: callbacks find
+ * their struct by cast, and luv's uv.walk skips handles whose data is NULL
+ * (it would take ours for its own otherwise). Same in sink.c and ctl.c. */
 struct orch_proc_s {
   uv_poll_t poll;
   pid_t pid;
@@ -38,7 +41,7 @@ int orch_proc_is_watched(pid_t pid) {
 
 /* ---- the child side: only async-signal-safe calls from here to exec ---- */
 
-static void child_fail(int errfd, int err) {
+void orch__child_fail(int errfd, int err) {
   ssize_t r;
   do r = write(errfd, &err, sizeof err);
   while (r < 0 && errno == EINTR);
@@ -53,7 +56,7 @@ static const char *env_path(char *const *envp) {
 
 /* execvpe without its shell fallback: a file that is not executable is an
  * error to report, never something to hand to /bin/sh. */
-static int child_exec(const char *file, char *const *argv, char *const *envp) {
+int orch__child_exec(const char *file, char *const *argv, char *const *envp) {
   if (strchr(file, '/')) {
     execve(file, argv, envp);
     return errno;
@@ -80,39 +83,43 @@ static int child_exec(const char *file, char *const *argv, char *const *envp) {
   return seen_eacces ? EACCES : ENOENT;
 }
 
-static void child_run(const orch_spawn_opts_t *o, int errfd, int devnull) {
-  /* Default dispositions, then an empty mask: the parent blocked everything
-   * around fork so that no orch handler runs in the child. */
+void orch__child_reset_signals(void) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = SIG_DFL;
   for (int s = 1; s < NSIG; s++)
     if (s != SIGKILL && s != SIGSTOP) sigaction(s, &sa, NULL);
+}
+
+static void child_run(const orch_spawn_opts_t *o, int errfd, int devnull) {
+  /* Default dispositions, then an empty mask: the parent blocked everything
+   * around fork so that no orch handler runs in the child. */
+  orch__child_reset_signals();
   sigset_t none;
   sigemptyset(&none);
 
-  if (setpgid(0, 0) < 0) child_fail(errfd, errno);
+  if (setpgid(0, 0) < 0) orch__child_fail(errfd, errno);
 
   /* Move every source fd above the targets first, so that dup2 onto 0..N
    * never clobbers a source that happens to sit there. */
   int n = o->n_extra_fds;
   int src[3 + 64];
-  if (n > 64) child_fail(errfd, EMFILE);
+  if (n > 64) orch__child_fail(errfd, EMFILE);
   src[0] = devnull;
   src[1] = o->stdout_fd >= 0 ? o->stdout_fd : devnull;
   src[2] = o->stderr_fd >= 0 ? o->stderr_fd : devnull;
   for (int i = 0; i < n; i++) src[3 + i] = o->extra_fds[i];
   for (int i = 0; i < 3 + n; i++) {
     int hi = fcntl(src[i], F_DUPFD_CLOEXEC, 3 + n);
-    if (hi < 0) child_fail(errfd, errno);
+    if (hi < 0) orch__child_fail(errfd, errno);
     src[i] = hi;
   }
   for (int i = 0; i < 3 + n; i++)
-    if (dup2(src[i], i) < 0) child_fail(errfd, errno); /* dup2 clears CLOEXEC */
+    if (dup2(src[i], i) < 0) orch__child_fail(errfd, errno); /* dup2 clears CLOEXEC */
 
-  if (o->cwd && chdir(o->cwd) < 0) child_fail(errfd, errno);
+  if (o->cwd && chdir(o->cwd) < 0) orch__child_fail(errfd, errno);
   sigprocmask(SIG_SETMASK, &none, NULL);
-  child_fail(errfd, child_exec(o->file, o->argv, o->envp));
+  orch__child_fail(errfd, orch__child_exec(o->file, o->argv, o->envp));
 }
 
 /* ---- the parent side ---- */
@@ -183,11 +190,11 @@ static void proc_reap(orch_proc_t *p) {
 static void on_pidfd(uv_poll_t *h, int status, int events) {
   (void)status;
   (void)events;
-  proc_reap((orch_proc_t *)h->data);
+  proc_reap((orch_proc_t *)h);
 }
 
 static void on_proc_closed(uv_handle_t *h) {
-  orch_proc_t *p = h->data;
+  orch_proc_t *p = (orch_proc_t *)h;
   if (p->pidfd >= 0) close(p->pidfd);
   free(p);
 }
@@ -211,7 +218,6 @@ int orch_proc_watch(uv_loop_t *loop, pid_t pid, orch_proc_exit_cb cb,
     free(p);
     return rc;
   }
-  p->poll.data = p;
   rc = uv_poll_start(&p->poll, UV_READABLE, on_pidfd);
   if (rc < 0) {
     uv_close((uv_handle_t *)&p->poll, on_proc_closed);

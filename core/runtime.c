@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <lua-cjson.h>
+#include <luv/lhandle.h>
 #include <luv/luv.h>
 
 /* Generated at build time from the modules in lua/orch (CMakeLists.txt). */
@@ -120,6 +121,42 @@ lua_State *orch_runtime_new(uv_loop_t *loop) {
   preload(L, "orch.core", luaopen_orch_core);
   install_loader(L);
   return L;
+}
+
+typedef struct {
+  uv_handle_t **h;
+  int n, cap;
+} handle_list_t;
+
+static void collect_luv_handle(uv_handle_t *h, void *arg) {
+  handle_list_t *l = arg;
+  if (!h->data || uv_is_closing(h)) return; /* ours keep data NULL */
+  if (l->n == l->cap) {
+    int cap = l->cap ? l->cap * 2 : 16;
+    uv_handle_t **grown = realloc(l->h, (size_t)cap * sizeof *grown);
+    if (!grown) return;
+    l->h = grown;
+    l->cap = cap;
+  }
+  l->h[l->n++] = h;
+}
+
+/* Closes luv's open handles through their own :close(), so that luv's close
+ * callbacks run while the Lua state lives. luv's uv.walk cannot do it: it
+ * asserts on handles it does not own. */
+void orch_runtime_close_luv_handles(lua_State *L) {
+  handle_list_t l = {NULL, 0, 0};
+  uv_walk(orch_runtime_loop(L), collect_luv_handle, &l);
+  for (int i = 0; i < l.n; i++) {
+    luv_handle_t *d = l.h[i]->data;
+    if (d->ref == LUA_NOREF || d->ref == LUA_REFNIL) continue;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, d->ref);
+    lua_getfield(L, -1, "close");
+    lua_insert(L, -2);
+    int n = orch_runtime_pcall(L, 1, 0, 0);
+    if (n > 0) lua_pop(L, n);
+  }
+  free(l.h);
 }
 
 void orch_runtime_free(lua_State *L) { lua_close(L); }

@@ -154,7 +154,7 @@ static void consume(orch_outpipe_t *o, const char *buf, size_t n) {
 }
 
 static void on_outpipe_closed(uv_handle_t *h) {
-  orch_outpipe_t *o = h->data;
+  orch_outpipe_t *o = (orch_outpipe_t *)h;
   for (orch_outpipe_t **pp = &open_outpipes; *pp; pp = &(*pp)->next)
     if (*pp == o) {
       *pp = o->next;
@@ -179,7 +179,7 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
 }
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
-  orch_outpipe_t *o = s->data;
+  orch_outpipe_t *o = (orch_outpipe_t *)s;
   if (n > 0) consume(o, buf->base, (size_t)n);
   else if (n < 0) {
     /* EOF: every writer is gone. Until released, the owner may still drain. */
@@ -207,7 +207,6 @@ int orch_outpipe_start(uv_loop_t *loop, int fd, orch_sink_t *sink, int echo_fd,
     free(o);
     return rc;
   }
-  o->pipe.data = o;
   o->next = open_outpipes;
   open_outpipes = o;
   o->sink = sink;

@@ -62,4 +62,14 @@ int orch_proc_descendants(pid_t pid, pid_t *out, int cap);
 /* A process group still has members (or one we may not signal). */
 int orch_pgroup_alive(pid_t pgid);
 
+/* Child-side helpers shared by orch_spawn and orch_daemon_spawn (daemon.c);
+ * async-signal-safe, for use between fork and exec. */
+/* Writes err to the exec-error pipe and exits 127. */
+void orch__child_fail(int errfd, int err) __attribute__((noreturn));
+/* execve, searching envp's PATH for a bare name (no shell fallback); returns
+ * the errno of the failure that matters. */
+int orch__child_exec(const char *file, char *const *argv, char *const *envp);
+/* Every signal back to SIG_DFL (the mask is the caller's business). */
+void orch__child_reset_signals(void);
+
 #endif

@@ -8,6 +8,8 @@
 
 lua_State *orch_runtime_new(uv_loop_t *loop);
 void orch_runtime_free(lua_State *L);
+/* Closes every luv handle still open (before orch_runtime_free). */
+void orch_runtime_close_luv_handles(lua_State *L);
 
 /* lua_pcall with a traceback; on error reports it (see orch.core.on_error)
  * and returns the negative status, else the number of results (luv's

@@ -1,0 +1,152 @@
+/* ctl_client.c: the CLI's end of the control socket. Blocking calls and one
+ * growing buffer; no libuv, so that a verb costs little beyond start-up. */
+#include "orch/ctl.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+struct orch_ctl_client_s {
+  int fd;
+  int eof;
+  char *buf;
+  size_t start, len, cap; /* unread bytes are buf[start, start + len) */
+  size_t scanned;         /* of those, how many are known to hold no '\n' */
+};
+
+int orch_ctl_connect(const char *path, orch_ctl_client_t **out) {
+  struct sockaddr_un sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  if (strlen(path) >= sizeof sa.sun_path) return -ENAMETOOLONG;
+  strcpy(sa.sun_path, path);
+  orch_ctl_client_t *c = calloc(1, sizeof *c);
+  if (!c) return -ENOMEM;
+  c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (c->fd < 0) {
+    int err = errno;
+    free(c);
+    return -err;
+  }
+  int rc;
+  do rc = connect(c->fd, (struct sockaddr *)&sa, sizeof sa);
+  while (rc < 0 && errno == EINTR);
+  if (rc < 0) {
+    int err = errno;
+    close(c->fd);
+    free(c);
+    return -err;
+  }
+  *out = c;
+  return 0;
+}
+
+int orch_ctl_client_send(orch_ctl_client_t *c, const char *buf, size_t n) {
+  while (n > 0) {
+    /* MSG_NOSIGNAL: a daemon that died is an EPIPE to report, whatever the
+     * caller did with SIGPIPE. */
+    ssize_t w = send(c->fd, buf, n, MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    buf += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+static long long now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Makes room for at least 4 KiB more after the unread bytes. */
+static int make_room(orch_ctl_client_t *c) {
+  if (c->start > 0 && c->start + c->len + 4096 > c->cap) {
+    memmove(c->buf, c->buf + c->start, c->len);
+    c->start = 0;
+  }
+  if (c->len + 4096 <= c->cap) return 0;
+  size_t cap = c->cap ? c->cap * 2 : 16384;
+  while (cap < c->len + 4096) cap *= 2;
+  char *nb = realloc(c->buf, cap);
+  if (!nb) return -ENOMEM;
+  c->buf = nb;
+  c->cap = cap;
+  return 0;
+}
+
+static int take_line(orch_ctl_client_t *c, size_t n, size_t skip,
+                     const char **line, size_t *len) {
+  *line = c->buf + c->start;
+  *len = n;
+  c->start += n + skip;
+  c->len -= n + skip;
+  c->scanned = 0;
+  if (c->len == 0) c->start = 0;
+  return 0;
+}
+
+int orch_ctl_client_read_line(orch_ctl_client_t *c, int timeout_ms,
+                              const char **line, size_t *len) {
+  long long deadline = timeout_ms >= 0 ? now_ms() + timeout_ms : 0;
+  for (;;) {
+    char *p = c->buf + c->start;
+    char *nl = c->len > c->scanned ? memchr(p + c->scanned, '\n', c->len - c->scanned) : NULL;
+    if (nl) return take_line(c, (size_t)(nl - p), 1, line, len);
+    c->scanned = c->len;
+    if (c->eof) {
+      if (c->len > 0) return take_line(c, c->len, 0, line, len);
+      return UV_EOF;
+    }
+
+    /* Polls at least once, so that a timeout of 0 reads what is there. */
+    int wait = -1;
+    if (timeout_ms >= 0) {
+      long long left = deadline - now_ms();
+      wait = left <= 0 ? 0 : left > 1000000000 ? 1000000000 : (int)left;
+    }
+    struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+    int rc = poll(&pfd, 1, wait);
+    if (rc < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    if (rc == 0) {
+      if (now_ms() >= deadline) return -ETIMEDOUT;
+      continue;
+    }
+
+    rc = make_room(c);
+    if (rc < 0) return rc;
+    ssize_t n = read(c->fd, c->buf + c->start + c->len,
+                     c->cap - c->start - c->len);
+    if (n < 0) {
+      if (errno == EINTR || errno == EAGAIN) continue;
+      /* ECONNRESET after the daemon closed on us: what it sent first still
+       * counts, so report the reset only once the buffer is empty. */
+      if (c->len > 0 && errno == ECONNRESET) {
+        c->eof = 1;
+        continue;
+      }
+      return -errno;
+    }
+    if (n == 0) c->eof = 1;
+    c->len += (size_t)n;
+  }
+}
+
+int orch_ctl_client_fd(const orch_ctl_client_t *c) { return c->fd; }
+
+void orch_ctl_client_close(orch_ctl_client_t *c) {
+  close(c->fd); /* nothing useful to do with an error of close */
+  free(c->buf);
+  free(c);
+}

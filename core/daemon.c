@@ -1,0 +1,227 @@
+/* daemon.c: the pid-file lock, detached start, process title. */
+#include "orch/daemon.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "orch/proc.h"
+#include "orch/stats.h"
+
+extern char **environ;
+
+/* ---- pid file ---- */
+
+int orch_pidfile_lock(const char *path, int *fd_out) {
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return -errno;
+  /* flock, not fcntl locks: it belongs to the open file, so it lasts exactly
+   * as long as the fd (and a fork that inherits nothing keeps nothing). */
+  while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+    if (errno == EINTR) continue;
+    int err = errno;
+    close(fd);
+    return -err;
+  }
+  char buf[32];
+  int n = snprintf(buf, sizeof buf, "%d\n", (int)getpid());
+  ssize_t w = -1;
+  if (ftruncate(fd, 0) == 0) {
+    do w = pwrite(fd, buf, (size_t)n, 0);
+    while (w < 0 && errno == EINTR);
+  }
+  if (w != n) {
+    int err = w < 0 ? errno : EIO;
+    close(fd);
+    return -err;
+  }
+  *fd_out = fd;
+  return 0;
+}
+
+int orch_pidfile_read(const char *path, pid_t *pid) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  char buf[32];
+  ssize_t n;
+  do n = read(fd, buf, sizeof buf - 1);
+  while (n < 0 && errno == EINTR);
+  int err = errno;
+  close(fd);
+  if (n < 0) return -err;
+  buf[n] = '\0';
+  char *end;
+  long v = strtol(buf, &end, 10);
+  if (end == buf || v <= 0 || v > INT32_MAX || (*end && *end != '\n'))
+    return -EINVAL;
+  *pid = (pid_t)v;
+  return 0;
+}
+
+/* ---- detached start ---- */
+
+/* Marks every fd from 3 up close-on-exec: whatever the CLI inherited without
+ * the flag (a harness's pipe, say) must not be held open by the daemon for
+ * its whole life. */
+static void cloexec_from_3(void) {
+  if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return;
+  struct rlimit rl; /* kernels before 5.11: one fcntl per possible fd */
+  int max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536
+                ? (int)rl.rlim_cur
+                : 65536;
+  for (int fd = 3; fd < max; fd++) fcntl(fd, F_SETFD, FD_CLOEXEC);
+}
+
+/* The daemon itself, between fork and exec: async-signal-safe calls only. */
+static void detached_child(const orch_daemon_opts_t *o, int errfd, int devnull,
+                           int logfd) {
+  orch__child_reset_signals();
+  if (setsid() < 0) orch__child_fail(errfd, errno);
+  /* Sources above 2 first, so that no dup2 below overwrites one of them. */
+  int in = fcntl(devnull, F_DUPFD_CLOEXEC, 3);
+  int out = fcntl(logfd >= 0 ? logfd : devnull, F_DUPFD_CLOEXEC, 3);
+  if (in < 0 || out < 0) orch__child_fail(errfd, errno);
+  if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
+    orch__child_fail(errfd, errno);
+  if (chdir(o->cwd ? o->cwd : "/") < 0) orch__child_fail(errfd, errno);
+  cloexec_from_3();
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  orch__child_fail(errfd, orch__child_exec(o->file, o->argv,
+                                           o->envp ? o->envp : environ));
+}
+
+/* Double fork: the middle process forks the daemon and exits at once, so the
+ * daemon is re-parented (to init or the nearest subreaper) and never becomes
+ * a zombie of the CLI. Both write to one close-on-exec pipe: a value > 0 is a
+ * child's errno (orch__child_fail), a value < 0 is minus the daemon's pid
+ * (from the middle process). EOF: both are gone or exec'd. */
+int orch_daemon_spawn(const orch_daemon_opts_t *o, pid_t *pid_out) {
+  int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (devnull < 0) return -errno;
+  int logfd = -1;
+  if (o->log) {
+    logfd = open(o->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (logfd < 0) {
+      int err = errno;
+      close(devnull);
+      return -err;
+    }
+  }
+  int ep[2];
+  if (pipe2(ep, O_CLOEXEC) < 0) {
+    int err = errno;
+    close(devnull);
+    if (logfd >= 0) close(logfd);
+    return -err;
+  }
+
+  /* No handler of ours may run in the children: block everything around
+   * fork; the daemon unblocks once its dispositions are back to default. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pid_t mid = fork();
+  if (mid == 0) {
+    close(ep[0]);
+    pid_t pid = fork();
+    if (pid < 0) orch__child_fail(ep[1], errno);
+    if (pid == 0) detached_child(o, ep[1], devnull, logfd);
+    int msg = -(int)pid;
+    ssize_t r;
+    do r = write(ep[1], &msg, sizeof msg);
+    while (r < 0 && errno == EINTR);
+    _exit(0);
+  }
+  int fork_err = errno;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  close(ep[1]);
+  close(devnull);
+  if (logfd >= 0) close(logfd);
+  if (mid < 0) {
+    close(ep[0]);
+    return -fork_err;
+  }
+
+  pid_t pid = 0;
+  int child_err = 0, v;
+  for (;;) {
+    ssize_t r = read(ep[0], &v, sizeof v);
+    if (r < 0 && errno == EINTR) continue;
+    if (r != (ssize_t)sizeof v) break; /* EOF (writes of 4 bytes are atomic) */
+    if (v < 0) pid = -v;
+    else child_err = v;
+  }
+  close(ep[0]);
+  int st;
+  while (waitpid(mid, &st, 0) < 0 && errno == EINTR) {
+  }
+  if (child_err) return -child_err;
+  if (pid <= 0) return -ECHILD; /* the middle process died without a word */
+  *pid_out = pid;
+  return 0;
+}
+
+/* ---- process title ---- */
+
+static char *argv_start, *argv_end; /* the original argv strings */
+static char *title_area;            /* argv + environ strings, once ours */
+static size_t title_cap;            /* bytes usable there, before a final NUL */
+
+void orch_title_init(int argc, char **argv) {
+  if (argc <= 0) return;
+  argv_start = argv[0];
+  argv_end = argv[argc - 1] + strlen(argv[argc - 1]) + 1;
+}
+
+/* Makes [arg_start, env_end) ours: copies every environment string that
+ * lives there to the heap. The kernel shows a title that runs past argv's end
+ * into that space as long as argv's last byte is not NUL. Checked against
+ * /proc/self/stat so that nothing but the real argv/environ block (not, say,
+ * valgrind's copy) is ever written. */
+static int take_environ_space(void) {
+  static const int which[] = {48, 49, 50, 51}; /* arg_start .. env_end */
+  uint64_t v[4];
+  if (!argv_start || orch_proc_stat_fields(0, which, 4, v) < 0) return -ENOSYS;
+  if ((uintptr_t)v[0] != (uintptr_t)argv_start ||
+      (uintptr_t)v[1] != (uintptr_t)argv_end || v[2] != v[1] || v[3] <= v[2])
+    return -ENOSYS;
+  char *env_start = (char *)(uintptr_t)v[2], *env_end = (char *)(uintptr_t)v[3];
+  for (char **e = environ; *e; e++) {
+    if (*e < env_start || *e >= env_end) continue; /* setenv'd: on the heap */
+    char *copy = strdup(*e);
+    if (!copy) return -ENOMEM;
+    *e = copy; /* stays reachable through environ for the process's life */
+  }
+  title_area = argv_start;
+  title_cap = (size_t)(env_end - argv_start) - 1;
+  return 0;
+}
+
+int orch_title_set(const char *title) {
+  int rc = uv_set_process_title(title); /* fits it into argv's space */
+  if (rc < 0) return rc;
+  char comm[16];
+  snprintf(comm, sizeof comm, "%s", title);
+  if (prctl(PR_SET_NAME, comm, 0, 0, 0) < 0) return -errno;
+  size_t len = strlen(title);
+  if (!title_area && argv_start && len >= (size_t)(argv_end - argv_start))
+    take_environ_space(); /* if not possible, the title stays cut short */
+  if (title_area) {
+    size_t n = len < title_cap ? len : title_cap;
+    memcpy(title_area, title, n);
+    memset(title_area + n, 0, title_cap + 1 - n);
+  }
+  return 0;
+}

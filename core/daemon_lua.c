@@ -1,0 +1,138 @@
+/* daemon_lua.c: orch.core.lock_pidfile, read_pidfile, spawn_detached,
+ * set_title, sleep_ms. */
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "orch/binding.h"
+#include "orch/daemon.h"
+
+#define LOCK_MT "orch.pidfile_lock"
+
+typedef struct {
+  int fd; /* -1 once released */
+} llock_t;
+
+static int l_lock_pidfile(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  llock_t *u = lua_newuserdata(L, sizeof *u);
+  u->fd = -1;
+  luaL_getmetatable(L, LOCK_MT);
+  lua_setmetatable(L, -2);
+  int rc = orch_pidfile_lock(path, &u->fd);
+  if (rc == -EWOULDBLOCK) {
+    /* Its own code rather than libuv's EAGAIN: callers test for this one. */
+    pid_t holder;
+    lua_pushnil(L);
+    if (orch_pidfile_read(path, &holder) == 0)
+      lua_pushfstring(L, "EWOULDBLOCK: %s is locked by pid %d", path, (int)holder);
+    else
+      lua_pushfstring(L, "EWOULDBLOCK: %s is locked by another process", path);
+    lua_pushliteral(L, "EWOULDBLOCK");
+    return 3;
+  }
+  if (rc < 0) return orch_lua_fail(L, rc);
+  return 1;
+}
+
+static int l_lock_release(lua_State *L) {
+  llock_t *u = luaL_checkudata(L, 1, LOCK_MT);
+  if (u->fd >= 0) close(u->fd); /* closing the last fd drops the flock */
+  u->fd = -1;
+  return 0;
+}
+
+static int l_read_pidfile(lua_State *L) {
+  pid_t pid;
+  if (orch_pidfile_read(luaL_checkstring(L, 1), &pid) < 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_pushinteger(L, pid);
+  return 1;
+}
+
+/* A Lua list of strings as a NULL-terminated array (in a userdata left on the
+ * stack, so the GC frees it); the strings stay alive in the table. */
+static char **string_list(lua_State *L, int idx, const char *what) {
+  if (lua_type(L, idx) != LUA_TTABLE) luaL_error(L, "%s: table expected", what);
+  size_t n = lua_objlen(L, idx);
+  char **v = lua_newuserdata(L, (n + 1) * sizeof *v);
+  for (size_t i = 0; i < n; i++) {
+    lua_rawgeti(L, idx, (int)i + 1);
+    if (lua_type(L, -1) != LUA_TSTRING)
+      luaL_error(L, "%s[%d]: string expected", what, (int)i + 1);
+    v[i] = (char *)lua_tostring(L, -1);
+    lua_pop(L, 1);
+  }
+  v[n] = NULL;
+  return v;
+}
+
+static const char *opt_string(lua_State *L, const char *key) {
+  lua_getfield(L, 1, key);
+  if (lua_isnil(L, -1)) return NULL;
+  if (lua_type(L, -1) != LUA_TSTRING) luaL_error(L, "%s: string expected", key);
+  return lua_tostring(L, -1); /* alive in the options table */
+}
+
+/* { file =, argv = { ... }, env = { "K=V", ... } | nil, log =, cwd = } */
+static int l_spawn_detached(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  orch_daemon_opts_t o;
+  memset(&o, 0, sizeof o);
+  o.file = opt_string(L, "file");
+  if (!o.file) return luaL_argerror(L, 1, "file: string expected");
+  lua_getfield(L, 1, "argv");
+  if (lua_isnil(L, -1)) {
+    char **v = lua_newuserdata(L, 2 * sizeof *v);
+    v[0] = (char *)o.file;
+    v[1] = NULL;
+    o.argv = v;
+  } else {
+    o.argv = string_list(L, lua_gettop(L), "argv");
+  }
+  lua_getfield(L, 1, "env");
+  if (!lua_isnil(L, -1)) o.envp = string_list(L, lua_gettop(L), "env");
+  o.log = opt_string(L, "log");
+  o.cwd = opt_string(L, "cwd");
+  pid_t pid;
+  int rc = orch_daemon_spawn(&o, &pid);
+  if (rc < 0) return orch_lua_fail(L, rc);
+  lua_pushinteger(L, pid);
+  return 1;
+}
+
+static int l_set_title(lua_State *L) {
+  int rc = orch_title_set(luaL_checkstring(L, 1));
+  if (rc < 0) return orch_lua_fail(L, rc);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* Blocking sleep for the CLI's short waits (it has no loop to wait on). */
+static int l_sleep_ms(lua_State *L) {
+  lua_Number ms = luaL_checknumber(L, 1);
+  if (ms <= 0) return 0;
+  struct timespec ts;
+  ts.tv_sec = (time_t)(ms / 1000);
+  ts.tv_nsec = (long)((ms - (lua_Number)ts.tv_sec * 1000) * 1e6);
+  while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+  }
+  return 0;
+}
+
+static const luaL_Reg lock_methods[] = {{"release", l_lock_release}, {NULL, NULL}};
+
+static const luaL_Reg funcs[] = {{"lock_pidfile", l_lock_pidfile},
+                                 {"read_pidfile", l_read_pidfile},
+                                 {"spawn_detached", l_spawn_detached},
+                                 {"set_title", l_set_title},
+                                 {"sleep_ms", l_sleep_ms},
+                                 {NULL, NULL}};
+
+void orch_daemon_lua_register(lua_State *L) {
+  orch_lua_class(L, LOCK_MT, lock_methods, l_lock_release);
+  luaL_register(L, NULL, funcs);
+}

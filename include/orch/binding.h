@@ -1,0 +1,33 @@
+/* binding.h: what the Lua bindings of orch.core share (core_lua.c,
+ * ctl_lua.c, stats_lua.c, daemon_lua.c). */
+#ifndef ORCH_BINDING_H
+#define ORCH_BINDING_H
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <uv.h>
+
+/* The expected-failure return: nil, "ENOENT: no such file or directory",
+ * "ENOENT" (luv's convention). err is a negative errno or UV_* code. */
+static inline int orch_lua_fail(lua_State *L, int err) {
+  lua_pushnil(L);
+  lua_pushfstring(L, "%s: %s", uv_err_name(err), uv_strerror(err));
+  lua_pushstring(L, uv_err_name(err));
+  return 3;
+}
+
+/* Registers a class: a metatable named name whose __index holds methods. */
+static inline void orch_lua_class(lua_State *L, const char *name,
+                                  const luaL_Reg *methods, lua_CFunction gc) {
+  luaL_newmetatable(L, name);
+  lua_newtable(L);
+  luaL_register(L, NULL, methods);
+  lua_setfield(L, -2, "__index");
+  if (gc) {
+    lua_pushcfunction(L, gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
+}
+
+#endif
