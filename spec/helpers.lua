@@ -142,7 +142,12 @@ end
 
 -- Kills every orch and every app process group a test started.
 function H.cleanup()
+  -- Gracefully first: orch then stops (and reaps) what it started.
   for _, o in ipairs(started) do
+    if o.code == nil then pcall(uv.kill, o.pid, "sigterm") end
+  end
+  for _, o in ipairs(started) do
+    if o.code == nil then pcall(function() o:wait_exit(5000) end) end
     if o.code == nil then pcall(uv.kill, o.pid, "sigkill") end
   end
   for pgid in pairs(pgroups) do pcall(uv.kill, -pgid, "sigkill") end
@@ -153,6 +158,35 @@ function H.cleanup()
   end
   uv.run("nowait")
   started, pgroups = {}, {}
+end
+
+-- Runs `orch ARGS...` against home and decodes its --json output.
+function H.json(home, args, opts)
+  -- --json goes before a "--" (after it, it would be an app argument)
+  local full, placed = {}, false
+  for _, a in ipairs(args) do
+    if a == "--" and not placed then full[#full + 1], placed = "--json", true end
+    full[#full + 1] = a
+  end
+  if not placed then full[#full + 1] = "--json" end
+  local code, out, err = H.orch_sync(full, { home = home, cwd = opts and opts.cwd, env = opts and opts.env })
+  local ok, v = pcall(require("cjson").decode, out)
+  return ok and v or nil, code, err, out
+end
+
+-- Ends a daemon and everything it runs: `orch kill`, then SIGKILL by pid of
+-- whatever is left (the daemon from its pid file, apps from their groups).
+function H.daemon_cleanup(home)
+  local daemon = tonumber(H.read(home .. "/daemon.pid") or "")
+  if not (daemon and H.alive(daemon)) then return end
+  local procs = H.json(home, { "list" })
+  if type(procs) == "table" then
+    for _, p in ipairs(procs) do
+      if type(p.pid) == "number" then pgroups[p.pid] = true end
+    end
+  end
+  pcall(H.orch_sync, { "kill" }, { home = home, timeout = 10000 })
+  if H.exists(daemon) then pcall(uv.kill, daemon, "sigkill") end
 end
 
 -- Remembers a pid (written by a fixture) to be killed at cleanup.

@@ -1,7 +1,7 @@
 -- orch.luarun: `orch lua FILE [ARGS...]` runs a Lua script with orch's
 -- runtime (LuaJIT, luv on orch's loop, cjson), so an app written in Lua needs
 -- nothing installed but orch. After the script returns, the loop runs until
--- no handle is left, as in luvit.
+-- no handle is left (luv's or orch.core's), as in luvit.
 local M = {}
 
 M.help = [[
@@ -28,9 +28,8 @@ function M.main(args)
     return 1
   end
   local ok, res = xpcall(chunk, debug.traceback, unpack(script_args, 1, #script_args))
-  if ok and package.loaded.luv then
-    ok, res = xpcall(package.loaded.luv.run, debug.traceback)
-  end
+  -- orch.core handles (servers, processes) live on the same loop as luv's
+  if ok then ok, res = xpcall(require("luv").run, debug.traceback) end
   if not ok then
     io.stderr:write("orch lua: ", tostring(res), "\n")
     return 1

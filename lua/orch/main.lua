@@ -2,23 +2,29 @@
 -- only when used, so a short-lived CLI call loads little.
 local M = {}
 
-M.version = "0.1.0"
+M.version = require("orch.version").version
 
+-- Verbs served by their own module; the control-socket verbs live in
+-- orch.cli and are listed from there.
 local verbs = {
   run = { module = "orch.run", usage = "run FILE [--env NAME]",
           summary = "run an ecosystem in the foreground (like pm2-runtime)" },
   lua = { module = "orch.luarun", usage = "lua FILE [ARGS...]",
           summary = "run a Lua script with orch's runtime (LuaJIT, luv, cjson)" },
+  daemon = { module = "orch.daemon", usage = "daemon", summary = "run the daemon (the CLI starts it by itself)" },
   version = { summary = "print orch's version" },
   help = { usage = "help [VERB]", summary = "show help" },
 }
-local order = { "run", "lua", "version", "help" }
+local order = { "start", "stop", "restart", "delete", "list", "describe", "logs", "flush", "save", "resurrect",
+                "ping", "kill", "run", "lua", "daemon", "version", "help" }
 
 local function usage(out)
   out:write("usage: orch <verb> [args]\n\nverbs:\n")
+  local cli = require("orch.cli")
   for _, name in ipairs(order) do
     local v = verbs[name]
-    out:write(string.format("  %-28s %s\n", v.usage or name, v.summary))
+    local usage = v and (v.usage or name) or (name .. " " .. cli.verbs[name].args)
+    out:write(string.format("  %-44s %s\n", usage, v and v.summary or cli.verbs[name].summary))
   end
 end
 
@@ -27,6 +33,8 @@ local function help(args)
   if not name then usage(io.stdout) return 0 end
   local v = verbs[name]
   if not v then
+    local text = require("orch.cli").help(name)
+    if text then io.stdout:write(text) return 0 end
     io.stderr:write(string.format("orch help: unknown verb '%s'\n", name))
     return 2
   end
@@ -53,6 +61,8 @@ function M.main(argv)
   end
   if verb == "help" then return help(args) end
   local v = verbs[verb]
+  local cli = require("orch.cli")
+  if not v and (cli.verbs[verb] or cli.aliases[verb]) then return cli.main(verb, args) end
   if not v then
     local names = {}
     for _, n in ipairs(order) do names[#names + 1] = n end

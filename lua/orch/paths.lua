@@ -1,8 +1,19 @@
 -- orch.paths: $ORCH_HOME and what lives in it. The directory is private to
 -- its owner (0700): it holds the control socket, logs and state.
-local uv = require("luv")
-
 local M = {}
+
+-- Everything that lives in $ORCH_HOME, by name.
+function M.layout(home)
+  return {
+    home = home,
+    logs = home .. "/logs",
+    sock = home .. "/orch.sock",
+    pid = home .. "/daemon.pid",
+    daemon_log = home .. "/daemon.log",
+    state = home .. "/state.json",
+    dump = home .. "/dump.json",
+  }
+end
 
 function M.home()
   local home = os.getenv("ORCH_HOME")
@@ -13,6 +24,7 @@ function M.home()
 end
 
 local function mkdir_private(path)
+  local uv = require("luv") -- not on the CLI's fast path: only when creating
   local ok, err, code = uv.fs_mkdir(path, tonumber("700", 8))
   if not ok and code ~= "EEXIST" then return nil, string.format("cannot create %s: %s", path, err) end
   local st, serr = uv.fs_stat(path)
@@ -21,9 +33,11 @@ local function mkdir_private(path)
   return st
 end
 
--- Creates $ORCH_HOME (0700) and its logs/ directory. An existing home owned
--- by someone else is refused; a wider mode on our own is narrowed.
+-- Creates $ORCH_HOME (0700) and its logs/ directory and returns its layout.
+-- An existing home owned by someone else is refused; a wider mode on our own
+-- is narrowed.
 function M.ensure_home()
+  local uv = require("luv")
   local home, err = M.home()
   if not home then return nil, err end
   local st, serr = mkdir_private(home)
@@ -35,10 +49,10 @@ function M.ensure_home()
     local ok, cerr = uv.fs_chmod(home, tonumber("700", 8))
     if not ok then return nil, string.format("cannot chmod 0700 %s: %s", home, cerr) end
   end
-  local logs = home .. "/logs"
-  local lst, lerr = mkdir_private(logs)
+  local layout = M.layout(home)
+  local lst, lerr = mkdir_private(layout.logs)
   if not lst then return nil, lerr end
-  return { home = home, logs = logs }
+  return layout
 end
 
 return M

@@ -4,9 +4,8 @@
 -- orch exits once nothing is left running: 0, or 1 if an app ended errored.
 local uv = require("luv")
 local core = require("orch.core")
-local ecosystem = require("orch.ecosystem")
 local paths = require("orch.paths")
-local supervisor = require("orch.supervisor")
+local engine_mod = require("orch.engine")
 
 local M = {}
 
@@ -83,28 +82,21 @@ function M.main(args)
     io.stderr:write("orch run: ", perr, "\nusage: orch run FILE [--env NAME]\n")
     return 2
   end
-  local home, herr = paths.ensure_home()
-  if not home then
+  local layout, herr = paths.ensure_home()
+  if not layout then
     io.stderr:write("orch run: ", herr, "\n")
     return 1
   end
   local base_env = core.environ()
-  local cfg, err = ecosystem.load(opts.file, { env_name = opts.env_name, base_env = base_env })
-  if not cfg then
-    io.stderr:write(err, "\n")
-    return 2
-  end
-  for _, w in ipairs(cfg.warnings or {}) do say("warning: " .. w) end
-
-  core.on_error(function(msg) say("error: " .. msg) end)
+  local cwd = require("orch.util").getcwd()
+  local source = { file = require("orch.util").abspath(opts.file, cwd), env_name = opts.env_name,
+                   env = base_env, cwd = cwd }
+  local log = function(_, msg) say(msg) end
+  local sup -- set below; describe() needs labels
   local status, shutting_down = 0, false
-  local sup
-  sup = supervisor.new({
-    logs_dir = home.logs,
-    base_env = base_env,
-    echo = true,
-    log = function(_, msg) say(msg) end,
-    emit = function(event, proc, info)
+  local engine = engine_mod.new({
+    paths = layout, echo = true, log = log, mode = "run",
+    on_event = function(event, proc, info)
       if event == "idle" then
         if not shutting_down then
           for _, p in ipairs(sup:list()) do
@@ -119,7 +111,22 @@ function M.main(args)
       if msg then say(msg) end
     end,
   })
-  for _, app in ipairs(cfg.apps) do sup:add(app) end
+  sup = engine.sup
+  local cfg, err = engine:load(source)
+  if not cfg then
+    io.stderr:write(err, "\n")
+    return 2
+  end
+  for _, w in ipairs(cfg.warnings or {}) do say("warning: " .. w) end
+  -- One engine per $ORCH_HOME: the control socket and state are its own.
+  local lock, lerr = core.lock_pidfile(layout.pid)
+  if not lock then
+    local pid = core.read_pidfile(layout.pid)
+    io.stderr:write(string.format("orch run: %s is in use by another orch%s (%s); use another ORCH_HOME\n",
+      layout.home, pid and (" (pid " .. pid .. ")") or "", lerr))
+    return 1
+  end
+  core.on_error(function(msg) say("error: " .. msg) end)
 
   local signals = {}
   local function on_signal(name)
@@ -137,10 +144,20 @@ function M.main(args)
     h:start(name, function() on_signal(name:upper()) end)
     signals[#signals + 1] = h
   end
+  engine.on_kill = function()
+    shutting_down = true
+    uv.stop()
+  end
 
-  sup:start_all()
+  engine:recover(function()
+    local ok, serr = engine:serve()
+    if not ok then say("warning: " .. serr .. "; orch list and friends will not reach this orch") end
+    engine:install_all(cfg.apps, source)
+  end)
   uv.run()
+  engine:shutdown()
   for _, h in ipairs(signals) do h:close() end
+  lock:release()
   return status
 end
 

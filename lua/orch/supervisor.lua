@@ -69,12 +69,13 @@ function Supervisor:label(proc)
   return proc.name .. ":" .. proc.instance
 end
 
--- Adds an app's instances to the table (stopped). Returns them.
-function Supervisor:add(app)
+-- Adds an app's instances to the table (stopped). Returns them. base_env is
+-- the environment the app's own env goes over (the CLI's, for the daemon).
+function Supervisor:add(app, base_env)
   local added = {}
   for i = 0, app.instances - 1 do
     local proc = {
-      id = self.next_id, name = app.name, instance = i, app = app,
+      id = self.next_id, name = app.name, instance = i, app = app, base_env = base_env,
       status = "stopped", restarts = 0, counters = { unstable = 0, backoff = 0 },
     }
     self.next_id = self.next_id + 1
@@ -88,6 +89,50 @@ end
 
 function Supervisor:list()
   return self.procs
+end
+
+function Supervisor:get(id)
+  return self.by_id[id]
+end
+
+-- Drops a process that is not running from the table.
+function Supervisor:remove(proc)
+  local s = proc.status
+  if s ~= "stopped" and s ~= "errored" then return nil, self:label(proc) .. " is " .. s end
+  close_timer(proc.timer)
+  proc.timer = nil
+  for i, p in ipairs(self.procs) do
+    if p == proc then table.remove(self.procs, i) break end
+  end
+  self.by_id[proc.id] = nil
+  self:_close_unused_sinks()
+  return true
+end
+
+function Supervisor:_close_unused_sinks()
+  local used = {}
+  for _, p in ipairs(self.procs) do
+    local out, err = launch.log_paths(p.app, p.instance, self.opts.logs_dir)
+    used[out], used[err] = true, true
+  end
+  for path, sink in pairs(self.sinks) do
+    if not used[path] then
+      sink:close()
+      self.sinks[path] = nil
+    end
+  end
+end
+
+-- Stops (if running) and starts again; counts as a restart, as in PM2, and
+-- forgets earlier unstable exits. done(ok, err) once launched.
+function Supervisor:restart(proc, done)
+  done = done or function() end
+  self:stop(proc, function()
+    if proc.status == "launching" or proc.status == "online" then return done(true) end
+    proc.restarts = proc.restarts + 1
+    proc.counters = { unstable = 0, backoff = 0 }
+    done(self:_launch(proc))
+  end)
 end
 
 function Supervisor:_sink(path)
@@ -135,7 +180,7 @@ function Supervisor:_launch(proc)
   handle, err, code = core.spawn({
     file = cmd.file,
     argv = cmd.argv,
-    env = launch.environment(app, proc.instance, proc.id, self.opts.base_env),
+    env = launch.environment(app, proc.instance, proc.id, proc.base_env or self.opts.base_env),
     cwd = app.cwd,
     stdout = { sink = out, echo_fd = self.opts.echo and 1 or nil, prefix = prefix },
     stderr = { sink = errs, echo_fd = self.opts.echo and 2 or nil, prefix = prefix },
@@ -276,7 +321,8 @@ function Supervisor:stop(proc, done)
     close_timer(proc.timer)
     proc.timer = nil
     self:_set(proc, "stopped", { reason = "stopped while waiting to restart" })
-    return done()
+    done()
+    return self:_check_idle()
   end
   if s == "stopping" then
     proc.stop_waiters[#proc.stop_waiters + 1] = done
@@ -293,7 +339,8 @@ function Supervisor:stop(proc, done)
     close_timer(proc.timer)
     proc.timer = nil
     self:kill(proc)
-  end)
+  end)  -- the main process may be gone already (its exit is being handled)
+  if not proc.handle then self:_check_stopped(proc) end
 end
 
 -- SIGKILL now for a stopping process (kill_timeout passed, or a second
@@ -333,6 +380,7 @@ function Supervisor:_check_stopped(proc)
   proc.stop_waiters = nil
   self:_set(proc, "stopped")
   for _, w in ipairs(waiters) do w() end
+  self:_check_idle()
 end
 
 function Supervisor:_on_sigchld()

@@ -27,6 +27,7 @@ describe("orch run", function()
     local s = H.read(out .. "/pid." .. i)
     if not s then return nil end
     local pid, node_instance, orch_instance, greeting = s:match("^(%d+) (%S*) (%S*) ?(%S*)")
+    if not pid then return nil end -- being written
     return { pid = tonumber(pid), node = node_instance, orch = orch_instance, greeting = greeting }
   end
 

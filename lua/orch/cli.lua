@@ -1,0 +1,298 @@
+-- orch.cli: the verbs that talk to the daemon (PM2's names and habits):
+-- parse the command line, send one request, print the reply.
+-- Exit status: 0 done, 1 the operation failed, 2 usage error.
+local client = require("orch.client")
+local util = require("orch.util")
+
+local M = {}
+
+local FLAG, VALUE = "flag", "value"
+local JSON = { json = FLAG }
+
+M.verbs = {
+  start = { args = "<script|ecosystem.{lua,json}|name|id> [-- args...]", min = 1, max = 1, rest = true,
+    summary = "start a script, the apps of an ecosystem file, or a stopped app",
+    opts = { name = VALUE, n = "name", instances = VALUE, i = "instances", only = VALUE, env = VALUE,
+             watch = FLAG, interpreter = VALUE, cwd = VALUE, json = FLAG } },
+  stop = { args = "<name|id|all>", min = 1, max = 1, summary = "stop processes (kill_signal, then SIGKILL)", opts = JSON },
+  restart = { args = "<name|id|all>", min = 1, max = 1, summary = "restart processes",
+    opts = { ["update-env"] = FLAG, json = FLAG } },
+  delete = { args = "<name|id|all>", min = 1, max = 1, summary = "stop and forget processes", opts = JSON },
+  list = { args = "", min = 0, max = 0, summary = "list processes (aliases: ls, status)", opts = JSON },
+  describe = { args = "<name|id>", min = 1, max = 1, summary = "show everything about processes", opts = JSON },
+  logs = { args = "[name|id|all]", min = 0, max = 1, summary = "print the last lines of logs, -f to follow",
+    opts = { lines = VALUE, follow = FLAG, f = "follow", out = FLAG, err = FLAG, json = FLAG } },
+  flush = { args = "[name|id|all]", min = 0, max = 1, summary = "empty log files", opts = JSON },
+  save = { args = "", min = 0, max = 0, summary = "remember the apps for resurrect (" .. "$ORCH_HOME/dump.json)", opts = JSON },
+  resurrect = { args = "", min = 0, max = 0, summary = "start the apps saved by save", opts = JSON },
+  ping = { args = "", min = 0, max = 0, summary = "start the daemon if needed and show it", opts = JSON },
+  kill = { args = "", min = 0, max = 0, summary = "stop every process, then the daemon", opts = JSON },
+}
+M.aliases = { ls = "list", status = "list", l = "list", del = "delete", desc = "describe", show = "describe",
+              dump = "save" }
+
+local function err(fmt, ...)
+  io.stderr:write(string.format(fmt, ...), "\n")
+end
+
+-- Returns { positional = {...}, opts = {...}, rest = {...} } or nil, message.
+function M.parse(verb, spec, argv)
+  local r = { positional = {}, opts = {}, rest = {} }
+  local i = 1
+  while i <= #argv do
+    local a = argv[i]
+    if a == "--" then
+      if not spec.rest then return nil, "'--' is not accepted here" end
+      for j = i + 1, #argv do r.rest[#r.rest + 1] = argv[j] end
+      break
+    elseif a:sub(1, 1) == "-" and #a > 1 and not tonumber(a) then
+      local name, value = a:match("^%-%-?([^=]+)=(.*)$")
+      name = name or a:gsub("^%-%-?", "")
+      local kind = spec.opts[name]
+      if type(kind) == "string" and kind ~= FLAG and kind ~= VALUE then
+        name, kind = kind, spec.opts[kind] -- a short alias
+      end
+      if not kind then
+        local names = {}
+        for k, v in pairs(spec.opts) do if v == FLAG or v == VALUE then names[#names + 1] = k end end
+        local hint = util.did_you_mean(name, names)
+        return nil, string.format("unknown option '%s'%s", a, hint and (" (did you mean '--" .. hint .. "'?)") or "")
+      end
+      if kind == FLAG then
+        if value then return nil, string.format("option '--%s' takes no value", name) end
+        r.opts[name] = true
+      else
+        if not value then
+          i = i + 1
+          value = argv[i]
+          if value == nil then return nil, string.format("option '--%s' needs a value", name) end
+        end
+        r.opts[name] = value
+      end
+    else
+      r.positional[#r.positional + 1] = a
+    end
+    i = i + 1
+  end
+  if #r.positional < spec.min then return nil, "missing argument " .. spec.args end
+  if #r.positional > spec.max then return nil, string.format("unexpected argument '%s'", r.positional[spec.max + 1]) end
+  return r
+end
+
+local function usage_line(verb)
+  local spec = M.verbs[verb]
+  local flags = {}
+  for k, v in pairs(spec.opts) do
+    if v == FLAG then flags[#flags + 1] = "[--" .. k .. "]"
+    elseif v == VALUE then flags[#flags + 1] = "[--" .. k .. " X]" end
+  end
+  table.sort(flags)
+  return string.format("usage: orch %s %s %s", verb, spec.args, table.concat(flags, " ")):gsub("%s+$", "")
+end
+
+---------------------------------------------------------------------------
+-- Output
+---------------------------------------------------------------------------
+
+local function json_out(v)
+  io.stdout:write(require("cjson").encode(v), "\n")
+end
+
+local function duration(ms)
+  local s = math.floor((ms or 0) / 1000)
+  if s < 60 then return s .. "s" end
+  if s < 3600 then return math.floor(s / 60) .. "m" end
+  if s < 86400 then return math.floor(s / 3600) .. "h" end
+  return math.floor(s / 86400) .. "D"
+end
+
+local function bytes(n)
+  n = n or 0
+  if n < 1024 then return n .. "b" end
+  if n < 1024 * 1024 then return string.format("%.1fkb", n / 1024) end
+  if n < 1024 ^ 3 then return string.format("%.1fmb", n / 1024 / 1024) end
+  return string.format("%.1fgb", n / 1024 ^ 3)
+end
+
+local function table_out(rows, header)
+  local widths = {}
+  for _, row in ipairs({ header, unpack(rows) }) do
+    for c, cell in ipairs(row) do widths[c] = math.max(widths[c] or 0, #tostring(cell)) end
+  end
+  local out = {}
+  for _, row in ipairs({ header, unpack(rows) }) do
+    local cells = {}
+    for c, cell in ipairs(row) do cells[c] = string.format("%-" .. widths[c] .. "s", tostring(cell)) end
+    out[#out + 1] = table.concat(cells, "  "):gsub("%s+$", "")
+  end
+  io.stdout:write(table.concat(out, "\n"), "\n")
+end
+
+local function print_procs(procs)
+  if #procs == 0 then
+    io.stdout:write("no processes\n")
+    return
+  end
+  local rows = {}
+  for _, p in ipairs(procs) do
+    rows[#rows + 1] = { p.id, p.name, p.mode, p.pid == client.null and "-" or p.pid, p.status,
+      p.restarts, p.status == "online" and duration(p.uptime_ms) or "-", string.format("%.1f%%", p.cpu),
+      bytes(p.memory) }
+  end
+  table_out(rows, { "id", "name", "mode", "pid", "status", "restarts", "uptime", "cpu", "memory" })
+end
+
+local function describe_out(procs)
+  local keys = { "id", "name", "instance", "status", "pid", "restarts", "unstable_restarts", "uptime_ms", "cpu",
+    "memory", "mode", "source", "script", "args", "exec", "interpreter", "cwd", "instances", "out_log", "err_log",
+    "started_at", "last_exit", "reason", "autorestart", "max_restarts", "min_uptime", "kill_signal", "kill_timeout" }
+  for i, p in ipairs(procs) do
+    if i > 1 then io.stdout:write("\n") end
+    for _, k in ipairs(keys) do
+      local v = p[k]
+      if v == client.null or v == nil then v = "-"
+      elseif type(v) == "table" then v = require("cjson").encode(v)
+      elseif k == "started_at" then v = os.date("%Y-%m-%d %H:%M:%S", v)
+      elseif k == "memory" then v = bytes(v) end
+      io.stdout:write(string.format("%-18s %s\n", k, tostring(v)))
+    end
+  end
+end
+
+---------------------------------------------------------------------------
+-- Verbs
+---------------------------------------------------------------------------
+
+local function environ()
+  return require("orch.core").environ()
+end
+
+local function is_ecosystem(path)
+  return path:match("%.json$") or path:match("ecosystem[^/]*%.lua$") or path:match("%.config%.lua$")
+end
+
+local function file_exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+-- start: an ecosystem file, a script, or the name/id of a known app.
+local function start_request(p)
+  local target, o = p.positional[1], p.opts
+  local cwd = require("orch.util").getcwd()
+  if is_ecosystem(target) then
+    if o.name or o.instances or o.interpreter or #p.rest > 0 then
+      return nil, "--name, -i, --interpreter and -- args apply to a script, not to an ecosystem file"
+    end
+    local only
+    if o.only then
+      only = {}
+      for n in o.only:gmatch("[^,%s]+") do only[#only + 1] = n end
+    end
+    return "start", { file = util.abspath(target, cwd), env_name = o.env, only = only, env = environ(), cwd = cwd }
+  end
+  if o.only then return nil, "--only applies to an ecosystem file" end
+  if not file_exists(util.abspath(target, o.cwd and util.abspath(o.cwd, cwd) or cwd))
+     and not target:find("/") and not util.which(target, os.getenv("PATH")) then
+    -- not a file nor a command: a known app's name or id
+    return "start", { target = target }
+  end
+  local spec = { script = target, name = o.name, interpreter = o.interpreter, cwd = o.cwd }
+  if o.instances then spec.instances = tonumber(o.instances) or o.instances end
+  if o.watch then spec.watch = true end
+  if #p.rest > 0 then spec.args = p.rest end
+  return "start", { spec = spec, env_name = o.env, env = environ(), cwd = cwd }
+end
+
+local function run_verb(verb, p)
+  local o = p.opts
+  local cmd, args = verb, {}
+  if verb == "start" then
+    cmd, args = start_request(p)
+    if not cmd then
+      err("orch start: %s", args)
+      return 2
+    end
+  elseif verb == "stop" or verb == "delete" or verb == "describe" then
+    args = { target = p.positional[1] }
+  elseif verb == "restart" then
+    args = { target = p.positional[1], update_env = o["update-env"] or nil }
+    if o["update-env"] then args.env = environ() end
+  elseif verb == "flush" then
+    args = { target = p.positional[1] }
+  elseif verb == "logs" then
+    return require("orch.logview").main(p)
+  end
+
+  local c, cerr, code = client.connect(verb ~= "kill")
+  if not c then
+    if verb == "kill" and code == "ENOTRUNNING" then
+      if o.json then json_out({ stopped = false }) else io.stdout:write("orch is not running\n") end
+      return 0
+    end
+    err("orch %s: %s", verb, cerr)
+    return 1
+  end
+  local result, rerr = client.request(c, cmd, args)
+  c:close()
+  if not result then
+    err("orch %s: %s", verb, rerr.message)
+    return 1
+  end
+  if o.json then
+    json_out(result)
+    return 0
+  end
+  if verb == "list" then
+    print_procs(result)
+  elseif verb == "describe" then
+    describe_out(result)
+  elseif verb == "start" then
+    for _, w in ipairs(result.warnings or {}) do err("warning: %s", w) end
+    print_procs(result.processes)
+    for _, v in ipairs(result.processes) do
+      if v.status == "errored" then return 1 end
+    end
+  elseif verb == "stop" or verb == "restart" or verb == "delete" then
+    print_procs(result)
+  elseif verb == "flush" then
+    io.stdout:write("flushed ", #result.flushed, " log file(s)\n")
+  elseif verb == "save" then
+    io.stdout:write(string.format("saved %d app(s) to %s\n", result.apps, result.file))
+  elseif verb == "resurrect" then
+    io.stdout:write(string.format("resurrected %d app(s)\n", #result.started))
+    for _, e in ipairs(result.errors) do err("orch resurrect: %s", e) end
+    if #result.errors > 0 then return 1 end
+  elseif verb == "ping" then
+    io.stdout:write(string.format("orch %s (pid %d, %s, %d processes, up %s) in %s\n", result.version, result.pid,
+      result.mode, result.processes, duration(result.uptime_ms), result.home))
+  elseif verb == "kill" then
+    io.stdout:write("orch stopped\n")
+  end
+  return 0
+end
+
+function M.help(verb)
+  verb = M.aliases[verb] or verb
+  local spec = M.verbs[verb]
+  if not spec then return nil end
+  return usage_line(verb) .. "\n\n" .. spec.summary .. "\n"
+end
+
+function M.main(verb, argv)
+  verb = M.aliases[verb] or verb
+  local spec = M.verbs[verb]
+  local p, perr = M.parse(verb, spec, argv)
+  if not p then
+    err("orch %s: %s\n%s", verb, perr, usage_line(verb))
+    return 2
+  end
+  if verb == "logs" and p.opts.lines and not tonumber(p.opts.lines) then
+    err("orch logs: option '--lines': expected a number, got '%s'", p.opts.lines)
+    return 2
+  end
+  return run_verb(verb, p)
+end
+
+return M

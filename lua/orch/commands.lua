@@ -1,0 +1,262 @@
+-- orch.commands: what each control-socket command does. A handler gets the
+-- engine, the request's args, and respond(result) / respond(nil, code, msg);
+-- it may respond later (stop waits for the processes to be gone). A rejected
+-- command changes nothing: arguments and files are checked first.
+local cjson = require("cjson")
+local engine_mod = require("orch.engine")
+local state = require("orch.state")
+local launch = require("orch.launch")
+
+local M = {}
+local H = {}
+M.handlers = H
+
+function M.names()
+  local n = {}
+  for k in pairs(H) do n[#n + 1] = k end
+  table.sort(n)
+  return n
+end
+
+local function list(t)
+  return setmetatable(t, engine_mod.LIST)
+end
+
+-- Checks args against { field = "string" | "number" | "boolean" | "table" |
+-- "string|number" ... } (every field optional unless listed in `required`).
+local function check(args, fields, required)
+  for _, name in ipairs(required or {}) do
+    if args[name] == nil or args[name] == cjson.null then
+      return nil, string.format("missing argument '%s'", name)
+    end
+  end
+  for name, v in pairs(args) do
+    local want = fields[name]
+    if not want then return nil, string.format("unknown argument '%s'", tostring(name)) end
+    if v ~= cjson.null and not want:find(type(v), 1, true) then
+      return nil, string.format("argument '%s' must be %s, got %s", name, want:gsub("|", " or "), type(v))
+    end
+  end
+  return true
+end
+
+local function string_map(t, what)
+  if t == nil or t == cjson.null then return {} end
+  for k, v in pairs(t) do
+    if type(k) ~= "string" or type(v) ~= "string" then
+      return nil, string.format("argument '%s' must map strings to strings", what)
+    end
+  end
+  return t
+end
+
+local function with_procs(engine, args, respond)
+  local ok, err = check(args, { target = "string|number", update_env = "boolean", env = "table" }, { "target" })
+  if not ok then return respond(nil, "EINVAL", err) end
+  local procs, rerr = engine:resolve(tostring(args.target))
+  if not procs then return respond(nil, "ENOTFOUND", rerr) end
+  return procs
+end
+
+-- Runs fn(proc, done) for each process, then respond(views) once all are done.
+local function each(engine, procs, fn, respond, after)
+  local pending = #procs + 1
+  local function one()
+    pending = pending - 1
+    if pending > 0 then return end
+    if after then after() end
+    local views = {}
+    for _, p in ipairs(procs) do views[#views + 1] = engine:view(p) end
+    respond(list(views))
+  end
+  for _, p in ipairs(procs) do fn(p, one) end
+  one()
+end
+
+function H.ping(engine, _, respond)
+  respond({
+    pid = require("orch.core").getpid(), version = engine_mod.VERSION, home = engine.paths.home,
+    mode = engine.mode, processes = #engine.sup:list(),
+    uptime_ms = math.floor((require("luv").hrtime() - engine.started_at) / 1e6),
+  })
+end
+
+-- Starts the stopped processes of known apps ({target}).
+local function start_known(engine, args, respond)
+  local procs = with_procs(engine, args, respond)
+  if not procs then return end
+  local result = {}
+  for _, p in ipairs(procs) do
+    local already = p.status ~= "stopped" and p.status ~= "errored"
+    if not already then engine.sup:start(p) end
+    local v = engine:view(p)
+    v.already_running = already
+    result[#result + 1] = v
+  end
+  respond({ processes = list(result), warnings = list({}) })
+end
+
+function H.start(engine, args, respond)
+  local ok, err = check(args, { file = "string", spec = "table", env_name = "string", only = "table",
+                                env = "table", cwd = "string", target = "string|number" })
+  if not ok then return respond(nil, "EINVAL", err) end
+  if args.target ~= nil then
+    if args.file or args.spec then return respond(nil, "EINVAL", "'target' excludes 'file' and 'spec'") end
+    return start_known(engine, args, respond)
+  end
+  if (args.file == nil) == (args.spec == nil) then
+    return respond(nil, "EINVAL", "give exactly one of 'file', 'spec' and 'target'")
+  end
+  local env, eerr = string_map(args.env, "env")
+  if not env then return respond(nil, "EINVAL", eerr) end
+  local source = { file = args.file, spec = args.spec, env_name = args.env_name, env = env,
+                   cwd = args.cwd or "/" }
+  if args.only and args.only ~= cjson.null then
+    source.only = {}
+    for _, n in ipairs(args.only) do source.only[#source.only + 1] = tostring(n) end
+  end
+  local cfg, lerr = engine:load(source)
+  if not cfg then return respond(nil, "ECONFIG", lerr) end
+  -- Refuse before changing anything: a single script whose name runs already.
+  if source.spec and engine:app_running(cfg.apps[1].name) then
+    return respond(nil, "EEXIST", string.format("app '%s' is already running (use orch restart %s)",
+      cfg.apps[1].name, cfg.apps[1].name))
+  end
+  local result = {}
+  for _, app in ipairs(cfg.apps) do
+    local already = engine:app_running(app.name)
+    local procs = already and engine:procs_of(app.name) or engine:install(app, source)
+    for _, p in ipairs(procs) do
+      local v = engine:view(p)
+      v.already_running = already
+      result[#result + 1] = v
+    end
+  end
+  respond({ processes = list(result), warnings = list(cfg.warnings or {}) })
+end
+
+function H.stop(engine, args, respond)
+  local procs = with_procs(engine, args, respond)
+  if not procs then return end
+  each(engine, procs, function(p, done) engine.sup:stop(p, done) end, respond)
+end
+
+function H.restart(engine, args, respond)
+  local procs = with_procs(engine, args, respond)
+  if not procs then return end
+  if args.update_env then
+    local env, err = string_map(args.env, "env")
+    if not env then return respond(nil, "EINVAL", err) end
+    for _, p in ipairs(procs) do
+      p.base_env = env
+      local entry = engine.apps[p.name]
+      if entry then entry.env, entry.source.env = env, env end
+    end
+  end
+  each(engine, procs, function(p, done) engine.sup:restart(p, done) end, respond)
+end
+
+function H.delete(engine, args, respond)
+  local procs = with_procs(engine, args, respond)
+  if not procs then return end
+  local names = {}
+  each(engine, procs, function(p, done)
+    names[p.name] = true
+    engine.sup:stop(p, function()
+      engine.sup:remove(p)
+      p.status = "deleted"
+      done()
+    end)
+  end, respond, function()
+    for name in pairs(names) do engine:forget(name) end
+  end)
+end
+
+function H.list(engine, args, respond)
+  local ok, err = check(args, {})
+  if not ok then return respond(nil, "EINVAL", err) end
+  local views = {}
+  for _, p in ipairs(engine.sup:list()) do views[#views + 1] = engine:view(p) end
+  respond(list(views))
+end
+
+function H.describe(engine, args, respond)
+  local procs = with_procs(engine, args, respond)
+  if not procs then return end
+  local views = {}
+  for _, p in ipairs(procs) do views[#views + 1] = engine:describe(p) end
+  respond(list(views))
+end
+
+-- Where the logs are; `orch logs` reads and follows the files itself, so no
+-- log byte ever passes through the daemon twice.
+function H.logs(engine, args, respond)
+  local procs = engine.sup:list()
+  if args.target ~= nil then
+    procs = with_procs(engine, args, respond)
+    if not procs then return end
+  end
+  local out = {}
+  for _, p in ipairs(procs) do
+    local o, e = launch.log_paths(p.app, p.instance, engine.paths.logs)
+    out[#out + 1] = { id = p.id, name = p.name, instance = p.instance, out_log = o, err_log = e }
+  end
+  respond(list(out))
+end
+
+function H.flush(engine, args, respond)
+  local procs = engine.sup:list()
+  if args.target ~= nil then
+    procs = with_procs(engine, args, respond)
+    if not procs then return end
+  end
+  local files, seen = {}, {}
+  for _, p in ipairs(procs) do
+    for _, path in ipairs({ launch.log_paths(p.app, p.instance, engine.paths.logs) }) do
+      if not seen[path] and path ~= "/dev/null" then
+        seen[path] = true
+        -- O_APPEND writers carry on at the new end; nothing needs reopening.
+        local f = io.open(path, "r+b")
+        if f then
+          f:close()
+          local t = io.open(path, "wb")
+          if t then t:close() files[#files + 1] = path end
+        end
+      end
+    end
+  end
+  respond({ flushed = list(files) })
+end
+
+function H.save(engine, args, respond)
+  local ok, err = check(args, {})
+  if not ok then return respond(nil, "EINVAL", err) end
+  local apps = engine:snapshot()
+  local wrote, werr = state.write_json(engine.paths.dump, { version = 1, apps = apps })
+  if not wrote then return respond(nil, "EIO", werr) end
+  respond({ file = engine.paths.dump, apps = #apps })
+end
+
+function H.resurrect(engine, args, respond)
+  local ok, err = check(args, {})
+  if not ok then return respond(nil, "EINVAL", err) end
+  local dump, derr = state.read_json(engine.paths.dump)
+  if not dump then
+    if derr == "ENOENT" then
+      return respond(nil, "ENOENT", "nothing saved: " .. engine.paths.dump .. " does not exist (run orch save)")
+    end
+    return respond(nil, "EIO", derr)
+  end
+  if type(dump.apps) ~= "table" then return respond(nil, "EIO", engine.paths.dump .. ": no 'apps' list") end
+  local started, errors = engine:restore(dump.apps, true)
+  respond({ started = list(started), errors = list(errors) })
+end
+
+function H.kill(engine, _, respond)
+  engine.sup:stop_all(function()
+    respond({ stopped = true })
+    if engine.on_kill then engine.on_kill() end
+  end)
+end
+
+return M

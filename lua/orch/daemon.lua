@@ -1,0 +1,109 @@
+-- orch.daemon: `orch daemon`, PM2's God process. Started detached by the
+-- CLI (new session, output to $ORCH_HOME/daemon.log); a pid-file lock makes
+-- it the only one per $ORCH_HOME. It first stops what a crashed predecessor
+-- left running and starts those apps again, then serves the control socket.
+local uv = require("luv")
+local core = require("orch.core")
+local paths = require("orch.paths")
+local engine_mod = require("orch.engine")
+
+local M = {}
+
+M.help = [[
+usage: orch daemon
+
+Runs the daemon in the foreground of the calling process. The CLI starts it
+by itself (detached) when no daemon answers; there is rarely a reason to run
+it by hand.
+]]
+
+local function logger()
+  return function(level, msg)
+    io.stderr:write(os.date("%Y-%m-%dT%H:%M:%S "), level, ": ", msg, "\n")
+    io.stderr:flush()
+  end
+end
+
+local function describe(event, proc, info)
+  local who = proc and (proc.name .. ":" .. proc.instance)
+  if event == "online" then
+    return string.format("%s online, pid %d, restarts %d", who, proc.pid, proc.restarts)
+  elseif event == "spawn_error" then
+    return string.format("%s failed to start: %s", who, info.error)
+  elseif event == "exit" then
+    return string.format("%s (pid %s) %s after %d ms", who, tostring(proc.pid),
+      info.signal and ("killed by " .. info.signal) or ("exited with code " .. tostring(info.code)),
+      math.floor(info.uptime_ms))
+  elseif event == "errored" or event == "stopped" then
+    return string.format("%s %s%s", who, event, info and info.reason and (": " .. info.reason) or "")
+  elseif event == "waiting" then
+    return string.format("%s restarting in %d ms", who, info.delay)
+  end
+end
+
+function M.main()
+  local layout, err = paths.ensure_home()
+  if not layout then
+    io.stderr:write("orch daemon: ", err, "\n")
+    return 1
+  end
+  local lock, lerr, code = core.lock_pidfile(layout.pid)
+  if not lock then
+    if code == "EWOULDBLOCK" then return 0 end -- another daemon won the race: fine
+    io.stderr:write("orch daemon: cannot lock ", layout.pid, ": ", lerr, "\n")
+    return 1
+  end
+  core.set_title("orch: daemon (" .. layout.home .. ")")
+  local log = logger()
+  core.on_error(function(msg) log("error", msg) end)
+  local engine = engine_mod.new({
+    paths = layout, echo = false, log = log, mode = "daemon",
+    on_event = function(event, proc, info)
+      local msg = describe(event, proc, info)
+      if msg then log("info", msg) end
+    end,
+  })
+  local status = 0
+  local signals = {}
+  local function quit()
+    engine:shutdown()
+    for _, h in ipairs(signals) do h:close() end
+    uv.stop()
+  end
+  engine.on_kill = quit
+  local stopping = false
+  for _, name in ipairs({ "sigint", "sigterm" }) do
+    local h = uv.new_signal()
+    h:start(name, function()
+      if stopping then engine.sup:kill_all() return end
+      stopping = true
+      log("info", "received " .. name:upper() .. ", stopping every process")
+      engine.sup:stop_all(quit)
+    end)
+    signals[#signals + 1] = h
+  end
+  local hup = uv.new_signal()
+  hup:start("sighup", function() end) -- detached: a hangup means nothing here
+  signals[#signals + 1] = hup
+
+  log("info", string.format("orch %s daemon started, pid %d, home %s", engine_mod.VERSION, core.getpid(), layout.home))
+  engine:recover(function(prev)
+    if prev then
+      local started, errors = engine:restore(prev.apps, true)
+      if #started > 0 then log("info", "restarted after a crash: " .. table.concat(started, ", ")) end
+      for _, e in ipairs(errors) do log("error", "cannot restart after a crash: " .. e) end
+    end
+    local ok, serr = engine:serve()
+    if not ok then
+      log("error", serr)
+      status = 1
+      engine.sup:stop_all(quit)
+    end
+  end)
+  uv.run()
+  lock:release()
+  log("info", "daemon exiting")
+  return status
+end
+
+return M

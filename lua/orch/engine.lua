@@ -1,0 +1,404 @@
+-- orch.engine: the supervisor plus what a long-lived orch needs around it:
+-- the apps and where each came from (so they can be saved, resurrected and
+-- recovered), the control socket, and the state file. `orch run` and the
+-- daemon are both an engine; they differ in where output goes.
+local core = require("orch.core")
+local uv = require("luv")
+local cjson = require("cjson").new()
+local ecosystem = require("orch.ecosystem")
+local supervisor = require("orch.supervisor")
+local launch = require("orch.launch")
+local state = require("orch.state")
+
+local M = {}
+local Engine = {}
+Engine.__index = Engine
+
+M.VERSION = require("orch.version").version
+
+-- opts: paths (from orch.paths.ensure_home), echo, log(level, msg),
+--       on_event(event, proc, info), mode ("run" | "daemon")
+function M.new(opts)
+  local self = setmetatable({
+    paths = opts.paths, opts = opts, log = opts.log, mode = opts.mode,
+    apps = {},      -- name -> { app = normalised app, source = ..., env = base env }
+    started_at = uv.hrtime(),
+  }, Engine)
+  self.sup = supervisor.new({
+    logs_dir = opts.paths.logs,
+    echo = opts.echo,
+    log = opts.log,
+    emit = function(event, proc, info) self:_event(event, proc, info) end,
+  })
+  return self
+end
+
+function Engine:_event(event, proc, info)
+  if event ~= "exit" and event ~= "restart" then self:save_state_soon() end
+  if self.opts.on_event then self.opts.on_event(event, proc, info) end
+end
+
+---------------------------------------------------------------------------
+-- Sources: where apps come from, in a form that survives a restart of orch.
+--   { file = "/abs/eco.lua", env_name = "prod"|nil, only = {names}|nil, env = {...}, cwd = "/dir" }
+--   { spec = { raw app table }, env = {...}, cwd = "/dir" }
+---------------------------------------------------------------------------
+
+function Engine:load(source)
+  local cfg, err
+  if source.file then
+    cfg, err = ecosystem.load(source.file, { env_name = source.env_name, base_env = source.env, cwd = source.cwd })
+  else
+    cfg, err = ecosystem.normalize({ apps = { source.spec } },
+      { file = "command line", dir = source.cwd, base_env = source.env, env_name = source.env_name })
+  end
+  if not cfg then return nil, err end
+  if source.only then
+    local keep, by_name = {}, {}
+    for _, app in ipairs(cfg.apps) do by_name[app.name] = app end
+    for _, name in ipairs(source.only) do
+      if not by_name[name] then
+        return nil, string.format("%s: --only: no app named '%s'", cfg.file or "ecosystem", name)
+      end
+      keep[#keep + 1] = by_name[name]
+    end
+    cfg.apps = keep
+  end
+  return cfg
+end
+
+function Engine:procs_of(name)
+  local list = {}
+  for _, p in ipairs(self.sup:list()) do
+    if p.name == name then list[#list + 1] = p end
+  end
+  return list
+end
+
+local function running(p)
+  return p.status == "online" or p.status == "launching" or p.status == "stopping" or p.status == "waiting"
+end
+
+function Engine:app_running(name)
+  for _, p in ipairs(self:procs_of(name)) do
+    if running(p) then return true end
+  end
+  return false
+end
+
+-- Registers (or, for an app that is not running, replaces) an app and starts
+-- its instances. Returns its processes.
+function Engine:install(app, source)
+  local procs = self:register(app, source)
+  self:start_procs(procs)
+  return procs
+end
+
+-- Registers every app before starting any, so that an app failing at once
+-- never looks like "nothing is running any more" while others are pending.
+function Engine:install_all(apps, source)
+  local all = {}
+  for _, app in ipairs(apps) do
+    for _, p in ipairs(self:register(app, source)) do all[#all + 1] = p end
+  end
+  self:start_procs(all)
+  return all
+end
+
+function Engine:start_procs(procs)
+  for _, p in ipairs(procs) do
+    if not running(p) then self.sup:start(p) end
+  end
+  self:save_state_soon()
+end
+
+function Engine:register(app, source)
+  local entry = self.apps[app.name]
+  local procs = self:procs_of(app.name)
+  if entry and #procs == app.instances then
+    for _, p in ipairs(procs) do p.app, p.base_env = app, source.env end
+  else
+    for _, p in ipairs(procs) do self.sup:remove(p) end
+    procs = self.sup:add(app, source.env)
+  end
+  self.apps[app.name] = { app = app, source = source, env = source.env }
+  return procs
+end
+
+function Engine:forget(name)
+  if #self:procs_of(name) == 0 then self.apps[name] = nil end
+  self:save_state_soon()
+end
+
+-- "all", an id, or an app name -> list of processes, or nil, message.
+function Engine:resolve(target)
+  local all = self.sup:list()
+  if target == "all" then return all end
+  local id = tonumber(target)
+  if id and tostring(math.floor(id)) == tostring(target) then
+    local p = self.sup:get(id)
+    if p then return { p } end
+    return nil, string.format("no process with id %s", target)
+  end
+  local list = self:procs_of(target)
+  if #list > 0 then return list end
+  local names = {}
+  for name in pairs(self.apps) do names[#names + 1] = name end
+  local hint = require("orch.util").did_you_mean(tostring(target), names)
+  return nil, string.format("no app named '%s'%s", tostring(target), hint and (" (did you mean '" .. hint .. "'?)") or "")
+end
+
+---------------------------------------------------------------------------
+-- Views: what list/describe return.
+---------------------------------------------------------------------------
+
+function Engine:stats(p)
+  if not p.pid or not running(p) then return 0, 0 end
+  local s = core.proc_stats(p.pid)
+  if not s then return 0, 0 end
+  local now = uv.hrtime() / 1e9
+  local prev = p.cpu_sample
+  local cpu
+  if prev and prev.pid == p.pid and now > prev.t then
+    cpu = (s.cpu - prev.cpu) / (now - prev.t) * 100
+  else
+    local up = p.started_at and (uv.hrtime() / 1e6 - p.started_at) / 1000 or 0
+    cpu = up > 0 and (s.cpu / up * 100) or 0
+  end
+  p.cpu_sample = { pid = p.pid, cpu = s.cpu, t = now }
+  return math.floor(math.max(cpu, 0) * 10 + 0.5) / 10, s.rss
+end
+
+function Engine:view(p)
+  local cpu, mem = self:stats(p)
+  return {
+    id = p.id, name = p.name, instance = p.instance, pid = running(p) and p.pid or cjson.null,
+    status = p.status, restarts = p.restarts,
+    uptime_ms = (p.status == "online" and p.started_at) and math.floor(uv.hrtime() / 1e6 - p.started_at) or 0,
+    cpu = cpu, memory = mem, mode = p.app.exec_mode,
+  }
+end
+
+function Engine:describe(p)
+  local v = self:view(p)
+  local app = p.app
+  local out, err = launch.log_paths(app, p.instance, self.paths.logs)
+  local cmd = launch.command(app, self.sup.exe)
+  v.script, v.args, v.cwd = app.script, app.args, app.cwd
+  v.exec = cmd.argv
+  v.interpreter = app.interpreter or cjson.null
+  v.instances = app.instances
+  v.unstable_restarts = p.counters.unstable
+  v.out_log, v.err_log = out, err
+  v.started_at = p.started_wall or cjson.null
+  v.last_exit = p.last_exit or cjson.null
+  v.reason = p.reason or cjson.null
+  v.autorestart, v.max_restarts, v.min_uptime = app.autorestart, app.max_restarts, app.min_uptime
+  v.kill_signal, v.kill_timeout = app.kill_signal, app.kill_timeout
+  local source = (self.apps[p.name] or {}).source or {}
+  v.source = source.file or "command line"
+  return v
+end
+
+---------------------------------------------------------------------------
+-- Persistence: the dump (orch save/resurrect) and the state file (kept
+-- current so that a daemon started after a SIGKILL knows what ran).
+---------------------------------------------------------------------------
+
+-- The apps as data: one entry per app with its source and whether it ran.
+function Engine:snapshot()
+  local list = {}
+  for _, p in ipairs(self.sup:list()) do
+    local entry = self.apps[p.name]
+    if entry and p.instance == 0 then
+      list[#list + 1] = { name = p.name, source = entry.source, running = self:app_running(p.name) }
+    end
+  end
+  return list
+end
+
+function Engine:save_state_soon()
+  if self.state_timer or not self.paths.state then return end
+  self.state_timer = uv.new_timer()
+  self.state_timer:start(0, 0, function()
+    self.state_timer:close()
+    self.state_timer = nil
+    self:save_state()
+  end)
+end
+
+function Engine:save_state()
+  local procs = {}
+  for _, p in ipairs(self.sup:list()) do
+    if p.pid and running(p) then
+      procs[#procs + 1] = { id = p.id, name = p.name, pid = p.pid, starttime = core.proc_starttime(p.pid),
+                            kill_signal = p.app.kill_signal, kill_timeout = p.app.kill_timeout }
+    end
+  end
+  local ok, err = state.write_json(self.paths.state, { pid = core.getpid(), apps = self:snapshot(), procs = procs })
+  if not ok then self.log("error", "state file not written: " .. err) end
+end
+
+-- Starts the apps of a snapshot (from the dump or the state file). Apps whose
+-- name is already known are left alone. Returns started, errors.
+function Engine:restore(entries, only_running)
+  local by_source, order = {}, {}
+  for _, e in ipairs(entries or {}) do
+    if (e.running or not only_running) and not self.apps[e.name] then
+      local key = cjson.encode(e.source)
+      if not by_source[key] then
+        by_source[key] = { source = e.source, names = {} }
+        order[#order + 1] = key
+      end
+      table.insert(by_source[key].names, e.name)
+    end
+  end
+  local started, errors = {}, {}
+  for _, key in ipairs(order) do
+    local group = by_source[key]
+    local cfg, err = self:load(group.source)
+    if not cfg then
+      errors[#errors + 1] = err
+    else
+      local want = {}
+      for _, n in ipairs(group.names) do want[n] = true end
+      for _, app in ipairs(cfg.apps) do
+        if want[app.name] then
+          want[app.name] = nil
+          self:install(app, group.source)
+          started[#started + 1] = app.name
+        end
+      end
+      for n in pairs(want) do errors[#errors + 1] = string.format("app '%s' is no longer in its source", n) end
+    end
+  end
+  return started, errors
+end
+
+-- After a crash of the previous orch (SIGKILL, OOM): its processes run on,
+-- unsupervised, with their output pipes broken. They are stopped (group
+-- signal, SIGKILL after their kill_timeout) and, once gone, done() runs with
+-- the previous state so the caller can start those apps again.
+function Engine:recover(done)
+  local prev = state.read_json(self.paths.state)
+  if type(prev) ~= "table" or prev.pid == core.getpid() then return done(nil) end
+  local left = {}
+  for _, p in ipairs(prev.procs or {}) do
+    if type(p.pid) == "number" and p.pid > 1 and p.starttime and core.proc_starttime(p.pid) == p.starttime then
+      left[#left + 1] = p
+      self.log("info", string.format("stopping %s (pid %d), left running by a previous orch (pid %s)",
+        tostring(p.name), p.pid, tostring(prev.pid)))
+      core.kill(-p.pid, p.kill_signal or "SIGINT")
+    end
+  end
+  if #left == 0 then return done(prev) end
+  local t0 = uv.now()
+  local timer = uv.new_timer()
+  timer:start(10, 10, function()
+    local alive, elapsed = 0, uv.now() - t0
+    for _, p in ipairs(left) do
+      if core.pgroup_alive(p.pid) then
+        alive = alive + 1
+        if not p.killed and elapsed >= (p.kill_timeout or 1600) then
+          core.kill(-p.pid, "SIGKILL")
+          p.killed = true
+        end
+      end
+    end
+    if alive == 0 or elapsed > 60000 then
+      if alive > 0 then self.log("error", alive .. " leftover process group(s) would not die; going on") end
+      timer:close()
+      done(prev)
+    end
+  end)
+end
+
+---------------------------------------------------------------------------
+-- Control socket
+---------------------------------------------------------------------------
+
+local MAX_ID = 2 ^ 53
+
+function Engine:serve()
+  local commands = require("orch.commands")
+  local server, err = core.ctl_listen(self.paths.sock, {
+    on_line = function(conn, line) self:_request(commands, conn, line) end,
+    on_close = function(conn)
+      if self.on_conn_close then self.on_conn_close(conn) end
+    end,
+  })
+  if not server then return nil, string.format("cannot listen on %s: %s", self.paths.sock, err) end
+  self.server = server
+  return true
+end
+
+local function reply(conn, id, ok, payload)
+  local msg
+  if ok then
+    msg = { id = id, ok = true, result = payload }
+  else
+    msg = { id = id, ok = false, error = payload }
+  end
+  local good, text = pcall(cjson.encode, msg)
+  if not good then
+    text = cjson.encode({ id = id, ok = false, error = { code = "EINTERNAL", message = "reply not encodable: " .. tostring(text) } })
+  end
+  -- cjson encodes an empty table as {}; a list result must read [].
+  if ok and type(payload) == "table" and next(payload) == nil and getmetatable(payload) == M.LIST then
+    text = text:gsub('"result":{}', '"result":[]', 1)
+  end
+  if not conn:closed() then conn:send(text .. "\n") end
+end
+
+M.LIST = {} -- metatable marking a result that is a list
+
+function Engine:_request(commands, conn, line)
+  local ok, req = pcall(cjson.decode, line)
+  if not ok or type(req) ~= "table" or rawget(req, 1) ~= nil then
+    return reply(conn, cjson.null, false, { code = "EPARSE", message = "request is not a JSON object" })
+  end
+  local id = req.id
+  if id ~= nil and (type(id) ~= "number" or id ~= math.floor(id) or math.abs(id) > MAX_ID) then
+    return reply(conn, cjson.null, false, { code = "EINVAL", message = "'id' must be an integer" })
+  end
+  id = id or cjson.null
+  local cmd = req.cmd
+  local handler = type(cmd) == "string" and commands.handlers[cmd]
+  if not handler then
+    local hint = type(cmd) == "string" and require("orch.util").did_you_mean(cmd, commands.names()) or nil
+    return reply(conn, id, false, { code = "ENOCMD",
+      message = string.format("unknown command %s%s", type(cmd) == "string" and ("'" .. cmd .. "'") or "(none)",
+        hint and (" (did you mean '" .. hint .. "'?)") or "") })
+  end
+  local args = req.args
+  if args == nil or args == cjson.null then args = {} end
+  if type(args) ~= "table" then
+    return reply(conn, id, false, { code = "EINVAL", message = "'args' must be an object" })
+  end
+  local answered = false
+  local function respond(result, code, message)
+    if answered then return end
+    answered = true
+    if code then reply(conn, id, false, { code = code, message = message })
+    else reply(conn, id, true, result == nil and cjson.null or result) end
+  end
+  local good, err = xpcall(handler, debug.traceback, self, args, respond, conn)
+  if not good then
+    self.log("error", string.format("command '%s' failed: %s", cmd, err))
+    respond(nil, "EINTERNAL", "internal error: " .. tostring(err):match("^[^\n]*"))
+  end
+end
+
+function Engine:shutdown()
+  if self.server then
+    self.server:close()
+    self.server = nil
+  end
+  if self.state_timer then
+    self.state_timer:close()
+    self.state_timer = nil
+  end
+  self:save_state()
+end
+
+return M

@@ -1,0 +1,124 @@
+-- orch.logview: `orch logs`. The daemon only says where the files are; the
+-- CLI reads their last lines itself and, with -f, follows them (inotify via
+-- luv), so following many apps costs the daemon nothing.
+local client = require("orch.client")
+
+local M = {}
+
+local CHUNK = 65536
+
+-- The last n lines of a file (a trailing partial line counts as one).
+local function tail(path, n)
+  local f = io.open(path, "rb")
+  if not f then return {}, 0 end
+  local size = f:seek("end")
+  local pos, buf = size, ""
+  local _, count = 0, 0
+  while pos > 0 do
+    local step = math.min(CHUNK, pos)
+    pos = pos - step
+    f:seek("set", pos)
+    buf = f:read(step) .. buf
+    _, count = buf:gsub("\n", "")
+    if count > n then break end
+  end
+  f:close()
+  local lines = {}
+  for line in buf:gmatch("([^\n]*)\n") do lines[#lines + 1] = line end
+  local rest = buf:match("([^\n]+)$")
+  if rest then lines[#lines + 1] = rest end
+  local first = math.max(1, #lines - n + 1)
+  local out = {}
+  for i = first, #lines do out[#out + 1] = lines[i] end
+  return out, size
+end
+
+local function emitter(json)
+  local cjson = require("cjson")
+  return function(file, line)
+    if json then
+      io.stdout:write(cjson.encode({ id = file.id, name = file.name, instance = file.instance,
+                                     stream = file.stream, line = line }), "\n")
+    elseif file.stream == "err" then
+      io.stderr:write(file.label, " | ", line, "\n")
+    else
+      io.stdout:write(file.label, " | ", line, "\n")
+    end
+  end
+end
+
+-- Follows every file: on each change reads what was appended (from the
+-- start again if the file shrank: flush or rotation) and emits whole lines.
+local function follow(files, emit)
+  local uv = require("luv")
+  for _, file in ipairs(files) do
+    file.partial = ""
+    local function pump()
+      local st = uv.fs_stat(file.path)
+      if not st then return end
+      if st.size < file.offset then file.offset, file.partial = 0, "" end
+      if st.size == file.offset then return end
+      local fd = uv.fs_open(file.path, "r", 0)
+      if not fd then return end
+      local data = uv.fs_read(fd, st.size - file.offset, file.offset) or ""
+      uv.fs_close(fd)
+      file.offset = file.offset + #data
+      data = file.partial .. data
+      for line in data:gmatch("([^\n]*)\n") do emit(file, line) end
+      file.partial = data:match("([^\n]*)$") or ""
+      io.stdout:flush()
+    end
+    local w = uv.new_fs_event()
+    -- a file that does not exist yet: watch its directory instead
+    local target = uv.fs_stat(file.path) and file.path or file.path:match("^(.*)/")
+    w:start(target, {}, function() pump() end)
+  end
+  local sig = uv.new_signal()
+  sig:start("sigint", function() uv.stop() end)
+  uv.run()
+  return 0
+end
+
+function M.main(p)
+  local o = p.opts
+  local c, err = client.connect(true)
+  if not c then
+    io.stderr:write("orch logs: ", err, "\n")
+    return 1
+  end
+  local target = p.positional[1]
+  local result, rerr = client.request(c, "logs", { target = target })
+  c:close()
+  if not result then
+    io.stderr:write("orch logs: ", rerr.message, "\n")
+    return 1
+  end
+  local want_out, want_err = o.out or not o.err, o.err or not o.out
+  local files, seen = {}, {}
+  for _, e in ipairs(result) do
+    for _, s in ipairs({ { "out", e.out_log, want_out }, { "err", e.err_log, want_err } }) do
+      local stream, path, wanted = s[1], s[2], s[3]
+      if wanted and path ~= "/dev/null" and not seen[path] then
+        seen[path] = true
+        files[#files + 1] = { path = path, stream = stream, id = e.id, name = e.name, instance = e.instance,
+                              label = e.name .. ":" .. e.instance }
+      end
+    end
+  end
+  if #files == 0 then
+    io.stderr:write("orch logs: no processes\n")
+    return target and 1 or 0
+  end
+  local emit = emitter(o.json)
+  local n = tonumber(o.lines) or 15
+  for _, file in ipairs(files) do
+    local lines, size = tail(file.path, n)
+    file.offset = size
+    for _, line in ipairs(lines) do emit(file, line) end
+  end
+  io.stdout:flush()
+  if o.follow then return follow(files, emit) end
+  return 0
+end
+
+return M
