@@ -139,7 +139,10 @@ int orch_spawn(const orch_spawn_opts_t *o, pid_t *pid_out) {
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  pid_t pid = fork();
+  /* vfork: no copy of orch's page tables, the parent waits until the exec
+   * anyway. Safe here because the child only makes system calls on its own
+   * stack frame and never returns: it execs or _exits. */
+  pid_t pid = vfork();
   if (pid == 0) {
     close(ep[0]);
     child_run(o, ep[1], devnull);
