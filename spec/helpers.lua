@@ -189,6 +189,24 @@ function H.daemon_cleanup(home)
   if H.exists(daemon) then pcall(uv.kill, daemon, "sigkill") end
 end
 
+-- Live processes started for app `name` by the orch of `home` (their
+-- environment says so), wherever they are in the process tree.
+function H.app_pids(home, name)
+  local pids = {}
+  for entry in uv.fs_scandir_next, uv.fs_scandir("/proc") do
+    local pid = tonumber(entry)
+    if pid then
+      local env = H.read("/proc/" .. pid .. "/environ")
+      env = env and "\0" .. env
+      if env and env:find("\0ORCH_HOME=" .. home .. "\0", 1, true) and env:find("\0ORCH_APP_NAME=" .. name .. "\0", 1, true)
+         and H.alive(pid) then
+        pids[#pids + 1] = pid
+      end
+    end
+  end
+  return pids
+end
+
 -- Remembers a pid (written by a fixture) to be killed at cleanup.
 function H.track(pid)
   pgroups[pid] = true

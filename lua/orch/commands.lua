@@ -58,6 +58,16 @@ local function with_procs(engine, args, respond)
   return procs
 end
 
+-- Like with_procs, but without a target: every process.
+local function optional_procs(engine, args, respond)
+  if args.target == nil then
+    local ok, err = check(args, {})
+    if not ok then return respond(nil, "EINVAL", err) end
+    return engine.sup:list()
+  end
+  return with_procs(engine, args, respond)
+end
+
 -- Runs fn(proc, done) for each process, then respond(views) once all are done.
 local function each(engine, procs, fn, respond, after)
   local pending = #procs + 1
@@ -191,11 +201,8 @@ end
 -- Where the logs are; `orch logs` reads and follows the files itself, so no
 -- log byte ever passes through the daemon twice.
 function H.logs(engine, args, respond)
-  local procs = engine.sup:list()
-  if args.target ~= nil then
-    procs = with_procs(engine, args, respond)
-    if not procs then return end
-  end
+  local procs = optional_procs(engine, args, respond)
+  if not procs then return end
   local out = {}
   for _, p in ipairs(procs) do
     local o, e = launch.log_paths(p.app, p.instance, engine.paths.logs)
@@ -205,11 +212,8 @@ function H.logs(engine, args, respond)
 end
 
 function H.flush(engine, args, respond)
-  local procs = engine.sup:list()
-  if args.target ~= nil then
-    procs = with_procs(engine, args, respond)
-    if not procs then return end
-  end
+  local procs = optional_procs(engine, args, respond)
+  if not procs then return end
   local files, seen = {}, {}
   for _, p in ipairs(procs) do
     for _, path in ipairs({ launch.log_paths(p.app, p.instance, engine.paths.logs) }) do

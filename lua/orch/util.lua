@@ -121,9 +121,9 @@ local DURATION_UNITS = {
 local DURATION_HINT = 'a number of milliseconds or a string like "500ms", "2s", "1.5m", "1h"'
 util.DURATION_HINT = DURATION_HINT
 
--- Milliseconds (integer, >= 0) from a number (already ms) or a string with
--- an optional unit (ms, s, m, h, d). Fractions are rounded to the nearest ms.
-function util.parse_duration(v)
+-- A number with an optional unit, scaled: a number as is, or a string like
+-- "1.5m" whose unit is a key of units. Rounded to an integer, >= 0.
+local function parse_scaled(v, units, what, hint)
   local n, unit
   if type(v) == "number" then
     n, unit = v, ""
@@ -131,11 +131,17 @@ function util.parse_duration(v)
     local num, u = trim(v):match("^(%d*%.?%d+)%s*(%a*)$")
     if num then n, unit = tonumber(num), lower(u) end
   end
-  local scale = unit and DURATION_UNITS[unit]
+  local scale = unit and units[unit]
   if not (n and scale) or n ~= n or n < 0 or n == huge then
-    return nil, "invalid duration " .. util.describe(v) .. " (expected " .. DURATION_HINT .. ")"
+    return nil, "invalid " .. what .. " " .. util.describe(v) .. " (expected " .. hint .. ")"
   end
   return floor(n * scale + 0.5)
+end
+
+-- Milliseconds from a number (already ms) or a string with an optional unit
+-- (ms, s, m, h, d).
+function util.parse_duration(v)
+  return parse_scaled(v, DURATION_UNITS, "duration", DURATION_HINT)
 end
 
 local SIZE_UNITS = {
@@ -149,21 +155,10 @@ local SIZE_UNITS = {
 local SIZE_HINT = 'a number of bytes or a string like "512K", "200M", "1G"'
 util.SIZE_HINT = SIZE_HINT
 
--- Bytes (integer, >= 0) from a number (already bytes) or a string such as
--- "200M", "1G", "512K", "100MB". Units are binary (K = 1024), as in PM2.
+-- Bytes from a number (already bytes) or a string such as "200M", "1G",
+-- "512K", "100MB". Units are binary (K = 1024), as in PM2.
 function util.parse_size(v)
-  local n, unit
-  if type(v) == "number" then
-    n, unit = v, ""
-  elseif type(v) == "string" then
-    local num, u = trim(v):match("^(%d*%.?%d+)%s*(%a*)$")
-    if num then n, unit = tonumber(num), lower(u) end
-  end
-  local scale = unit and SIZE_UNITS[unit]
-  if not (n and scale) or n ~= n or n < 0 or n == huge then
-    return nil, "invalid size " .. util.describe(v) .. " (expected " .. SIZE_HINT .. ")"
-  end
-  return floor(n * scale + 0.5)
+  return parse_scaled(v, SIZE_UNITS, "size", SIZE_HINT)
 end
 
 -- Shell-like word splitting ----------------------------------------------------

@@ -267,8 +267,7 @@ describe("orch daemon and CLI", function()
       assert.are.equal("online", p.status)
       assert.is_true(H.alive(p.pid))
     end
-    local sleeps = H.sh("ps -eo args | grep -c '^sleep 1000$'")
-    assert.are.equal(2, tonumber(sleeps))
+    assert.are.equal(2, #H.app_pids(home, "nap"))
   end)
 
   it("restores the saved apps after kill and resurrect", function()
