@@ -227,6 +227,13 @@ function Engine:save_state_soon()
   end)
 end
 
+function Engine:flush_state()
+  if not self.state_timer then return end
+  self.state_timer:close()
+  self.state_timer = nil
+  self:save_state()
+end
+
 function Engine:save_state()
   local procs = {}
   for _, p in ipairs(self.sup:list()) do
@@ -379,6 +386,9 @@ function Engine:_request(commands, conn, line)
   local function respond(result, code, message)
     if answered then return end
     answered = true
+    -- What a client has been told is on disk first: a daemon killed right
+    -- after this reply must find these processes in the state file.
+    self:flush_state()
     if code then reply(conn, id, false, { code = code, message = message })
     else reply(conn, id, true, result == nil and cjson.null or result) end
   end
