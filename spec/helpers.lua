@@ -60,6 +60,7 @@ function H.wait_until(cond, timeout_ms, what)
     local v = cond()
     if v then return v end
     if uv.now() >= deadline then
+      if type(what) == "function" then what = what() end
       error("timed out waiting for " .. (what or "a condition"), 2)
     end
     uv.sleep(5)
@@ -118,7 +119,7 @@ function Orch:wait_exit(timeout_ms)
   H.wait_until(function()
     -- The exit, and EOF on both pipes: then all output is in.
     return self.code ~= nil and self.eof == 2
-  end, timeout_ms or 10000, "orch (pid " .. self.pid .. ") to exit; stderr so far:\n" .. self.err)
+  end, timeout_ms or 10000, function() return "orch (pid " .. self.pid .. ") to exit; stderr so far:\n" .. self.err end)
   return self.code
 end
 
@@ -137,7 +138,7 @@ end
 
 function Orch:wait_output(pattern, timeout_ms)
   return H.wait_until(function() return self.err:match(pattern) or self.out:match(pattern) end,
-    timeout_ms, "output matching '" .. pattern .. "'; stderr so far:\n" .. self.err)
+    timeout_ms, function() return "output matching '" .. pattern .. "'; stderr so far:\n" .. self.err end)
 end
 
 -- Kills every orch and every app process group a test started.

@@ -6,20 +6,21 @@ local cjson = require("cjson").new()
 local M = {}
 
 function M.write_json(path, value)
+  local uv = require("luv")
   local ok, text = pcall(cjson.encode, value)
   if not ok then return nil, "cannot encode " .. path .. ": " .. tostring(text) end
   local tmp = path .. ".tmp"
-  local f, err = io.open(tmp, "wb")
-  if not f then return nil, "cannot write " .. tmp .. ": " .. tostring(err) end
-  local wrote, werr = f:write(text, "\n")
-  local closed, cerr = f:close()
-  if not (wrote and closed) then
-    os.remove(tmp)
-    return nil, "cannot write " .. tmp .. ": " .. tostring(werr or cerr)
+  local fd, err = uv.fs_open(tmp, "w", tonumber("600", 8)) -- private, like all of $ORCH_HOME
+  if not fd then return nil, "cannot write " .. tmp .. ": " .. tostring(err) end
+  local wrote, werr = uv.fs_write(fd, text .. "\n", 0)
+  uv.fs_close(fd)
+  if wrote ~= #text + 1 then
+    uv.fs_unlink(tmp)
+    return nil, "cannot write " .. tmp .. ": " .. tostring(werr or "short write")
   end
-  local renamed, rerr = os.rename(tmp, path)
+  local renamed, rerr = uv.fs_rename(tmp, path)
   if not renamed then
-    os.remove(tmp)
+    uv.fs_unlink(tmp)
     return nil, "cannot rename " .. tmp .. ": " .. tostring(rerr)
   end
   return true

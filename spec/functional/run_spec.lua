@@ -97,6 +97,26 @@ describe("orch run", function()
     assert.are.equal(3, n)
   end)
 
+  it("lets an app's restart function decide, and falls back to the default when it fails", function()
+    local file = ecosystem(string.format([[
+      { name = "thrice", script = %q, min_uptime = 0,
+        restart = function(proc, exit)
+          if proc.restarts >= 2 then return { action = "stop", reason = "third exit, code " .. exit.code } end
+          return 10
+        end },
+      { name = "broken", script = %q, stop_exit_codes = { 1 },
+        restart = function(proc, exit) error("policy bug") end },
+    ]], apps .. "/fail.sh", apps .. "/fail.sh"))
+    local o = H.orch({ "run", file }, { home = home })
+    assert.are.equal(0, o:wait_exit(10000)) -- both end stopped, none errored
+    assert.are.equal(3, #o:online("thrice:0"))
+    assert.matches("thrice:0 restarting in 10 ms %(restart 1%)", o.err)
+    assert.matches("thrice:0 stopped: third exit, code 1", o.err)
+    -- the failing function: logged with its traceback, the default policy applies
+    assert.matches("broken:0: restart function failed, using the default policy: [^\n]*policy bug\nstack traceback", o.err)
+    assert.matches("broken:0 stopped: exit code 1 is in stop_exit_codes", o.err)
+  end)
+
   it("reports an exec failure with the errno text", function()
     local plain = H.write(dir .. "/not-executable", "#!/bin/sh\necho hi\n", tonumber("644", 8))
     local file = ecosystem(string.format([[

@@ -1,0 +1,27 @@
+local hook = require("orch.hook")
+
+describe("orch.hook.call", function()
+  it("returns the function's results", function()
+    assert.are.same({ true, 1, nil, 3 }, { hook.call(function(a) return a, nil, 3 end, 100, 1) })
+  end)
+
+  it("returns an error with its traceback", function()
+    local ok, err = hook.call(function() error("boom") end, 100)
+    assert.is_false(ok)
+    assert.matches("boom", err)
+    assert.matches("stack traceback", err)
+  end)
+
+  it("interrupts a function that runs past its deadline", function()
+    local t0 = os.clock()
+    local ok, err = hook.call(function() while true do end end, 50)
+    assert.is_false(ok)
+    assert.matches("^hook interrupted: ran longer than 50 ms", err)
+    assert.is_true(os.clock() - t0 < 1)
+  end)
+
+  it("removes its count hook afterwards", function()
+    hook.call(function() end, 10)
+    assert.is_nil(debug.gethook())
+  end)
+end)
