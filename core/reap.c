@@ -9,6 +9,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
@@ -19,6 +20,32 @@ static uv_signal_t sigchld;
 static int reaper_on;
 static orch_reap_cb reap_cb;
 static void *reap_data;
+
+/* Appends the pids in one children file; raw open/read because `orch list`
+ * does this for every managed process. */
+static int read_children(const char *path, pid_t *out, int n, int cap) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return n; /* the thread went away */
+  char buf[4096];
+  int c = 0, in_num = 0;
+  for (;;) {
+    ssize_t r = read(fd, buf, sizeof buf);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    for (ssize_t i = 0; i < r; i++) {
+      if (buf[i] >= '0' && buf[i] <= '9') {
+        c = c * 10 + (buf[i] - '0');
+        in_num = 1;
+      } else if (in_num) {
+        if (n < cap) out[n++] = c;
+        c = in_num = 0;
+      }
+    }
+  }
+  if (in_num && n < cap) out[n++] = c;
+  close(fd);
+  return n;
+}
 
 /* Appends the pids listed in /proc/<pid>/task/<tid>/children for every thread
  * of pid. Returns the new count, or -errno if pid's task dir is unreadable. */
@@ -33,15 +60,18 @@ static int children_of(pid_t pid, pid_t *out, int n, int cap) {
     char cpath[320];
     snprintf(cpath, sizeof cpath, "/proc/%d/task/%s/children", (int)pid,
              e->d_name);
-    FILE *f = fopen(cpath, "re");
-    if (!f) continue; /* the thread went away */
-    int c;
-    while (fscanf(f, "%d", &c) == 1)
-      if (n < cap) out[n++] = c;
-    fclose(f);
+    n = read_children(cpath, out, n, cap);
   }
   closedir(d);
   return n;
+}
+
+int orch_proc_children(pid_t pid, int nthreads, pid_t *out, int n, int cap) {
+  if (nthreads != 1) return children_of(pid, out, n, cap);
+  /* One thread: its children file is the process's; skip listing tasks. */
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)pid, (int)pid);
+  return read_children(path, out, n, cap);
 }
 
 int orch_proc_descendants(pid_t pid, pid_t *out, int cap) {

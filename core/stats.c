@@ -10,7 +10,7 @@
 #include "orch/proc.h"
 
 /* Field numbers of proc(5). */
-enum { F_UTIME = 14, F_STIME = 15, F_STARTTIME = 22, F_RSS = 24 };
+enum { F_UTIME = 14, F_STIME = 15, F_THREADS = 20, F_STARTTIME = 22, F_RSS = 24 };
 
 #define MAX_TREE 4096
 
@@ -92,26 +92,28 @@ static uint64_t page_size(void) {
 }
 
 /* Field 24 (rss, pages) is the same counter statm's "resident" shows, and
- * comes with utime/stime in the one read. */
-static const int tree_fields[] = {F_UTIME, F_STIME, F_STARTTIME, F_RSS};
+ * comes with utime/stime in the one read; the thread count tells whether the
+ * children can be read from one file. */
+static const int tree_fields[] = {F_UTIME, F_STIME, F_STARTTIME, F_RSS, F_THREADS};
 
+/* Walks the tree breadth-first, reading each process's stat once: `orch list`
+ * does this for every managed process, so syscalls per process count. */
 int orch_proc_stats(pid_t pid, orch_proc_stats_t *out) {
-  uint64_t v[4];
-  int rc = orch_proc_stat_fields(pid, tree_fields, 4, v);
+  uint64_t v[5];
+  int rc = orch_proc_stat_fields(pid, tree_fields, 5, v);
   if (rc < 0) return rc;
   memset(out, 0, sizeof *out);
-  out->cpu_ticks = v[0] + v[1];
   out->starttime = v[2];
-  out->rss = v[3] * page_size();
-  out->procs = 1;
-
-  pid_t kids[MAX_TREE];
-  int n = orch_proc_descendants(pid, kids, MAX_TREE);
+  pid_t tree[MAX_TREE];
+  int n = 1;
+  tree[0] = pid;
   for (int i = 0; i < n; i++) {
-    if (orch_proc_stat_fields(kids[i], tree_fields, 4, v) < 0) continue;
+    if (i > 0 && orch_proc_stat_fields(tree[i], tree_fields, 5, v) < 0) continue;
     out->cpu_ticks += v[0] + v[1];
     out->rss += v[3] * page_size();
     out->procs++;
+    int m = orch_proc_children(tree[i], (int)v[4], tree, n, MAX_TREE);
+    if (m > n) n = m;
   }
   return 0;
 }

@@ -59,6 +59,10 @@ void orch_reaper_stop(void);
  * Returns the count stored (at most cap) or -errno. */
 int orch_proc_descendants(pid_t pid, pid_t *out, int cap);
 
+/* Appends pid's children to out[n..cap) and returns the new count (or
+ * -errno). nthreads, when known to be 1, saves listing /proc/<pid>/task. */
+int orch_proc_children(pid_t pid, int nthreads, pid_t *out, int n, int cap);
+
 /* A process group still has members (or one we may not signal). */
 int orch_pgroup_alive(pid_t pgid);
 
