@@ -27,6 +27,7 @@ M.verbs = {
   resurrect = { args = "", min = 0, max = 0, summary = "start the apps saved by save", opts = JSON },
   ping = { args = "", min = 0, max = 0, summary = "start the daemon if needed and show it", opts = JSON },
   kill = { args = "", min = 0, max = 0, summary = "stop every process, then the daemon", opts = JSON },
+  eval = { args = "<lua code>", min = 1, max = 1, summary = "run Lua in the daemon and print the result", opts = JSON },
 }
 M.aliases = { ls = "list", status = "list", l = "list", del = "delete", desc = "describe", show = "describe",
               dump = "save" }
@@ -221,6 +222,8 @@ local function run_verb(verb, p)
     if o["update-env"] then args.env = environ() end
   elseif verb == "flush" then
     args = { target = p.positional[1] }
+  elseif verb == "eval" then
+    args = { code = p.positional[1] }
   elseif verb == "logs" then
     return require("orch.logview").main(p)
   end
@@ -269,6 +272,9 @@ local function run_verb(verb, p)
       result.mode, result.processes, duration(result.uptime_ms), result.home))
   elseif verb == "kill" then
     io.stdout:write("orch stopped\n")
+  elseif verb == "eval" then
+    if result.output ~= "" then io.stdout:write(result.output, "\n") end
+    if result.count > 0 then io.stdout:write(result.values, "\n") end
   end
   return 0
 end

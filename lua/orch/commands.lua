@@ -256,6 +256,41 @@ function H.resurrect(engine, args, respond)
   respond({ started = list(started), errors = list(errors) })
 end
 
+-- Runs Lua in the daemon, in one environment kept across calls (the REPL's):
+-- `orch` is the API, everything else is the daemon's globals. An expression
+-- returns its values; print() output is sent back too.
+local EVAL_DEADLINE_MS = 2000
+
+function H.eval(engine, args, respond)
+  local ok, err = check(args, { code = "string" }, { "code" })
+  if not ok then return respond(nil, "EINVAL", err) end
+  local inspect = require("orch.inspect")
+  local output = {}
+  if not engine.repl_env then
+    engine.repl_env = setmetatable({ orch = engine.api, inspect = inspect.inspect }, { __index = _G })
+  end
+  local env = engine.repl_env
+  rawset(env, "print", function(...)
+    local parts = {}
+    for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+    output[#output + 1] = table.concat(parts, "\t")
+  end)
+  local chunk, cerr = loadstring("return " .. args.code, "=eval")
+  if not chunk then chunk, cerr = loadstring(args.code, "=eval") end
+  if not chunk then
+    local incomplete = cerr:match("<eof>") ~= nil
+    return respond(nil, incomplete and "EINCOMPLETE" or "ESYNTAX", cerr)
+  end
+  setfenv(chunk, env)
+  local function pack(...) return { n = select("#", ...), ... } end
+  local res = pack(require("orch.hook").call(chunk, EVAL_DEADLINE_MS))
+  rawset(env, "print", nil)
+  if not res[1] then return respond(nil, "EEVAL", tostring(res[2])) end
+  local n = res.n - 1
+  respond({ output = table.concat(output, "\n"), values = n > 0 and inspect.values(n, unpack(res, 2, n + 1)) or "",
+            count = n })
+end
+
 function H.kill(engine, _, respond)
   engine.sup:stop_all(function()
     respond({ stopped = true })

@@ -73,6 +73,14 @@ option("shutdown_with_message", { type = "boolean", default = false, implemented
   doc = "Send a 'shutdown' IPC message before kill_signal." })
 option("restart", { type = "function", lua_only = true,
   doc = "Lua files only: a restart policy function replacing the built-in one." })
+option("on_start", { type = "function", lua_only = true,
+  doc = "Lua files only: on_start(proc) runs when a process of the app has been spawned." })
+option("on_online", { type = "function", lua_only = true,
+  doc = "Lua files only: on_online(proc) runs when a process of the app is online." })
+option("on_exit", { type = "function", lua_only = true,
+  doc = "Lua files only: on_exit(proc, code, signal) runs when a process of the app exits (code or signal is nil)." })
+option("hook_deadline", { type = "duration", default = 100,
+  doc = "How long a hook or restart function of this app may run before it is interrupted." })
 option("out_file", { type = "string", default_doc = "orch's log directory",
   doc = "File for stdout; relative to cwd." })
 option("error_file", { type = "string", default_doc = "orch's log directory",
@@ -304,6 +312,7 @@ local CHECK = {
   restart_delay = check_duration,
   exp_backoff_restart_delay = check_duration,
   kill_timeout = check_duration,
+  hook_deadline = check_duration,
   listen_timeout = check_duration,
   wait_ready = check_boolean,
   shutdown_with_message = check_boolean,
@@ -371,6 +380,7 @@ function CHECK.restart(v)
   if type(v) == "function" then return v end
   return expected("a function", v)
 end
+CHECK.on_start, CHECK.on_online, CHECK.on_exit = CHECK.restart, CHECK.restart, CHECK.restart
 
 function CHECK.log_file(v, ctx)
   if v == false then return nil end

@@ -23,7 +23,9 @@ function M.new(opts)
     paths = opts.paths, opts = opts, log = opts.log, mode = opts.mode,
     apps = {},      -- name -> { app = normalised app, source = ..., env = base env }
     started_at = uv.hrtime(),
+    events = {},    -- queued for the Lua API (see _event)
   }, Engine)
+  self.api = require("orch.api").new(self)
   self.sup = supervisor.new({
     logs_dir = opts.paths.logs,
     echo = opts.echo,
@@ -36,6 +38,24 @@ end
 function Engine:_event(event, proc, info)
   if event ~= "exit" and event ~= "restart" then self:save_state_soon() end
   if self.opts.on_event then self.opts.on_event(event, proc, info) end
+  -- Users' hooks and handlers run after the transition that raised the event
+  -- has finished, so that whatever they do (stop, restart...) meets a
+  -- consistent process table.
+  if proc and self.api then
+    self.events[#self.events + 1] = { event, proc, info }
+    if not self.event_timer then
+      self.event_timer = uv.new_timer()
+      self.event_timer:start(0, 0, function() self:_dispatch_events() end)
+    end
+  end
+end
+
+function Engine:_dispatch_events()
+  self.event_timer:close()
+  self.event_timer = nil
+  local events = self.events
+  self.events = {}
+  for _, e in ipairs(events) do self.api._dispatch(e[1], e[2], e[3]) end
 end
 
 ---------------------------------------------------------------------------
@@ -407,6 +427,10 @@ function Engine:shutdown()
   if self.state_timer then
     self.state_timer:close()
     self.state_timer = nil
+  end
+  if self.event_timer then
+    self.event_timer:close()
+    self.event_timer = nil
   end
   self:save_state()
 end

@@ -10,8 +10,12 @@ M.DEFAULT_DEADLINE_MS = 100
 
 local clock = os.clock
 
+-- The traceback stops where the user's function was called: orch's own
+-- frames below it say nothing about the user's error.
 local function traceback(e)
-  return debug.traceback(tostring(e), 2)
+  local tb = debug.traceback(tostring(e), 2)
+  local cut = tb:find("\n%s*%[C%]: in function 'xpcall'")
+  return cut and tb:sub(1, cut - 1) or tb
 end
 
 -- Returns true, results... or false, "message\ntraceback".
@@ -26,12 +30,13 @@ function M.call(fn, deadline_ms, ...)
       error(string.format("hook interrupted: ran longer than %d ms", limit * 1000), 2)
     end
   end, "", 1000)
-  local res = { xpcall(fn, traceback, ...) }
+  local function pack(...) return { n = select("#", ...), ... } end
+  local res = pack(xpcall(fn, traceback, ...))
   debug.sethook()
   if not res[1] and timed_out then
     res[2] = res[2]:gsub("^[^\n]*hook interrupted", "hook interrupted", 1)
   end
-  return unpack(res, 1, table.maxn(res))
+  return unpack(res, 1, res.n)
 end
 
 return M

@@ -195,6 +195,7 @@ function Supervisor:_launch(proc)
   proc.pid = handle:pid()
   proc.started_at = now_ms()
   proc.started_wall = os.time()
+  self.emit("start", proc)
   self:_set(proc, "online")
   return true
 end

@@ -76,7 +76,7 @@ describe("orch.ecosystem", function()
         name = "app", script = tmp .. "/app.sh", args = {}, interpreter_none = false,
         interpreter_args = {}, cwd = tmp, env = {}, instances = 1, exec_mode = "fork",
         autorestart = true, max_restarts = 16, min_uptime = 1000, restart_delay = 0,
-        exp_backoff_restart_delay = 0, stop_exit_codes = {}, kill_timeout = 1600,
+        exp_backoff_restart_delay = 0, stop_exit_codes = {}, kill_timeout = 1600, hook_deadline = 100,
         kill_signal = "SIGINT", listen_timeout = 3000, wait_ready = false,
         shutdown_with_message = false, merge_logs = false, time = false, disable_logs = false,
         watch = false, ignore_watch = {}, config_line = 1,
