@@ -47,7 +47,8 @@ local function after(ms, fn)
 end
 
 -- opts: logs_dir, base_env (table), emit(event, proc, info), log(level, msg),
---       echo (bool: copy output lines to our stdout/stderr with a prefix)
+--       echo (bool: copy output lines to our stdout/stderr with a prefix),
+--       gate(proc) -> true when a new process must wait for set_online()
 function M.new(opts)
   local self = setmetatable({
     procs = {},       -- in id order
@@ -196,6 +197,16 @@ function Supervisor:_launch(proc)
   proc.started_at = now_ms()
   proc.started_wall = os.time()
   self.emit("start", proc)
+  -- A readiness gate (a health check with wait_healthy, later a ready
+  -- message) keeps the process launching until set_online().
+  if self.opts.gate and self.opts.gate(proc) then return true end
+  self:_set(proc, "online")
+  return true
+end
+
+-- Ends the readiness wait of a launching process (see opts.gate).
+function Supervisor:set_online(proc)
+  if proc.status ~= "launching" or not proc.handle then return false end
   self:_set(proc, "online")
   return true
 end
