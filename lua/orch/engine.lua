@@ -26,6 +26,7 @@ function M.new(opts)
     events = {},    -- queued for the Lua API (see _event)
   }, Engine)
   self.api = require("orch.api").new(self)
+  self.triggers = require("orch.triggers").new(self)
   self.sup = supervisor.new({
     logs_dir = opts.paths.logs,
     echo = opts.echo,
@@ -142,11 +143,15 @@ function Engine:register(app, source)
     procs = self.sup:add(app, source.env)
   end
   self.apps[app.name] = { app = app, source = source, env = source.env }
+  self.triggers:app_changed(app)
   return procs
 end
 
 function Engine:forget(name)
-  if #self:procs_of(name) == 0 then self.apps[name] = nil end
+  if #self:procs_of(name) == 0 then
+    self.apps[name] = nil
+    self.triggers:app_removed(name)
+  end
   self:save_state_soon()
 end
 
@@ -432,6 +437,7 @@ function Engine:shutdown()
     self.event_timer:close()
     self.event_timer = nil
   end
+  self.triggers:close()
   self:save_state()
 end
 
