@@ -229,27 +229,66 @@ static int int_list(lua_State *L, int idx, int *out, int cap) {
   return n;
 }
 
-/* stdout/stderr option: { sink = <sink>, echo_fd = 1, prefix = "web:0 | " } */
+/* stdout/stderr option:
+ *   { sink = <sink>, combined = <sink>?, echo_fd = 1?, prefix = "web:0 | "?,
+ *     format = { timestamp = "%Y-%m-%d %H:%M:%S"?,
+ *                json = { app = "web", id = 0, stream = "out" }? }? }
+ * The strings stay alive in the options table until l_spawn returns, and
+ * orch_outpipe_start copies them. */
 typedef struct {
-  orch_sink_t *sink;
-  int echo_fd;
-  const char *prefix;
+  orch_outpipe_opts_t o;
+  orch_line_format_t format;
 } stream_opt_t;
 
+static const char *opt_string(lua_State *L, int t, const char *key, const char *what) {
+  lua_getfield(L, t, key);
+  const char *v = lua_tostring(L, -1);
+  if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
+    luaL_error(L, "%s.%s: string expected", what, key);
+  lua_pop(L, 1);
+  return v;
+}
+
+static void stream_format(lua_State *L, int t, const char *key, stream_opt_t *so) {
+  lua_getfield(L, t, "format");
+  int f = lua_gettop(L);
+  if (lua_isnil(L, f)) {
+    lua_pop(L, 1);
+    return;
+  }
+  if (!lua_istable(L, f)) luaL_error(L, "%s.format: table expected", key);
+  so->format.timestamp = opt_string(L, f, "timestamp", key);
+  lua_getfield(L, f, "json");
+  int j = lua_gettop(L);
+  if (lua_istable(L, j)) {
+    so->format.json_app = opt_string(L, j, "app", key);
+    if (!so->format.json_app) luaL_error(L, "%s.format.json.app: string expected", key);
+    so->format.json_stream = opt_string(L, j, "stream", key);
+    lua_getfield(L, j, "id");
+    so->format.json_id = (int)luaL_optinteger(L, -1, 0);
+    lua_pop(L, 1);
+  } else if (!lua_isnil(L, j)) {
+    luaL_error(L, "%s.format.json: table expected", key);
+  }
+  lua_pop(L, 2);
+  so->o.format = &so->format;
+}
+
 static void stream_opt(lua_State *L, int opts, const char *key, stream_opt_t *so) {
-  so->sink = NULL;
-  so->echo_fd = -1;
-  so->prefix = NULL;
+  memset(so, 0, sizeof *so);
+  so->o.echo_fd = -1;
   lua_getfield(L, opts, key);
   if (lua_istable(L, -1)) {
     int t = lua_gettop(L);
     lua_getfield(L, t, "sink");
-    so->sink = check_sink(L, lua_gettop(L));
+    so->o.sink = check_sink(L, lua_gettop(L));
+    lua_getfield(L, t, "combined");
+    if (!lua_isnil(L, -1)) so->o.combined = check_sink(L, lua_gettop(L));
     lua_getfield(L, t, "echo_fd");
-    so->echo_fd = (int)luaL_optinteger(L, -1, -1);
-    lua_getfield(L, t, "prefix");
-    so->prefix = lua_tostring(L, -1);
-    lua_pop(L, 3); /* the prefix string stays alive in the options table */
+    so->o.echo_fd = (int)luaL_optinteger(L, -1, -1);
+    lua_pop(L, 3);
+    so->o.prefix = opt_string(L, t, "prefix", key);
+    stream_format(L, t, key, so);
   } else if (!lua_isnil(L, -1)) {
     luaL_error(L, "%s: table expected", key);
   }
@@ -283,11 +322,11 @@ static int l_spawn(lua_State *L) {
   int pipes[2][2] = {{-1, -1}, {-1, -1}};
   int rc = 0;
   for (int i = 0; i < 2 && rc == 0; i++)
-    if (so[i].sink && pipe2(pipes[i], O_CLOEXEC) < 0) rc = -errno;
+    if (so[i].o.sink && pipe2(pipes[i], O_CLOEXEC) < 0) rc = -errno;
   pid_t pid = 0;
   if (rc == 0) {
-    o.stdout_fd = so[0].sink ? pipes[0][1] : -1;
-    o.stderr_fd = so[1].sink ? pipes[1][1] : -1;
+    o.stdout_fd = so[0].o.sink ? pipes[0][1] : -1;
+    o.stderr_fd = so[1].o.sink ? pipes[1][1] : -1;
     rc = orch_spawn(&o, &pid);
   }
   for (int i = 0; i < 2; i++)
@@ -307,9 +346,8 @@ static int l_spawn(lua_State *L) {
   lua_setmetatable(L, -2);
   for (int i = 0; i < 2; i++) {
     if (pipes[i][0] < 0) continue;
-    rc = orch_outpipe_start(orch_runtime_loop(L), pipes[i][0], so[i].sink,
-                            so[i].echo_fd, so[i].prefix, &u->out[i]);
-    if (rc < 0) close(pipes[i][0]); /* the child then gets EPIPE, not a hang */
+    /* On failure the read end is closed: the child gets EPIPE, not a hang. */
+    orch_outpipe_start(orch_runtime_loop(L), pipes[i][0], &so[i].o, &u->out[i]);
   }
   rc = orch_proc_watch(orch_runtime_loop(L), pid, on_exit_cb, u, &u->p);
   if (rc < 0) {

@@ -3,9 +3,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 struct orch_sink_s {
@@ -22,17 +24,33 @@ struct orch_sink_s {
 struct orch_outpipe_s {
   uv_pipe_t pipe;
   struct orch_outpipe_s *next; /* every open outpipe, for shutdown */
-  orch_sink_t *sink;
+  orch_sink_t *sink, *combined;
   int echo_fd;
   int released, closing;
   size_t prefix_len, held;
   char *prefix;
   char line[ECHO_LINE_MAX]; /* the unterminated tail of the echo stream */
+
+  /* Formatted mode (framed != 0). */
+  int framed, json;
+  char *timestamp;          /* strftime format (+ %L, %:z); NULL: none */
+  char *json_mid;           /* ","app":...,"message":" between time and text */
+  size_t json_mid_len;
+  char *part;               /* the unterminated tail of the log stream */
+  size_t part_len, part_cap;
 };
 
 /* Every outpipe reads into this buffer: read callbacks run one at a time and
  * copy the bytes out before returning, so one buffer serves them all. */
 static char read_buf[65536];
+
+/* Formatted records of one chunk are gathered here and written with one
+ * write(2) per sink; shared for the same reason as read_buf. Grown to the
+ * largest record seen, freed when the last outpipe closes. */
+static struct {
+  char *buf;
+  size_t len, cap;
+} rec;
 
 static orch_outpipe_t *open_outpipes;
 
@@ -90,6 +108,222 @@ void orch_sink_stats(const orch_sink_t *s, uint64_t *written, uint64_t *dropped,
   *last_err = s->last_err;
 }
 
+/* ---- records (formatted mode) ---- */
+
+/* Makes room for n more bytes in rec; 0 or -ENOMEM. */
+static int rec_reserve(size_t n) {
+  if (rec.len + n <= rec.cap) return 0;
+  size_t cap = rec.cap ? rec.cap : 65536;
+  while (cap < rec.len + n) cap *= 2;
+  char *b = realloc(rec.buf, cap);
+  if (!b) return -ENOMEM;
+  rec.buf = b;
+  rec.cap = cap;
+  return 0;
+}
+
+/* Only called after rec_reserve made room. */
+static void rec_put(const char *s, size_t n) {
+  memcpy(rec.buf + rec.len, s, n);
+  rec.len += n;
+}
+
+static void rec_flush(orch_outpipe_t *o) {
+  if (rec.len == 0) return;
+  orch_sink_write(o->sink, rec.buf, rec.len);
+  if (o->combined) orch_sink_write(o->combined, rec.buf, rec.len);
+  rec.len = 0;
+}
+
+/* Length of the valid UTF-8 sequence at s (1-4), or 0 if the bytes there are
+ * not one (stray continuation, overlong form, surrogate, beyond U+10FFFF,
+ * truncated). */
+static size_t utf8_len(const unsigned char *s, size_t n) {
+  unsigned c = s[0];
+  size_t len;
+  unsigned lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
+  if (c < 0x80) return 1;
+  if (c >= 0xC2 && c <= 0xDF) len = 2;
+  else if (c >= 0xE0 && c <= 0xEF) {
+    len = 3;
+    if (c == 0xE0) lo = 0xA0;      /* overlong */
+    else if (c == 0xED) hi = 0x9F; /* surrogates */
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    len = 4;
+    if (c == 0xF0) lo = 0x90;      /* overlong */
+    else if (c == 0xF4) hi = 0x8F; /* beyond U+10FFFF */
+  } else
+    return 0;
+  if (n < len || s[1] < lo || s[1] > hi) return 0;
+  for (size_t i = 2; i < len; i++)
+    if (s[i] < 0x80 || s[i] > 0xBF) return 0;
+  return len;
+}
+
+/* Appends s as the inside of a JSON string. Worst case 6 bytes per input
+ * byte (\u00XX), which the caller reserved. */
+static void rec_put_json(const char *str, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  const unsigned char *s = (const unsigned char *)str;
+  char *d = rec.buf + rec.len;
+  size_t i = 0;
+  while (i < n) {
+    unsigned c = s[i];
+    size_t len = c < 0x80 ? 1 : utf8_len(s + i, n - i);
+    if (len > 1) {
+      memcpy(d, s + i, len);
+      d += len;
+      i += len;
+      continue;
+    }
+    i++;
+    if (c == '"' || c == '\\') {
+      *d++ = '\\';
+      *d++ = (char)c;
+    } else if (c == '\n') {
+      *d++ = '\\';
+      *d++ = 'n';
+    } else if (c == '\r') {
+      *d++ = '\\';
+      *d++ = 'r';
+    } else if (c == '\t') {
+      *d++ = '\\';
+      *d++ = 't';
+    } else if (c < 0x20 || len == 0) {
+      /* Control characters, and bytes that are not UTF-8: the code point of
+       * the same value, so the byte survives (read as Latin-1). */
+      memcpy(d, "\\u00", 4);
+      d[4] = hex[c >> 4];
+      d[5] = hex[c & 15];
+      d += 6;
+    } else {
+      *d++ = (char)c;
+    }
+  }
+  rec.len = (size_t)(d - rec.buf);
+}
+
+/* Formats now with fmt (see orch_line_format_t) into out; returns the length
+ * (0 when it does not fit, or on a clock error: the record goes out without a
+ * time rather than not at all). */
+static size_t format_time(const char *fmt, char *out, size_t cap) {
+  struct timespec ts;
+  struct tm tm;
+  if (clock_gettime(CLOCK_REALTIME, &ts) < 0 || !localtime_r(&ts.tv_sec, &tm))
+    return 0;
+  /* strftime knows neither %L nor %:z: substitute them first, escaping
+   * nothing since digits, '+', '-' and ':' mean nothing to strftime. */
+  char f[512];
+  size_t j = 0;
+  for (const char *p = fmt; *p && j + 8 < sizeof f; p++) {
+    if (p[0] == '%' && p[1] == 'L') {
+      j += (size_t)snprintf(f + j, sizeof f - j, "%03ld", ts.tv_nsec / 1000000);
+      p++;
+    } else if (p[0] == '%' && p[1] == ':' && p[2] == 'z') {
+      long off = tm.tm_gmtoff;
+      char sign = off < 0 ? '-' : '+';
+      if (off < 0) off = -off;
+      j += (size_t)snprintf(f + j, sizeof f - j, "%c%02ld:%02ld", sign,
+                            off / 3600, off / 60 % 60);
+      p += 2;
+    } else if (p[0] == '%' && p[1]) {
+      f[j++] = *p++; /* keeps "%%" and "%L"-lookalikes such as "%%L" intact */
+      f[j++] = *p;
+    } else {
+      f[j++] = *p;
+    }
+  }
+  f[j] = '\0';
+  return strftime(out, cap, f, &tm);
+}
+
+/* Appends one record for the line a+b (without its newline). */
+static void emit(orch_outpipe_t *o, const char *ts, size_t ts_len, const char *a,
+                 size_t alen, const char *b, size_t blen) {
+  size_t need = o->json ? 16 + 6 * ts_len + o->json_mid_len + 6 * (alen + blen) + 3
+                        : ts_len + 2 + alen + blen + 1;
+  if (rec_reserve(need) < 0) {
+    /* No memory for the record: lose this line, visibly. */
+    o->sink->dropped += alen + blen;
+    o->sink->last_err = ENOMEM;
+    return;
+  }
+  if (o->json) {
+    rec_put("{\"timestamp\":\"", 14);
+    rec_put_json(ts, ts_len);
+    rec_put(o->json_mid, o->json_mid_len);
+    rec_put_json(a, alen);
+    rec_put_json(b, blen);
+    rec_put("\"}\n", 3);
+  } else {
+    if (ts_len) {
+      rec_put(ts, ts_len);
+      rec_put(": ", 2);
+    }
+    rec_put(a, alen);
+    rec_put(b, blen);
+    rec_put("\n", 1);
+  }
+  /* Records stay whole in one write; keep the buffer about one read's size. */
+  if (rec.len >= sizeof read_buf) rec_flush(o);
+}
+
+/* Cuts buf into lines, prefixing the held tail to the first one. */
+static void frame(orch_outpipe_t *o, const char *buf, size_t n) {
+  char ts[256];
+  size_t ts_len = 0;
+  int have_ts = 0;
+  while (n > 0) {
+    const char *nl = memchr(buf, '\n', n);
+    size_t take = nl ? (size_t)(nl - buf) : n;
+    size_t fit = take;
+    int whole = nl != NULL;
+    if (o->part_len + take > ORCH_LINE_MAX) {
+      fit = ORCH_LINE_MAX - o->part_len; /* a line of its own, cut here */
+      whole = 1;
+    }
+    if (!whole) {
+      if (o->part_len + n > o->part_cap) {
+        size_t cap = o->part_cap ? o->part_cap : 256;
+        while (cap < o->part_len + n) cap *= 2;
+        char *p = realloc(o->part, cap);
+        if (!p) {
+          /* Cannot hold it back: write it as a line now instead. */
+          whole = 1;
+        } else {
+          o->part = p;
+          o->part_cap = cap;
+        }
+      }
+      if (!whole) {
+        memcpy(o->part + o->part_len, buf, n);
+        o->part_len += n;
+        break;
+      }
+    }
+    if (!have_ts && (o->timestamp)) {
+      ts_len = format_time(o->timestamp, ts, sizeof ts);
+      have_ts = 1;
+    }
+    emit(o, ts, ts_len, o->part, o->part_len, buf, fit);
+    o->part_len = 0;
+    size_t used = fit + (fit == take && nl ? 1 : 0);
+    buf += used;
+    n -= used;
+  }
+  rec_flush(o);
+}
+
+/* Writes the held tail as a line (EOF: nothing will complete it). */
+static void frame_flush(orch_outpipe_t *o) {
+  if (!o->framed || o->part_len == 0) return;
+  char ts[256];
+  size_t ts_len = o->timestamp ? format_time(o->timestamp, ts, sizeof ts) : 0;
+  emit(o, ts, ts_len, o->part, o->part_len, "", 0);
+  o->part_len = 0;
+  rec_flush(o);
+}
+
 /* ---- outpipes ---- */
 
 static void write_all(int fd, struct iovec *iov, int cnt) {
@@ -143,14 +377,31 @@ static void echo(orch_outpipe_t *o, const char *buf, size_t n) {
   }
 }
 
-static void echo_flush(orch_outpipe_t *o) {
+/* EOF or close: nothing will complete the held tails. */
+static void tails_flush(orch_outpipe_t *o) {
   if (o->echo_fd >= 0 && o->held > 0) echo_line(o, o->line, o->held, "", 0);
   o->held = 0;
+  frame_flush(o);
 }
 
 static void consume(orch_outpipe_t *o, const char *buf, size_t n) {
-  orch_sink_write(o->sink, buf, n);
+  if (o->framed) {
+    frame(o, buf, n);
+  } else {
+    orch_sink_write(o->sink, buf, n);
+    if (o->combined) orch_sink_write(o->combined, buf, n);
+  }
   if (o->echo_fd >= 0) echo(o, buf, n);
+}
+
+static void outpipe_free(orch_outpipe_t *o) {
+  if (o->sink) orch_sink_unref(o->sink);
+  if (o->combined) orch_sink_unref(o->combined);
+  free(o->prefix);
+  free(o->timestamp);
+  free(o->json_mid);
+  free(o->part);
+  free(o);
 }
 
 static void on_outpipe_closed(uv_handle_t *h) {
@@ -160,15 +411,18 @@ static void on_outpipe_closed(uv_handle_t *h) {
       *pp = o->next;
       break;
     }
-  orch_sink_unref(o->sink);
-  free(o->prefix);
-  free(o);
+  outpipe_free(o);
+  if (!open_outpipes) {
+    free(rec.buf);
+    rec.buf = NULL;
+    rec.len = rec.cap = 0;
+  }
 }
 
 static void outpipe_close(orch_outpipe_t *o) {
   if (o->closing) return;
   o->closing = 1;
-  echo_flush(o);
+  tails_flush(o);
   uv_close((uv_handle_t *)&o->pipe, on_outpipe_closed);
 }
 
@@ -185,33 +439,79 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     /* EOF: every writer is gone. Until released, the owner may still drain. */
     uv_read_stop(s);
     if (o->released) outpipe_close(o);
-    else echo_flush(o);
+    else tails_flush(o);
   }
 }
 
-int orch_outpipe_start(uv_loop_t *loop, int fd, orch_sink_t *sink, int echo_fd,
-                       const char *prefix, orch_outpipe_t **out) {
+/* The constant middle of a JSON record: ","app":"NAME","id":N,"stream":"S","message":" */
+static char *json_mid(const orch_line_format_t *f, size_t *len) {
+  const char *app = f->json_app, *stream = f->json_stream ? f->json_stream : "";
+  size_t alen = strlen(app), slen = strlen(stream);
+  size_t cap = 64 + 6 * (alen + slen);
+  size_t saved = rec.len;
+  /* Borrow rec's escaping; rec holds no pending record between chunks. */
+  if (rec_reserve(cap) < 0) return NULL;
+  char num[24];
+  int nlen = snprintf(num, sizeof num, "%d", f->json_id);
+  rec_put("\",\"app\":\"", 9);
+  rec_put_json(app, alen);
+  rec_put("\",\"id\":", 7);
+  rec_put(num, (size_t)nlen);
+  rec_put(",\"stream\":\"", 11);
+  rec_put_json(stream, slen);
+  rec_put("\",\"message\":\"", 13);
+  *len = rec.len - saved;
+  char *m = malloc(*len);
+  if (m) memcpy(m, rec.buf + saved, *len);
+  rec.len = saved;
+  return m;
+}
+
+static int outpipe_format(orch_outpipe_t *o, const orch_line_format_t *f) {
+  if (!f || (!f->timestamp && !f->json_app)) return 0;
+  o->framed = 1;
+  const char *ts = f->timestamp;
+  if (f->json_app) {
+    o->json = 1;
+    if (!ts) ts = ORCH_TIME_ISO8601;
+    o->json_mid = json_mid(f, &o->json_mid_len);
+    if (!o->json_mid) return -ENOMEM;
+  }
+  if (ts && !(o->timestamp = strdup(ts))) return -ENOMEM;
+  return 0;
+}
+
+int orch_outpipe_start(uv_loop_t *loop, int fd, const orch_outpipe_opts_t *opts,
+                       orch_outpipe_t **out) {
   orch_outpipe_t *o = calloc(1, sizeof *o);
-  if (!o) return -ENOMEM;
-  o->prefix = strdup(prefix ? prefix : "");
-  if (!o->prefix) {
-    free(o);
+  if (!o) {
+    close(fd);
     return -ENOMEM;
   }
-  o->prefix_len = strlen(o->prefix);
-  o->echo_fd = echo_fd;
-  int rc = uv_pipe_init(loop, &o->pipe, 0);
-  if (rc == 0) rc = uv_pipe_open(&o->pipe, fd);
+  int rc = 0;
+  o->echo_fd = opts->echo_fd;
+  o->prefix = strdup(opts->prefix ? opts->prefix : "");
+  if (!o->prefix) rc = -ENOMEM;
+  if (rc == 0) rc = outpipe_format(o, opts->format);
+  if (rc == 0) rc = uv_pipe_init(loop, &o->pipe, 0);
   if (rc < 0) {
-    free(o->prefix);
-    free(o);
+    close(fd);
+    outpipe_free(o);
     return rc;
   }
+  o->prefix_len = strlen(o->prefix);
+  o->sink = opts->sink;
+  orch_sink_ref(o->sink);
+  if (opts->combined) {
+    o->combined = opts->combined;
+    orch_sink_ref(o->combined);
+  }
+  /* From here on the handle is in the loop: only uv_close may free it. */
   o->next = open_outpipes;
   open_outpipes = o;
-  o->sink = sink;
-  orch_sink_ref(sink);
-  rc = uv_read_start((uv_stream_t *)&o->pipe, on_alloc, on_read);
+  rc = uv_pipe_open(&o->pipe, fd);
+  if (rc < 0) close(fd);
+  else rc = uv_read_start((uv_stream_t *)&o->pipe, on_alloc, on_read);
   if (rc < 0) {
     outpipe_close(o);
     return rc;

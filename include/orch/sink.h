@@ -2,8 +2,17 @@
  *
  * A sink is an append-only log file that outlives the processes writing to it
  * (restarts, several instances with merge_logs). An outpipe reads one child
- * stream and copies every byte to its sink, and optionally echoes whole lines
- * to a terminal fd with a prefix ("web:0 | "). No Lua runs per chunk. */
+ * stream and writes it to its sink (and to a second, combined sink if given),
+ * and optionally echoes whole lines to a terminal fd with a prefix
+ * ("web:0 | "). No Lua runs per chunk.
+ *
+ * Two modes per outpipe:
+ * - plain (no format): the bytes pass through untouched, binary included;
+ * - formatted (a timestamp and/or JSON): the stream is cut into lines, each
+ *   written whole with its timestamp or as one JSON object. An unterminated
+ *   line is held (per outpipe, so instances sharing a sink never mix halves)
+ *   until its newline, until ORCH_LINE_MAX bytes (then written as a line of
+ *   its own), or until EOF. */
 #ifndef ORCH_SINK_H
 #define ORCH_SINK_H
 
@@ -13,6 +22,9 @@
 
 typedef struct orch_sink_s orch_sink_t;
 typedef struct orch_outpipe_s orch_outpipe_t;
+
+/* Longest line held back in formatted mode; a longer one is split. */
+#define ORCH_LINE_MAX 65536
 
 /* Opens (creating, mode 0640) path for appending. NULL path: discard. */
 int orch_sink_open(const char *path, orch_sink_t **out);
@@ -26,10 +38,36 @@ const char *orch_sink_path(const orch_sink_t *s);
 void orch_sink_stats(const orch_sink_t *s, uint64_t *written, uint64_t *dropped,
                      int *last_err);
 
+/* How an outpipe turns lines into log records. All-NULL/0: plain mode. */
+typedef struct {
+  /* strftime(3) format of the timestamp, with two additions: %L is the
+   * milliseconds (000-999) and %:z the UTC offset as +hh:mm. In text mode
+   * every line is written as "TIMESTAMP: line". NULL: no timestamp (text),
+   * ORCH_TIME_ISO8601 (JSON). */
+  const char *timestamp;
+  /* Non-NULL: one JSON object per line,
+   * {"timestamp":"...","app":APP,"id":ID,"stream":STREAM,"message":"..."}.
+   * Bytes that are not valid UTF-8 are written as \u0080-\u00ff escapes of
+   * their value. */
+  const char *json_app;
+  int json_id;
+  const char *json_stream; /* "out" or "err" */
+} orch_line_format_t;
+
+#define ORCH_TIME_ISO8601 "%Y-%m-%dT%H:%M:%S.%L%:z"
+
+typedef struct {
+  orch_sink_t *sink;     /* required: the stream's own file */
+  orch_sink_t *combined; /* optional: also written to (log_file); may be NULL */
+  int echo_fd;           /* < 0: no echo */
+  const char *prefix;    /* before every echoed line; may be NULL */
+  const orch_line_format_t *format; /* NULL: plain mode */
+} orch_outpipe_opts_t;
+
 /* Starts reading fd (the parent end of a child's stdout/stderr pipe, owned by
- * the outpipe from now on) into sink. echo_fd < 0: no echo. */
-int orch_outpipe_start(uv_loop_t *loop, int fd, orch_sink_t *sink, int echo_fd,
-                       const char *prefix, orch_outpipe_t **out);
+ * the outpipe from now on, closed on failure too). The options are copied. */
+int orch_outpipe_start(uv_loop_t *loop, int fd, const orch_outpipe_opts_t *opts,
+                       orch_outpipe_t **out);
 /* Reads whatever is readable now, without blocking (used before an exit is
  * reported, so the log holds everything written before it). */
 void orch_outpipe_drain(orch_outpipe_t *o);

@@ -85,14 +85,16 @@ option("out_file", { type = "string", default_doc = "orch's log directory",
   doc = "File for stdout; relative to cwd." })
 option("error_file", { type = "string", default_doc = "orch's log directory",
   doc = "File for stderr; relative to cwd." })
-option("log_file", { type = "string", default_doc = "none", implemented = false,
+option("log_file", { type = "string", default_doc = "none",
   doc = "File receiving both stdout and stderr; relative to cwd." })
 option("merge_logs", { type = "boolean", default = false,
   doc = "All instances of the app write the same log files instead of one per instance." })
-option("log_date_format", { type = "string", default_doc = "none", implemented = false,
+option("log_date_format", { type = "string", default_doc = "none",
   doc = "Timestamp format prefixed to each log line." })
-option("time", { type = "boolean", default = false, implemented = false,
+option("time", { type = "boolean", default = false,
   doc = "Prefix log lines with a timestamp." })
+option("log_type", { type = "string", default = "raw",
+  doc = "\"raw\": lines as written (with a timestamp when log_date_format or time is set); \"json\": one JSON object per line." })
 option("disable_logs", { type = "boolean", default = false,
   doc = "Discard output: out_file and error_file become /dev/null." })
 option("watch", { type = "boolean|string|list", default = false, implemented = false,
@@ -130,7 +132,7 @@ local IGNORED = {
 -- PM2 options a user would miss if silently dropped: accepted with a warning.
 local UNSUPPORTED = {
   pid_file = "string", pid = "string", uid = "integer|string", user = "integer|string",
-  gid = "integer|string", log_type = "string", watch_delay = "duration", watch_options = "table",
+  gid = "integer|string", watch_delay = "duration", watch_options = "table",
 }
 do
   local names = {}
@@ -319,7 +321,6 @@ local CHECK = {
   out_file = check_path,
   error_file = check_path,
   merge_logs = check_boolean,
-  log_date_format = check_string,
   time = check_boolean,
   disable_logs = check_boolean,
   ignore_watch = check_string_list,
@@ -381,6 +382,20 @@ function CHECK.restart(v)
   return expected("a function", v)
 end
 CHECK.on_start, CHECK.on_online, CHECK.on_exit = CHECK.restart, CHECK.restart, CHECK.restart
+
+function CHECK.log_type(v)
+  if v == "raw" or v == "json" then return v end
+  return expected('"raw" or "json"', v)
+end
+
+-- The format becomes part of every log line; a bound keeps it from
+-- overflowing the log writer's buffers (core/sink.c).
+function CHECK.log_date_format(v)
+  local s, err = check_string(v)
+  if not s then return nil, err end
+  if #s > 100 then return nil, "expected a format of at most 100 characters, got " .. #s end
+  return s
+end
 
 function CHECK.log_file(v, ctx)
   if v == false then return nil end
@@ -670,10 +685,6 @@ local function normalize_app(raw, index, st)
   end
   if app.wait_ready then warn("wait_ready", "is validated but not implemented yet: online at exec") end
   if app.shutdown_with_message then warn("shutdown_with_message", "is validated but not implemented yet") end
-  if app.log_file then warn(opt_name("log_file"), "is validated but not implemented yet") end
-  if app.log_date_format or app.time then
-    warn(app.time and "time" or "log_date_format", "is validated but not implemented yet: no timestamps")
-  end
 
   return app
 end

@@ -69,6 +69,7 @@ end
 
 -- PM2's file names: NAME-out.log / NAME-error.log, with -INSTANCE before the
 -- extension when an app has several instances whose logs are not merged.
+-- Returns out, err and the combined file (log_file) or nil.
 function M.log_paths(app, instance, logs_dir)
   local function per_instance(path)
     if app.merge_logs or (app.instances or 1) <= 1 then return path end
@@ -80,7 +81,75 @@ function M.log_paths(app, instance, logs_dir)
   local safe = app.name:gsub("[^%w_.-]", "_")
   local out = app.out_file or (logs_dir .. "/" .. safe .. "-out.log")
   local err = app.error_file or (logs_dir .. "/" .. safe .. "-error.log")
-  return per_instance(out), per_instance(err)
+  local combined = app.log_file and not app.disable_logs and per_instance(app.log_file) or nil
+  return per_instance(out), per_instance(err), combined
+end
+
+-- moment.js tokens (PM2's log_date_format) and their strftime equivalents,
+-- longest first. %L (milliseconds) and %:z (+hh:mm) are orch's additions,
+-- handled by the log writer (core/sink.c).
+local MOMENT = {
+  { "YYYY", "%Y" }, { "YY", "%y" },
+  { "MMMM", "%B" }, { "MMM", "%b" }, { "MM", "%m" }, { "M", "%-m" },
+  { "DDDD", "%j" }, { "DD", "%d" }, { "D", "%-d" },
+  { "dddd", "%A" }, { "ddd", "%a" },
+  { "HH", "%H" }, { "H", "%-H" }, { "hh", "%I" }, { "h", "%-I" },
+  { "mm", "%M" }, { "m", "%-M" }, { "ss", "%S" }, { "s", "%-S" },
+  { "SSS", "%L" }, { "A", "%p" }, { "a", "%P" },
+  { "ZZ", "%z" }, { "Z", "%:z" }, { "X", "%s" },
+}
+
+-- PM2's default for `time = true`.
+M.default_time_format = "%Y-%m-%dT%H:%M:%S"
+
+-- A moment.js format ("YYYY-MM-DD HH:mm:ss Z", text in [brackets] kept
+-- literally) as a strftime format. Other characters are kept as they are.
+function M.moment_to_strftime(fmt)
+  local out, i, n = {}, 1, #fmt
+  while i <= n do
+    local c = fmt:sub(i, i)
+    local matched = false
+    if c == "[" then
+      local close = fmt:find("]", i + 1, true)
+      if close then
+        out[#out + 1] = (fmt:sub(i + 1, close - 1):gsub("%%", "%%%%"))
+        i, matched = close + 1, true
+      end
+    else
+      for _, t in ipairs(MOMENT) do
+        if fmt:sub(i, i + #t[1] - 1) == t[1] then
+          out[#out + 1] = t[2]
+          i, matched = i + #t[1], true
+          break
+        end
+      end
+    end
+    if not matched then
+      out[#out + 1] = c == "%" and "%%" or c
+      i = i + 1
+    end
+  end
+  return table.concat(out)
+end
+
+-- The strftime format for an app's log timestamps, or nil: log_date_format
+-- is taken as strftime when it holds a '%', as moment.js otherwise.
+function M.time_format(app)
+  local f = app.log_date_format
+  if f then return f:find("%", 1, true) and f or M.moment_to_strftime(f) end
+  if app.time then return M.default_time_format end
+  return nil
+end
+
+-- The `format` option of core.spawn's stdout/stderr for one stream ("out" or
+-- "err") of a process, or nil when the bytes pass through untouched.
+function M.log_format(app, id, stream)
+  local ts = M.time_format(app)
+  if app.log_type == "json" then
+    return { timestamp = ts, json = { app = app.name, id = id, stream = stream } }
+  end
+  if ts then return { timestamp = ts } end
+  return nil
 end
 
 -- Parses an environ-style list ({"K=V", ...}) into a table.

@@ -113,8 +113,9 @@ end
 function Supervisor:_close_unused_sinks()
   local used = {}
   for _, p in ipairs(self.procs) do
-    local out, err = launch.log_paths(p.app, p.instance, self.opts.logs_dir)
+    local out, err, combined = launch.log_paths(p.app, p.instance, self.opts.logs_dir)
     used[out], used[err] = true, true
+    if combined then used[combined] = true end
   end
   for path, sink in pairs(self.sinks) do
     if not used[path] then
@@ -167,11 +168,14 @@ function Supervisor:_launch(proc)
   proc.status = "launching"
   local app = proc.app
   local cmd = launch.command(app, self.exe)
-  local out_path, err_path = launch.log_paths(app, proc.instance, self.opts.logs_dir)
+  local out_path, err_path, combined_path = launch.log_paths(app, proc.instance, self.opts.logs_dir)
   local out, err = self:_sink(out_path)
-  local errs
+  local errs, combined
   if out then errs, err = self:_sink(err_path) end
-  if not (out and errs) then return self:_spawn_failed(proc, err, nil) end
+  if errs and combined_path then combined, err = self:_sink(combined_path) end
+  if not (out and errs) or (combined_path and not combined) then
+    return self:_spawn_failed(proc, err, nil)
+  end
 
   local prefix
   if self.opts.echo then
@@ -183,8 +187,10 @@ function Supervisor:_launch(proc)
     argv = cmd.argv,
     env = launch.environment(app, proc.instance, proc.id, proc.base_env or self.opts.base_env),
     cwd = app.cwd,
-    stdout = { sink = out, echo_fd = self.opts.echo and 1 or nil, prefix = prefix },
-    stderr = { sink = errs, echo_fd = self.opts.echo and 2 or nil, prefix = prefix },
+    stdout = { sink = out, combined = combined, echo_fd = self.opts.echo and 1 or nil, prefix = prefix,
+               format = launch.log_format(app, proc.id, "out") },
+    stderr = { sink = errs, combined = combined, echo_fd = self.opts.echo and 2 or nil, prefix = prefix,
+               format = launch.log_format(app, proc.id, "err") },
     on_exit = function(exit_code, signal)
       self:_on_exit(proc, handle, exit_code, signal)
     end,

@@ -78,8 +78,8 @@ describe("orch.ecosystem", function()
         autorestart = true, max_restarts = 16, min_uptime = 1000, restart_delay = 0,
         exp_backoff_restart_delay = 0, stop_exit_codes = {}, kill_timeout = 1600, hook_deadline = 100,
         kill_signal = "SIGINT", listen_timeout = 3000, wait_ready = false,
-        shutdown_with_message = false, merge_logs = false, time = false, disable_logs = false,
-        watch = false, ignore_watch = {}, config_line = 1,
+        shutdown_with_message = false, merge_logs = false, time = false, log_type = "raw",
+        disable_logs = false, watch = false, ignore_watch = {}, config_line = 1,
       }, cfg.apps[1])
     end)
   end)
@@ -134,6 +134,8 @@ describe("orch.ecosystem", function()
       { "combine_logs = true", { merge_logs = true } },
       { 'log_date_format = "YYYY-MM-DD HH:mm"', { log_date_format = "YYYY-MM-DD HH:mm" } },
       { "time = true", { time = true } },
+      { 'log_type = "json"', { log_type = "json" } },
+      { 'log_date_format = "%Y-%m-%d %H:%M:%S.%L"', { log_date_format = "%Y-%m-%d %H:%M:%S.%L" } },
       { 'disable_logs = true, out_file = "x.log"', { disable_logs = true, out_file = "/dev/null", error_file = "/dev/null" } },
       { "watch = false", { watch = false } },
       { "watch = true", { watch = { "$TMP" } } },
@@ -221,6 +223,8 @@ describe("orch.ecosystem", function()
       { "merge_logs = 0", "merge_logs", "expected a boolean, got number 0" },
       { "combine_logs = 0", "combine_logs", "expected a boolean, got number 0" },
       { "log_date_format = 5", "log_date_format", "expected a non-empty string, got number 5" },
+      { 'log_date_format = string.rep("Y", 101)', "log_date_format", "expected a format of at most 100 characters, got 101" },
+      { 'log_type = "jsonl"', "log_type", 'expected "raw" or "json", got string "jsonl"' },
       { 'time = "yes"', "time", 'expected a boolean, got string "yes"' },
       { "disable_logs = 1", "disable_logs", "expected a boolean, got number 1" },
       { "watch = 5", "watch", "expected a boolean, a path or a list of paths, got number 5" },

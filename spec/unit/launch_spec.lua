@@ -62,3 +62,52 @@ describe("orch.launch.log_paths", function()
       { launch.log_paths(app({ instances = 3, out_file = "/var/log/a.txt", error_file = "/dev/null" }), 1, "/h") })
   end)
 end)
+
+describe("orch.launch.log_paths with log_file", function()
+  it("returns the combined file third, per instance like the others", function()
+    assert.are.same({ "/h/web-out.log", "/h/web-error.log", "/l/all.log" },
+      { launch.log_paths(app({ log_file = "/l/all.log" }), 0, "/h") })
+    assert.are.same({ "/h/web-out-1.log", "/h/web-error-1.log", "/l/all-1.log" },
+      { launch.log_paths(app({ instances = 2, log_file = "/l/all.log" }), 1, "/h") })
+  end)
+  it("has no combined file with disable_logs", function()
+    local _, _, combined = launch.log_paths(app({ log_file = "/l/all.log", disable_logs = true }), 0, "/h")
+    assert.is_nil(combined)
+  end)
+end)
+
+describe("orch.launch.moment_to_strftime", function()
+  local cases = {
+    { "YYYY-MM-DD HH:mm:ss Z", "%Y-%m-%d %H:%M:%S %:z" },
+    { "YYYY-MM-DDTHH:mm:ss.SSS", "%Y-%m-%dT%H:%M:%S.%L" },
+    { "YY/M/D h:m:s A ZZ", "%y/%-m/%-d %-I:%-M:%-S %p %z" },
+    { "ddd, DD MMM YYYY", "%a, %d %b %Y" },
+    { "dddd MMMM", "%A %B" },
+    { "[at] HH [100%]", "at %H 100%%" },
+    { "X", "%s" },
+    { "100%", "100%%" },
+  }
+  for _, c in ipairs(cases) do
+    it(c[1], function() assert.are.equal(c[2], launch.moment_to_strftime(c[1])) end)
+  end
+end)
+
+describe("orch.launch.log_format", function()
+  it("is nil for plain output", function()
+    assert.is_nil(launch.log_format(app(), 0, "out"))
+  end)
+  it("translates a moment format, keeps a strftime one", function()
+    assert.are.same({ timestamp = "%Y-%m-%d" }, launch.log_format(app({ log_date_format = "YYYY-MM-DD" }), 0, "out"))
+    assert.are.same({ timestamp = "%F %T" }, launch.log_format(app({ log_date_format = "%F %T" }), 0, "out"))
+  end)
+  it("uses PM2's default for time = true, log_date_format first", function()
+    assert.are.same({ timestamp = "%Y-%m-%dT%H:%M:%S" }, launch.log_format(app({ time = true }), 0, "err"))
+    assert.are.same({ timestamp = "%H" }, launch.log_format(app({ time = true, log_date_format = "HH" }), 0, "err"))
+  end)
+  it("describes JSON records", function()
+    assert.are.same({ json = { app = "web", id = 7, stream = "err" } },
+      launch.log_format(app({ log_type = "json" }), 7, "err"))
+    assert.are.same({ timestamp = "%s", json = { app = "web", id = 7, stream = "out" } },
+      launch.log_format(app({ log_type = "json", log_date_format = "X" }), 7, "out"))
+  end)
+end)
