@@ -97,13 +97,15 @@ option("log_type", { type = "string", default = "raw",
   doc = "\"raw\": lines as written (with a timestamp when log_date_format or time is set); \"json\": one JSON object per line." })
 option("disable_logs", { type = "boolean", default = false,
   doc = "Discard output: out_file and error_file become /dev/null." })
-option("watch", { type = "boolean|string|list", default = false, implemented = false,
+option("watch", { type = "boolean|string|list", default = false,
   doc = "Restart when files change: true watches cwd, or give paths (relative to cwd)." })
-option("ignore_watch", { type = "string|list", default = {}, implemented = false,
+option("ignore_watch", { type = "string|list", default = {},
   doc = "Patterns excluded from watching." })
-option("max_memory_restart", { type = "size", default_doc = "none", implemented = false,
+option("watch_delay", { type = "duration", default = 500,
+  doc = "How long watched files must stay quiet before the app is restarted (one restart per burst of changes)." })
+option("max_memory_restart", { type = "size", default_doc = "none",
   doc = "Restart when the process's memory exceeds this size." })
-option("cron_restart", { type = "string", default_doc = "none", implemented = false,
+option("cron_restart", { type = "string", default_doc = "none",
   doc = "Cron expression (5 or 6 fields) at which the app is restarted." })
 
 -- PM2 aliases, resolved to their canonical option.
@@ -132,7 +134,7 @@ local IGNORED = {
 -- PM2 options a user would miss if silently dropped: accepted with a warning.
 local UNSUPPORTED = {
   pid_file = "string", pid = "string", uid = "integer|string", user = "integer|string",
-  gid = "integer|string", watch_delay = "duration", watch_options = "table",
+  gid = "integer|string", watch_options = "table",
 }
 do
   local names = {}
@@ -298,10 +300,6 @@ local function check_types(types)
   end
 end
 
-local CRON_MACROS = {
-  ["@yearly"] = true, ["@annually"] = true, ["@monthly"] = true, ["@weekly"] = true,
-  ["@daily"] = true, ["@midnight"] = true, ["@hourly"] = true,
-}
 
 local CHECK = {
   args = check_argv,
@@ -324,6 +322,7 @@ local CHECK = {
   time = check_boolean,
   disable_logs = check_boolean,
   ignore_watch = check_string_list,
+  watch_delay = check_duration,
 }
 
 function CHECK.instances(v, ctx)
@@ -427,17 +426,12 @@ end
 
 function CHECK.cron_restart(v)
   if v == false then return nil end
-  local what = 'a cron expression (5 or 6 fields, e.g. "0 3 * * *")'
-  if type(v) ~= "string" then return expected(what, v) end
-  local s = util.trim(v)
-  if CRON_MACROS[s:lower()] then return s end
-  local fields = 0
-  for f in s:gmatch("%S+") do
-    if not f:match("^[%w%*/,%-%?#]+$") then return expected(what, v) end
-    fields = fields + 1
+  local sched, err = require("orch.cron").parse(v)
+  if not sched then
+    if type(v) ~= "string" then return expected('a cron expression (e.g. "0 3 * * *")', v) end
+    return nil, "invalid cron expression " .. quote(v) .. ": " .. err
   end
-  if fields ~= 5 and fields ~= 6 then return expected(what, v) end
-  return s
+  return util.trim(v)
 end
 
 for name, types in pairs(IGNORED) do CHECK[name] = check_types(types) end
@@ -676,10 +670,6 @@ local function normalize_app(raw, index, st)
     app.out_file, app.error_file = "/dev/null", "/dev/null"
   end
 
-  if app.watch ~= false then warn(opt_name("watch"), "is validated but not implemented yet") end
-  if #app.ignore_watch > 0 then warn("ignore_watch", "is validated but not implemented yet") end
-  if app.max_memory_restart then warn("max_memory_restart", "is validated but not implemented yet") end
-  if app.cron_restart then warn(opt_name("cron_restart"), "is validated but not implemented yet") end
   if app.exec_mode == "cluster" then
     warn(opt_name("exec_mode"), "is \"cluster\", which is not implemented yet: instances run in fork mode")
   end

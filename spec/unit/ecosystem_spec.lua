@@ -79,7 +79,7 @@ describe("orch.ecosystem", function()
         exp_backoff_restart_delay = 0, stop_exit_codes = {}, kill_timeout = 1600, hook_deadline = 100,
         kill_signal = "SIGINT", listen_timeout = 3000, wait_ready = false,
         shutdown_with_message = false, merge_logs = false, time = false, log_type = "raw",
-        disable_logs = false, watch = false, ignore_watch = {}, config_line = 1,
+        disable_logs = false, watch = false, ignore_watch = {}, watch_delay = 500, config_line = 1,
       }, cfg.apps[1])
     end)
   end)
@@ -231,8 +231,9 @@ describe("orch.ecosystem", function()
       { 'watch = { "a", false }', "watch", "item 2: expected a string, got boolean false" },
       { "ignore_watch = { 1 }", "ignore_watch", "item 1: expected a string, got number 1" },
       { 'max_memory_restart = "lots"', "max_memory_restart", 'expected a size (a number of bytes or a string like "512K", "200M", "1G"), got string "lots"' },
-      { 'cron_restart = "every day"', "cron_restart", 'expected a cron expression (5 or 6 fields, e.g. "0 3 * * *"), got string "every day"' },
-      { 'cron_restart = "* * * * * * *"', "cron_restart", 'expected a cron expression (5 or 6 fields, e.g. "0 3 * * *"), got string "* * * * * * *"' },
+      { 'cron_restart = "every day"', "cron_restart", 'invalid cron expression "every day": expected 5 fields (or 6 with seconds), got 2' },
+      { 'cron_restart = "* * * * * * *"', "cron_restart", 'invalid cron expression "* * * * * * *": expected 5 fields (or 6 with seconds), got 7' },
+      { 'cron_restart = "0 25 * * *"', "cron_restart", 'invalid cron expression "0 25 * * *": hour: \'25\' is not a valid hour (0-23)' },
       { 'restart = "always"', "restart", 'expected a function, got string "always"' },
       { "port = 70000", "port", "expected a port number (integer 0-65535), got number 70000" },
       { "namespace = 5", "namespace", "expected a string, got number 5" },
@@ -466,7 +467,7 @@ describe("orch.ecosystem", function()
   end)
 
   describe("warnings", function()
-    it("flags options validated but not implemented yet, at their line", function()
+    it("flags unsupported PM2 options at their line, and nothing for implemented ones", function()
       local path = write("eco.lua", table.concat({
         "return { apps = { {",
         '  name = "web", script = "app.sh",',
@@ -482,10 +483,6 @@ describe("orch.ecosystem", function()
       for _, s in ipairs(cfg.warnings) do w[#w + 1] = s end
       table.sort(w)
       assert.are.same({
-        path .. ":3: app 'web': option 'watch' is validated but not implemented yet",
-        path .. ":4: app 'web': option 'ignore_watch' is validated but not implemented yet",
-        path .. ":5: app 'web': option 'max_memory_restart' is validated but not implemented yet",
-        path .. ":6: app 'web': option 'cron' is validated but not implemented yet",
         path .. ":7: app 'web': option 'pid_file' is a PM2 option orch does not support; ignored",
       }, w)
     end)
@@ -794,7 +791,6 @@ describe("orch.ecosystem", function()
       assert.are.same({ "--max-old-space-size=128" }, api.interpreter_args)
       assert.are.equal(3, api.config_line)
       assert.are.same({
-        FIXTURES .. "/good.json:11: app 'api': option 'max_memory_restart' is validated but not implemented yet",
         FIXTURES .. "/good.json:8: app 'api': option 'exec_mode' is \"cluster\", which is not implemented yet: instances run in fork mode",
       }, cfg.warnings)
     end)

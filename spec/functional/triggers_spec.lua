@@ -1,0 +1,79 @@
+-- Restarts from outside the process: memory, cron, watched files.
+local H = require("helpers")
+local uv = require("luv")
+
+describe("restart triggers", function()
+  local dir, home
+
+  before_each(function()
+    dir = H.tmpdir()
+    home = dir .. "/home"
+  end)
+
+  after_each(function()
+    H.daemon_cleanup(home)
+    H.cleanup()
+    H.rmdir(dir)
+  end)
+
+  local function start(body)
+    local file = H.write(dir .. "/ecosystem.lua", "return { apps = {\n" .. body .. "\n} }\n")
+    local res, code, err = H.json(home, { "start", file }, { cwd = dir })
+    assert.are.equal(0, code, err)
+    return res
+  end
+
+  local function restarts(name)
+    local d = H.json(home, { "describe", name })
+    return d and d[1].restarts, d and d[1].pid
+  end
+
+  it("restarts a process whose tree grows past max_memory_restart", function()
+    H.write(dir .. "/hog.lua", [[
+      local uv = require("luv")
+      local keep = {}
+      -- grow by 8 MiB every 50 ms, up to 200 MiB
+      local t = uv.new_timer()
+      t:start(0, 50, function()
+        if #keep < 25 then keep[#keep + 1] = string.rep(string.char(#keep % 256), 8 * 1024 * 1024) end
+      end)
+    ]])
+    start([[ { name = "hog", script = "hog.lua", max_memory_restart = "40M", min_uptime = 0 }, ]])
+    H.wait_until(function() return (restarts("hog") or 0) >= 1 end, 10000, "hog to be restarted")
+    assert.matches("hog:0: memory %d+ bytes over max_memory_restart 41943040, restarting",
+      H.read(home .. "/daemon.log"))
+  end)
+
+  it("restarts on a cron schedule", function()
+    local res = start([[ { name = "tick", script = "sleep", args = { "1000" }, cron_restart = "* * * * * *" }, ]])
+    local first = res.processes[1].pid
+    H.wait_until(function()
+      local n, pid = restarts("tick")
+      return n and n >= 1 and pid ~= first
+    end, 5000, "a cron restart")
+    assert.matches("tick:0: cron_restart '%* %* %* %* %* %*', restarting", H.read(home .. "/daemon.log"))
+  end)
+
+  it("restarts once for a burst of changes under a watched directory, not for ignored files", function()
+    assert(uv.fs_mkdir(dir .. "/src", 493))
+    assert(uv.fs_mkdir(dir .. "/src/sub", 493))
+    start([[ { name = "w", script = "sleep", args = { "1000" }, watch = { "src" }, watch_delay = 300,
+               ignore_watch = { "*.tmp" } }, ]])
+    -- ignored files change nothing
+    H.write(dir .. "/src/scratch.tmp", "x")
+    -- a burst of three changes, one of them in a subdirectory
+    H.write(dir .. "/src/a.lua", "1")
+    H.write(dir .. "/src/sub/b.lua", "2")
+    H.write(dir .. "/src/a.lua", "3")
+    H.wait_until(function() return (restarts("w") or 0) >= 1 end, 5000, "a restart after the changes")
+    -- and no second one once things are quiet
+    local settle = uv.now() + 1000
+    H.wait_until(function() return uv.now() >= settle end, 2000)
+    assert.are.equal(1, (restarts("w")))
+    local log = H.read(home .. "/daemon.log")
+    local n = 0
+    for _ in log:gmatch("a watched file changed") do n = n + 1 end
+    assert.are.equal(1, n)
+    assert.is_nil(log:find("scratch.tmp", 1, true))
+  end)
+end)
