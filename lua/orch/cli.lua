@@ -253,6 +253,10 @@ local function run_verb(verb, p)
     describe_out(result)
   elseif verb == "start" then
     for _, w in ipairs(result.warnings or {}) do err("warning: %s", w) end
+    local ch = result.changes or {}
+    for _, kind in ipairs({ "started", "restarted", "deleted", "unchanged" }) do
+      if ch[kind] and #ch[kind] > 0 then io.stdout:write(kind, ": ", table.concat(ch[kind], ", "), "\n") end
+    end
     print_procs(result.processes)
     for _, v in ipairs(result.processes) do
       if v.status == "errored" then return 1 end

@@ -132,17 +132,16 @@ function H.start(engine, args, respond)
     return respond(nil, "EEXIST", string.format("app '%s' is already running (use orch restart %s)",
       cfg.apps[1].name, cfg.apps[1].name))
   end
-  local result = {}
-  for _, app in ipairs(cfg.apps) do
-    local already = engine:app_running(app.name)
-    local procs = already and engine:procs_of(app.name) or engine:install(app, source)
-    for _, p in ipairs(procs) do
-      local v = engine:view(p)
-      v.already_running = already
-      result[#result + 1] = v
+  local function report(changes)
+    local result = {}
+    for _, app in ipairs(cfg.apps) do
+      for _, p in ipairs(engine:procs_of(app.name)) do result[#result + 1] = engine:view(p) end
     end
+    respond({ processes = list(result), warnings = list(cfg.warnings or {}), changes = changes })
   end
-  respond({ processes = list(result), warnings = list(cfg.warnings or {}) })
+  if source.file then return engine:apply(cfg, source, report) end
+  engine:install(cfg.apps[1], source)
+  report({ started = { cfg.apps[1].name } })
 end
 
 function H.stop(engine, args, respond)

@@ -147,6 +147,92 @@ function Engine:register(app, source)
   return procs
 end
 
+-- Options equal as loaded from a file: functions compare by their bytecode
+-- (a reload makes new closures of the same source), config_line not at all
+-- (moving an app in its file changes nothing about it).
+local function same(a, b)
+  if type(a) ~= type(b) then return false end
+  if type(a) == "function" then
+    local ok1, d1 = pcall(string.dump, a)
+    local ok2, d2 = pcall(string.dump, b)
+    return a == b or (ok1 and ok2 and d1 == d2)
+  end
+  if type(a) ~= "table" then return a == b end
+  for k, v in pairs(a) do
+    if k ~= "config_line" and not same(v, b[k]) then return false end
+  end
+  for k in pairs(b) do
+    if k ~= "config_line" and a[k] == nil then return false end
+  end
+  return true
+end
+M.same_config = same
+
+-- Applies an ecosystem file to what runs: its new apps start, changed ones
+-- restart with their new options, unchanged running ones are left alone, and
+-- apps that came from this file but are gone from it are deleted (not with
+-- --only). done(summary) once every stop and start has happened.
+function Engine:apply(cfg, source, done)
+  local summary = { started = {}, restarted = {}, deleted = {}, unchanged = {} }
+  local pending = 1
+  local function one()
+    pending = pending - 1
+    if pending == 0 then
+      self:save_state_soon()
+      done(summary)
+    end
+  end
+  local wanted = {}
+  for _, app in ipairs(cfg.apps) do
+    wanted[app.name] = true
+    local entry = self.apps[app.name]
+    local running = self:app_running(app.name)
+    if entry and running and same(entry.app, app) and same(entry.env, source.env) then
+      entry.source = source
+      table.insert(summary.unchanged, app.name)
+    elseif not running then
+      self:install(app, source)
+      table.insert(summary.started, app.name)
+    else
+      pending = pending + 1
+      local procs, left = self:procs_of(app.name), 0
+      left = #procs
+      for _, p in ipairs(procs) do
+        self.sup:stop(p, function()
+          left = left - 1
+          if left > 0 then return end
+          self:install(app, source)
+          table.insert(summary.restarted, app.name)
+          one()
+        end)
+      end
+    end
+  end
+  if not source.only then
+    for name, entry in pairs(self.apps) do
+      if not wanted[name] and entry.source.file == source.file then
+        pending = pending + 1
+        local procs, left = self:procs_of(name), 0
+        left = #procs
+        local function gone()
+          self:forget(name)
+          table.insert(summary.deleted, name)
+          one()
+        end
+        if left == 0 then gone() end
+        for _, p in ipairs(procs) do
+          self.sup:stop(p, function()
+            self.sup:remove(p)
+            left = left - 1
+            if left == 0 then gone() end
+          end)
+        end
+      end
+    end
+  end
+  one()
+end
+
 function Engine:forget(name)
   if #self:procs_of(name) == 0 then
     self.apps[name] = nil

@@ -77,3 +77,68 @@ describe("restart triggers", function()
     assert.is_nil(log:find("scratch.tmp", 1, true))
   end)
 end)
+
+describe("orch start on an ecosystem that is already loaded", function()
+  local dir, home
+
+  before_each(function()
+    dir = H.tmpdir()
+    home = dir .. "/home"
+  end)
+
+  after_each(function()
+    H.daemon_cleanup(home)
+    H.cleanup()
+    H.rmdir(dir)
+  end)
+
+  local function pids()
+    local out = {}
+    for _, p in ipairs(H.json(home, { "list" })) do out[p.name] = p.pid end
+    return out
+  end
+
+  it("applies only the differences, and nothing from a file with an error", function()
+    local file = dir .. "/ecosystem.lua"
+    H.write(file, [[
+      return { apps = {
+        { name = "a", script = "sleep", args = { "1000" } },
+        { name = "b", script = "sleep", args = { "1001" }, on_exit = function() end },
+        { name = "c", script = "sleep", args = { "1002" } },
+      } }
+    ]])
+    assert.are.equal(0, select(2, H.json(home, { "start", file }, { cwd = dir })))
+    local before = pids()
+    -- a moves down a line (unchanged), b gets new args, c goes, d comes
+    H.write(file, [[
+      return { apps = {
+
+        { name = "a", script = "sleep", args = { "1000" } },
+        { name = "b", script = "sleep", args = { "1005" }, on_exit = function() end },
+        { name = "d", script = "sleep", args = { "1003" } },
+      } }
+    ]])
+    local res, code = H.json(home, { "start", file }, { cwd = dir })
+    assert.are.equal(0, code)
+    assert.are.same({ started = { "d" }, restarted = { "b" }, deleted = { "c" }, unchanged = { "a" } }, res.changes)
+    local after = pids()
+    assert.are.equal(before.a, after.a)
+    assert.are_not.equal(before.b, after.b)
+    assert.is_nil(after.c)
+    assert.is_false(H.alive(before.c))
+    assert.is_number(after.d)
+    assert.are.same({ "1005" }, H.json(home, { "describe", "b" })[1].args)
+
+    -- an error anywhere in the file: nothing changes
+    H.write(file, [[
+      return { apps = {
+        { name = "a", script = "sleep", args = { "1000" } },
+        { name = "e", script = "sleep", instances = "many" },
+      } }
+    ]])
+    local _, code2, err = H.json(home, { "start", file }, { cwd = dir })
+    assert.are.equal(1, code2)
+    assert.matches("app 'e': option 'instances'", err)
+    assert.are.same(after, pids())
+  end)
+end)
