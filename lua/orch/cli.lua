@@ -95,8 +95,11 @@ end
 -- Output
 ---------------------------------------------------------------------------
 
+-- An empty table is an empty list in every reply the CLI prints as JSON
+-- (cjson would print {}).
 local function json_out(v)
-  io.stdout:write(require("cjson").encode(v), "\n")
+  local text = type(v) == "table" and next(v) == nil and "[]" or require("cjson").encode(v)
+  io.stdout:write(text, "\n")
 end
 
 local function duration(ms)

@@ -19,8 +19,8 @@ it by hand.
 
 local function logger()
   return function(level, msg)
-    io.stderr:write(os.date("%Y-%m-%dT%H:%M:%S "), level, ": ", msg, "\n")
-    io.stderr:flush()
+    -- one write per line: stderr is unbuffered, and stop logs two lines per process
+    io.stderr:write(os.date("%Y-%m-%dT%H:%M:%S ") .. level .. ": " .. msg .. "\n")
   end
 end
 

@@ -244,7 +244,8 @@ end
 -- "all", an id, or an app name -> list of processes, or nil, message.
 function Engine:resolve(target)
   local all = self.sup:list()
-  if target == "all" then return all end
+  -- a copy: callers stop and remove while they walk it
+  if target == "all" then return { unpack(all) } end
   local id = tonumber(target)
   if id and tostring(math.floor(id)) == tostring(target) then
     local p = self.sup:get(id)
