@@ -260,34 +260,57 @@ end
 -- returns its values; print() output is sent back too.
 local EVAL_DEADLINE_MS = 2000
 
+local function repl_env(engine)
+  if not engine.repl_env then
+    engine.repl_env = setmetatable({ orch = engine.api, inspect = require("orch.inspect").inspect },
+                                   { __index = _G })
+  end
+  return engine.repl_env
+end
+
 function H.eval(engine, args, respond)
   local ok, err = check(args, { code = "string" }, { "code" })
   if not ok then return respond(nil, "EINVAL", err) end
   local inspect = require("orch.inspect")
   local output = {}
-  if not engine.repl_env then
-    engine.repl_env = setmetatable({ orch = engine.api, inspect = inspect.inspect }, { __index = _G })
+  local env = repl_env(engine)
+  -- An expression first: passed through a function, so that a call in it is
+  -- not a tail call (error("x") keeps its position and traceback).
+  local chunk, cerr = loadstring("return (...)(" .. args.code .. "\n)", "=eval")
+  if not chunk then chunk, cerr = loadstring(args.code, "=eval") end
+  if not chunk then
+    -- Incomplete when the parser ran out of text (lua.c's test), as a
+    -- statement or as an expression (a table constructor across lines).
+    local function at_eof(msg) return msg ~= nil and msg:sub(-7) == "'<eof>'" end
+    local incomplete = at_eof(cerr) or at_eof(select(2, loadstring("return " .. args.code, "=eval")))
+    return respond(nil, incomplete and "EINCOMPLETE" or "ESYNTAX", cerr)
   end
-  local env = engine.repl_env
+  setfenv(chunk, env)
   rawset(env, "print", function(...)
     local parts = {}
     for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
     output[#output + 1] = table.concat(parts, "\t")
   end)
-  local chunk, cerr = loadstring("return " .. args.code, "=eval")
-  if not chunk then chunk, cerr = loadstring(args.code, "=eval") end
-  if not chunk then
-    local incomplete = cerr:match("<eof>") ~= nil
-    return respond(nil, incomplete and "EINCOMPLETE" or "ESYNTAX", cerr)
-  end
-  setfenv(chunk, env)
   local function pack(...) return { n = select("#", ...), ... } end
-  local res = pack(require("orch.hook").call(chunk, EVAL_DEADLINE_MS))
+  local res = pack(require("orch.hook").call(chunk, EVAL_DEADLINE_MS, function(...) return ... end))
   rawset(env, "print", nil)
   if not res[1] then return respond(nil, "EEVAL", tostring(res[2])) end
   local n = res.n - 1
   respond({ output = table.concat(output, "\n"), values = n > 0 and inspect.values(n, unpack(res, 2, n + 1)) or "",
             count = n })
+end
+
+-- Tab completion for `orch repl` ({prefix}: the text before the cursor):
+-- the word being completed and the names that may replace it (orch.complete).
+function H.complete(engine, args, respond)
+  local ok, err = check(args, { prefix = "string" }, { "prefix" })
+  if not ok then return respond(nil, "EINVAL", err) end
+  local names, seen = {}, {}
+  for _, p in ipairs(engine.sup:list()) do
+    if not seen[p.name] then seen[p.name], names[#names + 1] = true, p.name end
+  end
+  local word, candidates = require("orch.complete").complete(repl_env(engine), args.prefix, names)
+  respond({ word = word, candidates = #candidates > 0 and list(candidates) or nil })
 end
 
 function H.kill(engine, _, respond)

@@ -11,12 +11,14 @@ local verbs = {
           summary = "run an ecosystem in the foreground (like pm2-runtime)" },
   lua = { module = "orch.luarun", usage = "lua FILE [ARGS...]",
           summary = "run a Lua script with orch's runtime (LuaJIT, luv, cjson)" },
+  repl = { module = "orch.repl", usage = "repl",
+           summary = "an interactive Lua REPL inside the daemon" },
   daemon = { module = "orch.daemon", usage = "daemon", summary = "run the daemon (the CLI starts it by itself)" },
   version = { summary = "print orch's version" },
   help = { usage = "help [VERB]", summary = "show help" },
 }
 local order = { "start", "stop", "restart", "delete", "list", "describe", "logs", "flush", "save", "resurrect",
-                "ping", "kill", "eval", "run", "lua", "daemon", "version", "help" }
+                "ping", "kill", "eval", "repl", "run", "lua", "daemon", "version", "help" }
 
 local function usage(out)
   out:write("usage: orch <verb> [args]\n\nverbs:\n")
