@@ -147,7 +147,12 @@ end
 function H.stop(engine, args, respond)
   local procs = with_procs(engine, args, respond)
   if not procs then return end
-  each(engine, procs, function(p, done) engine.sup:stop(p, done) end, respond)
+  -- dependents first (depends_on)
+  engine:stop_ordered(procs, function()
+    local views = {}
+    for _, p in ipairs(procs) do views[#views + 1] = engine:view(p) end
+    respond(list(views))
+  end)
 end
 
 function H.restart(engine, args, respond)
@@ -314,7 +319,7 @@ function H.complete(engine, args, respond)
 end
 
 function H.kill(engine, _, respond)
-  engine.sup:stop_all(function()
+  engine:stop_all(function()
     respond({ stopped = true })
     if engine.on_kill then engine.on_kill() end
   end)

@@ -78,7 +78,7 @@ function M.main()
       if stopping then engine.sup:kill_all() return end
       stopping = true
       log("info", "received " .. name:upper() .. ", stopping every process")
-      engine.sup:stop_all(quit)
+      engine:stop_all(quit)
     end)
     signals[#signals + 1] = h
   end
@@ -97,7 +97,7 @@ function M.main()
     if not ok then
       log("error", serr)
       status = 1
-      engine.sup:stop_all(quit)
+      engine:stop_all(quit)
     end
   end)
   uv.run()

@@ -81,6 +81,8 @@ option("on_exit", { type = "function", lua_only = true,
   doc = "Lua files only: on_exit(proc, code, signal) runs when a process of the app exits (code or signal is nil)." })
 option("hook_deadline", { type = "duration", default = 100,
   doc = "How long a hook or restart function of this app may run before it is interrupted." })
+option("depends_on", { type = "table|list", default = {},
+  doc = "Apps of the same file this one waits for: { db = \"healthy\", migrate = \"completed\" } (conditions started, online, healthy, completed) or a list of names (online). Started in dependency order, stopped in reverse." })
 option("out_file", { type = "string", default_doc = "orch's log directory",
   doc = "File for stdout; relative to cwd." })
 option("error_file", { type = "string", default_doc = "orch's log directory",
@@ -434,6 +436,27 @@ function CHECK.cron_restart(v)
   return util.trim(v)
 end
 
+M.DEPENDENCY_CONDITIONS = { started = true, online = true, healthy = true, completed = true }
+
+-- { name = condition } from a map or a list of names (condition "online").
+function CHECK.depends_on(v)
+  if type(v) ~= "table" then return expected("a table of app name = condition, or a list of app names", v) end
+  local out = {}
+  for k, c in pairs(v) do
+    local name, cond
+    if is_integer(k) then name, cond = c, "online" else name, cond = k, c end
+    if type(name) ~= "string" or name == "" then
+      return nil, "expected app names, got " .. describe(name)
+    end
+    if not M.DEPENDENCY_CONDITIONS[cond] then
+      return nil, string.format('condition for \'%s\' must be "started", "online", "healthy" or "completed", got %s',
+        name, describe(cond)), name
+    end
+    out[name] = cond
+  end
+  return out
+end
+
 for name, types in pairs(IGNORED) do CHECK[name] = check_types(types) end
 for name, types in pairs(UNSUPPORTED) do CHECK[name] = check_types(types) end
 for name, spec in pairs(OPTIONS) do
@@ -679,6 +702,55 @@ local function normalize_app(raw, index, st)
   return app
 end
 
+-- Every dependency names an app of the same file, and there is no cycle
+-- (the error names it: a -> b -> a). Returns nil or the message made by
+-- where(app_index, text).
+function M.check_dependencies(apps, where)
+  local index = {}
+  for i, app in ipairs(apps) do index[app.name] = i end
+  for i, app in ipairs(apps) do
+    local names = {}
+    for dep in pairs(app.depends_on or {}) do names[#names + 1] = dep end
+    sort(names)
+    for _, dep in ipairs(names) do
+      if not index[dep] then
+        local all = {}
+        for name in pairs(index) do all[#all + 1] = name end
+        local hint = util.did_you_mean(dep, all)
+        return where(i, "no app named '" .. dep .. "' in this file" .. (hint and (" (did you mean '" .. hint .. "'?)") or ""))
+      end
+    end
+  end
+  local state, stack = {}, {}
+  local function visit(name)
+    if state[name] == "done" then return nil end
+    if state[name] == "active" then
+      local cycle, from = {}, nil
+      for k = 1, #stack do if stack[k] == name then from = k end end
+      for k = from, #stack do cycle[#cycle + 1] = stack[k] end
+      cycle[#cycle + 1] = name
+      return where(index[name], "dependency cycle " .. concat(cycle, " -> "))
+    end
+    state[name] = "active"
+    stack[#stack + 1] = name
+    local deps = {}
+    for dep in pairs(apps[index[name]].depends_on or {}) do deps[#deps + 1] = dep end
+    sort(deps)
+    for _, dep in ipairs(deps) do
+      local err = visit(dep)
+      if err then return err end
+    end
+    stack[#stack] = nil
+    state[name] = "done"
+    return nil
+  end
+  for _, app in ipairs(apps) do
+    local err = visit(app.name)
+    if err then return err end
+  end
+  return nil
+end
+
 -- Validates a raw configuration table {apps = {...}} and returns
 -- {file, dir, apps, warnings}. opts: file (label for messages), dir (base
 -- for relative paths; default the current directory), env_name, cpus,
@@ -753,6 +825,13 @@ function M.normalize(tbl, opts)
     if not app then return nil, err end
     out[i] = app
   end
+
+  local derr = M.check_dependencies(out, function(i, msg)
+    local l = st.lines and st.lines.apps and st.lines.apps[i] or {}
+    return location(file, l.keys and l.keys.depends_on or l.line) .. "app '" .. out[i].name
+      .. "': option 'depends_on': " .. msg
+  end)
+  if derr then return nil, derr end
 
   if st.env_name and not st.env_used then
     st.warnings[#st.warnings + 1] = location(file, nil) .. "no app defines 'env_" .. st.env_name

@@ -57,6 +57,7 @@ function Engine:_dispatch_events()
   local events = self.events
   self.events = {}
   for _, e in ipairs(events) do self.api._dispatch(e[1], e[2], e[3]) end
+  self:_unblock()
 end
 
 ---------------------------------------------------------------------------
@@ -128,9 +129,91 @@ end
 
 function Engine:start_procs(procs)
   for _, p in ipairs(procs) do
-    if not running(p) then self.sup:start(p) end
+    if not running(p) then
+      local missing = self:unmet(p.app)
+      if missing then
+        -- held back until its dependencies are there (see _unblock)
+        p.status, p.reason, p.blocked = "waiting", "waiting for " .. missing, true
+        self.log("info", string.format("%s:%d waits for %s", p.name, p.instance, missing))
+      else
+        self.sup:start(p)
+      end
+    end
   end
   self:save_state_soon()
+end
+
+---------------------------------------------------------------------------
+-- Dependencies (depends_on): conditions on every instance of another app.
+---------------------------------------------------------------------------
+
+local CONDITION = {
+  started = function(p) return p.status == "launching" or p.status == "online" end,
+  online = function(p) return p.status == "online" end,
+  -- the health module sets p.healthy; an app without a check is healthy once online
+  healthy = function(p) return p.status == "online" and (p.app.health == nil or p.healthy == true) end,
+  completed = function(p) return p.status == "stopped" and p.last_exit ~= nil and p.last_exit.code == 0 end,
+}
+
+-- nil when every dependency of app holds, else "NAME (condition)".
+function Engine:unmet(app)
+  local names = {}
+  for name in pairs(app.depends_on or {}) do names[#names + 1] = name end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    local cond = app.depends_on[name]
+    local procs = self:procs_of(name)
+    local ok = #procs > 0
+    for _, p in ipairs(procs) do
+      if not CONDITION[cond](p) then ok = false break end
+    end
+    if not ok then return name .. " (" .. cond .. ")" end
+  end
+  return nil
+end
+
+-- Starts the held-back processes whose dependencies now hold.
+function Engine:_unblock()
+  for _, p in ipairs(self.sup:list()) do
+    if p.blocked and p.status == "waiting" and not self:unmet(p.app) then
+      p.blocked = nil
+      self.sup:start(p)
+    elseif p.blocked and p.status ~= "waiting" then
+      p.blocked = nil -- stopped or deleted meanwhile
+    end
+  end
+end
+
+-- Stops processes dependents first: each round stops the apps no other app
+-- still to be stopped depends on, and waits for them. done() at the end.
+function Engine:stop_ordered(procs, done)
+  local left = {}
+  for _, p in ipairs(procs) do left[#left + 1] = p end
+  local function round()
+    if #left == 0 then return done and done() end
+    local needed = {}
+    for _, p in ipairs(left) do
+      for dep in pairs(p.app.depends_on or {}) do needed[dep] = true end
+    end
+    local now, later = {}, {}
+    for _, p in ipairs(left) do
+      if needed[p.name] then later[#later + 1] = p else now[#now + 1] = p end
+    end
+    if #now == 0 then now, later = later, {} end -- cannot happen (no cycles); never hang
+    left = later
+    local pending = #now
+    for _, p in ipairs(now) do
+      self.sup:stop(p, function()
+        pending = pending - 1
+        if pending == 0 then round() end
+      end)
+    end
+  end
+  round()
+end
+
+function Engine:stop_all(done)
+  self:stop_ordered(self.sup:list(), done)
 end
 
 function Engine:register(app, source)

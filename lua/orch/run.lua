@@ -137,7 +137,7 @@ function M.main(args)
     end
     shutting_down = true
     say("received " .. name .. ", stopping all apps")
-    sup:stop_all(function() uv.stop() end)
+    engine:stop_all(function() uv.stop() end)
   end
   for _, name in ipairs({ "sigint", "sigterm", "sighup" }) do
     local h = uv.new_signal()

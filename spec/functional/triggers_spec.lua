@@ -142,3 +142,52 @@ describe("orch start on an ecosystem that is already loaded", function()
     assert.are.same(after, pids())
   end)
 end)
+
+describe("depends_on", function()
+  local dir, home
+
+  before_each(function()
+    dir = H.tmpdir()
+    home = dir .. "/home"
+  end)
+
+  after_each(function()
+    H.daemon_cleanup(home)
+    H.cleanup()
+    H.rmdir(dir)
+  end)
+
+  it("starts apps in dependency order and stops them in reverse", function()
+    -- migrate must complete before web starts; web needs db online
+    H.write(dir .. "/migrate.sh", "#!/bin/sh\nsleep 0.3\necho migrated\n", tonumber("755", 8))
+    local file = H.write(dir .. "/ecosystem.lua", [[
+      return { apps = {
+        { name = "web", script = "sleep", args = { "1000" }, depends_on = { db = "online", migrate = "completed" } },
+        { name = "db", script = "sleep", args = { "1000" } },
+        { name = "migrate", script = "migrate.sh", autorestart = false },
+      } }
+    ]])
+    local res, code = H.json(home, { "start", file }, { cwd = dir })
+    assert.are.equal(0, code)
+    local status = {}
+    for _, p in ipairs(res.processes) do status[p.name] = p.status end
+    assert.are.equal("waiting", status.web)
+    assert.are.equal("online", status.db)
+    H.wait_until(function()
+      local d = H.json(home, { "describe", "web" })
+      return d and d[1].status == "online"
+    end, 5000, "web to start once migrate completed")
+    local log = H.read(home .. "/daemon.log")
+    assert.matches("web:0 waits for db %(online%)", log)
+    -- web started after migrate exited with 0
+    local exit_at = log:find("migrate:0 %(pid %d+%) exited with code 0")
+    local web_at = log:find("web:0 online")
+    assert.is_truthy(exit_at and web_at and exit_at < web_at)
+
+    assert.are.equal(0, (H.orch_sync({ "stop", "all" }, { home = home })))
+    log = H.read(home .. "/daemon.log")
+    local web_stopped = log:find("web:0 stopped")
+    local db_stopped = log:find("db:0 stopped")
+    assert.is_truthy(web_stopped and db_stopped and web_stopped < db_stopped, "web must stop before db")
+  end)
+end)

@@ -79,7 +79,7 @@ describe("orch.ecosystem", function()
         exp_backoff_restart_delay = 0, stop_exit_codes = {}, kill_timeout = 1600, hook_deadline = 100,
         kill_signal = "SIGINT", listen_timeout = 3000, wait_ready = false,
         shutdown_with_message = false, merge_logs = false, time = false, log_type = "raw",
-        disable_logs = false, watch = false, ignore_watch = {}, watch_delay = 500, config_line = 1,
+        disable_logs = false, watch = false, ignore_watch = {}, watch_delay = 500, depends_on = {}, config_line = 1,
       }, cfg.apps[1])
     end)
   end)
@@ -942,5 +942,48 @@ describe("orch.ecosystem", function()
         assert.is_truthy(doc:find("`" .. name .. "`", 1, true), "docs/ecosystem.md does not mention `" .. name .. "`")
       end
     end)
+  end)
+end)
+
+describe("orch.ecosystem depends_on", function()
+  local eco = require("orch.ecosystem")
+  local function load_src(src)
+    local path = os.tmpname() .. ".lua"
+    local f = assert(io.open(path, "w"))
+    f:write(src)
+    f:close()
+    local cfg, err = eco.load(path)
+    os.remove(path)
+    return cfg, err and err:gsub("^[^:]+:", "FILE:")
+  end
+
+  it("normalises a map and a list of names", function()
+    local cfg = assert(load_src([[return { apps = {
+      { name = "db", script = "sleep" },
+      { name = "web", script = "sleep", depends_on = { db = "healthy", "mig" } },
+      { name = "mig", script = "sleep", depends_on = { "db" } },
+    } }]]))
+    assert.are.same({ db = "healthy", mig = "online" }, cfg.apps[2].depends_on)
+    assert.are.same({ db = "online" }, cfg.apps[3].depends_on)
+  end)
+
+  it("names the line and the cycle", function()
+    local _, err = load_src([[return { apps = {
+      { name = "a", script = "sleep", depends_on = { "b" } },
+      { name = "b", script = "sleep",
+        depends_on = { "a" } },
+    } }]])
+    assert.are.equal("FILE:2: app 'a': option 'depends_on': dependency cycle a -> b -> a", err)
+  end)
+
+  it("refuses a dependency on itself, an unknown app and an unknown condition", function()
+    local _, err = load_src([[return { apps = { { name = "a", script = "sleep", depends_on = { "a" } } } }]])
+    assert.are.equal("FILE:1: app 'a': option 'depends_on': dependency cycle a -> a", err)
+    _, err = load_src([[return { apps = { { name = "web", script = "sleep", depends_on = { "dbb" } },
+      { name = "db", script = "sleep" } } }]])
+    assert.are.equal("FILE:1: app 'web': option 'depends_on': no app named 'dbb' in this file (did you mean 'db'?)", err)
+    _, err = load_src([[return { apps = { { name = "web", script = "sleep", depends_on = { db = "ready" } },
+      { name = "db", script = "sleep" } } }]])
+    assert.are.equal([[FILE:1: app 'web': option 'depends_on': condition for 'db' must be "started", "online", "healthy" or "completed", got string "ready"]], err)
   end)
 end)
