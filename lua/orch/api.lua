@@ -9,7 +9,7 @@ local M = {}
 
 -- Supervisor events -> API event names.
 M.EVENTS = { start = "start", online = "online", exit = "exit", waiting = "restart", restart = "restart",
-             errored = "errored", stopped = "stop", stopping = "stopping" }
+             errored = "errored", stopped = "stop", stopping = "stopping", health = "health" }
 
 function M.new(engine)
   local api = { uv = uv }
@@ -31,6 +31,7 @@ function M.new(engine)
         end
         if k == "uptime" then return engine:view(p).uptime_ms end
         if k == "pid" then return p.pid end
+        if k == "health" then return engine.health:describe(p) end
         return ({ id = p.id, name = p.name, instance = p.instance, status = p.status,
                   restarts = p.restarts, unstable_restarts = p.counters.unstable,
                   last_exit = p.last_exit, reason = p.reason })[k]
@@ -118,7 +119,8 @@ function M.new(engine)
   end
 
   -- orch.on(event, fn): fn(proc, ...) for start, online, exit (code, signal),
-  -- restart (delay), errored (reason), stop, stopping. Returns a function
+  -- restart (delay), errored (reason), stop, stopping, health (healthy,
+  -- message). Returns a function
   -- that unsubscribes.
   function api.on(event, fn)
     if type(fn) ~= "function" then error("orch.on: expected a function", 2) end
@@ -157,6 +159,7 @@ function M.new(engine)
     if name == "exit" then args = { info.code, info.signal }
     elseif name == "restart" then args = { info and info.delay or 0 }
     elseif name == "errored" or name == "stop" then args = { info and info.reason }
+    elseif name == "health" then args = { info.healthy, info.message }
     else args = {} end
     local o = object(p)
     local deadline = p.app.hook_deadline

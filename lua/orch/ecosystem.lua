@@ -5,6 +5,7 @@
 
 local util = require("orch.util")
 local srcmap = require("orch.srcmap")
+local health = require("orch.health")
 
 local describe, quote, is_integer = util.describe, util.quote, util.is_integer
 local sub, concat, sort = string.sub, table.concat, table.sort
@@ -69,6 +70,10 @@ option("listen_timeout", { type = "duration", default = 3000, implemented = fals
   doc = "How long to wait for a wait_ready process to signal ready." })
 option("wait_ready", { type = "boolean", default = false, implemented = false,
   doc = "The process is online only after it sends 'ready' over the IPC channel." })
+option("health", { type = "table", default_doc = "none",
+  doc = "Health check: one of http = URL, tcp = \"HOST:PORT\", exec = argv, check = function(proc, done) (Lua only), with interval, timeout, retries, start_period." })
+option("wait_healthy", { type = "boolean", default = false,
+  doc = "The process is online only after its first good health check." })
 option("shutdown_with_message", { type = "boolean", default = false, implemented = false,
   doc = "Send a 'shutdown' IPC message before kill_signal." })
 option("restart", { type = "function", lua_only = true,
@@ -317,6 +322,8 @@ local CHECK = {
   hook_deadline = check_duration,
   listen_timeout = check_duration,
   wait_ready = check_boolean,
+  health = health.validate,
+  wait_healthy = check_boolean,
   shutdown_with_message = check_boolean,
   out_file = check_path,
   error_file = check_path,
@@ -695,6 +702,9 @@ local function normalize_app(raw, index, st)
 
   if app.exec_mode == "cluster" then
     warn(opt_name("exec_mode"), "is \"cluster\", which is not implemented yet: instances run in fork mode")
+  end
+  if app.wait_healthy and not app.health then
+    return fail("wait_healthy", "needs a health check (the 'health' option)")
   end
   if app.wait_ready then warn("wait_ready", "is validated but not implemented yet: online at exec") end
   if app.shutdown_with_message then warn("shutdown_with_message", "is validated but not implemented yet") end

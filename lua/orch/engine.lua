@@ -27,16 +27,20 @@ function M.new(opts)
   }, Engine)
   self.api = require("orch.api").new(self)
   self.triggers = require("orch.triggers").new(self)
+  self.health = require("orch.health").new(self)
   self.sup = supervisor.new({
     logs_dir = opts.paths.logs,
     echo = opts.echo,
     log = opts.log,
     emit = function(event, proc, info) self:_event(event, proc, info) end,
+    -- wait_healthy: launching until the first good health check
+    gate = function(proc) return proc.app.wait_healthy and proc.app.health ~= nil end,
   })
   return self
 end
 
 function Engine:_event(event, proc, info)
+  self.health:on_event(event, proc)
   if event ~= "exit" and event ~= "restart" then self:save_state_soon() end
   if self.opts.on_event then self.opts.on_event(event, proc, info) end
   -- Users' hooks and handlers run after the transition that raised the event
@@ -390,6 +394,7 @@ function Engine:describe(p)
   v.reason = p.reason or cjson.null
   v.autorestart, v.max_restarts, v.min_uptime = app.autorestart, app.max_restarts, app.min_uptime
   v.kill_signal, v.kill_timeout = app.kill_signal, app.kill_timeout
+  v.health = self.health:describe(p, cjson.null) or cjson.null
   local source = (self.apps[p.name] or {}).source or {}
   v.source = source.file or "command line"
   return v
@@ -608,6 +613,7 @@ function Engine:shutdown()
     self.event_timer = nil
   end
   self.triggers:close()
+  self.health:close()
   self:save_state()
 end
 

@@ -77,7 +77,7 @@ describe("orch.ecosystem", function()
         interpreter_args = {}, cwd = tmp, env = {}, instances = 1, exec_mode = "fork",
         autorestart = true, max_restarts = 16, min_uptime = 1000, restart_delay = 0,
         exp_backoff_restart_delay = 0, stop_exit_codes = {}, kill_timeout = 1600, hook_deadline = 100,
-        kill_signal = "SIGINT", listen_timeout = 3000, wait_ready = false,
+        kill_signal = "SIGINT", listen_timeout = 3000, wait_ready = false, wait_healthy = false,
         shutdown_with_message = false, merge_logs = false, time = false, log_type = "raw",
         disable_logs = false, watch = false, ignore_watch = {}, watch_delay = 500, depends_on = {}, config_line = 1,
       }, cfg.apps[1])
