@@ -406,12 +406,32 @@ end
 ---------------------------------------------------------------------------
 
 -- The apps as data: one entry per app with its source and whether it ran.
+-- A copy of v that JSON can hold: functions (hooks in a spec given to
+-- orch.start) cannot be saved and are left out; `dropped` counts them.
+local function plain(v, dropped)
+  if type(v) == "function" or type(v) == "userdata" or type(v) == "thread" then
+    dropped.n = dropped.n + 1
+    return nil
+  end
+  if type(v) ~= "table" then return v end
+  local out = {}
+  for k, x in pairs(v) do out[k] = plain(x, dropped) end
+  return out
+end
+
 function Engine:snapshot()
   local list = {}
   for _, p in ipairs(self.sup:list()) do
     local entry = self.apps[p.name]
     if entry and p.instance == 0 then
-      list[#list + 1] = { name = p.name, source = entry.source, running = self:app_running(p.name) }
+      local dropped = { n = 0 }
+      local source = plain(entry.source, dropped)
+      if dropped.n > 0 and not entry.warned_lossy then
+        entry.warned_lossy = true
+        self.log("warn", string.format("%s: %d Lua function(s) in its options cannot be saved; "
+          .. "a resurrect or a restart after a crash starts it without them", p.name, dropped.n))
+      end
+      list[#list + 1] = { name = p.name, source = source, running = self:app_running(p.name) }
     end
   end
   return list

@@ -114,3 +114,31 @@ describe("orch's Lua API", function()
     assert.are.equal("online", list[1].status)
   end)
 end)
+
+describe("orch.start with Lua functions in its options", function()
+  local dir, home
+  before_each(function()
+    dir = H.tmpdir()
+    home = dir .. "/home"
+  end)
+  after_each(function()
+    H.daemon_cleanup(home)
+    H.cleanup()
+    H.rmdir(dir)
+  end)
+
+  it("keeps the state file current for every other app", function()
+    assert.are.equal(0, (H.orch_sync({ "start", "sleep", "--name", "plain", "--", "1000" }, { home = home })))
+    local code, _, err = H.orch_sync({ "eval",
+      "return #orch.start({ name = 'hooked', script = 'sleep', args = { '1000' }, on_exit = function() end })" },
+      { home = home })
+    assert.are.equal(0, code, err)
+    H.wait_until(function()
+      local s = H.read(home .. "/state.json") or ""
+      return s:find('"hooked"', 1, true) and s:find('"plain"', 1, true)
+    end, 5000, "both apps in the state file")
+    local log = H.read(home .. "/daemon.log")
+    assert.matches("hooked: 1 Lua function%(s%) in its options cannot be saved", log)
+    assert.is_nil(log:find("state file not written", 1, true))
+  end)
+end)
