@@ -208,6 +208,26 @@ function H.app_pids(home, name)
   return pids
 end
 
+-- Gives every test of the enclosing describe a fresh directory and
+-- ORCH_HOME (set(dir, home) before each), and ends after each what it
+-- started: the daemon of that home, every orch and app, the directory.
+function H.each_test(set)
+  -- busted's before_each/after_each live in the calling spec's environment
+  local spec_env = getfenv(2)
+  local before_each, after_each = spec_env.before_each, spec_env.after_each
+  local dir, home
+  before_each(function()
+    dir = H.tmpdir()
+    home = dir .. "/home"
+    set(dir, home)
+  end)
+  after_each(function()
+    H.daemon_cleanup(home)
+    H.cleanup()
+    H.rmdir(dir)
+  end)
+end
+
 -- Remembers a pid (written by a fixture) to be killed at cleanup.
 function H.track(pid)
   pgroups[pid] = true

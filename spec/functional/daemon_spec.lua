@@ -17,17 +17,7 @@ end
 
 describe("orch daemon and CLI", function()
   local dir, home
-
-  before_each(function()
-    dir = H.tmpdir()
-    home = dir .. "/home"
-  end)
-
-  after_each(function()
-    H.daemon_cleanup(home)
-    H.cleanup()
-    H.rmdir(dir)
-  end)
+  H.each_test(function(d, h) dir, home = d, h end)
 
   local function orch(args, opts)
     opts = opts or {}

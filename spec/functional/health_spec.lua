@@ -18,17 +18,7 @@ end
 
 describe("health checks", function()
   local dir, home
-
-  before_each(function()
-    dir = H.tmpdir()
-    home = dir .. "/home"
-  end)
-
-  after_each(function()
-    H.daemon_cleanup(home)
-    H.cleanup()
-    H.rmdir(dir)
-  end)
+  H.each_test(function(d, h) dir, home = d, h end)
 
   local function orch(args)
     return H.orch_sync(args, { home = home, cwd = dir })

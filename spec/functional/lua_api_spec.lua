@@ -6,17 +6,7 @@ local apps = H.root .. "/spec/fixtures/apps"
 
 describe("orch's Lua API", function()
   local dir, home
-
-  before_each(function()
-    dir = H.tmpdir()
-    home = dir .. "/home"
-  end)
-
-  after_each(function()
-    H.daemon_cleanup(home)
-    H.cleanup()
-    H.rmdir(dir)
-  end)
+  H.each_test(function(d, h) dir, home = d, h end)
 
   local function orch(args)
     return H.orch_sync(args, { home = home, cwd = dir })
@@ -117,15 +107,7 @@ end)
 
 describe("orch.start with Lua functions in its options", function()
   local dir, home
-  before_each(function()
-    dir = H.tmpdir()
-    home = dir .. "/home"
-  end)
-  after_each(function()
-    H.daemon_cleanup(home)
-    H.cleanup()
-    H.rmdir(dir)
-  end)
+  H.each_test(function(d, h) dir, home = d, h end)
 
   it("keeps the state file current for every other app", function()
     assert.are.equal(0, (H.orch_sync({ "start", "sleep", "--name", "plain", "--", "1000" }, { home = home })))

@@ -55,17 +55,7 @@ end
 
 describe("orch repl", function()
   local dir, home
-
-  before_each(function()
-    dir = H.tmpdir()
-    home = dir .. "/home"
-  end)
-
-  after_each(function()
-    H.daemon_cleanup(home)
-    H.cleanup()
-    H.rmdir(dir)
-  end)
+  H.each_test(function(d, h) dir, home = d, h end)
 
   it("runs a script piped to it, chunk by chunk, and goes on after an error", function()
     local code, out, err = repl_pipe(home, table.concat({

@@ -4,17 +4,7 @@ local uv = require("luv")
 
 describe("restart triggers", function()
   local dir, home
-
-  before_each(function()
-    dir = H.tmpdir()
-    home = dir .. "/home"
-  end)
-
-  after_each(function()
-    H.daemon_cleanup(home)
-    H.cleanup()
-    H.rmdir(dir)
-  end)
+  H.each_test(function(d, h) dir, home = d, h end)
 
   local function start(body)
     local file = H.write(dir .. "/ecosystem.lua", "return { apps = {\n" .. body .. "\n} }\n")
@@ -80,17 +70,7 @@ end)
 
 describe("orch start on an ecosystem that is already loaded", function()
   local dir, home
-
-  before_each(function()
-    dir = H.tmpdir()
-    home = dir .. "/home"
-  end)
-
-  after_each(function()
-    H.daemon_cleanup(home)
-    H.cleanup()
-    H.rmdir(dir)
-  end)
+  H.each_test(function(d, h) dir, home = d, h end)
 
   local function pids()
     local out = {}
@@ -145,17 +125,7 @@ end)
 
 describe("depends_on", function()
   local dir, home
-
-  before_each(function()
-    dir = H.tmpdir()
-    home = dir .. "/home"
-  end)
-
-  after_each(function()
-    H.daemon_cleanup(home)
-    H.cleanup()
-    H.rmdir(dir)
-  end)
+  H.each_test(function(d, h) dir, home = d, h end)
 
   it("starts apps in dependency order and stops them in reverse", function()
     -- migrate must complete before web starts; web needs db online

@@ -219,13 +219,13 @@ describe("the health checker", function()
     wait_state(p, function(s) return s.failures == 2 end)
     assert.are.equal("nope", p.health_state.last)
     checker:stop(p)
-    local pending
-    p = proc({ interval = 20, check = function(_, done) pending = done end })
+    local report
+    p = proc({ interval = 20, check = function(_, done) report = done end })
     checker:start(p)
-    H.wait_until(function() return pending end)
+    H.wait_until(function() return report end)
     assert.is_nil(p.health_state.last)
-    pending(true, "later")
-    pending(false, "twice")   -- only the first report counts
+    report(true, "later")
+    report(false, "twice")   -- only the first report counts
     wait_state(p, function(s) return s.status == "healthy" end)
     assert.are.equal("later", p.health_state.last)
   end)
@@ -283,12 +283,12 @@ describe("the health checker", function()
   end)
 
   it("stops: no check runs after stop, and a late done is ignored", function()
-    local pending, n = nil, 0
-    local p = proc({ interval = 10, check = function(_, done) n = n + 1 pending = done end })
+    local report, n = nil, 0
+    local p = proc({ interval = 10, check = function(_, done) n = n + 1 report = done end })
     checker:start(p)
-    H.wait_until(function() return pending end)
+    H.wait_until(function() return report end)
     checker:stop(p)
-    pending(true, "too late")
+    report(true, "too late")
     local t = uv.now()
     H.wait_until(function() return uv.now() - t > 100 end)
     assert.are.equal(1, n)
