@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "orch/ctl.h"
@@ -490,6 +491,23 @@ static int l_environ(lua_State *L) {
   return 1;
 }
 
+/* A connected AF_UNIX stream pair, both ends close-on-exec: the IPC channel
+ * of a managed process (the child's end becomes its fd 3 through spawn's
+ * `fds`, which clears close-on-exec there). */
+static int l_socketpair(lua_State *L) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) return push_fail(L, -errno);
+  lua_pushinteger(L, sv[0]);
+  lua_pushinteger(L, sv[1]);
+  return 2;
+}
+
+static int l_close(lua_State *L) {
+  if (close((int)luaL_checkinteger(L, 1)) < 0) return push_fail(L, -errno);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static int l_isatty(lua_State *L) {
   lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
   return 1;
@@ -527,6 +545,8 @@ static const luaL_Reg core_funcs[] = {{"spawn", l_spawn},
                                       {"exe_path", l_exe_path},
                                       {"isatty", l_isatty},
                                       {"environ", l_environ},
+                                      {"socketpair", l_socketpair},
+                                      {"close", l_close},
                                       {"on_error", l_on_error},
                                       {NULL, NULL}};
 

@@ -9,7 +9,8 @@ local M = {}
 
 -- Supervisor events -> API event names.
 M.EVENTS = { start = "start", online = "online", exit = "exit", waiting = "restart", restart = "restart",
-             errored = "errored", stopped = "stop", stopping = "stopping", health = "health" }
+             errored = "errored", stopped = "stop", stopping = "stopping", health = "health",
+             message = "message", ready = "ready" }
 
 function M.new(engine)
   local api = { uv = uv }
@@ -68,6 +69,12 @@ function M.new(engine)
 
   function methods.stop(self, done) after_all({ record(self) }, function(p, d) engine.sup:stop(p, d) end, done) end
   function methods.restart(self, done) after_all({ record(self) }, function(p, d) engine.sup:restart(p, d) end, done) end
+  -- Sends msg (any JSON value) over the process's IPC channel: it reaches
+  -- process.on('message') in Node. true, or nil and why not.
+  function methods.send(self, msg)
+    return engine.sup:send(record(self), msg)
+  end
+
   function methods.signal(self, sig)
     local p = record(self)
     if not (p.handle and p.pid) then return nil, "not running" end
@@ -102,6 +109,15 @@ function M.new(engine)
 
   function api.stop(t, done) after_all(targets(t), function(p, d) engine.sup:stop(p, d) end, done) end
   function api.restart(t, done) after_all(targets(t), function(p, d) engine.sup:restart(p, d) end, done) end
+  function api.send(t, msg)
+    local sent, errors = 0, {}
+    for _, p in ipairs(targets(t)) do
+      local ok, err = engine.sup:send(p, msg)
+      if ok then sent = sent + 1 else errors[#errors + 1] = err end
+    end
+    return sent, errors[1]
+  end
+
   function api.signal(t, sig)
     for _, p in ipairs(targets(t)) do
       if p.handle and p.pid then core.kill(-p.pid, sig) end
@@ -160,10 +176,11 @@ function M.new(engine)
     elseif name == "restart" then args = { info and info.delay or 0 }
     elseif name == "errored" or name == "stop" then args = { info and info.reason }
     elseif name == "health" then args = { info.healthy, info.message }
+    elseif name == "message" then args = { info.message }
     else args = {} end
     local o = object(p)
     local deadline = p.app.hook_deadline
-    local hook_name = ({ start = "on_start", online = "on_online", exit = "on_exit" })[name]
+    local hook_name = ({ start = "on_start", online = "on_online", exit = "on_exit", message = "on_message" })[name]
     local own = hook_name and p.app[hook_name]
     if type(own) == "function" then
       local ok, err = hook.call(own, deadline, o, unpack(args, 1, 2))

@@ -28,6 +28,8 @@ M.verbs = {
   ping = { args = "", min = 0, max = 0, summary = "start the daemon if needed and show it", opts = JSON },
   kill = { args = "", min = 0, max = 0, summary = "stop every process, then the daemon", opts = JSON },
   eval = { args = "<lua code>", min = 1, max = 1, summary = "run Lua in the daemon and print the result", opts = JSON },
+  send = { args = "<name|id|all> <json>", min = 2, max = 2,
+    summary = "send a message to processes over their IPC channel (text that is not JSON goes as a string)", opts = JSON },
 }
 M.aliases = { ls = "list", status = "list", l = "list", del = "delete", desc = "describe", show = "describe",
               dump = "save" }
@@ -227,6 +229,9 @@ local function run_verb(verb, p)
     args = { target = p.positional[1] }
   elseif verb == "eval" then
     args = { code = p.positional[1] }
+  elseif verb == "send" then
+    local good, msg = pcall(require("cjson").decode, p.positional[2])
+    args = { target = p.positional[1], message = good and msg or p.positional[2] }
   elseif verb == "logs" then
     return require("orch.logview").main(p)
   end
@@ -279,6 +284,9 @@ local function run_verb(verb, p)
       result.mode, result.processes, duration(result.uptime_ms), result.home))
   elseif verb == "kill" then
     io.stdout:write("orch stopped\n")
+  elseif verb == "send" then
+    io.stdout:write(string.format("sent to %d process(es)\n", #result.sent))
+    for _, e in ipairs(result.errors) do err("orch send: %s", e) end
   elseif verb == "eval" then
     if result.output ~= "" then io.stdout:write(result.output, "\n") end
     if result.count > 0 then io.stdout:write(result.values, "\n") end

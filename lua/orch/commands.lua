@@ -318,6 +318,22 @@ function H.complete(engine, args, respond)
   respond({ word = word, candidates = #candidates > 0 and list(candidates) or nil })
 end
 
+-- Sends a message over the IPC channel of each process of the target.
+function H.send(engine, args, respond)
+  local ok, err = check(args, { target = "string|number", message = "string|number|boolean|table" },
+    { "target", "message" })
+  if not ok then return respond(nil, "EINVAL", err) end
+  local procs, rerr = engine:resolve(tostring(args.target))
+  if not procs then return respond(nil, "ENOTFOUND", rerr) end
+  local sent, errors = {}, {}
+  for _, p in ipairs(procs) do
+    local good, serr = engine.sup:send(p, args.message)
+    if good then sent[#sent + 1] = p.id else errors[#errors + 1] = serr end
+  end
+  if #sent == 0 then return respond(nil, "ENOTRUNNING", errors[1] or "nothing to send to") end
+  respond({ sent = list(sent), errors = list(errors) })
+end
+
 function H.kill(engine, _, respond)
   engine:stop_all(function()
     respond({ stopped = true })

@@ -66,15 +66,15 @@ option("kill_timeout", { type = "duration", default = 1600,
   doc = "Time between kill_signal and SIGKILL when stopping." })
 option("kill_signal", { type = "signal", default = "SIGINT",
   doc = "Signal sent to the process group to stop it: a name (\"SIGTERM\", \"term\") or a number." })
-option("listen_timeout", { type = "duration", default = 3000, implemented = false,
+option("listen_timeout", { type = "duration", default = 3000,
   doc = "How long to wait for a wait_ready process to signal ready." })
-option("wait_ready", { type = "boolean", default = false, implemented = false,
+option("wait_ready", { type = "boolean", default = false,
   doc = "The process is online only after it sends 'ready' over the IPC channel." })
 option("health", { type = "table", default_doc = "none",
   doc = "Health check: one of http = URL, tcp = \"HOST:PORT\", exec = argv, check = function(proc, done) (Lua only), with interval, timeout, retries, start_period." })
 option("wait_healthy", { type = "boolean", default = false,
   doc = "The process is online only after its first good health check." })
-option("shutdown_with_message", { type = "boolean", default = false, implemented = false,
+option("shutdown_with_message", { type = "boolean", default = false,
   doc = "Send a 'shutdown' IPC message before kill_signal." })
 option("restart", { type = "function", lua_only = true,
   doc = "Lua files only: a restart policy function replacing the built-in one." })
@@ -84,6 +84,8 @@ option("on_online", { type = "function", lua_only = true,
   doc = "Lua files only: on_online(proc) runs when a process of the app is online." })
 option("on_exit", { type = "function", lua_only = true,
   doc = "Lua files only: on_exit(proc, code, signal) runs when a process of the app exits (code or signal is nil)." })
+option("on_message", { type = "function", lua_only = true,
+  doc = "Lua files only: on_message(proc, msg) runs for every message the process sends over its IPC channel (process.send in Node)." })
 option("hook_deadline", { type = "duration", default = 100,
   doc = "How long a hook or restart function of this app may run before it is interrupted." })
 option("depends_on", { type = "table|list", default = {},
@@ -390,6 +392,7 @@ function CHECK.restart(v)
   return expected("a function", v)
 end
 CHECK.on_start, CHECK.on_online, CHECK.on_exit = CHECK.restart, CHECK.restart, CHECK.restart
+CHECK.on_message = CHECK.restart
 
 function CHECK.log_type(v)
   if v == "raw" or v == "json" then return v end
@@ -706,8 +709,6 @@ local function normalize_app(raw, index, st)
   if app.wait_healthy and not app.health then
     return fail("wait_healthy", "needs a health check (the 'health' option)")
   end
-  if app.wait_ready then warn("wait_ready", "is validated but not implemented yet: online at exec") end
-  if app.shutdown_with_message then warn("shutdown_with_message", "is validated but not implemented yet") end
 
   return app
 end

@@ -33,14 +33,44 @@ function M.new(opts)
     echo = opts.echo,
     log = opts.log,
     emit = function(event, proc, info) self:_event(event, proc, info) end,
-    -- wait_healthy: launching until the first good health check
-    gate = function(proc) return proc.app.wait_healthy and proc.app.health ~= nil end,
+    -- wait_healthy / wait_ready: launching until healthy and/or 'ready'
+    gate = function(proc)
+      return (proc.app.wait_healthy and proc.app.health ~= nil) or proc.app.wait_ready
+    end,
   })
   return self
 end
 
+-- Online once every readiness condition of the app holds.
+function Engine:maybe_online(p)
+  if p.status ~= "launching" then return end
+  if p.app.wait_healthy and p.app.health ~= nil and not p.healthy then return end
+  if p.app.wait_ready and not p.ready then return end
+  self.sup:set_online(p)
+end
+
+-- wait_ready: 'ready' over the channel, or listen_timeout passes (then the
+-- process is declared online anyway, as PM2 does).
+function Engine:_await_ready(p)
+  p.ready = false
+  local pid = p.pid
+  local t = uv.new_timer()
+  t:start(p.app.listen_timeout, 0, function()
+    t:close()
+    if p.pid == pid and p.status == "launching" and not p.ready then
+      self.log("warn", string.format("%s:%d sent no 'ready' within listen_timeout %d ms; online anyway",
+        p.name, p.instance, p.app.listen_timeout))
+      p.ready = true
+      self:maybe_online(p)
+    end
+  end)
+  t:unref()
+end
+
 function Engine:_event(event, proc, info)
   self.health:on_event(event, proc)
+  if event == "start" and proc.app.wait_ready then self:_await_ready(proc) end
+  if event == "ready" then self:maybe_online(proc) end
   if event ~= "exit" and event ~= "restart" then self:save_state_soon() end
   if self.opts.on_event then self.opts.on_event(event, proc, info) end
   -- Users' hooks and handlers run after the transition that raised the event

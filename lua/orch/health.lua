@@ -220,8 +220,8 @@ end
 local Checker = {}
 Checker.__index = Checker
 
--- engine: log(level, msg), sup (label, set_online, restart), api (get),
--- _event(event, proc, info).
+-- engine: log(level, msg), maybe_online(proc) (online once every readiness
+-- condition holds), sup (label, restart), api (get), _event(event, proc, info).
 function M.new(engine)
   return setmetatable({ engine = engine, uv = require("luv"), hook = require("orch.hook"), runs = {} }, Checker)
 end
@@ -367,7 +367,7 @@ function Checker:_result(run, ok, msg)
       self:_emit(proc, true, msg)
     end
     -- Ends the wait of a wait_healthy process (a no-op for others).
-    if proc.status == "launching" then e.sup:set_online(proc) end
+    if proc.status == "launching" then e:maybe_online(proc) end
     return
   end
   if not run.ever_healthy and self.uv.now() - run.started < cfg.start_period then

@@ -19,6 +19,7 @@ local uv = require("luv")
 local policy = require("orch.policy")
 local launch = require("orch.launch")
 local hook = require("orch.hook")
+local channel = require("orch.channel")
 
 local M = {}
 local Supervisor = {}
@@ -181,11 +182,19 @@ function Supervisor:_launch(proc)
   if self.opts.echo then
     prefix = string.format("%-" .. self.prefix_width .. "s | ", self:label(proc))
   end
+  local env = launch.environment(app, proc.instance, proc.id, proc.base_env or self.opts.base_env)
+  -- The IPC channel (Node's child_process protocol) at fd 3 of every process.
+  local chan_fd, child_fd = core.socketpair()
+  if chan_fd then
+    env[#env + 1] = "NODE_CHANNEL_FD=3"
+    env[#env + 1] = "NODE_CHANNEL_SERIALIZATION_MODE=json"
+  end
   local handle, code
   handle, err, code = core.spawn({
     file = cmd.file,
     argv = cmd.argv,
-    env = launch.environment(app, proc.instance, proc.id, proc.base_env or self.opts.base_env),
+    env = env,
+    fds = child_fd and { child_fd } or nil,
     cwd = app.cwd,
     stdout = { sink = out, combined = combined, echo_fd = self.opts.echo and 1 or nil, prefix = prefix,
                format = launch.log_format(app, proc.id, "out") },
@@ -195,11 +204,24 @@ function Supervisor:_launch(proc)
       self:_on_exit(proc, handle, exit_code, signal)
     end,
   })
+  if child_fd then core.close(child_fd) end
   if not handle then
+    if chan_fd then core.close(chan_fd) end
     return self:_spawn_failed(proc, string.format("cannot exec %s: %s", cmd.file, err), code)
   end
   proc.handle = handle
   proc.pid = handle:pid()
+  if chan_fd then
+    -- The old run's channel closes by itself at EOF, after its last message.
+    local ch, cerr = channel.open(chan_fd,
+      function(msg) self:_message(proc, handle, msg) end,
+      function(problem) self.log("warn", self:label(proc) .. ": " .. problem) end)
+    if not ch then
+      core.close(chan_fd)
+      self.log("warn", self:label(proc) .. ": no IPC channel: " .. tostring(cerr))
+    end
+    proc.channel = ch
+  end
   proc.started_at = now_ms()
   proc.started_wall = os.time()
   self.emit("start", proc)
@@ -208,6 +230,23 @@ function Supervisor:_launch(proc)
   if self.opts.gate and self.opts.gate(proc) then return true end
   self:_set(proc, "online")
   return true
+end
+
+-- A message from a process over its channel: 'ready' ends a wait_ready
+-- wait; every message that is not Node's own becomes a "message" event.
+function Supervisor:_message(proc, handle, msg)
+  if require("orch.channel").is_internal(msg) then return end
+  if proc.handle == handle and msg == "ready" then
+    proc.ready = true
+    self.emit("ready", proc)
+  end
+  self.emit("message", proc, { message = msg })
+end
+
+-- Sends a message to a running process. true, or nil and why not.
+function Supervisor:send(proc, msg)
+  if not (proc.handle and proc.channel) then return nil, self:label(proc) .. " is not running" end
+  return proc.channel.send(msg)
 end
 
 -- Ends the readiness wait of a launching process (see opts.gate).
@@ -352,7 +391,10 @@ function Supervisor:stop(proc, done)
   proc.snapshot = tree(proc)
   self:_set(proc, "stopping")
   local app = proc.app
-  signal_tree(proc, app.kill_signal, proc.snapshot)
+  -- shutdown_with_message: 'shutdown' over the channel instead of the signal
+  -- (PM2's option); SIGKILL after kill_timeout either way.
+  local sent = app.shutdown_with_message and proc.handle and self:send(proc, "shutdown")
+  if not sent then signal_tree(proc, app.kill_signal, proc.snapshot) end
   proc.timer = after(app.kill_timeout, function()
     close_timer(proc.timer)
     proc.timer = nil
