@@ -160,4 +160,18 @@ describe("depends_on", function()
     local db_stopped = log:find("db:0 stopped")
     assert.is_truthy(web_stopped and db_stopped and web_stopped < db_stopped, "web must stop before db")
   end)
+
+  it("refuses a dependency cycle, naming it, and starts nothing", function()
+    local file = H.write(dir .. "/ecosystem.lua", [[
+      return { apps = {
+        { name = "a", script = "sleep", args = { "1000" }, depends_on = { "b" } },
+        { name = "b", script = "sleep", args = { "1000" }, depends_on = { c = "started" } },
+        { name = "c", script = "sleep", args = { "1000" }, depends_on = { a = "healthy" } },
+      } }
+    ]])
+    local code, _, err = H.orch_sync({ "start", file }, { home = home, cwd = dir })
+    assert.are.equal(1, code)
+    assert.matches("ecosystem%.lua:2: app 'a': option 'depends_on': dependency cycle a %-> b %-> c %-> a", err)
+    assert.are.same({}, H.json(home, { "list" }))
+  end)
 end)
