@@ -15,6 +15,7 @@
 
 #include "orch/ctl.h"
 #include "orch/daemon.h"
+#include "orch/listen.h"
 #include "orch/proc.h"
 #include "orch/runtime.h"
 #include "orch/sink.h"
@@ -308,6 +309,20 @@ static int l_spawn(lua_State *L) {
   o.envp = (char *const *)string_list(L, lua_gettop(L), "env");
   lua_getfield(L, 1, "cwd");
   o.cwd = lua_tostring(L, -1);
+  /* listen_pid: LISTEN_PID=<the child's own pid>, known only after fork, so
+   * the child writes it into this buffer, appended to a copy of env. */
+  lua_getfield(L, 1, "listen_pid");
+  if (lua_toboolean(L, -1)) {
+    size_t n = 0;
+    while (o.envp[n]) n++;
+    char **env = lua_newuserdata(L, (n + 2) * sizeof *env);
+    memcpy(env, o.envp, n * sizeof *env);
+    o.pid_env = lua_newuserdata(L, 32);
+    memcpy(o.pid_env, "LISTEN_PID=", 12);
+    env[n] = o.pid_env;
+    env[n + 1] = NULL;
+    o.envp = env;
+  }
   int extra[64];
   lua_getfield(L, 1, "fds");
   if (lua_istable(L, -1)) {
@@ -569,5 +584,6 @@ int luaopen_orch_core(lua_State *L) {
   orch_ctl_lua_register(L);
   orch_stats_lua_register(L);
   orch_daemon_lua_register(L);
+  orch_listen_lua_register(L);
   return 1;
 }

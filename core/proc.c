@@ -118,6 +118,15 @@ static void child_run(const orch_spawn_opts_t *o, int errfd, int devnull) {
     if (dup2(src[i], i) < 0) orch__child_fail(errfd, errno); /* dup2 clears CLOEXEC */
 
   if (o->cwd && chdir(o->cwd) < 0) orch__child_fail(errfd, errno);
+  if (o->pid_env) {
+    /* by hand: no stdio between vfork and exec */
+    char digits[16];
+    int len = 0;
+    for (pid_t me = getpid(); me > 0 && len < 15; me /= 10) digits[len++] = (char)('0' + me % 10);
+    char *d = o->pid_env + 11; /* after "LISTEN_PID=" */
+    while (len > 0) *d++ = digits[--len];
+    *d = '\0';
+  }
   sigprocmask(SIG_SETMASK, &none, NULL);
   orch__child_fail(errfd, orch__child_exec(o->file, o->argv, o->envp));
 }

@@ -26,6 +26,8 @@ typedef struct {
   int stderr_fd;         /* child's fd 2; -1: /dev/null */
   const int *extra_fds;  /* become fds 3, 4, ... in the child */
   int n_extra_fds;
+  char *pid_env;         /* NULL, or a 32-byte "LISTEN_PID=" entry of envp that
+                            the child completes with its own pid */
 } orch_spawn_opts_t;
 
 /* Forks and execs. On success stores the pid and returns 0; otherwise returns

@@ -48,6 +48,10 @@ option("instances", { type = "integer|string", default = 1,
   doc = "Number of processes. 0 or \"max\": one per CPU; -N: CPUs minus N (at least 1)." })
 option("exec_mode", { type = "string", default = "fork", implemented = false,
   doc = "\"fork\" (independent processes) or \"cluster\" (instances share listening sockets). PM2's fork_mode/cluster_mode are accepted." })
+option("listen", { type = "string|list|table", default = {},
+  doc = "Sockets the daemon binds and holds for the app (they outlive restarts): \"tcp://127.0.0.1:8000\", \"tcp://[::1]:8000\", \"unix:///run/app.sock\"; a list, or a table of name = address." })
+option("balance", { type = "string", default = "shared",
+  doc = "How instances share the listen sockets: \"shared\" (every instance inherits them by systemd socket activation: LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES, fds from 3)." })
 option("port", { type = "integer", compat = "ignored",
   doc = "Shortcut for env.PORT (set only when env has no PORT)." })
 option("autorestart", { type = "boolean", default = true,
@@ -467,6 +471,56 @@ function CHECK.depends_on(v)
   return out
 end
 
+-- "tcp://HOST:PORT" (numeric host, IPv6 in brackets) or "unix:///path".
+local function parse_address(s)
+  if type(s) ~= "string" then return nil, "expected an address string, got " .. describe(s) end
+  local host, port = s:match("^tcp://%[([%x:%.]+)%]:(%d+)$")
+  if not host then host, port = s:match("^tcp://([%d%.]+):(%d+)$") end
+  if host then
+    port = tonumber(port)
+    if port > 65535 then return nil, "port out of range in " .. quote(s) end
+    return { kind = "tcp", host = host, port = port, address = s }
+  end
+  local path = s:match("^unix://(/.+)$")
+  if path then return { kind = "unix", path = path, address = s } end
+  return nil, "expected \"tcp://HOST:PORT\" (a numeric address) or \"unix:///path\", got " .. quote(s)
+end
+
+-- A list of { name, kind, host, port | path, address }; names label the fds
+-- in LISTEN_FDNAMES.
+function CHECK.listen(v, ctx)
+  local entries = {}
+  if type(v) == "string" then v = { v } end
+  if type(v) ~= "table" then return expected("an address, a list of addresses or a table of name = address", v) end
+  local n = list_length(v)
+  if n then
+    for i = 1, n do entries[#entries + 1] = { nil, v[i] } end
+  else
+    local names = {}
+    for k in pairs(v) do names[#names + 1] = k end
+    for _, k in ipairs(names) do
+      if type(k) ~= "string" or not k:match("^[%w_.-]+$") then
+        return nil, "socket names must be words (letters, digits, _ . -), got " .. describe(k)
+      end
+    end
+    sort(names)
+    for _, k in ipairs(names) do entries[#entries + 1] = { k, v[k] } end
+  end
+  local out = {}
+  for i, e in ipairs(entries) do
+    local a, err = parse_address(e[2])
+    if not a then return nil, err, e[1] end
+    a.name = e[1] or ("listen" .. (i > 1 and i or ""))
+    out[#out + 1] = a
+  end
+  return out
+end
+
+function CHECK.balance(v)
+  if v == "shared" or v == "round-robin" or v == "preload" then return v end
+  return expected('"shared", "round-robin" or "preload"', v)
+end
+
 for name, types in pairs(IGNORED) do CHECK[name] = check_types(types) end
 for name, types in pairs(UNSUPPORTED) do CHECK[name] = check_types(types) end
 for name, spec in pairs(OPTIONS) do
@@ -705,6 +759,9 @@ local function normalize_app(raw, index, st)
 
   if app.exec_mode == "cluster" then
     warn(opt_name("exec_mode"), "is \"cluster\", which is not implemented yet: instances run in fork mode")
+  end
+  if app.balance ~= "shared" then
+    warn("balance", "is \"" .. app.balance .. "\", which is not implemented yet: instances share the sockets (\"shared\")")
   end
   if app.wait_healthy and not app.health then
     return fail("wait_healthy", "needs a health check (the 'health' option)")

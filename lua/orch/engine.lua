@@ -37,8 +37,42 @@ function M.new(opts)
     gate = function(proc)
       return (proc.app.wait_healthy and proc.app.health ~= nil) or proc.app.wait_ready
     end,
+    listeners = function(proc) return self:listeners(proc.app) end,
   })
+  self.bound = {} -- app name -> { key = listen config, fds = {...}, names = {...} }
   return self
+end
+
+-- The sockets of an app, bound on first use and held while the app exists
+-- (a restart of its processes never closes them: connections queue in the
+-- kernel meanwhile). Returns { fds, names } or nil, message.
+function Engine:listeners(app)
+  if #(app.listen or {}) == 0 then return nil end
+  local key = cjson.encode(app.listen)
+  local held = self.bound[app.name]
+  if held and held.key == key then return held end
+  self:unbind(app.name)
+  held = { key = key, fds = {}, names = {} }
+  for _, l in ipairs(app.listen) do
+    local fd, err
+    if l.kind == "tcp" then fd, err = core.listen_tcp(l.host, l.port)
+    else fd, err = core.listen_unix(l.path) end
+    if not fd then
+      for _, f in ipairs(held.fds) do core.close(f) end
+      return nil, string.format("cannot listen on %s: %s", l.address, err)
+    end
+    held.fds[#held.fds + 1] = fd
+    held.names[#held.names + 1] = l.name
+  end
+  self.bound[app.name] = held
+  return held
+end
+
+function Engine:unbind(name)
+  local held = self.bound and self.bound[name]
+  if not held then return end
+  for _, fd in ipairs(held.fds) do core.close(fd) end
+  self.bound[name] = nil
 end
 
 -- Online once every readiness condition of the app holds.
@@ -354,6 +388,7 @@ function Engine:forget(name)
   if #self:procs_of(name) == 0 then
     self.apps[name] = nil
     self.triggers:app_removed(name)
+    self:unbind(name)
   end
   self:save_state_soon()
 end

@@ -183,10 +183,21 @@ function Supervisor:_launch(proc)
     prefix = string.format("%-" .. self.prefix_width .. "s | ", self:label(proc))
   end
   local env = launch.environment(app, proc.instance, proc.id, proc.base_env or self.opts.base_env)
-  -- The IPC channel (Node's child_process protocol) at fd 3 of every process.
+  -- Listening sockets first, from fd 3 (systemd socket activation), then the
+  -- IPC channel (Node's child_process protocol).
+  local fds = {}
+  local held, lerr = nil, nil
+  if self.opts.listeners then held, lerr = self.opts.listeners(proc) end
+  if lerr then return self:_spawn_failed(proc, lerr, nil) end
+  if held then
+    for _, fd in ipairs(held.fds) do fds[#fds + 1] = fd end
+    env[#env + 1] = "LISTEN_FDS=" .. #held.fds
+    env[#env + 1] = "LISTEN_FDNAMES=" .. table.concat(held.names, ":")
+  end
   local chan_fd, child_fd = core.socketpair()
   if chan_fd then
-    env[#env + 1] = "NODE_CHANNEL_FD=3"
+    fds[#fds + 1] = child_fd
+    env[#env + 1] = "NODE_CHANNEL_FD=" .. (2 + #fds)
     env[#env + 1] = "NODE_CHANNEL_SERIALIZATION_MODE=json"
   end
   local handle, code
@@ -194,7 +205,8 @@ function Supervisor:_launch(proc)
     file = cmd.file,
     argv = cmd.argv,
     env = env,
-    fds = child_fd and { child_fd } or nil,
+    fds = fds,
+    listen_pid = held ~= nil,
     cwd = app.cwd,
     stdout = { sink = out, combined = combined, echo_fd = self.opts.echo and 1 or nil, prefix = prefix,
                format = launch.log_format(app, proc.id, "out") },

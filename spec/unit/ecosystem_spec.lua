@@ -79,7 +79,7 @@ describe("orch.ecosystem", function()
         exp_backoff_restart_delay = 0, stop_exit_codes = {}, kill_timeout = 1600, hook_deadline = 100,
         kill_signal = "SIGINT", listen_timeout = 3000, wait_ready = false, wait_healthy = false,
         shutdown_with_message = false, merge_logs = false, time = false, log_type = "raw",
-        disable_logs = false, watch = false, ignore_watch = {}, watch_delay = 500, depends_on = {}, config_line = 1,
+        disable_logs = false, watch = false, ignore_watch = {}, watch_delay = 500, depends_on = {}, listen = {}, balance = "shared", config_line = 1,
       }, cfg.apps[1])
     end)
   end)

@@ -1,0 +1,107 @@
+/* listen.c: listening sockets held by the daemon (see listen.h). */
+#include "orch/listen.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <lauxlib.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "orch/binding.h"
+
+static int bind_listen(int fd, const struct sockaddr *sa, socklen_t len, int backlog) {
+  if (bind(fd, sa, len) < 0 || listen(fd, backlog) < 0) {
+    int err = errno;
+    close(fd);
+    return -err;
+  }
+  return fd;
+}
+
+int orch_listen_tcp(const char *host, int port, int backlog) {
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
+  socklen_t len;
+  struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+  struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+  if (port < 0 || port > 65535) return -EINVAL;
+  if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+    in4->sin_family = AF_INET;
+    in4->sin_port = htons((uint16_t)port);
+    len = sizeof *in4;
+  } else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons((uint16_t)port);
+    len = sizeof *in6;
+  } else {
+    return -EINVAL; /* names are not looked up: the address is the config */
+  }
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int one = 1;
+  /* a restarted daemon must be able to bind again while old connections
+   * sit in TIME_WAIT */
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) {
+    int err = errno;
+    close(fd);
+    return -err;
+  }
+  return bind_listen(fd, (struct sockaddr *)&ss, len, backlog);
+}
+
+int orch_listen_unix(const char *path, int backlog) {
+  struct sockaddr_un sun;
+  memset(&sun, 0, sizeof sun);
+  if (strlen(path) >= sizeof sun.sun_path) return -ENAMETOOLONG;
+  sun.sun_family = AF_UNIX;
+  strcpy(sun.sun_path, path);
+  struct stat st;
+  if (lstat(path, &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) return -EEXIST; /* never remove what is not a socket */
+    if (unlink(path) < 0) return -errno;
+  }
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  return bind_listen(fd, (struct sockaddr *)&sun, sizeof sun, backlog);
+}
+
+static int l_listen_tcp(lua_State *L) {
+  int fd = orch_listen_tcp(luaL_checkstring(L, 1), (int)luaL_checkinteger(L, 2),
+                           (int)luaL_optinteger(L, 3, 511));
+  if (fd < 0) return orch_lua_fail(L, fd);
+  lua_pushinteger(L, fd);
+  return 1;
+}
+
+static int l_listen_unix(lua_State *L) {
+  int fd = orch_listen_unix(luaL_checkstring(L, 1), (int)luaL_optinteger(L, 2, 511));
+  if (fd < 0) return orch_lua_fail(L, fd);
+  lua_pushinteger(L, fd);
+  return 1;
+}
+
+/* The port a socket is bound to (for port 0: the kernel's choice). */
+static int l_sockport(lua_State *L) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  if (getsockname((int)luaL_checkinteger(L, 1), (struct sockaddr *)&ss, &len) < 0)
+    return orch_lua_fail(L, -errno);
+  int port = ss.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
+             : ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
+                                        : 0;
+  lua_pushinteger(L, port);
+  return 1;
+}
+
+void orch_listen_lua_register(lua_State *L) {
+  lua_pushcfunction(L, l_listen_tcp);
+  lua_setfield(L, -2, "listen_tcp");
+  lua_pushcfunction(L, l_listen_unix);
+  lua_setfield(L, -2, "listen_unix");
+  lua_pushcfunction(L, l_sockport);
+  lua_setfield(L, -2, "sockport");
+}

@@ -1,0 +1,93 @@
+-- Listening sockets held by the daemon, shared by instances (socket activation).
+local H = require("helpers")
+local uv = require("luv")
+
+local apps = H.root .. "/spec/fixtures/apps"
+
+-- A free port on 127.0.0.1, found by binding port 0.
+local function free_port()
+  local s = uv.new_tcp()
+  assert(s:bind("127.0.0.1", 0))
+  local port = s:getsockname().port
+  s:close()
+  return port
+end
+
+local function probe(port, n)
+  local out = H.sh(string.format("python3 %s/http_probe.py %d %d", apps, port, n))
+  local pids, errors = {}, {}
+  for line in out:gmatch("[^\n]+") do
+    local pid = line:match("^(%d+) ")
+    if pid then pids[#pids + 1] = tonumber(pid) else errors[#errors + 1] = line end
+  end
+  return pids, errors, out
+end
+
+describe("listen", function()
+  local dir, home
+  H.each_test(function(d, h) dir, home = d, h end)
+
+  local function start(body)
+    local file = H.write(dir .. "/ecosystem.lua", "return { apps = {\n" .. body .. "\n} }\n")
+    return H.json(home, { "start", file }, { cwd = dir })
+  end
+
+  it("shares one port between instances by socket activation", function()
+    local port = free_port()
+    local res, code, err = start(string.format(
+      [[ { name = "web", script = %q, instances = 2, listen = { http = "tcp://127.0.0.1:%d" } }, ]],
+      apps .. "/activated_server.py", port))
+    assert.are.equal(0, code, err)
+    local instances = {}
+    for _, p in ipairs(res.processes) do instances[p.pid] = true end
+    local seen = {}
+    H.wait_until(function()
+      local pids = probe(port, 20)
+      for _, pid in ipairs(pids) do seen[pid] = true end
+      return seen[res.processes[1].pid] and seen[res.processes[2].pid]
+    end, 20000, "responses from both instances")
+    for pid in pairs(seen) do assert.is_true(instances[pid], "a response from pid " .. pid) end
+    assert.matches("^%d+ http\n$", H.sh(string.format("python3 %s/http_probe.py %d 1", apps, port)))
+  end)
+
+  it("refuses no connection while an instance is killed and restarted", function()
+    local port = free_port()
+    local res = start(string.format([[ { name = "web", script = %q, instances = 2, min_uptime = 0,
+      listen = "tcp://127.0.0.1:%d" }, ]], apps .. "/activated_server.py", port))
+    local victim = res.processes[1].pid
+    -- a client making 300 requests; the kill lands once responses flow
+    local out, done = "", false
+    local stdout = uv.new_pipe(false)
+    local client = uv.spawn("python3", { args = { apps .. "/http_probe.py", tostring(port), "300" },
+      stdio = { nil, stdout, nil } }, function() done = true end)
+    stdout:read_start(function(_, data) if data then out = out .. data end end)
+    H.wait_until(function() local _, n = out:gsub("\n", "") return n >= 20 end, 10000, "the first responses")
+    uv.kill(victim, "sigkill")
+    H.wait_until(function() return done end, 60000, "the client to finish")
+    H.wait_until(function() return not stdout:is_active() end, 5000, "the client's output")
+    stdout:close()
+    client:close()
+    local errors, n = {}, 0
+    for line in out:gmatch("[^\n]+") do
+      n = n + 1
+      if not line:match("^%d+ ") then errors[#errors + 1] = line end
+    end
+    assert.are.equal(300, n)
+    assert.are.same({}, errors)
+    local list = H.json(home, { "list" })
+    assert.are.equal(1, list[1].restarts + list[2].restarts)
+  end)
+
+  it("makes the app errored when its port is taken", function()
+    local port = free_port()
+    local holder = uv.new_tcp()
+    assert(holder:bind("127.0.0.1", port))
+    assert(holder:listen(16, function() end))
+    local res = start(string.format([[ { name = "web", script = "sleep", args = { "1000" },
+      listen = "tcp://127.0.0.1:%d" }, ]], port))
+    holder:close()
+    assert.are.equal("errored", res.processes[1].status)
+    local d = H.json(home, { "describe", "web" })[1]
+    assert.matches("cannot listen on tcp://127%.0%.0%.1:%d+: EADDRINUSE", d.reason)
+  end)
+end)
