@@ -28,6 +28,7 @@ M.verbs = {
   ping = { args = "", min = 0, max = 0, summary = "start the daemon if needed and show it", opts = JSON },
   kill = { args = "", min = 0, max = 0, summary = "stop every process, then the daemon", opts = JSON },
   eval = { args = "<lua code>", min = 1, max = 1, summary = "run Lua in the daemon and print the result", opts = JSON },
+  scale = { args = "<name> <N>", min = 2, max = 2, summary = "run N instances of an app", opts = JSON },
   send = { args = "<name|id|all> <json>", min = 2, max = 2,
     summary = "send a message to processes over their IPC channel (text that is not JSON goes as a string)", opts = JSON },
 }
@@ -229,6 +230,13 @@ local function run_verb(verb, p)
     args = { target = p.positional[1] }
   elseif verb == "eval" then
     args = { code = p.positional[1] }
+  elseif verb == "scale" then
+    local n = tonumber(p.positional[2])
+    if not n then
+      err("orch scale: N must be a number, got '%s'\n%s", p.positional[2], usage_line("scale"))
+      return 2
+    end
+    args = { name = p.positional[1], instances = n }
   elseif verb == "send" then
     local good, msg = pcall(require("cjson").decode, p.positional[2])
     args = { target = p.positional[1], message = good and msg or p.positional[2] }
@@ -269,7 +277,7 @@ local function run_verb(verb, p)
     for _, v in ipairs(result.processes) do
       if v.status == "errored" then return 1 end
     end
-  elseif verb == "stop" or verb == "restart" or verb == "delete" then
+  elseif verb == "stop" or verb == "restart" or verb == "delete" or verb == "scale" then
     print_procs(result)
   elseif verb == "flush" then
     io.stdout:write("flushed ", #result.flushed, " log file(s)\n")

@@ -318,6 +318,25 @@ function H.complete(engine, args, respond)
   respond({ word = word, candidates = #candidates > 0 and list(candidates) or nil })
 end
 
+-- Sets the number of instances of an app.
+function H.scale(engine, args, respond)
+  local ok, err = check(args, { name = "string", instances = "number" }, { "name", "instances" })
+  if not ok then return respond(nil, "EINVAL", err) end
+  local n = args.instances
+  if n ~= math.floor(n) or n < 1 or n > 1024 then
+    return respond(nil, "EINVAL", "'instances' must be an integer from 1 to 1024, got " .. tostring(n))
+  end
+  if not engine.apps[args.name] then
+    local _, rerr = engine:resolve(args.name)
+    return respond(nil, "ENOTFOUND", rerr or ("no app named '" .. args.name .. "'"))
+  end
+  engine:scale(args.name, n, function(procs)
+    local views = {}
+    for _, p in ipairs(procs) do views[#views + 1] = engine:view(p) end
+    respond(list(views))
+  end)
+end
+
 -- Sends a message over the IPC channel of each process of the target.
 function H.send(engine, args, respond)
   local ok, err = check(args, { target = "string|number", message = "string|number|boolean|table" },

@@ -384,6 +384,33 @@ function Engine:apply(cfg, source, done)
   one()
 end
 
+-- Changes the number of instances of an app: new ones (numbered after the
+-- existing) start, surplus ones (the highest numbers) stop and go.
+-- done(procs) once every change has happened.
+function Engine:scale(name, n, done)
+  local entry = self.apps[name]
+  local procs = self:procs_of(name)
+  table.sort(procs, function(a, b) return a.instance < b.instance end)
+  local app = entry.app
+  app.instances = n -- one table for all instances: they all see the new count
+  if n > #procs then
+    local first = #procs
+    for i = first, n - 1 do
+      local p = self.sup:add(app, entry.env, i)[1]
+      procs[#procs + 1] = p
+      self:start_procs({ p })
+    end
+    return done(procs)
+  end
+  local surplus = {}
+  for i = n + 1, #procs do surplus[#surplus + 1] = procs[i] end
+  self:stop_ordered(surplus, function()
+    for _, p in ipairs(surplus) do self.sup:remove(p) end
+    self:save_state_soon()
+    done(self:procs_of(name))
+  end)
+end
+
 function Engine:forget(name)
   if #self:procs_of(name) == 0 then
     self.apps[name] = nil

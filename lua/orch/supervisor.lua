@@ -73,9 +73,10 @@ end
 
 -- Adds an app's instances to the table (stopped). Returns them. base_env is
 -- the environment the app's own env goes over (the CLI's, for the daemon).
-function Supervisor:add(app, base_env)
+-- only: add just that instance number (scaling up).
+function Supervisor:add(app, base_env, only)
   local added = {}
-  for i = 0, app.instances - 1 do
+  for i = only or 0, only or app.instances - 1 do
     local proc = {
       id = self.next_id, name = app.name, instance = i, app = app, base_env = base_env,
       status = "stopped", restarts = 0, counters = { unstable = 0, backoff = 0 },
