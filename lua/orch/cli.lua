@@ -28,6 +28,8 @@ M.verbs = {
   ping = { args = "", min = 0, max = 0, summary = "start the daemon if needed and show it", opts = JSON },
   kill = { args = "", min = 0, max = 0, summary = "stop every process, then the daemon", opts = JSON },
   eval = { args = "<lua code>", min = 1, max = 1, summary = "run Lua in the daemon and print the result", opts = JSON },
+  reload = { args = "<name|id|all>", min = 1, max = 1,
+    summary = "zero-downtime restart: each replacement is online before its old process stops", opts = JSON },
   scale = { args = "<name> <N>", min = 2, max = 2, summary = "run N instances of an app", opts = JSON },
   send = { args = "<name|id|all> <json>", min = 2, max = 2,
     summary = "send a message to processes over their IPC channel (text that is not JSON goes as a string)", opts = JSON },
@@ -223,6 +225,8 @@ local function run_verb(verb, p)
     end
   elseif verb == "stop" or verb == "delete" or verb == "describe" then
     args = { target = p.positional[1] }
+  elseif verb == "reload" then
+    args = { target = p.positional[1] }
   elseif verb == "restart" then
     args = { target = p.positional[1], update_env = o["update-env"] or nil }
     if o["update-env"] then args.env = environ() end
@@ -277,7 +281,7 @@ local function run_verb(verb, p)
     for _, v in ipairs(result.processes) do
       if v.status == "errored" then return 1 end
     end
-  elseif verb == "stop" or verb == "restart" or verb == "delete" or verb == "scale" then
+  elseif verb == "stop" or verb == "restart" or verb == "delete" or verb == "scale" or verb == "reload" then
     print_procs(result)
   elseif verb == "flush" then
     io.stdout:write("flushed ", #result.flushed, " log file(s)\n")

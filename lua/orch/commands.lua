@@ -318,6 +318,22 @@ function H.complete(engine, args, respond)
   respond({ word = word, candidates = #candidates > 0 and list(candidates) or nil })
 end
 
+-- Zero-downtime reload (see Engine:reload).
+function H.reload(engine, args, respond)
+  local procs = with_procs(engine, args, respond)
+  if not procs then return end
+  engine:reload(procs, function(results)
+    local failed = {}
+    for _, r in ipairs(results) do
+      if not r.ok then failed[#failed + 1] = string.format("id %d: %s", r.id, r.error) end
+    end
+    if #failed > 0 then return respond(nil, "ERELOAD", table.concat(failed, "; ")) end
+    local views = {}
+    for _, p in ipairs(engine:resolve(tostring(args.target)) or {}) do views[#views + 1] = engine:view(p) end
+    respond(list(views))
+  end)
+end
+
 -- Sets the number of instances of an app.
 function H.scale(engine, args, respond)
   local ok, err = check(args, { name = "string", instances = "number" }, { "name", "instances" })

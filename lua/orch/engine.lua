@@ -102,6 +102,9 @@ function Engine:_await_ready(p)
 end
 
 function Engine:_event(event, proc, info)
+  -- one-shot watchers of a process (reload waits for its replacement)
+  local watch = proc and self.proc_watchers and self.proc_watchers[proc]
+  if watch and watch(event) then self.proc_watchers[proc] = nil end
   self.health:on_event(event, proc)
   if event == "start" and proc.app.wait_ready then self:_await_ready(proc) end
   if event == "ready" then self:maybe_online(proc) end
@@ -382,6 +385,50 @@ function Engine:apply(cfg, source, done)
     end
   end
   one()
+end
+
+-- Zero-downtime reload, one instance after the other: start the
+-- replacement, wait until it is online (ready message or health check when
+-- the app asks for them), then stop the old process gracefully and give the
+-- replacement its id. If the replacement fails, the old process stays and
+-- the error is reported. done(results) with one entry per instance.
+function Engine:reload(procs, done)
+  local results, i = {}, 0
+  self.proc_watchers = self.proc_watchers or setmetatable({}, { __mode = "k" })
+  local function next_one()
+    i = i + 1
+    local old = procs[i]
+    if not old then return done(results) end
+    if old.status ~= "online" then
+      -- nothing serves on it: a plain restart is the reload
+      return self.sup:restart(old, function()
+        results[#results + 1] = { id = old.id, ok = true, restarted = true }
+        next_one()
+      end)
+    end
+    local new = self.sup:add(old.app, old.base_env, old.instance)[1]
+    new.restarts = old.restarts + 1
+    self.proc_watchers[new] = function(event)
+      if event == "online" then
+        self.sup:stop(old, function()
+          self.sup:replace(old, new)
+          results[#results + 1] = { id = new.id, ok = true, pid = new.pid }
+          next_one()
+        end)
+        return true
+      elseif event == "errored" or event == "stopped" or event == "waiting" then
+        local why = new.reason or event
+        self.sup:stop(new, function()
+          self.sup:remove(new)
+          results[#results + 1] = { id = old.id, ok = false, error = "replacement failed: " .. why }
+          next_one()
+        end)
+        return true
+      end
+    end
+    self.sup:start(new)
+  end
+  next_one()
 end
 
 -- Changes the number of instances of an app: new ones (numbered after the

@@ -18,7 +18,7 @@ local verbs = {
   help = { usage = "help [VERB]", summary = "show help" },
 }
 local order = { "start", "stop", "restart", "delete", "list", "describe", "logs", "flush", "save", "resurrect",
-                "ping", "kill", "scale", "send", "eval", "repl", "run", "lua", "daemon", "version", "help" }
+                "ping", "kill", "reload", "scale", "send", "eval", "repl", "run", "lua", "daemon", "version", "help" }
 
 local function usage(out)
   out:write("usage: orch <verb> [args]\n\nverbs:\n")

@@ -127,6 +127,24 @@ function Supervisor:_close_unused_sinks()
   end
 end
 
+-- The new process takes the old one's place (its id and its position in
+-- the table); the old one, stopped, leaves. For reloads.
+function Supervisor:replace(old, new)
+  local at
+  for i, p in ipairs(self.procs) do
+    if p == new then table.remove(self.procs, i) break end
+  end
+  for i, p in ipairs(self.procs) do
+    if p == old then at = i break end
+  end
+  self.by_id[new.id] = nil
+  new.id = old.id
+  self.by_id[new.id] = new
+  self.procs[at] = new
+  close_timer(old.timer)
+  old.timer = nil
+end
+
 -- Stops (if running) and starts again; counts as a restart, as in PM2, and
 -- forgets earlier unstable exits. done(ok, err) once launched.
 function Supervisor:restart(proc, done)

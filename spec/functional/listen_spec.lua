@@ -109,6 +109,41 @@ describe("listen", function()
     assert.matches("'instances' must be an integer from 1 to 1024, got 0", err)
   end)
 
+  it("reloads without a failed request, keeping the ids", function()
+    local port = free_port()
+    local res = start(string.format([[ { name = "web", script = %q, instances = 2,
+      listen = "tcp://127.0.0.1:%d" }, ]], apps .. "/activated_server.py", port))
+    local before = {}
+    for _, p in ipairs(res.processes) do before[p.id] = p.pid end
+    local out, done = "", false
+    local stdout = uv.new_pipe(false)
+    local client = uv.spawn("python3", { args = { apps .. "/http_probe.py", tostring(port), "400" },
+      stdio = { nil, stdout, nil } }, function() done = true end)
+    stdout:read_start(function(_, data) if data then out = out .. data end end)
+    H.wait_until(function() local _, n = out:gsub("\n", "") return n >= 20 end, 10000, "the first responses")
+    local reloaded, code, err = H.json(home, { "reload", "web" })
+    assert.are.equal(0, code, err)
+    H.wait_until(function() return done end, 60000, "the client to finish")
+    H.wait_until(function() return not stdout:is_active() end, 5000, "the client's output")
+    stdout:close()
+    client:close()
+    local errors, n = {}, 0
+    for line in out:gmatch("[^\n]+") do
+      n = n + 1
+      if not line:match("^%d+ ") then errors[#errors + 1] = line end
+    end
+    assert.are.equal(400, n)
+    assert.are.same({}, errors)
+    assert.are.equal(2, #reloaded)
+    for _, p in ipairs(reloaded) do
+      assert.is_not_nil(before[p.id], "same ids after the reload")
+      assert.are_not.equal(before[p.id], p.pid)
+      assert.is_false(H.alive(before[p.id]))
+      assert.are.equal("online", p.status)
+      assert.are.equal(1, p.restarts)
+    end
+  end)
+
   it("makes the app errored when its port is taken", function()
     local port = free_port()
     local holder = uv.new_tcp()
