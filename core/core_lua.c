@@ -17,6 +17,7 @@
 #include "orch/daemon.h"
 #include "orch/listen.h"
 #include "orch/proc.h"
+#include "orch/rotate.h"
 #include "orch/runtime.h"
 #include "orch/sink.h"
 #include "orch/stats.h"
@@ -100,14 +101,31 @@ static orch_sink_t *check_sink(lua_State *L, int idx) {
   return u->s;
 }
 
+/* Applies {max_size = bytes (0: never), retain = n} at idx, if a table. */
+static void sink_rotation_opts(lua_State *L, int idx, orch_sink_t *s) {
+  if (lua_isnoneornil(L, idx)) return;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  lua_getfield(L, idx, "max_size");
+  lua_Number max = luaL_optnumber(L, -1, 0);
+  lua_getfield(L, idx, "retain");
+  lua_Integer retain = luaL_optinteger(L, -1, 5);
+  lua_pop(L, 2);
+  if (!(max >= 0 && max < 9.0e15)) luaL_argerror(L, idx, "max_size: expected bytes >= 0");
+  if (retain < 1 || retain > ORCH_RETAIN_MAX) luaL_argerror(L, idx, "retain: expected 1 to 1000");
+  orch_sink_rotation(s, (uint64_t)max, (int)retain);
+}
+
+/* core.sink_open(path|nil [, {max_size =, retain =}]) */
 static int l_sink_open(lua_State *L) {
   const char *path = luaL_optstring(L, 1, NULL);
+  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
   lsink_t *u = lua_newuserdata(L, sizeof *u);
   u->s = NULL;
   luaL_getmetatable(L, SINK_MT);
   lua_setmetatable(L, -2);
   int rc = orch_sink_open(path, &u->s);
   if (rc < 0) return push_fail(L, rc);
+  sink_rotation_opts(L, 2, u->s);
   return 1;
 }
 
@@ -134,21 +152,53 @@ static int l_sink_path(lua_State *L) {
   return 1;
 }
 
+/* sink:rotation{max_size =, retain =}: changes the settings of an open sink. */
+static int l_sink_rotation(lua_State *L) {
+  orch_sink_t *s = check_sink(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  sink_rotation_opts(L, 2, s);
+  return 0;
+}
+
+static int ok_or_fail(lua_State *L, int rc) {
+  if (rc < 0) return push_fail(L, rc);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_sink_reopen(lua_State *L) { return ok_or_fail(L, orch_sink_reopen(check_sink(L, 1))); }
+static int l_sink_truncate(lua_State *L) { return ok_or_fail(L, orch_sink_truncate(check_sink(L, 1))); }
+static int l_sink_own_stdio(lua_State *L) { return ok_or_fail(L, orch_sink_own_stdio(check_sink(L, 1))); }
+
 static int l_sink_stats(lua_State *L) {
   orch_sink_t *s = check_sink(L, 1);
-  uint64_t written, dropped;
-  int err;
-  orch_sink_stats(s, &written, &dropped, &err);
-  lua_createtable(L, 0, 3);
-  lua_pushnumber(L, (lua_Number)written);
+  orch_sink_stats_t st;
+  orch_sink_stats(s, &st);
+  lua_createtable(L, 0, 6);
+  lua_pushnumber(L, (lua_Number)st.written);
   lua_setfield(L, -2, "written");
-  lua_pushnumber(L, (lua_Number)dropped);
+  lua_pushnumber(L, (lua_Number)st.dropped);
   lua_setfield(L, -2, "dropped");
-  if (err) {
-    lua_pushstring(L, uv_err_name(-err));
+  lua_pushnumber(L, (lua_Number)st.size);
+  lua_setfield(L, -2, "size");
+  lua_pushnumber(L, (lua_Number)st.rotations);
+  lua_setfield(L, -2, "rotations");
+  if (st.last_err) {
+    lua_pushstring(L, uv_err_name(-st.last_err));
     lua_setfield(L, -2, "error");
   }
+  if (st.rotate_err) {
+    lua_pushstring(L, uv_err_name(-st.rotate_err));
+    lua_setfield(L, -2, "rotate_error");
+  }
   return 1;
+}
+
+/* core.remove_rotated(path, retain): deletes path.1 ... (and .gz). */
+static int l_remove_rotated(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  int retain = (int)luaL_optinteger(L, 2, 1);
+  return ok_or_fail(L, orch_rotate_remove(path, retain));
 }
 
 /* ---- processes ---- */
@@ -544,11 +594,16 @@ static const luaL_Reg proc_methods[] = {{"pid", l_proc_pid},
 static const luaL_Reg sink_methods[] = {{"write", l_sink_write},
                                         {"path", l_sink_path},
                                         {"stats", l_sink_stats},
+                                        {"rotation", l_sink_rotation},
+                                        {"reopen", l_sink_reopen},
+                                        {"truncate", l_sink_truncate},
+                                        {"own_stdio", l_sink_own_stdio},
                                         {"close", l_sink_close},
                                         {NULL, NULL}};
 
 static const luaL_Reg core_funcs[] = {{"spawn", l_spawn},
                                       {"sink_open", l_sink_open},
+                                      {"remove_rotated", l_remove_rotated},
                                       {"kill", l_kill},
                                       {"pgroup_alive", l_pgroup_alive},
                                       {"getpgid", l_getpgid},

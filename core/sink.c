@@ -6,15 +6,29 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "orch/rotate.h"
 
 struct orch_sink_s {
   int fd; /* -1: discard */
   int refs;
   int last_err;
   uint64_t written, dropped;
+  /* Rotation (orch_sink_rotation). */
+  uint64_t max_size;  /* 0: never */
+  int retain;
+  int regular;        /* only a regular file rotates */
+  int at_bol;         /* the file is empty or ends with a newline */
+  int pending_open;   /* FILE was renamed away; opening the new one failed */
+  int own_stdio;      /* fds 1 and 2 follow the file */
+  uint64_t size;      /* of the file; refreshed with fstat near max_size */
+  uint64_t retry_at;  /* CLOCK_MONOTONIC ns: no rotation attempt before */
+  uint64_t rotations;
+  int rotate_err;
   char path[];
 };
 
@@ -54,20 +68,61 @@ static struct {
 
 static orch_outpipe_t *open_outpipes;
 
+static int open_append(const char *path, mode_t mode) {
+  int fd;
+  do fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, mode);
+  while (fd < 0 && errno == EINTR);
+  return fd < 0 ? -errno : fd;
+}
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Whether the file at path ends with a newline (or is empty); when in doubt,
+ * yes: the answer only decides where a rotation may cut. */
+static int ends_with_newline(const char *path, uint64_t size) {
+  if (size == 0) return 1;
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return 1;
+  char c = '\n';
+  ssize_t r = pread(fd, &c, 1, (off_t)size - 1);
+  close(fd);
+  return r != 1 || c == '\n';
+}
+
+/* Makes fd (a fresh open of s->path) the sink's file. */
+static void adopt(orch_sink_t *s, int fd) {
+  struct stat st;
+  if (s->fd >= 0) close(s->fd);
+  s->fd = fd;
+  s->regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+  s->size = s->regular ? (uint64_t)st.st_size : 0;
+  s->at_bol = s->regular ? ends_with_newline(s->path, s->size) : 1;
+  s->pending_open = 0;
+  if (s->own_stdio) {
+    dup2(fd, 1);
+    dup2(fd, 2);
+  }
+}
+
 int orch_sink_open(const char *path, orch_sink_t **out) {
   size_t len = path ? strlen(path) : 0;
   orch_sink_t *s = calloc(1, sizeof *s + len + 1);
   if (!s) return -ENOMEM;
   s->refs = 1;
   s->fd = -1;
+  s->at_bol = 1;
   if (path) {
     memcpy(s->path, path, len + 1);
-    s->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-    if (s->fd < 0) {
-      int err = errno;
+    int fd = open_append(path, 0640);
+    if (fd < 0) {
       free(s);
-      return -err;
+      return fd;
     }
+    adopt(s, fd);
   }
   *out = s;
   return 0;
@@ -81,8 +136,98 @@ void orch_sink_unref(orch_sink_t *s) {
   free(s);
 }
 
-void orch_sink_write(orch_sink_t *s, const char *buf, size_t n) {
-  if (s->fd < 0) return;
+void orch_sink_rotation(orch_sink_t *s, uint64_t max_size, int retain) {
+  s->max_size = max_size;
+  s->retain = retain < 1 ? 1 : retain > ORCH_RETAIN_MAX ? ORCH_RETAIN_MAX : retain;
+  s->retry_at = 0;
+}
+
+int orch_sink_reopen(orch_sink_t *s) {
+  if (s->fd < 0) return 0;
+  struct stat st;
+  mode_t mode = fstat(s->fd, &st) == 0 ? st.st_mode & 07777 : 0640;
+  int fd = open_append(s->path, mode);
+  if (fd < 0) return fd;
+  adopt(s, fd);
+  s->retry_at = 0;
+  return 0;
+}
+
+int orch_sink_truncate(orch_sink_t *s) {
+  if (s->fd < 0 || !s->regular) return 0;
+  /* The fd may still be on FILE.1 after a failed rotation: FILE is meant. */
+  if (s->pending_open) orch_sink_reopen(s);
+  if (ftruncate(s->fd, 0) < 0) return -errno;
+  s->size = 0;
+  s->at_bol = 1;
+  return 0;
+}
+
+int orch_sink_own_stdio(orch_sink_t *s) {
+  if (s->fd < 0) return -EBADF;
+  s->own_stdio = 1;
+  if (dup2(s->fd, 1) < 0 || dup2(s->fd, 2) < 0) return -errno;
+  return 0;
+}
+
+/* FILE -> FILE.1 (and older ones up), then a new FILE. Any failure leaves
+ * the current fd in place, so nothing written is lost; the next attempt
+ * waits a second. */
+static void rotate(orch_sink_t *s) {
+  int rc = 0;
+  struct stat st;
+  mode_t mode = fstat(s->fd, &st) == 0 ? st.st_mode & 07777 : 0640;
+  if (!s->pending_open) {
+    rc = orch_rotate_shift(s->path, s->retain);
+    if (rc == 0) s->pending_open = 1;
+  }
+  if (s->pending_open) {
+    rc = open_append(s->path, mode);
+    if (rc >= 0) {
+      adopt(s, rc);
+      s->rotations++;
+      rc = 0;
+    }
+  }
+  s->rotate_err = rc < 0 ? -rc : 0;
+  s->retry_at = rc < 0 ? now_ns() + 1000000000u : 0;
+}
+
+/* Whether writing n more bytes must rotate first. */
+static int rotation_due(orch_sink_t *s, size_t n) {
+  if (s->max_size == 0 || !s->regular || s->size + n <= s->max_size) return 0;
+  if (s->retry_at && now_ns() < s->retry_at) return 0;
+  /* Others may have written or truncated the file (orch flush, the daemon's
+   * stray stderr): ask the file. */
+  struct stat st;
+  if (fstat(s->fd, &st) == 0) {
+    s->size = (uint64_t)st.st_size;
+    if (s->size == 0) s->at_bol = 1;
+  }
+  return s->size + n > s->max_size;
+}
+
+/* How much of buf (n bytes, more than fit under max_size) goes to the
+ * current file; *rot: rotate after it (see sink.h for the rules). */
+static size_t cut(const orch_sink_t *s, const char *buf, size_t n, int *rot) {
+  size_t room = s->max_size > s->size ? (size_t)(s->max_size - s->size) : 0;
+  *rot = 1;
+  if (room > 0) {
+    const char *nl = memrchr(buf, '\n', room < n ? room : n);
+    if (nl) return (size_t)(nl - buf) + 1;
+  }
+  if (s->size > 0 && s->at_bol) return 0;
+  const char *nl = memchr(buf, '\n', n);
+  if (nl) return (size_t)(nl - buf) + 1;
+  if (s->size == 0 || s->size + n <= s->max_size + ORCH_ROTATE_SLACK) {
+    *rot = 0; /* an unfinished line goes on */
+    return n;
+  }
+  return 0;
+}
+
+/* Writes buf whole; returns how many bytes could not be written (error kept). */
+static size_t write_bytes(orch_sink_t *s, const char *buf, size_t n) {
   while (n > 0) {
     ssize_t w = write(s->fd, buf, n);
     if (w < 0 && errno == EINTR) continue;
@@ -90,22 +235,52 @@ void orch_sink_write(orch_sink_t *s, const char *buf, size_t n) {
       /* Full disk or I/O error: the child must not block and orch must not
        * die, so the bytes are counted and the error kept for reporting. */
       s->last_err = w < 0 ? errno : ENOSPC;
-      s->dropped += n;
-      return;
+      return n;
     }
     s->written += (uint64_t)w;
+    s->size += (uint64_t)w;
+    s->at_bol = buf[w - 1] == '\n';
     buf += w;
     n -= (size_t)w;
+  }
+  return 0;
+}
+
+void orch_sink_write(orch_sink_t *s, const char *buf, size_t n) {
+  if (s->fd < 0) return;
+  int empty_cuts = 0;
+  while (n > 0) {
+    size_t take = n;
+    int rot = 0;
+    if (rotation_due(s, n)) {
+      take = cut(s, buf, n, &rot);
+      /* A cut before anything is written, twice in a row, means the new
+       * file was not empty either (someone else writes it): stop cutting. */
+      if (take == 0 && ++empty_cuts > 1) {
+        take = n;
+        rot = 0;
+      }
+    }
+    size_t left = take ? write_bytes(s, buf, take) : 0;
+    if (left > 0) {
+      s->dropped += left + (n - take);
+      return;
+    }
+    if (rot) rotate(s);
+    buf += take;
+    n -= take;
   }
 }
 
 const char *orch_sink_path(const orch_sink_t *s) { return s->path; }
 
-void orch_sink_stats(const orch_sink_t *s, uint64_t *written, uint64_t *dropped,
-                     int *last_err) {
-  *written = s->written;
-  *dropped = s->dropped;
-  *last_err = s->last_err;
+void orch_sink_stats(const orch_sink_t *s, orch_sink_stats_t *st) {
+  st->written = s->written;
+  st->dropped = s->dropped;
+  st->last_err = s->last_err;
+  st->size = s->size;
+  st->rotations = s->rotations;
+  st->rotate_err = s->rotate_err;
 }
 
 /* ---- records (formatted mode) ---- */

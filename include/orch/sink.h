@@ -32,11 +32,46 @@ void orch_sink_ref(orch_sink_t *s);
 void orch_sink_unref(orch_sink_t *s);
 /* Writes all of buf; on a write error (full disk, ...) the bytes are counted as
  * dropped and the error kept for orch_sink_stats. Never blocks the loop for
- * longer than the file system takes. */
+ * longer than the file system takes. Rotates first if the file is due (see
+ * orch_sink_rotation). */
 void orch_sink_write(orch_sink_t *s, const char *buf, size_t n);
 const char *orch_sink_path(const orch_sink_t *s);
-void orch_sink_stats(const orch_sink_t *s, uint64_t *written, uint64_t *dropped,
-                     int *last_err);
+
+/* Rotation (a regular file only). When a write would take the file past
+ * max_size bytes, FILE becomes FILE.1 (FILE.1 FILE.2, ..., keeping retain of
+ * them; core/rotate.c) and a new FILE is opened, with the old one's mode;
+ * every outpipe writing to the sink follows, as they share its fd. The cut
+ * comes right after a newline:
+ * - the last one that keeps the file within max_size, else
+ * - right before the write, if the file ends with a newline, else
+ * - the first newline of the write (the file ends one line past max_size);
+ * - a write without any newline continues the file's unfinished line, up to
+ *   ORCH_ROTATE_SLACK bytes past max_size; only past that is the line cut
+ *   (at the write's start).
+ * Formatted outpipes write whole records, so their files always end at a
+ * record boundary. A failed rename or open loses nothing: the bytes go on
+ * to the file open until then, the error is kept (rotate_err in the stats),
+ * and rotation is tried again a second later. max_size 0: never rotate. */
+#define ORCH_ROTATE_SLACK 65536
+void orch_sink_rotation(orch_sink_t *s, uint64_t max_size, int retain);
+/* Opens the file by its path again (after an external logrotate renamed it):
+ * 0, or -errno with the old file kept. */
+int orch_sink_reopen(orch_sink_t *s);
+/* Empties the file (orch flush); writing goes on at its new end. 0 or
+ * -errno. Rotated files are the caller's (orch_rotate_remove). */
+int orch_sink_truncate(orch_sink_t *s);
+/* Keeps fds 1 and 2 of this process on the sink's file across rotations and
+ * reopens (the daemon's own log). */
+int orch_sink_own_stdio(orch_sink_t *s);
+
+typedef struct {
+  uint64_t written, dropped; /* bytes, since the sink was opened */
+  int last_err;              /* of the last failed write, or 0 */
+  uint64_t size;             /* of the current file, as far as known */
+  uint64_t rotations;
+  int rotate_err;            /* errno of the failed rotation, 0 once one works */
+} orch_sink_stats_t;
+void orch_sink_stats(const orch_sink_t *s, orch_sink_stats_t *st);
 
 /* How an outpipe turns lines into log records. All-NULL/0: plain mode. */
 typedef struct {

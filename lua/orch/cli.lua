@@ -154,7 +154,7 @@ end
 local function describe_out(procs)
   local keys = { "id", "name", "instance", "status", "pid", "restarts", "unstable_restarts", "uptime_ms", "cpu",
     "memory", "mode", "source", "script", "args", "exec", "interpreter", "cwd", "instances", "out_log", "err_log",
-    "started_at", "last_exit", "reason", "autorestart", "max_restarts", "min_uptime", "kill_signal", "kill_timeout", "health" }
+    "log_problems", "started_at", "last_exit", "reason", "autorestart", "max_restarts", "min_uptime", "kill_signal", "kill_timeout", "health" }
   for i, p in ipairs(procs) do
     if i > 1 then io.stdout:write("\n") end
     for _, k in ipairs(keys) do

@@ -110,6 +110,10 @@ option("log_type", { type = "string", default = "raw",
   doc = "\"raw\": lines as written (with a timestamp when log_date_format or time is set); \"json\": one JSON object per line." })
 option("disable_logs", { type = "boolean", default = false,
   doc = "Discard output: out_file and error_file become /dev/null." })
+option("max_size", { type = "size|boolean", default_doc = "10M, or $ORCH_LOG_MAX_SIZE of the daemon",
+  doc = "Rotate a log file when it would grow past this size (FILE -> FILE.1 -> FILE.2 ...); 0 or false: never rotate." })
+option("retain", { type = "integer", default_doc = "5, or $ORCH_LOG_RETAIN of the daemon",
+  doc = "Rotated files kept per log file (FILE.1 ... FILE.N, the oldest deleted), 1 to 1000." })
 option("watch", { type = "boolean|string|list", default = false,
   doc = "Restart when files change: true watches cwd, or give paths (relative to cwd)." })
 option("ignore_watch", { type = "string|list", default = {},
@@ -431,6 +435,21 @@ function CHECK.watch(v, ctx)
   if #list == 0 then return false end
   for i, p in ipairs(list) do list[i] = util.abspath(p, ctx.cwd) end
   return list
+end
+
+-- Log rotation: 0 (never) is kept, unlike max_memory_restart's, since an
+-- absent max_size means the daemon's default.
+function CHECK.max_size(v)
+  if v == false then return 0 end
+  local bytes = util.parse_size(v)
+  if not bytes then return expected("a size (" .. util.SIZE_HINT .. "), 0 for no rotation", v) end
+  return bytes
+end
+
+function CHECK.retain(v)
+  local n = to_integer(v)
+  if n and n >= 1 and n <= 1000 then return n end
+  return expected("a number of files from 1 to 1000", v)
 end
 
 function CHECK.max_memory_restart(v)

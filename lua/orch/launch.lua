@@ -85,6 +85,38 @@ function M.log_paths(app, instance, logs_dir)
   return per_instance(out), per_instance(err), combined
 end
 
+-- Log rotation (core/sink.c rotates). Bounded by default: an app without
+-- max_size/retain gets the defaults, which the daemon's environment may
+-- change (ORCH_LOG_MAX_SIZE, a size, 0 for no rotation; ORCH_LOG_RETAIN).
+M.DEFAULT_MAX_SIZE = 10 * 1024 * 1024
+M.DEFAULT_RETAIN = 5
+
+-- The defaults from getenv (os.getenv by default): { max_size, retain } and
+-- a list of complaints about values that were not understood (ignored).
+function M.rotation_defaults(getenv)
+  getenv = getenv or os.getenv
+  local d, problems = { max_size = M.DEFAULT_MAX_SIZE, retain = M.DEFAULT_RETAIN }, {}
+  local size = getenv("ORCH_LOG_MAX_SIZE")
+  if size and size ~= "" then
+    local n = require("orch.util").parse_size(size)
+    if n then d.max_size = n
+    else problems[#problems + 1] = "ORCH_LOG_MAX_SIZE: expected a size (\"10M\", 0 for none), got \"" .. size .. "\"" end
+  end
+  local retain = getenv("ORCH_LOG_RETAIN")
+  if retain and retain ~= "" then
+    local n = tonumber(retain)
+    if n and n == math.floor(n) and n >= 1 and n <= 1000 then d.retain = n
+    else problems[#problems + 1] = "ORCH_LOG_RETAIN: expected 1 to 1000, got \"" .. retain .. "\"" end
+  end
+  return d, problems
+end
+
+-- core.sink_open's rotation options for an app's log files.
+function M.log_rotation(app, defaults)
+  defaults = defaults or { max_size = M.DEFAULT_MAX_SIZE, retain = M.DEFAULT_RETAIN }
+  return { max_size = app.max_size or defaults.max_size, retain = app.retain or defaults.retain }
+end
+
 -- moment.js tokens (PM2's log_date_format) and their strftime equivalents,
 -- longest first. %L (milliseconds) and %:z (+hh:mm) are orch's additions,
 -- handled by the log writer (core/sink.c).

@@ -47,32 +47,63 @@ local function emitter(json)
   end
 end
 
--- Follows every file: on each change reads what was appended (from the
--- start again if the file shrank: flush or rotation) and emits whole lines.
+-- Follows every file. Each is read through an fd of its own, so a file that
+-- rotation (orch's or logrotate's) renamed is read to its end before the new
+-- file by that name is taken up from its start; a file that shrank on the same
+-- inode was flushed: read again from the start. Changes are noticed by
+-- watching the files' directories (a watch on the file itself would stay on
+-- the renamed one), with a poll every second as a safety net.
 local function follow(files, emit)
   local uv = require("luv")
-  for _, file in ipairs(files) do
-    file.partial = ""
-    local function pump()
-      local st = uv.fs_stat(file.path)
-      if not st then return end
-      if st.size < file.offset then file.offset, file.partial = 0, "" end
-      if st.size == file.offset then return end
-      local fd = uv.fs_open(file.path, "r", 0)
-      if not fd then return end
-      local data = uv.fs_read(fd, st.size - file.offset, file.offset) or ""
-      uv.fs_close(fd)
+  local function read_rest(file)
+    while true do
+      local data = uv.fs_read(file.fd, CHUNK, file.offset)
+      if not data or #data == 0 then return end
       file.offset = file.offset + #data
       data = file.partial .. data
       for line in data:gmatch("([^\n]*)\n") do emit(file, line) end
       file.partial = data:match("([^\n]*)$") or ""
-      io.stdout:flush()
     end
-    local w = uv.new_fs_event()
-    -- a file that does not exist yet: watch its directory instead
-    local target = uv.fs_stat(file.path) and file.path or file.path:match("^(.*)/")
-    w:start(target, {}, function() pump() end)
   end
+  local function pump(file)
+    if file.fd then
+      local st = uv.fs_fstat(file.fd)
+      if st and st.size < file.offset then file.offset, file.partial = 0, "" end
+      read_rest(file)
+    end
+    local st = uv.fs_stat(file.path)
+    if not st or (file.fd and st.ino == file.ino) then return end
+    -- a new file by that name: the old one is read to its end (above); what
+    -- it left unfinished goes on in the new one, where rotation cut it
+    if file.fd then uv.fs_close(file.fd) end
+    file.fd, file.offset = uv.fs_open(file.path, "r", 0), 0
+    if not file.fd then return end
+    file.ino = st.ino
+    read_rest(file)
+  end
+  local function pump_all()
+    for _, file in ipairs(files) do pump(file) end
+    io.stdout:flush()
+  end
+  local dirs = {}
+  for _, file in ipairs(files) do
+    file.partial = ""
+    file.fd = uv.fs_open(file.path, "r", 0)
+    local st = file.fd and uv.fs_fstat(file.fd)
+    if st then
+      file.ino = st.ino
+      -- rotated between the tail and now: the new file from its start
+      if st.size < file.offset then file.offset = 0 end
+    end
+    dirs[file.path:match("^(.*)/") or "."] = true
+  end
+  for d in pairs(dirs) do
+    local w = uv.new_fs_event()
+    w:start(d, {}, pump_all)
+  end
+  local poll = uv.new_timer()
+  poll:start(1000, 1000, pump_all)
+  pump_all()
   local sig = uv.new_signal()
   sig:start("sigint", function() uv.stop() end)
   uv.run()

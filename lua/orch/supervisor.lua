@@ -157,14 +157,51 @@ function Supervisor:restart(proc, done)
   end)
 end
 
-function Supervisor:_sink(path)
+-- The log rotation defaults (launch.rotation_defaults), read once.
+function Supervisor:_rotation_defaults()
+  if not self.rotation then
+    local problems
+    self.rotation, problems = launch.rotation_defaults()
+    for _, p in ipairs(problems) do self.log("warn", p .. "; using the default") end
+  end
+  return self.rotation
+end
+
+-- The sink of a log file, opened on first use and shared by restarts and
+-- every app writing to that path; its rotation settings are those of the
+-- app launched last.
+function Supervisor:_sink(path, app)
+  local rotation = launch.log_rotation(app or {}, self:_rotation_defaults())
   local s = self.sinks[path]
-  if s then return s end
+  if s then
+    s:rotation(rotation)
+    return s
+  end
   local err
-  s, err = core.sink_open(path)
+  s, err = core.sink_open(path, rotation)
   if not s then return nil, string.format("cannot open log file %s: %s", path, err) end
   self.sinks[path] = s
   return s
+end
+
+-- What went wrong with the log files of proc, as one line, or nil: a failed
+-- rotation (writing goes on to the current file) or failed writes.
+function Supervisor:log_problems(proc)
+  local problems, seen = {}, {}
+  for _, path in ipairs({ launch.log_paths(proc.app, proc.instance, self.opts.logs_dir) }) do
+    local sink = self.sinks[path]
+    if sink and not seen[path] then
+      seen[path] = true
+      local st = sink:stats()
+      if st.rotate_error then
+        problems[#problems + 1] = string.format("%s: rotation failed (%s), still writing to it", path, st.rotate_error)
+      end
+      if st.error then
+        problems[#problems + 1] = string.format("%s: %s, %d bytes dropped", path, st.error, st.dropped)
+      end
+    end
+  end
+  return #problems > 0 and table.concat(problems, "; ") or nil
 end
 
 function Supervisor:_set(proc, status, info)
@@ -189,10 +226,10 @@ function Supervisor:_launch(proc)
   local app = proc.app
   local cmd = launch.command(app, self.exe)
   local out_path, err_path, combined_path = launch.log_paths(app, proc.instance, self.opts.logs_dir)
-  local out, err = self:_sink(out_path)
+  local out, err = self:_sink(out_path, app)
   local errs, combined
-  if out then errs, err = self:_sink(err_path) end
-  if errs and combined_path then combined, err = self:_sink(combined_path) end
+  if out then errs, err = self:_sink(err_path, app) end
+  if errs and combined_path then combined, err = self:_sink(combined_path, app) end
   if not (out and errs) or (combined_path and not combined) then
     return self:_spawn_failed(proc, err, nil)
   end

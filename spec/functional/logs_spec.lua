@@ -100,3 +100,239 @@ describe("orch logs capture", function()
     assert.are.same({ "err", "err1" }, { cjson.decode(all[2]).stream, cjson.decode(all[2]).message })
   end)
 end)
+
+-- Rotation (core/sink.c, core/rotate.c): FILE -> FILE.1 -> ... at max_size.
+describe("orch log rotation", function()
+  local uv = require("luv")
+  local dir, home
+  H.each_test(function(d, h) dir, home = d, h end)
+
+  local function exists(path) return uv.fs_stat(path) ~= nil end
+
+  -- The rotated files of path, oldest first, then path itself.
+  local function files_of(path)
+    local list, i = {}, 1
+    while exists(path .. "." .. i) do i = i + 1 end
+    for j = i - 1, 1, -1 do list[#list + 1] = path .. "." .. j end
+    list[#list + 1] = path
+    return list
+  end
+
+  local function concat(list)
+    local parts = {}
+    for _, f in ipairs(list) do parts[#parts + 1] = assert(H.read(f), f) end
+    return table.concat(parts)
+  end
+
+  -- Lines of varied length, as the awk program below writes them.
+  local PAD = string.rep("abcdefghij", 15)
+  local function numbered(n)
+    local t = {}
+    for i = 1, n do t[i] = string.format("line %05d %s", i, PAD:sub(1, (i * 37) % 150)) end
+    return t
+  end
+  -- awk writes in 4 KiB blocks: lines are cut across the pipe's chunks.
+  local AWK = "awk -v pad=" .. PAD .. [[ 'BEGIN { for (i = 1; i <= @N@; i++) printf "line %05d %s\n", i, substr(pad, 1, (i * 37) % 150) }'
+]]
+
+  local function run(script, options, env)
+    H.write(dir .. "/app.sh", script)
+    H.write(dir .. "/ecosystem.lua", string.format(
+      "return { apps = { { name = 'app', script = %q, autorestart = false, %s } } }\n",
+      dir .. "/app.sh", options or ""))
+    local o = H.orch({ "run", dir .. "/ecosystem.lua" }, { home = home, env = env })
+    o:wait_exit(30000)
+    assert.are.equal(0, o.code, o.err)
+  end
+
+  local function each_file_ends_whole(list, limit)
+    for _, f in ipairs(list) do
+      local s = H.read(f)
+      assert.are.equal("\n", s:sub(-1), f .. " ends with a whole line")
+      if limit then assert.is_true(#s <= limit, f .. " is " .. #s .. " bytes") end
+    end
+  end
+
+  it("keeps 20000 lines whole and in order across many rotations (plain)", function()
+    run(AWK:gsub("@N@", "20000"), 'max_size = "64K", retain = 50')
+    local out = home .. "/logs/app-out.log"
+    local list = files_of(out)
+    assert.is_true(#list > 20, #list .. " files")
+    assert.is_false(exists(out .. ".51"))
+    assert.are.equal(table.concat(numbered(20000), "\n") .. "\n", concat(list))
+    -- every cut is right after a newline, at most one line past max_size
+    each_file_ends_whole(list, 65536 + 200)
+  end)
+
+  it("keeps 20000 records whole and in order across many rotations (json)", function()
+    -- records are about twice as long as the lines: twice the size for as many files
+    run(AWK:gsub("@N@", "20000"), 'max_size = "128K", retain = 50, log_type = "json"')
+    local list = files_of(home .. "/logs/app-out.log")
+    assert.is_true(#list > 20, #list .. " files")
+    each_file_ends_whole(list, 131072)
+    local messages = {}
+    for _, f in ipairs(list) do
+      for l in H.read(f):gmatch("([^\n]*)\n") do messages[#messages + 1] = cjson.decode(l).message end
+    end
+    assert.are.same(numbered(20000), messages)
+  end)
+
+  it("keeps retain rotated files, the newest lines", function()
+    run(AWK:gsub("@N@", "5000"), 'max_size = "4K", retain = 3')
+    local out = home .. "/logs/app-out.log"
+    local list = files_of(out)
+    assert.are.equal(4, #list)
+    assert.is_false(exists(out .. ".4"))
+    local all = table.concat(numbered(5000), "\n") .. "\n"
+    local kept = concat(list)
+    assert.are.equal(all:sub(-#kept), kept)
+    assert.are.equal("\n", all:sub(-#kept - 1, -#kept - 1), "the oldest kept file starts a line")
+  end)
+
+  it("rotates by default at $ORCH_LOG_MAX_SIZE, never with max_size = 0", function()
+    run(AWK:gsub("@N@", "300"), nil, { ORCH_LOG_MAX_SIZE = "8K", ORCH_LOG_RETAIN = "2" })
+    local out = home .. "/logs/app-out.log"
+    assert.are.equal(3, #files_of(out))
+    assert.is_false(exists(out .. ".3"))
+    run(AWK:gsub("@N@", "300"), "max_size = 0", { ORCH_LOG_MAX_SIZE = "8K" })
+    assert.is_true(#H.read(out) > 20000)
+  end)
+
+  -- A daemon running one app that writes "tick N" every 20 ms.
+  local function ticking(options)
+    H.write(dir .. "/tick.sh", "i=0; while true; do i=$((i+1)); echo \"tick $i\"; sleep 0.02; done\n")
+    H.write(dir .. "/ecosystem.lua", string.format(
+      "return { apps = { { name = 'app', script = %q, %s } } }\n", dir .. "/tick.sh", options or ""))
+    local started, code, err = H.json(home, { "start", dir .. "/ecosystem.lua" })
+    assert.are.equal(0, code, err)
+    return home .. "/logs/app-out.log", started
+  end
+
+  local function ticks(s)
+    local t = {}
+    for n in s:gmatch("tick (%d+)\n") do t[#t + 1] = tonumber(n) end
+    return t
+  end
+
+  local function consecutive(t)
+    for i = 2, #t do
+      if t[i] ~= t[i - 1] + 1 then return false, "tick " .. t[i - 1] .. " then " .. t[i] end
+    end
+    return #t > 0
+  end
+
+  it("shows a failed rotation in describe, writes on, and rotates once it can", function()
+    -- the oldest rotated file cannot be deleted: a directory in the way
+    H.sh("mkdir -p '" .. home .. "/logs/app-out.log.2/in-the-way'")
+    local out = ticking('max_size = 100, retain = 2')
+    local function problems()
+      local d = assert(H.json(home, { "describe", "app" }))
+      return d[1].log_problems
+    end
+    H.wait_until(function() return type(problems()) == "string" end, 5000, "a problem reported")
+    assert.matches("app%-out%.log: rotation failed %(EISDIR%), still writing to it", problems())
+    H.wait_until(function() return #H.read(out) > 200 end, 5000, "the file past max_size")
+    H.sh("rm -rf '" .. out .. ".2'")
+    H.wait_until(function() return problems() == cjson.null end, 5000, "the problem gone")
+    assert.is_true(exists(out .. ".1"))
+    assert.is_true(consecutive(ticks(concat(files_of(out)))))
+  end)
+
+  it("orch logs -f follows a file across rotations, losing no line", function()
+    local out = ticking('max_size = 200, retain = 2')
+    H.wait_until(function() return #ticks(H.read(out) or "") >= 1 end, 5000, "a first tick")
+    local f = H.orch({ "logs", "app", "-f", "--out", "--lines", "0" }, { home = home })
+    local function seen() return ticks((f.out:gsub("app:0 | ", ""))) end
+    -- about 25 ticks per file: 80 of them span three rotations
+    H.wait_until(function() return #seen() >= 80 end, 15000, function() return "80 ticks; got:\n" .. f.out end)
+    assert.is_true(consecutive(seen()))
+  end)
+
+end)
+
+-- The sink itself, driven from Lua (`orch lua`): where cuts fall, failures.
+describe("orch log sink rotation", function()
+  local dir, home
+  H.each_test(function(d, h) dir, home = d, h end)
+
+  -- Runs a Lua script with orch.core; returns its stdout.
+  local function lua(body)
+    H.write(dir .. "/t.lua", "local core = require('orch.core')\nlocal uv = require('luv')\nlocal F = " ..
+      string.format("%q", dir .. "/f.log") .. "\n" .. body)
+    local code, out, err = H.orch_sync({ "lua", dir .. "/t.lua" }, { home = home })
+    assert.are.equal(0, code, err)
+    return out
+  end
+
+  it("lets an unfinished line finish before the cut, up to 64 KiB past max_size", function()
+    lua([[
+      local s = core.sink_open(F, { max_size = 100, retain = 5 })
+      s:write(("a"):rep(94) .. "\n")
+      s:write("abc")            -- fits
+      s:write("defgh")          -- past max_size, no newline: the line goes on
+      s:write("ij\nnext\n")     -- the cut comes after "ij\n"
+    ]])
+    assert.are.equal(("a"):rep(94) .. "\nabcdefghij\n", H.read(dir .. "/f.log.1"))
+    assert.are.equal("next\n", H.read(dir .. "/f.log"))
+  end)
+
+  it("cuts a line with no newline for more than 64 KiB past max_size at a write", function()
+    lua([[
+      local s = core.sink_open(F, { max_size = 100, retain = 5 })
+      s:write(("a"):rep(50))
+      s:write(("b"):rep(70000))
+      s:write("c\n")
+    ]])
+    assert.are.equal(("a"):rep(50), H.read(dir .. "/f.log.2"))
+    assert.are.equal(("b"):rep(70000) .. "c\n", H.read(dir .. "/f.log.1"))
+    assert.are.equal("", H.read(dir .. "/f.log"))
+  end)
+
+  it("writes on to the old file when a rotation fails, and rotates once it can", function()
+    H.sh("mkdir -p '" .. dir .. "/f.log.1/x'")
+    local out = lua([[
+      local s = core.sink_open(F, { max_size = 50, retain = 1 })
+      for i = 1, 20 do s:write(string.format("line %04d\n", i)) end
+      local st = s:stats()
+      print(st.rotations, st.rotate_error, st.dropped, st.size)
+      os.execute("rm -rf " .. F .. ".1")
+      s:write("not yet\n") -- retried a second after the failure
+      print(s:stats().rotations)
+      uv.sleep(1100)
+      s:write("now\n")
+      st = s:stats()
+      print(st.rotations, st.rotate_error)
+    ]])
+    assert.are.equal("0\tEISDIR\t0\t200\n0\n1\tnil\n", out)
+    local lines = {}
+    for i = 1, 20 do lines[i] = string.format("line %04d", i) end
+    assert.are.equal(table.concat(lines, "\n") .. "\nnot yet\n", H.read(dir .. "/f.log.1"))
+    assert.are.equal("now\n", H.read(dir .. "/f.log"))
+  end)
+
+  it("reopens by path, truncates, and leaves non-regular files alone", function()
+    local out = lua([[
+      local s = core.sink_open(F, { max_size = 0 })
+      s:write("one\n")
+      os.rename(F, F .. ".old")
+      s:write("two\n")
+      print(s:reopen())
+      s:write("three\n")
+      s:write("four\n")
+      print(s:truncate())
+      s:write("five\n")
+      local null = core.sink_open("/dev/null", { max_size = 1, retain = 1 })
+      null:write("x\ny\n")
+      null:write("z\n")
+      print(null:stats().rotations, null:stats().rotate_error)
+      local d = core.sink_open(F .. ".d", { max_size = 5, retain = 2 })
+      for i = 1, 4 do d:write("1234\n") end
+      print(core.remove_rotated(F .. ".d", 2))
+    ]])
+    assert.are.equal("true\ntrue\n0\tnil\ntrue\n", out)
+    assert.are.equal("one\ntwo\n", H.read(dir .. "/f.log.old"))
+    assert.are.equal("five\n", H.read(dir .. "/f.log"))
+    assert.are.equal("1234\n", H.read(dir .. "/f.log.d"))
+    assert.is_nil(H.read(dir .. "/f.log.d.1"))
+  end)
+end)

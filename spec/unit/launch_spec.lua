@@ -111,3 +111,32 @@ describe("orch.launch.log_format", function()
       launch.log_format(app({ log_type = "json", log_date_format = "X" }), 7, "out"))
   end)
 end)
+
+describe("orch.launch log rotation", function()
+  local function env(t) return function(k) return t[k] end end
+
+  it("is bounded by default: 10 MiB, 5 rotated files", function()
+    local d, problems = launch.rotation_defaults(env({}))
+    assert.are.same({ max_size = 10 * 1024 * 1024, retain = 5 }, d)
+    assert.are.same({}, problems)
+  end)
+
+  it("takes the defaults from ORCH_LOG_MAX_SIZE and ORCH_LOG_RETAIN", function()
+    assert.are.same({ max_size = 1024 * 1024, retain = 20 },
+      launch.rotation_defaults(env({ ORCH_LOG_MAX_SIZE = "1M", ORCH_LOG_RETAIN = "20" })))
+    assert.are.same({ max_size = 0, retain = 5 }, launch.rotation_defaults(env({ ORCH_LOG_MAX_SIZE = "0" })))
+  end)
+
+  it("ignores values it does not understand, saying so", function()
+    local d, problems = launch.rotation_defaults(env({ ORCH_LOG_MAX_SIZE = "big", ORCH_LOG_RETAIN = "0" }))
+    assert.are.same({ max_size = 10 * 1024 * 1024, retain = 5 }, d)
+    assert.are.same({ 'ORCH_LOG_MAX_SIZE: expected a size ("10M", 0 for none), got "big"',
+                      'ORCH_LOG_RETAIN: expected 1 to 1000, got "0"' }, problems)
+  end)
+
+  it("prefers the app's own max_size and retain", function()
+    local d = { max_size = 100, retain = 2 }
+    assert.are.same({ max_size = 100, retain = 2 }, launch.log_rotation(app(), d))
+    assert.are.same({ max_size = 0, retain = 9 }, launch.log_rotation(app({ max_size = 0, retain = 9 }), d))
+  end)
+end)
