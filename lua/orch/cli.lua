@@ -22,7 +22,9 @@ M.verbs = {
   describe = { args = "<name|id>", min = 1, max = 1, summary = "show everything about processes", opts = JSON },
   logs = { args = "[name|id|all]", min = 0, max = 1, summary = "print the last lines of logs, -f to follow",
     opts = { lines = VALUE, follow = FLAG, f = "follow", out = FLAG, err = FLAG, json = FLAG } },
-  flush = { args = "[name|id|all]", min = 0, max = 1, summary = "empty log files", opts = JSON },
+  flush = { args = "[name|id|all]", min = 0, max = 1, summary = "empty log files (rotated ones are deleted)", opts = JSON },
+  ["reopen-logs"] = { args = "", min = 0, max = 0,
+    summary = "reopen every log file by its path (after an external logrotate)", opts = JSON },
   save = { args = "", min = 0, max = 0, summary = "remember the apps for resurrect (" .. "$ORCH_HOME/dump.json)", opts = JSON },
   resurrect = { args = "", min = 0, max = 0, summary = "start the apps saved by save", opts = JSON },
   ping = { args = "", min = 0, max = 0, summary = "start the daemon if needed and show it", opts = JSON },
@@ -35,7 +37,7 @@ M.verbs = {
     summary = "send a message to processes over their IPC channel (text that is not JSON goes as a string)", opts = JSON },
 }
 M.aliases = { ls = "list", status = "list", l = "list", del = "delete", desc = "describe", show = "describe",
-              dump = "save" }
+              dump = "save", reloadLogs = "reopen-logs" }
 
 local function err(fmt, ...)
   io.stderr:write(string.format(fmt, ...), "\n")
@@ -232,6 +234,8 @@ local function run_verb(verb, p)
     if o["update-env"] then args.env = environ() end
   elseif verb == "flush" then
     args = { target = p.positional[1] }
+  elseif verb == "reopen-logs" then
+    cmd = "reopen_logs"
   elseif verb == "eval" then
     args = { code = p.positional[1] }
   elseif verb == "scale" then
@@ -285,6 +289,10 @@ local function run_verb(verb, p)
     print_procs(result)
   elseif verb == "flush" then
     io.stdout:write("flushed ", #result.flushed, " log file(s)\n")
+  elseif verb == "reopen-logs" then
+    io.stdout:write("reopened ", #result.reopened, " log file(s)\n")
+    for _, e in ipairs(result.errors) do err("orch reopen-logs: %s", e) end
+    if #result.errors > 0 then return 1 end
   elseif verb == "save" then
     io.stdout:write(string.format("saved %d app(s) to %s\n", result.apps, result.file))
   elseif verb == "resurrect" then

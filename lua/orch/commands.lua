@@ -215,6 +215,8 @@ function H.logs(engine, args, respond)
   respond(list(out))
 end
 
+-- Empties the log files and deletes their rotated ones (FILE.1 ...);
+-- writers go on at the new end, nothing needs reopening.
 function H.flush(engine, args, respond)
   local procs = optional_procs(engine, args, respond)
   if not procs then return end
@@ -223,17 +225,24 @@ function H.flush(engine, args, respond)
     for _, path in ipairs({ launch.log_paths(p.app, p.instance, engine.paths.logs) }) do
       if not seen[path] and path ~= "/dev/null" then
         seen[path] = true
-        -- O_APPEND writers carry on at the new end; nothing needs reopening.
-        local f = io.open(path, "r+b")
-        if f then
-          f:close()
-          local t = io.open(path, "wb")
-          if t then t:close() files[#files + 1] = path end
-        end
+        if engine.sup:flush_log(path, p.app) then files[#files + 1] = path end
       end
     end
   end
   respond({ flushed = list(files) })
+end
+
+-- Opens every log file again by its path: for an external logrotate that
+-- renamed them (SIGUSR2 to the daemon does the same). Returns reopened, errors.
+function M.reopen_logs(engine)
+  return engine.sup:reopen_logs()
+end
+
+function H.reopen_logs(engine, args, respond)
+  local ok, err = check(args, {})
+  if not ok then return respond(nil, "EINVAL", err) end
+  local reopened, errors = M.reopen_logs(engine)
+  respond({ reopened = list(reopened), errors = list(errors) })
 end
 
 function H.save(engine, args, respond)

@@ -85,6 +85,14 @@ function M.main()
   local hup = uv.new_signal()
   hup:start("sighup", function() end) -- detached: a hangup means nothing here
   signals[#signals + 1] = hup
+  -- SIGUSR2: reopen every log file (orch reopen-logs), for an external logrotate.
+  local usr2 = uv.new_signal()
+  usr2:start("sigusr2", function()
+    local reopened, errors = require("orch.commands").reopen_logs(engine)
+    log("info", string.format("received SIGUSR2, reopened %d log file(s)", #reopened))
+    for _, e in ipairs(errors) do log("error", "cannot reopen " .. e) end
+  end)
+  signals[#signals + 1] = usr2
 
   log("info", string.format("orch %s daemon started, pid %d, home %s", engine_mod.VERSION, core.getpid(), layout.home))
   engine:recover(function(prev)

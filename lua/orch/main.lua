@@ -17,7 +17,7 @@ local verbs = {
   version = { summary = "print orch's version" },
   help = { usage = "help [VERB]", summary = "show help" },
 }
-local order = { "start", "stop", "restart", "delete", "list", "describe", "logs", "flush", "save", "resurrect",
+local order = { "start", "stop", "restart", "delete", "list", "describe", "logs", "flush", "reopen-logs", "save", "resurrect",
                 "ping", "kill", "reload", "scale", "send", "eval", "repl", "run", "lua", "daemon", "version", "help" }
 
 local function usage(out)

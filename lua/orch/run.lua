@@ -144,6 +144,14 @@ function M.main(args)
     h:start(name, function() on_signal(name:upper()) end)
     signals[#signals + 1] = h
   end
+  -- SIGUSR2: reopen every log file (orch reopen-logs), for an external logrotate.
+  local usr2 = uv.new_signal()
+  usr2:start("sigusr2", function()
+    local reopened, errors = require("orch.commands").reopen_logs(engine)
+    say(string.format("received SIGUSR2, reopened %d log file(s)", #reopened))
+    for _, e in ipairs(errors) do say("error: cannot reopen " .. e) end
+  end)
+  signals[#signals + 1] = usr2
   engine.on_kill = function()
     shutting_down = true
     uv.stop()

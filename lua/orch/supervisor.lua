@@ -184,6 +184,19 @@ function Supervisor:_sink(path, app)
   return s
 end
 
+-- Opens every log file again by its path (after an external logrotate
+-- renamed them). Returns the paths reopened and "PATH: error" for failures.
+function Supervisor:reopen_logs()
+  local paths, reopened, errors = {}, {}, {}
+  for path in pairs(self.sinks) do paths[#paths + 1] = path end
+  table.sort(paths)
+  for _, path in ipairs(paths) do
+    local ok, err = self.sinks[path]:reopen()
+    if ok then reopened[#reopened + 1] = path else errors[#errors + 1] = path .. ": " .. err end
+  end
+  return reopened, errors
+end
+
 -- What went wrong with the log files of proc, as one line, or nil: a failed
 -- rotation (writing goes on to the current file) or failed writes.
 function Supervisor:log_problems(proc)
@@ -202,6 +215,24 @@ function Supervisor:log_problems(proc)
     end
   end
   return #problems > 0 and table.concat(problems, "; ") or nil
+end
+
+-- Empties a log file of app (orch flush) and deletes its rotated files;
+-- writers go on at the new end. true if the file existed, or nil, err.
+function Supervisor:flush_log(path, app)
+  local sink, ok, err = self.sinks[path], nil, nil
+  if sink then
+    ok, err = sink:truncate()
+  else
+    local f = io.open(path, "r+b")
+    if not f then return nil end
+    f:close()
+    local t
+    t, err = io.open(path, "wb")
+    if t then t:close() ok = true end
+  end
+  core.remove_rotated(path, launch.log_rotation(app, self:_rotation_defaults()).retain)
+  return ok, err
 end
 
 function Supervisor:_set(proc, status, info)

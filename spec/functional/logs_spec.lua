@@ -221,6 +221,42 @@ describe("orch log rotation", function()
     return #t > 0
   end
 
+  it("flush empties the file, deletes the rotated ones, and logging goes on", function()
+    local out = ticking('max_size = 200, retain = 3')
+    H.wait_until(function() return exists(out .. ".3") end, 10000, "three rotations")
+    local flushed = assert(H.json(home, { "flush", "app" }))
+    assert.are.same({ out, home .. "/logs/app-error.log" }, flushed.flushed)
+    assert.is_false(exists(out .. ".2") or exists(out .. ".3"), "rotated files are deleted")
+    assert.is_true(#H.read(out) < 200)
+    H.wait_until(function() return #ticks(H.read(out) or "") >= 3 or exists(out .. ".1") end, 5000, "new lines")
+    -- what follows the flush, in order
+    local after = ticks(concat(files_of(out)))
+    assert.is_true(consecutive(after))
+  end)
+
+  it("reopen-logs after an external rename writes to a new file, losing nothing", function()
+    local out = ticking()
+    H.wait_until(function() return #ticks(H.read(out) or "") >= 2 end, 5000, "ticks")
+    assert(os.rename(out, out .. ".moved"))
+    H.wait_until(function() return #ticks(H.read(out .. ".moved")) >= 5 end, 5000, "ticks in the moved file")
+    assert.is_false(exists(out))
+    local res, code, err = H.json(home, { "reopen-logs" })
+    assert.are.equal(0, code, err)
+    assert.is_truthy(table.concat(res.reopened, " "):find(out, 1, true))
+    H.wait_until(function() return #ticks(H.read(out) or "") >= 3 end, 5000, "ticks in the new file")
+    local moved = H.read(out .. ".moved")
+    uv.sleep(100)
+    assert.are.equal(moved, H.read(out .. ".moved"), "the moved file is no longer written")
+    assert.is_true(consecutive(ticks(moved .. H.read(out))))
+
+    -- SIGUSR2 does the same
+    local daemon = tonumber(H.read(home .. "/daemon.pid"))
+    assert(os.rename(out, out .. ".moved2"))
+    uv.kill(daemon, "sigusr2")
+    H.wait_until(function() return #ticks(H.read(out) or "") >= 2 end, 5000, "ticks after SIGUSR2")
+    assert.is_true(consecutive(ticks(moved .. H.read(out .. ".moved2") .. H.read(out))))
+  end)
+
   it("shows a failed rotation in describe, writes on, and rotates once it can", function()
     -- the oldest rotated file cannot be deleted: a directory in the way
     H.sh("mkdir -p '" .. home .. "/logs/app-out.log.2/in-the-way'")
@@ -248,6 +284,19 @@ describe("orch log rotation", function()
     assert.is_true(consecutive(seen()))
   end)
 
+  it("orch run reopens its log files on SIGUSR2", function()
+    H.write(dir .. "/tick.sh", "i=0; while true; do i=$((i+1)); echo \"tick $i\"; sleep 0.02; done\n")
+    H.write(dir .. "/ecosystem.lua", string.format("return { apps = { { name = 'app', script = %q } } }\n",
+      dir .. "/tick.sh"))
+    local o = H.orch({ "run", dir .. "/ecosystem.lua" }, { home = home })
+    local out = home .. "/logs/app-out.log"
+    H.wait_until(function() return #ticks(H.read(out) or "") >= 2 end, 5000, "ticks")
+    assert(os.rename(out, out .. ".moved"))
+    uv.kill(o.pid, "sigusr2")
+    o:wait_output("received SIGUSR2, reopened 2 log file%(s%)")
+    H.wait_until(function() return #ticks(H.read(out) or "") >= 2 end, 5000, "ticks in the new file")
+    assert.is_true(consecutive(ticks(H.read(out .. ".moved") .. H.read(out))))
+  end)
 end)
 
 -- The sink itself, driven from Lua (`orch lua`): where cuts fall, failures.
