@@ -232,12 +232,19 @@ function H.flush(engine, args, respond)
   respond({ flushed = list(files) })
 end
 
--- Opens every log file again by its path: for an external logrotate that
--- renamed them (SIGUSR2 to the daemon does the same). Returns reopened, errors.
+-- Opens every log file again by its path, the daemon's own log included:
+-- for an external logrotate that renamed them. Returns reopened, errors.
 function M.reopen_logs(engine)
-  return engine.sup:reopen_logs()
+  local reopened, errors = engine.sup:reopen_logs()
+  local own = engine.log_sink -- set by orch.daemon
+  if own then
+    local ok, err = own:reopen()
+    if ok then reopened[#reopened + 1] = own:path() else errors[#errors + 1] = own:path() .. ": " .. err end
+  end
+  return reopened, errors
 end
 
+-- (SIGUSR2 to the daemon does the same.)
 function H.reopen_logs(engine, args, respond)
   local ok, err = check(args, {})
   if not ok then return respond(nil, "EINVAL", err) end

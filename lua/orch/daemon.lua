@@ -17,11 +17,27 @@ by itself (detached) when no daemon answers; there is rarely a reason to run
 it by hand.
 ]]
 
-local function logger()
+-- sink: the daemon's own log as a rotating sink, or nil (stderr as it is).
+local function logger(sink)
   return function(level, msg)
     -- one write per line: stderr is unbuffered, and stop logs two lines per process
-    io.stderr:write(os.date("%Y-%m-%dT%H:%M:%S ") .. level .. ": " .. msg .. "\n")
+    local line = os.date("%Y-%m-%dT%H:%M:%S ") .. level .. ": " .. msg .. "\n"
+    if sink then sink:write(line) else io.stderr:write(line) end
   end
+end
+
+-- When our stderr is $ORCH_HOME/daemon.log (the CLI started us), the log
+-- becomes a sink that rotates like the apps' logs (the same defaults), with
+-- fds 1 and 2 following it, so that stray output lands in the current file.
+-- Run by hand on a terminal, stderr stays what it is. Returns the sink or nil.
+local function own_log(path)
+  local st, err_st = uv.fs_fstat(2), uv.fs_stat(path)
+  if not (st and err_st and st.dev == err_st.dev and st.ino == err_st.ino) then return nil end
+  local defaults, problems = require("orch.launch").rotation_defaults()
+  local sink = core.sink_open(path, defaults)
+  if not (sink and sink:own_stdio()) then return nil end
+  for _, p in ipairs(problems) do sink:write("warning: " .. p .. "; using the default\n") end
+  return sink
 end
 
 local function describe(event, proc, info)
@@ -54,7 +70,8 @@ function M.main()
     return 1
   end
   core.set_title("orch: daemon (" .. layout.home .. ")")
-  local log = logger()
+  local log_sink = own_log(layout.daemon_log)
+  local log = logger(log_sink)
   core.on_error(function(msg) log("error", msg) end)
   local engine = engine_mod.new({
     paths = layout, echo = false, log = log, mode = "daemon",
@@ -86,6 +103,7 @@ function M.main()
   hup:start("sighup", function() end) -- detached: a hangup means nothing here
   signals[#signals + 1] = hup
   -- SIGUSR2: reopen every log file (orch reopen-logs), for an external logrotate.
+  engine.log_sink = log_sink
   local usr2 = uv.new_signal()
   usr2:start("sigusr2", function()
     local reopened, errors = require("orch.commands").reopen_logs(engine)

@@ -249,11 +249,14 @@ describe("orch log rotation", function()
     assert.are.equal(moved, H.read(out .. ".moved"), "the moved file is no longer written")
     assert.is_true(consecutive(ticks(moved .. H.read(out))))
 
-    -- SIGUSR2 does the same
+    -- SIGUSR2 does the same, the daemon's own log included
     local daemon = tonumber(H.read(home .. "/daemon.pid"))
     assert(os.rename(out, out .. ".moved2"))
+    assert(os.rename(home .. "/daemon.log", home .. "/daemon.log.moved"))
     uv.kill(daemon, "sigusr2")
     H.wait_until(function() return #ticks(H.read(out) or "") >= 2 end, 5000, "ticks after SIGUSR2")
+    H.wait_until(function() return (H.read(home .. "/daemon.log") or ""):find("received SIGUSR2, reopened") end,
+      5000, "the daemon's log reopened")
     assert.is_true(consecutive(ticks(moved .. H.read(out .. ".moved2") .. H.read(out))))
   end)
 
@@ -296,6 +299,26 @@ describe("orch log rotation", function()
     o:wait_output("received SIGUSR2, reopened 2 log file%(s%)")
     H.wait_until(function() return #ticks(H.read(out) or "") >= 2 end, 5000, "ticks in the new file")
     assert.is_true(consecutive(ticks(H.read(out .. ".moved") .. H.read(out))))
+  end)
+
+  it("rotates the daemon's own log at start and while it runs", function()
+    assert(uv.fs_mkdir(home, tonumber("700", 8)))
+    local old = string.rep("an old line of the daemon's log\n", 100)
+    H.write(home .. "/daemon.log", old, tonumber("600", 8))
+    local env = { ORCH_LOG_MAX_SIZE = "2K", ORCH_LOG_RETAIN = "2" }
+    local code, _, err = H.orch_sync({ "ping" }, { home = home, env = env })
+    assert.are.equal(0, code, err)
+    assert.are.equal(old, H.read(home .. "/daemon.log.1"))
+    assert.matches("daemon started", H.read(home .. "/daemon.log"))
+    code, _, err = H.orch_sync({ "eval", "for i = 1, 100 do orch.log('info', ('x'):rep(60) .. i) end" ..
+      " io.stderr:write('stray output\\n')" }, { home = home })
+    assert.are.equal(0, code, err)
+    local list = files_of(home .. "/daemon.log")
+    assert.are.equal(3, #list)
+    each_file_ends_whole(list, 2048)
+    assert.matches("x100\nstray output\n$", H.read(home .. "/daemon.log"))
+    local st = assert(uv.fs_stat(home .. "/daemon.log"))
+    assert.are.equal(tonumber("600", 8), st.mode % 4096)
   end)
 end)
 
