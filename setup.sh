@@ -8,7 +8,7 @@ set -eu
 cd "$(dirname "$0")"
 
 PACKAGES="gcc make cmake pkg-config libc6-dev luajit libluajit-5.1-dev libuv1-dev
-lua-cjson-dev lua-luv-dev lua-busted procps"
+lua-cjson-dev lua-luv-dev lua-busted procps zlib1g-dev"
 
 missing=""
 for p in $PACKAGES; do

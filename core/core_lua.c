@@ -101,7 +101,8 @@ static orch_sink_t *check_sink(lua_State *L, int idx) {
   return u->s;
 }
 
-/* Applies {max_size = bytes (0: never), retain = n} at idx, if a table. */
+/* Applies {max_size = bytes (0: never), retain = n, compress = bool} at idx,
+ * if a table. */
 static void sink_rotation_opts(lua_State *L, int idx, orch_sink_t *s) {
   if (lua_isnoneornil(L, idx)) return;
   luaL_checktype(L, idx, LUA_TTABLE);
@@ -109,10 +110,13 @@ static void sink_rotation_opts(lua_State *L, int idx, orch_sink_t *s) {
   lua_Number max = luaL_optnumber(L, -1, 0);
   lua_getfield(L, idx, "retain");
   lua_Integer retain = luaL_optinteger(L, -1, 5);
-  lua_pop(L, 2);
+  lua_getfield(L, idx, "compress");
+  int compress = lua_toboolean(L, -1);
+  lua_pop(L, 3);
   if (!(max >= 0 && max < 9.0e15)) luaL_argerror(L, idx, "max_size: expected bytes >= 0");
   if (retain < 1 || retain > ORCH_RETAIN_MAX) luaL_argerror(L, idx, "retain: expected 1 to 1000");
   orch_sink_rotation(s, (uint64_t)max, (int)retain);
+  orch_sink_compress(s, compress ? orch_runtime_loop(L) : NULL);
 }
 
 /* core.sink_open(path|nil [, {max_size =, retain =}]) */
@@ -190,6 +194,10 @@ static int l_sink_stats(lua_State *L) {
   if (st.rotate_err) {
     lua_pushstring(L, uv_err_name(-st.rotate_err));
     lua_setfield(L, -2, "rotate_error");
+  }
+  if (st.compress_err) {
+    lua_pushstring(L, uv_err_name(-st.compress_err));
+    lua_setfield(L, -2, "compress_error");
   }
   return 1;
 }

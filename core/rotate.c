@@ -4,7 +4,9 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
+#include <zlib.h>
 
 int orch_rotate_name(char *buf, size_t cap, const char *path, int n, int gz) {
   int len = snprintf(buf, cap, "%s.%d%s", path, n, gz ? ".gz" : "");
@@ -68,4 +70,49 @@ int orch_rotate_remove(const char *path, int retain) {
     if (rc == 0 && i >= retain) break;
   }
   return err;
+}
+
+static int write_full(int fd, const unsigned char *buf, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, buf, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return -errno;
+    if (w == 0) return -ENOSPC;
+    buf += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+int orch_gzip_fd(int in, int out) {
+  enum { CHUNK = 65536 };
+  z_stream z = {0};
+  /* windowBits 15 + 16: a gzip header and trailer rather than zlib's. */
+  if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    return -ENOMEM;
+  unsigned char *ibuf = malloc(CHUNK), *obuf = malloc(CHUNK);
+  int rc = ibuf && obuf ? 0 : -ENOMEM, flush = Z_NO_FLUSH;
+  while (rc == 0 && flush != Z_FINISH) {
+    ssize_t n;
+    do n = read(in, ibuf, CHUNK);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      rc = -errno;
+      break;
+    }
+    flush = n == 0 ? Z_FINISH : Z_NO_FLUSH;
+    z.next_in = ibuf;
+    z.avail_in = (uInt)n;
+    do {
+      z.next_out = obuf;
+      z.avail_out = CHUNK;
+      deflate(&z, flush); /* cannot fail with a valid stream and buffers */
+      rc = write_full(out, obuf, CHUNK - z.avail_out);
+    } while (rc == 0 && z.avail_out == 0);
+  }
+  deflateEnd(&z);
+  free(ibuf);
+  free(obuf);
+  if (rc == 0 && fsync(out) < 0) rc = -errno;
+  return rc;
 }

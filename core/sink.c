@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,12 @@ struct orch_sink_s {
   uint64_t retry_at;  /* CLOCK_MONOTONIC ns: no rotation attempt before */
   uint64_t rotations;
   int rotate_err;
+  /* gzip of FILE.1 after each rotation (orch_sink_compress). */
+  uv_loop_t *gz_loop;  /* NULL: off */
+  struct gz_job_s *jobs; /* in flight */
+  unsigned gz_seq;     /* names the jobs' temporary files */
+  unsigned gen;        /* bumped by truncate: a job from before is dropped */
+  int gz_err;
   char path[];
 };
 
@@ -154,6 +161,7 @@ int orch_sink_reopen(orch_sink_t *s) {
 }
 
 int orch_sink_truncate(orch_sink_t *s) {
+  s->gen++;
   if (s->fd < 0 || !s->regular) return 0;
   /* The fd may still be on FILE.1 after a failed rotation: FILE is meant. */
   if (s->pending_open) orch_sink_reopen(s);
@@ -170,6 +178,96 @@ int orch_sink_own_stdio(orch_sink_t *s) {
   return 0;
 }
 
+void orch_sink_compress(orch_sink_t *s, uv_loop_t *loop) { s->gz_loop = loop; }
+
+/* ---- gzip of the rotated file ---- */
+
+/* A job compresses one rotated file, which may move on (FILE.1 -> FILE.2 ...)
+ * while it runs: rotations do not wait. Its fds follow the file's inode; its
+ * index follows the name, and its output goes to a temporary name that no
+ * shift touches, renamed to FILE.<index>.gz at the end. */
+typedef struct gz_job_s {
+  uv_work_t req;
+  struct gz_job_s *next;
+  orch_sink_t *s; /* a reference: the sink outlives the job */
+  int in, out, err, index;
+  unsigned gen;
+  char part[PATH_MAX];
+} gz_job_t;
+
+static void gz_work(uv_work_t *req) {
+  gz_job_t *j = req->data;
+  j->err = orch_gzip_fd(j->in, j->out);
+}
+
+/* On the loop thread: the temporary file becomes FILE.<index>.gz, then the
+ * plain FILE.<index> goes. On any failure the plain file stays as it is;
+ * nothing is lost. A file rotated past retain, or flushed, meanwhile is gone
+ * already: its output is dropped. */
+static void gz_done(uv_work_t *req, int status) {
+  gz_job_t *j = req->data;
+  orch_sink_t *s = j->s;
+  for (gz_job_t **pp = &s->jobs; *pp; pp = &(*pp)->next)
+    if (*pp == j) {
+      *pp = j->next;
+      break;
+    }
+  close(j->in);
+  close(j->out);
+  char src[PATH_MAX], gz[PATH_MAX];
+  int err = status < 0 ? -status : j->err < 0 ? -j->err : 0;
+  int gone = j->gen != s->gen || j->index > s->retain;
+  if (err == 0 && !gone) {
+    if (orch_rotate_name(src, sizeof src, s->path, j->index, 0) < 0 ||
+        orch_rotate_name(gz, sizeof gz, s->path, j->index, 1) < 0)
+      err = ENAMETOOLONG;
+    else if (rename(j->part, gz) < 0)
+      err = errno;
+    else
+      unlink(src);
+  }
+  if (err || gone) unlink(j->part);
+  if (!gone) s->gz_err = err;
+  free(j);
+  orch_sink_unref(s);
+}
+
+/* Starts compressing FILE.1 (just rotated) in libuv's thread pool. */
+static void gz_start(orch_sink_t *s, mode_t mode) {
+  char src[PATH_MAX];
+  gz_job_t *j = calloc(1, sizeof *j);
+  int rc = j ? orch_rotate_name(src, sizeof src, s->path, 1, 0) : -ENOMEM;
+  if (rc == 0 && snprintf(j->part, sizeof j->part, "%s.gzip-%u.part", s->path, s->gz_seq++) >=
+                     (int)sizeof j->part)
+    rc = -ENAMETOOLONG;
+  if (rc == 0 && (j->in = open(src, O_RDONLY | O_CLOEXEC)) < 0) rc = -errno;
+  if (rc == 0 &&
+      (j->out = open(j->part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)) < 0) {
+    rc = -errno;
+    close(j->in);
+  }
+  if (rc == 0) {
+    j->req.data = j;
+    j->s = s;
+    j->gen = s->gen;
+    j->index = 1;
+    rc = uv_queue_work(s->gz_loop, &j->req, gz_work, gz_done);
+    if (rc < 0) {
+      close(j->in);
+      close(j->out);
+      unlink(j->part);
+    } else {
+      orch_sink_ref(s);
+      j->next = s->jobs;
+      s->jobs = j;
+    }
+  }
+  if (rc < 0) {
+    s->gz_err = -rc;
+    free(j);
+  }
+}
+
 /* FILE -> FILE.1 (and older ones up), then a new FILE. Any failure leaves
  * the current fd in place, so nothing written is lost; the next attempt
  * waits a second. */
@@ -179,7 +277,10 @@ static void rotate(orch_sink_t *s) {
   mode_t mode = fstat(s->fd, &st) == 0 ? st.st_mode & 07777 : 0640;
   if (!s->pending_open) {
     rc = orch_rotate_shift(s->path, s->retain);
-    if (rc == 0) s->pending_open = 1;
+    if (rc == 0) {
+      s->pending_open = 1;
+      for (gz_job_t *j = s->jobs; j; j = j->next) j->index++;
+    }
   }
   if (s->pending_open) {
     rc = open_append(s->path, mode);
@@ -187,6 +288,7 @@ static void rotate(orch_sink_t *s) {
       adopt(s, rc);
       s->rotations++;
       rc = 0;
+      if (s->gz_loop) gz_start(s, mode);
     }
   }
   s->rotate_err = rc < 0 ? -rc : 0;
@@ -281,6 +383,7 @@ void orch_sink_stats(const orch_sink_t *s, orch_sink_stats_t *st) {
   st->size = s->size;
   st->rotations = s->rotations;
   st->rotate_err = s->rotate_err;
+  st->compress_err = s->gz_err;
 }
 
 /* ---- records (formatted mode) ---- */

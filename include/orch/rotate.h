@@ -23,6 +23,11 @@ int orch_rotate_shift(const char *path, int retain);
  * one exists. 0 or the first -errno other than ENOENT. */
 int orch_rotate_remove(const char *path, int retain);
 
+/* Compresses everything readable from in into out as one gzip member
+ * (zlib's default level), then fsyncs out: 0 or -errno. Blocking: for a
+ * worker thread. */
+int orch_gzip_fd(int in, int out);
+
 /* FILE.n (gz: FILE.n.gz) into buf; -ENAMETOOLONG if it does not fit. */
 int orch_rotate_name(char *buf, size_t cap, const char *path, int n, int gz);
 

@@ -54,6 +54,13 @@ const char *orch_sink_path(const orch_sink_t *s);
  * and rotation is tried again a second later. max_size 0: never rotate. */
 #define ORCH_ROTATE_SLACK 65536
 void orch_sink_rotation(orch_sink_t *s, uint64_t max_size, int retain);
+/* loop non-NULL: after each rotation, FILE.1 is compressed in libuv's
+ * thread pool, into FILE.gzip-N.part, synced, then renamed to FILE.K.gz
+ * where K is where the file is by then (rotations do not wait), and the
+ * plain FILE.K is deleted. A failure keeps the plain file as it is
+ * (compress_err in the stats); a truncate, or the file going past retain,
+ * drops a job in flight. */
+void orch_sink_compress(orch_sink_t *s, uv_loop_t *loop);
 /* Opens the file by its path again (after an external logrotate renamed it):
  * 0, or -errno with the old file kept. */
 int orch_sink_reopen(orch_sink_t *s);
@@ -70,6 +77,7 @@ typedef struct {
   uint64_t size;             /* of the current file, as far as known */
   uint64_t rotations;
   int rotate_err;            /* errno of the failed rotation, 0 once one works */
+  int compress_err;          /* errno of the last failed gzip, 0 once one works */
 } orch_sink_stats_t;
 void orch_sink_stats(const orch_sink_t *s, orch_sink_stats_t *st);
 

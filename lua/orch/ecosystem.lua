@@ -114,6 +114,8 @@ option("max_size", { type = "size|boolean", default_doc = "10M, or $ORCH_LOG_MAX
   doc = "Rotate a log file when it would grow past this size (FILE -> FILE.1 -> FILE.2 ...); 0 or false: never rotate." })
 option("retain", { type = "integer", default_doc = "5, or $ORCH_LOG_RETAIN of the daemon",
   doc = "Rotated files kept per log file (FILE.1 ... FILE.N, the oldest deleted), 1 to 1000." })
+option("log_compress", { type = "boolean", default_doc = "false, or $ORCH_LOG_COMPRESS of the daemon",
+  doc = "gzip each rotated log file (FILE.1.gz, FILE.2.gz ...), in a worker thread." })
 option("watch", { type = "boolean|string|list", default = false,
   doc = "Restart when files change: true watches cwd, or give paths (relative to cwd)." })
 option("ignore_watch", { type = "string|list", default = {},
@@ -340,6 +342,7 @@ local CHECK = {
   merge_logs = check_boolean,
   time = check_boolean,
   disable_logs = check_boolean,
+  log_compress = check_boolean,
   ignore_watch = check_string_list,
   watch_delay = check_duration,
 }

@@ -86,16 +86,18 @@ function M.log_paths(app, instance, logs_dir)
 end
 
 -- Log rotation (core/sink.c rotates). Bounded by default: an app without
--- max_size/retain gets the defaults, which the daemon's environment may
--- change (ORCH_LOG_MAX_SIZE, a size, 0 for no rotation; ORCH_LOG_RETAIN).
+-- max_size/retain/log_compress gets the defaults, which the daemon's
+-- environment may change (ORCH_LOG_MAX_SIZE, a size, 0 for no rotation;
+-- ORCH_LOG_RETAIN; ORCH_LOG_COMPRESS, 1/true or 0/false).
 M.DEFAULT_MAX_SIZE = 10 * 1024 * 1024
 M.DEFAULT_RETAIN = 5
 
--- The defaults from getenv (os.getenv by default): { max_size, retain } and
+-- The defaults from getenv (os.getenv by default): { max_size, retain,
+-- compress } and
 -- a list of complaints about values that were not understood (ignored).
 function M.rotation_defaults(getenv)
   getenv = getenv or os.getenv
-  local d, problems = { max_size = M.DEFAULT_MAX_SIZE, retain = M.DEFAULT_RETAIN }, {}
+  local d, problems = { max_size = M.DEFAULT_MAX_SIZE, retain = M.DEFAULT_RETAIN, compress = false }, {}
   local size = getenv("ORCH_LOG_MAX_SIZE")
   if size and size ~= "" then
     local n = require("orch.util").parse_size(size)
@@ -108,13 +110,22 @@ function M.rotation_defaults(getenv)
     if n and n == math.floor(n) and n >= 1 and n <= 1000 then d.retain = n
     else problems[#problems + 1] = "ORCH_LOG_RETAIN: expected 1 to 1000, got \"" .. retain .. "\"" end
   end
+  local compress = getenv("ORCH_LOG_COMPRESS")
+  if compress and compress ~= "" then
+    local v = ({ ["1"] = true, ["true"] = true, ["0"] = false, ["false"] = false })[compress:lower()]
+    if v ~= nil then d.compress = v
+    else problems[#problems + 1] = "ORCH_LOG_COMPRESS: expected 1 or 0, got \"" .. compress .. "\"" end
+  end
   return d, problems
 end
 
 -- core.sink_open's rotation options for an app's log files.
 function M.log_rotation(app, defaults)
-  defaults = defaults or { max_size = M.DEFAULT_MAX_SIZE, retain = M.DEFAULT_RETAIN }
-  return { max_size = app.max_size or defaults.max_size, retain = app.retain or defaults.retain }
+  defaults = defaults or { max_size = M.DEFAULT_MAX_SIZE, retain = M.DEFAULT_RETAIN, compress = false }
+  local compress = app.log_compress
+  if compress == nil then compress = defaults.compress or false end
+  return { max_size = app.max_size or defaults.max_size, retain = app.retain or defaults.retain,
+           compress = compress }
 end
 
 -- moment.js tokens (PM2's log_date_format) and their strftime equivalents,

@@ -209,6 +209,10 @@ function Supervisor:log_problems(proc)
       if st.rotate_error then
         problems[#problems + 1] = string.format("%s: rotation failed (%s), still writing to it", path, st.rotate_error)
       end
+      if st.compress_error then
+        problems[#problems + 1] = string.format("%s: gzip of %s.1 failed (%s), kept as it is", path, path,
+          st.compress_error)
+      end
       if st.error then
         problems[#problems + 1] = string.format("%s: %s, %d bytes dropped", path, st.error, st.dropped)
       end

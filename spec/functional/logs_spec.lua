@@ -177,6 +177,23 @@ describe("orch log rotation", function()
     assert.are.same(numbered(20000), messages)
   end)
 
+  it("gzips rotated files with log_compress, the lines whole and in order", function()
+    run(AWK:gsub("@N@", "20000"), 'max_size = "64K", retain = 50, log_compress = true')
+    local out = home .. "/logs/app-out.log"
+    assert.is_false(exists(out .. ".1"), "no rotated file is left uncompressed")
+    local parts, n = {}, 0
+    while exists(out .. "." .. (n + 1) .. ".gz") do n = n + 1 end
+    assert.is_true(n > 10, n .. " compressed files")
+    for i = n, 1, -1 do
+      local gz = out .. "." .. i .. ".gz"
+      assert.is_true(uv.fs_stat(gz).size < 20000, gz .. " is compressed")
+      parts[#parts + 1] = H.sh("gzip -dc '" .. gz .. "'")
+    end
+    parts[#parts + 1] = H.read(out)
+    assert.are.equal(table.concat(numbered(20000), "\n") .. "\n", table.concat(parts))
+    assert.are.equal("", H.sh("ls '" .. home .. "/logs' | grep part || true"))
+  end)
+
   it("keeps retain rotated files, the newest lines", function()
     run(AWK:gsub("@N@", "5000"), 'max_size = "4K", retain = 3')
     local out = home .. "/logs/app-out.log"
@@ -380,6 +397,41 @@ describe("orch log sink rotation", function()
     for i = 1, 20 do lines[i] = string.format("line %04d", i) end
     assert.are.equal(table.concat(lines, "\n") .. "\nnot yet\n", H.read(dir .. "/f.log.1"))
     assert.are.equal("now\n", H.read(dir .. "/f.log"))
+  end)
+
+  local function names()
+    local uv = require("luv")
+    local t = {}
+    for name in uv.fs_scandir_next, uv.fs_scandir(dir) do t[#t + 1] = name end
+    table.sort(t)
+    return t
+  end
+
+  it("compresses rotated files in the background, wherever they have moved by then", function()
+    lua([[
+      local s = core.sink_open(F, { max_size = 10, retain = 3, compress = true })
+      -- four rotations before any job is done (they finish on the loop, later)
+      for i = 1, 5 do s:write(("%07d\n"):format(i)) end
+      assert(s:stats().rotations == 4)
+    ]])
+    -- the oldest went past retain before its job was done: dropped
+    assert.are.same({ "f.log", "f.log.1.gz", "f.log.2.gz", "f.log.3.gz", "t.lua" }, names())
+    for i = 1, 3 do
+      assert.are.equal(("%07d\n"):format(5 - i), H.sh("gzip -dc " .. dir .. "/f.log." .. i .. ".gz"))
+    end
+    assert.are.equal("0000005\n", H.read(dir .. "/f.log"))
+  end)
+
+  it("drops a compression in flight when the file is flushed", function()
+    lua([[
+      local s = core.sink_open(F, { max_size = 10, retain = 3, compress = true })
+      s:write("1234567\n")
+      s:write("abcdefg\n")   -- rotates: FILE.1 is being compressed
+      s:truncate()
+      core.remove_rotated(F, 3)
+    ]])
+    assert.are.same({ "f.log", "t.lua" }, names())
+    assert.are.equal("", H.read(dir .. "/f.log"))
   end)
 
   it("reopens by path, truncates, and leaves non-regular files alone", function()

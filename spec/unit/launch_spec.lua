@@ -117,26 +117,30 @@ describe("orch.launch log rotation", function()
 
   it("is bounded by default: 10 MiB, 5 rotated files", function()
     local d, problems = launch.rotation_defaults(env({}))
-    assert.are.same({ max_size = 10 * 1024 * 1024, retain = 5 }, d)
+    assert.are.same({ max_size = 10 * 1024 * 1024, retain = 5, compress = false }, d)
     assert.are.same({}, problems)
   end)
 
-  it("takes the defaults from ORCH_LOG_MAX_SIZE and ORCH_LOG_RETAIN", function()
-    assert.are.same({ max_size = 1024 * 1024, retain = 20 },
-      launch.rotation_defaults(env({ ORCH_LOG_MAX_SIZE = "1M", ORCH_LOG_RETAIN = "20" })))
-    assert.are.same({ max_size = 0, retain = 5 }, launch.rotation_defaults(env({ ORCH_LOG_MAX_SIZE = "0" })))
+  it("takes the defaults from ORCH_LOG_MAX_SIZE, ORCH_LOG_RETAIN and ORCH_LOG_COMPRESS", function()
+    assert.are.same({ max_size = 1024 * 1024, retain = 20, compress = true },
+      launch.rotation_defaults(env({ ORCH_LOG_MAX_SIZE = "1M", ORCH_LOG_RETAIN = "20", ORCH_LOG_COMPRESS = "1" })))
+    assert.are.same({ max_size = 0, retain = 5, compress = false },
+      launch.rotation_defaults(env({ ORCH_LOG_MAX_SIZE = "0", ORCH_LOG_COMPRESS = "false" })))
   end)
 
   it("ignores values it does not understand, saying so", function()
-    local d, problems = launch.rotation_defaults(env({ ORCH_LOG_MAX_SIZE = "big", ORCH_LOG_RETAIN = "0" }))
-    assert.are.same({ max_size = 10 * 1024 * 1024, retain = 5 }, d)
+    local d, problems = launch.rotation_defaults(env({ ORCH_LOG_MAX_SIZE = "big", ORCH_LOG_RETAIN = "0",
+                                                      ORCH_LOG_COMPRESS = "yes" }))
+    assert.are.same({ max_size = 10 * 1024 * 1024, retain = 5, compress = false }, d)
     assert.are.same({ 'ORCH_LOG_MAX_SIZE: expected a size ("10M", 0 for none), got "big"',
-                      'ORCH_LOG_RETAIN: expected 1 to 1000, got "0"' }, problems)
+                      'ORCH_LOG_RETAIN: expected 1 to 1000, got "0"',
+                      'ORCH_LOG_COMPRESS: expected 1 or 0, got "yes"' }, problems)
   end)
 
-  it("prefers the app's own max_size and retain", function()
-    local d = { max_size = 100, retain = 2 }
-    assert.are.same({ max_size = 100, retain = 2 }, launch.log_rotation(app(), d))
-    assert.are.same({ max_size = 0, retain = 9 }, launch.log_rotation(app({ max_size = 0, retain = 9 }), d))
+  it("prefers the app's own max_size, retain and log_compress", function()
+    local d = { max_size = 100, retain = 2, compress = true }
+    assert.are.same({ max_size = 100, retain = 2, compress = true }, launch.log_rotation(app(), d))
+    assert.are.same({ max_size = 0, retain = 9, compress = false },
+      launch.log_rotation(app({ max_size = 0, retain = 9, log_compress = false }), d))
   end)
 end)
