@@ -23,6 +23,29 @@ local function probe(port, n)
   return pids, errors, out
 end
 
+-- n requests (a connection each) from a python client; once 20 answers are
+-- in, during() runs (a kill, a reload) while the rest go on. Returns the
+-- number of answers and the failed requests.
+local function under_load(port, n, during)
+  local out, done = "", false
+  local stdout = uv.new_pipe(false)
+  local client = uv.spawn("python3", { args = { apps .. "/http_probe.py", tostring(port), tostring(n) },
+    stdio = { nil, stdout, nil } }, function() done = true end)
+  stdout:read_start(function(_, data) if data then out = out .. data end end)
+  H.wait_until(function() local _, k = out:gsub("\n", "") return k >= 20 end, 10000, "the first responses")
+  local result = { during() }
+  H.wait_until(function() return done end, 60000, "the client to finish")
+  H.wait_until(function() return not stdout:is_active() end, 5000, "the client's output")
+  stdout:close()
+  client:close()
+  local errors, answers = {}, 0
+  for line in out:gmatch("[^\n]+") do
+    answers = answers + 1
+    if not line:match("^%d+ ") then errors[#errors + 1] = line end
+  end
+  return answers, errors, unpack(result)
+end
+
 describe("listen", function()
   local dir, home
   H.each_test(function(d, h) dir, home = d, h end)
@@ -55,23 +78,7 @@ describe("listen", function()
     local res = start(string.format([[ { name = "web", script = %q, instances = 2, min_uptime = 0,
       listen = "tcp://127.0.0.1:%d" }, ]], apps .. "/activated_server.py", port))
     local victim = res.processes[1].pid
-    -- a client making 300 requests; the kill lands once responses flow
-    local out, done = "", false
-    local stdout = uv.new_pipe(false)
-    local client = uv.spawn("python3", { args = { apps .. "/http_probe.py", tostring(port), "300" },
-      stdio = { nil, stdout, nil } }, function() done = true end)
-    stdout:read_start(function(_, data) if data then out = out .. data end end)
-    H.wait_until(function() local _, n = out:gsub("\n", "") return n >= 20 end, 10000, "the first responses")
-    uv.kill(victim, "sigkill")
-    H.wait_until(function() return done end, 60000, "the client to finish")
-    H.wait_until(function() return not stdout:is_active() end, 5000, "the client's output")
-    stdout:close()
-    client:close()
-    local errors, n = {}, 0
-    for line in out:gmatch("[^\n]+") do
-      n = n + 1
-      if not line:match("^%d+ ") then errors[#errors + 1] = line end
-    end
+    local n, errors = under_load(port, 300, function() uv.kill(victim, "sigkill") end)
     assert.are.equal(300, n)
     -- No connection is refused: the socket lives in the daemon. The request
     -- the victim was serving when it was SIGKILLed dies with it (nothing can
@@ -115,23 +122,10 @@ describe("listen", function()
       listen = "tcp://127.0.0.1:%d" }, ]], apps .. "/activated_server.py", port))
     local before = {}
     for _, p in ipairs(res.processes) do before[p.id] = p.pid end
-    local out, done = "", false
-    local stdout = uv.new_pipe(false)
-    local client = uv.spawn("python3", { args = { apps .. "/http_probe.py", tostring(port), "400" },
-      stdio = { nil, stdout, nil } }, function() done = true end)
-    stdout:read_start(function(_, data) if data then out = out .. data end end)
-    H.wait_until(function() local _, n = out:gsub("\n", "") return n >= 20 end, 10000, "the first responses")
-    local reloaded, code, err = H.json(home, { "reload", "web" })
+    local n, errors, reloaded, code, err = under_load(port, 400, function()
+      return H.json(home, { "reload", "web" })
+    end)
     assert.are.equal(0, code, err)
-    H.wait_until(function() return done end, 60000, "the client to finish")
-    H.wait_until(function() return not stdout:is_active() end, 5000, "the client's output")
-    stdout:close()
-    client:close()
-    local errors, n = {}, 0
-    for line in out:gmatch("[^\n]+") do
-      n = n + 1
-      if not line:match("^%d+ ") then errors[#errors + 1] = line end
-    end
     assert.are.equal(400, n)
     assert.are.same({}, errors)
     assert.are.equal(2, #reloaded)
