@@ -208,6 +208,17 @@ function H.app_pids(home, name)
   return pids
 end
 
+-- Writes dir/name (default ecosystem.lua) holding { apps = { body } }.
+function H.ecosystem(dir, body, name)
+  return H.write(dir .. "/" .. (name or "ecosystem.lua"), "return { apps = {\n" .. body .. "\n} }\n")
+end
+
+-- Writes that ecosystem and starts it through the CLI: the decoded reply,
+-- the exit status, stderr.
+function H.start_apps(dir, home, body)
+  return H.json(home, { "start", H.ecosystem(dir, body) }, { cwd = dir })
+end
+
 -- Gives every test of the enclosing describe a fresh directory and
 -- ORCH_HOME (set(dir, home) before each), and ends after each what it
 -- started: the daemon of that home, every orch and app, the directory.

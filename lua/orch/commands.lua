@@ -22,6 +22,13 @@ local function list(t)
   return setmetatable(t, engine_mod.LIST)
 end
 
+-- The reply most commands give: the processes as list() shows them.
+local function views(engine, procs)
+  local out = {}
+  for _, p in ipairs(procs) do out[#out + 1] = engine:view(p) end
+  return list(out)
+end
+
 -- Checks args against { field = "string" | "number" | "boolean" | "table" |
 -- "string|number" ... } (every field optional unless listed in `required`).
 local function check(args, fields, required)
@@ -75,9 +82,7 @@ local function each(engine, procs, fn, respond, after)
     pending = pending - 1
     if pending > 0 then return end
     if after then after() end
-    local views = {}
-    for _, p in ipairs(procs) do views[#views + 1] = engine:view(p) end
-    respond(list(views))
+    respond(views(engine, procs))
   end
   for _, p in ipairs(procs) do fn(p, one) end
   one()
@@ -95,15 +100,20 @@ end
 local function start_known(engine, args, respond)
   local procs = with_procs(engine, args, respond)
   if not procs then return end
-  local result = {}
+  local changes, seen = { started = {}, unchanged = {} }, {}
   for _, p in ipairs(procs) do
-    local already = p.status ~= "stopped" and p.status ~= "errored"
-    if not already then engine.sup:start(p) end
-    local v = engine:view(p)
-    v.already_running = already
-    result[#result + 1] = v
+    local kind = "unchanged"
+    if p.status == "stopped" or p.status == "errored" then
+      engine.sup:start(p)
+      kind = "started"
+    end
+    local key = kind .. "\0" .. p.name
+    if not seen[key] then
+      seen[key] = true
+      table.insert(changes[kind], p.name)
+    end
   end
-  respond({ processes = list(result), warnings = list({}) })
+  respond({ processes = views(engine, procs), warnings = list({}), changes = changes })
 end
 
 function H.start(engine, args, respond)
@@ -148,11 +158,7 @@ function H.stop(engine, args, respond)
   local procs = with_procs(engine, args, respond)
   if not procs then return end
   -- dependents first (depends_on)
-  engine:stop_ordered(procs, function()
-    local views = {}
-    for _, p in ipairs(procs) do views[#views + 1] = engine:view(p) end
-    respond(list(views))
-  end)
+  engine:stop_ordered(procs, function() respond(views(engine, procs)) end)
 end
 
 function H.restart(engine, args, respond)
@@ -189,9 +195,7 @@ end
 function H.list(engine, args, respond)
   local ok, err = check(args, {})
   if not ok then return respond(nil, "EINVAL", err) end
-  local views = {}
-  for _, p in ipairs(engine.sup:list()) do views[#views + 1] = engine:view(p) end
-  respond(list(views))
+  respond(views(engine, engine.sup:list()))
 end
 
 function H.describe(engine, args, respond)
@@ -344,9 +348,7 @@ function H.reload(engine, args, respond)
       if not r.ok then failed[#failed + 1] = string.format("id %d: %s", r.id, r.error) end
     end
     if #failed > 0 then return respond(nil, "ERELOAD", table.concat(failed, "; ")) end
-    local views = {}
-    for _, p in ipairs(engine:resolve(tostring(args.target)) or {}) do views[#views + 1] = engine:view(p) end
-    respond(list(views))
+    respond(views(engine, engine:resolve(tostring(args.target)) or {}))
   end)
 end
 
@@ -362,11 +364,7 @@ function H.scale(engine, args, respond)
     local _, rerr = engine:resolve(args.name)
     return respond(nil, "ENOTFOUND", rerr or ("no app named '" .. args.name .. "'"))
   end
-  engine:scale(args.name, n, function(procs)
-    local views = {}
-    for _, p in ipairs(procs) do views[#views + 1] = engine:view(p) end
-    respond(list(views))
-  end)
+  engine:scale(args.name, n, function(procs) respond(views(engine, procs)) end)
 end
 
 -- Sends a message over the IPC channel of each process of the target.

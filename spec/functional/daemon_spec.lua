@@ -26,9 +26,7 @@ describe("orch daemon and CLI", function()
     return H.orch_sync(args, opts)
   end
 
-  local function ecosystem(name, body)
-    return H.write(dir .. "/" .. name, "return { apps = {\n" .. body .. "\n} }\n")
-  end
+  local function ecosystem(name, body) return H.ecosystem(dir, body, name) end
 
   it("starts the daemon on first use, private to its owner", function()
     local code, out = orch({ "ping" })

@@ -50,10 +50,7 @@ describe("listen", function()
   local dir, home
   H.each_test(function(d, h) dir, home = d, h end)
 
-  local function start(body)
-    local file = H.write(dir .. "/ecosystem.lua", "return { apps = {\n" .. body .. "\n} }\n")
-    return H.json(home, { "start", file }, { cwd = dir })
-  end
+  local function start(body) return H.start_apps(dir, home, body) end
 
   it("shares one port between instances by socket activation", function()
     local port = free_port()

@@ -19,9 +19,7 @@ describe("orch run", function()
     H.rmdir(dir)
   end)
 
-  local function ecosystem(body)
-    return H.write(dir .. "/ecosystem.lua", "return { apps = {\n" .. body .. "\n} }\n")
-  end
+  local function ecosystem(body) return H.ecosystem(dir, body) end
 
   local function pid_file(i)
     local s = H.read(out .. "/pid." .. i)

@@ -7,8 +7,7 @@ describe("restart triggers", function()
   H.each_test(function(d, h) dir, home = d, h end)
 
   local function start(body)
-    local file = H.write(dir .. "/ecosystem.lua", "return { apps = {\n" .. body .. "\n} }\n")
-    local res, code, err = H.json(home, { "start", file }, { cwd = dir })
+    local res, code, err = H.start_apps(dir, home, body)
     assert.are.equal(0, code, err)
     return res
   end
