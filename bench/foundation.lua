@@ -9,44 +9,15 @@ local uv = require("luv")
 
 local RESTART_ROUNDS, START_RUNS, INSTANCES, IDLE_S, STRACE_S = 20, 5, 100, 10, 5
 
-local function abs(p) return p:sub(1, 1) == "/" and p or uv.cwd() .. "/" .. p end
-local ROOT = assert(uv.fs_realpath(abs((arg[0]:match("^(.*)/") or ".") .. "/..")))
-local BIN = abs(os.getenv("ORCH_BIN") or (ROOT .. "/build/orch"))
-assert(uv.fs_access(BIN, "X"), "no executable orch at " .. BIN .. " (run ./setup.sh)")
-local PATH = os.getenv("PATH") or "/usr/bin:/bin"
+local lib = dofile((arg[0]:match("^(.*)/") or ".") .. "/lib.lua")
+local ROOT, BIN, PATH = lib.ROOT, lib.BIN, lib.PATH
+local read, stat, observe, ours_alive, children = lib.read, lib.stat, lib.observe, lib.ours_alive, lib.children
 local STAMP = ROOT .. "/bench/apps/stamp.sh"
 
-local function read(path)
-  local f = io.open(path, "rb")
-  local s = f and f:read("*a")
-  return s, f and f:close()
-end
 
--- Fields of /proc/PID/stat after "(comm)", which may itself hold spaces:
--- f[1] is field 3 (state), so field N is f[N - 2].
-local function stat(pid)
-  local s, f = read("/proc/" .. pid .. "/stat"), {}
-  for w in (s and s:match("%) (.*)") or ""):gmatch("%S+") do f[#f + 1] = w end
-  return s and f
-end
 local function comm(pid) return (read("/proc/" .. pid .. "/comm") or ""):gsub("\n", "") end
 
--- Pids are kept with their start time, so cleanup never kills a process that
--- merely reused a pid of ours.
-local observed = {}
-local function observe(pid) local f = stat(pid); if f then observed[pid] = f[20] end end
-local function ours_alive(pid) local f = stat(pid); return f and f[20] == observed[pid] and f[1] ~= "Z" end
 
-local function children(pid)
-  local out, req = {}, uv.fs_scandir("/proc/" .. pid .. "/task")
-  local tid = req and uv.fs_scandir_next(req)
-  while tid do
-    local list = read(("/proc/%d/task/%s/children"):format(pid, tid)) or ""
-    for c in list:gmatch("%d+") do out[#out + 1] = tonumber(c) end
-    tid = uv.fs_scandir_next(req)
-  end
-  return out
-end
 
 -- Wall clock (to compare with the apps' own stamps) in ns from a base second,
 -- so that it stays exact in a double.
@@ -311,7 +282,7 @@ local function cleanup()
       pcall(wait_exit, o, 3000)
     end
   end
-  for pid in pairs(observed) do if ours_alive(pid) then uv.kill(pid, "sigkill") end end
+  lib.kill_observed()
   uv.run("nowait")
 end
 
