@@ -338,7 +338,7 @@ end
 -- A message from a process over its channel: 'ready' ends a wait_ready
 -- wait; every message that is not Node's own becomes a "message" event.
 function Supervisor:_message(proc, handle, msg)
-  if require("orch.channel").is_internal(msg) then return end
+  if channel.is_internal(msg) then return end
   if proc.handle == handle and msg == "ready" then
     proc.ready = true
     self.emit("ready", proc)
