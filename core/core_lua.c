@@ -581,6 +581,15 @@ static int l_close(lua_State *L) {
   return 1;
 }
 
+/* A second descriptor for a socket that a luv handle will own (and close)
+ * while orch keeps the first. */
+static int l_dup(lua_State *L) {
+  int fd = fcntl((int)luaL_checkinteger(L, 1), F_DUPFD_CLOEXEC, 3);
+  if (fd < 0) return push_fail(L, -errno);
+  lua_pushinteger(L, fd);
+  return 1;
+}
+
 static int l_isatty(lua_State *L) {
   lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
   return 1;
@@ -625,6 +634,7 @@ static const luaL_Reg core_funcs[] = {{"spawn", l_spawn},
                                       {"environ", l_environ},
                                       {"socketpair", l_socketpair},
                                       {"close", l_close},
+                                      {"dup", l_dup},
                                       {"on_error", l_on_error},
                                       {NULL, NULL}};
 

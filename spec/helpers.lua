@@ -248,4 +248,47 @@ function H.rmdir(dir)
   if dir and dir:match("^/tmp/orch%-spec%-") then H.sh("rm -rf '" .. dir .. "'") end
 end
 
+-- A free port on 127.0.0.1, found by binding port 0.
+function H.free_port()
+  local s = uv.new_tcp()
+  assert(s:bind("127.0.0.1", 0))
+  local port = s:getsockname().port
+  s:close()
+  return port
+end
+
+function H.http_probe(port, n)
+  local out = H.sh(string.format("python3 %s/http_probe.py %d %d", H.root .. "/spec/fixtures/apps", port, n))
+  local pids, errors = {}, {}
+  for line in out:gmatch("[^\n]+") do
+    local pid = line:match("^(%d+) ")
+    if pid then pids[#pids + 1] = tonumber(pid) else errors[#errors + 1] = line end
+  end
+  return pids, errors, out
+end
+
+-- HTTP on 127.0.0.1: python clients (spec/fixtures/apps/http_probe.py) whose
+-- servers answer "PID ...". n requests (a connection each) from a python client; once 20 answers are
+-- in, during() runs (a kill, a reload) while the rest go on. Returns the
+-- number of answers and the failed requests.
+function H.under_load(port, n, during)
+  local out, done = "", false
+  local stdout = uv.new_pipe(false)
+  local client = uv.spawn("python3", { args = { H.root .. "/spec/fixtures/apps/http_probe.py", tostring(port), tostring(n) },
+    stdio = { nil, stdout, nil } }, function() done = true end)
+  stdout:read_start(function(_, data) if data then out = out .. data end end)
+  H.wait_until(function() local _, k = out:gsub("\n", "") return k >= 20 end, 10000, "the first responses")
+  local result = { during() }
+  H.wait_until(function() return done end, 60000, "the client to finish")
+  H.wait_until(function() return not stdout:is_active() end, 5000, "the client's output")
+  stdout:close()
+  client:close()
+  local errors, answers = {}, 0
+  for line in out:gmatch("[^\n]+") do
+    answers = answers + 1
+    if not line:match("^%d+ ") then errors[#errors + 1] = line end
+  end
+  return answers, errors, unpack(result)
+end
+
 return H

@@ -46,12 +46,12 @@ option("env_<name>", { type = "table", pattern = "^env_",
   doc = "Environment overlay merged over env when started with --env <name>." })
 option("instances", { type = "integer|string", default = 1,
   doc = "Number of processes. 0 or \"max\": one per CPU; -N: CPUs minus N (at least 1)." })
-option("exec_mode", { type = "string", default = "fork", implemented = false,
-  doc = "\"fork\" (independent processes) or \"cluster\" (instances share listening sockets). PM2's fork_mode/cluster_mode are accepted." })
+option("exec_mode", { type = "string", default = "fork",
+  doc = "\"fork\" (independent processes) or \"cluster\" (instances are workers of Node's cluster protocol: a Node script's listen() gets its socket from orch, balanced by `balance`). PM2's fork_mode/cluster_mode are accepted." })
 option("listen", { type = "string|list|table", default = {},
   doc = "Sockets the daemon binds and holds for the app (they outlive restarts): \"tcp://127.0.0.1:8000\", \"tcp://[::1]:8000\", \"unix:///run/app.sock\"; a list, or a table of name = address." })
-option("balance", { type = "string", default = "shared",
-  doc = "How instances share the listen sockets: \"shared\" (every instance inherits them by systemd socket activation: LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES, fds from 3)." })
+option("balance", { type = "string", default_doc = "\"round-robin\" in cluster mode, else \"shared\"",
+  doc = "How instances share the sockets: \"shared\" (every instance inherits the listen sockets by systemd socket activation: LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES, fds from 3; cluster workers get the socket itself), \"round-robin\" (orch accepts and hands each connection to the next cluster worker) or \"preload\" (an LD_PRELOAD library turns the program's own bind() on a listen address into the shared socket)." })
 option("port", { type = "integer", compat = "ignored",
   doc = "Shortcut for env.PORT (set only when env has no PORT)." })
 option("autorestart", { type = "boolean", default = true,
@@ -779,11 +779,11 @@ local function normalize_app(raw, index, st)
     app.out_file, app.error_file = "/dev/null", "/dev/null"
   end
 
-  if app.exec_mode == "cluster" then
-    warn(opt_name("exec_mode"), "is \"cluster\", which is not implemented yet: instances run in fork mode")
+  if app.balance == nil then
+    app.balance = app.exec_mode == "cluster" and "round-robin" or "shared"
   end
-  if app.balance ~= "shared" then
-    warn("balance", "is \"" .. app.balance .. "\", which is not implemented yet: instances share the sockets (\"shared\")")
+  if app.balance == "preload" and #app.listen == 0 then
+    return fail("balance", "is \"preload\", which needs the sockets to hand over (the 'listen' option)")
   end
   if app.wait_healthy and not app.health then
     return fail("wait_healthy", "needs a health check (the 'health' option)")

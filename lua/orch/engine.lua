@@ -38,8 +38,17 @@ function M.new(opts)
       return (proc.app.wait_healthy and proc.app.health ~= nil) or proc.app.wait_ready
     end,
     listeners = function(proc) return self:listeners(proc.app) end,
+    internal = function(proc, ch, msg) self.cluster:message(proc, ch, msg) end,
+    channel_closed = function(_, ch) self.cluster:closed(ch) end,
+    graceful = function(proc, after) return self.cluster:disconnect(proc, after) end,
   })
   self.bound = {} -- app name -> { key = listen config, fds = {...}, names = {...} }
+  self.cluster = require("orch.cluster").new({
+    log = self.log,
+    label = function(p) return self.sup:label(p) end,
+    listen_fds = function(app) return self:held_sockets(app) end,
+    emit = function(event, p) self:_event(event, p) end,
+  })
   return self
 end
 
@@ -47,6 +56,22 @@ end
 -- (a restart of its processes never closes them: connections queue in the
 -- kernel meanwhile). Returns { fds, names } or nil, message.
 function Engine:listeners(app)
+  local held, err = self:bind(app)
+  -- round-robin: orch accepts (orch.cluster); the instances get nothing
+  if app.balance == "round-robin" then return nil, err end
+  return held, err
+end
+
+-- The app's `listen` sockets as { fd =, spec = } pairs, bound if need be.
+function Engine:held_sockets(app)
+  local held = self:bind(app)
+  if not held then return {} end
+  local out = {}
+  for i, fd in ipairs(held.fds) do out[i] = { fd = fd, spec = app.listen[i] } end
+  return out
+end
+
+function Engine:bind(app)
   if #(app.listen or {}) == 0 then return nil end
   local key = cjson.encode(app.listen)
   local held = self.bound[app.name]
@@ -69,6 +94,7 @@ function Engine:listeners(app)
 end
 
 function Engine:unbind(name)
+  self.cluster:forget(name)
   local held = self.bound and self.bound[name]
   if not held then return end
   for _, fd in ipairs(held.fds) do core.close(fd) end
@@ -108,6 +134,9 @@ function Engine:_event(event, proc, info)
   self.health:on_event(event, proc)
   if event == "start" and proc.app.wait_ready then self:_await_ready(proc) end
   if event == "ready" then self:maybe_online(proc) end
+  if event == "listening" then proc.listening = true end
+  if event == "start" then proc.listening = nil end
+  if event == "stopping" then self.cluster:drain(proc) end
   if event ~= "exit" and event ~= "restart" then self:save_state_soon() end
   if self.opts.on_event then self.opts.on_event(event, proc, info) end
   -- Users' hooks and handlers run after the transition that raised the event
@@ -408,14 +437,38 @@ function Engine:reload(procs, done)
     end
     local new = self.sup:add(old.app, old.base_env, old.instance)[1]
     new.restarts = old.restarts + 1
+    local switched = false
+    -- The old one stops once the new one serves: it is online and, for a
+    -- cluster worker, listening (or listen_timeout passed).
+    local function switch()
+      if switched then return end
+      switched = true
+      self.proc_watchers[new] = nil
+      self.sup:stop(old, function()
+        self.sup:replace(old, new)
+        results[#results + 1] = { id = new.id, ok = true, pid = new.pid }
+        next_one()
+      end)
+    end
+    local function wait_listening()
+      local t = uv.new_timer()
+      t:start(new.app.listen_timeout, 0, function()
+        t:close()
+        if new.status == "online" then switch() end
+      end)
+    end
     self.proc_watchers[new] = function(event)
       if event == "online" then
-        self.sup:stop(old, function()
-          self.sup:replace(old, new)
-          results[#results + 1] = { id = new.id, ok = true, pid = new.pid }
-          next_one()
-        end)
-        return true
+        if new.app.exec_mode ~= "cluster" or new.app.wait_ready or new.listening then
+          switch()
+          return true
+        end
+        wait_listening()
+      elseif event == "listening" then
+        if new.status == "online" then
+          switch()
+          return true
+        end
       elseif event == "errored" or event == "stopped" or event == "waiting" then
         local why = new.reason or event
         self.sup:stop(new, function()
@@ -535,6 +588,10 @@ function Engine:describe(p)
   v.autorestart, v.max_restarts, v.min_uptime = app.autorestart, app.max_restarts, app.min_uptime
   v.kill_signal, v.kill_timeout = app.kill_signal, app.kill_timeout
   v.health = self.health:describe(p, cjson.null) or cjson.null
+  v.exec_mode, v.balance = app.exec_mode, app.balance
+  v.listen = {}
+  for i, l in ipairs(app.listen or {}) do v.listen[i] = l.address end
+  v.cluster = self.cluster:view(p.name)
   local source = (self.apps[p.name] or {}).source or {}
   v.source = source.file or "command line"
   return v

@@ -49,7 +49,12 @@ end
 
 -- opts: logs_dir, base_env (table), emit(event, proc, info), log(level, msg),
 --       echo (bool: copy output lines to our stdout/stderr with a prefix),
---       gate(proc) -> true when a new process must wait for set_online()
+--       gate(proc) -> true when a new process must wait for set_online(),
+--       listeners(proc) -> { fds, names } inherited by socket activation,
+--       internal(proc, channel, msg): Node's own messages (cluster),
+--       channel_closed(proc, channel),
+--       graceful(proc, after) -> true when a stop was asked for over the
+--         channel (after() runs when the signal is due)
 function M.new(opts)
   local self = setmetatable({
     procs = {},       -- in id order
@@ -290,6 +295,12 @@ function Supervisor:_launch(proc)
     fds[#fds + 1] = child_fd
     env[#env + 1] = "NODE_CHANNEL_FD=" .. (2 + #fds)
     env[#env + 1] = "NODE_CHANNEL_SERIALIZATION_MODE=json"
+    -- Node's cluster module makes a process with this variable a worker,
+    -- whose listen() asks the primary (orch.cluster) for its socket.
+    if app.exec_mode == "cluster" then
+      self.worker_ids = (self.worker_ids or 0) + 1
+      env[#env + 1] = "NODE_UNIQUE_ID=" .. self.worker_ids
+    end
   end
   local handle, code
   handle, err, code = core.spawn({
@@ -316,9 +327,11 @@ function Supervisor:_launch(proc)
   proc.pid = handle:pid()
   if chan_fd then
     -- The old run's channel closes by itself at EOF, after its last message.
-    local ch, cerr = channel.open(chan_fd,
-      function(msg) self:_message(proc, handle, msg) end,
-      function(problem) self.log("warn", self:label(proc) .. ": " .. problem) end)
+    local ch, cerr
+    ch, cerr = channel.open(chan_fd,
+      function(msg) self:_message(proc, handle, msg, ch) end,
+      function(problem) self.log("warn", self:label(proc) .. ": " .. problem) end,
+      function() if self.opts.channel_closed then self.opts.channel_closed(proc, ch) end end)
     if not ch then
       core.close(chan_fd)
       self.log("warn", self:label(proc) .. ": no IPC channel: " .. tostring(cerr))
@@ -337,8 +350,11 @@ end
 
 -- A message from a process over its channel: 'ready' ends a wait_ready
 -- wait; every message that is not Node's own becomes a "message" event.
-function Supervisor:_message(proc, handle, msg)
-  if channel.is_internal(msg) then return end
+function Supervisor:_message(proc, handle, msg, ch)
+  if channel.is_internal(msg) then
+    if self.opts.internal then self.opts.internal(proc, ch, msg) end
+    return
+  end
   if proc.handle == handle and msg == "ready" then
     proc.ready = true
     self.emit("ready", proc)
@@ -497,6 +513,17 @@ function Supervisor:stop(proc, done)
   -- shutdown_with_message: 'shutdown' over the channel instead of the signal
   -- (PM2's option); SIGKILL after kill_timeout either way.
   local sent = app.shutdown_with_message and proc.handle and self:send(proc, "shutdown")
+  -- A cluster worker is told to disconnect first: it stops listening and
+  -- lets its connections finish; the signal follows once it has let go of
+  -- the channel.
+  if not sent and proc.handle and self.opts.graceful then
+    local handle = proc.handle
+    sent = self.opts.graceful(proc, function()
+      if proc.status == "stopping" and proc.handle == handle then
+        signal_tree(proc, app.kill_signal, tree(proc))
+      end
+    end)
+  end
   if not sent then signal_tree(proc, app.kill_signal, proc.snapshot) end
   proc.timer = after(app.kill_timeout, function()
     close_timer(proc.timer)

@@ -4,47 +4,7 @@ local uv = require("luv")
 
 local apps = H.root .. "/spec/fixtures/apps"
 
--- A free port on 127.0.0.1, found by binding port 0.
-local function free_port()
-  local s = uv.new_tcp()
-  assert(s:bind("127.0.0.1", 0))
-  local port = s:getsockname().port
-  s:close()
-  return port
-end
-
-local function probe(port, n)
-  local out = H.sh(string.format("python3 %s/http_probe.py %d %d", apps, port, n))
-  local pids, errors = {}, {}
-  for line in out:gmatch("[^\n]+") do
-    local pid = line:match("^(%d+) ")
-    if pid then pids[#pids + 1] = tonumber(pid) else errors[#errors + 1] = line end
-  end
-  return pids, errors, out
-end
-
--- n requests (a connection each) from a python client; once 20 answers are
--- in, during() runs (a kill, a reload) while the rest go on. Returns the
--- number of answers and the failed requests.
-local function under_load(port, n, during)
-  local out, done = "", false
-  local stdout = uv.new_pipe(false)
-  local client = uv.spawn("python3", { args = { apps .. "/http_probe.py", tostring(port), tostring(n) },
-    stdio = { nil, stdout, nil } }, function() done = true end)
-  stdout:read_start(function(_, data) if data then out = out .. data end end)
-  H.wait_until(function() local _, k = out:gsub("\n", "") return k >= 20 end, 10000, "the first responses")
-  local result = { during() }
-  H.wait_until(function() return done end, 60000, "the client to finish")
-  H.wait_until(function() return not stdout:is_active() end, 5000, "the client's output")
-  stdout:close()
-  client:close()
-  local errors, answers = {}, 0
-  for line in out:gmatch("[^\n]+") do
-    answers = answers + 1
-    if not line:match("^%d+ ") then errors[#errors + 1] = line end
-  end
-  return answers, errors, unpack(result)
-end
+local free_port, probe, under_load = H.free_port, H.http_probe, H.under_load
 
 describe("listen", function()
   local dir, home

@@ -108,6 +108,8 @@ describe("orch.ecosystem", function()
       { 'exec_mode = "cluster"', { exec_mode = "cluster" } },
       { 'exec_mode = "cluster_mode"', { exec_mode = "cluster" } },
       { 'exec_mode = "fork_mode"', { exec_mode = "fork" } },
+      { 'exec_mode = "cluster"', { exec_mode = "cluster", balance = "round-robin" } },
+      { 'exec_mode = "cluster", balance = "shared"', { exec_mode = "cluster", balance = "shared" } },
       { "autorestart = false", { autorestart = false } },
       { "max_restarts = 0", { max_restarts = 0 } },
       { 'max_restarts = "5"', { max_restarts = 5 } },
@@ -204,6 +206,8 @@ describe("orch.ecosystem", function()
       { "instances = 2.5", "instances", 'expected a positive integer, 0 or "max" (one per CPU), or -N (CPUs minus N), got number 2.5' },
       { 'exec_mode = "clustr"', "exec_mode", 'expected "fork" or "cluster", got string "clustr" (did you mean "cluster"?)' },
       { "exec_mode = 1", "exec_mode", 'expected "fork" or "cluster", got number 1' },
+      { 'balance = "rr"', "balance", 'expected "shared", "round-robin" or "preload", got string "rr"' },
+      { 'balance = "preload"', "balance", "is \"preload\", which needs the sockets to hand over (the 'listen' option)" },
       { 'autorestart = "yes"', "autorestart", 'expected a boolean, got string "yes"' },
       { 'max_restarts = "ten"', "max_restarts", 'expected a non-negative integer, got string "ten"' },
       { "max_restarts = -1", "max_restarts", "expected a non-negative integer, got number -1" },
@@ -800,9 +804,8 @@ describe("orch.ecosystem", function()
       assert.is_nil(api.log_date_format) -- null means absent
       assert.are.same({ "--max-old-space-size=128" }, api.interpreter_args)
       assert.are.equal(3, api.config_line)
-      assert.are.same({
-        FIXTURES .. "/good.json:8: app 'api': option 'exec_mode' is \"cluster\", which is not implemented yet: instances run in fork mode",
-      }, cfg.warnings)
+      assert.are.equal("round-robin", api.balance) -- cluster mode's default
+      assert.are.same({}, cfg.warnings)
     end)
 
     it("report invalid JSON with the line", function()

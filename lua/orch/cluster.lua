@@ -1,0 +1,337 @@
+-- orch.cluster: orch as the primary of Node's cluster module, for any
+-- worker that speaks its protocol over the IPC channel (unmodified Node
+-- cluster workers, orch.worker for Lua). A worker's listen() sends
+-- queryServer; orch binds the socket once per app and key (or uses the
+-- app's `listen` socket on that port) and holds it while the app exists,
+-- so restarts never close it. Then, by the app's `balance`:
+--   round-robin: orch accepts and hands each connection to the next worker
+--                (newconn with the descriptor attached);
+--   shared:      every worker gets the listening socket itself.
+-- Wire format: docs/protocol.md; Node's side: lib/internal/cluster/.
+local uv = require("luv")
+local core = require("orch.core")
+local null = require("cjson").null
+
+local M = {}
+
+local Cluster = {}
+Cluster.__index = Cluster
+
+-- libuv's (negative) error numbers, which Node turns back into names.
+local ERRNO = {
+  EACCES = -13, EADDRINUSE = -98, EADDRNOTAVAIL = -99, EINVAL = -22, ENOENT = -2,
+  ENAMETOOLONG = -36, ENOTSUP = -95, EMFILE = -24,
+}
+
+-- Connections orch holds for an app while no worker can take them (every
+-- instance is restarting); more are left in the kernel's accept queue.
+M.MAX_HELD = 1024
+-- A connection refused this often by workers (accepted = false) is closed.
+M.MAX_TRIES = 8
+
+-- opts:
+--   log(level, text)
+--   label(proc) -> "name:instance"
+--   listen_fds(app) -> list of { fd =, spec = one entry of app.listen }
+--     (the sockets the engine holds for the app's `listen` option)
+--   emit(event, proc): "listening" when a worker is serving
+function M.new(opts)
+  return setmetatable({
+    log = opts.log, label = opts.label, listen_fds = opts.listen_fds,
+    emit = opts.emit or function() end,
+    apps = {},    -- app name -> key -> entry
+    workers = {}, -- channel -> worker state
+    seq = 0,
+  }, Cluster)
+end
+
+function Cluster:_next_seq()
+  self.seq = self.seq + 1
+  return self.seq
+end
+
+function Cluster:_reply(w, query, fields)
+  fields.cmd = "NODE_CLUSTER"
+  fields.ack = query.seq
+  fields.seq = self:_next_seq()
+  return w.ch.send(fields)
+end
+
+local function worker_state(self, proc, ch)
+  local w = self.workers[ch]
+  if not w then
+    w = { proc = proc, ch = ch, app = proc.app.name, inflight = {}, entries = {}, live = true }
+    self.workers[ch] = w
+  end
+  return w
+end
+
+-- The app's `listen` socket a query is for, or nil: same kind, same port
+-- (or path), and the same host unless the worker asked for any address.
+local function configured(self, app, q)
+  for _, held in ipairs(self.listen_fds(app) or {}) do
+    local l = held.spec
+    if q.addressType == -1 then
+      if l.kind == "unix" and l.path == q.address then return held.fd end
+    elseif l.kind == "tcp" and l.port == q.port and (q.address == nil or q.address == l.host) then
+      return held.fd
+    end
+  end
+end
+
+-- The socket for a query: the app's own, or one bound now (Node binds an
+-- unspecified address as "::", falling back to "0.0.0.0").
+local function bind(self, app, q)
+  local fd = configured(self, app, q)
+  if fd then return fd, false end
+  if q.addressType == -1 then
+    if type(q.address) ~= "string" then return nil, "EINVAL" end
+    local f, _, name = core.listen_unix(q.address)
+    return f, f and true or name
+  end
+  if q.addressType ~= 4 and q.addressType ~= 6 then return nil, "ENOTSUP" end
+  local port = tonumber(q.port) or 0
+  local host = q.address
+  local f, name
+  if type(host) == "string" then
+    f, _, name = core.listen_tcp(host, port)
+  else
+    f, _, name = core.listen_tcp("::", port)
+    if not f then f, _, name = core.listen_tcp("0.0.0.0", port) end
+  end
+  return f, f and true or name
+end
+
+local function sockname(handle, unix)
+  if unix then return nil end
+  local sn = handle:getsockname()
+  if not sn then return nil end
+  return { address = sn.ip, port = sn.port, family = sn.family == "inet6" and "IPv6" or "IPv4" }
+end
+
+function Cluster:_entry(app, q)
+  local key = string.format("%s:%s:%s:%s:%s", tostring(q.address), tostring(q.port),
+    tostring(q.addressType), tostring(q.fd), tostring(q.index))
+  local by_key = self.apps[app.name]
+  if not by_key then
+    by_key = {}
+    self.apps[app.name] = by_key
+  end
+  local e = by_key[key]
+  if e then return e end
+  local fd, owned_or_err = bind(self, app, q)
+  if not fd then return nil, owned_or_err end
+  local unix = q.addressType == -1
+  e = {
+    key = key, app = app.name, fd = fd, owned = owned_or_err, unix = unix,
+    rr = app.balance == "round-robin", data = q.data,
+    workers = {}, next = 0, held = {},
+  }
+  -- A handle of our own on a duplicate, for sockname and (round-robin)
+  -- accepting; closing it leaves the app's socket open.
+  local dup = core.dup(fd)
+  if not dup then
+    if e.owned then core.close(fd) end
+    return nil, "EMFILE"
+  end
+  e.handle = unix and uv.new_pipe(false) or uv.new_tcp()
+  e.handle:open(dup)
+  e.sockname = sockname(e.handle, unix)
+  by_key[key] = e
+  return e
+end
+
+-- Accepting runs only while some worker can take connections; otherwise
+-- they wait in the kernel's queue, where a restarting app wants them.
+function Cluster:_listen(e)
+  if e.listening or not e.rr then return end
+  e.listening = true
+  e.handle:listen(511, function(err)
+    if err then return self.log("warn", "cluster " .. e.key .. ": accept: " .. tostring(err)) end
+    local conn = e.unix and uv.new_pipe(false) or uv.new_tcp()
+    local ok = e.handle:accept(conn)
+    if not ok then return conn:close() end
+    self:_distribute(e, { conn = conn, tries = 0 })
+  end)
+end
+
+function Cluster:_unlisten(e)
+  if not e.listening then return end
+  e.listening = false
+  -- libuv cannot stop a listener: close our duplicate and keep a fresh one
+  -- for the next worker.
+  e.handle:close()
+  local dup = core.dup(e.fd)
+  e.handle = e.unix and uv.new_pipe(false) or uv.new_tcp()
+  if dup then e.handle:open(dup) end
+end
+
+-- The next worker in turn that can take a connection, or nil.
+local function pick(e)
+  local n = #e.workers
+  for _ = 1, n do
+    e.next = e.next % n + 1
+    local w = e.workers[e.next]
+    if w.live and not w.ch.closed then return w end
+  end
+end
+
+function Cluster:_distribute(e, c)
+  c.tries = c.tries + 1
+  local w = c.tries <= M.MAX_TRIES and pick(e)
+  if not w then
+    if c.tries > M.MAX_TRIES or #e.held >= M.MAX_HELD or not self.apps[e.app] then
+      return c.conn:close()
+    end
+    e.held[#e.held + 1] = c
+    return
+  end
+  local seq = self:_next_seq()
+  w.inflight[seq] = { e = e, c = c }
+  w.ch.send_handle({ cmd = "NODE_CLUSTER", act = "newconn", key = e.key, seq = seq }, c.conn,
+    function(delivered)
+      if not delivered and w.inflight[seq] then
+        w.inflight[seq] = nil
+        self:_distribute(e, c)
+      end
+    end)
+end
+
+function Cluster:_add_worker(e, w)
+  for _, x in ipairs(e.workers) do
+    if x == w then return end
+  end
+  e.workers[#e.workers + 1] = w
+  w.entries[e] = true
+  self:_listen(e)
+  local held = e.held
+  e.held = {}
+  for _, c in ipairs(held) do self:_distribute(e, c) end
+end
+
+function Cluster:_remove_worker(e, w)
+  for i, x in ipairs(e.workers) do
+    if x == w then
+      table.remove(e.workers, i)
+      if e.next >= i then e.next = e.next - 1 end
+      break
+    end
+  end
+  w.entries[e] = nil
+  if #e.workers == 0 then self:_unlisten(e) end
+end
+
+function Cluster:_query(w, q)
+  local app = w.proc.app
+  local e, err = self:_entry(app, q)
+  if not e then
+    self.log("warn", string.format("%s: cannot listen on %s:%s for the cluster: %s", self.label(w.proc),
+      tostring(q.address or "*"), tostring(q.port or q.address), tostring(err)))
+    return self:_reply(w, q, { errno = ERRNO[err] or ERRNO.EINVAL, key = nil, data = q.data })
+  end
+  if e.rr then
+    self:_reply(w, q, { errno = 0, key = e.key, data = e.data, sockname = e.sockname })
+    return self:_add_worker(e, w)
+  end
+  -- shared: the listening socket itself, on a duplicate closed once sent
+  local dup = core.dup(e.fd)
+  if not dup then return self:_reply(w, q, { errno = ERRNO.EMFILE, key = e.key }) end
+  local h = e.unix and uv.new_pipe(false) or uv.new_tcp()
+  h:open(dup)
+  w.entries[e] = true
+  w.ch.send_handle({ cmd = "NODE_CLUSTER", errno = 0, key = e.key, ack = q.seq, data = e.data,
+    seq = self:_next_seq() }, h, function() h:close() end)
+end
+
+-- A NODE_CLUSTER message from a worker (its channel ch).
+function Cluster:message(proc, ch, msg)
+  if msg.cmd ~= "NODE_CLUSTER" then return end
+  local w = worker_state(self, proc, ch)
+  if msg.ack ~= nil then
+    local f = w.inflight[msg.ack]
+    if f then
+      w.inflight[msg.ack] = nil
+      if msg.accepted then f.c.conn:close() else self:_distribute(f.e, f.c) end
+    end
+    return
+  end
+  local act = msg.act
+  if act == "queryServer" then
+    -- JSON null (Node's undefined address: any) reads as nil here
+    if msg.address == null then msg.address = nil end
+    if msg.port == null then msg.port = nil end
+    self:_query(w, msg)
+  elseif act == "listening" then
+    w.listening = true
+    self.emit("listening", proc)
+  elseif act == "close" then
+    for e in pairs(w.entries) do
+      if e.key == msg.key then self:_remove_worker(e, w) end
+    end
+  elseif act == "exitedAfterDisconnect" then
+    self:drain(proc, ch)
+    self:_reply(w, msg, {})
+  elseif act == "online" then
+    w.online = true
+  end
+end
+
+-- Routes no new connection to the worker (it is being stopped); the ones
+-- it was given are still its own to answer.
+function Cluster:drain(proc, ch)
+  local w = self.workers[ch or proc.channel or false]
+  if not w then return end
+  w.live = false
+  for e in pairs(w.entries) do self:_remove_worker(e, w) end
+end
+
+-- A graceful stop for a worker that took part in the cluster: Node's
+-- {act = "disconnect"} closes its servers, lets their connections finish
+-- and closes the channel; then() runs at that point (the supervisor sends
+-- the stop signal then). Returns false for any other process.
+function Cluster:disconnect(proc, after)
+  local w = proc.channel and self.workers[proc.channel]
+  if not (w and (w.online or w.listening) and not w.ch.closed) then return false end
+  self:drain(proc, w.ch)
+  w.after_close = after
+  return w.ch.send({ cmd = "NODE_CLUSTER", act = "disconnect", seq = self:_next_seq() }) or false
+end
+
+-- The worker's channel closed (it exited or disconnected): what it had not
+-- answered goes to the others.
+function Cluster:closed(ch)
+  local w = self.workers[ch]
+  if not w then return end
+  self.workers[ch] = nil
+  self:drain(w.proc, ch)
+  local pending = w.inflight
+  w.inflight = {}
+  for _, f in pairs(pending) do self:_distribute(f.e, f.c) end
+  if w.after_close then w.after_close() end
+end
+
+-- The app is gone: its sockets (those bound here) close, and connections
+-- held for it are dropped.
+function Cluster:forget(name)
+  local by_key = self.apps[name]
+  if not by_key then return end
+  self.apps[name] = nil
+  for _, e in pairs(by_key) do
+    if not e.handle:is_closing() then e.handle:close() end
+    if e.owned then core.close(e.fd) end
+    for _, c in ipairs(e.held) do c.conn:close() end
+    e.held = {}
+  end
+end
+
+-- For describe: how many workers take connections, per socket.
+function Cluster:view(name)
+  local out = {}
+  for _, e in pairs(self.apps[name] or {}) do
+    out[#out + 1] = { key = e.key, mode = e.rr and "round-robin" or "shared", workers = #e.workers,
+      address = e.sockname and e.sockname.address, port = e.sockname and e.sockname.port }
+  end
+  return out
+end
+
+return M
