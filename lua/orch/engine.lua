@@ -37,68 +37,19 @@ function M.new(opts)
     gate = function(proc)
       return (proc.app.wait_healthy and proc.app.health ~= nil) or proc.app.wait_ready
     end,
-    listeners = function(proc) return self:listeners(proc.app) end,
+    listeners = function(proc) return self.sockets:inherited(proc.app) end,
     internal = function(proc, ch, msg) self.cluster:message(proc, ch, msg) end,
     channel_closed = function(_, ch) self.cluster:closed(ch) end,
     graceful = function(proc, after) return self.cluster:disconnect(proc, after) end,
   })
-  self.bound = {} -- app name -> { key = listen config, fds = {...}, names = {...} }
+  self.sockets = require("orch.sockets").new(function(name) self.cluster:forget(name) end)
   self.cluster = require("orch.cluster").new({
     log = self.log,
     label = function(p) return self.sup:label(p) end,
-    listen_fds = function(app) return self:held_sockets(app) end,
+    listen_fds = function(app) return self.sockets:held(app) end,
     emit = function(event, p) self:_event(event, p) end,
   })
   return self
-end
-
--- The sockets of an app, bound on first use and held while the app exists
--- (a restart of its processes never closes them: connections queue in the
--- kernel meanwhile). Returns { fds, names } or nil, message.
-function Engine:listeners(app)
-  local held, err = self:bind(app)
-  -- round-robin: orch accepts (orch.cluster); the instances get nothing
-  if app.balance == "round-robin" then return nil, err end
-  return held, err
-end
-
--- The app's `listen` sockets as { fd =, spec = } pairs, bound if need be.
-function Engine:held_sockets(app)
-  local held = self:bind(app)
-  if not held then return {} end
-  local out = {}
-  for i, fd in ipairs(held.fds) do out[i] = { fd = fd, spec = app.listen[i] } end
-  return out
-end
-
-function Engine:bind(app)
-  if #(app.listen or {}) == 0 then return nil end
-  local key = cjson.encode(app.listen)
-  local held = self.bound[app.name]
-  if held and held.key == key then return held end
-  self:unbind(app.name)
-  held = { key = key, fds = {}, names = {} }
-  for _, l in ipairs(app.listen) do
-    local fd, err
-    if l.kind == "tcp" then fd, err = core.listen_tcp(l.host, l.port)
-    else fd, err = core.listen_unix(l.path) end
-    if not fd then
-      for _, f in ipairs(held.fds) do core.close(f) end
-      return nil, string.format("cannot listen on %s: %s", l.address, err)
-    end
-    held.fds[#held.fds + 1] = fd
-    held.names[#held.names + 1] = l.name
-  end
-  self.bound[app.name] = held
-  return held
-end
-
-function Engine:unbind(name)
-  self.cluster:forget(name)
-  local held = self.bound and self.bound[name]
-  if not held then return end
-  for _, fd in ipairs(held.fds) do core.close(fd) end
-  self.bound[name] = nil
 end
 
 -- Online once every readiness condition of the app holds.
@@ -416,72 +367,9 @@ function Engine:apply(cfg, source, done)
   one()
 end
 
--- Zero-downtime reload, one instance after the other: start the
--- replacement, wait until it is online (ready message or health check when
--- the app asks for them), then stop the old process gracefully and give the
--- replacement its id. If the replacement fails, the old process stays and
--- the error is reported. done(results) with one entry per instance.
+-- Replaces each process in turn with a new one (orch.reload).
 function Engine:reload(procs, done)
-  local results, i = {}, 0
-  self.proc_watchers = self.proc_watchers or setmetatable({}, { __mode = "k" })
-  local function next_one()
-    i = i + 1
-    local old = procs[i]
-    if not old then return done(results) end
-    if old.status ~= "online" then
-      -- nothing serves on it: a plain restart is the reload
-      return self.sup:restart(old, function()
-        results[#results + 1] = { id = old.id, ok = true, restarted = true }
-        next_one()
-      end)
-    end
-    local new = self.sup:add(old.app, old.base_env, old.instance)[1]
-    new.restarts = old.restarts + 1
-    local switched = false
-    -- The old one stops once the new one serves: it is online and, for a
-    -- cluster worker, listening (or listen_timeout passed).
-    local function switch()
-      if switched then return end
-      switched = true
-      self.proc_watchers[new] = nil
-      self.sup:stop(old, function()
-        self.sup:replace(old, new)
-        results[#results + 1] = { id = new.id, ok = true, pid = new.pid }
-        next_one()
-      end)
-    end
-    local function wait_listening()
-      local t = uv.new_timer()
-      t:start(new.app.listen_timeout, 0, function()
-        t:close()
-        if new.status == "online" then switch() end
-      end)
-    end
-    self.proc_watchers[new] = function(event)
-      if event == "online" then
-        if new.app.exec_mode ~= "cluster" or new.app.wait_ready or new.listening then
-          switch()
-          return true
-        end
-        wait_listening()
-      elseif event == "listening" then
-        if new.status == "online" then
-          switch()
-          return true
-        end
-      elseif event == "errored" or event == "stopped" or event == "waiting" then
-        local why = new.reason or event
-        self.sup:stop(new, function()
-          self.sup:remove(new)
-          results[#results + 1] = { id = old.id, ok = false, error = "replacement failed: " .. why }
-          next_one()
-        end)
-        return true
-      end
-    end
-    self.sup:start(new)
-  end
-  next_one()
+  return require("orch.reload").run(self, procs, done)
 end
 
 -- Changes the number of instances of an app: new ones (numbered after the
@@ -515,7 +403,7 @@ function Engine:forget(name)
   if #self:procs_of(name) == 0 then
     self.apps[name] = nil
     self.triggers:app_removed(name)
-    self:unbind(name)
+    self.sockets:unbind(name)
   end
   self:save_state_soon()
 end

@@ -1,0 +1,74 @@
+-- orch.reload: zero-downtime replacement of running processes, one at a
+-- time: the new one starts next to the old, and only once it serves (online
+-- and, for a cluster worker, listening) does the old one stop; orch.cluster
+-- routes no new connection to a stopping worker. A replacement that fails
+-- leaves the old one running.
+local uv = require("luv")
+
+local M = {}
+
+-- done(results): { id, ok, pid | restarted | error } per process.
+function M.run(engine, procs, done)
+  local results, i = {}, 0
+  engine.proc_watchers = engine.proc_watchers or setmetatable({}, { __mode = "k" })
+  local function next_one()
+    i = i + 1
+    local old = procs[i]
+    if not old then return done(results) end
+    if old.status ~= "online" then
+      -- nothing serves on it: a plain restart is the reload
+      return engine.sup:restart(old, function()
+        results[#results + 1] = { id = old.id, ok = true, restarted = true }
+        next_one()
+      end)
+    end
+    local new = engine.sup:add(old.app, old.base_env, old.instance)[1]
+    new.restarts = old.restarts + 1
+    local switched = false
+    -- The old one stops once the new one serves: it is online and, for a
+    -- cluster worker, listening (or listen_timeout passed).
+    local function switch()
+      if switched then return end
+      switched = true
+      engine.proc_watchers[new] = nil
+      engine.sup:stop(old, function()
+        engine.sup:replace(old, new)
+        results[#results + 1] = { id = new.id, ok = true, pid = new.pid }
+        next_one()
+      end)
+    end
+    local function wait_listening()
+      local t = uv.new_timer()
+      t:start(new.app.listen_timeout, 0, function()
+        t:close()
+        if new.status == "online" then switch() end
+      end)
+    end
+    engine.proc_watchers[new] = function(event)
+      if event == "online" then
+        if new.app.exec_mode ~= "cluster" or new.app.wait_ready or new.listening then
+          switch()
+          return true
+        end
+        wait_listening()
+      elseif event == "listening" then
+        if new.status == "online" then
+          switch()
+          return true
+        end
+      elseif event == "errored" or event == "stopped" or event == "waiting" then
+        local why = new.reason or event
+        engine.sup:stop(new, function()
+          engine.sup:remove(new)
+          results[#results + 1] = { id = old.id, ok = false, error = "replacement failed: " .. why }
+          next_one()
+        end)
+        return true
+      end
+    end
+    engine.sup:start(new)
+  end
+  next_one()
+end
+
+return M
