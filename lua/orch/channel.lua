@@ -18,6 +18,8 @@ function M.is_internal(msg)
   return type(msg) == "table" and type(msg.cmd) == "string" and #msg.cmd > 5 and msg.cmd:sub(1, 5) == "NODE_"
 end
 
+local ACK = '{"cmd":"NODE_HANDLE_ACK"}' -- as Node writes it: the common case, not decoded
+
 M.HANDLE_WINDOW = 8 -- descriptors written and not yet acknowledged
 
 local Fifo = {}
@@ -115,9 +117,12 @@ function M.open(fd, on_message, on_problem, on_close)
   -- {cmd = "NODE_HANDLE", type = "net.Native", msg = msg}. done(ok, why)
   -- runs once the child acknowledged it (ok) or it was refused or the
   -- channel closed; the caller keeps its handle open until then.
+  -- msg may be its JSON text already (the per-connection path saves the
+  -- encoding).
   function ch.send_handle(msg, handle, done)
     if ch.closed then return done(false, "the channel is closed") end
-    local text = cjson.encode({ cmd = "NODE_HANDLE", type = "net.Native", msg = msg }) .. "\n"
+    if type(msg) ~= "string" then msg = cjson.encode(msg) end
+    local text = '{"cmd":"NODE_HANDLE","type":"net.Native","msg":' .. msg .. "}\n"
     queue:push({ text = text, handle = handle, done = done, tries = 0 })
     send_more()
   end
@@ -141,7 +146,9 @@ function M.open(fd, on_message, on_problem, on_close)
       if not nl then break end
       local line = buf:sub(1, nl - 1)
       buf = buf:sub(nl + 1)
-      if line ~= "" then
+      if line == ACK then
+        handle_reply("NODE_HANDLE_ACK")
+      elseif line ~= "" then
         local good, msg = pcall(cjson.decode, line)
         if not good then
           on_problem("malformed message ignored: " .. line:sub(1, 80))

@@ -10,7 +10,8 @@
 -- Wire format: docs/protocol.md; Node's side: lib/internal/cluster/.
 local uv = require("luv")
 local core = require("orch.core")
-local null = require("cjson").null
+local cjson = require("cjson").new()
+local null = cjson.null
 
 local M = {}
 
@@ -123,7 +124,7 @@ function Cluster:_entry(app, q)
   if not fd then return nil, owned_or_err end
   local unix = q.addressType == -1
   e = {
-    key = key, app = app.name, fd = fd, owned = owned_or_err, unix = unix,
+    key = key, key_json = cjson.encode(key), app = app.name, fd = fd, owned = owned_or_err, unix = unix,
     rr = app.balance == "round-robin", data = q.data,
     workers = {}, next = 0, held = {},
   }
@@ -188,7 +189,7 @@ function Cluster:_distribute(e, c)
   end
   local seq = self:_next_seq()
   w.inflight[seq] = { e = e, c = c }
-  w.ch.send_handle({ cmd = "NODE_CLUSTER", act = "newconn", key = e.key, seq = seq }, c.conn,
+  w.ch.send_handle(string.format('{"cmd":"NODE_CLUSTER","act":"newconn","key":%s,"seq":%d}', e.key_json, seq), c.conn,
     function(delivered)
       if not delivered and w.inflight[seq] then
         w.inflight[seq] = nil
