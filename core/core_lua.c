@@ -16,6 +16,7 @@
 #include "orch/ctl.h"
 #include "orch/daemon.h"
 #include "orch/listen.h"
+#include "orch/notify.h"
 #include "orch/proc.h"
 #include "orch/rotate.h"
 #include "orch/runtime.h"
@@ -658,5 +659,6 @@ int luaopen_orch_core(lua_State *L) {
   orch_stats_lua_register(L);
   orch_daemon_lua_register(L);
   orch_listen_lua_register(L);
+  orch_notify_lua_register(L);
   return 1;
 }

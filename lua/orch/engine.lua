@@ -477,6 +477,7 @@ function Engine:describe(p)
   v.kill_signal, v.kill_timeout = app.kill_signal, app.kill_timeout
   v.health = self.health:describe(p, cjson.null) or cjson.null
   v.exec_mode, v.balance = app.exec_mode, app.balance
+  v.notify_status = p.notify_status or cjson.null
   v.listen = {}
   for i, l in ipairs(app.listen or {}) do v.listen[i] = l.address end
   v.cluster = self.cluster:view(p.name)
@@ -641,7 +642,30 @@ function Engine:serve()
   })
   if not server then return nil, string.format("cannot listen on %s: %s", self.paths.sock, err) end
   self.server = server
+  local notify = require("orch.notify")
+  local sock, nerr = notify.open(self.paths.notify, function(pid, fields) self:_notified(pid, fields) end, self.log)
+  -- without it wait_ready still works over the IPC channel
+  if not sock then self.log("warn", nerr) end
+  self.notify = sock
+  self.sup.notify_socket = sock and sock.path
   return true
+end
+
+-- A datagram on the notify socket from pid: READY=1 is the 'ready' of the
+-- process it belongs to (its main process or a descendant), STATUS= shows
+-- in describe.
+function Engine:_notified(pid, fields)
+  local notify = require("orch.notify")
+  for _, p in ipairs(self.sup:list()) do
+    if p.pid and (p.status == "launching" or p.status == "online") and notify.descends(pid, p.pid) then
+      if fields.STATUS then p.notify_status = fields.STATUS end
+      if fields.READY == "1" and not p.ready and p.app.wait_ready then
+        p.ready = true
+        self:_event("ready", p)
+      end
+      return
+    end
+  end
 end
 
 local function reply(conn, id, ok, payload)
@@ -708,6 +732,10 @@ function Engine:shutdown()
   if self.server then
     self.server:close()
     self.server = nil
+  end
+  if self.notify then
+    self.notify.close()
+    self.notify = nil
   end
   if self.state_timer then
     self.state_timer:close()

@@ -290,6 +290,9 @@ function Supervisor:_launch(proc)
     env[#env + 1] = "LISTEN_FDS=" .. #held.fds
     env[#env + 1] = "LISTEN_FDNAMES=" .. table.concat(held.names, ":")
   end
+  if app.wait_ready and self.notify_socket then
+    env[#env + 1] = "NOTIFY_SOCKET=" .. self.notify_socket
+  end
   local chan_fd, child_fd = core.socketpair()
   if chan_fd then
     fds[#fds + 1] = child_fd

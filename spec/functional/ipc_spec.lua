@@ -48,6 +48,27 @@ describe("the IPC channel", function()
     end, 5000, "the reply to proc:send")
   end)
 
+  for _, from_child in ipairs({ false, true }) do
+    it("takes READY=1 on NOTIFY_SOCKET as ready (sd_notify)" .. (from_child and ", from a child" or ""), function()
+      local res = start(string.format([[
+        { name = "sd", script = %q, wait_ready = true, listen_timeout = 20000,
+          env = { READY_AFTER_MS = "600", NOTIFY_FROM_CHILD = %q } },
+      ]], apps .. "/notify_ready.py", from_child and "1" or ""))
+      assert.are.equal("launching", res.processes[1].status)
+      -- a stranger's READY=1 (this test is no process of orch's) changes nothing
+      assert.are.equal("sent\n", H.sh(string.format(
+        [[python3 -c 'import socket; s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.sendto(b"READY=1", %q)' && echo sent]],
+        home .. "/notify.sock")))
+      -- two round trips on the control socket: the daemon's loop has
+      -- turned since the datagram arrived
+      status("sd")
+      assert.are.equal("launching", status("sd"))
+      H.wait_until(function() return status("sd") == "online" end, 10000, "online after READY=1")
+      local d = H.json(home, { "describe", "sd" })[1]
+      assert.are.equal("serving", d.notify_status)
+    end)
+  end
+
   it("declares a wait_ready process online after listen_timeout when it never says ready", function()
     if not has_node then return pending("node is not installed") end
     start(string.format([[ { name = "mute", script = %q, wait_ready = true, listen_timeout = 300 }, ]],

@@ -1,0 +1,99 @@
+/* notify.c: a Unix datagram socket at NOTIFY_SOCKET (see notify.h).
+ *
+ * Senders are identified by the kernel (SO_PASSCRED: every datagram comes
+ * with the sender's pid), never by what they write, so a process can only
+ * speak for itself. Lua polls the fd (luv) and drains it with notify_recv. */
+#include "orch/notify.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "orch/binding.h"
+
+/* sd_notify messages are small: a few KEY=VALUE lines. Longer datagrams
+ * are cut here (MSG_TRUNC tells). */
+#define NOTIFY_MAX 4096
+
+/* notify_socket(path) -> fd: bound, non-blocking, close-on-exec, mode 0600
+ * by the umask of orch's home. */
+static int l_notify_socket(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  struct sockaddr_un sun;
+  memset(&sun, 0, sizeof sun);
+  if (strlen(path) >= sizeof sun.sun_path) return orch_lua_fail(L, -ENAMETOOLONG);
+  sun.sun_family = AF_UNIX;
+  strcpy(sun.sun_path, path);
+  struct stat st;
+  if (lstat(path, &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) return orch_lua_fail(L, -EEXIST);
+    if (unlink(path) < 0) return orch_lua_fail(L, -errno);
+  }
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return orch_lua_fail(L, -errno);
+  int one = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof one) < 0 ||
+      bind(fd, (struct sockaddr *)&sun, sizeof sun) < 0) {
+    int err = -errno;
+    close(fd);
+    return orch_lua_fail(L, err);
+  }
+  lua_pushinteger(L, fd);
+  return 1;
+}
+
+/* notify_recv(fd) -> pid, text | nil (nothing more to read) | nil, message.
+ * Descriptors passed along (FDSTORE) are closed: orch keeps none. */
+static int l_notify_recv(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  char buf[NOTIFY_MAX];
+  union {
+    struct cmsghdr align;
+    char space[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(sizeof(int) * 16)];
+  } ctl;
+  struct iovec iov = {buf, sizeof buf};
+  struct msghdr mh;
+  memset(&mh, 0, sizeof mh);
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = ctl.space;
+  mh.msg_controllen = sizeof ctl.space;
+  ssize_t n;
+  do {
+    n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+    return orch_lua_fail(L, -errno);
+  }
+  pid_t pid = 0;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+    if (c->cmsg_level != SOL_SOCKET) continue;
+    if (c->cmsg_type == SCM_CREDENTIALS) {
+      struct ucred cred;
+      memcpy(&cred, CMSG_DATA(c), sizeof cred);
+      pid = cred.pid;
+    } else if (c->cmsg_type == SCM_RIGHTS) {
+      size_t nfds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t i = 0; i < nfds; i++) {
+        int passed;
+        memcpy(&passed, CMSG_DATA(c) + i * sizeof(int), sizeof passed);
+        close(passed);
+      }
+    }
+  }
+  lua_pushinteger(L, pid);
+  lua_pushlstring(L, buf, (size_t)n);
+  return 2;
+}
+
+void orch_notify_lua_register(lua_State *L) {
+  lua_pushcfunction(L, l_notify_socket);
+  lua_setfield(L, -2, "notify_socket");
+  lua_pushcfunction(L, l_notify_recv);
+  lua_setfield(L, -2, "notify_recv");
+}
