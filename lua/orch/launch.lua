@@ -30,9 +30,37 @@ local function append(dst, src)
   return dst
 end
 
--- Returns { file = program, argv = {...} }. orch_exe is the path of the orch
--- binary (for .lua scripts).
-function M.command(app, orch_exe)
+-- balance = "preload": liborch_preload.so (preload/orch_preload.c) is
+-- LD_PRELOADed into every instance, so a program that binds its port itself
+-- gets the socket the daemon holds. It sits next to the orch binary in a
+-- build tree, in ../lib of an installed prefix.
+M.PRELOAD_LIBRARY = "liborch_preload.so"
+
+function M.uses_preload(app)
+  return app.balance == "preload" and #(app.listen or {}) > 0
+end
+
+local function readable(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
+-- The library's path for the orch binary at orch_exe, or nil and the path
+-- it is expected at (in the installed layout when orch sits in a bin/).
+-- exists(path) is for tests.
+function M.preload_library(orch_exe, exists)
+  exists = exists or readable
+  local dir = orch_exe:match("^(.*)/[^/]*$") or "."
+  local prefix = dir:match("^(.*)/[^/]+$") or ""
+  local beside, installed = dir .. "/" .. M.PRELOAD_LIBRARY, prefix .. "/lib/" .. M.PRELOAD_LIBRARY
+  if exists(beside) then return beside end
+  if exists(installed) then return installed end
+  return nil, dir:match("/bin$") and installed or beside
+end
+
+-- The program and argv for the app's script and interpreter.
+local function program(app, orch_exe)
   local interp = app.interpreter
   if not interp and not app.interpreter_none then
     interp = M.interpreters[extension(app.script) or ""]
@@ -48,15 +76,34 @@ function M.command(app, orch_exe)
   return { file = app.script, argv = append({ app.script }, app.args) }
 end
 
+-- Returns { file = program, argv = {...} }. orch_exe is the path of the orch
+-- binary (for .lua scripts).
+M.command = program
+
 -- The child's complete environment as a sorted "K=V" list: the base
 -- environment (orch's own, or the CLI's), the app's env over it, then the
--- instance variables.
-function M.environment(app, instance, id, base_env)
+-- instance variables. orch_exe defaults to the running orch binary.
+function M.environment(app, instance, id, base_env, orch_exe)
   local env = {}
   for k, v in pairs(base_env or {}) do
     if not M.scrubbed_env[k] then env[k] = v end
   end
   for k, v in pairs(app.env or {}) do env[k] = tostring(v) end
+  if M.uses_preload(app) then
+    -- When it is missing, the supervisor does not spawn (its error names
+    -- the path).
+    local exe = orch_exe or require("orch.core").exe_path()
+    local lib = exe and M.preload_library(exe)
+    if lib then
+      -- First, so that the program's bind() reaches it before any other
+      -- library's. ld.so separates entries by ':' or ' '.
+      local list = { lib }
+      for entry in (env.LD_PRELOAD or ""):gmatch("[^: ]+") do
+        if entry ~= lib then list[#list + 1] = entry end
+      end
+      env.LD_PRELOAD = table.concat(list, ":")
+    end
+  end
   env.NODE_APP_INSTANCE = tostring(instance)
   env.ORCH_INSTANCE = tostring(instance)
   env.ORCH_APP_NAME = app.name

@@ -265,6 +265,14 @@ function Supervisor:_launch(proc)
   proc.status = "launching"
   local app = proc.app
   local cmd = launch.command(app, self.exe)
+  if launch.uses_preload(app) then
+    -- Without it every instance would fail on its own bind() with
+    -- EADDRINUSE, far from the cause.
+    local lib, expected = launch.preload_library(self.exe)
+    if not lib then
+      return self:_spawn_failed(proc, string.format('balance "preload" needs %s, which is missing', expected), nil)
+    end
+  end
   local out_path, err_path, combined_path = launch.log_paths(app, proc.instance, self.opts.logs_dir)
   local out, err = self:_sink(out_path, app)
   local errs, combined
