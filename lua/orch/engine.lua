@@ -431,12 +431,20 @@ end
 -- Views: what list/describe return.
 ---------------------------------------------------------------------------
 
+-- A process tree's CPU % and resident bytes, sampled from /proc at most
+-- once per STATS_TTL: reading a tree costs two files per process, and a
+-- dashboard polling `list` must not make the daemon walk /proc for each
+-- poll. CPU % is over the time since the previous sample (at least the
+-- TTL, which also keeps it from being noise).
+M.STATS_TTL = 1.0
+
 function Engine:stats(p)
   if not p.pid or not running(p) then return 0, 0 end
-  local s = core.proc_stats(p.pid)
-  if not s then return 0, 0 end
   local now = uv.hrtime() / 1e9
   local prev = p.cpu_sample
+  if prev and prev.pid == p.pid and now - prev.t < M.STATS_TTL then return prev.pct, prev.rss end
+  local s = core.proc_stats(p.pid)
+  if not s then return 0, 0 end
   local cpu
   if prev and prev.pid == p.pid and now > prev.t then
     cpu = (s.cpu - prev.cpu) / (now - prev.t) * 100
@@ -444,8 +452,9 @@ function Engine:stats(p)
     local up = p.started_at and (uv.hrtime() / 1e6 - p.started_at) / 1000 or 0
     cpu = up > 0 and (s.cpu / up * 100) or 0
   end
-  p.cpu_sample = { pid = p.pid, cpu = s.cpu, t = now }
-  return math.floor(math.max(cpu, 0) * 10 + 0.5) / 10, s.rss
+  local pct = math.floor(math.max(cpu, 0) * 10 + 0.5) / 10
+  p.cpu_sample = { pid = p.pid, cpu = s.cpu, t = now, pct = pct, rss = s.rss }
+  return pct, s.rss
 end
 
 function Engine:view(p)
