@@ -442,7 +442,8 @@ function Engine:stats(p)
   if not p.pid or not running(p) then return 0, 0 end
   local now = uv.hrtime() / 1e9
   local prev = p.cpu_sample
-  if prev and prev.pid == p.pid and now - prev.t < M.STATS_TTL then return prev.pct, prev.rss end
+  -- a sample of no memory was taken mid-exec: not worth keeping
+  if prev and prev.pid == p.pid and prev.rss > 0 and now - prev.t < M.STATS_TTL then return prev.pct, prev.rss end
   local s = core.proc_stats(p.pid)
   if not s then return 0, 0 end
   local cpu

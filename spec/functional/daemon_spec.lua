@@ -67,7 +67,13 @@ describe("orch daemon and CLI", function()
     assert.are.equal(0, code)
     assert.are.equal(3, #started.processes)
 
-    local list = H.json(home, { "list" })
+    -- memory is 0 until a process has exec'd (its first instant)
+    local list
+    H.wait_until(function()
+      list = H.json(home, { "list" })
+      for _, p in ipairs(list) do if p.memory == 0 then return false end end
+      return true
+    end, 5000, "every process's memory in list")
     assert.are.equal(3, #list)
     for _, p in ipairs(list) do
       for _, k in ipairs({ "id", "name", "instance", "pid", "status", "restarts", "uptime_ms", "cpu", "memory", "mode" }) do
