@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,18 +37,38 @@ struct orch_sink_s {
   unsigned gz_seq;     /* names the jobs' temporary files */
   unsigned gen;        /* bumped by truncate: a job from before is dropped */
   int gz_err;
+  /* Outpipes waiting for space (a full disk): they hold what they could not
+   * write and read no more, so their apps block on their pipes. */
+  int stalled;
+  int stall_err;           /* ENOSPC or EDQUOT while stalled */
+  uint64_t stalled_since;  /* CLOCK_MONOTONIC ns */
   char path[];
 };
 
 /* Lines longer than this are echoed in pieces rather than held back. */
 #define ECHO_LINE_MAX 8192
 
+/* What a sink refused (full disk), kept by the outpipe until it goes in. */
+typedef struct {
+  char *buf;
+  size_t len, cap;
+} held_t;
+
 struct orch_outpipe_s {
-  uv_pipe_t pipe;
+  uv_poll_t poll;            /* readability of fd */
+  uv_timer_t retry;          /* while stalled: the next try of the held bytes */
+  int fd;                    /* the parent's end of the child's pipe */
+  int open_handles;          /* freed when both handles have closed */
   struct orch_outpipe_s *next; /* every open outpipe, for shutdown */
   orch_sink_t *sink, *combined;
   int echo_fd;
-  int released, closing;
+  int released, closing, eof, polling, grown;
+  /* Stalled while any of these holds bytes: nothing is read meanwhile.
+   * hold[0] goes to sink, hold[1] to combined; raw is input not yet
+   * formatted (formatted mode stops at a refusal: records can be many times
+   * the size of their input). */
+  held_t hold[2], raw;
+  int stall_on[2];           /* counted in that sink's stalled */
   size_t prefix_len, held;
   char *prefix;
   char line[ECHO_LINE_MAX]; /* the unterminated tail of the echo stream */
@@ -62,8 +83,11 @@ struct orch_outpipe_s {
 };
 
 /* Every outpipe reads into this buffer: read callbacks run one at a time and
- * copy the bytes out before returning, so one buffer serves them all. */
-static char read_buf[65536];
+ * consume the bytes before returning, so one buffer serves them all. Bigger
+ * reads mean fewer system calls per byte; 256 KiB is where the gain levels
+ * off (measured: bench/logs.lua), and the pages count against the daemon's
+ * memory only once a fast writer has touched them. */
+static char read_buf[262144];
 
 /* Formatted records of one chunk are gathered here and written with one
  * write(2) per sink; shared for the same reason as read_buf. Grown to the
@@ -328,15 +352,14 @@ static size_t cut(const orch_sink_t *s, const char *buf, size_t n, int *rot) {
   return 0;
 }
 
-/* Writes buf whole; returns how many bytes could not be written (error kept). */
-static size_t write_bytes(orch_sink_t *s, const char *buf, size_t n) {
+/* Writes buf whole; returns how many bytes could not be written, with the
+ * error in *err. */
+static size_t write_bytes(orch_sink_t *s, const char *buf, size_t n, int *err) {
   while (n > 0) {
     ssize_t w = write(s->fd, buf, n);
     if (w < 0 && errno == EINTR) continue;
     if (w <= 0) {
-      /* Full disk or I/O error: the child must not block and orch must not
-       * die, so the bytes are counted and the error kept for reporting. */
-      s->last_err = w < 0 ? errno : ENOSPC;
+      *err = w < 0 ? errno : ENOSPC;
       return n;
     }
     s->written += (uint64_t)w;
@@ -348,8 +371,14 @@ static size_t write_bytes(orch_sink_t *s, const char *buf, size_t n) {
   return 0;
 }
 
-void orch_sink_write(orch_sink_t *s, const char *buf, size_t n) {
-  if (s->fd < 0) return;
+/* Whether a failed write may succeed later without anyone's help but the
+ * file system's: worth holding the bytes for. */
+static int space_err(int err) { return err == ENOSPC || err == EDQUOT; }
+
+/* orch_sink_write; hold: bytes that a full disk refused are returned (their
+ * count: the tail of buf) for the caller to offer again, rather than dropped. */
+static size_t sink_put(orch_sink_t *s, const char *buf, size_t n, int hold) {
+  if (s->fd < 0) return 0;
   int empty_cuts = 0;
   while (n > 0) {
     size_t take = n;
@@ -363,23 +392,35 @@ void orch_sink_write(orch_sink_t *s, const char *buf, size_t n) {
         rot = 0;
       }
     }
-    size_t left = take ? write_bytes(s, buf, take) : 0;
+    int err = 0;
+    size_t left = take ? write_bytes(s, buf, take, &err) : 0;
     if (left > 0) {
+      if (hold && space_err(err)) {
+        s->stall_err = err;
+        return left + (n - take);
+      }
+      /* An I/O error, or a write that nobody can wait for: the bytes are
+       * counted and the error kept for reporting; orch must not die. */
+      s->last_err = err;
       s->dropped += left + (n - take);
-      return;
+      return 0;
     }
     if (rot) rotate(s);
     buf += take;
     n -= take;
   }
+  return 0;
 }
+
+void orch_sink_write(orch_sink_t *s, const char *buf, size_t n) { (void)sink_put(s, buf, n, 0); }
 
 const char *orch_sink_path(const orch_sink_t *s) { return s->path; }
 
 void orch_sink_stats(const orch_sink_t *s, orch_sink_stats_t *st) {
   st->written = s->written;
   st->dropped = s->dropped;
-  st->last_err = s->last_err;
+  st->last_err = s->stalled && s->stall_err ? s->stall_err : s->last_err;
+  st->stalled = s->stalled > 0;
   st->size = s->size;
   st->rotations = s->rotations;
   st->rotate_err = s->rotate_err;
@@ -406,10 +447,59 @@ static void rec_put(const char *s, size_t n) {
   rec.len += n;
 }
 
+/* ---- writing for an outpipe: what a full disk refuses is held ---- */
+
+/* Whether a sink refuses bytes (they are held); see "waiting for disk space". */
+static int refused(const orch_outpipe_t *o) { return o->hold[0].len > 0 || o->hold[1].len > 0; }
+static int stalled(const orch_outpipe_t *o) { return refused(o) || o->raw.len > 0; }
+
+static int held_append(held_t *h, const char *buf, size_t n) {
+  if (h->len + n > h->cap) {
+    size_t cap = h->cap ? h->cap : 65536;
+    while (cap < h->len + n) cap *= 2;
+    char *b = realloc(h->buf, cap);
+    if (!b) return -ENOMEM;
+    h->buf = b;
+    h->cap = cap;
+  }
+  memcpy(h->buf + h->len, buf, n);
+  h->len += n;
+  return 0;
+}
+
+/* Writes buf to o's sink (i = 0) or combined sink (i = 1). Once the sink
+ * refuses bytes for lack of space, they and everything after them for that
+ * sink are held in order; the outpipe then stops reading (see pump). */
+static void put(orch_outpipe_t *o, int i, const char *buf, size_t n) {
+  orch_sink_t *s = i ? o->combined : o->sink;
+  held_t *h = &o->hold[i];
+  if (h->len == 0) {
+    size_t left = sink_put(s, buf, n, 1);
+    buf += n - left;
+    n = left;
+  }
+  if (n > 0 && held_append(h, buf, n) < 0) {
+    s->dropped += n;
+    s->last_err = ENOMEM;
+  }
+}
+
+static void out(orch_outpipe_t *o, const char *buf, size_t n) {
+  put(o, 0, buf, n);
+  if (o->combined) put(o, 1, buf, n);
+}
+
+/* Input that formatted mode did not get to: kept raw until the sinks take
+ * bytes again. */
+static void stash(orch_outpipe_t *o, const char *buf, size_t n) {
+  if (held_append(&o->raw, buf, n) == 0) return;
+  o->sink->dropped += n;
+  o->sink->last_err = ENOMEM;
+}
+
 static void rec_flush(orch_outpipe_t *o) {
   if (rec.len == 0) return;
-  orch_sink_write(o->sink, rec.buf, rec.len);
-  if (o->combined) orch_sink_write(o->combined, rec.buf, rec.len);
+  out(o, rec.buf, rec.len);
   rec.len = 0;
 }
 
@@ -552,6 +642,10 @@ static void frame(orch_outpipe_t *o, const char *buf, size_t n) {
   size_t ts_len = 0;
   int have_ts = 0;
   while (n > 0) {
+    if (refused(o)) {
+      stash(o, buf, n);
+      break;
+    }
     const char *nl = memchr(buf, '\n', n);
     size_t take = nl ? (size_t)(nl - buf) : n;
     size_t fit = take;
@@ -604,6 +698,72 @@ static void frame_flush(orch_outpipe_t *o) {
 
 /* ---- outpipes ---- */
 
+/* Bytes one outpipe reads per turn of the loop before the other pipes and the
+ * control socket get theirs: a flat-out writer cannot starve them. */
+#define TURN_BYTES (1u << 20)
+/* A read this large found a default-sized pipe (64 KiB) full: the app writes
+ * faster than one wake-up per pipeful, so its pipe grows to PIPE_BIG (or
+ * /proc/sys/fs/pipe-max-size if smaller). Only such pipes grow: a pipe's
+ * size counts against its user's pipe-user-pages quota even while empty. */
+#define PIPE_FULL 65536
+#define PIPE_BIG (1 << 20)
+/* How often an outpipe waiting for disk space tries again. */
+#define RETRY_MS 500
+
+static void (*reporter)(const char *level, const char *msg, void *ud);
+static void *reporter_ud;
+
+void orch_sink_set_reporter(void (*fn)(const char *level, const char *msg, void *ud), void *ud) {
+  reporter = fn;
+  reporter_ud = ud;
+}
+
+/* One line for whoever watches orch: the reporter, else stderr (the daemon's
+ * log), in the daemon log's own format. */
+static void report(const char *level, const char *fmt, ...) {
+  char msg[PATH_MAX + 256], line[sizeof msg + 64];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (reporter) {
+    reporter(level, msg, reporter_ud);
+    return;
+  }
+  time_t t = time(NULL);
+  struct tm tm;
+  size_t n = localtime_r(&t, &tm) ? strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S ", &tm) : 0;
+  int m = snprintf(line + n, sizeof line - n, "%s: %s\n", level, msg);
+  if (m > 0) n += (size_t)m < sizeof line - n ? (size_t)m : sizeof line - n - 1;
+  /* One write, so the line stays whole; nowhere to report its failure. */
+  if (write(2, line, n) < 0) return;
+}
+
+static int pipe_big(void) {
+  static int big;
+  if (big) return big;
+  big = PIPE_BIG;
+  int fd = open("/proc/sys/fs/pipe-max-size", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    char num[32];
+    ssize_t n = read(fd, num, sizeof num - 1);
+    close(fd);
+    if (n > 0) {
+      num[n] = '\0';
+      long max = strtol(num, NULL, 10);
+      if (max >= 4096 && max < big) big = (int)max;
+    }
+  }
+  return big;
+}
+
+static void grow_pipe(orch_outpipe_t *o) {
+  o->grown = 1;
+  int want = pipe_big(), cur = fcntl(o->fd, F_GETPIPE_SZ);
+  /* Failure (EPERM: the user's pipe quota is used up) only costs speed. */
+  if (cur >= 0 && cur < want) (void)fcntl(o->fd, F_SETPIPE_SZ, want);
+}
+
 static void write_all(int fd, struct iovec *iov, int cnt) {
   while (cnt > 0) {
     ssize_t w = writev(fd, iov, cnt);
@@ -621,25 +781,45 @@ static void write_all(int fd, struct iovec *iov, int cnt) {
   }
 }
 
-static void echo_line(orch_outpipe_t *o, const char *a, size_t alen,
-                      const char *b, size_t blen) {
-  struct iovec iov[4] = {{o->prefix, o->prefix_len},
-                         {(void *)a, alen},
-                         {(void *)b, blen},
-                         {"\n", 1}};
-  int last = blen > 0 && b[blen - 1] == '\n';
-  if (!last && alen > 0 && blen == 0 && a[alen - 1] == '\n') last = 1;
-  write_all(o->echo_fd, iov, last ? 3 : 4);
+/* Echoed lines are gathered here and go out in one writev, whole lines only,
+ * so that lines of different processes never interleave (orch is the only
+ * writer of the echo: all of them pass through this loop). One writev per
+ * line would cost more than capturing the bytes. At most 4 entries per line,
+ * within IOV_MAX. */
+static struct iovec echo_iov[1024];
+static int echo_cnt;
+
+static void echo_flush(orch_outpipe_t *o) {
+  if (echo_cnt > 0) write_all(o->echo_fd, echo_iov, echo_cnt);
+  echo_cnt = 0;
 }
 
-/* Echoes whole lines, each in one write so that lines of different processes
- * never interleave; the unterminated tail waits for the next chunk. */
+static void echo_add(const void *base, size_t len) {
+  if (len > 0) echo_iov[echo_cnt++] = (struct iovec){(void *)base, len};
+}
+
+/* The line a+b, prefixed, with a newline added if it lacks one. Until
+ * echo_flush, a and b must stay as they are. */
+static void echo_line(orch_outpipe_t *o, const char *a, size_t alen,
+                      const char *b, size_t blen) {
+  if (echo_cnt + 4 > (int)(sizeof echo_iov / sizeof *echo_iov)) echo_flush(o);
+  int last = blen > 0 && b[blen - 1] == '\n';
+  if (!last && alen > 0 && blen == 0 && a[alen - 1] == '\n') last = 1;
+  echo_add(o->prefix, o->prefix_len);
+  echo_add(a, alen);
+  echo_add(b, blen);
+  if (!last) echo_add("\n", 1);
+}
+
+/* Echoes whole lines; the unterminated tail waits for the next chunk. */
 static void echo(orch_outpipe_t *o, const char *buf, size_t n) {
   while (n > 0) {
     const char *nl = memchr(buf, '\n', n);
     if (!nl) {
+      echo_flush(o); /* o->line may be queued: flush before it changes */
       if (o->held + n > ECHO_LINE_MAX) {
         echo_line(o, o->line, o->held, buf, n);
+        echo_flush(o);
         o->held = 0;
       } else {
         memcpy(o->line + o->held, buf, n);
@@ -653,28 +833,167 @@ static void echo(orch_outpipe_t *o, const char *buf, size_t n) {
     buf += len;
     n -= len;
   }
+  echo_flush(o);
 }
 
 /* EOF or close: nothing will complete the held tails. */
 static void tails_flush(orch_outpipe_t *o) {
-  if (o->echo_fd >= 0 && o->held > 0) echo_line(o, o->line, o->held, "", 0);
+  if (o->echo_fd >= 0 && o->held > 0) {
+    echo_line(o, o->line, o->held, "", 0);
+    echo_flush(o);
+  }
   o->held = 0;
   frame_flush(o);
 }
 
 static void consume(orch_outpipe_t *o, const char *buf, size_t n) {
-  if (o->framed) {
-    frame(o, buf, n);
-  } else {
-    orch_sink_write(o->sink, buf, n);
-    if (o->combined) orch_sink_write(o->combined, buf, n);
-  }
+  /* The echo first: what the log files cannot take yet is not echoed again. */
   if (o->echo_fd >= 0) echo(o, buf, n);
+  if (o->framed) frame(o, buf, n);
+  else out(o, buf, n);
+}
+
+/* ---- waiting for disk space ----
+ *
+ * A sink that refuses bytes for lack of space (ENOSPC, EDQUOT) makes the
+ * outpipe hold them and stop reading: the app blocks on its full pipe, as it
+ * would on a slow disk, and loses nothing. What the outpipe holds is at most
+ * about one read: the refused bytes, and in formatted mode the input it had
+ * not formatted yet. The held bytes are offered again every RETRY_MS; once
+ * they are in, reading resumes. Other outpipes are not affected unless their
+ * files are on the same full file system. The first outpipe to stall on a
+ * sink, and the last to get going again, say so. */
+
+/* Counts o as stalled on sink i (or not); quiet: no report (closing). */
+static void stall_count(orch_outpipe_t *o, int i, int on, int quiet) {
+  orch_sink_t *s = i ? o->combined : o->sink;
+  if (!s || on == o->stall_on[i]) return;
+  o->stall_on[i] = on;
+  if (on && s->stalled++ == 0) {
+    s->stalled_since = now_ns();
+    report("warning", "%s: %s (%s): writing paused until there is space; the app blocks on its output, "
+           "nothing is dropped", s->path, s->stall_err == EDQUOT ? "EDQUOT" : "ENOSPC",
+           strerror(s->stall_err ? s->stall_err : ENOSPC));
+  } else if (!on && --s->stalled == 0) {
+    s->stall_err = 0;
+    if (!quiet)
+      report("info", "%s: writing again after %.1f s", s->path,
+             (double)(now_ns() - s->stalled_since) / 1e9);
+  }
+}
+
+static void stop_polling(orch_outpipe_t *o) {
+  if (o->polling) uv_poll_stop(&o->poll);
+  o->polling = 0;
+}
+
+static void on_retry(uv_timer_t *t);
+
+static void stall(orch_outpipe_t *o) {
+  stop_polling(o);
+  for (int i = 0; i < 2; i++) stall_count(o, i, o->hold[i].len > 0, 0);
+  if (!uv_is_active((uv_handle_t *)&o->retry)) uv_timer_start(&o->retry, on_retry, RETRY_MS, 0);
+}
+
+/* Offers the held bytes again; last (closing): what is still refused is
+ * dropped, counted. */
+static void retry_held(orch_outpipe_t *o, int last) {
+  for (int i = 0; i < 2; i++) {
+    held_t *h = &o->hold[i];
+    orch_sink_t *s = i ? o->combined : o->sink;
+    if (h->len == 0) continue;
+    size_t left = sink_put(s, h->buf, h->len, 1);
+    if (left > 0 && last) {
+      s->dropped += left;
+      s->last_err = s->stall_err ? s->stall_err : ENOSPC;
+      left = 0;
+    }
+    memmove(h->buf, h->buf + h->len - left, left);
+    h->len = left;
+    if (left == 0) {
+      free(h->buf);
+      *h = (held_t){0};
+    }
+  }
+}
+
+/* Formats the input kept raw, now that the sinks take bytes (it may be kept
+ * again, in part, if they refuse some). */
+static void replay_raw(orch_outpipe_t *o) {
+  held_t r = o->raw;
+  o->raw = (held_t){0};
+  frame(o, r.buf, r.len);
+  free(r.buf);
+}
+
+static void outpipe_close(orch_outpipe_t *o);
+static void on_poll(uv_poll_t *h, int status, int events);
+
+static void start_polling(orch_outpipe_t *o) {
+  if (o->polling || o->eof || o->closing) return;
+  if (uv_poll_start(&o->poll, UV_READABLE, on_poll) == 0) o->polling = 1;
+  else outpipe_close(o); /* cannot happen with a valid handle */
+}
+
+static void on_retry(uv_timer_t *t) {
+  orch_outpipe_t *o = t->data;
+  retry_held(o, 0);
+  if (!refused(o) && o->raw.len > 0) replay_raw(o);
+  /* At EOF, the unfinished line waited for the input before it. */
+  if (!stalled(o) && o->eof) tails_flush(o);
+  if (stalled(o)) {
+    stall(o);
+    return;
+  }
+  for (int i = 0; i < 2; i++) stall_count(o, i, 0, 0);
+  if (!o->eof) start_polling(o);
+  else if (o->released) outpipe_close(o);
+}
+
+/* ---- reading ---- */
+
+static void at_eof(orch_outpipe_t *o) {
+  o->eof = 1;
+  stop_polling(o);
+  tails_flush(o);
+  if (stalled(o)) stall(o);
+  else if (o->released) outpipe_close(o);
+}
+
+/* Reads and consumes up to budget bytes, less at EAGAIN, EOF or a stall. */
+static void pump(orch_outpipe_t *o, size_t budget) {
+  size_t got = 0;
+  while (!o->eof && !o->closing && !stalled(o) && got < budget) {
+    ssize_t n = read(o->fd, read_buf, sizeof read_buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;
+    if (n <= 0) {
+      at_eof(o); /* EOF; any other error ends the stream as well */
+      return;
+    }
+    if (n >= PIPE_FULL && !o->grown) grow_pipe(o);
+    consume(o, read_buf, (size_t)n);
+    got += (size_t)n;
+    /* A short read emptied the pipe: spare the read that says EAGAIN. */
+    if ((size_t)n < sizeof read_buf) break;
+  }
+  if (stalled(o)) stall(o);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events) {
+  (void)events;
+  orch_outpipe_t *o = (orch_outpipe_t *)h;
+  if (status < 0) at_eof(o);
+  else pump(o, TURN_BYTES);
 }
 
 static void outpipe_free(orch_outpipe_t *o) {
   if (o->sink) orch_sink_unref(o->sink);
   if (o->combined) orch_sink_unref(o->combined);
+  if (o->fd >= 0) close(o->fd);
+  free(o->hold[0].buf);
+  free(o->hold[1].buf);
+  free(o->raw.buf);
   free(o->prefix);
   free(o->timestamp);
   free(o->json_mid);
@@ -682,8 +1001,9 @@ static void outpipe_free(orch_outpipe_t *o) {
   free(o);
 }
 
-static void on_outpipe_closed(uv_handle_t *h) {
-  orch_outpipe_t *o = (orch_outpipe_t *)h;
+static void on_handle_closed(uv_handle_t *h) {
+  orch_outpipe_t *o = h->data;
+  if (--o->open_handles > 0) return;
   for (orch_outpipe_t **pp = &open_outpipes; *pp; pp = &(*pp)->next)
     if (*pp == o) {
       *pp = o->next;
@@ -700,25 +1020,24 @@ static void on_outpipe_closed(uv_handle_t *h) {
 static void outpipe_close(orch_outpipe_t *o) {
   if (o->closing) return;
   o->closing = 1;
-  tails_flush(o);
-  uv_close((uv_handle_t *)&o->pipe, on_outpipe_closed);
-}
-
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  (void)h;
-  (void)hint;
-  *buf = uv_buf_init(read_buf, sizeof read_buf);
-}
-
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
-  orch_outpipe_t *o = (orch_outpipe_t *)s;
-  if (n > 0) consume(o, buf->base, (size_t)n);
-  else if (n < 0) {
-    /* EOF: every writer is gone. Until released, the owner may still drain. */
-    uv_read_stop(s);
-    if (o->released) outpipe_close(o);
-    else tails_flush(o);
+  stop_polling(o);
+  /* A last chance for what waits for space; then it is dropped, counted. */
+  retry_held(o, 1);
+  if (o->raw.len > 0) {
+    replay_raw(o);
+    retry_held(o, 1);
+    if (o->raw.len > 0) {
+      o->sink->dropped += o->raw.len;
+      o->sink->last_err = o->sink->stall_err ? o->sink->stall_err : ENOSPC;
+      free(o->raw.buf);
+      o->raw = (held_t){0};
+    }
   }
+  tails_flush(o);
+  retry_held(o, 1);
+  for (int i = 0; i < 2; i++) stall_count(o, i, 0, 1);
+  uv_close((uv_handle_t *)&o->poll, on_handle_closed);
+  uv_close((uv_handle_t *)&o->retry, on_handle_closed);
 }
 
 /* The constant middle of a JSON record: ","app":"NAME","id":N,"stream":"S","message":" */
@@ -766,17 +1085,21 @@ int orch_outpipe_start(uv_loop_t *loop, int fd, const orch_outpipe_opts_t *opts,
     close(fd);
     return -ENOMEM;
   }
+  o->fd = fd; /* closed by outpipe_free from here on */
   int rc = 0;
   o->echo_fd = opts->echo_fd;
   o->prefix = strdup(opts->prefix ? opts->prefix : "");
   if (!o->prefix) rc = -ENOMEM;
   if (rc == 0) rc = outpipe_format(o, opts->format);
-  if (rc == 0) rc = uv_pipe_init(loop, &o->pipe, 0);
+  /* Also makes fd non-blocking. */
+  if (rc == 0) rc = uv_poll_init(loop, &o->poll, fd);
   if (rc < 0) {
-    close(fd);
     outpipe_free(o);
     return rc;
   }
+  uv_timer_init(loop, &o->retry);
+  o->poll.data = o->retry.data = o;
+  o->open_handles = 2;
   o->prefix_len = strlen(o->prefix);
   o->sink = opts->sink;
   orch_sink_ref(o->sink);
@@ -784,35 +1107,23 @@ int orch_outpipe_start(uv_loop_t *loop, int fd, const orch_outpipe_opts_t *opts,
     o->combined = opts->combined;
     orch_sink_ref(o->combined);
   }
-  /* From here on the handle is in the loop: only uv_close may free it. */
+  /* From here on the handles are in the loop: only uv_close may free them. */
   o->next = open_outpipes;
   open_outpipes = o;
-  rc = uv_pipe_open(&o->pipe, fd);
-  if (rc < 0) close(fd);
-  else rc = uv_read_start((uv_stream_t *)&o->pipe, on_alloc, on_read);
-  if (rc < 0) {
-    outpipe_close(o);
-    return rc;
-  }
+  start_polling(o);
+  if (o->closing) return -EIO;
   *out = o;
   return 0;
 }
 
 void orch_outpipe_drain(orch_outpipe_t *o) {
-  if (o->closing) return;
-  int fd;
-  if (uv_fileno((uv_handle_t *)&o->pipe, &fd) < 0) return;
-  for (;;) {
-    ssize_t n = read(fd, read_buf, sizeof read_buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break; /* EAGAIN: the rest, if any, comes by event */
-    consume(o, read_buf, (size_t)n);
-  }
+  /* Bounded: a grandchild that holds the pipe may write on forever. */
+  pump(o, 4 * (size_t)pipe_big());
 }
 
 void orch_outpipe_release(orch_outpipe_t *o) {
   o->released = 1;
-  if (!uv_is_active((uv_handle_t *)&o->pipe)) outpipe_close(o);
+  if (o->eof && !stalled(o)) outpipe_close(o);
 }
 
 void orch_outpipes_close_all(void) {

@@ -12,7 +12,17 @@
  *   written whole with its timestamp or as one JSON object. An unterminated
  *   line is held (per outpipe, so instances sharing a sink never mix halves)
  *   until its newline, until ORCH_LINE_MAX bytes (then written as a line of
- *   its own), or until EOF. */
+ *   its own), or until EOF.
+ *
+ * Back-pressure: an outpipe reads only as fast as its files take the bytes
+ * (write(2) on the loop thread, at most 1 MiB per pipe per loop turn), so an
+ * app that writes faster than the disk blocks on its own pipe; orch's memory
+ * does not grow with it. A pipe that fills its default 64 KiB grows to 1 MiB
+ * (or /proc/sys/fs/pipe-max-size). A full disk (ENOSPC, EDQUOT) stalls the
+ * outpipe: it holds what was refused, reads nothing more, offers the held
+ * bytes again every 500 ms and resumes once they are in; the first stall on a
+ * sink and the resumption are reported (orch_sink_set_reporter). Other write
+ * errors drop the bytes, counted (orch_sink_stats). */
 #ifndef ORCH_SINK_H
 #define ORCH_SINK_H
 
@@ -31,7 +41,8 @@ int orch_sink_open(const char *path, orch_sink_t **out);
 void orch_sink_ref(orch_sink_t *s);
 void orch_sink_unref(orch_sink_t *s);
 /* Writes all of buf; on a write error (full disk, ...) the bytes are counted as
- * dropped and the error kept for orch_sink_stats. Never blocks the loop for
+ * dropped and the error kept for orch_sink_stats (outpipes hold what a full
+ * disk refuses instead, see above). Never blocks the loop for
  * longer than the file system takes. Rotates first if the file is due (see
  * orch_sink_rotation). */
 void orch_sink_write(orch_sink_t *s, const char *buf, size_t n);
@@ -73,7 +84,9 @@ int orch_sink_own_stdio(orch_sink_t *s);
 
 typedef struct {
   uint64_t written, dropped; /* bytes, since the sink was opened */
-  int last_err;              /* of the last failed write, or 0 */
+  int last_err;              /* of the last failed write, or 0; while stalled,
+                                the full disk's ENOSPC or EDQUOT */
+  int stalled;               /* outpipes wait for space to write to it */
   uint64_t size;             /* of the current file, as far as known */
   uint64_t rotations;
   int rotate_err;            /* errno of the failed rotation, 0 once one works */
@@ -118,7 +131,13 @@ void orch_outpipe_drain(orch_outpipe_t *o);
  * A grandchild may still hold the pipe, so reading goes on until EOF. */
 void orch_outpipe_release(orch_outpipe_t *o);
 
-/* Closes every outpipe, read to the end or not (orch is exiting). */
+/* Closes every outpipe, read to the end or not (orch is exiting); bytes held
+ * for a full disk get one last try, then count as dropped. */
 void orch_outpipes_close_all(void);
+
+/* Where sinks report that writing paused for lack of space ("warning") or
+ * resumed ("info"): one line, without a newline. NULL, the default: a line on
+ * stderr in the daemon log's format, "YYYY-MM-DDTHH:MM:SS LEVEL: MESSAGE". */
+void orch_sink_set_reporter(void (*fn)(const char *level, const char *msg, void *ud), void *ud);
 
 #endif

@@ -460,3 +460,123 @@ describe("orch log sink rotation", function()
     assert.is_nil(H.read(dir .. "/f.log.d.1"))
   end)
 end)
+
+-- Back-pressure (core/sink.c): the daemon reads a pipe only as fast as the
+-- file takes the bytes, so a fast writer waits on its own pipe, and a full
+-- disk pauses the writers of the files on it, losing nothing.
+describe("orch log back-pressure", function()
+  local uv = require("luv")
+  local dir, home
+  H.each_test(function(d, h) dir, home = d, h end)
+
+  local function rss_kb(pid) return tonumber((H.read("/proc/" .. pid .. "/status") or ""):match("VmRSS:%s*(%d+)")) end
+  -- asleep in a write to a full pipe ("pipe_write", "anon_pipe_write")
+  local function blocked_on_pipe(pid) return (H.read("/proc/" .. pid .. "/wchan") or ""):find("pipe_write") ~= nil end
+
+  local function start(body)
+    local procs, code, err = H.start_apps(dir, home, body)
+    assert.are.equal(0, code, err)
+    local pids = {}
+    for _, p in ipairs(procs.processes) do pids[p.name] = p.pid end
+    return pids, assert(tonumber(H.read(home .. "/daemon.pid")))
+  end
+
+  local function numbers(s)
+    local t = {}
+    for n in s:gmatch("(%d+)\n") do t[#t + 1] = tonumber(n) end
+    return t
+  end
+
+  it("makes a writer faster than the daemon wait on its pipe; the daemon keeps answering", function()
+    local pids, daemon = start([[
+      { name = 'yes', script = 'yes', args = { 'a line written as fast as the pipe takes it' },
+        max_size = '1M', retain = 2 },
+      { name = 'seq', script = 'seq', args = { '1', 'inf' }, max_size = '1M', retain = 2 },
+    ]])
+    local rss0, peak = rss_kb(daemon), 0
+    local function sample() peak = math.max(peak, rss_kb(daemon)); return peak end
+    H.wait_until(function() sample(); return blocked_on_pipe(pids.yes) end, 10000, "yes waiting on its pipe")
+    for _ = 1, 5 do
+      local t0 = uv.hrtime()
+      local procs, code, err = H.json(home, { "list" })
+      local ms = (uv.hrtime() - t0) / 1e6
+      assert.are.equal(0, code, err)
+      assert.are.equal(2, #procs)
+      assert.is_true(ms < 1000, "orch list took " .. ms .. " ms")
+      sample()
+    end
+    local out = home .. "/logs/seq-out.log"
+    H.wait_until(function() sample(); return uv.fs_stat(out .. ".2") and uv.fs_stat(home .. "/logs/yes-out.log.2") end,
+      20000, "both logs rotated twice")
+    -- the daemon holds no more than a read's worth per pipe
+    assert.is_true(peak - rss0 < 16384, ("RSS %d kB, then %d kB"):format(rss0, peak))
+
+    local _, code, err = H.json(home, { "stop", "seq" })
+    assert.are.equal(0, code, err)
+    local t = numbers(H.read(out .. ".2") .. H.read(out .. ".1") .. H.read(out))
+    assert.is_true(#t > 100000, #t .. " lines")
+    for i = 2, #t do
+      if t[i] ~= t[i - 1] + 1 then error(("line %d: %d after %d"):format(i, t[i], t[i - 1])) end
+    end
+    for _, p in ipairs(assert(H.json(home, { "describe", "all" }))) do
+      assert.are.equal(cjson.null, p.log_problems, p.name)
+    end
+  end)
+
+  it("pauses the writers of a full disk, says so, and resumes them losing nothing once there is space", function()
+    local mnt = dir .. "/small"
+    assert(uv.fs_mkdir(mnt, tonumber("755", 8)))
+    if H.sh("mount -t tmpfs -o size=64m orch-spec '" .. mnt .. "' 2>/dev/null && echo ok") ~= "ok\n" then
+      return pending("mounting a tmpfs needs root (CAP_SYS_ADMIN)")
+    end
+    finally(function()
+      if os.getenv("ORCH_SPEC_KEEP") then return end
+      H.daemon_cleanup(home)
+      H.sh("umount '" .. mnt .. "' 2>/dev/null || umount -l '" .. mnt .. "'")
+    end)
+    -- all but 64 KiB taken; 64 MiB is room for both logs once the filler goes
+    -- (the JSON one is some 35 MB)
+    H.sh(("head -c %d /dev/zero > '%s/filler'"):format((65536 - 64) * 1024, mnt))
+    -- 2.9 MB each: more than the file system's room, a grown pipe and what
+    -- the daemon holds, so both apps have to wait
+    local writer = "'seq 1 400000; echo done >&2; exec sleep 1000'"
+    start(string.format([[
+      { name = 'plain', script = 'sh', args = { '-c', %s }, out_file = %q, autorestart = false, max_size = false },
+      { name = 'json', script = 'sh', args = { '-c', %s }, out_file = %q, autorestart = false, log_type = 'json',
+        max_size = false },
+      { name = 'tick', script = 'sh', args = { '-c', 'i=0; while true; do i=$((i+1)); echo "tick $i"; sleep 0.02; done' } },
+    ]], writer, mnt .. "/plain.log", writer, mnt .. "/json.log"))
+    local function daemon_log() return H.read(home .. "/daemon.log") or "" end
+    H.wait_until(function() return daemon_log():find("plain.log: ENOSPC", 1, true) end, 10000,
+      function() return "the full disk in daemon.log:\n" .. daemon_log() end)
+    H.wait_until(function() return daemon_log():find("json.log: ENOSPC", 1, true) end, 10000, "json.log paused")
+    assert.matches("writing paused until there is space; the app blocks on its output, nothing is dropped", daemon_log())
+    local d = assert(H.json(home, { "describe", "plain" }))
+    assert.matches("plain.log: ENOSPC", d[1].log_problems)
+    -- the others go on meanwhile; the writers wait
+    local tick = home .. "/logs/tick-out.log"
+    local ticks = #H.read(tick)
+    H.wait_until(function() return #H.read(tick) > ticks + 200 end, 10000, "tick to go on")
+    assert.are.equal("", H.read(home .. "/logs/plain-error.log"))
+    assert.are.equal("", H.read(home .. "/logs/json-error.log"))
+    assert.are.equal(3, #assert(H.json(home, { "list" })))
+
+    assert(os.remove(mnt .. "/filler"))
+    local done = { plain = "^done\n$", json = '"message":"done"' }
+    for _, name in ipairs({ "plain", "json" }) do
+      H.wait_until(function() return H.read(home .. "/logs/" .. name .. "-error.log"):find(done[name]) end, 10000,
+        name .. " to finish")
+      H.wait_until(function() return daemon_log():find(name .. ".log: writing again after", 1, true) end, 5000,
+        name .. " resumed in daemon.log")
+    end
+    local want = {}
+    for i = 1, 400000 do want[i] = i end
+    assert.are.same(want, numbers(H.read(mnt .. "/plain.log")))
+    local messages = {}
+    for l in H.read(mnt .. "/json.log"):gmatch("([^\n]*)\n") do messages[#messages + 1] = tonumber(cjson.decode(l).message) end
+    assert.are.same(want, messages)
+    for _, name in ipairs({ "plain", "json" }) do
+      assert.are.equal(cjson.null, assert(H.json(home, { "describe", name }))[1].log_problems)
+    end
+  end)
+end)
