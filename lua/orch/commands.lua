@@ -207,14 +207,17 @@ function H.describe(engine, args, respond)
 end
 
 -- Where the logs are; `orch logs` reads and follows the files itself, so no
--- log byte ever passes through the daemon twice.
+-- log byte ever passes through the daemon twice. Also how they are written,
+-- for `--timestamps`: a JSON record carries its own timestamp, and a line of a
+-- log_date_format log starts with one.
 function H.logs(engine, args, respond)
   local procs = optional_procs(engine, args, respond)
   if not procs then return end
   local out = {}
   for _, p in ipairs(procs) do
     local o, e = launch.log_paths(p.app, p.instance, engine.paths.logs)
-    out[#out + 1] = { id = p.id, name = p.name, instance = p.instance, out_log = o, err_log = e }
+    out[#out + 1] = { id = p.id, name = p.name, instance = p.instance, out_log = o, err_log = e,
+                      log_type = p.app.log_type or "raw", log_date_format = launch.time_format(p.app) }
   end
   respond(list(out))
 end

@@ -33,16 +33,44 @@ local function tail(path, n)
   return out, size
 end
 
-local function emitter(json)
+-- Now as ISO 8601 local time with milliseconds and offset, like the
+-- timestamps orch writes in JSON records by default.
+local function now_iso()
+  local sec, usec = require("luv").gettimeofday()
+  local z = os.date("%z", sec)
+  return string.format("%s.%03d%s:%s", os.date("%Y-%m-%dT%H:%M:%S", sec), math.floor(usec / 1000), z:sub(1, 3), z:sub(4))
+end
+
+-- Returns emit(file, line). A JSON log's record shows as its message (and
+-- its own timestamp); a line that is not such a record shows as it is.
+-- --timestamps stamps other lines with the time they are read, as orch cannot
+-- know when they were written, except lines that start with their own
+-- (log_date_format).
+local function emitter(o)
   local cjson = require("cjson")
+  local colour = require("orch.colour")
+  local coloured = { out = not o.json and colour.enabled(1), err = not o.json and colour.enabled(2) }
   return function(file, line)
-    if json then
+    local text, stamp = line, nil
+    if file.json then
+      local ok, rec = pcall(cjson.decode, line)
+      if ok and type(rec) == "table" and type(rec.message) == "string" then
+        text = rec.message
+        if type(rec.timestamp) == "string" then stamp = rec.timestamp end
+      end
+    end
+    if o.timestamps and not stamp and not file.stamped then stamp = now_iso() end
+    if o.json then
       io.stdout:write(cjson.encode({ id = file.id, name = file.name, instance = file.instance,
-                                     stream = file.stream, line = line }), "\n")
-    elseif file.stream == "err" then
-      io.stderr:write(file.label, " | ", line, "\n")
+                                     stream = file.stream, line = text, timestamp = stamp }), "\n")
+      return
+    end
+    local label = coloured[file.stream] and colour.label(file.label, file.id, file.stream) or file.label
+    local out = file.stream == "err" and io.stderr or io.stdout
+    if o.timestamps and stamp then
+      out:write(label, " | ", stamp, ": ", text, "\n")
     else
-      io.stdout:write(file.label, " | ", line, "\n")
+      out:write(label, " | ", text, "\n")
     end
   end
 end
@@ -132,7 +160,8 @@ function M.main(p)
       if wanted and path ~= "/dev/null" and not seen[path] then
         seen[path] = true
         files[#files + 1] = { path = path, stream = stream, id = e.id, name = e.name, instance = e.instance,
-                              label = e.name .. ":" .. e.instance }
+                              label = e.name .. ":" .. e.instance, json = e.log_type == "json",
+                              stamped = e.log_type ~= "json" and type(e.log_date_format) == "string" }
       end
     end
   end
@@ -140,7 +169,7 @@ function M.main(p)
     io.stderr:write("orch logs: no processes\n")
     return target and 1 or 0
   end
-  local emit = emitter(o.json)
+  local emit = emitter(o)
   local n = tonumber(o.lines) or 15
   for _, file in ipairs(files) do
     local lines, size = tail(file.path, n)

@@ -20,6 +20,7 @@ local policy = require("orch.policy")
 local launch = require("orch.launch")
 local hook = require("orch.hook")
 local channel = require("orch.channel")
+local colour = require("orch.colour")
 
 local M = {}
 local Supervisor = {}
@@ -66,6 +67,9 @@ function M.new(opts)
     emit = opts.emit or function() end,
     log = opts.log or function() end,
     exe = assert(core.exe_path()),
+    -- the echo's labels are coloured when our stdout/stderr is a terminal
+    colour_out = opts.echo and colour.enabled(1),
+    colour_err = opts.echo and colour.enabled(2),
   }, Supervisor)
   local ok, err = core.reaper_start(function() self:_on_sigchld() end)
   if not ok then self.log("warn", "cannot reap orphans: " .. tostring(err)) end
@@ -282,9 +286,13 @@ function Supervisor:_launch(proc)
     return self:_spawn_failed(proc, err, nil)
   end
 
-  local prefix
+  local prefix_out, prefix_err
   if self.opts.echo then
-    prefix = string.format("%-" .. self.prefix_width .. "s | ", self:label(proc))
+    -- padded outside the colour codes, so labels line up on a terminal too
+    local label = self:label(proc)
+    local rest = string.rep(" ", self.prefix_width - #label) .. " | "
+    prefix_out = (self.colour_out and colour.label(label, proc.id, "out") or label) .. rest
+    prefix_err = (self.colour_err and colour.label(label, proc.id, "err") or label) .. rest
   end
   local env = launch.environment(app, proc.instance, proc.id, proc.base_env or self.opts.base_env)
   -- Listening sockets first, from fd 3 (systemd socket activation), then the
@@ -321,9 +329,9 @@ function Supervisor:_launch(proc)
     fds = fds,
     listen_pid = held ~= nil,
     cwd = app.cwd,
-    stdout = { sink = out, combined = combined, echo_fd = self.opts.echo and 1 or nil, prefix = prefix,
+    stdout = { sink = out, combined = combined, echo_fd = self.opts.echo and 1 or nil, prefix = prefix_out,
                format = launch.log_format(app, proc.id, "out") },
-    stderr = { sink = errs, combined = combined, echo_fd = self.opts.echo and 2 or nil, prefix = prefix,
+    stderr = { sink = errs, combined = combined, echo_fd = self.opts.echo and 2 or nil, prefix = prefix_err,
                format = launch.log_format(app, proc.id, "err") },
     on_exit = function(exit_code, signal)
       self:_on_exit(proc, handle, exit_code, signal)
