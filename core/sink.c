@@ -42,6 +42,8 @@ struct orch_sink_s {
   int stalled;
   int stall_err;           /* ENOSPC or EDQUOT while stalled */
   uint64_t stalled_since;  /* CLOCK_MONOTONIC ns */
+  int writers;             /* outpipes writing to it as their own stream */
+  uint64_t spliced;
   char path[];
 };
 
@@ -63,6 +65,8 @@ struct orch_outpipe_s {
   orch_sink_t *sink, *combined;
   int echo_fd;
   int released, closing, eof, polling, grown;
+  int bulk;                  /* the app writes fast: splice (see pump) */
+  int no_splice;             /* splice(2) failed on this sink's file */
   /* Stalled while any of these holds bytes: nothing is read meanwhile.
    * hold[0] goes to sink, hold[1] to combined; raw is input not yet
    * formatted (formatted mode stops at a refusal: records can be many times
@@ -71,14 +75,15 @@ struct orch_outpipe_s {
   int stall_on[2];           /* counted in that sink's stalled */
   size_t prefix_len, held;
   char *prefix;
-  char line[ECHO_LINE_MAX]; /* the unterminated tail of the echo stream */
+  char *line;               /* ECHO_LINE_MAX: the unterminated tail of the echo */
 
   /* Formatted mode (framed != 0). */
   int framed, json;
   char *timestamp;          /* strftime format (+ %L, %:z); NULL: none */
   char *json_mid;           /* ","app":...,"message":" between time and text */
   size_t json_mid_len;
-  char *part;               /* the unterminated tail of the log stream */
+  char *part;               /* the unterminated tail of the log stream (also
+                               in plain mode when the file is shared) */
   size_t part_len, part_cap;
 };
 
@@ -419,6 +424,7 @@ const char *orch_sink_path(const orch_sink_t *s) { return s->path; }
 void orch_sink_stats(const orch_sink_t *s, orch_sink_stats_t *st) {
   st->written = s->written;
   st->dropped = s->dropped;
+  st->spliced = s->spliced;
   st->last_err = s->stalled && s->stall_err ? s->stall_err : s->last_err;
   st->stalled = s->stalled > 0;
   st->size = s->size;
@@ -636,6 +642,18 @@ static void emit(orch_outpipe_t *o, const char *ts, size_t ts_len, const char *a
   if (rec.len >= sizeof read_buf) rec_flush(o);
 }
 
+/* Room in o->part for n more bytes; -1: no memory. */
+static int part_reserve(orch_outpipe_t *o, size_t n) {
+  if (o->part_len + n <= o->part_cap) return 0;
+  size_t cap = o->part_cap ? o->part_cap : 256;
+  while (cap < o->part_len + n) cap *= 2;
+  char *p = realloc(o->part, cap);
+  if (!p) return -1;
+  o->part = p;
+  o->part_cap = cap;
+  return 0;
+}
+
 /* Cuts buf into lines, prefixing the held tail to the first one. */
 static void frame(orch_outpipe_t *o, const char *buf, size_t n) {
   char ts[256];
@@ -654,26 +672,14 @@ static void frame(orch_outpipe_t *o, const char *buf, size_t n) {
       fit = ORCH_LINE_MAX - o->part_len; /* a line of its own, cut here */
       whole = 1;
     }
+    /* Cannot hold it back (no memory): write it as a line now instead. */
+    if (!whole && part_reserve(o, n) < 0) whole = 1;
     if (!whole) {
-      if (o->part_len + n > o->part_cap) {
-        size_t cap = o->part_cap ? o->part_cap : 256;
-        while (cap < o->part_len + n) cap *= 2;
-        char *p = realloc(o->part, cap);
-        if (!p) {
-          /* Cannot hold it back: write it as a line now instead. */
-          whole = 1;
-        } else {
-          o->part = p;
-          o->part_cap = cap;
-        }
-      }
-      if (!whole) {
-        memcpy(o->part + o->part_len, buf, n);
-        o->part_len += n;
-        break;
-      }
+      memcpy(o->part + o->part_len, buf, n);
+      o->part_len += n;
+      break;
     }
-    if (!have_ts && (o->timestamp)) {
+    if (!have_ts && o->timestamp) {
       ts_len = format_time(o->timestamp, ts, sizeof ts);
       have_ts = 1;
     }
@@ -686,9 +692,38 @@ static void frame(orch_outpipe_t *o, const char *buf, size_t n) {
   rec_flush(o);
 }
 
+/* Plain mode, for a file that others write too (instances with merge_logs,
+ * both streams in log_file): whole lines only, so that a line written in
+ * pieces is not split by another writer's bytes. The unterminated tail is
+ * held up to ORCH_LINE_MAX, like formatted mode's. The bytes are unchanged. */
+static void plain_lines(orch_outpipe_t *o, const char *buf, size_t n) {
+  const char *nl = memrchr(buf, '\n', n);
+  size_t lines = nl ? (size_t)(nl - buf) + 1 : 0;
+  if (lines > 0 || o->part_len + n > ORCH_LINE_MAX) {
+    if (o->part_len > 0) out(o, o->part, o->part_len);
+    o->part_len = 0;
+    if (lines == 0) lines = n; /* too long a line: this piece goes as is */
+    out(o, buf, lines);
+    buf += lines;
+    n -= lines;
+  }
+  if (n == 0) return;
+  if (n <= ORCH_LINE_MAX && part_reserve(o, n) == 0) {
+    memcpy(o->part + o->part_len, buf, n);
+    o->part_len += n;
+  } else {
+    out(o, buf, n);
+  }
+}
+
 /* Writes the held tail as a line (EOF: nothing will complete it). */
-static void frame_flush(orch_outpipe_t *o) {
-  if (!o->framed || o->part_len == 0) return;
+static void part_flush(orch_outpipe_t *o) {
+  if (o->part_len == 0) return;
+  if (!o->framed) {
+    out(o, o->part, o->part_len);
+    o->part_len = 0;
+    return;
+  }
   char ts[256];
   size_t ts_len = o->timestamp ? format_time(o->timestamp, ts, sizeof ts) : 0;
   emit(o, ts, ts_len, o->part, o->part_len, "", 0);
@@ -843,13 +878,14 @@ static void tails_flush(orch_outpipe_t *o) {
     echo_flush(o);
   }
   o->held = 0;
-  frame_flush(o);
+  part_flush(o);
 }
 
 static void consume(orch_outpipe_t *o, const char *buf, size_t n) {
   /* The echo first: what the log files cannot take yet is not echoed again. */
   if (o->echo_fd >= 0) echo(o, buf, n);
   if (o->framed) frame(o, buf, n);
+  else if (o->part_len > 0 || o->combined || o->sink->writers > 1) plain_lines(o, buf, n);
   else out(o, buf, n);
 }
 
@@ -960,9 +996,86 @@ static void at_eof(orch_outpipe_t *o) {
   else if (o->released) outpipe_close(o);
 }
 
+/* ---- splice: plain bytes that nobody needs to see ----
+ *
+ * A fast writer's bytes, in plain mode, to a regular file that only this
+ * outpipe writes, with no echo and no log_file: splice(2) moves them from the
+ * pipe into the file, so the daemon never copies them (one copy in the
+ * kernel instead of two through read_buf). Only in bulk mode, entered after a
+ * read filled read_buf and left after a turn that moved less than PIPE_FULL:
+ * for a trickle, splice's extra system calls would cost more than they save.
+ * Rotation needs to see the newlines, so splicing stops SPLICE_MARGIN short
+ * of max_size and the read path makes the cut. A file system that cannot
+ * splice falls back to read(2) for good; a full disk, for this turn (the
+ * read path then holds the bytes and stalls, as always). */
+#define SPLICE_MARGIN ((uint64_t)ORCH_LINE_MAX)
+
+enum { SPLICE_MORE, SPLICE_EMPTY, SPLICE_EOF };
+
+/* How many bytes may be spliced into o's file now; 0: use the read path. */
+static size_t splice_room(const orch_outpipe_t *o) {
+  const orch_sink_t *s = o->sink;
+  if (!o->bulk || o->no_splice || o->framed || o->echo_fd >= 0 || o->combined || o->part_len > 0 ||
+      s->fd < 0 || !s->regular || s->own_stdio || s->pending_open || s->writers > 1)
+    return 0;
+  if (s->max_size == 0) return SIZE_MAX;
+  if (s->size + SPLICE_MARGIN >= s->max_size) return 0;
+  return (size_t)(s->max_size - SPLICE_MARGIN - s->size);
+}
+
+/* Splices up to budget bytes (within splice_room); *got: how many moved. */
+static int splice_in(orch_outpipe_t *o, size_t budget, size_t *got) {
+  orch_sink_t *s = o->sink;
+  size_t room = splice_room(o);
+  if (room < budget) budget = room;
+  /* splice(2) refuses O_APPEND files: off for the turn, at the file's end
+   * (orch flush may have truncated it), back on after. */
+  int fl = fcntl(s->fd, F_GETFL);
+  if (fl < 0 || fcntl(s->fd, F_SETFL, fl & ~O_APPEND) < 0) {
+    o->no_splice = 1;
+    return SPLICE_MORE;
+  }
+  int rc = SPLICE_MORE;
+  if (lseek(s->fd, 0, SEEK_END) < 0) {
+    o->no_splice = 1;
+    budget = 0;
+  }
+  while (*got < budget) {
+    ssize_t n = splice(o->fd, NULL, s->fd, NULL, budget - *got, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n < 0 && errno == EINTR) continue;
+    if (n > 0) {
+      if (n >= PIPE_FULL && !o->grown) grow_pipe(o);
+      s->written += (uint64_t)n;
+      s->spliced += (uint64_t)n;
+      s->size += (uint64_t)n;
+      s->at_bol = 0; /* unknown; only decides where a rotation cuts */
+      *got += (size_t)n;
+      continue;
+    }
+    if (n == 0) rc = SPLICE_EOF;
+    else if (errno == EAGAIN) rc = SPLICE_EMPTY;
+    /* Anything else (EINVAL: the file system cannot splice): read(2) from
+     * now on. ENOSPC, EDQUOT: read(2) meets the full disk and stalls. */
+    else if (!space_err(errno)) o->no_splice = 1;
+    break;
+  }
+  /* Failing, the file would take only appends that land where we say. */
+  if (fcntl(s->fd, F_SETFL, fl) < 0) o->no_splice = 1;
+  return rc;
+}
+
 /* Reads and consumes up to budget bytes, less at EAGAIN, EOF or a stall. */
 static void pump(orch_outpipe_t *o, size_t budget) {
   size_t got = 0;
+  if (!stalled(o) && splice_room(o) > 0) {
+    int rc = splice_in(o, budget, &got);
+    if (got < PIPE_FULL) o->bulk = 0;
+    if (rc == SPLICE_EOF) {
+      at_eof(o);
+      return;
+    }
+    if (rc == SPLICE_EMPTY) return;
+  }
   while (!o->eof && !o->closing && !stalled(o) && got < budget) {
     ssize_t n = read(o->fd, read_buf, sizeof read_buf);
     if (n < 0 && errno == EINTR) continue;
@@ -976,6 +1089,7 @@ static void pump(orch_outpipe_t *o, size_t budget) {
     got += (size_t)n;
     /* A short read emptied the pipe: spare the read that says EAGAIN. */
     if ((size_t)n < sizeof read_buf) break;
+    o->bulk = 1;
   }
   if (stalled(o)) stall(o);
 }
@@ -988,13 +1102,17 @@ static void on_poll(uv_poll_t *h, int status, int events) {
 }
 
 static void outpipe_free(orch_outpipe_t *o) {
-  if (o->sink) orch_sink_unref(o->sink);
+  if (o->sink) {
+    o->sink->writers--;
+    orch_sink_unref(o->sink);
+  }
   if (o->combined) orch_sink_unref(o->combined);
   if (o->fd >= 0) close(o->fd);
   free(o->hold[0].buf);
   free(o->hold[1].buf);
   free(o->raw.buf);
   free(o->prefix);
+  free(o->line);
   free(o->timestamp);
   free(o->json_mid);
   free(o->part);
@@ -1089,7 +1207,9 @@ int orch_outpipe_start(uv_loop_t *loop, int fd, const orch_outpipe_opts_t *opts,
   int rc = 0;
   o->echo_fd = opts->echo_fd;
   o->prefix = strdup(opts->prefix ? opts->prefix : "");
-  if (!o->prefix) rc = -ENOMEM;
+  /* Only echoing outpipes (orch run) need it: 8 KiB each adds up. */
+  if (o->echo_fd >= 0) o->line = malloc(ECHO_LINE_MAX);
+  if (!o->prefix || (o->echo_fd >= 0 && !o->line)) rc = -ENOMEM;
   if (rc == 0) rc = outpipe_format(o, opts->format);
   /* Also makes fd non-blocking. */
   if (rc == 0) rc = uv_poll_init(loop, &o->poll, fd);
@@ -1103,6 +1223,7 @@ int orch_outpipe_start(uv_loop_t *loop, int fd, const orch_outpipe_opts_t *opts,
   o->prefix_len = strlen(o->prefix);
   o->sink = opts->sink;
   orch_sink_ref(o->sink);
+  o->sink->writers++;
   if (opts->combined) {
     o->combined = opts->combined;
     orch_sink_ref(o->combined);

@@ -158,7 +158,7 @@ local function describe_out(procs)
   local keys = { "id", "name", "instance", "status", "pid", "restarts", "unstable_restarts", "uptime_ms", "cpu",
     "memory", "mode", "source", "script", "args", "exec", "interpreter", "cwd", "instances", "balance", "listen",
     "cluster", "out_log", "err_log",
-    "log_problems", "started_at", "last_exit", "reason", "autorestart", "max_restarts", "min_uptime", "kill_signal", "kill_timeout", "health" }
+    "log_problems", "log_stats", "started_at", "last_exit", "reason", "autorestart", "max_restarts", "min_uptime", "kill_signal", "kill_timeout", "health" }
   for i, p in ipairs(procs) do
     if i > 1 then io.stdout:write("\n") end
     for _, k in ipairs(keys) do

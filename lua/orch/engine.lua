@@ -480,6 +480,7 @@ function Engine:describe(p)
   v.unstable_restarts = p.counters.unstable
   v.out_log, v.err_log = out, err
   v.log_problems = self.sup:log_problems(p) or cjson.null
+  v.log_stats = self.sup:log_stats(p)
   v.started_at = p.started_wall or cjson.null
   v.last_exit = p.last_exit or cjson.null
   v.reason = p.reason or cjson.null

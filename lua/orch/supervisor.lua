@@ -230,6 +230,23 @@ function Supervisor:log_problems(proc)
   return #problems > 0 and table.concat(problems, "; ") or nil
 end
 
+-- Each log file of proc (shared ones too): { path, written, spliced, size,
+-- rotations, dropped }, bytes since the daemon opened it.
+function Supervisor:log_stats(proc)
+  local out = {}
+  for _, path in ipairs({ launch.log_paths(proc.app, proc.instance, self.opts.logs_dir) }) do
+    local sink = self.sinks[path]
+    if sink and not out[path] then
+      local st = sink:stats()
+      out[path] = true
+      out[#out + 1] = { path = path, written = st.written, spliced = st.spliced, size = st.size,
+                        rotations = st.rotations, dropped = st.dropped }
+    end
+  end
+  for i = 1, #out do out[out[i].path] = nil end
+  return out
+end
+
 -- Empties a log file of app (orch flush) and deletes its rotated files;
 -- writers go on at the new end. true if the file existed, or nil, err.
 function Supervisor:flush_log(path, app)

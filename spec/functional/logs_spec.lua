@@ -92,6 +92,14 @@ describe("orch logs capture", function()
     assert.are.equal("out1\nerr1\nout2\n", H.read(dir .. "/all.log"))
   end)
 
+  it("keeps a line written in pieces whole in log_file, where both streams meet (plain)", function()
+    run("printf out; sleep 0.1; echo err1 >&2; sleep 0.1; printf '1\\nout2'; sleep 0.1; echo ' end'; printf tail\n",
+      'log_file = "all.log"')
+    assert.are.equal("out1\nout2 end\ntail", H.read(home .. "/logs/app-out.log"))
+    -- err1 came while "out" waited for the rest of its line
+    assert.are.equal("err1\nout1\nout2 end\ntail", H.read(dir .. "/all.log"))
+  end)
+
   it("formats log_file records like the others", function()
     run("echo out1; sleep 0.05; echo err1 >&2\n", 'log_file = "all.log", log_type = "json"')
     local all = lines(dir .. "/all.log")
@@ -521,6 +529,45 @@ describe("orch log back-pressure", function()
     for _, p in ipairs(assert(H.json(home, { "describe", "all" }))) do
       assert.are.equal(cjson.null, p.log_problems, p.name)
     end
+  end)
+
+  -- A fast writer's plain output goes to its file by splice(2) (log_stats
+  -- says how much); a file near max_size gets the read path's cut.
+  it("captures a fast writer's binary output byte for byte, spliced, and its lines whole across rotations", function()
+    local bin, text = dir .. "/random.bin", dir .. "/lines.txt"
+    H.sh(("head -c 33554432 /dev/urandom > '%s'"):format(bin))
+    H.sh(("awk 'BEGIN { for (i = 1; i <= 250000; i++) printf \"%%07d %%s\\n\", i, substr(\"%s\", 1, i %% 150) }' > '%s'")
+      :format(string.rep("0123456789", 15), text))
+    start(string.format([[
+      { name = 'bin', script = 'sh', args = { '-c', 'cat %s; echo done >&2; exec sleep 1000' }, max_size = false },
+      { name = 'text', script = 'sh', args = { '-c', 'cat %s; echo done >&2; exec sleep 1000' },
+        max_size = '2M', retain = 100 },
+    ]], bin, text))
+    for _, name in ipairs({ "bin", "text" }) do
+      H.wait_until(function() return H.read(home .. "/logs/" .. name .. "-error.log") == "done\n" end, 20000,
+        name .. " to finish")
+    end
+    local want = H.read(bin)
+    H.wait_until(function() return #H.read(home .. "/logs/bin-out.log") >= #want end, 10000, "all of bin's bytes")
+    assert.is_true(H.read(home .. "/logs/bin-out.log") == want, "bin's log differs from what it wrote")
+    local d = assert(H.json(home, { "describe", "bin" }))[1]
+    local st = d.log_stats[1]
+    assert.are.equal(home .. "/logs/bin-out.log", st.path)
+    assert.are.equal(#want, st.written)
+    -- most of it never went through the daemon's memory
+    assert.is_true(st.spliced > #want / 2, ("spliced %d of %d bytes"):format(st.spliced, #want))
+
+    local out = home .. "/logs/text-out.log"
+    local list, i = {}, 1
+    while uv.fs_stat(out .. "." .. i) do i = i + 1 end
+    for j = i - 1, 1, -1 do list[#list + 1] = H.read(out .. "." .. j) end
+    list[#list + 1] = H.read(out)
+    assert.is_true(#list >= 8, #list .. " files")
+    for k, f in ipairs(list) do
+      assert.are.equal("\n", f:sub(-1), "file " .. k .. " ends with a whole line")
+      assert.is_true(#f <= 2 * 1024 * 1024 + 200, "file " .. k .. " is " .. #f .. " bytes")
+    end
+    assert.is_true(table.concat(list) == H.read(text), "the rotated files put together differ from the source")
   end)
 
   it("pauses the writers of a full disk, says so, and resumes them losing nothing once there is space", function()
