@@ -32,14 +32,7 @@ local function wait(cond, timeout_ms)
   return cond()
 end
 
--- For /proc conditions: checks every 1 ms.
-local function poll(cond, timeout_ms, what)
-  local deadline = uv.hrtime() + timeout_ms * 1e6
-  while not cond() do
-    if uv.hrtime() > deadline then error(what .. ": not after " .. timeout_ms .. " ms", 0) end
-    uv.sleep(1)
-  end
-end
+local poll = lib.poll
 
 local homes, daemons = {}, {}
 local function new_home()

@@ -25,18 +25,7 @@ local BASE_S = uv.gettimeofday() - 60
 local function wall_ns() local s, us = uv.gettimeofday(); return (s - BASE_S) * 1e9 + us * 1e3 end
 local function stamp_ns(d) return (tonumber(d:sub(1, -10)) - BASE_S) * 1e9 + tonumber(d:sub(-9)) end
 
--- Polls cond every 1 ms, running the loop so that exit callbacks fire, until
--- it returns a true value.
-local function poll(cond, timeout_ms, what)
-  local deadline = uv.hrtime() + timeout_ms * 1e6
-  while true do
-    uv.run("nowait")
-    local v = cond()
-    if v then return v end
-    if uv.hrtime() > deadline then error(what .. ": nothing after " .. timeout_ms .. " ms", 0) end
-    uv.sleep(1)
-  end
-end
+local poll = lib.poll
 
 local homes, orchs, bare_stopping = {}, {}, false
 local function new_home()

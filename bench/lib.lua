@@ -35,6 +35,19 @@ function M.kill_observed()
   for pid in pairs(observed) do if M.ours_alive(pid) then uv.kill(pid, "sigkill") end end
 end
 
+-- Polls cond every 1 ms, running the loop so that exit callbacks fire,
+-- until it returns a true value (returned); an error after timeout_ms.
+function M.poll(cond, timeout_ms, what)
+  local deadline = uv.hrtime() + timeout_ms * 1e6
+  while true do
+    uv.run("nowait")
+    local v = cond()
+    if v then return v end
+    if uv.hrtime() > deadline then error(what .. ": nothing after " .. timeout_ms .. " ms", 0) end
+    uv.sleep(1)
+  end
+end
+
 function M.children(pid)
   local out, req = {}, uv.fs_scandir("/proc/" .. pid .. "/task")
   local tid = req and uv.fs_scandir_next(req)
