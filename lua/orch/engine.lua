@@ -653,29 +653,45 @@ function Engine:serve()
   })
   if not server then return nil, string.format("cannot listen on %s: %s", self.paths.sock, err) end
   self.server = server
-  local notify = require("orch.notify")
-  local sock, nerr = notify.open(self.paths.notify, function(pid, fields) self:_notified(pid, fields) end, self.log)
-  -- without it wait_ready still works over the IPC channel
-  if not sock then self.log("warn", nerr) end
-  self.notify = sock
-  self.sup.notify_socket = sock and sock.path
+  local ok, merr, code = uv.fs_mkdir(self.paths.notify, tonumber("700", 8))
+  if ok or code == "EEXIST" then
+    self.sup.notify_socket = function(p) return self:_notify_socket(p) end
+  else
+    -- without it wait_ready still works over the IPC channel
+    self.log("warn", string.format("cannot create %s: %s; no NOTIFY_SOCKET for wait_ready", self.paths.notify, merr))
+  end
   return true
 end
 
--- A datagram on the notify socket from pid: READY=1 is the 'ready' of the
--- process it belongs to (its main process or a descendant), STATUS= shows
--- in describe.
-function Engine:_notified(pid, fields)
+-- The NOTIFY_SOCKET of process p, or nil: a socket of its own, kept for
+-- the process's life, so that a datagram belongs to p by where it arrives.
+-- Finding its process by the sender's pid would lose READY=1 from a sender
+-- that exits right after sending (systemd-notify does): gone, it has no
+-- parent to follow.
+function Engine:_notify_socket(p)
+  if p.notify then return p.notify.path end
+  local path = string.format("%s/%d.sock", self.paths.notify, p.id)
+  local sock, err = require("orch.notify").open(path, function(pid, fields) self:_notified(p, pid, fields) end,
+    self.log)
+  if not sock then
+    self.log("warn", err)
+    return nil
+  end
+  p.notify = sock
+  return path
+end
+
+-- A datagram for process p from pid: READY=1 is its 'ready', STATUS= shows
+-- in describe. A live sender must be p's main process or a descendant;
+-- a sender already gone cannot be checked, and only p was given the socket.
+function Engine:_notified(p, pid, fields)
   local notify = require("orch.notify")
-  for _, p in ipairs(self.sup:list()) do
-    if p.pid and (p.status == "launching" or p.status == "online") and notify.descends(pid, p.pid) then
-      if fields.STATUS then p.notify_status = fields.STATUS end
-      if fields.READY == "1" and not p.ready and p.app.wait_ready then
-        p.ready = true
-        self:_event("ready", p)
-      end
-      return
-    end
+  if not p.pid or (p.status ~= "launching" and p.status ~= "online") then return end
+  if not notify.descends(pid, p.pid) and notify.alive(pid) then return end
+  if fields.STATUS then p.notify_status = fields.STATUS end
+  if fields.READY == "1" and not p.ready and p.app.wait_ready then
+    p.ready = true
+    self:_event("ready", p)
   end
 end
 
@@ -744,9 +760,11 @@ function Engine:shutdown()
     self.server:close()
     self.server = nil
   end
-  if self.notify then
-    self.notify.close()
-    self.notify = nil
+  for _, p in ipairs(self.sup:list()) do
+    if p.notify then
+      p.notify.close()
+      p.notify = nil
+    end
   end
   if self.state_timer then
     self.state_timer:close()

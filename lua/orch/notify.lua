@@ -27,6 +27,13 @@ local function ppid(pid)
   return tonumber(stat:match("%) %S+ (%d+)"))
 end
 
+-- Whether pid is still there (a zombie counts).
+function M.alive(pid)
+  local f = io.open("/proc/" .. pid .. "/stat", "r")
+  if f then f:close() end
+  return f ~= nil
+end
+
 -- Whether pid is root or descends from it (a server's worker may notify).
 function M.descends(pid, root)
   for _ = 1, 32 do

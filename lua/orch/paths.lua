@@ -8,7 +8,7 @@ function M.layout(home)
     home = home,
     logs = home .. "/logs",
     sock = home .. "/orch.sock",
-    notify = home .. "/notify.sock", -- NOTIFY_SOCKET of wait_ready processes
+    notify = home .. "/notify", -- ID.sock: NOTIFY_SOCKET of wait_ready process ID
     pid = home .. "/daemon.pid",
     daemon_log = home .. "/daemon.log",
     state = home .. "/state.json",

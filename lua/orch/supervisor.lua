@@ -113,6 +113,10 @@ function Supervisor:remove(proc)
   if s ~= "stopped" and s ~= "errored" then return nil, self:label(proc) .. " is " .. s end
   close_timer(proc.timer)
   proc.timer = nil
+  if proc.notify then
+    proc.notify.close()
+    proc.notify = nil
+  end
   for i, p in ipairs(self.procs) do
     if p == proc then table.remove(self.procs, i) break end
   end
@@ -323,9 +327,8 @@ function Supervisor:_launch(proc)
     env[#env + 1] = "LISTEN_FDS=" .. #held.fds
     env[#env + 1] = "LISTEN_FDNAMES=" .. table.concat(held.names, ":")
   end
-  if app.wait_ready and self.notify_socket then
-    env[#env + 1] = "NOTIFY_SOCKET=" .. self.notify_socket
-  end
+  local notify_socket = app.wait_ready and self.notify_socket and self.notify_socket(proc)
+  if notify_socket then env[#env + 1] = "NOTIFY_SOCKET=" .. notify_socket end
   local chan_fd, child_fd = core.socketpair()
   if chan_fd then
     fds[#fds + 1] = child_fd

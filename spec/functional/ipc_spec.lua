@@ -58,7 +58,7 @@ describe("the IPC channel", function()
       -- a stranger's READY=1 (this test is no process of orch's) changes nothing
       assert.are.equal("sent\n", H.sh(string.format(
         [[python3 -c 'import socket; s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.sendto(b"READY=1", %q)' && echo sent]],
-        home .. "/notify.sock")))
+        home .. "/notify/" .. res.processes[1].id .. ".sock")))
       -- two round trips on the control socket: the daemon's loop has
       -- turned since the datagram arrived
       status("sd")
@@ -68,6 +68,24 @@ describe("the IPC channel", function()
       assert.are.equal("serving", d.notify_status)
     end)
   end
+
+  -- systemd-notify's case: the sender is gone before orch reads its datagram
+  -- (the daemon is stopped meanwhile), so its pid leads nowhere.
+  it("takes READY=1 from a child that exited before orch read it", function()
+    local mark = dir .. "/notified"
+    local res = start(string.format([[
+      { name = "sd", script = %q, wait_ready = true, listen_timeout = 20000,
+        env = { READY_AFTER_MS = "300", NOTIFY_FROM_CHILD = "1", NOTIFIED_MARK = %q } },
+    ]], apps .. "/notify_ready.py", mark))
+    assert.are.equal("launching", res.processes[1].status)
+    local daemon = assert(tonumber(H.read(home .. "/daemon.pid")))
+    assert(uv.kill(daemon, "sigstop"))
+    local ok, err = pcall(H.wait_until, function() return uv.fs_stat(mark) ~= nil end, 10000, "the child to have sent and gone")
+    assert(uv.kill(daemon, "sigcont"))
+    assert(ok, err)
+    H.wait_until(function() return status("sd") == "online" end, 10000, "online after READY=1")
+    assert.are.equal("serving", H.json(home, { "describe", "sd" })[1].notify_status)
+  end)
 
   it("declares a wait_ready process online after listen_timeout when it never says ready", function()
     if not has_node then return pending("node is not installed") end
