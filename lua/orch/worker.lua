@@ -24,6 +24,7 @@ local replies = {}   -- seq of our request -> function(reply, handle)
 local servers = {}   -- cluster key -> on_connection
 local handlers = {}  -- on_message callbacks
 local closers = {}   -- what disconnect closes
+local conns = setmetatable({}, { __mode = "k" }) -- connections given to the program
 local cluster_worker = os.getenv("NODE_UNIQUE_ID") ~= nil
 
 local function write(msg)
@@ -53,12 +54,40 @@ local function take_handle()
   return h
 end
 
--- Node's disconnect: stop listening, let the channel go; the program ends
--- when its last connection does.
+local function take(conn, on_connection)
+  conns[conn] = true
+  on_connection(conn)
+end
+
+local function drained()
+  for c in pairs(conns) do
+    if not c:is_closing() then return false end
+  end
+  return true
+end
+
+-- The channel goes once what was written on it is out (the ACKs of the
+-- last connections).
+local function close_channel()
+  if not chan or chan:is_closing() then return end
+  local ok = chan:shutdown(function() if not chan:is_closing() then chan:close() end end)
+  if not ok then chan:close() end
+end
+
+-- Node's disconnect: stop listening, and let the channel go once the
+-- connections in hand are finished: orch sends the stop signal when the
+-- channel closes, and a request must not be cut short by it.
 local function disconnect()
   for _, close in ipairs(closers) do close() end
   closers = {}
-  if chan and not chan:is_closing() then chan:close() end
+  if drained() then return close_channel() end
+  local t = uv.new_timer()
+  t:start(20, 20, function()
+    if drained() then
+      t:close()
+      close_channel()
+    end
+  end)
 end
 
 local function cluster_message(msg, handle)
@@ -70,7 +99,7 @@ local function cluster_message(msg, handle)
   if msg.act == "newconn" then
     local on_conn = servers[msg.key]
     write({ cmd = "NODE_CLUSTER", ack = msg.seq, accepted = on_conn ~= nil and handle ~= nil })
-    if on_conn and handle then on_conn(handle) elseif handle then handle:close() end
+    if on_conn and handle then take(handle, on_conn) elseif handle then handle:close() end
   elseif msg.act == "disconnect" then
     disconnect()
   end
@@ -142,7 +171,7 @@ local function serve(h, on_connection)
   h:listen(511, function(err)
     if err then return end
     local conn = uv.new_tcp()
-    if h:accept(conn) then on_connection(conn) else conn:close() end
+    if h:accept(conn) then take(conn, on_connection) else conn:close() end
   end)
   closers[#closers + 1] = function() if not h:is_closing() then h:close() end end
 end
