@@ -961,12 +961,14 @@ end)
 describe("orch.ecosystem depends_on", function()
   local eco = require("orch.ecosystem")
   local function load_src(src)
-    local path = os.tmpname() .. ".lua"
+    local base = os.tmpname() -- creates the file: removed too
+    local path = base .. ".lua"
     local f = assert(io.open(path, "w"))
     f:write(src)
     f:close()
     local cfg, err = eco.load(path)
     os.remove(path)
+    os.remove(base)
     return cfg, err and err:gsub("^[^:]+:", "FILE:")
   end
 
