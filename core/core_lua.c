@@ -179,11 +179,9 @@ static int l_sink_stats(lua_State *L) {
   orch_sink_t *s = check_sink(L, 1);
   orch_sink_stats_t st;
   orch_sink_stats(s, &st);
-  lua_createtable(L, 0, 7);
+  lua_createtable(L, 0, 6);
   lua_pushnumber(L, (lua_Number)st.written);
   lua_setfield(L, -2, "written");
-  lua_pushnumber(L, (lua_Number)st.spliced);
-  lua_setfield(L, -2, "spliced");
   lua_pushnumber(L, (lua_Number)st.dropped);
   lua_setfield(L, -2, "dropped");
   lua_pushnumber(L, (lua_Number)st.size);

@@ -43,7 +43,6 @@ struct orch_sink_s {
   int stall_err;           /* ENOSPC or EDQUOT while stalled */
   uint64_t stalled_since;  /* CLOCK_MONOTONIC ns */
   int writers;             /* outpipes writing to it as their own stream */
-  uint64_t spliced;
   char path[];
 };
 
@@ -65,8 +64,6 @@ struct orch_outpipe_s {
   orch_sink_t *sink, *combined;
   int echo_fd;
   int released, closing, eof, polling, grown;
-  int bulk;                  /* the app writes fast: splice (see pump) */
-  int no_splice;             /* splice(2) failed on this sink's file */
   /* Stalled while any of these holds bytes: nothing is read meanwhile.
    * hold[0] goes to sink, hold[1] to combined; raw is input not yet
    * formatted (formatted mode stops at a refusal: records can be many times
@@ -424,7 +421,6 @@ const char *orch_sink_path(const orch_sink_t *s) { return s->path; }
 void orch_sink_stats(const orch_sink_t *s, orch_sink_stats_t *st) {
   st->written = s->written;
   st->dropped = s->dropped;
-  st->spliced = s->spliced;
   st->last_err = s->stalled && s->stall_err ? s->stall_err : s->last_err;
   st->stalled = s->stalled > 0;
   st->size = s->size;
@@ -996,86 +992,9 @@ static void at_eof(orch_outpipe_t *o) {
   else if (o->released) outpipe_close(o);
 }
 
-/* ---- splice: plain bytes that nobody needs to see ----
- *
- * A fast writer's bytes, in plain mode, to a regular file that only this
- * outpipe writes, with no echo and no log_file: splice(2) moves them from the
- * pipe into the file, so the daemon never copies them (one copy in the
- * kernel instead of two through read_buf). Only in bulk mode, entered after a
- * read filled read_buf and left after a turn that moved less than PIPE_FULL:
- * for a trickle, splice's extra system calls would cost more than they save.
- * Rotation needs to see the newlines, so splicing stops SPLICE_MARGIN short
- * of max_size and the read path makes the cut. A file system that cannot
- * splice falls back to read(2) for good; a full disk, for this turn (the
- * read path then holds the bytes and stalls, as always). */
-#define SPLICE_MARGIN ((uint64_t)ORCH_LINE_MAX)
-
-enum { SPLICE_MORE, SPLICE_EMPTY, SPLICE_EOF };
-
-/* How many bytes may be spliced into o's file now; 0: use the read path. */
-static size_t splice_room(const orch_outpipe_t *o) {
-  const orch_sink_t *s = o->sink;
-  if (!o->bulk || o->no_splice || o->framed || o->echo_fd >= 0 || o->combined || o->part_len > 0 ||
-      s->fd < 0 || !s->regular || s->own_stdio || s->pending_open || s->writers > 1)
-    return 0;
-  if (s->max_size == 0) return SIZE_MAX;
-  if (s->size + SPLICE_MARGIN >= s->max_size) return 0;
-  return (size_t)(s->max_size - SPLICE_MARGIN - s->size);
-}
-
-/* Splices up to budget bytes (within splice_room); *got: how many moved. */
-static int splice_in(orch_outpipe_t *o, size_t budget, size_t *got) {
-  orch_sink_t *s = o->sink;
-  size_t room = splice_room(o);
-  if (room < budget) budget = room;
-  /* splice(2) refuses O_APPEND files: off for the turn, at the file's end
-   * (orch flush may have truncated it), back on after. */
-  int fl = fcntl(s->fd, F_GETFL);
-  if (fl < 0 || fcntl(s->fd, F_SETFL, fl & ~O_APPEND) < 0) {
-    o->no_splice = 1;
-    return SPLICE_MORE;
-  }
-  int rc = SPLICE_MORE;
-  if (lseek(s->fd, 0, SEEK_END) < 0) {
-    o->no_splice = 1;
-    budget = 0;
-  }
-  while (*got < budget) {
-    ssize_t n = splice(o->fd, NULL, s->fd, NULL, budget - *got, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-    if (n < 0 && errno == EINTR) continue;
-    if (n > 0) {
-      if (n >= PIPE_FULL && !o->grown) grow_pipe(o);
-      s->written += (uint64_t)n;
-      s->spliced += (uint64_t)n;
-      s->size += (uint64_t)n;
-      s->at_bol = 0; /* unknown; only decides where a rotation cuts */
-      *got += (size_t)n;
-      continue;
-    }
-    if (n == 0) rc = SPLICE_EOF;
-    else if (errno == EAGAIN) rc = SPLICE_EMPTY;
-    /* Anything else (EINVAL: the file system cannot splice): read(2) from
-     * now on. ENOSPC, EDQUOT: read(2) meets the full disk and stalls. */
-    else if (!space_err(errno)) o->no_splice = 1;
-    break;
-  }
-  /* Failing, the file would take only appends that land where we say. */
-  if (fcntl(s->fd, F_SETFL, fl) < 0) o->no_splice = 1;
-  return rc;
-}
-
 /* Reads and consumes up to budget bytes, less at EAGAIN, EOF or a stall. */
 static void pump(orch_outpipe_t *o, size_t budget) {
   size_t got = 0;
-  if (!stalled(o) && splice_room(o) > 0) {
-    int rc = splice_in(o, budget, &got);
-    if (got < PIPE_FULL) o->bulk = 0;
-    if (rc == SPLICE_EOF) {
-      at_eof(o);
-      return;
-    }
-    if (rc == SPLICE_EMPTY) return;
-  }
   while (!o->eof && !o->closing && !stalled(o) && got < budget) {
     ssize_t n = read(o->fd, read_buf, sizeof read_buf);
     if (n < 0 && errno == EINTR) continue;
@@ -1089,7 +1008,6 @@ static void pump(orch_outpipe_t *o, size_t budget) {
     got += (size_t)n;
     /* A short read emptied the pipe: spare the read that says EAGAIN. */
     if ((size_t)n < sizeof read_buf) break;
-    o->bulk = 1;
   }
   if (stalled(o)) stall(o);
 }

@@ -84,7 +84,6 @@ int orch_sink_own_stdio(orch_sink_t *s);
 
 typedef struct {
   uint64_t written, dropped; /* bytes, since the sink was opened */
-  uint64_t spliced;          /* of written: moved by splice(2), never copied */
   int last_err;              /* of the last failed write, or 0; while stalled,
                                 the full disk's ENOSPC or EDQUOT */
   int stalled;               /* outpipes wait for space to write to it */

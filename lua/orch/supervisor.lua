@@ -234,7 +234,7 @@ function Supervisor:log_problems(proc)
   return #problems > 0 and table.concat(problems, "; ") or nil
 end
 
--- Each log file of proc (shared ones too): { path, written, spliced, size,
+-- Each log file of proc (shared ones too): { path, written, size,
 -- rotations, dropped }, bytes since the daemon opened it.
 function Supervisor:log_stats(proc)
   local out = {}
@@ -243,8 +243,8 @@ function Supervisor:log_stats(proc)
     if sink and not out[path] then
       local st = sink:stats()
       out[path] = true
-      out[#out + 1] = { path = path, written = st.written, spliced = st.spliced, size = st.size,
-                        rotations = st.rotations, dropped = st.dropped }
+      out[#out + 1] = { path = path, written = st.written, size = st.size, rotations = st.rotations,
+                        dropped = st.dropped }
     end
   end
   for i = 1, #out do out[out[i].path] = nil end
