@@ -192,6 +192,8 @@ static int l_sink_stats(lua_State *L) {
     lua_pushstring(L, uv_err_name(-st.last_err));
     lua_setfield(L, -2, "error");
   }
+  lua_pushboolean(L, st.stalled);
+  lua_setfield(L, -2, "stalled");
   if (st.rotate_err) {
     lua_pushstring(L, uv_err_name(-st.rotate_err));
     lua_setfield(L, -2, "rotate_error");

@@ -226,7 +226,9 @@ function Supervisor:log_problems(proc)
         problems[#problems + 1] = string.format("%s: gzip of %s.1 failed (%s), kept as it is", path, path,
           st.compress_error)
       end
-      if st.error then
+      if st.stalled then
+        problems[#problems + 1] = string.format("%s: %s, writing paused until there is space", path, st.error)
+      elseif st.error then
         problems[#problems + 1] = string.format("%s: %s, %d bytes dropped", path, st.error, st.dropped)
       end
     end

@@ -597,7 +597,7 @@ describe("orch log back-pressure", function()
     H.wait_until(function() return daemon_log():find("json.log: ENOSPC", 1, true) end, 10000, "json.log paused")
     assert.matches("writing paused until there is space; the app blocks on its output, nothing is dropped", daemon_log())
     local d = assert(H.json(home, { "describe", "plain" }))
-    assert.matches("plain.log: ENOSPC", d[1].log_problems)
+    assert.matches("plain.log: ENOSPC, writing paused until there is space", d[1].log_problems, 1, true)
     -- the others go on meanwhile; the writers wait
     local tick = home .. "/logs/tick-out.log"
     local ticks = #H.read(tick)
