@@ -239,6 +239,24 @@ function H.each_test(set)
   end)
 end
 
+-- The numbers of s's lines that match pattern (one capture), in order.
+function H.numbers(s, pattern)
+  local t = {}
+  for n in s:gmatch(pattern or "(%d+)\n") do t[#t + 1] = tonumber(n) end
+  return t
+end
+
+-- The "tick N" lines' numbers (spec apps that tick).
+function H.ticks(s) return H.numbers(s, "tick (%d+)\n") end
+
+-- Whether t is a non-empty run of consecutive numbers; else false, where not.
+function H.consecutive(t)
+  for i = 2, #t do
+    if t[i] ~= t[i - 1] + 1 then return false, t[i - 1] .. " then " .. t[i] end
+  end
+  return #t > 0
+end
+
 -- Remembers a pid (written by a fixture) to be killed at cleanup.
 function H.track(pid)
   pgroups[pid] = true

@@ -233,18 +233,7 @@ describe("orch log rotation", function()
     return home .. "/logs/app-out.log", started
   end
 
-  local function ticks(s)
-    local t = {}
-    for n in s:gmatch("tick (%d+)\n") do t[#t + 1] = tonumber(n) end
-    return t
-  end
-
-  local function consecutive(t)
-    for i = 2, #t do
-      if t[i] ~= t[i - 1] + 1 then return false, "tick " .. t[i - 1] .. " then " .. t[i] end
-    end
-    return #t > 0
-  end
+  local ticks, consecutive = H.ticks, H.consecutive
 
   it("flush empties the file, deletes the rotated ones, and logging goes on", function()
     local out = ticking('max_size = 200, retain = 3')
@@ -489,11 +478,7 @@ describe("orch log back-pressure", function()
     return pids, assert(tonumber(H.read(home .. "/daemon.pid")))
   end
 
-  local function numbers(s)
-    local t = {}
-    for n in s:gmatch("(%d+)\n") do t[#t + 1] = tonumber(n) end
-    return t
-  end
+  local numbers = H.numbers
 
   it("makes a writer faster than the daemon wait on its pipe; the daemon keeps answering", function()
     local pids, daemon = start([[

@@ -39,16 +39,7 @@ describe("orch logs", function()
   local dir, home
   H.each_test(function(d, h) dir, home = d, h end)
 
-  local function ticks(s)
-    local t = {}
-    for n in s:gmatch("tick (%d+)\n") do t[#t + 1] = tonumber(n) end
-    return t
-  end
-
-  local function consecutive(t)
-    for i = 2, #t do if t[i] ~= t[i - 1] + 1 then return false end end
-    return #t > 0
-  end
+  local ticks, consecutive = H.ticks, H.consecutive
 
   it("-f shows lines written after it attached, across rotations and a restart", function()
     H.write(dir .. "/tick.sh",
