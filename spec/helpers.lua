@@ -77,7 +77,10 @@ function H.orch(args, opts)
   opts = opts or {}
   local env = { "ORCH_HOME=" .. opts.home, "PATH=" .. os.getenv("PATH"), "HOME=" .. (os.getenv("HOME") or "/") }
   -- development: run the Lua sources instead of the embedded modules
-  if os.getenv("ORCH_LUA_DIR") then env[#env + 1] = "ORCH_LUA_DIR=" .. os.getenv("ORCH_LUA_DIR") end
+  -- passed on: another Lua tree, and the sanitizers' settings (./setup.sh --asan, ORCH_BIN)
+  for _, k in ipairs({ "ORCH_LUA_DIR", "ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS" }) do
+    if os.getenv(k) then env[#env + 1] = k .. "=" .. os.getenv(k) end
+  end
   for k, v in pairs(opts.env or {}) do env[#env + 1] = k .. "=" .. v end
   local self = setmetatable({ out = "", err = "" }, Orch)
   local stdout, stderr = uv.new_pipe(false), uv.new_pipe(false)
