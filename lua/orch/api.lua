@@ -15,12 +15,17 @@ M.EVENTS = { start = "start", online = "online", exit = "exit", waiting = "resta
 function M.new(engine)
   local api = { uv = uv }
   local handlers = {}          -- event -> list of functions
-  local records = setmetatable({}, { __mode = "k" })  -- object -> proc record
+  -- object -> proc record. Weak both ways: the record holds its object
+  -- (p.api_object) and the object's closures hold the record, and LuaJIT's
+  -- weak keys are no ephemerons: with weak keys alone the strong value would
+  -- keep every process ever started (and its object) alive. The engine's
+  -- process table, or a script holding the object, keeps an entry alive.
+  local records = setmetatable({}, { __mode = "kv" })
 
   local methods = {}
   local function object(p)
     if not p then return nil end
-    local o = p.api_object -- kept on the record: no weak table cycle to leak
+    local o = p.api_object
     if o then return o end
     o = setmetatable({}, {
       __index = function(_, k)

@@ -298,6 +298,32 @@ describe("orch daemon and CLI", function()
     assert.are.same({ "1002" }, H.json(home, { "describe", "c" })[1].args)
   end)
 
+  -- Every process the daemon ever ran was kept in memory through its Lua
+  -- API object (a weak-keyed table whose values held the keys: ~4.5 kB per
+  -- process): the Lua heap after a full collection must not grow per round.
+  it("forgets deleted processes: the Lua heap stays flat over start/delete rounds", function()
+    local file = H.write(dir .. "/many.config.lua", [[
+      local apps = {}
+      for i = 1, 50 do apps[i] = { name = "m" .. i, script = "sleep", args = { "1000" } } end
+      return { apps = apps } ]])
+    local function heap_kb()
+      local code, out = H.orch_sync({ "eval", "collectgarbage() collectgarbage() return collectgarbage('count')" },
+        { home = home })
+      assert.are.equal(0, code)
+      return assert(tonumber(out))
+    end
+    local heap = {}
+    for round = 1, 5 do
+      local started, code, err = H.json(home, { "start", file }, { cwd = dir })
+      assert.are.equal(0, code, err)
+      assert.are.equal(50, #started.processes)
+      assert.are.equal(0, select(2, H.json(home, { "delete", "all" })))
+      heap[round] = heap_kb()
+    end
+    -- rounds 2 to 5 create and forget 150 processes
+    assert.is_true(heap[5] - heap[2] < 150, ("Lua heap %d kB after round 2, %d kB after round 5"):format(heap[2], heap[5]))
+  end)
+
   it("serves the control socket from a foreground orch run", function()
     local file = ecosystem("ecosystem.lua", [[ { name = "fg", script = "sleep", args = { "1000" } }, ]])
     local o = H.orch({ "run", file }, { home = home, cwd = dir })
