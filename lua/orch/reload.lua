@@ -24,12 +24,14 @@ function M.run(engine, procs, done)
     end
     local new = engine.sup:add(old.app, old.base_env, old.instance)[1]
     new.restarts = old.restarts + 1
-    local switched = false
+    local switched, timer = false, nil
     -- The old one stops once the new one serves: it is online and, for a
     -- cluster worker, listening (or listen_timeout passed).
     local function switch()
       if switched then return end
       switched = true
+      -- the listen_timeout timer would hold both processes until it fired
+      if timer and not timer:is_closing() then timer:close() end
       engine.proc_watchers[new] = nil
       engine.sup:stop(old, function()
         engine.sup:replace(old, new)
@@ -38,9 +40,9 @@ function M.run(engine, procs, done)
       end)
     end
     local function wait_listening()
-      local t = uv.new_timer()
-      t:start(new.app.listen_timeout, 0, function()
-        t:close()
+      timer = uv.new_timer()
+      timer:start(new.app.listen_timeout, 0, function()
+        timer:close()
         if new.status == "online" then switch() end
       end)
     end
