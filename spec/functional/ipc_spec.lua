@@ -52,7 +52,7 @@ describe("the IPC channel", function()
     it("takes READY=1 on NOTIFY_SOCKET as ready (sd_notify)" .. (from_child and ", from a child" or ""), function()
       local res = start(string.format([[
         { name = "sd", script = %q, wait_ready = true, listen_timeout = 20000,
-          env = { READY_AFTER_MS = "600", NOTIFY_FROM_CHILD = %q } },
+          env = { READY_AFTER_MS = "1500", NOTIFY_FROM_CHILD = %q } },
       ]], apps .. "/notify_ready.py", from_child and "1" or ""))
       assert.are.equal("launching", res.processes[1].status)
       -- a stranger's READY=1 (this test is no process of orch's) changes nothing
@@ -75,7 +75,7 @@ describe("the IPC channel", function()
     local mark = dir .. "/notified"
     local res = start(string.format([[
       { name = "sd", script = %q, wait_ready = true, listen_timeout = 20000,
-        env = { READY_AFTER_MS = "300", NOTIFY_FROM_CHILD = "1", NOTIFIED_MARK = %q } },
+        env = { READY_AFTER_MS = "1000", NOTIFY_FROM_CHILD = "1", NOTIFIED_MARK = %q } },
     ]], apps .. "/notify_ready.py", mark))
     assert.are.equal("launching", res.processes[1].status)
     local daemon = assert(tonumber(H.read(home .. "/daemon.pid")))
@@ -89,9 +89,10 @@ describe("the IPC channel", function()
 
   it("declares a wait_ready process online after listen_timeout when it never says ready", function()
     if not has_node then return pending("node is not installed") end
-    start(string.format([[ { name = "mute", script = %q, wait_ready = true, listen_timeout = 300 }, ]],
+    -- the start reply comes before listen_timeout can pass, however slow the machine
+    local res = start(string.format([[ { name = "mute", script = %q, wait_ready = true, listen_timeout = 300 }, ]],
       apps .. "/ipc_node.js"))
-    assert.are.equal("launching", status("mute"))
+    assert.are.equal("launching", res.processes[1].status)
     H.wait_until(function() return status("mute") == "online" end, 5000, "online after listen_timeout")
     assert.matches("mute:0 sent no 'ready' within listen_timeout 300 ms; online anyway", H.read(home .. "/daemon.log"))
   end)
