@@ -432,16 +432,20 @@ void orch_sink_stats(const orch_sink_t *s, orch_sink_stats_t *st) {
 /* ---- records (formatted mode) ---- */
 
 /* Makes room for n more bytes in rec; 0 or -ENOMEM. */
-static int rec_reserve(size_t n) {
-  if (rec.len + n <= rec.cap) return 0;
-  size_t cap = rec.cap ? rec.cap : 65536;
-  while (cap < rec.len + n) cap *= 2;
-  char *b = realloc(rec.buf, cap);
+/* Makes *buf (of *cap bytes) hold at least need, doubling from first;
+ * -ENOMEM leaves it as it was. The growable buffers here all use it. */
+static int reserve(char **buf, size_t *cap, size_t need, size_t first) {
+  if (need <= *cap) return 0;
+  size_t c = *cap ? *cap : first;
+  while (c < need) c *= 2;
+  char *b = realloc(*buf, c);
   if (!b) return -ENOMEM;
-  rec.buf = b;
-  rec.cap = cap;
+  *buf = b;
+  *cap = c;
   return 0;
 }
+
+static int rec_reserve(size_t n) { return reserve(&rec.buf, &rec.cap, rec.len + n, 65536); }
 
 /* Only called after rec_reserve made room. */
 static void rec_put(const char *s, size_t n) {
@@ -456,14 +460,7 @@ static int refused(const orch_outpipe_t *o) { return o->hold[0].len > 0 || o->ho
 static int stalled(const orch_outpipe_t *o) { return refused(o) || o->raw.len > 0; }
 
 static int held_append(held_t *h, const char *buf, size_t n) {
-  if (h->len + n > h->cap) {
-    size_t cap = h->cap ? h->cap : 65536;
-    while (cap < h->len + n) cap *= 2;
-    char *b = realloc(h->buf, cap);
-    if (!b) return -ENOMEM;
-    h->buf = b;
-    h->cap = cap;
-  }
+  if (reserve(&h->buf, &h->cap, h->len + n, 65536) < 0) return -ENOMEM;
   memcpy(h->buf + h->len, buf, n);
   h->len += n;
   return 0;
@@ -640,14 +637,7 @@ static void emit(orch_outpipe_t *o, const char *ts, size_t ts_len, const char *a
 
 /* Room in o->part for n more bytes; -1: no memory. */
 static int part_reserve(orch_outpipe_t *o, size_t n) {
-  if (o->part_len + n <= o->part_cap) return 0;
-  size_t cap = o->part_cap ? o->part_cap : 256;
-  while (cap < o->part_len + n) cap *= 2;
-  char *p = realloc(o->part, cap);
-  if (!p) return -1;
-  o->part = p;
-  o->part_cap = cap;
-  return 0;
+  return reserve(&o->part, &o->part_cap, o->part_len + n, 256);
 }
 
 /* Cuts buf into lines, prefixing the held tail to the first one. */

@@ -687,7 +687,7 @@ end
 function Engine:_notified(p, pid, fields)
   local notify = require("orch.notify")
   if not p.pid or (p.status ~= "launching" and p.status ~= "online") then return end
-  if not notify.descends(pid, p.pid) and notify.alive(pid) then return end
+  if notify.descends(pid, p.pid) == false then return end
   if fields.STATUS then p.notify_status = fields.STATUS end
   if fields.READY == "1" and not p.ready and p.app.wait_ready then
     p.ready = true

@@ -27,18 +27,13 @@ local function ppid(pid)
   return tonumber(stat:match("%) %S+ (%d+)"))
 end
 
--- Whether pid is still there (a zombie counts).
-function M.alive(pid)
-  local f = io.open("/proc/" .. pid .. "/stat", "r")
-  if f then f:close() end
-  return f ~= nil
-end
-
--- Whether pid is root or descends from it (a server's worker may notify).
+-- Whether pid is root or descends from it (a server's worker may notify);
+-- nil when pid itself is gone (a zombie still counts) and cannot tell.
 function M.descends(pid, root)
-  for _ = 1, 32 do
+  for i = 1, 32 do
     if pid == root then return true end
     pid = ppid(pid)
+    if not pid and i == 1 then return nil end
     if not pid or pid <= 1 then return false end
   end
   return false

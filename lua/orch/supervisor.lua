@@ -210,27 +210,37 @@ function Supervisor:reopen_logs()
   return reopened, errors
 end
 
--- What went wrong with the log files of proc, as one line, or nil: a failed
--- rotation (writing goes on to the current file) or failed writes.
-function Supervisor:log_problems(proc)
-  local problems, seen = {}, {}
+-- The stats of each open log file of proc, once per file (out and err may
+-- share one): { path, st } in log_paths order.
+function Supervisor:_log_files(proc)
+  local files, seen = {}, {}
   for _, path in ipairs({ launch.log_paths(proc.app, proc.instance, self.opts.logs_dir) }) do
     local sink = self.sinks[path]
     if sink and not seen[path] then
       seen[path] = true
-      local st = sink:stats()
-      if st.rotate_error then
-        problems[#problems + 1] = string.format("%s: rotation failed (%s), still writing to it", path, st.rotate_error)
-      end
-      if st.compress_error then
-        problems[#problems + 1] = string.format("%s: gzip of %s.1 failed (%s), kept as it is", path, path,
-          st.compress_error)
-      end
-      if st.stalled then
-        problems[#problems + 1] = string.format("%s: %s, writing paused until there is space", path, st.error)
-      elseif st.error then
-        problems[#problems + 1] = string.format("%s: %s, %d bytes dropped", path, st.error, st.dropped)
-      end
+      files[#files + 1] = { path = path, st = sink:stats() }
+    end
+  end
+  return files
+end
+
+-- What went wrong with the log files of proc, as one line, or nil: a failed
+-- rotation (writing goes on to the current file) or failed writes.
+function Supervisor:log_problems(proc)
+  local problems = {}
+  for _, f in ipairs(self:_log_files(proc)) do
+    local path, st = f.path, f.st
+    if st.rotate_error then
+      problems[#problems + 1] = string.format("%s: rotation failed (%s), still writing to it", path, st.rotate_error)
+    end
+    if st.compress_error then
+      problems[#problems + 1] = string.format("%s: gzip of %s.1 failed (%s), kept as it is", path, path,
+        st.compress_error)
+    end
+    if st.stalled then
+      problems[#problems + 1] = string.format("%s: %s, writing paused until there is space", path, st.error)
+    elseif st.error then
+      problems[#problems + 1] = string.format("%s: %s, %d bytes dropped", path, st.error, st.dropped)
     end
   end
   return #problems > 0 and table.concat(problems, "; ") or nil
@@ -240,16 +250,10 @@ end
 -- rotations, dropped }, bytes since the daemon opened it.
 function Supervisor:log_stats(proc)
   local out = {}
-  for _, path in ipairs({ launch.log_paths(proc.app, proc.instance, self.opts.logs_dir) }) do
-    local sink = self.sinks[path]
-    if sink and not out[path] then
-      local st = sink:stats()
-      out[path] = true
-      out[#out + 1] = { path = path, written = st.written, size = st.size, rotations = st.rotations,
-                        dropped = st.dropped }
-    end
+  for i, f in ipairs(self:_log_files(proc)) do
+    out[i] = { path = f.path, written = f.st.written, size = f.st.size, rotations = f.st.rotations,
+               dropped = f.st.dropped }
   end
-  for i = 1, #out do out[out[i].path] = nil end
   return out
 end
 
