@@ -8,6 +8,7 @@
 # from npm into the temp dir unless $PM2 names a pm2 binary.
 set -euo pipefail
 ROUNDS=${1:-8}
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "usage: bench/keepalive.sh [ROUNDS] (a positive number, not '$ROUNDS')" >&2; exit 2; }
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 ORCH=${ORCH_BIN:-$ROOT/build/orch}
 APP=$ROOT/bench/apps/hello.js
