@@ -191,8 +191,10 @@ local function file_exists(path)
 end
 
 -- start: an ecosystem file, a script, or the name/id of a known app.
+-- Returns cmd, args, and the target to try as a known app first (or nil).
 local function start_request(p)
   local target, o = p.positional[1], p.opts
+  local known
   local cwd = require("orch.util").getcwd()
   if is_ecosystem(target) then
     if o.name or o.instances or o.interpreter or #p.rest > 0 then
@@ -206,6 +208,11 @@ local function start_request(p)
     return "start", { file = util.abspath(target, cwd), env_name = o.env, only = only, env = environ(), cwd = cwd }
   end
   if o.only then return nil, "--only applies to an ecosystem file" end
+  if not o.name then
+    -- A known app's name or id wins over a file or a command of that name
+    -- (PM2's order): the daemon is asked first (known_app).
+    known = target
+  end
   if not file_exists(util.abspath(target, o.cwd and util.abspath(o.cwd, cwd) or cwd))
      and not target:find("/") and not util.which(target, os.getenv("PATH")) then
     -- not a file nor a command: a known app's name or id
@@ -215,14 +222,29 @@ local function start_request(p)
   if o.instances then spec.instances = tonumber(o.instances) or o.instances end
   if o.watch then spec.watch = true end
   if #p.rest > 0 then spec.args = p.rest end
-  return "start", { spec = spec, env_name = o.env, env = environ(), cwd = cwd }
+  return "start", { spec = spec, env_name = o.env, env = environ(), cwd = cwd }, known
+end
+
+-- When target names a known app (or is its id), start means that app:
+-- returns the request for it, or nil, message when options for a new
+-- script came with it. Returns false for an unknown target.
+local function known_app(c, p, target)
+  local procs = client.request(c, "describe", { target = target })
+  if not procs then return false end
+  local o = p.opts
+  if o.instances or o.interpreter or o.watch or o.cwd or #p.rest > 0 then
+    return nil, string.format("'%s' is a known app (id %s); -i, --interpreter, --watch, --cwd and -- args "
+      .. "apply to a new script: give it another --name, or orch delete %s first", target,
+      tostring(procs[1].id), target)
+  end
+  return { target = target }
 end
 
 local function run_verb(verb, p)
   local o = p.opts
-  local cmd, args = verb, {}
+  local cmd, args, known = verb, {}, nil
   if verb == "start" then
-    cmd, args = start_request(p)
+    cmd, args, known = start_request(p)
     if not cmd then
       err("orch start: %s", args)
       return 2
@@ -262,6 +284,15 @@ local function run_verb(verb, p)
     end
     err("orch %s: %s", verb, cerr)
     return 1
+  end
+  if known then
+    local kargs, kerr = known_app(c, p, known)
+    if kargs == nil then
+      c:close()
+      err("orch start: %s", kerr)
+      return 2
+    end
+    args = kargs or args
   end
   local result, rerr = client.request(c, cmd, args)
   c:close()
