@@ -123,40 +123,74 @@ lua_State *orch_runtime_new(uv_loop_t *loop) {
   return L;
 }
 
-typedef struct {
-  uv_handle_t **h;
-  int n, cap;
-} handle_list_t;
-
-static void collect_luv_handle(uv_handle_t *h, void *arg) {
-  handle_list_t *l = arg;
-  if (!h->data || uv_is_closing(h)) return; /* ours keep data NULL */
-  if (l->n == l->cap) {
-    int cap = l->cap ? l->cap * 2 : 16;
-    uv_handle_t **grown = realloc(l->h, (size_t)cap * sizeof *grown);
-    if (!grown) return;
-    l->h = grown;
-    l->cap = cap;
+/* The registry refs of luv's open handles. luv keeps every handle it made
+ * in the registry (a userdata holding the handle's address, with one of the
+ * metatables listed in registry.uv_handle) until its close callback has run,
+ * so that is where luv's handles are found: a handle of the loop is never
+ * taken for luv's because its data is set (orch's C handles set data too). */
+static int luv_handle_refs(lua_State *L, int **out) {
+  int n = 0, cap = 0, *refs = NULL;
+  lua_getfield(L, LUA_REGISTRYINDEX, "uv_handle");
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    *out = NULL;
+    return 0;
   }
-  l->h[l->n++] = h;
+  lua_pushnil(L);
+  while (lua_next(L, LUA_REGISTRYINDEX)) {
+    /* registry.uv_handle, key, value */
+    uv_handle_t **ud = lua_type(L, -2) == LUA_TNUMBER ? lua_touserdata(L, -1) : NULL;
+    int luv = ud && lua_type(L, -1) == LUA_TUSERDATA && lua_getmetatable(L, -1);
+    if (luv) {
+      lua_rawget(L, -4);
+      luv = lua_toboolean(L, -1);
+      lua_pop(L, 1);
+    }
+    /* The handle's own record must name this registry slot: it is luv's. */
+    uv_handle_t *h = luv ? *ud : NULL;
+    const luv_handle_t *d = h && !uv_is_closing(h) ? h->data : NULL;
+    if (d && d->ref == (int)lua_tointeger(L, -2)) {
+      if (n == cap) {
+        int c = cap ? cap * 2 : 16, *grown = realloc(refs, (size_t)c * sizeof *grown);
+        if (!grown) {
+          lua_pop(L, 2);
+          break;
+        }
+        refs = grown;
+        cap = c;
+      }
+      refs[n++] = d->ref;
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  *out = refs;
+  return n;
+}
+
+/* handle:close(), protected (orch_runtime_pcall): nothing here may raise
+ * outside a pcall. */
+static int close_one(lua_State *L) {
+  lua_getfield(L, 1, "close");
+  lua_pushvalue(L, 1);
+  lua_call(L, 1, 0);
+  return 0;
 }
 
 /* Closes luv's open handles through their own :close(), so that luv's close
  * callbacks run while the Lua state lives. luv's uv.walk cannot do it: it
- * asserts on handles it does not own. */
+ * asserts on handles it does not own. The refs are gathered first: closing
+ * must not change the registry under lua_next. */
 void orch_runtime_close_luv_handles(lua_State *L) {
-  handle_list_t l = {NULL, 0, 0};
-  uv_walk(orch_runtime_loop(L), collect_luv_handle, &l);
-  for (int i = 0; i < l.n; i++) {
-    luv_handle_t *d = l.h[i]->data;
-    if (d->ref == LUA_NOREF || d->ref == LUA_REFNIL) continue;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, d->ref);
-    lua_getfield(L, -1, "close");
-    lua_insert(L, -2);
-    int n = orch_runtime_pcall(L, 1, 0, 0);
-    if (n > 0) lua_pop(L, n);
+  int *refs;
+  int n = luv_handle_refs(L, &refs);
+  for (int i = 0; i < n; i++) {
+    lua_pushcfunction(L, close_one);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, refs[i]);
+    int r = orch_runtime_pcall(L, 1, 0, 0);
+    if (r > 0) lua_pop(L, r);
   }
-  free(l.h);
+  free(refs);
 }
 
 void orch_runtime_free(lua_State *L) { lua_close(L); }
