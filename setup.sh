@@ -1,14 +1,27 @@
 #!/bin/sh
-# Installs what orch needs on Debian 12 (only the packages that are missing,
-# as root or through sudo) and builds it into ./build. Idempotent; says
-# nothing when everything is already there and up to date.
+# Installs what orch and its test suite need on Debian 12 (only the packages
+# that are missing, as root or through sudo) and builds it into ./build.
+# Idempotent; says nothing when everything is already there and up to date.
 #   ./setup.sh            build (RelWithDebInfo)
 #   ./setup.sh --asan     build with AddressSanitizer + UBSan into ./build-asan
+#   ./setup.sh --fuzz     install clang, build the libFuzzer targets into ./build-fuzz
+#   ./setup.sh --lint     install luacheck and shellcheck (builds nothing)
 set -eu
 cd "$(dirname "$0")"
 
+# Build: compiler, libraries. Specs: busted, and what they run besides orch:
+# node and python3 (apps), curl, ss (iproute2), ps (procps).
 PACKAGES="gcc make cmake pkg-config libc6-dev luajit libluajit-5.1-dev libuv1-dev
-lua-cjson-dev lua-luv-dev lua-busted procps zlib1g-dev"
+lua-cjson-dev lua-luv-dev lua-busted procps zlib1g-dev
+nodejs python3 curl iproute2"
+mode=${1:-}
+case "$mode" in
+  "") ;;
+  --asan) ;;
+  --fuzz) PACKAGES="$PACKAGES clang" ;;
+  --lint) PACKAGES="lua-check shellcheck" ;;
+  *) echo "usage: ./setup.sh [--asan | --fuzz | --lint]" >&2; exit 2 ;;
+esac
 
 missing=""
 for p in $PACKAGES; do
@@ -19,15 +32,21 @@ if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   export DEBIAN_FRONTEND=noninteractive
   # A fresh machine may have no package lists yet: update once on failure.
+  # shellcheck disable=SC2086 # $missing is a list of words
   $SUDO apt-get install -y -q $missing >/tmp/orch-setup-apt.log 2>&1 ||
     { $SUDO apt-get update -q >>/tmp/orch-setup-apt.log 2>&1 &&
       $SUDO apt-get install -y -q $missing >>/tmp/orch-setup-apt.log 2>&1; } ||
     { cat /tmp/orch-setup-apt.log; echo "setup: apt-get failed" >&2; exit 1; }
 fi
 
-dir=build; flags="-DCMAKE_BUILD_TYPE=RelWithDebInfo"
-if [ "${1:-}" = "--asan" ]; then dir=build-asan; flags="-DCMAKE_BUILD_TYPE=Debug -DORCH_SANITIZE=ON"; fi
+case "$mode" in
+  --lint) exit 0 ;;
+  --asan) dir=build-asan; flags="-DCMAKE_BUILD_TYPE=Debug -DORCH_SANITIZE=ON" ;;
+  --fuzz) dir=build-fuzz; flags="-DCMAKE_BUILD_TYPE=RelWithDebInfo -DORCH_FUZZ=ON -DCMAKE_C_COMPILER=clang" ;;
+  *) dir=build; flags="-DCMAKE_BUILD_TYPE=RelWithDebInfo" ;;
+esac
 log=$(mktemp)
+# shellcheck disable=SC2086 # $flags is a list of words
 if ! { cmake -S . -B "$dir" $flags && cmake --build "$dir" -j2; } >"$log" 2>&1; then
   cat "$log"; rm -f "$log"; echo "setup: build failed" >&2; exit 1
 fi
