@@ -269,13 +269,69 @@ function H.rmdir(dir)
   if dir and dir:match("^/tmp/orch%-spec%-") then H.sh("rm -rf '" .. dir .. "'") end
 end
 
--- A free port on 127.0.0.1, found by binding port 0.
-function H.free_port()
+-- Ports for servers that orch or an app binds (the spec cannot hold the
+-- socket for them). Binding port 0 and closing would hand out a port from
+-- the kernel's ephemeral range, which any outgoing connection (a probe's, a
+-- parallel spec's) may take before the server binds it. Instead each busted
+-- process owns a block of PORT_BLOCK ports below that range, claimed with an
+-- flock on a file per block (released by the kernel when the process ends),
+-- and hands them out in turn, each checked to be free.
+local PORT_BASE, PORT_BLOCK, PORT_BLOCKS = 20000, 100, 100
+local port_block, port_next
+
+local ffi = require("ffi")
+pcall(ffi.cdef, [[
+int open(const char *path, int flags, int mode);
+int flock(int fd, int op);
+int close(int fd);
+]]) -- pcall: another chunk may have declared them
+local O_RDWR, O_CREAT, O_CLOEXEC, LOCK_EX, LOCK_NB = 2, 64, 524288, 2, 4
+
+local function claim_port_block()
+  local dir = "/tmp/orch-spec-ports"
+  uv.fs_mkdir(dir, tonumber("1777", 8)) -- EEXIST is fine
+  uv.fs_chmod(dir, tonumber("1777", 8))
+  for b = 0, PORT_BLOCKS - 1 do
+    local fd = ffi.C.open(dir .. "/block." .. b, O_RDWR + O_CREAT + O_CLOEXEC, tonumber("666", 8))
+    if fd >= 0 then
+      -- kept open (and locked) for the life of this process
+      if ffi.C.flock(fd, LOCK_EX + LOCK_NB) == 0 then return PORT_BASE + b * PORT_BLOCK end
+      ffi.C.close(fd)
+    end
+  end
+  error("no free block of spec ports: " .. PORT_BLOCKS .. " spec processes hold one each", 2)
+end
+
+-- Whether a TCP listener could take port on 127.0.0.1 now (libuv reports a
+-- bind's EADDRINUSE at listen).
+local function port_free(port)
   local s = uv.new_tcp()
-  assert(s:bind("127.0.0.1", 0))
-  local port = s:getsockname().port
+  local ok = s:bind("127.0.0.1", port) and s:listen(1, function() end)
   s:close()
-  return port
+  uv.run("nowait")
+  return ok and true or false
+end
+
+-- A port on 127.0.0.1 that nothing listens on and that no other spec
+-- process hands out.
+function H.free_port()
+  if not port_block then port_block, port_next = claim_port_block(), 0 end
+  for _ = 1, PORT_BLOCK do
+    local port = port_block + port_next
+    port_next = (port_next + 1) % PORT_BLOCK
+    if port_free(port) then return port end
+  end
+  error("every port of " .. port_block .. "-" .. (port_block + PORT_BLOCK - 1) .. " is in use", 2)
+end
+
+-- Fails at once, naming what is missing, when a spec needs a program that
+-- ./setup.sh installs (instead of timing out on a server that never starts).
+function H.need(...)
+  for _, cmd in ipairs({ ... }) do
+    if H.sh("command -v '" .. cmd .. "'") == "" then
+      error(cmd .. " is not installed: run ./setup.sh", 2)
+    end
+  end
 end
 
 function H.http_probe(port, n)

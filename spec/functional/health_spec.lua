@@ -7,14 +7,8 @@ local apps = H.root .. "/spec/fixtures/apps"
 local server = apps .. "/healthy_server.py"
 
 -- A port nothing listens on right now (the kernel's pick, on 127.0.0.1).
-local function free_port()
-  local t = uv.new_tcp()
-  assert(t:bind("127.0.0.1", 0))
-  local port = t:getsockname().port
-  t:close()
-  uv.run("nowait")
-  return port
-end
+local free_port = H.free_port
+H.need("python3")
 
 describe("health checks", function()
   local dir, home

@@ -3,7 +3,7 @@ local H = require("helpers")
 local uv = require("luv")
 
 local apps = H.root .. "/spec/fixtures/apps"
-local has_node = H.sh("command -v node") ~= ""
+H.need("node", "python3")
 
 describe("the IPC channel", function()
   local dir, home
@@ -21,7 +21,6 @@ describe("the IPC channel", function()
   end
 
   it("round-trips messages with an unmodified Node program; wait_ready holds online until 'ready'", function()
-    if not has_node then return pending("node is not installed") end
     local res = start(string.format([[
       { name = "n", script = %q, wait_ready = true, listen_timeout = 10000, env = { READY_AFTER_MS = "400" },
         on_message = function(p, m) print("HOOK message " .. p.name .. " pong=" .. tostring(type(m) == "table" and m.pong)) end },
@@ -88,7 +87,6 @@ describe("the IPC channel", function()
   end)
 
   it("declares a wait_ready process online after listen_timeout when it never says ready", function()
-    if not has_node then return pending("node is not installed") end
     -- the start reply comes before listen_timeout can pass, however slow the machine
     local res = start(string.format([[ { name = "mute", script = %q, wait_ready = true, listen_timeout = 300 }, ]],
       apps .. "/ipc_node.js"))
@@ -98,7 +96,6 @@ describe("the IPC channel", function()
   end)
 
   it("stops with a 'shutdown' message under shutdown_with_message", function()
-    if not has_node then return pending("node is not installed") end
     start(string.format([[ { name = "polite", script = %q, shutdown_with_message = true }, ]], apps .. "/ipc_node.js"))
     local stopped = H.json(home, { "stop", "polite" })
     assert.are.equal("stopped", stopped[1].status)

@@ -5,6 +5,7 @@ local uv = require("luv")
 local apps = H.root .. "/spec/fixtures/apps"
 
 local free_port, probe, under_load = H.free_port, H.http_probe, H.under_load
+H.need("python3")
 
 describe("listen", function()
   local dir, home

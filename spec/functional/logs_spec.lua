@@ -35,7 +35,10 @@ describe("orch logs capture", function()
     return t
   end
 
-  local pieces = "printf 'a'; sleep 0.1; printf 'b\\n'; printf 'c\\nd'; sleep 0.1; printf 'e\\nno end'\n"
+  -- Shell text that returns once orch has read all the app wrote so far:
+  -- what the app writes next comes in a later read.
+  local drained = "python3 '" .. H.root .. "/spec/fixtures/apps/drained.py'; "
+  local pieces = "printf 'a'; " .. drained .. "printf 'b\\n'; printf 'c\\nd'; " .. drained .. "printf 'e\\nno end'\n"
 
   it("prefixes every line with a log_date_format timestamp, a line written in pieces staying one", function()
     run(pieces .. "echo oops >&2\n", 'log_date_format = "YYYY-MM-DD HH:mm:ss.SSS Z"')
@@ -86,14 +89,15 @@ describe("orch logs capture", function()
   end)
 
   it("also writes both streams to log_file", function()
-    run("echo out1; sleep 0.05; echo err1 >&2; sleep 0.05; echo out2\n", 'log_file = "all.log"')
+    run("echo out1; " .. drained .. "echo err1 >&2; " .. drained .. "echo out2\n", 'log_file = "all.log"')
     assert.are.equal("out1\nout2\n", H.read(home .. "/logs/app-out.log"))
     assert.are.equal("err1\n", H.read(home .. "/logs/app-error.log"))
     assert.are.equal("out1\nerr1\nout2\n", H.read(dir .. "/all.log"))
   end)
 
   it("keeps a line written in pieces whole in log_file, where both streams meet (plain)", function()
-    run("printf out; sleep 0.1; echo err1 >&2; sleep 0.1; printf '1\\nout2'; sleep 0.1; echo ' end'; printf tail\n",
+    run("printf out; " .. drained .. "echo err1 >&2; " .. drained .. "printf '1\\nout2'; " .. drained ..
+      "echo ' end'; printf tail\n",
       'log_file = "all.log"')
     assert.are.equal("out1\nout2 end\ntail", H.read(home .. "/logs/app-out.log"))
     -- err1 came while "out" waited for the rest of its line
@@ -101,7 +105,7 @@ describe("orch logs capture", function()
   end)
 
   it("formats log_file records like the others", function()
-    run("echo out1; sleep 0.05; echo err1 >&2\n", 'log_file = "all.log", log_type = "json"')
+    run("echo out1; " .. drained .. "echo err1 >&2\n", 'log_file = "all.log", log_type = "json"')
     local all = lines(dir .. "/all.log")
     assert.are.equal(2, #all)
     assert.are.same({ "out", "out1" }, { cjson.decode(all[1]).stream, cjson.decode(all[1]).message })
@@ -259,7 +263,9 @@ describe("orch log rotation", function()
     assert.is_truthy(table.concat(res.reopened, " "):find(out, 1, true))
     H.wait_until(function() return #ticks(H.read(out) or "") >= 3 end, 5000, "ticks in the new file")
     local moved = H.read(out .. ".moved")
-    uv.sleep(100)
+    -- three more ticks reach the new file meanwhile
+    local n = #ticks(H.read(out))
+    H.wait_until(function() return #ticks(H.read(out) or "") >= n + 3 end, 5000, "more ticks in the new file")
     assert.are.equal(moved, H.read(out .. ".moved"), "the moved file is no longer written")
     assert.is_true(consecutive(ticks(moved .. H.read(out))))
 

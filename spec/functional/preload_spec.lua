@@ -7,13 +7,8 @@ local launch = require("orch.launch")
 local apps = H.root .. "/spec/fixtures/apps"
 local lib = H.bin:match("^(.*)/[^/]*$") .. "/liborch_preload.so"
 
-local function free_port()
-  local s = uv.new_tcp()
-  assert(s:bind("127.0.0.1", 0))
-  local port = s:getsockname().port
-  s:close()
-  return port
-end
+local free_port = H.free_port
+H.need("python3", "curl", "ss")
 
 -- The answers of an http_probe.py run: pids, and lines that are not a pid.
 local function parse(out)

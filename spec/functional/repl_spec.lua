@@ -3,6 +3,7 @@
 local H = require("helpers")
 local uv = require("luv")
 local cjson = require("cjson")
+H.need("python3")
 
 local function env_list(home)
   local env = { "ORCH_HOME=" .. home, "PATH=" .. os.getenv("PATH"), "HOME=" .. (os.getenv("HOME") or "/") }
