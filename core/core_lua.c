@@ -15,6 +15,7 @@
 
 #include "orch/ctl.h"
 #include "orch/daemon.h"
+#include "orch/fds.h"
 #include "orch/listen.h"
 #include "orch/notify.h"
 #include "orch/proc.h"
@@ -662,5 +663,6 @@ int luaopen_orch_core(lua_State *L) {
   orch_daemon_lua_register(L);
   orch_listen_lua_register(L);
   orch_notify_lua_register(L);
+  orch_fds_lua_register(L);
   return 1;
 }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "orch/daemon.h"
+#include "orch/fds.h"
 #include "orch/proc.h"
 #include "orch/runtime.h"
 #include "orch/sink.h"
@@ -34,6 +35,9 @@ int main(int argc, char **argv) {
   orch_title_init(argc, argv);
   argv = uv_setup_args(argc, argv);
   if (ensure_std_fds() < 0) return 111;
+  /* What orch's parent left open is not ours to pass on: not to managed
+   * processes (they close it anyway), nor to health checks (uv_spawn). */
+  orch_fds_cloexec_from(3);
   /* A closed terminal or a vanished client must be an EPIPE to handle, not a
    * signal that kills the supervisor. Children get SIG_DFL back. */
   signal(SIGPIPE, SIG_IGN);

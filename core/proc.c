@@ -1,6 +1,8 @@
 /* proc.c: fork/exec, exit notification by pidfd, signalling. */
 #include "orch/proc.h"
 
+#include "orch/fds.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -105,6 +107,10 @@ static void child_run(const orch_spawn_opts_t *o, int errfd, int devnull) {
   int n = o->n_extra_fds;
   int src[3 + 64];
   if (n > 64) orch__child_fail(errfd, EMFILE);
+  /* The error pipe too: it may sit where fd 3 + i goes. */
+  int hi_err = fcntl(errfd, F_DUPFD_CLOEXEC, 3 + n);
+  if (hi_err < 0) orch__child_fail(errfd, errno);
+  errfd = hi_err;
   src[0] = devnull;
   src[1] = o->stdout_fd >= 0 ? o->stdout_fd : devnull;
   src[2] = o->stderr_fd >= 0 ? o->stderr_fd : devnull;
@@ -116,6 +122,11 @@ static void child_run(const orch_spawn_opts_t *o, int errfd, int devnull) {
   }
   for (int i = 0; i < 3 + n; i++)
     if (dup2(src[i], i) < 0) orch__child_fail(errfd, errno); /* dup2 clears CLOEXEC */
+  /* Nothing else: not what orch inherited, not orch's own fds (those are
+   * close-on-exec, but a vfork child must not rely on every opener). */
+  int rc = orch__child_fds_close_from(3 + n, errfd);
+  if (rc == 0) rc = orch__child_fds_restore_limit();
+  if (rc < 0) orch__child_fail(errfd, -rc);
 
   if (o->cwd && chdir(o->cwd) < 0) orch__child_fail(errfd, errno);
   if (o->pid_env) {

@@ -73,6 +73,7 @@ local Orch = {}
 Orch.__index = Orch
 
 -- Starts `orch ARGS...` with ORCH_HOME=home; stdout and stderr are collected.
+-- opts.program: run that instead (a wrapper that ends by exec'ing H.bin).
 function H.orch(args, opts)
   opts = opts or {}
   local env = { "ORCH_HOME=" .. opts.home, "PATH=" .. os.getenv("PATH"), "HOME=" .. (os.getenv("HOME") or "/") }
@@ -84,7 +85,7 @@ function H.orch(args, opts)
   for k, v in pairs(opts.env or {}) do env[#env + 1] = k .. "=" .. v end
   local self = setmetatable({ out = "", err = "" }, Orch)
   local stdout, stderr = uv.new_pipe(false), uv.new_pipe(false)
-  local handle, pid = uv.spawn(H.bin, {
+  local handle, pid = uv.spawn(opts.program or H.bin, {
     args = args, env = env, cwd = opts.cwd, stdio = { nil, stdout, stderr },
   }, function(code, signal)
     self.code, self.signal = code, signal
