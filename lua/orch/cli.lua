@@ -329,7 +329,8 @@ local function run_verb(verb, p)
   elseif verb == "save" then
     io.stdout:write(string.format("saved %d app(s) to %s\n", result.apps, result.file))
   elseif verb == "resurrect" then
-    io.stdout:write(string.format("resurrected %d app(s)\n", #result.started))
+    io.stdout:write(string.format("resurrected %d app(s)%s\n", #result.started + #(result.stopped or {}),
+      #(result.stopped or {}) > 0 and string.format(" (%d stopped, as saved)", #result.stopped) or ""))
     for _, e in ipairs(result.errors) do err("orch resurrect: %s", e) end
     if #result.errors > 0 then return 1 end
   elseif verb == "ping" then

@@ -279,8 +279,8 @@ function H.resurrect(engine, args, respond)
     return respond(nil, "EIO", derr)
   end
   if type(dump.apps) ~= "table" then return respond(nil, "EIO", engine.paths.dump .. ": no 'apps' list") end
-  local started, errors = engine:restore(dump.apps, true)
-  respond({ started = list(started), errors = list(errors) })
+  local started, stopped, errors = engine:restore(dump.apps)
+  respond({ started = list(started), stopped = list(stopped), errors = list(errors) })
 end
 
 -- Runs Lua in the daemon, in one environment kept across calls (the REPL's):

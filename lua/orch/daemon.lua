@@ -114,9 +114,10 @@ function M.main()
 
   log("info", string.format("orch %s daemon started, pid %d, home %s", engine_mod.VERSION, core.getpid(), layout.home))
   engine:recover(function(prev)
-    if prev then
-      local started, errors = engine:restore(prev.apps, true)
+    if prev and not prev.clean then
+      local started, stopped, errors = engine:restore(prev.apps)
       if #started > 0 then log("info", "restarted after a crash: " .. table.concat(started, ", ")) end
+      if #stopped > 0 then log("info", "restored stopped after a crash: " .. table.concat(stopped, ", ")) end
       for _, e in ipairs(errors) do log("error", "cannot restart after a crash: " .. e) end
     end
     local ok, serr = engine:serve()

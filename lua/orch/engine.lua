@@ -502,7 +502,9 @@ end
 -- current so that a daemon started after a SIGKILL knows what ran).
 ---------------------------------------------------------------------------
 
--- The apps as data: one entry per app with its source and whether it ran.
+-- The apps as data: one entry per app with its source, whether it ran, its
+-- number of instances (orch scale changes it) and which of them are stopped
+-- (a stopped process stays stopped through a resurrect or a crash).
 -- A copy of v that JSON can hold: functions (hooks in a spec given to
 -- orch.start) cannot be saved and are left out; `dropped` counts them.
 local function plain(v, dropped)
@@ -528,7 +530,13 @@ function Engine:snapshot()
         self.log("warn", string.format("%s: %d Lua function(s) in its options cannot be saved; "
           .. "a resurrect or a restart after a crash starts it without them", p.name, dropped.n))
       end
-      list[#list + 1] = { name = p.name, source = source, running = self:app_running(p.name) }
+      local stopped = {}
+      for _, q in ipairs(self:procs_of(p.name)) do
+        if q.status == "stopped" then stopped[#stopped + 1] = q.instance end
+      end
+      table.sort(stopped)
+      list[#list + 1] = { name = p.name, source = source, running = self:app_running(p.name),
+                          instances = entry.app.instances, stopped = stopped }
     end
   end
   return list
@@ -551,7 +559,9 @@ function Engine:flush_state()
   self:save_state()
 end
 
-function Engine:save_state()
+-- clean: the last write of an orch that stopped its processes and exits;
+-- the next one then starts with nothing (a crash leaves clean unset).
+function Engine:save_state(clean)
   local procs = {}
   for _, p in ipairs(self.sup:list()) do
     if p.pid and running(p) then
@@ -559,16 +569,33 @@ function Engine:save_state()
                             kill_signal = p.app.kill_signal, kill_timeout = p.app.kill_timeout }
     end
   end
-  local ok, err = state.write_json(self.paths.state, { pid = core.getpid(), apps = self:snapshot(), procs = procs })
+  local ok, err = state.write_json(self.paths.state, { pid = core.getpid(), apps = self:snapshot(), procs = procs,
+                                                       clean = clean or nil })
   if not ok then self.log("error", "state file not written: " .. err) end
 end
 
--- Starts the apps of a snapshot (from the dump or the state file). Apps whose
--- name is already known are left alone. Returns started, errors.
-function Engine:restore(entries, only_running)
-  local by_source, order = {}, {}
+-- Which instances of a snapshot's entry stay stopped: its `stopped` list
+-- (a dump written before there was one: all of them when it did not run).
+local function stopped_set(e, instances)
+  local set = {}
+  if type(e.stopped) == "table" then
+    for _, i in ipairs(e.stopped) do set[i] = true end
+  elseif not e.running then
+    for i = 0, instances - 1 do set[i] = true end
+  end
+  return set
+end
+
+-- Brings back the apps of a snapshot (from the dump or the state file) as
+-- they were: their instance count, their running processes started, their
+-- stopped ones registered but stopped. Apps whose name is already known are
+-- left alone. Returns started (apps with a process started), stopped (apps
+-- restored stopped), errors.
+function Engine:restore(entries)
+  local by_source, order, by_name = {}, {}, {}
   for _, e in ipairs(entries or {}) do
-    if (e.running or not only_running) and not self.apps[e.name] then
+    if type(e) == "table" and type(e.name) == "string" and type(e.source) == "table" and not self.apps[e.name] then
+      by_name[e.name] = e
       local key = cjson.encode(e.source)
       if not by_source[key] then
         by_source[key] = { source = e.source, names = {} }
@@ -577,7 +604,7 @@ function Engine:restore(entries, only_running)
       table.insert(by_source[key].names, e.name)
     end
   end
-  local started, errors = {}, {}
+  local started, stopped, errors = {}, {}, {}
   for _, key in ipairs(order) do
     local group = by_source[key]
     local cfg, err = self:load(group.source)
@@ -589,14 +616,21 @@ function Engine:restore(entries, only_running)
       for _, app in ipairs(cfg.apps) do
         if want[app.name] then
           want[app.name] = nil
-          self:install(app, group.source)
-          started[#started + 1] = app.name
+          local e = by_name[app.name]
+          local n = e.instances
+          if type(n) == "number" and n == math.floor(n) and n >= 1 and n <= 1024 then app.instances = n end
+          local down, start = stopped_set(e, app.instances), {}
+          for _, p in ipairs(self:register(app, group.source)) do
+            if not down[p.instance] then start[#start + 1] = p end
+          end
+          self:start_procs(start)
+          if #start > 0 then started[#started + 1] = app.name else stopped[#stopped + 1] = app.name end
         end
       end
       for n in pairs(want) do errors[#errors + 1] = string.format("app '%s' is no longer in its source", n) end
     end
   end
-  return started, errors
+  return started, stopped, errors
 end
 
 -- After a crash of the previous orch (SIGKILL, OOM): its processes run on,
@@ -776,7 +810,7 @@ function Engine:shutdown()
   end
   self.triggers:close()
   self.health:close()
-  self:save_state()
+  self:save_state(true)
 end
 
 return M

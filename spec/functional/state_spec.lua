@@ -1,6 +1,7 @@
 -- What the user asked for survives: `orch start NAME` means the known app,
 -- the dump and the state file keep stopped apps stopped and instance counts.
 local H = require("helpers")
+local uv = require("luv")
 
 local function by_name(list, name)
   local out = {}
@@ -45,5 +46,60 @@ describe("desired state", function()
     assert.are.equal(2, rcode)
     assert.matches("'sleep' is a known app", rerr)
     assert.are.same({ "1001" }, json({ "describe", "sleep" })[1].args)
+  end)
+
+  it("save, kill, resurrect brings back running and stopped apps as they were", function()
+    local file = H.ecosystem(dir, [[
+      { name = "up", script = "sleep", args = { "1000" } },
+      { name = "down", script = "sleep", args = { "1001" }, instances = 2 },
+    ]])
+    assert.are.equal(0, select(2, json({ "start", file })))
+    assert.are.equal(0, select(2, json({ "stop", "down" })))
+    local saved, code, err = json({ "save" })
+    assert.are.equal(0, code, err)
+    assert.are.equal(2, saved.apps)
+    assert.is_true(json({ "kill" }).stopped)
+    local res, rcode, rerr = json({ "resurrect" })
+    assert.are.equal(0, rcode, rerr)
+    assert.are.same({ "up" }, res.started)
+    assert.are.same({ "down" }, res.stopped)
+    local list = json({ "list" })
+    assert.are.equal(3, #list)
+    assert.are.equal("online", by_name(list, "up")[1].status)
+    local down = by_name(list, "down")
+    assert.are.equal(2, #down)
+    for _, p in ipairs(down) do assert.are.equal("stopped", p.status) end
+    assert.are.equal(0, #H.app_pids(home, "down"))
+    -- and it starts as itself
+    local again = json({ "start", "down" })
+    assert.are.equal(2, #again.processes)
+    for _, p in ipairs(again.processes) do assert.are.equal("online", p.status) end
+  end)
+
+  it("after a daemon SIGKILL, a stopped app stays stopped and a scaled app keeps its count", function()
+    local file = H.ecosystem(dir, [[
+      { name = "x", script = "sleep", args = { "1000" }, kill_timeout = 300 },
+      { name = "y", script = "sleep", args = { "1001" }, kill_timeout = 300 },
+    ]])
+    assert.are.equal(0, select(2, json({ "start", file })))
+    assert.are.equal(0, select(2, json({ "stop", "x" })))
+    local scaled, code, err = json({ "scale", "y", "3" })
+    assert.are.equal(0, code, err)
+    assert.are.equal(3, #scaled)
+    local old_daemon = tonumber(H.read(home .. "/daemon.pid"))
+    uv.kill(old_daemon, "sigkill")
+    H.wait_until(function() return not H.alive(old_daemon) end, 5000, "the daemon to die")
+
+    local list, lcode, lerr = json({ "list" })
+    assert.are.equal(0, lcode, lerr)
+    assert.are_not.equal(old_daemon, tonumber(H.read(home .. "/daemon.pid")))
+    local x, y = by_name(list, "x"), by_name(list, "y")
+    assert.are.equal(1, #x)
+    assert.are.equal("stopped", x[1].status)
+    assert.are.equal(3, #y)
+    for _, p in ipairs(y) do assert.are.equal("online", p.status) end
+    H.wait_until(function() return #H.app_pids(home, "y") == 3 end, 5000, "3 processes of y")
+    assert.are.equal(0, #H.app_pids(home, "x"))
+    assert.are.equal(3, json({ "describe", "y" })[1].instances)
   end)
 end)
