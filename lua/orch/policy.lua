@@ -20,6 +20,7 @@ local function contains(list, v)
 end
 
 local function describe_exit(exit)
+  if exit.error then return exit.error end -- the program could not be started
   if exit.signal then return "killed by " .. tostring(exit.signal) end
   return "exit code " .. tostring(exit.code)
 end

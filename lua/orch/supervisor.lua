@@ -30,6 +30,12 @@ Supervisor.__index = Supervisor
 -- the restart policy; anything else (no such file, not executable) is final.
 local transient_spawn_errors = { EAGAIN = true, ENOMEM = true, EMFILE = true, ENFILE = true }
 
+-- Descriptors: a launch holds up to FDS_PER_LAUNCH at its peak (log files,
+-- pipes, IPC channel, exec-error pipe, pidfd), and FDS_KEPT stay free for
+-- everything else (control connections, log rotation, health checks), so
+-- that running out fails the app that does not fit, never the daemon.
+local FDS_PER_LAUNCH, FDS_KEPT = 12, 16
+
 -- How often a stopping process whose main pid is gone is checked for
 -- leftovers that are not our children (SIGCHLD covers the ones that are).
 local LEFTOVER_CHECK_MS = 50
@@ -73,6 +79,10 @@ function M.new(opts)
   }, Supervisor)
   local ok, err = core.reaper_start(function() self:_on_sigchld() end)
   if not ok then self.log("warn", "cannot reap orphans: " .. tostring(err)) end
+  -- Several descriptors per app: the soft limit goes up to the hard one
+  -- (children get the original back, see core/fds.c).
+  ok, err = core.raise_fd_limit()
+  if not ok then self.log("warn", "cannot raise the open file limit: " .. tostring(err)) end
   return self
 end
 
@@ -295,6 +305,12 @@ function Supervisor:_launch(proc)
   proc.reason = nil
   proc.status = "launching"
   local app = proc.app
+  local open_fds, fd_limit = core.fd_count()
+  if open_fds and open_fds + FDS_PER_LAUNCH + FDS_KEPT > fd_limit then
+    return self:_spawn_failed(proc, string.format("EMFILE: too many open files: orch has %d of its %d descriptors "
+      .. "open, a launch needs up to %d and %d stay free for the daemon (raise the hard limit: ulimit -Hn, "
+      .. "LimitNOFILE=)", open_fds, fd_limit, FDS_PER_LAUNCH, FDS_KEPT), "EMFILE", true)
+  end
   local cmd = launch.command(app, self.exe)
   if launch.uses_preload(app) then
     -- Without it every instance would fail on its own bind() with
@@ -335,17 +351,18 @@ function Supervisor:_launch(proc)
   end
   local notify_socket = app.wait_ready and self.notify_socket and self.notify_socket(proc)
   if notify_socket then env[#env + 1] = "NOTIFY_SOCKET=" .. notify_socket end
-  local chan_fd, child_fd = core.socketpair()
-  if chan_fd then
-    fds[#fds + 1] = child_fd
-    env[#env + 1] = "NODE_CHANNEL_FD=" .. (2 + #fds)
-    env[#env + 1] = "NODE_CHANNEL_SERIALIZATION_MODE=json"
-    -- Node's cluster module makes a process with this variable a worker,
-    -- whose listen() asks the primary (orch.cluster) for its socket.
-    if app.exec_mode == "cluster" then
-      self.worker_ids = (self.worker_ids or 0) + 1
-      env[#env + 1] = "NODE_UNIQUE_ID=" .. self.worker_ids
-    end
+  local chan_fd, child_fd, perr = core.socketpair()
+  if not chan_fd then
+    return self:_spawn_failed(proc, "cannot create the IPC channel: " .. tostring(child_fd), perr)
+  end
+  fds[#fds + 1] = child_fd
+  env[#env + 1] = "NODE_CHANNEL_FD=" .. (2 + #fds)
+  env[#env + 1] = "NODE_CHANNEL_SERIALIZATION_MODE=json"
+  -- Node's cluster module makes a process with this variable a worker,
+  -- whose listen() asks the primary (orch.cluster) for its socket.
+  if app.exec_mode == "cluster" then
+    self.worker_ids = (self.worker_ids or 0) + 1
+    env[#env + 1] = "NODE_UNIQUE_ID=" .. self.worker_ids
   end
   local handle, code
   handle, err, code = core.spawn({
@@ -363,26 +380,24 @@ function Supervisor:_launch(proc)
       self:_on_exit(proc, handle, exit_code, signal)
     end,
   })
-  if child_fd then core.close(child_fd) end
+  core.close(child_fd)
   if not handle then
-    if chan_fd then core.close(chan_fd) end
+    core.close(chan_fd)
     return self:_spawn_failed(proc, string.format("cannot exec %s: %s", cmd.file, err), code)
   end
   proc.handle = handle
   proc.pid = handle:pid()
-  if chan_fd then
-    -- The old run's channel closes by itself at EOF, after its last message.
-    local ch, cerr
-    ch, cerr = channel.open(chan_fd,
-      function(msg) self:_message(proc, handle, msg, ch) end,
-      function(problem) self.log("warn", self:label(proc) .. ": " .. problem) end,
-      function() if self.opts.channel_closed then self.opts.channel_closed(proc, ch) end end)
-    if not ch then
-      core.close(chan_fd)
-      self.log("warn", self:label(proc) .. ": no IPC channel: " .. tostring(cerr))
-    end
-    proc.channel = ch
+  -- The old run's channel closes by itself at EOF, after its last message.
+  local ch, cerr
+  ch, cerr = channel.open(chan_fd,
+    function(msg) self:_message(proc, handle, msg, ch) end,
+    function(problem) self.log("warn", self:label(proc) .. ": " .. problem) end,
+    function() if self.opts.channel_closed then self.opts.channel_closed(proc, ch) end end)
+  if not ch then
+    core.close(chan_fd)
+    self.log("warn", self:label(proc) .. ": no IPC channel: " .. tostring(cerr))
   end
+  proc.channel = ch
   proc.started_at = now_ms()
   proc.started_wall = os.time()
   self.emit("start", proc)
@@ -420,11 +435,12 @@ function Supervisor:set_online(proc)
   return true
 end
 
-function Supervisor:_spawn_failed(proc, err, code)
+-- final: no retry even for an error that may go away by itself.
+function Supervisor:_spawn_failed(proc, err, code, final)
   proc.pid = nil
   proc.reason = err
   self.emit("spawn_error", proc, { error = err, code = code })
-  if transient_spawn_errors[code] then
+  if transient_spawn_errors[code] and not final then
     self:_after_exit(proc, { code = nil, signal = nil, uptime_ms = 0, error = err })
   else
     self:_set(proc, "errored", { reason = err })
@@ -600,7 +616,7 @@ end
 
 function Supervisor:_check_stopped(proc)
   if proc.status ~= "stopping" or proc.handle then return end
-  if core.pgroup_alive(proc.pid) or any_alive(proc.snapshot) then
+  if (proc.pid and core.pgroup_alive(proc.pid)) or any_alive(proc.snapshot) then
     if not proc.recheck then
       proc.recheck = uv.new_timer()
       proc.recheck:start(LEFTOVER_CHECK_MS, LEFTOVER_CHECK_MS, function() self:_check_stopped(proc) end)

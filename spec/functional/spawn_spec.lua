@@ -36,4 +36,55 @@ describe("spawn", function()
       assert.are.equal("0 1 2 3", table.concat(listed, " ")) -- 3: ls's own directory
     end)
   end)
+
+  describe("file descriptor limits", function()
+    -- `orch ARGS` under `ulimit -Hn hard -Sn soft`
+    local function orch_limited(soft, hard, args)
+      local quoted = {}
+      for i, a in ipairs(args) do quoted[i] = "'" .. a .. "'" end
+      return H.orch({ "-c", string.format("ulimit -Sn %d && ulimit -Hn %d && exec '%s' %s", soft, hard, H.bin,
+        table.concat(quoted, " ")) }, { home = home, cwd = dir, program = "sh" })
+    end
+
+    local function soft_hard(pid)
+      local limits = H.read("/proc/" .. pid .. "/limits") or ""
+      local soft, hard = limits:match("Max open files%s+(%d+)%s+(%d+)")
+      return tonumber(soft), tonumber(hard)
+    end
+
+    it("runs with its soft limit raised to the hard one, and gives children the original", function()
+      local file = H.ecosystem(dir, [[ { name = "nap", script = "sleep", args = { "60" } }, ]])
+      local o = orch_limited(200, 4000, { "run", file })
+      local pid = H.wait_until(function() return o:online("nap:0")[1] end, 10000,
+        function() return "the app online; orch said:\n" .. o.err end).pid
+      assert.are.same({ 4000, 4000 }, { soft_hard(o.pid) })
+      assert.are.same({ 200, 4000 }, { soft_hard(pid) })
+    end)
+
+    it("errors the apps that do not fit, runs the others, and keeps answering", function()
+      local apps = {}
+      for i = 1, 30 do apps[i] = string.format('{ name = "a%d", script = "sleep", args = { "60" } },', i) end
+      local file = H.ecosystem(dir, table.concat(apps, "\n"))
+      local o = orch_limited(64, 64, { "start", file })
+      o:wait_exit(30000)
+      local list = H.wait_until(function() return H.json(home, { "list" }) end, 10000, "orch list to answer")
+      local online, errored = 0, {}
+      for _, p in ipairs(list) do
+        if p.status == "online" then online = online + 1 end
+        if p.status == "errored" then errored[#errored + 1] = p.name end
+      end
+      assert.are.equal(30, #list)
+      assert.is_true(online >= 1, "some apps run")
+      assert.are.equal(30, online + #errored)
+      for _, name in ipairs(errored) do
+        local d = H.json(home, { "describe", name })
+        assert.matches("^EMFILE: too many open files: orch has %d+ of its 64 descriptors open", d[1].reason)
+        assert.are_not.equal("number", type(d[1].pid))
+      end
+      -- nothing is stuck: orch kill stops every app and the daemon
+      local daemon = tonumber(H.read(home .. "/daemon.pid"))
+      assert.are.equal(0, (H.orch_sync({ "kill" }, { home = home, timeout = 20000 })))
+      H.wait_until(function() return not H.alive(daemon) end, 10000, "the daemon to exit")
+    end)
+  end)
 end)
