@@ -40,8 +40,23 @@ local FDS_PER_LAUNCH, FDS_KEPT = 12, 16
 -- leftovers that are not our children (SIGCHLD covers the ones that are).
 local LEFTOVER_CHECK_MS = 50
 
+-- Restarts by policy are spawned from a queue, at most LAUNCH_BUDGET_MS of
+-- spawning per loop turn, right before the loop polls: a process's exit is
+-- then noticed within about that long, so its run time (exit_ms below) stays
+-- true under load. Spawning a whole round of 1000 crash-looping apps in one
+-- turn took seconds; every exit of the round then looked like a run longer
+-- than min_uptime and the crash-loop breaker never tripped.
+M.LAUNCH_BUDGET_MS = 50
+
 local function now_ms()
   return uv.hrtime() / 1e6
+end
+
+-- When an exit happened, at the latest: the loop's time, taken when the poll
+-- that reported it returned (uv.now() is not advanced by the callbacks that
+-- run after it), not the time a late callback gets to it.
+local function exit_ms()
+  return uv.now()
 end
 
 local function close_timer(t)
@@ -301,7 +316,7 @@ end
 
 function Supervisor:_launch(proc)
   close_timer(proc.timer)
-  proc.timer = nil
+  proc.timer, proc.queued = nil, nil
   proc.reason = nil
   proc.status = "launching"
   local app = proc.app
@@ -483,7 +498,8 @@ end
 function Supervisor:_on_exit(proc, handle, code, signal)
   if proc.handle ~= handle then return end -- an exit of an older run
   proc.handle = nil
-  local exit = { code = code, signal = signal, uptime_ms = now_ms() - (proc.started_at or now_ms()) }
+  -- uv.now() is a coarser clock than hrtime (a few ms behind at most)
+  local exit = { code = code, signal = signal, uptime_ms = math.max(0, exit_ms() - (proc.started_at or exit_ms())) }
   proc.last_exit = exit
   self.emit("exit", proc, exit)
   if proc.status == "stopping" then
@@ -506,17 +522,48 @@ function Supervisor:_after_exit(proc, exit)
     return
   end
   proc.restarts = proc.restarts + 1
+  proc.pid = nil
   if d.delay > 0 then
-    proc.pid = nil
     self:_set(proc, "waiting", { delay = d.delay })
     proc.timer = after(d.delay, function()
       close_timer(proc.timer)
       proc.timer = nil
-      if proc.status == "waiting" then self:_launch(proc) end
+      if proc.status == "waiting" then self:_queue_launch(proc) end
     end)
   else
+    proc.status = "waiting" -- for a loop turn or so: no event of its own
     self.emit("restart", proc, { delay = 0 })
-    self:_launch(proc)
+    self:_queue_launch(proc)
+  end
+end
+
+-- Launches a waiting process from the queue (see LAUNCH_BUDGET_MS). A stop
+-- or start meanwhile takes it out (_launch and the status check).
+function Supervisor:_queue_launch(proc)
+  local token = {}
+  proc.queued = token
+  self.launch_queue = self.launch_queue or {}
+  table.insert(self.launch_queue, { proc, token })
+  if not self.launcher then
+    -- an idle handle: the loop polls without blocking while it is active
+    self.launcher = uv.new_idle()
+    self.launcher:start(function() self:_drain_launches() end)
+  end
+end
+
+function Supervisor:_drain_launches()
+  local queue, t0, i = self.launch_queue, now_ms(), 0
+  while i < #queue and now_ms() - t0 < M.LAUNCH_BUDGET_MS do
+    i = i + 1
+    local proc, token = queue[i][1], queue[i][2]
+    if proc.queued == token and proc.status == "waiting" then self:_launch(proc) end
+  end
+  local rest = {}
+  for j = i + 1, #queue do rest[#rest + 1] = queue[j] end
+  self.launch_queue = rest
+  if #rest == 0 then
+    self.launcher:close()
+    self.launcher = nil
   end
 end
 
