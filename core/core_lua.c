@@ -267,19 +267,41 @@ static void on_exit_cb(orch_proc_t *p, int code, int sig) {
   luaL_unref(L, LUA_REGISTRYINDEX, self); /* may let u be collected */
 }
 
-static const char **string_list(lua_State *L, int idx, const char *what) {
+/* *nul_at: the 1-based index of the first string holding a NUL byte (the
+ * program would see it cut short there), or 0. */
+static const char **string_list(lua_State *L, int idx, const char *what, int *nul_at) {
   if (lua_type(L, idx) != LUA_TTABLE) luaL_error(L, "%s: table expected", what);
   size_t n = lua_objlen(L, idx);
   const char **v = lua_newuserdata(L, (n + 1) * sizeof *v); /* freed by GC */
+  *nul_at = 0;
   for (size_t i = 0; i < n; i++) {
     lua_rawgeti(L, idx, (int)i + 1);
-    v[i] = lua_tostring(L, -1);
+    size_t len;
+    v[i] = lua_tolstring(L, -1, &len);
     if (!v[i] || lua_type(L, -1) != LUA_TSTRING)
       luaL_error(L, "%s[%d]: string expected", what, (int)i + 1);
+    if (!*nul_at && strlen(v[i]) != len) *nul_at = (int)i + 1;
     lua_pop(L, 1); /* the string stays alive in the table */
   }
   v[n] = NULL;
   return v;
+}
+
+/* nil, "EINVAL: ... contains a NUL byte", "EINVAL": names the argument by
+ * its position, the variable by its name (what comes before '='). */
+static int nul_fail(lua_State *L, int arg_at, char *const *envp, int env_at) {
+  lua_pushnil(L);
+  if (arg_at) {
+    lua_pushfstring(L, "EINVAL: argument %d contains a NUL byte", arg_at - 1);
+  } else {
+    const char *e = envp[env_at - 1], *eq = strchr(e, '=');
+    lua_pushliteral(L, "EINVAL: environment variable ");
+    lua_pushlstring(L, e, eq ? (size_t)(eq - e) : strlen(e));
+    lua_pushliteral(L, " contains a NUL byte");
+    lua_concat(L, 3);
+  }
+  lua_pushliteral(L, "EINVAL");
+  return 3;
 }
 
 static int int_list(lua_State *L, int idx, int *out, int cap) {
@@ -366,9 +388,11 @@ static int l_spawn(lua_State *L) {
   lua_getfield(L, 1, "file");
   o.file = luaL_checkstring(L, -1);
   lua_getfield(L, 1, "argv");
-  o.argv = (char *const *)string_list(L, lua_gettop(L), "argv");
+  int arg_nul, env_nul;
+  o.argv = (char *const *)string_list(L, lua_gettop(L), "argv", &arg_nul);
   lua_getfield(L, 1, "env");
-  o.envp = (char *const *)string_list(L, lua_gettop(L), "env");
+  o.envp = (char *const *)string_list(L, lua_gettop(L), "env", &env_nul);
+  if (arg_nul || env_nul) return nul_fail(L, arg_nul, o.envp, env_nul);
   lua_getfield(L, 1, "cwd");
   o.cwd = lua_tostring(L, -1);
   /* listen_pid: LISTEN_PID=<the child's own pid>, known only after fork, so

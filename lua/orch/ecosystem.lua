@@ -41,7 +41,7 @@ option("node_args", { type = "string|list", alias_of = "interpreter_args",
 option("cwd", { type = "string", default_doc = "directory of the ecosystem file",
   doc = "Working directory of the process; relative paths are resolved against the ecosystem file's directory. Must exist." })
 option("env", { type = "table", default = {},
-  doc = "Environment variables added to the process environment. Values may be strings, numbers or booleans." })
+  doc = "Environment variables added to the process environment. Values may be strings, numbers or booleans (no NUL bytes)." })
 option("env_<name>", { type = "table", pattern = "^env_",
   doc = "Environment overlay merged over env when started with --env <name>." })
 option("instances", { type = "integer|string", default = 1,
@@ -286,7 +286,10 @@ local function check_env(v)
     end
     local x = v[k]
     local t = type(x)
-    if t == "string" then out[k] = x
+    if t == "string" and x:find("%z") then
+      -- the program would see it cut short there
+      return nil, "variable '" .. k .. "': contains a NUL byte, which an environment cannot hold", k
+    elseif t == "string" then out[k] = x
     elseif t == "number" then out[k] = int_string(x)
     elseif t == "boolean" then out[k] = tostring(x)
     else

@@ -87,4 +87,33 @@ describe("spawn", function()
       H.wait_until(function() return not H.alive(daemon) end, 10000, "the daemon to exit")
     end)
   end)
+
+  describe("environment", function()
+    it("refuses an env value with a NUL byte at the spawn, naming the variable", function()
+      local script = H.write(dir .. "/nul.lua", [[
+        local core = require("orch.core")
+        local function try(argv, env)
+          local h, err, code = core.spawn({ file = "/bin/true", argv = argv, env = env })
+          print(h and "spawned" or (err .. " " .. code))
+        end
+        try({ "true" }, { "PATH=/bin", "SECRET=abc\0def" })
+        try({ "true", "a\0b" }, { "PATH=/bin" })
+        try({ "true" }, { "PATH=/bin" })
+      ]])
+      local code, out, err = H.orch_sync({ "lua", script }, { home = home })
+      assert.are.equal(0, code, err)
+      assert.are.equal("EINVAL: environment variable SECRET contains a NUL byte EINVAL\n"
+        .. "EINVAL: argument 1 contains a NUL byte EINVAL\nspawned\n", out)
+    end)
+
+    it("refuses an app whose env holds a NUL byte, naming the file, app and variable", function()
+      local file = H.ecosystem(dir, [[ { name = "nul", script = "sleep", args = { "60" }, env = { TOKEN = "ab\0cd" } }, ]])
+      local reply, code, err = H.json(home, { "start", file }, { cwd = dir })
+      assert.are.equal(1, code, err)
+      assert.is_nil(reply and reply[1])
+      assert.matches("ecosystem.lua:2: app 'nul': option 'env': variable 'TOKEN': contains a NUL byte", err, 1, true)
+      -- nothing was started
+      assert.are.same({}, H.json(home, { "list" }))
+    end)
+  end)
 end)

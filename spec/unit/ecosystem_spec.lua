@@ -199,6 +199,8 @@ describe("orch.ecosystem", function()
       { 'env = "A=1"', "env", 'expected a table of NAME = value, got string "A=1"' },
       { "env = { A = { 1 } }", "env", "variable 'A': expected a string, number or boolean, got table" },
       { "env = { 1, 2 }", "env", "expected variable names as keys, got key number 1" },
+      { 'env = { A = "x\\0y" }', "env", "variable 'A': contains a NUL byte, which an environment cannot hold" },
+      { 'env_production = { SECRET = "a\\0" }', "env_production", "variable 'SECRET': contains a NUL byte, which an environment cannot hold" },
       { 'env = { ["A=B"] = "x" }', "env", 'invalid variable name "A=B"' },
       { "env_production = { X = print }", "env_production", "variable 'X': expected a string, number or boolean, got function" },
       { 'env_staging = "x"', "env_staging", 'expected a table of NAME = value, got string "x"' },
