@@ -312,7 +312,7 @@ static void on_listener_closed(uv_handle_t *h) { server_unref((orch_ctl_server_t
 /* bind() creates the file with 0777 & ~umask: a private umask for the
  * moment of the bind means it is never wider than 0600. The process is
  * single-threaded here (libuv's pool threads do not create files unasked). */
-static int bind_private(int fd, const char *path) {
+int orch_unix_bind_private(int fd, const char *path) {
   struct sockaddr_un sa;
   memset(&sa, 0, sizeof sa);
   sa.sun_family = AF_UNIX;
@@ -347,7 +347,7 @@ int orch_ctl_listen(uv_loop_t *loop, const char *path,
     free(s);
     return -err;
   }
-  int rc = bind_private(fd, path);
+  int rc = orch_unix_bind_private(fd, path);
   struct stat st;
   if (rc == 0) rc = stat(path, &st) < 0 ? -errno : 0;
   if (rc < 0) {

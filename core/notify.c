@@ -9,38 +9,27 @@
 #include <lauxlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "orch/binding.h"
+#include "orch/ctl.h"
 
 /* sd_notify messages are small: a few KEY=VALUE lines. Longer datagrams
  * are cut here (MSG_TRUNC tells). */
 #define NOTIFY_MAX 4096
 
 /* notify_socket(path) -> fd: bound, non-blocking, close-on-exec, mode 0600
- * by the umask of orch's home. */
+ * whatever orch's umask (the control socket's way: see ctl.h). */
 static int l_notify_socket(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
-  struct sockaddr_un sun;
-  memset(&sun, 0, sizeof sun);
-  if (strlen(path) >= sizeof sun.sun_path) return orch_lua_fail(L, -ENAMETOOLONG);
-  sun.sun_family = AF_UNIX;
-  strcpy(sun.sun_path, path);
-  struct stat st;
-  if (lstat(path, &st) == 0) {
-    if (!S_ISSOCK(st.st_mode)) return orch_lua_fail(L, -EEXIST);
-    if (unlink(path) < 0) return orch_lua_fail(L, -errno);
-  }
   int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return orch_lua_fail(L, -errno);
   int one = 1;
-  if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof one) < 0 ||
-      bind(fd, (struct sockaddr *)&sun, sizeof sun) < 0) {
-    int err = -errno;
+  int rc = setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof one) < 0 ? -errno : 0;
+  if (rc == 0) rc = orch_unix_bind_private(fd, path);
+  if (rc < 0) {
     close(fd);
-    return orch_lua_fail(L, err);
+    return orch_lua_fail(L, rc);
   }
   lua_pushinteger(L, fd);
   return 1;
