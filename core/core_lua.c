@@ -15,6 +15,7 @@
 
 #include "orch/ctl.h"
 #include "orch/daemon.h"
+#include "orch/echo.h"
 #include "orch/fds.h"
 #include "orch/listen.h"
 #include "orch/notify.h"
@@ -623,6 +624,31 @@ static int l_isatty(lua_State *L) {
   return 1;
 }
 
+/* core.echo(fd, text): text (whole lines) to orch run's terminal through
+ * the echo's writer (core/echo.c), never blocking; dropped, counted, when the
+ * reader is behind. false if fd has no writer (then nothing was written). */
+static int l_echo(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  size_t n;
+  const char *s = luaL_checklstring(L, 2, &n);
+  orch_echo_t *e = fd >= 0 ? orch_echo_get(fd) : NULL;
+  if (e) orch_echo_line(e, s, n, NULL, 0, NULL, 0, NULL, 0);
+  lua_pushboolean(L, e != NULL);
+  return 1;
+}
+
+/* core.echo_stats(): { lines =, bytes = } not echoed (readers behind). */
+static int l_echo_stats(lua_State *L) {
+  orch_echo_stats_t st;
+  orch_echo_stats(&st);
+  lua_createtable(L, 0, 2);
+  lua_pushnumber(L, (lua_Number)st.lines);
+  lua_setfield(L, -2, "lines");
+  lua_pushnumber(L, (lua_Number)st.bytes);
+  lua_setfield(L, -2, "bytes");
+  return 1;
+}
+
 /* Where errors of protected callbacks go (default: stderr). */
 static int l_on_error(lua_State *L) {
   if (!lua_isnil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
@@ -664,6 +690,8 @@ static const luaL_Reg core_funcs[] = {{"spawn", l_spawn},
                                       {"close", l_close},
                                       {"dup", l_dup},
                                       {"on_error", l_on_error},
+                                      {"echo", l_echo},
+                                      {"echo_stats", l_echo_stats},
                                       {NULL, NULL}};
 
 static void new_class(lua_State *L, const char *name, const luaL_Reg *methods,

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "orch/daemon.h"
+#include "orch/echo.h"
 #include "orch/fds.h"
 #include "orch/proc.h"
 #include "orch/runtime.h"
@@ -75,6 +76,8 @@ int main(int argc, char **argv) {
   uv_run(&loop, UV_RUN_NOWAIT);
   orch_runtime_free(L);
   orch_outpipes_close_all();
+  /* The echo's readers get a second for what is queued, then orch exits. */
+  orch_echo_finish(1000);
   orch_reaper_stop();
   uv_walk(&loop, close_handle, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);

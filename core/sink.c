@@ -9,10 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "orch/echo.h"
 #include "orch/rotate.h"
 
 struct orch_sink_s {
@@ -40,7 +40,8 @@ struct orch_sink_s {
   /* Outpipes waiting for space (a full disk): they hold what they could not
    * write and read no more, so their apps block on their pipes. */
   int stalled;
-  int stall_err;           /* ENOSPC or EDQUOT while stalled */
+  int stall_err;           /* ENOSPC, EDQUOT or EAGAIN while stalled */
+  uv_poll_t *wpoll;        /* while stalled on EAGAIN: waits for writability */
   uint64_t stalled_since;  /* CLOCK_MONOTONIC ns */
   int writers;             /* outpipes writing to it as their own stream */
   char path[];
@@ -62,7 +63,7 @@ struct orch_outpipe_s {
   int open_handles;          /* freed when both handles have closed */
   struct orch_outpipe_s *next; /* every open outpipe, for shutdown */
   orch_sink_t *sink, *combined;
-  int echo_fd;
+  orch_echo_t *echo;         /* NULL: no echo */
   int released, closing, eof, polling, grown;
   /* Stalled while any of these holds bytes: nothing is read meanwhile.
    * hold[0] goes to sink, hold[1] to combined; raw is input not yet
@@ -101,10 +102,28 @@ static struct {
 
 static orch_outpipe_t *open_outpipes;
 
+/* Non-blocking, so that a file that can make a writer wait (a FIFO, a pipe
+ * or terminal as /dev/stdout) holds up its outpipes (EAGAIN: see "waiting
+ * for space or a reader"), never the loop; the description is orch's own,
+ * as the file is opened anew. A FIFO is opened read-write: without a reader
+ * it would refuse a non-blocking writer (ENXIO), and once its reader left,
+ * every write would fail (EPIPE); this way the bytes wait in it for the next
+ * reader, as they do for a slow one. */
 static int open_append(const char *path, mode_t mode) {
+  const int flags = O_APPEND | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
+  struct stat st;
   int fd;
-  do fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, mode);
+  do fd = open(path, O_WRONLY | O_CREAT | flags, mode);
   while (fd < 0 && errno == EINTR);
+  if (fd >= 0 && fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode)) {
+    close(fd);
+    fd = -1;
+    errno = ENXIO;
+  }
+  if (fd < 0 && errno == ENXIO) {
+    do fd = open(path, O_RDWR | flags);
+    while (fd < 0 && errno == EINTR);
+  }
   return fd < 0 ? -errno : fd;
 }
 
@@ -163,8 +182,11 @@ int orch_sink_open(const char *path, orch_sink_t **out) {
 
 void orch_sink_ref(orch_sink_t *s) { s->refs++; }
 
+static void sink_unwatch(orch_sink_t *s);
+
 void orch_sink_unref(orch_sink_t *s) {
   if (--s->refs > 0) return;
+  sink_unwatch(s);
   if (s->fd >= 0) close(s->fd);
   free(s);
 }
@@ -175,14 +197,20 @@ void orch_sink_rotation(orch_sink_t *s, uint64_t max_size, int retain) {
   s->retry_at = 0;
 }
 
+static void wake_stalled(orch_sink_t *s);
+
 int orch_sink_reopen(orch_sink_t *s) {
   if (s->fd < 0) return 0;
   struct stat st;
   mode_t mode = fstat(s->fd, &st) == 0 ? st.st_mode & 07777 : 0640;
   int fd = open_append(s->path, mode);
   if (fd < 0) return fd;
+  /* The writability watch was on the old fd: the outpipes waiting on it try
+   * the new file at once (and watch it if they must wait again). */
+  sink_unwatch(s);
   adopt(s, fd);
   s->retry_at = 0;
+  wake_stalled(s);
   return 0;
 }
 
@@ -361,7 +389,7 @@ static size_t write_bytes(orch_sink_t *s, const char *buf, size_t n, int *err) {
     ssize_t w = write(s->fd, buf, n);
     if (w < 0 && errno == EINTR) continue;
     if (w <= 0) {
-      *err = w < 0 ? errno : ENOSPC;
+      *err = w == 0 ? ENOSPC : errno == EWOULDBLOCK ? EAGAIN : errno;
       return n;
     }
     s->written += (uint64_t)w;
@@ -374,8 +402,8 @@ static size_t write_bytes(orch_sink_t *s, const char *buf, size_t n, int *err) {
 }
 
 /* Whether a failed write may succeed later without anyone's help but the
- * file system's: worth holding the bytes for. */
-static int space_err(int err) { return err == ENOSPC || err == EDQUOT; }
+ * file system's or the reader's: worth holding the bytes for. */
+static int space_err(int err) { return err == ENOSPC || err == EDQUOT || err == EAGAIN; }
 
 /* orch_sink_write; hold: bytes that a full disk refused are returned (their
  * count: the tail of buf) for the caller to offer again, rather than dropped. */
@@ -785,51 +813,13 @@ static void grow_pipe(orch_outpipe_t *o) {
   if (cur >= 0 && cur < want) (void)fcntl(o->fd, F_SETPIPE_SZ, want);
 }
 
-static void write_all(int fd, struct iovec *iov, int cnt) {
-  while (cnt > 0) {
-    ssize_t w = writev(fd, iov, cnt);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) return; /* a closed terminal is not the app's problem */
-    while (cnt > 0 && (size_t)w >= iov->iov_len) {
-      w -= (ssize_t)iov->iov_len;
-      iov++;
-      cnt--;
-    }
-    if (cnt > 0) {
-      iov->iov_base = (char *)iov->iov_base + w;
-      iov->iov_len -= (size_t)w;
-    }
-  }
-}
-
-/* Echoed lines are gathered here and go out in one writev, whole lines only,
- * so that lines of different processes never interleave (orch is the only
- * writer of the echo: all of them pass through this loop). One writev per
- * line would cost more than capturing the bytes. At most 4 entries per line,
- * within IOV_MAX. */
-static struct iovec echo_iov[1024];
-static int echo_cnt;
-
-static void echo_flush(orch_outpipe_t *o) {
-  if (echo_cnt > 0) write_all(o->echo_fd, echo_iov, echo_cnt);
-  echo_cnt = 0;
-}
-
-static void echo_add(const void *base, size_t len) {
-  if (len > 0) echo_iov[echo_cnt++] = (struct iovec){(void *)base, len};
-}
-
-/* The line a+b, prefixed, with a newline added if it lacks one. Until
- * echo_flush, a and b must stay as they are. */
+/* The line a+b, prefixed, with a newline added if it lacks one; queued for
+ * the echo's writer (core/echo.c), or dropped there if the reader is behind. */
 static void echo_line(orch_outpipe_t *o, const char *a, size_t alen,
                       const char *b, size_t blen) {
-  if (echo_cnt + 4 > (int)(sizeof echo_iov / sizeof *echo_iov)) echo_flush(o);
   int last = blen > 0 && b[blen - 1] == '\n';
   if (!last && alen > 0 && blen == 0 && a[alen - 1] == '\n') last = 1;
-  echo_add(o->prefix, o->prefix_len);
-  echo_add(a, alen);
-  echo_add(b, blen);
-  if (!last) echo_add("\n", 1);
+  orch_echo_line(o->echo, o->prefix, o->prefix_len, a, alen, b, blen, "\n", last ? 0 : 1);
 }
 
 /* Echoes whole lines; the unterminated tail waits for the next chunk. */
@@ -837,10 +827,8 @@ static void echo(orch_outpipe_t *o, const char *buf, size_t n) {
   while (n > 0) {
     const char *nl = memchr(buf, '\n', n);
     if (!nl) {
-      echo_flush(o); /* o->line may be queued: flush before it changes */
       if (o->held + n > ECHO_LINE_MAX) {
         echo_line(o, o->line, o->held, buf, n);
-        echo_flush(o);
         o->held = 0;
       } else {
         memcpy(o->line + o->held, buf, n);
@@ -854,37 +842,37 @@ static void echo(orch_outpipe_t *o, const char *buf, size_t n) {
     buf += len;
     n -= len;
   }
-  echo_flush(o);
 }
 
 /* EOF or close: nothing will complete the held tails. */
 static void tails_flush(orch_outpipe_t *o) {
-  if (o->echo_fd >= 0 && o->held > 0) {
-    echo_line(o, o->line, o->held, "", 0);
-    echo_flush(o);
-  }
+  if (o->echo && o->held > 0) echo_line(o, o->line, o->held, "", 0);
   o->held = 0;
   part_flush(o);
 }
 
 static void consume(orch_outpipe_t *o, const char *buf, size_t n) {
   /* The echo first: what the log files cannot take yet is not echoed again. */
-  if (o->echo_fd >= 0) echo(o, buf, n);
+  if (o->echo) echo(o, buf, n);
   if (o->framed) frame(o, buf, n);
   else if (o->part_len > 0 || o->combined || o->sink->writers > 1) plain_lines(o, buf, n);
   else out(o, buf, n);
 }
 
-/* ---- waiting for disk space ----
+/* ---- waiting for space or a reader ----
  *
- * A sink that refuses bytes for lack of space (ENOSPC, EDQUOT) makes the
+ * A sink that refuses bytes for lack of space (ENOSPC, EDQUOT), or because
+ * its reader does not keep up (EAGAIN: a FIFO, a pipe or terminal), makes the
  * outpipe hold them and stop reading: the app blocks on its full pipe, as it
  * would on a slow disk, and loses nothing. What the outpipe holds is at most
  * about one read: the refused bytes, and in formatted mode the input it had
- * not formatted yet. The held bytes are offered again every RETRY_MS; once
- * they are in, reading resumes. Other outpipes are not affected unless their
- * files are on the same full file system. The first outpipe to stall on a
- * sink, and the last to get going again, say so. */
+ * not formatted yet. The held bytes are offered again every RETRY_MS for a
+ * full disk, and as soon as the file is writable for a slow reader (the sink
+ * watches its fd while anyone waits); once they are in, reading resumes.
+ * Other outpipes are not affected unless their files are on the same full
+ * file system. The first outpipe to stall on a full disk, and the last to get
+ * going again, say so in the daemon log; a slow reader is ordinary
+ * back-pressure and only shows in the sink's stats (orch describe). */
 
 /* Counts o as stalled on sink i (or not); quiet: no report (closing). */
 static void stall_count(orch_outpipe_t *o, int i, int on, int quiet) {
@@ -893,14 +881,16 @@ static void stall_count(orch_outpipe_t *o, int i, int on, int quiet) {
   o->stall_on[i] = on;
   if (on && s->stalled++ == 0) {
     s->stalled_since = now_ns();
-    report("warning", "%s: %s (%s): writing paused until there is space; the app blocks on its output, "
-           "nothing is dropped", s->path, s->stall_err == EDQUOT ? "EDQUOT" : "ENOSPC",
-           strerror(s->stall_err ? s->stall_err : ENOSPC));
+    if (s->stall_err != EAGAIN)
+      report("warning", "%s: %s (%s): writing paused until there is space; the app blocks on its output, "
+             "nothing is dropped", s->path, s->stall_err == EDQUOT ? "EDQUOT" : "ENOSPC",
+             strerror(s->stall_err ? s->stall_err : ENOSPC));
   } else if (!on && --s->stalled == 0) {
-    s->stall_err = 0;
-    if (!quiet)
+    sink_unwatch(s);
+    if (!quiet && s->stall_err != EAGAIN)
       report("info", "%s: writing again after %.1f s", s->path,
              (double)(now_ns() - s->stalled_since) / 1e9);
+    s->stall_err = 0;
   }
 }
 
@@ -910,11 +900,55 @@ static void stop_polling(orch_outpipe_t *o) {
 }
 
 static void on_retry(uv_timer_t *t);
+static void retry_now(orch_outpipe_t *o);
+
+static void wpoll_closed(uv_handle_t *h) { free(h); }
+
+static void sink_unwatch(orch_sink_t *s) {
+  if (!s->wpoll) return;
+  uv_close((uv_handle_t *)s->wpoll, wpoll_closed);
+  s->wpoll = NULL;
+}
+
+/* Retries every outpipe that holds bytes for s. */
+static void wake_stalled(orch_sink_t *s) {
+  for (orch_outpipe_t *o = open_outpipes; o; o = o->next)
+    if (!o->closing && ((o->stall_on[0] && o->sink == s) || (o->stall_on[1] && o->combined == s)))
+      retry_now(o);
+}
+
+static void on_writable(uv_poll_t *h, int status, int events) {
+  (void)status; /* an error: the retry's write finds it */
+  (void)events;
+  uv_poll_stop(h);
+  wake_stalled(h->data);
+}
+
+/* Watches s's fd until it is writable; 0, or -errno (then a timer must do). */
+static int sink_watch(orch_sink_t *s, uv_loop_t *loop) {
+  if (!s->wpoll) {
+    uv_poll_t *p = malloc(sizeof *p);
+    if (!p) return -ENOMEM;
+    int rc = uv_poll_init(loop, p, s->fd);
+    if (rc < 0) {
+      free(p);
+      return rc;
+    }
+    p->data = s;
+    s->wpoll = p;
+  }
+  return uv_poll_start(s->wpoll, UV_WRITABLE, on_writable);
+}
 
 static void stall(orch_outpipe_t *o) {
   stop_polling(o);
-  for (int i = 0; i < 2; i++) stall_count(o, i, o->hold[i].len > 0, 0);
-  if (!uv_is_active((uv_handle_t *)&o->retry)) uv_timer_start(&o->retry, on_retry, RETRY_MS, 0);
+  int timer = 0;
+  for (int i = 0; i < 2; i++) {
+    orch_sink_t *s = i ? o->combined : o->sink;
+    stall_count(o, i, o->hold[i].len > 0, 0);
+    if (o->hold[i].len > 0 && (s->stall_err != EAGAIN || sink_watch(s, o->poll.loop) < 0)) timer = 1;
+  }
+  if (timer && !uv_is_active((uv_handle_t *)&o->retry)) uv_timer_start(&o->retry, on_retry, RETRY_MS, 0);
 }
 
 /* Offers the held bytes again; last (closing): what is still refused is
@@ -957,8 +991,9 @@ static void start_polling(orch_outpipe_t *o) {
   else outpipe_close(o); /* cannot happen with a valid handle */
 }
 
-static void on_retry(uv_timer_t *t) {
-  orch_outpipe_t *o = t->data;
+static void on_retry(uv_timer_t *t) { retry_now(t->data); }
+
+static void retry_now(orch_outpipe_t *o) {
   retry_held(o, 0);
   if (!refused(o) && o->raw.len > 0) replay_raw(o);
   /* At EOF, the unfinished line waited for the input before it. */
@@ -1113,11 +1148,12 @@ int orch_outpipe_start(uv_loop_t *loop, int fd, const orch_outpipe_opts_t *opts,
   }
   o->fd = fd; /* closed by outpipe_free from here on */
   int rc = 0;
-  o->echo_fd = opts->echo_fd;
+  /* No writer (no memory, no thread): no echo; the logs are what matter. */
+  if (opts->echo_fd >= 0) o->echo = orch_echo_get(opts->echo_fd);
   o->prefix = strdup(opts->prefix ? opts->prefix : "");
   /* Only echoing outpipes (orch run) need it: 8 KiB each adds up. */
-  if (o->echo_fd >= 0) o->line = malloc(ECHO_LINE_MAX);
-  if (!o->prefix || (o->echo_fd >= 0 && !o->line)) rc = -ENOMEM;
+  if (o->echo) o->line = malloc(ECHO_LINE_MAX);
+  if (!o->prefix || (o->echo && !o->line)) rc = -ENOMEM;
   if (rc == 0) rc = outpipe_format(o, opts->format);
   /* Also makes fd non-blocking. */
   if (rc == 0) rc = uv_poll_init(loop, &o->poll, fd);

@@ -84,18 +84,21 @@ function H.orch(args, opts)
   end
   for k, v in pairs(opts.env or {}) do env[#env + 1] = k .. "=" .. v end
   local self = setmetatable({ out = "", err = "" }, Orch)
-  local stdout, stderr = uv.new_pipe(false), uv.new_pipe(false)
+  -- opts.stdout: an fd for orch's stdout instead of a pipe read here
+  local stdout, stderr = opts.stdout == nil and uv.new_pipe(false) or nil, uv.new_pipe(false)
   local handle, pid = uv.spawn(opts.program or H.bin, {
-    args = args, env = env, cwd = opts.cwd, stdio = { nil, stdout, stderr },
+    args = args, env = env, cwd = opts.cwd, stdio = { nil, stdout or opts.stdout, stderr },
   }, function(code, signal)
     self.code, self.signal = code, signal
   end)
   assert(handle, pid)
   self.handle, self.pid = handle, pid
-  self.eof = 0
-  stdout:read_start(function(_, data)
-    if data then self.out = self.out .. data else self.eof = self.eof + 1 end
-  end)
+  self.eof = stdout and 0 or 1
+  if stdout then
+    stdout:read_start(function(_, data)
+      if data then self.out = self.out .. data else self.eof = self.eof + 1 end
+    end)
+  end
   stderr:read_start(function(_, data)
     if not data then self.eof = self.eof + 1 end
     if data then
@@ -103,7 +106,7 @@ function H.orch(args, opts)
       for g in data:gmatch("online, pid (%d+)") do pgroups[tonumber(g)] = true end
     end
   end)
-  self.pipes = { stdout, stderr }
+  self.pipes = { stderr, stdout }
   started[#started + 1] = self
   return self
 end

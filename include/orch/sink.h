@@ -21,8 +21,14 @@
  * (or /proc/sys/fs/pipe-max-size). A full disk (ENOSPC, EDQUOT) stalls the
  * outpipe: it holds what was refused, reads nothing more, offers the held
  * bytes again every 500 ms and resumes once they are in; the first stall on a
- * sink and the resumption are reported (orch_sink_set_reporter). Other write
- * errors drop the bytes, counted (orch_sink_stats). */
+ * sink and the resumption are reported (orch_sink_set_reporter). Files that
+ * are not regular are opened non-blocking (FIFOs read-write, so they need no
+ * reader): a reader that does not keep up (EAGAIN) stalls the outpipe the
+ * same way, resumed as soon as the fd is writable, unreported (ordinary
+ * back-pressure; orch_sink_stats shows it). Other write errors drop the
+ * bytes, counted (orch_sink_stats).
+ *
+ * The echo goes through core/echo.c and never blocks (see echo.h). */
 #ifndef ORCH_SINK_H
 #define ORCH_SINK_H
 
@@ -85,8 +91,8 @@ int orch_sink_own_stdio(orch_sink_t *s);
 typedef struct {
   uint64_t written, dropped; /* bytes, since the sink was opened */
   int last_err;              /* of the last failed write, or 0; while stalled,
-                                the full disk's ENOSPC or EDQUOT */
-  int stalled;               /* outpipes wait for space to write to it */
+                                ENOSPC, EDQUOT or EAGAIN */
+  int stalled;               /* outpipes wait for space or a reader */
   uint64_t size;             /* of the current file, as far as known */
   uint64_t rotations;
   int rotate_err;            /* errno of the failed rotation, 0 once one works */
@@ -115,7 +121,7 @@ typedef struct {
 typedef struct {
   orch_sink_t *sink;     /* required: the stream's own file */
   orch_sink_t *combined; /* optional: also written to (log_file); may be NULL */
-  int echo_fd;           /* < 0: no echo */
+  int echo_fd;           /* < 0: no echo; else through orch_echo_get(fd) */
   const char *prefix;    /* before every echoed line; may be NULL */
   const orch_line_format_t *format; /* NULL: plain mode */
 } orch_outpipe_opts_t;

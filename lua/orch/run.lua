@@ -47,8 +47,11 @@ local function parse(args)
   return opts
 end
 
+-- Through the echo's writer of fd 2, as the apps' stderr lines: in order
+-- with them, and never blocking the loop behind a paused terminal.
 local function say(msg)
-  io.stderr:write("orch | ", msg, "\n")
+  local line = "orch | " .. msg .. "\n"
+  if not core.echo(2, line) then io.stderr:write(line) end
 end
 
 local function duration(ms)

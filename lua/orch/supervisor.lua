@@ -263,7 +263,8 @@ function Supervisor:log_problems(proc)
         st.compress_error)
     end
     if st.stalled then
-      problems[#problems + 1] = string.format("%s: %s, writing paused until there is space", path, st.error)
+      problems[#problems + 1] = string.format("%s: %s, writing paused until %s", path, st.error,
+        st.error == "EAGAIN" and "its reader takes more (the app waits)" or "there is space")
     elseif st.error then
       problems[#problems + 1] = string.format("%s: %s, %d bytes dropped", path, st.error, st.dropped)
     end

@@ -1,7 +1,6 @@
 -- How orch ends: cleanly, with every log flushed, whatever its apps left
 -- behind (here a process that escaped with setsid and still holds the pipe).
 local H = require("helpers")
-local uv = require("luv")
 
 describe("orch exiting", function()
   local dir, home

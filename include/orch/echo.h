@@ -1,0 +1,51 @@
+/* echo.h: copies of output lines for orch run's terminal (fd 1 and 2) that
+ * never block the loop.
+ *
+ * Each echo fd has a writer thread doing plain blocking writes; the loop only
+ * appends whole lines to a buffer of ECHO_CAP bytes under a mutex. A reader
+ * that falls behind (a pipe nobody reads, a paused terminal, `| less`) fills
+ * the buffer, and further lines are dropped whole and counted until it has
+ * room again; then one line says how many were dropped, where they are
+ * missing. The log files get every byte regardless: they are written by the
+ * outpipes, not from here.
+ *
+ * Why a thread rather than a non-blocking fd: fds 1 and 2 are usually shared
+ * with the shell that started orch (the same open file description), so
+ * O_NONBLOCK on them would change the shell's terminal too (and stay set if
+ * orch is killed). Reopening /proc/self/fd/N gives a description of one's
+ * own, but not for sockets (journald's stdout), nor for a terminal or pipe
+ * of another user (su, sudo -u), nor without /proc; a thread writes to any of
+ * them, in order, and the loop never waits. */
+#ifndef ORCH_ECHO_H
+#define ORCH_ECHO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Bytes of lines waiting for one fd's reader, at most (plus one batch being
+ * written). */
+#define ORCH_ECHO_CAP (1u << 20)
+
+typedef struct orch_echo_s orch_echo_t;
+
+/* The writer of fd (created, with its thread, on first use); NULL if it
+ * cannot be made (no memory, no thread), then nothing is echoed. */
+orch_echo_t *orch_echo_get(int fd);
+
+/* Appends one line made of up to 4 pieces (NULL/0 pieces are skipped); the
+ * caller gives the newline. A line that does not fit is dropped, counted. */
+void orch_echo_line(orch_echo_t *e, const char *a, size_t alen, const char *b, size_t blen,
+                    const char *c, size_t clen, const char *d, size_t dlen);
+
+typedef struct {
+  uint64_t lines, bytes; /* dropped because the reader fell behind */
+} orch_echo_stats_t;
+/* The sums over every echo fd. */
+void orch_echo_stats(orch_echo_stats_t *st);
+
+/* At exit: gives the readers up to ms milliseconds to take what is queued
+ * (what is left counts as dropped), then says on fd 2 how many lines were
+ * not echoed, if any. */
+void orch_echo_finish(int ms);
+
+#endif
