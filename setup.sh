@@ -13,7 +13,7 @@ cd "$(dirname "$0")"
 # node and python3 (apps), curl, ss (iproute2), ps (procps).
 PACKAGES="gcc make cmake pkg-config libc6-dev luajit libluajit-5.1-dev libuv1-dev
 lua-cjson-dev lua-luv-dev lua-busted procps zlib1g-dev
-nodejs python3 curl iproute2"
+nodejs python3 curl iproute2 strace"
 mode=${1:-}
 case "$mode" in
   "") ;;

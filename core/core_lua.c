@@ -15,6 +15,7 @@
 
 #include "orch/ctl.h"
 #include "orch/daemon.h"
+#include "orch/durable.h"
 #include "orch/echo.h"
 #include "orch/fds.h"
 #include "orch/listen.h"
@@ -716,5 +717,6 @@ int luaopen_orch_core(lua_State *L) {
   orch_listen_lua_register(L);
   orch_notify_lua_register(L);
   orch_fds_lua_register(L);
+  orch_durable_lua_register(L);
   return 1;
 }

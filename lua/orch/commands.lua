@@ -263,9 +263,11 @@ function H.save(engine, args, respond)
   local ok, err = check(args, {})
   if not ok then return respond(nil, "EINVAL", err) end
   local apps = engine:snapshot()
-  local wrote, werr = state.write_json(engine.paths.dump, { version = 1, apps = apps })
-  if not wrote then return respond(nil, "EIO", werr) end
-  respond({ file = engine.paths.dump, apps = #apps })
+  engine.dump_writer = engine.dump_writer or state.writer(engine.paths.dump)
+  engine.dump_writer.write({ version = 1, apps = apps }, function(wrote, werr)
+    if not wrote then return respond(nil, "EIO", werr) end
+    respond({ file = engine.paths.dump, apps = #apps })
+  end)
 end
 
 function H.resurrect(engine, args, respond)
@@ -388,8 +390,11 @@ end
 
 function H.kill(engine, _, respond)
   engine:stop_all(function()
-    respond({ stopped = true })
-    if engine.on_kill then engine.on_kill() end
+    -- the state file first: respond() answers at once then, before the end
+    engine:flush_state(function()
+      respond({ stopped = true })
+      if engine.on_kill then engine.on_kill() end
+    end)
   end)
 end
 

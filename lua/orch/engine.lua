@@ -552,15 +552,20 @@ function Engine:save_state_soon()
   end)
 end
 
-function Engine:flush_state()
-  if not self.state_timer then return end
-  self.state_timer:close()
-  self.state_timer = nil
-  self:save_state()
+-- done() once the state as it is now is written (or failed: state_error).
+function Engine:flush_state(done)
+  if self.state_timer then
+    self.state_timer:close()
+    self.state_timer = nil
+    self:save_state()
+  end
+  if not self.state_writer then return done() end
+  self.state_writer.flush(function() done() end)
 end
 
--- clean: the last write of an orch that stopped its processes and exits;
--- the next one then starts with nothing (a crash leaves clean unset).
+-- Written in the thread pool (orch.state.writer); clean: the last write of
+-- an orch that stopped its processes and exits, written at once, and the
+-- next orch then starts with nothing (a crash leaves clean unset).
 function Engine:save_state(clean)
   local procs = {}
   for _, p in ipairs(self.sup:list()) do
@@ -569,9 +574,16 @@ function Engine:save_state(clean)
                             kill_signal = p.app.kill_signal, kill_timeout = p.app.kill_timeout }
     end
   end
-  local ok, err = state.write_json(self.paths.state, { pid = core.getpid(), apps = self:snapshot(), procs = procs,
-                                                       clean = clean or nil })
-  if not ok then self.log("error", "state file not written: " .. err) end
+  local value = { pid = core.getpid(), apps = self:snapshot(), procs = procs, clean = clean or nil }
+  -- counted, so that a command whose change was not kept says so (_request)
+  self.state_seq = (self.state_seq or 0) + 1
+  local function written(ok, err)
+    self.state_error = not ok and err or nil
+    if not ok then self.log("error", "state file not written: " .. tostring(err)) end
+  end
+  if clean then return written(state.write_json(self.paths.state, value, true)) end
+  self.state_writer = self.state_writer or state.writer(self.paths.state)
+  self.state_writer.write(value, written)
 end
 
 -- Which instances of a snapshot's entry stay stopped: its `stopped` list
@@ -749,6 +761,9 @@ end
 
 M.LIST = {} -- metatable marking a result that is a list
 
+-- Commands that change nothing: never "not saved", whatever the disk does.
+local READ_ONLY = { ping = true, list = true, describe = true, logs = true, complete = true }
+
 function Engine:_request(commands, conn, line)
   local ok, req = pcall(cjson.decode, line)
   if not ok or type(req) ~= "table" or rawget(req, 1) ~= nil then
@@ -773,14 +788,23 @@ function Engine:_request(commands, conn, line)
     return reply(conn, id, false, { code = "EINVAL", message = "'args' must be an object" })
   end
   local answered = false
+  local seq = self.state_seq
   local function respond(result, code, message)
     if answered then return end
     answered = true
     -- What a client has been told is on disk first: a daemon killed right
-    -- after this reply must find these processes in the state file.
-    self:flush_state()
-    if code then reply(conn, id, false, { code = code, message = message })
-    else reply(conn, id, true, result == nil and cjson.null or result) end
+    -- after this reply must find these processes in the state file. When
+    -- the state file could not be written (a full disk) after a change
+    -- during the request, the change happened but is not kept: the client
+    -- is told, not answered as if all were well.
+    self:flush_state(function()
+      if not code and self.state_error and self.state_seq ~= seq and not READ_ONLY[cmd] then
+        code, message = "EIO", string.format("'%s' done, but not saved: %s (a daemon restarted after a crash "
+          .. "would not know it)", cmd, self.state_error)
+      end
+      if code then reply(conn, id, false, { code = code, message = message })
+      else reply(conn, id, true, result == nil and cjson.null or result) end
+    end)
   end
   local good, err = xpcall(handler, debug.traceback, self, args, respond, conn)
   if not good then

@@ -1,29 +1,75 @@
--- orch.state: JSON files in $ORCH_HOME written atomically (a temporary file
--- renamed over the old one), so a crash or a full disk never leaves half a
--- file: the dump of `orch save` and the state file a restarted daemon reads.
+-- orch.state: JSON files in $ORCH_HOME written durably and atomically
+-- (core/durable.c: a new temporary file, fsynced, renamed over the old one,
+-- then the directory fsynced): a crash, a power loss or a full disk leaves
+-- the old file or the new one, never half a file. The dump of `orch save`,
+-- and the state file a restarted daemon reads.
 local cjson = require("cjson").new()
+local core = require("orch.core")
 
 local M = {}
 
-function M.write_json(path, value)
-  local uv = require("luv")
+local function encode(path, value)
   local ok, text = pcall(cjson.encode, value)
   if not ok then return nil, "cannot encode " .. path .. ": " .. tostring(text) end
-  local tmp = path .. ".tmp"
-  local fd, err = uv.fs_open(tmp, "w", tonumber("600", 8)) -- private, like all of $ORCH_HOME
-  if not fd then return nil, "cannot write " .. tmp .. ": " .. tostring(err) end
-  local wrote, werr = uv.fs_write(fd, text .. "\n", 0)
-  uv.fs_close(fd)
-  if wrote ~= #text + 1 then
-    uv.fs_unlink(tmp)
-    return nil, "cannot write " .. tmp .. ": " .. tostring(werr or "short write")
+  return text .. "\n"
+end
+
+-- Blocking; for an orch on its way out (final: later queued writes of path
+-- are dropped, so nothing older lands after this one). true | nil, message.
+function M.write_json(path, value, final)
+  local text, err = encode(path, value)
+  if not text then return nil, err end
+  if final then core.durable_seal(path) end
+  return core.durable_write(path, text)
+end
+
+-- A writer of one file in the thread pool (fsync can take seconds; the
+-- loop must not wait). write(value, done) queues value: one write at a time,
+-- and a value queued while one is in progress replaces any other still
+-- waiting. done(ok, message) once the write of this value (or of a newer
+-- one) has ended. flush(done): done(ok, message) once the last queued value
+-- is written, at once (true) when nothing is queued or in progress.
+function M.writer(path)
+  local w = {}
+  local current, waiting, waiting_done -- dones of the write in progress; the next text and its dones
+  local function run(text, dones)
+    current = dones
+    local function finished(ok, err)
+      local ds = current
+      current = nil
+      if waiting then
+        local t, wd = waiting, waiting_done
+        waiting, waiting_done = nil, nil
+        run(t, wd)
+      end
+      for _, d in ipairs(ds) do d(ok, err) end
+    end
+    local queued, qerr = core.durable_write(path, text, finished)
+    if not queued then finished(nil, "cannot write " .. path .. ": " .. tostring(qerr)) end
   end
-  local renamed, rerr = uv.fs_rename(tmp, path)
-  if not renamed then
-    uv.fs_unlink(tmp)
-    return nil, "cannot rename " .. tmp .. ": " .. tostring(rerr)
+  function w.write(value, done)
+    local text, err = encode(path, value)
+    if not text then
+      if done then done(nil, err) end
+      return
+    end
+    if current then
+      waiting, waiting_done = text, waiting_done or {}
+      if done then waiting_done[#waiting_done + 1] = done end
+    else
+      run(text, { done })
+    end
   end
-  return true
+  function w.flush(done)
+    if waiting then
+      waiting_done[#waiting_done + 1] = done
+    elseif current then
+      current[#current + 1] = done
+    else
+      done(true)
+    end
+  end
+  return w
 end
 
 -- Returns the decoded value, or nil plus "ENOENT" when the file is absent,

@@ -1,0 +1,90 @@
+-- state.json and dump.json reach the disk: written to a new temporary file,
+-- fsynced, renamed into place, the directory fsynced; a write that fails
+-- (full disk) is reported to the client, never answered as if it were kept.
+local H = require("helpers")
+local uv = require("luv")
+
+describe("persistence", function()
+  local dir, home
+  H.each_test(function(d, h) dir, home = d, h end)
+
+  local function json(args) return H.json(home, args, { cwd = dir }) end
+
+  it("fsyncs the dump before renaming it into place, then its directory", function()
+    H.need("strace")
+    assert.are.equal(0, select(2, json({ "start", "sleep", "--name", "nap", "--", "1000" })))
+    local daemon = tonumber(H.read(home .. "/daemon.pid"))
+    local trace = dir .. "/trace"
+    local handle, pid = uv.spawn("strace", { args = { "-f", "-qq", "-e",
+      "trace=openat,fsync,fdatasync,rename,renameat,renameat2", "-o", trace, "-p", tostring(daemon) } },
+      function() end)
+    assert(handle, pid)
+    finally(function()
+      pcall(uv.kill, pid, "sigkill")
+      handle:close()
+    end)
+    -- attached once it shows the daemon's syscalls: a ping opens nothing, a
+    -- list reads /proc
+    H.wait_until(function()
+      json({ "list" })
+      return (H.read(trace) or ""):find("/proc/", 1, true)
+    end, 10000, "strace to attach")
+    local saved, code, err = json({ "save" })
+    assert.are.equal(0, code, err)
+    assert.are.equal(1, saved.apps)
+    local text
+    local dump = home .. "/dump.json"
+    local tmp_fd, renamed, dir_fd, dir_synced, synced_tmp
+    H.wait_until(function()
+      text = H.read(trace) or ""
+      tmp_fd, renamed, dir_fd, dir_synced, synced_tmp = nil, false, nil, false, false
+      for line in text:gmatch("[^\n]+") do
+        local fd = line:match('openat%(.-"' .. dump:gsub("%p", "%%%0") .. '[^"]+".-%) = (%d+)')
+        if fd then tmp_fd = fd end
+        if tmp_fd and not renamed and line:match("f%a*sync%(" .. tmp_fd .. "%)%s*= 0") then synced_tmp = true end
+        if line:match("rename[at2]*%(.-dump%.json[^\"]+\".-dump%.json\".-= 0") then renamed = synced_tmp end
+        fd = renamed and line:match('openat%(.-"' .. home:gsub("%p", "%%%0") .. '/?".-%) = (%d+)')
+        if fd then dir_fd = fd end
+        if dir_fd and line:match("fsync%(" .. dir_fd .. "%)%s*= 0") then dir_synced = true end
+      end
+      return dir_synced
+    end, 10000, function() return "fsync, rename, fsync of the directory in the trace:\n" .. text end)
+  end)
+
+  it("reports a state file that cannot be written (full disk) and carries on", function()
+    if H.sh("command -v mount") == "" then return pending("no mount") end
+    local mnt = dir .. "/small"
+    H.sh("mkdir -p '" .. mnt .. "'")
+    if H.sh("mount -t tmpfs -o size=2m orch-spec '" .. mnt .. "' 2>/dev/null && echo ok") ~= "ok\n" then
+      return pending("mounting a tmpfs needs root (CAP_SYS_ADMIN)")
+    end
+    home = mnt .. "/home"
+    finally(function()
+      H.daemon_cleanup(home)
+      H.sh("umount '" .. mnt .. "' 2>/dev/null || umount -l '" .. mnt .. "'")
+    end)
+    assert.are.equal(0, select(2, json({ "start", "sleep", "--name", "nap", "--", "1000" })))
+    assert.are.equal(0, select(2, json({ "save" })))
+    local before = H.read(home .. "/dump.json")
+    -- the disk is full
+    H.sh("dd if=/dev/zero of='" .. mnt .. "/filler' bs=4k 2>/dev/null")
+    local code, out, err = H.orch_sync({ "stop", "nap" }, { home = home, cwd = dir })
+    assert.are.equal(1, code, out)
+    assert.matches("not saved", err)
+    assert.matches("ENOSPC", err)
+    code, _, err = H.orch_sync({ "save" }, { home = home, cwd = dir })
+    assert.are.equal(1, code)
+    assert.matches("ENOSPC", err)
+    -- the previous dump is whole, nothing half-written is left
+    assert.are.equal(before, H.read(home .. "/dump.json"))
+    assert.is_nil(H.read(home .. "/dump.json.tmp"))
+    assert.are.equal(0, (H.orch_sync({ "ping" }, { home = home })))
+    -- with room again, the next change is kept
+    H.sh("rm -f '" .. mnt .. "/filler'")
+    local res, scode, serr = json({ "start", "nap" })
+    assert.are.equal(0, scode, serr)
+    assert.are.equal("online", res.processes[1].status)
+    local st = require("cjson").decode(H.read(home .. "/state.json"))
+    assert.are.equal(1, #st.procs)
+  end)
+end)
