@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -84,8 +86,17 @@ static void cloexec_from_3(void) {
 
 /* The daemon itself, between fork and exec: async-signal-safe calls only. */
 static void detached_child(const orch_daemon_opts_t *o, int errfd, int devnull,
-                           int logfd) {
+                           int logfd, int readyfd) {
   orch__child_reset_signals();
+  /* The readiness pipe goes to fd o->ready_fd below: nothing that is still
+   * needed may sit there (errfd, say, is written after the dup2). */
+  if (readyfd >= 0) {
+    int e = fcntl(errfd, F_DUPFD_CLOEXEC, o->ready_fd + 1);
+    int r = fcntl(readyfd, F_DUPFD_CLOEXEC, o->ready_fd + 1);
+    if (e < 0 || r < 0) orch__child_fail(e < 0 ? errfd : e, errno);
+    errfd = e;
+    readyfd = r;
+  }
   if (setsid() < 0) orch__child_fail(errfd, errno);
   /* Sources above 2 first, so that no dup2 below overwrites one of them. */
   int in = fcntl(devnull, F_DUPFD_CLOEXEC, 3);
@@ -95,6 +106,8 @@ static void detached_child(const orch_daemon_opts_t *o, int errfd, int devnull,
     orch__child_fail(errfd, errno);
   if (chdir(o->cwd ? o->cwd : "/") < 0) orch__child_fail(errfd, errno);
   cloexec_from_3();
+  /* dup2 clears close-on-exec: the one fd the daemon inherits */
+  if (readyfd >= 0 && dup2(readyfd, o->ready_fd) < 0) orch__child_fail(errfd, errno);
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
@@ -107,23 +120,24 @@ static void detached_child(const orch_daemon_opts_t *o, int errfd, int devnull,
  * a zombie of the CLI. Both write to one close-on-exec pipe: a value > 0 is a
  * child's errno (orch__child_fail), a value < 0 is minus the daemon's pid
  * (from the middle process). EOF: both are gone or exec'd. */
-int orch_daemon_spawn(const orch_daemon_opts_t *o, pid_t *pid_out) {
+int orch_daemon_spawn(const orch_daemon_opts_t *o, pid_t *pid_out,
+                      int *ready_out) {
+  if (o->ready_fd >= 0 && (o->ready_fd < 3 || o->ready_fd > 1000)) return -EINVAL;
   int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
   if (devnull < 0) return -errno;
   int logfd = -1;
+  int ep[2] = {-1, -1}, rp[2] = {-1, -1};
+  int err = 0;
   if (o->log) {
     logfd = open(o->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (logfd < 0) {
-      int err = errno;
-      close(devnull);
-      return -err;
-    }
+    if (logfd < 0) err = errno;
   }
-  int ep[2];
-  if (pipe2(ep, O_CLOEXEC) < 0) {
-    int err = errno;
-    close(devnull);
-    if (logfd >= 0) close(logfd);
+  if (!err && pipe2(ep, O_CLOEXEC) < 0) err = errno;
+  if (!err && o->ready_fd >= 0 && pipe2(rp, O_CLOEXEC) < 0) err = errno;
+  if (err) {
+    int fds[] = {devnull, logfd, ep[0], ep[1]};
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+      if (fds[i] >= 0) close(fds[i]);
     return -err;
   }
 
@@ -137,7 +151,7 @@ int orch_daemon_spawn(const orch_daemon_opts_t *o, pid_t *pid_out) {
     close(ep[0]);
     pid_t pid = fork();
     if (pid < 0) orch__child_fail(ep[1], errno);
-    if (pid == 0) detached_child(o, ep[1], devnull, logfd);
+    if (pid == 0) detached_child(o, ep[1], devnull, logfd, rp[1]);
     int msg = -(int)pid;
     ssize_t r;
     do r = write(ep[1], &msg, sizeof msg);
@@ -149,8 +163,11 @@ int orch_daemon_spawn(const orch_daemon_opts_t *o, pid_t *pid_out) {
   close(ep[1]);
   close(devnull);
   if (logfd >= 0) close(logfd);
+  /* Only the daemon may hold the write end: EOF then means it is gone. */
+  if (rp[1] >= 0) close(rp[1]);
   if (mid < 0) {
     close(ep[0]);
+    if (rp[0] >= 0) close(rp[0]);
     return -fork_err;
   }
 
@@ -167,9 +184,51 @@ int orch_daemon_spawn(const orch_daemon_opts_t *o, pid_t *pid_out) {
   int st;
   while (waitpid(mid, &st, 0) < 0 && errno == EINTR) {
   }
-  if (child_err) return -child_err;
-  if (pid <= 0) return -ECHILD; /* the middle process died without a word */
+  if (child_err || pid <= 0) {
+    if (rp[0] >= 0) close(rp[0]);
+    /* pid <= 0: the middle process died without a word */
+    return child_err ? -child_err : -ECHILD;
+  }
   *pid_out = pid;
+  if (ready_out) *ready_out = rp[0];
+  else if (rp[0] >= 0) close(rp[0]);
+  return 0;
+}
+
+int orch_daemon_ready_wait(int fd, int timeout_ms) {
+  struct timespec t0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (;;) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long left = timeout_ms - ((now.tv_sec - t0.tv_sec) * 1000 +
+                              (now.tv_nsec - t0.tv_nsec) / 1000000);
+    if (left <= 0) return -ETIMEDOUT;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    int n = poll(&p, 1, (int)left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return -errno;
+    if (n == 0) return -ETIMEDOUT;
+    char c;
+    ssize_t r = read(fd, &c, 1);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return -errno;
+    return r == 1 ? 0x100 | (unsigned char)c : 0;
+  }
+}
+
+/* ---- serialised starts ---- */
+
+int orch_start_lock(const char *dir, int *fd_out) {
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  while (flock(fd, LOCK_EX) < 0) {
+    if (errno == EINTR) continue;
+    int err = errno;
+    close(fd);
+    return -err;
+  }
+  *fd_out = fd;
   return 0;
 }
 

@@ -1,5 +1,5 @@
 /* daemon_lua.c: orch.core.lock_pidfile, read_pidfile, spawn_detached,
- * set_title, sleep_ms. */
+ * ready_wait, start_lock, set_title, sleep_ms. */
 #include <errno.h>
 #include <string.h>
 #include <time.h>
@@ -77,7 +77,8 @@ static const char *opt_string(lua_State *L, const char *key) {
   return lua_tostring(L, -1); /* alive in the options table */
 }
 
-/* { file =, argv = { ... }, env = { "K=V", ... } | nil, log =, cwd = } */
+/* { file =, argv = { ... }, env = { "K=V", ... } | nil, log =, cwd =,
+ *   ready_fd = n | nil } -> pid [, fd of the readiness pipe's read end] */
 static int l_spawn_detached(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   orch_daemon_opts_t o;
@@ -97,10 +98,45 @@ static int l_spawn_detached(lua_State *L) {
   if (!lua_isnil(L, -1)) o.envp = string_list(L, lua_gettop(L), "env");
   o.log = opt_string(L, "log");
   o.cwd = opt_string(L, "cwd");
+  lua_getfield(L, 1, "ready_fd");
+  o.ready_fd = (int)luaL_optinteger(L, -1, -1);
   pid_t pid;
-  int rc = orch_daemon_spawn(&o, &pid);
+  int ready = -1;
+  int rc = orch_daemon_spawn(&o, &pid, &ready);
   if (rc < 0) return orch_lua_fail(L, rc);
   lua_pushinteger(L, pid);
+  if (ready < 0) return 1;
+  lua_pushinteger(L, ready);
+  return 2;
+}
+
+/* core.ready_wait(fd, timeout_ms): the byte the daemon wrote, or nil,
+ * message, "EOF" (it is gone without one) | "ETIMEDOUT" | code. Closes fd. */
+static int l_ready_wait(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  int rc = orch_daemon_ready_wait(fd, (int)luaL_checkinteger(L, 2));
+  close(fd);
+  if (rc > 0) {
+    char c = (char)(rc & 0xff);
+    lua_pushlstring(L, &c, 1);
+    return 1;
+  }
+  if (rc < 0) return orch_lua_fail(L, rc);
+  lua_pushnil(L);
+  lua_pushliteral(L, "EOF: the daemon exited before it was ready");
+  lua_pushliteral(L, "EOF");
+  return 3;
+}
+
+/* core.start_lock(dir): a lock (see lock_pidfile) on dir, waited for. */
+static int l_start_lock(lua_State *L) {
+  const char *dir = luaL_checkstring(L, 1);
+  llock_t *u = lua_newuserdata(L, sizeof *u);
+  u->fd = -1;
+  luaL_getmetatable(L, LOCK_MT);
+  lua_setmetatable(L, -2);
+  int rc = orch_start_lock(dir, &u->fd);
+  if (rc < 0) return orch_lua_fail(L, rc);
   return 1;
 }
 
@@ -128,6 +164,8 @@ static const luaL_Reg lock_methods[] = {{"release", l_lock_release}, {NULL, NULL
 static const luaL_Reg funcs[] = {{"lock_pidfile", l_lock_pidfile},
                                  {"read_pidfile", l_read_pidfile},
                                  {"spawn_detached", l_spawn_detached},
+                                 {"ready_wait", l_ready_wait},
+                                 {"start_lock", l_start_lock},
                                  {"set_title", l_set_title},
                                  {"sleep_ms", l_sleep_ms},
                                  {NULL, NULL}};

@@ -19,6 +19,10 @@ typedef struct {
   const char *log;    /* stdout and stderr are appended here (created 0600);
                          NULL: /dev/null */
   const char *cwd;    /* NULL: "/" */
+  int ready_fd;       /* -1, or the daemon's fd number (3 to 1000) that gets
+                         the write end of a readiness pipe (s6's
+                         notification-fd): the daemon writes a byte there once
+                         it serves, and EOF without one means it is gone */
 } orch_daemon_opts_t;
 
 /* Starts a program detached: in a new session, not our child (double fork:
@@ -26,7 +30,16 @@ typedef struct {
  * default and unblocked, no fd of ours but 0-2. Returns 0 with *pid set once
  * it has exec'd, or the negative errno of the step that failed (the log's
  * open, fork, chdir, exec...). */
-int orch_daemon_spawn(const orch_daemon_opts_t *o, pid_t *pid);
+int orch_daemon_spawn(const orch_daemon_opts_t *o, pid_t *pid, int *ready);
+/* With o->ready_fd set, *ready is the read end of that pipe (close-on-exec).
+ * Waits on it: 0x100 | the byte once one came, 0 at EOF without one (the
+ * daemon is gone), -ETIMEDOUT, or another -errno. Leaves fd open. */
+int orch_daemon_ready_wait(int fd, int timeout_ms);
+
+/* Takes an exclusive flock on directory dir, waiting for it: CLIs that find
+ * no daemon start one at a time. *fd holds the lock until closed. 0 or
+ * -errno. */
+int orch_start_lock(const char *dir, int *fd);
 
 /* Remembers where argv lives; call from main before uv_setup_args. */
 void orch_title_init(int argc, char **argv);
@@ -37,7 +50,8 @@ void orch_title_init(int argc, char **argv);
 int orch_title_set(const char *title);
 
 struct lua_State;
-/* Adds lock_pidfile, read_pidfile, spawn_detached, set_title, sleep_ms. */
+/* Adds lock_pidfile, read_pidfile, spawn_detached, ready_wait, start_lock,
+ * set_title, sleep_ms. */
 void orch_daemon_lua_register(struct lua_State *L);
 
 #endif

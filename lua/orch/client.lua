@@ -1,24 +1,79 @@
 -- orch.client: the CLI's side of the control socket. Blocking and small (no
 -- luv on this path), because every `orch` verb pays for it. When nothing
--- answers, the daemon is started and awaited; if several CLIs race, the
--- daemon's pid-file lock lets exactly one of the started daemons live.
+-- answers, the daemon is started and awaited on its readiness pipe, one CLI
+-- at a time (a lock on $ORCH_HOME); the daemon's pid-file lock still lets
+-- only one engine live per home.
 local core = require("orch.core")
 local cjson = require("cjson").new()
 local paths = require("orch.paths")
 
 local M = {}
 
-M.START_TIMEOUT_MS = 10000
+M.START_TIMEOUT_MS = 30000 -- a daemon that died is known at once (readiness fd)
 M.REPLY_TIMEOUT_MS = 120000 -- stop waits for kill_timeout; long ones take long
 
+-- The daemon's fd for its readiness pipe (s6's notification-fd): it writes
+-- "\n" there once its socket listens, "=" when another orch has this home;
+-- EOF without a byte means it died, and daemon.log says why.
+local READY_FD = 3
+
+local function log_size(path)
+  local f = io.open(path, "rb")
+  if not f then return 0 end
+  local size = f:seek("end")
+  f:close()
+  return size or 0
+end
+
+-- What the daemon wrote to its log from offset on (its last lines), or nil.
+local function log_since(path, offset)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  f:seek("set", offset)
+  local text = f:read(64 * 1024) or ""
+  f:close()
+  local lines = {}
+  for line in text:gmatch("[^\n]+") do lines[#lines + 1] = line end
+  if #lines == 0 then return nil end
+  return table.concat(lines, "\n", math.max(1, #lines - 4))
+end
+
+-- Starts a daemon and waits until it serves. true, or nil, message, or
+-- nil, nil, "EWOULDBLOCK" when another orch holds this home (and will serve).
 local function start_daemon(layout)
-  local ok, err = paths.ensure_home()
-  if not ok then return nil, err end
   local exe = assert(core.exe_path())
-  local pid
-  pid, err = core.spawn_detached({ file = exe, argv = { exe, "daemon" }, log = layout.daemon_log, cwd = "/" })
-  if not pid then return nil, "cannot start the daemon: " .. err end
-  return pid
+  local offset = log_size(layout.daemon_log)
+  local pid, fd = core.spawn_detached({ file = exe, argv = { exe, "daemon", "--ready-fd", tostring(READY_FD) },
+                                        log = layout.daemon_log, cwd = "/", ready_fd = READY_FD })
+  if not pid then return nil, "cannot start the daemon: " .. fd end
+  local byte, err, code = core.ready_wait(fd, M.START_TIMEOUT_MS)
+  if byte == "\n" then return true end
+  if byte == "=" then return nil, nil, "EWOULDBLOCK" end
+  if code == "EOF" then
+    local said = log_since(layout.daemon_log, offset)
+    return nil, string.format("the daemon (pid %d) exited at start: %s", pid, said or "it said nothing (see "
+      .. layout.daemon_log .. ")")
+  end
+  if code == "ETIMEDOUT" then
+    return nil, string.format("the daemon (pid %d) was not ready within %d ms (see %s)", pid, M.START_TIMEOUT_MS,
+      layout.daemon_log)
+  end
+  return nil, string.format("cannot wait for the daemon (pid %d): %s", pid, byte and ("unexpected byte " .. byte) or err)
+end
+
+-- Another orch (a `orch run`, a daemon started by hand) took the home just
+-- before our daemon: it listens within moments. The one wait by retrying,
+-- with backoff; CLIs never race each other here (start_lock).
+local function await_other(sock)
+  local waited, step = 0, 5
+  while waited < M.START_TIMEOUT_MS do
+    local c, err, code = core.ctl_connect(sock)
+    if c then return c end
+    if code ~= "ENOENT" and code ~= "ECONNREFUSED" then return nil, string.format("cannot connect to %s: %s", sock, err) end
+    core.sleep_ms(step)
+    waited, step = waited + step, math.min(step * 2, 200)
+  end
+  return nil, string.format("another orch holds %s but does not answer on %s", sock:match("^(.*)/[^/]*$"), sock)
 end
 
 -- Returns a connected client, or nil, message. autostart: start the daemon
@@ -33,16 +88,25 @@ function M.connect(autostart)
     return nil, string.format("cannot connect to %s: %s", layout.sock, err)
   end
   if not autostart then return nil, "orch is not running (" .. layout.sock .. ")", "ENOTRUNNING" end
-  local pid, serr = start_daemon(layout)
-  if not pid then return nil, serr end
-  local waited = 0
-  while waited < M.START_TIMEOUT_MS do
-    c, err, code = core.ctl_connect(layout.sock)
-    if c then return c end
-    core.sleep_ms(2)
-    waited = waited + 2
+  local ok
+  ok, err = paths.ensure_home()
+  if not ok then return nil, err end
+  -- One CLI at a time starts a daemon; the others wait here for the lock
+  -- and then find it serving.
+  local lock, lerr = core.start_lock(layout.home)
+  if not lock then return nil, string.format("cannot lock %s: %s", layout.home, lerr) end
+  c = core.ctl_connect(layout.sock)
+  if not c then
+    ok, err, code = start_daemon(layout)
+    if ok then
+      c, err = core.ctl_connect(layout.sock)
+      if not c then err = string.format("the daemon is ready but %s refuses: %s", layout.sock, err) end
+    elseif code == "EWOULDBLOCK" then
+      c, err = await_other(layout.sock)
+    end
   end
-  return nil, string.format("the daemon did not answer within %d ms (see %s)", M.START_TIMEOUT_MS, layout.daemon_log)
+  lock:release()
+  return c, err
 end
 
 local next_id = 0

@@ -10,12 +10,48 @@ local engine_mod = require("orch.engine")
 local M = {}
 
 M.help = [[
-usage: orch daemon
+usage: orch daemon [--ready-fd N]
 
 Runs the daemon in the foreground of the calling process. The CLI starts it
 by itself (detached) when no daemon answers; there is rarely a reason to run
 it by hand.
+
+  --ready-fd N   once the control socket listens, write a newline to fd N
+                 and close it (s6's notification-fd); "=" instead when
+                 another orch already has this ORCH_HOME
 ]]
+
+-- argv after "daemon" -> { ready_fd = n | nil }, or nil, message.
+local function parse(args)
+  local opts, i = {}, 1
+  while i <= #args do
+    local a = args[i]
+    local v = a:match("^%-%-ready%-fd=(.*)$")
+    if a == "--ready-fd" then
+      i = i + 1
+      v = args[i]
+      if v == nil then return nil, "--ready-fd needs a file descriptor number" end
+    end
+    if v then
+      local n = tonumber(v)
+      if not n or n ~= math.floor(n) or n < 3 then
+        return nil, string.format("--ready-fd: expected a file descriptor number >= 3, got '%s'", v)
+      end
+      opts.ready_fd = n
+    else
+      return nil, string.format("unknown argument '%s'", a)
+    end
+    i = i + 1
+  end
+  return opts
+end
+
+-- Writes the readiness byte to fd and closes it; a reader gone is no matter.
+local function notify(fd, byte)
+  if not fd then return end
+  uv.fs_write(fd, byte)
+  uv.fs_close(fd)
+end
 
 -- sink: the daemon's own log as a rotating sink, or nil (stderr as it is).
 local function logger(sink)
@@ -57,7 +93,12 @@ local function describe(event, proc, info)
   end
 end
 
-function M.main()
+function M.main(args)
+  local opts, perr = parse(args or {})
+  if not opts then
+    io.stderr:write("orch daemon: ", perr, "\n", M.help)
+    return 2
+  end
   local layout, err = paths.ensure_home()
   if not layout then
     io.stderr:write("orch daemon: ", err, "\n")
@@ -65,7 +106,10 @@ function M.main()
   end
   local lock, lerr, code = core.lock_pidfile(layout.pid)
   if not lock then
-    if code == "EWOULDBLOCK" then return 0 end -- another daemon won the race: fine
+    if code == "EWOULDBLOCK" then -- another daemon won the race: fine
+      notify(opts.ready_fd, "=")
+      return 0
+    end
     io.stderr:write("orch daemon: cannot lock ", layout.pid, ": ", lerr, "\n")
     return 1
   end
@@ -125,6 +169,8 @@ function M.main()
       log("error", serr)
       status = 1
       engine:stop_all(quit)
+    else
+      notify(opts.ready_fd, "\n")
     end
   end)
   uv.run()
