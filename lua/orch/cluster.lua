@@ -42,6 +42,7 @@ function M.new(opts)
     emit = opts.emit or function() end,
     apps = {},    -- app name -> key -> entry
     workers = {}, -- channel -> worker state
+    old = setmetatable({}, { __mode = "k" }), -- channels of workers started before their app changed (renew)
     seq = 0,
   }, Cluster)
 end
@@ -61,7 +62,8 @@ end
 local function worker_state(self, proc, ch)
   local w = self.workers[ch]
   if not w then
-    w = { proc = proc, ch = ch, app = proc.app.name, inflight = {}, entries = {}, live = true }
+    w = { proc = proc, ch = ch, app = proc.app.name, inflight = {}, entries = {}, live = true,
+          fresh = not self.old[ch] }
     self.workers[ch] = w
   end
   return w
@@ -119,7 +121,10 @@ function Cluster:_entry(app, q)
     self.apps[app.name] = by_key
   end
   local e = by_key[key]
-  if e then return e end
+  if e then
+    e.stale = nil -- asked for again after a change: kept
+    return e
+  end
   local fd, owned_or_err = bind(self, app, q)
   if not fd then return nil, owned_or_err end
   local unix = q.addressType == -1
@@ -219,7 +224,10 @@ function Cluster:_remove_worker(e, w)
     end
   end
   w.entries[e] = nil
-  if #e.workers == 0 then self:_unlisten(e) end
+  if #e.workers == 0 then
+    self:_unlisten(e)
+    if e.stale then self:_sweep(e.app) end
+  end
 end
 
 function Cluster:_query(w, q)
@@ -265,6 +273,7 @@ function Cluster:message(proc, ch, msg)
   elseif act == "listening" then
     w.listening = true
     self.emit("listening", proc)
+    self:_sweep(w.app)
   elseif act == "close" then
     for e in pairs(w.entries) do
       if e.key == msg.key then self:_remove_worker(e, w) end
@@ -311,17 +320,56 @@ function Cluster:closed(ch)
   if w.after_close then w.after_close() end
 end
 
+local function close_entry(e)
+  if not e.handle:is_closing() then e.handle:close() end
+  if e.owned then core.close(e.fd) end
+  for _, c in ipairs(e.held) do c.conn:close() end
+  e.held = {}
+end
+
 -- The app is gone: its sockets (those bound here) close, and connections
 -- held for it are dropped.
 function Cluster:forget(name)
   local by_key = self.apps[name]
   if not by_key then return end
   self.apps[name] = nil
-  for _, e in pairs(by_key) do
-    if not e.handle:is_closing() then e.handle:close() end
-    if e.owned then core.close(e.fd) end
-    for _, c in ipairs(e.held) do c.conn:close() end
-    e.held = {}
+  for _, e in pairs(by_key) do close_entry(e) end
+end
+
+-- The app changed (new options or environment: its workers may listen
+-- elsewhere now). Its sockets are kept for the workers that ask for them
+-- again; the others close once a worker started since is listening and no
+-- older worker takes connections from them (_sweep). old_channels: the
+-- channels of its processes now. cluster: whether the app is still one
+-- (if not, no worker will ask again).
+function Cluster:renew(name, old_channels, cluster)
+  for _, ch in ipairs(old_channels) do self.old[ch] = true end
+  local by_key = self.apps[name]
+  if not by_key then return end
+  for _, e in pairs(by_key) do e.stale = true end
+  if not cluster then self:_sweep(name, true) end
+end
+
+-- Closes the stale sockets of the app that no worker uses, once a worker
+-- started after the change is listening (it has asked for what it wants).
+function Cluster:_sweep(name, now)
+  local by_key = self.apps[name]
+  if not by_key then return end
+  if not now then
+    for _, w in pairs(self.workers) do
+      if w.app == name and w.fresh and w.listening and not w.ch.closed then now = true break end
+    end
+    if not now then return end
+  end
+  for key, e in pairs(by_key) do
+    -- shared: the workers hold their own copies; round-robin: orch accepts for them
+    if e.stale and (not e.rr or #e.workers == 0) then
+      by_key[key] = nil
+      for _, w in pairs(self.workers) do w.entries[e] = nil end
+      close_entry(e)
+      self.log("info", string.format("%s: closed the cluster socket %s, which no worker uses since the app changed",
+        name, e.key))
+    end
   end
 end
 

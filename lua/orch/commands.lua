@@ -167,11 +167,14 @@ function H.restart(engine, args, respond)
   if args.update_env then
     local env, err = string_map(args.env, "env")
     if not env then return respond(nil, "EINVAL", err) end
+    local names = {}
     for _, p in ipairs(procs) do
       p.base_env = env
       local entry = engine.apps[p.name]
       if entry then entry.env, entry.source.env = env, env end
+      names[p.name] = true
     end
+    for name in pairs(names) do engine:renew_sockets(name) end
   end
   each(engine, procs, function(p, done) engine.sup:restart(p, done) end, respond)
 end

@@ -278,7 +278,18 @@ function Engine:register(app, source)
   end
   self.apps[app.name] = { app = app, source = source, env = source.env }
   self.triggers:app_changed(app)
+  self:renew_sockets(app.name)
   return procs
+end
+
+-- The app's options or environment changed: cluster sockets its new workers
+-- do not ask for again are closed (orch.cluster renew).
+function Engine:renew_sockets(name)
+  local channels, entry = {}, self.apps[name]
+  for _, p in ipairs(self:procs_of(name)) do
+    if p.channel then channels[#channels + 1] = p.channel end
+  end
+  self.cluster:renew(name, channels, entry ~= nil and entry.app.exec_mode == "cluster")
 end
 
 -- Options equal as loaded from a file: functions compare by their bytecode
