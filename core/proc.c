@@ -22,21 +22,61 @@ struct orch_proc_s {
   int exited;
   orch_proc_exit_cb cb;
   void *data;
-  struct orch_proc_s *next; /* every watched, not yet reaped process */
+  struct orch_proc_s *next; /* in its bucket of `watched` */
 };
 
-static orch_proc_t *watched;
+/* Every watched, not yet reaped process, by pid: the orphan reaper asks
+ * about each child it finds, so this must not cost a walk. Chained; the
+ * table doubles once it holds more than one process per bucket. */
+static struct {
+  orch_proc_t **b;
+  size_t n, count; /* n buckets, a power of 2 */
+} watched;
 
-static void list_remove(orch_proc_t *p) {
-  for (orch_proc_t **pp = &watched; *pp; pp = &(*pp)->next)
+static size_t bucket_of(pid_t pid, size_t n) {
+  return ((size_t)pid * 2654435761u) & (n - 1);
+}
+
+static int watched_grow(void) {
+  size_t n = watched.n ? watched.n * 2 : 64;
+  orch_proc_t **b = calloc(n, sizeof *b);
+  if (!b) return -ENOMEM;
+  for (size_t i = 0; i < watched.n; i++)
+    for (orch_proc_t *q = watched.b[i], *next; q; q = next) {
+      next = q->next;
+      size_t k = bucket_of(q->pid, n);
+      q->next = b[k];
+      b[k] = q;
+    }
+  free(watched.b);
+  watched.b = b;
+  watched.n = n;
+  return 0;
+}
+
+static int watched_add(orch_proc_t *p) {
+  /* without memory to grow, longer chains: slower, still correct */
+  if (watched.count >= watched.n && watched_grow() < 0 && !watched.n) return -ENOMEM;
+  size_t k = bucket_of(p->pid, watched.n);
+  p->next = watched.b[k];
+  watched.b[k] = p;
+  watched.count++;
+  return 0;
+}
+
+static void watched_remove(orch_proc_t *p) {
+  if (!watched.n) return;
+  for (orch_proc_t **pp = &watched.b[bucket_of(p->pid, watched.n)]; *pp; pp = &(*pp)->next)
     if (*pp == p) {
       *pp = p->next;
+      watched.count--;
       return;
     }
 }
 
 int orch_proc_is_watched(pid_t pid) {
-  for (orch_proc_t *p = watched; p; p = p->next)
+  if (!watched.n) return 0;
+  for (orch_proc_t *p = watched.b[bucket_of(pid, watched.n)]; p; p = p->next)
     if (p->pid == pid) return 1;
   return 0;
 }
@@ -205,7 +245,7 @@ static void proc_reap(orch_proc_t *p) {
   /* r < 0 (ECHILD): someone reaped it behind our back; report an unknown exit
    * rather than never reporting one. */
   p->exited = 1;
-  list_remove(p);
+  watched_remove(p);
   uv_poll_stop(&p->poll);
   if (p->cb) p->cb(p, code, sig);
 }
@@ -242,12 +282,12 @@ int orch_proc_watch(uv_loop_t *loop, pid_t pid, orch_proc_exit_cb cb,
     return rc;
   }
   rc = uv_poll_start(&p->poll, UV_READABLE, on_pidfd);
+  if (rc == 0) rc = watched_add(p);
   if (rc < 0) {
+    p->exited = 1; /* not in the table */
     uv_close((uv_handle_t *)&p->poll, on_proc_closed);
     return rc;
   }
-  p->next = watched;
-  watched = p;
   *out = p;
   return 0;
 }
@@ -263,7 +303,7 @@ int orch_proc_signal(orch_proc_t *p, int sig) {
 
 void orch_proc_release(orch_proc_t *p) {
   p->cb = NULL;
-  if (!p->exited) list_remove(p);
+  if (!p->exited) watched_remove(p);
   uv_close((uv_handle_t *)&p->poll, on_proc_closed);
 }
 

@@ -3,8 +3,11 @@
  * Orphaned descendants of managed programs are re-parented to orch. They must
  * be reaped, but never with waitpid(-1): that would steal the exit status of
  * our own watched children and of libuv's uv_spawn children. So on SIGCHLD
- * the reaper lists our children from /proc and waits only for the ones that
- * nobody else is waiting for. */
+ * the reaper peeks at a zombie (waitid with WNOWAIT, which reaps nothing) and
+ * reaps it by pid if nobody else waits for it; when the zombie it sees is
+ * someone else's, it lists its children from /proc instead and reaps the ones
+ * nobody waits for. Either way a batch costs O(zombies) or O(children), plus
+ * one walk of libuv's handles, never a product of them, and has no cap. */
 #include "orch/proc.h"
 
 #include <dirent.h>
@@ -12,6 +15,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -21,11 +25,34 @@ static int reaper_on;
 static orch_reap_cb reap_cb;
 static void *reap_data;
 
+/* A list of pids: bounded (cap) for callers with a fixed array, or grown
+ * on the heap (grow) for the reaper, which must see every child. */
+typedef struct {
+  pid_t *v;
+  int n, cap, grow;
+  int short_of_memory; /* a grown list that could not hold every pid */
+} pid_list_t;
+
+static void pid_list_push(pid_list_t *l, pid_t pid) {
+  if (l->n == l->cap) {
+    if (!l->grow) return;
+    int cap = l->cap ? l->cap * 2 : 256;
+    pid_t *v = realloc(l->v, (size_t)cap * sizeof *v);
+    if (!v) {
+      l->short_of_memory = 1;
+      return;
+    }
+    l->v = v;
+    l->cap = cap;
+  }
+  l->v[l->n++] = pid;
+}
+
 /* Appends the pids in one children file; raw open/read because `orch list`
  * does this for every managed process. */
-static int read_children(const char *path, pid_t *out, int n, int cap) {
+static void read_children(const char *path, pid_list_t *l) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return n; /* the thread went away */
+  if (fd < 0) return; /* the thread went away */
   char buf[4096];
   int c = 0, in_num = 0;
   for (;;) {
@@ -37,19 +64,18 @@ static int read_children(const char *path, pid_t *out, int n, int cap) {
         c = c * 10 + (buf[i] - '0');
         in_num = 1;
       } else if (in_num) {
-        if (n < cap) out[n++] = c;
+        pid_list_push(l, c);
         c = in_num = 0;
       }
     }
   }
-  if (in_num && n < cap) out[n++] = c;
+  if (in_num) pid_list_push(l, c);
   close(fd);
-  return n;
 }
 
 /* Appends the pids listed in /proc/<pid>/task/<tid>/children for every thread
- * of pid. Returns the new count, or -errno if pid's task dir is unreadable. */
-static int children_of(pid_t pid, pid_t *out, int n, int cap) {
+ * of pid. 0, or -errno if pid's task dir is unreadable. */
+static int list_children(pid_t pid, pid_list_t *l) {
   char path[64];
   snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
   DIR *d = opendir(path);
@@ -60,10 +86,16 @@ static int children_of(pid_t pid, pid_t *out, int n, int cap) {
     char cpath[320];
     snprintf(cpath, sizeof cpath, "/proc/%d/task/%s/children", (int)pid,
              e->d_name);
-    n = read_children(cpath, out, n, cap);
+    read_children(cpath, l);
   }
   closedir(d);
-  return n;
+  return 0;
+}
+
+static int children_of(pid_t pid, pid_t *out, int n, int cap) {
+  pid_list_t l = {out, n, cap, 0, 0};
+  int rc = list_children(pid, &l);
+  return rc < 0 ? rc : l.n;
 }
 
 int orch_proc_children(pid_t pid, int nthreads, pid_t *out, int n, int cap) {
@@ -71,7 +103,9 @@ int orch_proc_children(pid_t pid, int nthreads, pid_t *out, int n, int cap) {
   /* One thread: its children file is the process's; skip listing tasks. */
   char path[64];
   snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)pid, (int)pid);
-  return read_children(path, out, n, cap);
+  pid_list_t l = {out, n, cap, 0, 0};
+  read_children(path, &l);
+  return l.n;
 }
 
 int orch_proc_descendants(pid_t pid, pid_t *out, int cap) {
@@ -85,34 +119,73 @@ int orch_proc_descendants(pid_t pid, pid_t *out, int cap) {
   return n;
 }
 
-struct pid_query {
-  pid_t pid;
-  int found;
-};
+/* One SIGCHLD batch: libuv's uv_spawn children (reaped by libuv itself),
+ * collected on first need by one walk of the loop's handles, sorted. */
+typedef struct {
+  uv_loop_t *loop;
+  pid_list_t libuv;
+  int collected;
+} batch_t;
 
-static void find_process_handle(uv_handle_t *h, void *arg) {
-  struct pid_query *q = arg;
-  if (h->type == UV_PROCESS && ((uv_process_t *)h)->pid == q->pid) q->found = 1;
+static void collect_process(uv_handle_t *h, void *arg) {
+  if (h->type == UV_PROCESS) pid_list_push(arg, ((uv_process_t *)h)->pid);
 }
 
-/* uv_spawn children are reaped by libuv's own SIGCHLD handling. */
-static int is_libuv_child(uv_loop_t *loop, pid_t pid) {
-  struct pid_query q = {pid, 0};
-  uv_walk(loop, find_process_handle, &q);
-  return q.found;
+static int cmp_pid(const void *a, const void *b) {
+  pid_t x = *(const pid_t *)a, y = *(const pid_t *)b;
+  return (x > y) - (x < y);
+}
+
+static int nobody_waits_for(batch_t *b, pid_t pid) {
+  if (orch_proc_is_watched(pid)) return 0;
+  if (!b->collected) {
+    uv_walk(b->loop, collect_process, &b->libuv);
+    if (b->libuv.n > 1) qsort(b->libuv.v, (size_t)b->libuv.n, sizeof(pid_t), cmp_pid);
+    b->collected = 1;
+  }
+  /* A list cut short proves nothing: then leave every child alone (the
+   * next SIGCHLD tries again). */
+  if (b->libuv.short_of_memory) return 0;
+  return b->libuv.n == 0 || !bsearch(&pid, b->libuv.v, (size_t)b->libuv.n, sizeof(pid_t), cmp_pid);
+}
+
+/* 1 if pid was reaped. */
+static int reap(pid_t pid) {
+  int st;
+  pid_t r;
+  do r = waitpid(pid, &st, WNOHANG);
+  while (r < 0 && errno == EINTR);
+  return r == pid;
+}
+
+/* The exited child waitid reports next, without reaping it; 0 if none. */
+static pid_t peek_zombie(void) {
+  siginfo_t si;
+  for (;;) {
+    memset(&si, 0, sizeof si);
+    if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) == 0) return si.si_pid;
+    if (errno != EINTR) return 0; /* ECHILD: no children at all */
+  }
 }
 
 static void on_sigchld(uv_signal_t *h, int signum) {
   (void)signum;
-  pid_t kids[1024];
-  int n = children_of(getpid(), kids, 0, 1024);
-  for (int i = 0; i < n; i++) {
-    if (orch_proc_is_watched(kids[i]) || is_libuv_child(h->loop, kids[i]))
-      continue;
-    int st;
-    while (waitpid(kids[i], &st, WNOHANG) < 0 && errno == EINTR) {
-    }
+  batch_t b = {h->loop, {NULL, 0, 0, 1, 0}, 0};
+  pid_t z;
+  /* Orphans one by one while the zombie in view is one; waitid keeps
+   * showing the same zombie until it is reaped, so one that is someone
+   * else's (or, oddly, one that cannot be reaped) hides the rest: then
+   * every child is looked at. */
+  while ((z = peek_zombie()) > 0 && nobody_waits_for(&b, z) && reap(z)) {
   }
+  if (z > 0) {
+    pid_list_t kids = {NULL, 0, 0, 1, 0};
+    list_children(getpid(), &kids);
+    for (int i = 0; i < kids.n; i++)
+      if (nobody_waits_for(&b, kids.v[i])) reap(kids.v[i]);
+    free(kids.v);
+  }
+  free(b.libuv.v);
   if (reap_cb) reap_cb(reap_data);
 }
 

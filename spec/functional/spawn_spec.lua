@@ -126,4 +126,34 @@ describe("spawn", function()
       assert.are.equal("600", string.format("%o", st.mode % 4096))
     end)
   end)
+
+  describe("orphans", function()
+    it("reaps orphans beyond the first 1024 children", function()
+      -- 1030 orphans that live on, then 20 that exit at once: these are at
+      -- the end of orch's list of children
+      local script = [[
+        i=0; while [ $i -lt 1030 ]; do (sleep 120 &); i=$((i+1)); done
+        i=0; while [ $i -lt 20 ]; do (sleep 0.2 & echo $! >> "$OUT/short.pids"); i=$((i+1)); done
+        echo done > "$OUT/marker"; exec sleep 120
+      ]]
+      local file = H.ecosystem(dir, string.format([[
+        { name = "forker", script = "sh", args = { "-c", %q }, env = { OUT = %q }, kill_signal = "SIGTERM" },
+      ]], script, dir))
+      local o = H.orch({ "run", file }, { home = home })
+      H.wait_until(function() return H.read(dir .. "/marker") end, 60000,
+        function() return "the orphans to be forked; orch said:\n" .. o.err end)
+      local short = H.numbers(H.read(dir .. "/short.pids"), "(%d+)\n")
+      assert.are.equal(20, #short)
+      H.wait_until(function()
+        for _, pid in ipairs(short) do
+          if H.exists(pid) then return false end
+        end
+        return true
+      end, 15000, function()
+        local left = {}
+        for _, pid in ipairs(short) do if H.exists(pid) then left[#left + 1] = pid end end
+        return "the short-lived orphans to be reaped; left: " .. table.concat(left, " ")
+      end)
+    end)
+  end)
 end)
