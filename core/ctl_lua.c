@@ -99,6 +99,22 @@ static void on_free(void *data) {
 
 /* ---- server ---- */
 
+/* Reads the optional positive integer opts[name] (opts is argument 2) into
+ * *out, 0 (the default) when absent; raises on anything else. */
+static void opt_limit(lua_State *L, const char *name, size_t *out) {
+  lua_getfield(L, 2, name);
+  *out = 0;
+  if (!lua_isnil(L, -1)) {
+    lua_Number v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 0;
+    if (!(v >= 1 && v <= 4e9 && v == (lua_Number)(size_t)v)) {
+      lua_pushfstring(L, "%s: positive integer expected", name);
+      luaL_argerror(L, 2, lua_tostring(L, -1));
+    }
+    *out = (size_t)v;
+  }
+  lua_pop(L, 1);
+}
+
 static int l_ctl_listen(lua_State *L) {
   size_t plen;
   const char *path = luaL_checklstring(L, 1, &plen);
@@ -108,10 +124,18 @@ static int l_ctl_listen(lua_State *L) {
   lua_getfield(L, 2, "on_close");
   if (!lua_isnil(L, -1) && !lua_isfunction(L, -1))
     return luaL_argerror(L, 2, "on_close: function expected");
-  lua_getfield(L, 2, "max_line");
-  lua_Integer max_line = luaL_optinteger(L, -1, ORCH_CTL_MAX_LINE_DEFAULT);
-  if (max_line <= 0) return luaL_argerror(L, 2, "max_line: positive integer expected");
-  lua_pop(L, 1);
+  orch_ctl_handlers_t handlers = {.on_line = on_line, .on_close = on_close, .on_free = on_free};
+  opt_limit(L, "max_line", &handlers.max_line);
+  opt_limit(L, "max_queued", &handlers.max_queued);
+  opt_limit(L, "max_queued_hard", &handlers.max_queued_hard);
+  opt_limit(L, "max_buffered", &handlers.max_buffered);
+  size_t n;
+  opt_limit(L, "max_conns", &n);
+  handlers.max_conns = (unsigned)n;
+  opt_limit(L, "max_busy", &n);
+  handlers.max_busy = (unsigned)n;
+  opt_limit(L, "idle_ms", &n);
+  handlers.idle_ms = (unsigned)n;
 
   lserver_t *u = lua_newuserdata(L, sizeof *u + plen + 1);
   u->s = NULL;
@@ -130,7 +154,7 @@ static int l_ctl_listen(lua_State *L) {
     lua_pushvalue(L, 4);
     h->close_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   }
-  orch_ctl_handlers_t handlers = {on_line, on_close, on_free, h, (size_t)max_line};
+  handlers.data = h;
   int rc = orch_ctl_listen(orch_runtime_loop(L), path, &handlers, &u->s);
   if (rc < 0) {
     on_free(h); /* on failure the hooks stay ours */
@@ -196,6 +220,14 @@ static int l_conn_pending(lua_State *L) {
   lconn_t *u = check_conn(L);
   lua_pushnumber(L, u->c ? (lua_Number)orch_ctl_conn_pending(u->c) : 0);
   return 1;
+}
+
+/* conn:busy(delta): the owner starts (1) or finishes (-1) a request. */
+static int l_conn_busy(lua_State *L) {
+  lconn_t *u = check_conn(L);
+  int delta = (int)luaL_checkinteger(L, 2);
+  if (u->c) orch_ctl_conn_busy(u->c, delta);
+  return 0;
 }
 
 static int l_conn_peer(lua_State *L) {
@@ -283,7 +315,8 @@ static const luaL_Reg server_methods[] = {
 
 static const luaL_Reg conn_methods[] = {
     {"send", l_conn_send},       {"close", l_conn_close}, {"closed", l_conn_closed},
-    {"pending", l_conn_pending}, {"peer", l_conn_peer},   {NULL, NULL}};
+    {"pending", l_conn_pending}, {"peer", l_conn_peer},   {"busy", l_conn_busy},
+    {NULL, NULL}};
 
 static const luaL_Reg client_methods[] = {{"send", l_client_send},
                                           {"read_line", l_client_read_line},

@@ -6,6 +6,14 @@
  * peers that passed the check. A line over the limit gets an E2BIG error line
  * and the connection is closed; no Lua runs per accepted connection.
  *
+ * Memory and descriptors are bounded whatever clients do (docs/protocol.md,
+ * "Limits"): a connection whose replies are not read, or that has max_busy
+ * requests in progress, is not read from (back-pressure), and is closed once
+ * its replies pass max_queued_hard; partial request lines share max_buffered
+ * bytes; past max_conns connections a newcomer takes the place of the least
+ * recently active idle one; a connection that sends no complete line, or
+ * reads none of its replies, for idle_ms is closed.
+ *
  * Client (the CLI): plain blocking calls, no libuv, so a verb costs little
  * more than process start-up. */
 #ifndef ORCH_CTL_H
@@ -20,6 +28,11 @@ typedef struct orch_ctl_conn_s orch_ctl_conn_t;
 typedef struct orch_ctl_client_s orch_ctl_client_t;
 
 #define ORCH_CTL_MAX_LINE_DEFAULT (1024 * 1024)
+#define ORCH_CTL_MAX_QUEUED_DEFAULT (1024 * 1024)
+#define ORCH_CTL_MAX_QUEUED_HARD_DEFAULT (64 * 1024 * 1024)
+#define ORCH_CTL_MAX_BUFFERED_DEFAULT (32 * 1024 * 1024)
+#define ORCH_CTL_MAX_BUSY_DEFAULT 16
+#define ORCH_CTL_IDLE_MS_DEFAULT 30000
 
 typedef struct {
   /* A complete line without its '\n' (and without a '\r' before it). line is
@@ -34,7 +47,14 @@ typedef struct {
    * last connection is gone. May be NULL. */
   void (*on_free)(void *data);
   void *data;
-  size_t max_line; /* 0: ORCH_CTL_MAX_LINE_DEFAULT */
+  /* Limits; 0 means the default. */
+  size_t max_line;        /* bytes of one request line */
+  size_t max_queued;      /* reply bytes queued before requests wait */
+  size_t max_queued_hard; /* reply bytes queued before the connection is closed */
+  size_t max_buffered;    /* request bytes held, across every connection */
+  unsigned max_conns;     /* default: RLIMIT_NOFILE / 4, from 8 to 1024 */
+  unsigned max_busy;      /* requests in progress (orch_ctl_conn_busy) per connection */
+  unsigned idle_ms;       /* see above */
 } orch_ctl_handlers_t;
 
 /* Binds the AF_UNIX socket fd to path, mode 0600 whatever the umask (a
@@ -51,7 +71,9 @@ int orch_ctl_listen(uv_loop_t *loop, const char *path,
 void orch_ctl_server_close(orch_ctl_server_t *s);
 
 /* Queues a copy of buf for writing; never blocks. 0, or UV_EPIPE when the
- * connection is closed, or another negative errno. */
+ * connection is closed, UV_ENOBUFS when the peer has left more than
+ * max_queued_hard bytes unread (the connection is then closed), or another
+ * negative errno. */
 int orch_ctl_conn_send(orch_ctl_conn_t *c, const char *buf, size_t n);
 /* Closes now; queued writes may be dropped. Idempotent. */
 void orch_ctl_conn_close(orch_ctl_conn_t *c);
@@ -61,6 +83,10 @@ size_t orch_ctl_conn_pending(const orch_ctl_conn_t *c);
 void orch_ctl_conn_peer(const orch_ctl_conn_t *c, pid_t *pid, uid_t *uid);
 void orch_ctl_conn_set_data(orch_ctl_conn_t *c, void *data);
 void *orch_ctl_conn_data(const orch_ctl_conn_t *c);
+/* The owner starts (delta 1) or finishes (delta -1) work on a request of c.
+ * A connection with max_busy requests in progress is not read from, and one
+ * with any is never closed as idle. */
+void orch_ctl_conn_busy(orch_ctl_conn_t *c, int delta);
 /* The owner is done with c (closing it if still open); no on_close follows. */
 void orch_ctl_conn_release(orch_ctl_conn_t *c);
 

@@ -800,6 +800,7 @@ function Engine:_request(commands, conn, line)
   end
   local answered = false
   local seq = self.state_seq
+  conn:busy(1) -- at most a few requests in progress per connection (core/ctl.c)
   local function respond(result, code, message)
     if answered then return end
     answered = true
@@ -813,6 +814,7 @@ function Engine:_request(commands, conn, line)
         code, message = "EIO", string.format("'%s' done, but not saved: %s (a daemon restarted after a crash "
           .. "would not know it)", cmd, self.state_error)
       end
+      conn:busy(-1) -- done once its reply is queued: a result waiting here counts
       if code then reply(conn, id, false, { code = code, message = message })
       else reply(conn, id, true, result == nil and cjson.null or result) end
     end)

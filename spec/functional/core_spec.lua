@@ -9,17 +9,21 @@ local cjson = require("cjson")
 --   echo ARG   -> ARG          hex ARG  -> "<#ARG> <hex of ARG>"
 --   peer       -> "pid uid"    big NAME -> an 8 MiB reply, then "queued NAME <pending>" on stdout
 --   quit       -> closes the listener and every connection
+--   mark NAME  -> "mark NAME" on stdout     flood NAME -> 1 MiB every 5 ms until a send fails,
+--   hold NAME  -> conn:busy(1), "held NAME"                       then "flood NAME <code>" on stdout
+--   release NAME -> busy(-1) on the connection held as NAME
 -- stdout: "ready", "line <n>" for every line Lua sees, "closed <name> <code of a send after close>".
+-- arg: socket path, max_line, other limits of ctl_listen as JSON.
 local SERVER = [[
 io.stdout:setvbuf("line")
 local core = require("orch.core")
-require("luv") -- `orch lua` runs the loop after the chunk only once luv is loaded
+local uv = require("luv") -- `orch lua` runs the loop after the chunk only once luv is loaded
 local path, max_line = arg[1], tonumber(arg[2])
-local open, names, seen = {}, {}, 0
+local opts = arg[3] and require("cjson").decode(arg[3]) or {}
+local open, names, seen, held = {}, {}, 0, {}
 local srv
-srv = assert(core.ctl_listen(path, {
-  max_line = max_line,
-  on_line = function(conn, line)
+opts.max_line = max_line ~= 0 and max_line or nil
+opts.on_line = function(conn, line)
     seen = seen + 1
     print("line " .. seen)
     open[conn] = true
@@ -39,14 +43,31 @@ srv = assert(core.ctl_listen(path, {
     elseif cmd == "quit" then
       srv:close()
       for c in pairs(open) do c:close() end
+    elseif cmd == "mark" then
+      print("mark " .. rest)
+    elseif cmd == "flood" then
+      local t, chunk = uv.new_timer(), string.rep("f", 1024 * 1024) .. "\n"
+      t:start(5, 5, function()
+        local ok, _, code = conn:send(chunk)
+        if not ok then
+          t:close()
+          print("flood " .. rest .. " " .. code)
+        end
+      end)
+    elseif cmd == "hold" then
+      held[rest] = conn
+      conn:busy(1)
+      print("held " .. rest)
+    elseif cmd == "release" then
+      held[rest]:busy(-1)
     end
-  end,
-  on_close = function(conn)
+  end
+opts.on_close = function(conn)
     open[conn] = nil
     local ok, _, code = conn:send("late\n")
     print("closed " .. (names[conn] or "-") .. " " .. tostring(ok or code))
-  end,
-}))
+  end
+srv = assert(core.ctl_listen(path, opts))
 print("ready")
 ]]
 
@@ -85,28 +106,33 @@ describe("orch.core", function()
     return out, err
   end
 
-  local function start_server(sock, max_line)
+  local function start_server(sock, max_line, limits)
     local file = script("server.lua", SERVER)
-    local o = H.orch({ "lua", file, sock, max_line and tostring(max_line) or nil }, { home = dir .. "/home" })
+    local o = H.orch({ "lua", file, sock, tostring(max_line or 0), limits and cjson.encode(limits) or nil },
+      { home = dir .. "/home" })
     o:wait_output("ready\n")
     return o
   end
 
-  -- A client of our own, on the spec's loop: collects what it reads.
-  local function client(path, first)
+  -- A client of our own, on the spec's loop: collects what it reads
+  -- (with deaf, nothing until c.listen()).
+  local function client(path, first, deaf)
     local c = { data = "", eof = false }
     local pipe = uv.new_pipe(false)
     pipes[#pipes + 1] = pipe
     c.pipe = pipe
+    function c.listen()
+      pipe:read_start(function(rerr, chunk)
+        if chunk then c.data = c.data .. chunk else c.eof, c.rerr = true, rerr end
+      end)
+    end
     pipe:connect(path, function(err)
       if err then
         c.err, c.eof = err, true
         return
       end
       c.connected = true
-      pipe:read_start(function(rerr, chunk)
-        if chunk then c.data = c.data .. chunk else c.eof, c.rerr = true, rerr end
-      end)
+      if not deaf then c.listen() end
       if first then pipe:write(first) end
     end)
     return c
@@ -322,7 +348,8 @@ describe("orch.core", function()
           "int setrlimit(int resource, const struct orch_rlimit *rl);")
         assert(ffi.C.setrlimit(7, ffi.new("struct orch_rlimit", 32, 32)) == 0) -- RLIMIT_NOFILE
       ]] .. SERVER)
-      local srv = H.orch({ "lua", file, sock }, { home = dir .. "/home" })
+      -- no cap on connections below the descriptors: this is about running out
+      local srv = H.orch({ "lua", file, sock, "0", '{"max_conns":1000}' }, { home = dir .. "/home" })
       srv:wait_output("ready\n")
       local cs = {}
       for i = 1, 100 do cs[i] = client(sock, "echo " .. i .. "\n") end
@@ -362,6 +389,123 @@ describe("orch.core", function()
       end, 10000, "the served connections to close")
       local after = client(sock, "echo again\n")
       assert.are.equal("again", wait_line(after, 1))
+      assert.is_nil(srv.code)
+    end)
+
+    it("reads no request from a client that leaves its replies unread, or has max_busy in progress", function()
+      local sock = dir .. "/bp.sock"
+      local srv = start_server(sock, nil, { max_queued = 65536, max_busy = 2 })
+      -- the first request's 8 MiB reply is not read: the next request waits
+      local slow = client(sock, "big slow\nmark after\n", true)
+      srv:wait_output("queued slow %d+")
+      local other = client(sock, "mark barrier\n") -- served meanwhile, in order on stdout
+      srv:wait_output("mark barrier\n")
+      assert.is_nil(srv.out:match("mark after"))
+      slow.listen()
+      srv:wait_output("mark after\n")
+      -- two requests in progress: the third waits until one is done
+      other.pipe:write("hold x\nhold y\nmark third\n")
+      srv:wait_output("held y\n")
+      client(sock, "mark barrier2\n")
+      srv:wait_output("mark barrier2\n")
+      assert.is_nil(srv.out:match("mark third"))
+      slow.pipe:write("release x\n")
+      srv:wait_output("mark third\n")
+      assert.is_nil(srv.code)
+    end)
+
+    it("closes a connection whose unread replies pass max_queued_hard, and says so", function()
+      local sock = dir .. "/hard.sock"
+      local srv = start_server(sock, nil, { max_queued_hard = 2 * 1024 * 1024 })
+      client(sock, "flood f\n", true)
+      assert.are.equal("ENOBUFS", srv:wait_output("flood f (%u+)\n"))
+      srv:wait_output("closed %- EPIPE")
+      assert.matches("orch: control socket: closing the connection of pid %d+: %d+ reply bytes unread\n", srv.err)
+      assert.are.equal("on", wait_line(client(sock, "echo on\n"), 1))
+    end)
+
+    it("holds at most max_buffered bytes of unfinished requests across connections", function()
+      local sock = dir .. "/buffered.sock"
+      local srv = start_server(sock, 100000, { max_buffered = 300000 })
+      -- 90 000 bytes without a newline each: about 128 KiB of buffer apiece
+      local cs = {}
+      for i = 1, 5 do cs[i] = client(sock, string.rep("p", 90000)) end
+      local refused
+      H.wait_until(function()
+        refused = 0
+        for _, c in ipairs(cs) do if c.eof then refused = refused + 1 end end
+        return refused >= 2
+      end, 10000, "connections to be refused")
+      for _, c in ipairs(cs) do
+        if c.eof then
+          local e = cjson.decode(lines(c)[1]).error
+          assert.are.equal("EBUSY", e.code)
+          assert.matches("bytes of unfinished requests, its limit; try again", e.message)
+        end
+      end
+      -- a request that comes whole needs no buffer
+      assert.are.equal("fits", wait_line(client(sock, "echo fits\n"), 1))
+      -- one that was held goes on once finished
+      for _, c in ipairs(cs) do
+        if not c.eof then
+          c.pipe:write("\n")
+          srv:wait_output("line 2\n")
+          break
+        end
+      end
+      assert.is_nil(srv.code)
+    end)
+
+    it("takes a connection past max_conns in place of the least recently active idle one", function()
+      local sock = dir .. "/conns.sock"
+      local srv = start_server(sock, nil, { max_conns = 3 })
+      local cs = {}
+      for _, name in ipairs({ "a", "b", "c", "d" }) do
+        cs[name] = client(sock, "echo " .. name .. "\n")
+        assert.are.equal(name, wait_line(cs[name], 1))
+      end
+      -- a made room for d
+      H.wait_until(function() return cs.a.eof end, 5000, "the oldest connection to be closed")
+      assert.are.same({ code = "EBUSY", message = "closed to make room for a new connection (at most 3)" },
+        cjson.decode(lines(cs.a)[2]).error)
+      cs.b.pipe:write("echo b2\n")
+      assert.are.equal("b2", wait_line(cs.b, 2))
+      -- with a request in progress on each, a newcomer is refused
+      for _, name in ipairs({ "b", "c", "d" }) do
+        cs[name].pipe:write("hold " .. name .. "\n")
+        srv:wait_output("held " .. name .. "\n")
+      end
+      local e = client(sock, "echo e\n")
+      H.wait_until(function() return e.eof end, 5000, "the newcomer to be refused")
+      assert.are.same({ code = "EBUSY", message = "too many connections (3), each with a request in progress" },
+        cjson.decode(lines(e)[1]).error)
+      -- once b is done, it is the one to go
+      cs.b.pipe:write("release b\n")
+      srv:wait_output("line 8\n")
+      assert.are.equal("f", wait_line(client(sock, "echo f\n"), 1))
+      H.wait_until(function() return cs.b.eof end, 5000, "b to make room")
+      assert.is_false(cs.c.eof or cs.d.eof)
+    end)
+
+    it("closes a connection that sends no complete request within idle_ms, and no other", function()
+      local sock = dir .. "/idle.sock"
+      local srv = start_server(sock, nil, { idle_ms = 300 })
+      local kept = client(sock, "echo kept\n")
+      assert.are.equal("kept", wait_line(kept, 1))
+      local working = client(sock, "hold w\n")
+      srv:wait_output("held w\n")
+      local mute = client(sock)
+      local partial = client(sock, "echo no newline")
+      H.wait_until(function() return mute.eof and partial.eof end, 10000, "the idle connections to be closed")
+      for _, c in ipairs({ mute, partial }) do
+        assert.are.same({ code = "ETIMEDOUT", message = "no complete request line within 300 ms" },
+          cjson.decode(lines(c)[1]).error)
+      end
+      -- idle since their last request, or with one in progress: still here
+      kept.pipe:write("echo still\n")
+      assert.are.equal("still", wait_line(kept, 2))
+      working.pipe:write("echo working\n")
+      assert.are.equal("working", wait_line(working, 1))
       assert.is_nil(srv.code)
     end)
 
