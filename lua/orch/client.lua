@@ -117,8 +117,14 @@ function M.request(c, cmd, args, timeout_ms)
   next_id = next_id + 1
   local line = cjson.encode({ id = next_id, cmd = cmd, args = args or {} })
   local ok, err = c:send(line .. "\n")
-  if not ok then return nil, { code = "EIO", message = "cannot send to orch: " .. tostring(err) } end
-  local reply, rerr = c:read_line(timeout_ms or M.REPLY_TIMEOUT_MS)
+  local reply, rerr
+  if not ok then
+    -- A daemon that refuses us answers before it closes: its reason beats EPIPE.
+    reply = c:read_line(100)
+    if not reply then return nil, { code = "EIO", message = "cannot send to orch: " .. tostring(err) } end
+  else
+    reply, rerr = c:read_line(timeout_ms or M.REPLY_TIMEOUT_MS)
+  end
   if not reply then return nil, { code = "EIO", message = "no reply from orch: " .. tostring(rerr) } end
   local good, msg = pcall(cjson.decode, reply)
   if not good or type(msg) ~= "table" then

@@ -88,7 +88,9 @@ local function each(engine, procs, fn, respond, after)
   one()
 end
 
-function H.ping(engine, _, respond)
+function H.ping(engine, args, respond)
+  local ok, err = check(args, {})
+  if not ok then return respond(nil, "EINVAL", err) end
   respond({
     pid = require("orch.core").getpid(), version = engine_mod.VERSION, home = engine.paths.home,
     mode = engine.mode, processes = #engine.sup:list(),
@@ -127,13 +129,28 @@ function H.start(engine, args, respond)
   if (args.file == nil) == (args.spec == nil) then
     return respond(nil, "EINVAL", "give exactly one of 'file', 'spec' and 'target'")
   end
+  for _, name in ipairs({ "file", "cwd" }) do
+    local path = args[name]
+    if path ~= nil and (path:sub(1, 1) ~= "/" or path:find("\0", 1, true)) then
+      return respond(nil, "EINVAL", string.format("argument '%s' must be an absolute path without NUL bytes, got %s",
+        name, require("orch.util").describe(path)))
+    end
+  end
   local env, eerr = string_map(args.env, "env")
   if not env then return respond(nil, "EINVAL", eerr) end
   local source = { file = args.file, spec = args.spec, env_name = args.env_name, env = env,
                    cwd = args.cwd or "/" }
-  if args.only and args.only ~= cjson.null then
+  if args.only ~= nil then
+    local n = 0
+    for _ in pairs(args.only) do n = n + 1 end
+    if n == 0 then return respond(nil, "EINVAL", "argument 'only' must not be an empty list") end
     source.only = {}
-    for _, n in ipairs(args.only) do source.only[#source.only + 1] = tostring(n) end
+    for i = 1, n do
+      if type(args.only[i]) ~= "string" then
+        return respond(nil, "EINVAL", "argument 'only' must be a list of app names (strings)")
+      end
+      source.only[i] = args.only[i]
+    end
   end
   local cfg, lerr = engine:load(source)
   if not cfg then return respond(nil, "ECONFIG", lerr) end
@@ -365,8 +382,10 @@ function H.scale(engine, args, respond)
   local ok, err = check(args, { name = "string", instances = "number" }, { "name", "instances" })
   if not ok then return respond(nil, "EINVAL", err) end
   local n = args.instances
-  if n ~= math.floor(n) or n < 1 or n > 1024 then
-    return respond(nil, "EINVAL", "'instances' must be an integer from 1 to 1024, got " .. tostring(n))
+  local most = require("orch.ecosystem").MAX_INSTANCES
+  if n ~= math.floor(n) or n < 1 or n > most then
+    return respond(nil, "EINVAL",
+      string.format("'instances' must be an integer from 1 to %d, got %s", most, tostring(n)))
   end
   if not engine.apps[args.name] then
     local _, rerr = engine:resolve(args.name)
@@ -391,7 +410,9 @@ function H.send(engine, args, respond)
   respond({ sent = list(sent), errors = list(errors) })
 end
 
-function H.kill(engine, _, respond)
+function H.kill(engine, args, respond)
+  local ok, err = check(args, {})
+  if not ok then return respond(nil, "EINVAL", err) end
   engine:stop_all(function()
     -- the state file first: respond() answers at once then, before the end
     engine:flush_state(function()

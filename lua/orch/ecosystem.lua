@@ -45,7 +45,7 @@ option("env", { type = "table", default = {},
 option("env_<name>", { type = "table", pattern = "^env_",
   doc = "Environment overlay merged over env when started with --env <name>." })
 option("instances", { type = "integer|string", default = 1,
-  doc = "Number of processes. 0 or \"max\": one per CPU; -N: CPUs minus N (at least 1)." })
+  doc = "Number of processes, at most 1024. 0 or \"max\": one per CPU; -N: CPUs minus N (at least 1)." })
 option("exec_mode", { type = "string", default = "fork",
   doc = "\"fork\" (independent processes) or \"cluster\" (instances are workers of Node's cluster protocol: a Node script's listen() gets its socket from orch, balanced by `balance`). PM2's fork_mode/cluster_mode are accepted." })
 option("listen", { type = "string|list|table", default = {},
@@ -300,6 +300,7 @@ local function check_env(v)
 end
 
 local function check_path(v, ctx)
+  if type(v) == "string" and v:find("\0", 1, true) then return nil, "a path cannot contain a NUL byte" end
   if type(v) == "string" and v ~= "" then return util.abspath(v, ctx.cwd) end
   return expected("a file path (non-empty string)", v)
 end
@@ -350,10 +351,15 @@ local CHECK = {
   watch_delay = check_duration,
 }
 
+M.MAX_INSTANCES = 1024 -- as `orch scale` allows
+
 function CHECK.instances(v, ctx)
   local n = v == "max" and 0 or to_integer(v)
   if not n then
     return expected('a positive integer, 0 or "max" (one per CPU), or -N (CPUs minus N)', v)
+  end
+  if n > M.MAX_INSTANCES then
+    return expected(string.format("at most %d instances", M.MAX_INSTANCES), v)
   end
   if n > 0 then return n end
   local cpus = ctx.cpus()
@@ -439,7 +445,11 @@ function CHECK.watch(v, ctx)
     return nil, err
   end
   if #list == 0 then return false end
-  for i, p in ipairs(list) do list[i] = util.abspath(p, ctx.cwd) end
+  for i, p in ipairs(list) do
+    local path, perr = check_path(p, ctx)
+    if not path then return nil, "item " .. i .. ": " .. perr end
+    list[i] = path
+  end
   return list
 end
 

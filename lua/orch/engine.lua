@@ -9,6 +9,7 @@ local ecosystem = require("orch.ecosystem")
 local supervisor = require("orch.supervisor")
 local launch = require("orch.launch")
 local state = require("orch.state")
+local util = require("orch.util")
 
 local M = {}
 local Engine = {}
@@ -434,7 +435,7 @@ function Engine:resolve(target)
   if #list > 0 then return list end
   local names = {}
   for name in pairs(self.apps) do names[#names + 1] = name end
-  local hint = require("orch.util").did_you_mean(tostring(target), names)
+  local hint = util.did_you_mean(tostring(target), names)
   return nil, string.format("no app named '%s'%s", tostring(target), hint and (" (did you mean '" .. hint .. "'?)") or "")
 end
 
@@ -699,6 +700,7 @@ end
 ---------------------------------------------------------------------------
 
 local MAX_ID = 2 ^ 53
+local MAX_ID_STRING = 256
 
 function Engine:serve()
   local commands = require("orch.commands")
@@ -752,22 +754,32 @@ function Engine:_notified(p, pid, fields)
   end
 end
 
+-- The id as the client wrote it: an integer below 2^53 is exact in a double
+-- and printed in full (cjson would round it to 14 digits).
+local function id_json(id)
+  if type(id) == "number" then return string.format("%.0f", id) end
+  return cjson.encode(id)
+end
+
 local function reply(conn, id, ok, payload)
   local msg
   if ok then
-    msg = { id = id, ok = true, result = payload }
+    msg = { ok = true, result = payload }
   else
-    msg = { id = id, ok = false, error = payload }
+    -- user input quoted in a message must not make the line invalid UTF-8
+    payload.message = util.utf8_clean(tostring(payload.message))
+    msg = { ok = false, error = payload }
   end
   local good, text = pcall(cjson.encode, msg)
   if not good then
-    text = cjson.encode({ id = id, ok = false, error = { code = "EINTERNAL", message = "reply not encodable: " .. tostring(text) } })
+    text = cjson.encode({ ok = false,
+      error = { code = "EINTERNAL", message = "reply not encodable: " .. tostring(text) } })
   end
   -- cjson encodes an empty table as {}; a list result must read [].
   if ok and type(payload) == "table" and next(payload) == nil and getmetatable(payload) == M.LIST then
     text = text:gsub('"result":{}', '"result":[]', 1)
   end
-  if not conn:closed() then conn:send(text .. "\n") end
+  if not conn:closed() then conn:send('{"id":' .. id_json(id) .. "," .. text:sub(2) .. "\n") end
 end
 
 M.LIST = {} -- metatable marking a result that is a list
@@ -781,22 +793,28 @@ function Engine:_request(commands, conn, line)
     return reply(conn, cjson.null, false, { code = "EPARSE", message = "request is not a JSON object" })
   end
   local id = req.id
-  if id ~= nil and (type(id) ~= "number" or id ~= math.floor(id) or math.abs(id) > MAX_ID) then
-    return reply(conn, cjson.null, false, { code = "EINVAL", message = "'id' must be an integer" })
+  if id ~= nil and id ~= cjson.null and not (type(id) == "number" and id == math.floor(id) and math.abs(id) < MAX_ID)
+     and not (type(id) == "string" and #id <= MAX_ID_STRING and util.utf8_clean(id) == id) then
+    return reply(conn, cjson.null, false, { code = "EINVAL",
+      message = string.format("'id' must be an integer below 2^53 or a UTF-8 string of at most %d bytes",
+        MAX_ID_STRING) })
   end
   id = id or cjson.null
   local cmd = req.cmd
   local handler = type(cmd) == "string" and commands.handlers[cmd]
   if not handler then
-    local hint = type(cmd) == "string" and require("orch.util").did_you_mean(cmd, commands.names()) or nil
+    local hint = type(cmd) == "string" and util.did_you_mean(cmd, commands.names()) or nil
     return reply(conn, id, false, { code = "ENOCMD",
       message = string.format("unknown command %s%s", type(cmd) == "string" and ("'" .. cmd .. "'") or "(none)",
         hint and (" (did you mean '" .. hint .. "'?)") or "") })
   end
   local args = req.args
   if args == nil or args == cjson.null then args = {} end
-  if type(args) ~= "table" then
+  if type(args) ~= "table" or rawget(args, 1) ~= nil then
     return reply(conn, id, false, { code = "EINVAL", message = "'args' must be an object" })
+  end
+  for k, v in pairs(args) do
+    if v == cjson.null then args[k] = nil end -- null is the same as absent
   end
   local answered = false
   local seq = self.state_seq

@@ -51,6 +51,41 @@ function util.describe(v)
   return t
 end
 
+-- s with every byte that is not part of a well-formed UTF-8 sequence
+-- (RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF)
+-- replaced by U+FFFD: for user input that goes into a JSON reply.
+function util.utf8_clean(s)
+  if not s:find("[\128-\255]") then return s end
+  local out, i, n = {}, 1, #s
+  while i <= n do
+    local c = byte(s, i)
+    local len, lo, hi = 0, 0x80, 0xBF -- sequence length, range of the 2nd byte
+    if c < 0x80 then len = 1
+    elseif c >= 0xC2 and c <= 0xDF then len = 2
+    elseif c >= 0xE0 and c <= 0xEF then
+      len = 3
+      if c == 0xE0 then lo = 0xA0 elseif c == 0xED then hi = 0x9F end
+    elseif c >= 0xF0 and c <= 0xF4 then
+      len = 4
+      if c == 0xF0 then lo = 0x90 elseif c == 0xF4 then hi = 0x8F end
+    end
+    local ok = len > 0 and i + len - 1 <= n
+    for k = 1, len - 1 do
+      if not ok then break end
+      local b = byte(s, i + k)
+      if k == 1 then ok = b >= lo and b <= hi else ok = b >= 0x80 and b <= 0xBF end
+    end
+    if ok then
+      out[#out + 1] = sub(s, i, i + len - 1)
+      i = i + len
+    else
+      out[#out + 1] = "\239\191\189"
+      i = i + 1
+    end
+  end
+  return table.concat(out)
+end
+
 -- Suggestions ----------------------------------------------------------------
 
 -- Optimal string alignment distance (Levenshtein plus adjacent swaps), so
@@ -134,6 +169,11 @@ local function parse_scaled(v, units, what, hint)
   local scale = unit and units[unit]
   if not (n and scale) or n ~= n or n < 0 or n == huge then
     return nil, "invalid " .. what .. " " .. util.describe(v) .. " (expected " .. hint .. ")"
+  end
+  -- past 2^50 (a PiB, 35 000 years in ms) a value is a mistake, and no
+  -- longer exact where C takes it as an integer
+  if n * scale > 2 ^ 50 then
+    return nil, "invalid " .. what .. " " .. util.describe(v) .. " (too large: at most 2^50)"
   end
   return floor(n * scale + 0.5)
 end

@@ -149,4 +149,120 @@ describe("orch control socket", function()
       return p.restarts >= first + 3
     end, 20000, "three more restarts")
   end)
+
+  it("echoes ids exactly, integers up to 2^53 and strings", function()
+    assert.are.equal(0, (H.orch_sync({ "ping" }, { home = home })))
+    local r = ask('{"id":123456789012345,"cmd":"ping"}', '{"id":9007199254740991,"cmd":"ping"}',
+      '{"id":"req-7","cmd":"ping"}', '{"id":-42,"cmd":"nope"}', '{"id":9007199254740993,"cmd":"ping"}')
+    assert.matches('^{"id":123456789012345,', r[1])
+    assert.matches('^{"id":9007199254740991,', r[2])
+    assert.matches('^{"id":"req%-7",', r[3])
+    assert.matches('^{"id":%-42,', r[4])
+    for i = 1, 3 do assert.is_true(cjson.decode(r[i]).ok) end
+    assert.are.equal("ENOCMD", cjson.decode(r[4]).error.code)
+    local e = cjson.decode(r[5])
+    assert.are.equal(cjson.null, e.id)
+    assert.are.equal("EINVAL", e.error.code)
+  end)
+
+  it("quotes invalid UTF-8 from a request as U+FFFD in its error message", function()
+    assert.are.equal(0, (H.orch_sync({ "ping" }, { home = home })))
+    local r = ask('{"id":1,"cmd":"stop","args":{"target":"w\255\254"}}', '{"id":2,"cmd":"st\192op"}')
+    for _, line in ipairs(r) do
+      assert.are.equal(line, require("orch.util").utf8_clean(line))
+    end
+    assert.are.equal("no app named 'w\239\191\189\239\191\189'", cjson.decode(r[1]).error.message)
+    assert.matches("^unknown command 'st\239\191\189op'", cjson.decode(r[2]).error.message)
+  end)
+
+  it("answers every wrong-typed argument of every command with an error, never EINTERNAL", function()
+    local _, code, err = H.json(home, { "start", "sleep", "--name", "s", "--", "1000" })
+    assert.are.equal(0, code, err)
+    local spec = '"spec":{"script":"sleep","args":["1000"],"name":"t"}'
+    -- the reviewer's two, answered: an empty `only` is refused, a null is an absent argument
+    local r = ask('{"id":1,"cmd":"start","args":{' .. spec .. ',"only":[]}}',
+      '{"id":2,"cmd":"start","args":{' .. spec .. ',"cwd":null}}')
+    assert.are.same({ code = "EINVAL", message = "argument 'only' must not be an empty list" },
+      cjson.decode(r[1]).error)
+    assert.is_true(cjson.decode(r[2]).ok, r[2])
+    local values = { '1', '1.5', '-1', '0', '""', '"x"', 'true', 'false', 'null', '[]', '{}', '[1]', '["a"]',
+                     '{"a":1}', '{"a":"b"}', '"\\u0000"', '1e308', '[[]]', '[{}]', '[null]' }
+    local commands = {
+      ping = {}, list = {}, save = {}, reopen_logs = {}, describe = { "target" }, logs = { "target" },
+      flush = { "target" }, reload = { "target" }, restart = { "target", "update_env", "env" },
+      start = { "file", "spec", "target", "env", "cwd", "env_name", "only" }, scale = { "name", "instances" },
+      send = { "target", "message" }, eval = { "code" }, complete = { "prefix" }, stop = { "x" },
+      delete = { "x" },
+    }
+    -- options whose extreme values once broke a start half-way or hung the daemon
+    local reqs = { '{"cmd":"kill","args":{"bogus":1}}' }
+    for i, opt in ipairs({ '"instances":1e308', '"max_size":1e308', '"watch":"\\u0000"', '"restart_delay":1e308',
+                           '"kill_timeout":1e308', '"max_memory_restart":1e308' }) do
+      reqs[#reqs + 1] = '{"cmd":"start","args":{"spec":{"script":"sleep","args":["1000"],"name":"o' .. i .. '",'
+        .. opt .. '}}}'
+    end
+    for cmd, fields in pairs(commands) do
+      reqs[#reqs + 1] = string.format('{"cmd":"%s","args":{"bogus":1}}', cmd)
+      for _, f in ipairs(fields) do
+        for _, v in ipairs(values) do
+          local args = string.format('"%s":%s', f, v)
+          if cmd == "start" and f ~= "spec" and f ~= "file" and f ~= "target" then args = spec .. "," .. args end
+          if cmd == "scale" and f ~= "name" then args = '"name":"s",' .. args end
+          reqs[#reqs + 1] = string.format('{"cmd":"%s","args":{%s}}', cmd, args)
+        end
+      end
+    end
+    -- one at a time, on one connection
+    local c = client()
+    for i, req in ipairs(reqs) do
+      c.pipe:write(req .. "\n")
+      H.wait_until(function() return #lines(c) >= i end, 20000, function() return "a reply to " .. req end)
+      local line = lines(c)[i]
+      local reply = cjson.decode(line)
+      assert.is_false(not reply.ok and reply.error.code == "EINTERNAL", req .. " => " .. line)
+      if i == 1 then assert.are.same({ code = "EINVAL", message = "unknown argument 'bogus'" }, reply.error) end
+    end
+    assert.are.equal("daemon", H.json(home, { "ping" }).mode)
+    assert.are.equal("online", H.json(home, { "describe", "s" })[1].status)
+  end)
+
+  it("tells a CLI of another uid that it may not use this orch, whatever the size of its request", function()
+    if uv.getuid() ~= 0 then
+      pending("needs root, to run the CLI as uid 65534")
+      return
+    end
+    assert.are.equal(0, (H.orch_sync({ "ping" }, { home = home })))
+    -- open the way to the socket (root's daemon, socket reachable) so that
+    -- only the daemon's own check stands
+    assert(uv.fs_chmod(dir, tonumber("711", 8)))
+    assert(uv.fs_chmod(home, tonumber("711", 8)))
+    assert(uv.fs_chmod(home .. "/orch.sock", tonumber("666", 8)))
+    -- the CLI as uid 65534: exit status and stderr
+    local function as_nobody(env, ...)
+      local out, code, eof = "", nil, false
+      local stderr = uv.new_pipe(false)
+      pipes[#pipes + 1] = stderr
+      env[#env + 1] = "ORCH_HOME=" .. home
+      env[#env + 1] = "PATH=/usr/bin:/bin"
+      local handle = assert(uv.spawn("setpriv", {
+        args = { "--reuid=65534", "--regid=65534", "--clear-groups", H.bin, ... },
+        env = env, cwd = "/", stdio = { nil, nil, stderr },
+      }, function(status) code = status end))
+      pipes[#pipes + 1] = handle
+      stderr:read_start(function(_, chunk) if chunk then out = out .. chunk else eof = true end end)
+      H.wait_until(function() return code ~= nil and eof end, 20000, "the CLI to exit")
+      return code, out
+    end
+    local want = "uid 65534 may not use this orch %(owner uid 0%)\n$"
+    local code, out = as_nobody({}, "ping")
+    assert.are.equal(1, code, out)
+    assert.matches("^orch ping: " .. want, out)
+    -- a request larger than the socket's buffers: the CLI is still writing
+    -- it when the daemon refuses the connection
+    local big = {}
+    for i = 1, 8 do big[i] = string.format("BIG%d=%s", i, string.rep("b", 100000)) end
+    code, out = as_nobody(big, "start", "sleep", "--name", "x", "--", "1")
+    assert.are.equal(1, code, out:sub(1, 300))
+    assert.matches("^orch start: " .. want, out)
+  end)
 end)

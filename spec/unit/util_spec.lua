@@ -87,6 +87,30 @@ describe("orch.util", function()
     end
   end)
 
+  it("rejects sizes and durations past 2^50, which C could not take exactly", function()
+    assert.are.equal(2 ^ 50, util.parse_size(2 ^ 50))
+    for _, v in ipairs({ 1e308, "2000000T", 2 ^ 50 + 1 }) do
+      local n, err = util.parse_size(v)
+      assert.is_nil(n)
+      assert.are.equal("invalid size " .. util.describe(v) .. " (too large: at most 2^50)", err)
+    end
+    assert.is_nil(util.parse_duration(1e308))
+  end)
+
+  describe("utf8_clean", function()
+    local cases = {
+      { "plain", "plain" }, { "h\195\169 \240\159\152\128", "h\195\169 \240\159\152\128" },
+      { "\255x", "\239\191\189x" }, -- a byte that never starts a sequence
+      { "\192\128", "\239\191\189\239\191\189" }, -- overlong NUL
+      { "\237\160\128", "\239\191\189\239\191\189\239\191\189" }, -- a surrogate
+      { "\244\144\128\128", "\239\191\189\239\191\189\239\191\189\239\191\189" }, -- past U+10FFFF
+      { "a\226\130", "a\239\191\189\239\191\189" }, -- cut short
+    }
+    for i, c in ipairs(cases) do
+      it("case " .. i, function() assert.are.equal(c[2], util.utf8_clean(c[1])) end)
+    end
+  end)
+
   describe("split_args", function()
     local good = {
       { "", {} },
