@@ -1,9 +1,10 @@
 /* ctl.c: the control socket server: accept, peer check, line framing,
- * queued replies.
+ * queued replies, and the limits that keep clients from making the daemon
+ * hold unbounded memory or descriptors (see ctl.h).
  *
- * Lifetimes: a server struct lives while its listener is open or any of its
- * connections exists (refs), so that its handlers stay valid for connections
- * that outlive server_close. A connection struct lives until its handle is
+ * Lifetimes: a server struct lives while its handles (listener, sweep timer,
+ * kick) are open or any of its connections exists (refs), so that its
+ * handlers stay valid for connections that outlive server_close. A connection struct lives until its handle is
  * closed and, once handed to the owner, until the owner releases it. */
 #include "orch/ctl.h"
 
