@@ -237,6 +237,10 @@ describe("orch control socket", function()
     assert(uv.fs_chmod(dir, tonumber("711", 8)))
     assert(uv.fs_chmod(home, tonumber("711", 8)))
     assert(uv.fs_chmod(home .. "/orch.sock", tonumber("666", 8)))
+    -- a copy of the binary uid 65534 can run, wherever the checkout is
+    local bin = dir .. "/orch"
+    assert(uv.fs_copyfile(H.bin, bin))
+    assert(uv.fs_chmod(bin, tonumber("755", 8)))
     -- the CLI as uid 65534: exit status and stderr
     local function as_nobody(env, ...)
       local out, code, eof = "", nil, false
@@ -245,7 +249,7 @@ describe("orch control socket", function()
       env[#env + 1] = "ORCH_HOME=" .. home
       env[#env + 1] = "PATH=/usr/bin:/bin"
       local handle = assert(uv.spawn("setpriv", {
-        args = { "--reuid=65534", "--regid=65534", "--clear-groups", H.bin, ... },
+        args = { "--reuid=65534", "--regid=65534", "--clear-groups", bin, ... },
         env = env, cwd = "/", stdio = { nil, nil, stderr },
       }, function(status) code = status end))
       pipes[#pipes + 1] = handle
