@@ -20,6 +20,7 @@
 #include "orch/fds.h"
 #include "orch/listen.h"
 #include "orch/notify.h"
+#include "orch/pidfd.h"
 #include "orch/proc.h"
 #include "orch/rotate.h"
 #include "orch/runtime.h"
@@ -718,5 +719,6 @@ int luaopen_orch_core(lua_State *L) {
   orch_notify_lua_register(L);
   orch_fds_lua_register(L);
   orch_durable_lua_register(L);
+  orch_pidfd_lua_register(L);
   return 1;
 }

@@ -334,8 +334,9 @@ local function run_verb(verb, p)
     for _, e in ipairs(result.errors) do err("orch resurrect: %s", e) end
     if #result.errors > 0 then return 1 end
   elseif verb == "ping" then
-    io.stdout:write(string.format("orch %s (pid %d, %s, %d processes, up %s) in %s\n", result.version, result.pid,
-      result.mode, result.processes, duration(result.uptime_ms), result.home))
+    io.stdout:write(string.format("orch %s (pid %d, %s, %d processes, up %s%s) in %s\n", result.version, result.pid,
+      result.mode, result.processes, duration(result.uptime_ms),
+      result.recovering and ", stopping what a crashed daemon left" or "", result.home))
   elseif verb == "kill" then
     io.stdout:write("orch stopped\n")
   elseif verb == "send" then

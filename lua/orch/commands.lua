@@ -93,7 +93,7 @@ function H.ping(engine, args, respond)
   if not ok then return respond(nil, "EINVAL", err) end
   respond({
     pid = require("orch.core").getpid(), version = engine_mod.VERSION, home = engine.paths.home,
-    mode = engine.mode, processes = #engine.sup:list(),
+    mode = engine.mode, processes = #engine.sup:list(), recovering = engine.recovering == true,
     uptime_ms = math.floor((require("luv").hrtime() - engine.started_at) / 1e6),
   })
 end

@@ -157,20 +157,24 @@ function M.main(args)
   signals[#signals + 1] = usr2
 
   log("info", string.format("orch %s daemon started, pid %d, home %s", engine_mod.VERSION, core.getpid(), layout.home))
+  -- The socket is served at once, also while what a crashed predecessor
+  -- left is being stopped (requests wait for that, ping answers).
+  local ok, serr = engine:serve()
+  if not ok then
+    -- the state file stays as it is: it tells the next daemon what to stop
+    log("error", serr)
+    for _, h in ipairs(signals) do h:close() end
+    lock:release()
+    log("info", "daemon exiting")
+    return 1
+  end
+  notify(opts.ready_fd, "\n")
   engine:recover(function(prev)
     if prev and not prev.clean then
       local started, stopped, errors = engine:restore(prev.apps)
       if #started > 0 then log("info", "restarted after a crash: " .. table.concat(started, ", ")) end
       if #stopped > 0 then log("info", "restored stopped after a crash: " .. table.concat(stopped, ", ")) end
       for _, e in ipairs(errors) do log("error", "cannot restart after a crash: " .. e) end
-    end
-    local ok, serr = engine:serve()
-    if not ok then
-      log("error", serr)
-      status = 1
-      engine:stop_all(quit)
-    else
-      notify(opts.ready_fd, "\n")
     end
   end)
   uv.run()

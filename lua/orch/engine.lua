@@ -658,41 +658,112 @@ function Engine:restore(entries)
 end
 
 -- After a crash of the previous orch (SIGKILL, OOM): its processes run on,
--- unsupervised, with their output pipes broken. They are stopped (group
--- signal, SIGKILL after their kill_timeout) and, once gone, done() runs with
--- the previous state so the caller can start those apps again.
+-- unsupervised, with their output pipes broken. They are stopped (kill_signal,
+-- SIGKILL after their kill_timeout) and, once gone, done() runs with the
+-- previous state so the caller can start those apps again. They are not our
+-- children: each is held by a pidfd (its start time checked once held), and
+-- so are the members of its group and its descendants, so no signal can
+-- reach a recycled pid and each exit is an event. Requests other than ping
+-- wait meanwhile (see _request).
+M.RECOVERY_GIVE_UP_MS = 60000
+
 function Engine:recover(done)
   local prev = state.read_json(self.paths.state)
-  if type(prev) ~= "table" or prev.pid == core.getpid() then return done(nil) end
-  local left = {}
+  if type(prev) ~= "table" or prev.pid == core.getpid() then return self:_recovered(done, nil) end
+  local groups = {}
   for _, p in ipairs(prev.procs or {}) do
-    if type(p.pid) == "number" and p.pid > 1 and p.starttime and core.proc_starttime(p.pid) == p.starttime then
-      left[#left + 1] = p
+    local root = type(p.pid) == "number" and p.pid > 1 and type(p.starttime) == "number"
+      and core.pidfd(p.pid, p.starttime)
+    if root then
+      groups[#groups + 1] = { rec = p, root = root }
       self.log("info", string.format("stopping %s (pid %d), left running by a previous orch (pid %s)",
         tostring(p.name), p.pid, tostring(prev.pid)))
-      core.kill(-p.pid, p.kill_signal or "SIGINT")
     end
   end
-  if #left == 0 then return done(prev) end
-  local t0 = uv.now()
+  if #groups == 0 then return self:_recovered(done, prev) end
+  self.recovering = true
+  local pending, give_up = #groups, uv.new_timer()
+  local function finished()
+    pending = pending - 1
+    if pending > 0 then return end
+    give_up:close()
+    self:_recovered(done, prev)
+  end
+  give_up:start(M.RECOVERY_GIVE_UP_MS, 0, function()
+    self.log("error", pending .. " leftover process group(s) would not die; going on")
+    pending = 1
+    finished()
+    for _, g in ipairs(groups) do g.abandon() end
+  end)
+  for _, g in ipairs(groups) do self:_stop_leftover(g, finished) end
+end
+
+-- Stops one recorded process and what is left of its tree: kill_signal to
+-- all of it now, SIGKILL to all of it (scanned again) after kill_timeout.
+-- finished() once every member has exited and the group has no new one.
+function Engine:_stop_leftover(g, finished)
+  local pgid = g.rec.pid
+  local signum = core.signum(g.rec.kill_signal or "SIGINT") or core.signum("SIGINT")
+  local live, n, killed, over = {}, 0, false, false
   local timer = uv.new_timer()
-  timer:start(10, 10, function()
-    local alive, elapsed = 0, uv.now() - t0
-    for _, p in ipairs(left) do
-      if core.pgroup_alive(p.pid) then
-        alive = alive + 1
-        if not p.killed and elapsed >= (p.kill_timeout or 1600) then
-          core.kill(-p.pid, "SIGKILL")
-          p.killed = true
-        end
+  local function finish()
+    if over then return end
+    over = true
+    timer:close()
+    for _, h in pairs(live) do h:close() end
+    finished()
+  end
+  g.abandon = function()
+    over = true
+    if not timer:is_closing() then timer:close() end
+    for _, h in pairs(live) do h:close() end
+  end
+  local take
+  -- Every watched process is gone: the group may still hold one that joined
+  -- after the last scan.
+  local function check()
+    if over or n > 0 then return end
+    local more = core.pidfd_snapshot(0, pgid)
+    if #more == 0 then return finish() end
+    take(more, killed and core.signum("SIGKILL") or signum)
+  end
+  take = function(list, sig)
+    for _, h in ipairs(list) do
+      if live[h:pid()] then
+        h:close() -- held already
+      else
+        live[h:pid()] = h
+        n = n + 1
+        h:signal(sig)
+        h:on_exit(function()
+          live[h:pid()] = nil
+          n = n - 1
+          h:close()
+          check()
+        end)
       end
     end
-    if alive == 0 or elapsed > 60000 then
-      if alive > 0 then self.log("error", alive .. " leftover process group(s) would not die; going on") end
-      timer:close()
-      done(prev)
-    end
+  end
+  local first = core.pidfd_snapshot(pgid, pgid)
+  table.insert(first, 1, g.root)
+  take(first, signum)
+  timer:start(g.rec.kill_timeout or 1600, 0, function()
+    killed = true
+    local sigkill = core.signum("SIGKILL")
+    for _, h in pairs(live) do h:signal(sigkill) end
+    take(core.pidfd_snapshot(live[pgid] and pgid or 0, pgid), sigkill)
   end)
+end
+
+-- Recovery is over: requests held meanwhile are served in their order.
+function Engine:_recovered(done, prev)
+  self.recovering = false
+  done(prev)
+  local held = self.held or {}
+  self.held = nil
+  for _, r in ipairs(held) do
+    if not r[1]:closed() then self:_request(r[2], r[1], r[3]) end
+  end
 end
 
 ---------------------------------------------------------------------------
@@ -783,6 +854,7 @@ local function reply(conn, id, ok, payload)
 end
 
 M.LIST = {} -- metatable marking a result that is a list
+M.MAX_HELD = 10000 -- requests held during recovery; past it: ERECOVERING
 
 -- Commands that change nothing: never "not saved", whatever the disk does.
 local READ_ONLY = { ping = true, list = true, describe = true, logs = true, complete = true }
@@ -815,6 +887,17 @@ function Engine:_request(commands, conn, line)
   end
   for k, v in pairs(args) do
     if v == cjson.null then args[k] = nil end -- null is the same as absent
+  end
+  -- While what a crashed daemon left is being stopped, the apps are not
+  -- ours yet: requests wait for it (ping answers at once).
+  if self.recovering and cmd ~= "ping" then
+    self.held = self.held or {}
+    if #self.held >= M.MAX_HELD then
+      return reply(conn, id, false, { code = "ERECOVERING",
+        message = "orch is stopping what a crashed daemon left running; try again in a moment" })
+    end
+    self.held[#self.held + 1] = { conn, commands, line }
+    return
   end
   local answered = false
   local seq = self.state_seq

@@ -46,3 +46,48 @@ describe("daemon start", function()
     assert.is_true(connects >= 1 and connects <= 3, connects .. " connect() calls:\n" .. text)
   end)
 end)
+
+describe("recovery after a daemon crash", function()
+  local dir, home
+  H.each_test(function(d, h) dir, home = d, h end)
+
+  -- The new daemon used to stop the leftovers first (polling their groups
+  -- every 10 ms) and open its socket only then: with kill_timeout 8000 the
+  -- CLI that started it waited 8 s for a ping.
+  it("answers ping at once while a leftover with a long kill_timeout is stopped, and kills it after that", function()
+    local file = H.ecosystem(dir, [[
+      { name = "stubborn", script = "sh", args = { "-c", "trap '' INT; exec sleep 1000" }, kill_timeout = 8000 },
+    ]])
+    local started, code, err = H.json(home, { "start", file }, { cwd = dir })
+    assert.are.equal(0, code, err)
+    local old_pid = started.processes[1].pid
+    H.track(old_pid)
+    H.wait_until(function() return H.read("/proc/" .. old_pid .. "/comm") == "sleep\n" end, 5000, "the app to ignore SIGINT")
+    local old_daemon = tonumber(H.read(home .. "/daemon.pid"))
+    uv.kill(old_daemon, "sigkill")
+    H.wait_until(function() return not H.alive(old_daemon) end, 5000, "the daemon to die")
+
+    local t0 = uv.hrtime()
+    local pong
+    pong, code, err = H.json(home, { "ping" })
+    local ping_ms = (uv.hrtime() - t0) / 1e6
+    assert.are.equal(0, code, err)
+    assert.is_true(ping_ms < 3000, "ping answered after " .. ping_ms .. " ms")
+    assert.is_true(pong.recovering)
+    assert.is_true(H.alive(old_pid), "SIGINT is ignored: the leftover waits for its kill_timeout")
+
+    -- the next verb waits until the leftover is gone, then sees the app again
+    local out
+    code, out, err = H.orch_sync({ "list", "--json" }, { home = home, timeout = 30000 })
+    local list_ms = (uv.hrtime() - t0) / 1e6
+    assert.are.equal(0, code, err)
+    assert.is_false(H.alive(old_pid))
+    assert.is_true(list_ms >= 7000, "the leftover was gone after " .. list_ms .. " ms, before its kill_timeout")
+    assert.is_true(list_ms < 20000, "list answered after " .. list_ms .. " ms")
+    local list = require("cjson").decode(out)
+    assert.are.equal(1, #list)
+    assert.are.equal("online", list[1].status)
+    assert.are_not.equal(old_pid, list[1].pid)
+    assert.is_false(H.json(home, { "ping" }).recovering)
+  end)
+end)

@@ -1,0 +1,30 @@
+/* pidfd.h: handles on processes that are not (or no longer) our children,
+ * and on the members of a tree being stopped: a pidfd names one process for
+ * as long as it is open, so no signal can reach a recycled pid. */
+#ifndef ORCH_PIDFD_H
+#define ORCH_PIDFD_H
+
+#include <sys/types.h>
+
+/* The members of process group pgid, from /proc. Count or -errno. */
+int orch_pgroup_members(pid_t pgid, pid_t *out, int cap);
+
+/* Whether the process of pidfd fd has exited (its pidfd is readable). */
+int orch_pidfd_exited(int fd);
+
+typedef struct {
+  pid_t pid;
+  int fd; /* pidfd, close-on-exec */
+} orch_pidfd_entry_t;
+
+/* Pidfds for root's descendants (root > 0) and the members of group pgid
+ * (pgid > 0), root itself excepted. Each is checked once its pidfd is open:
+ * it must still be in pgid or the child of root or of another entry, so a pid
+ * recycled between the scan and pidfd_open is left out. Count or -errno. */
+int orch_pidfd_snapshot(pid_t root, pid_t pgid, orch_pidfd_entry_t *out, int cap);
+
+struct lua_State;
+/* Adds pidfd(pid [, starttime]) and pidfd_snapshot(root, pgid). */
+void orch_pidfd_lua_register(struct lua_State *L);
+
+#endif
