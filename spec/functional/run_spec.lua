@@ -195,7 +195,8 @@ describe("orch run", function()
       {"apps": [{"name": "luaapp", "script": "app.lua", "args": ["hello"], "env": {"OUT": %q}}]}
     ]], out))
     local o = H.orch({ "run", file }, { home = home })
-    H.wait_until(function() return H.read(out .. "/lua.txt") end, 5000, "the Lua app's output")
+    -- the whole line: the file exists, empty, from the app's open to its write
+    H.wait_until(function() return (H.read(out .. "/lua.txt") or ""):find("\n") end, 5000, "the Lua app's output")
     assert.are.equal("hello 0\n", H.read(out .. "/lua.txt"))
     o:wait_output("luaapp:0 online")
     o:kill("sigint")

@@ -83,7 +83,8 @@ describe("spawn", function()
       end
       -- nothing is stuck: orch kill stops every app and the daemon
       local daemon = tonumber(H.read(home .. "/daemon.pid"))
-      assert.are.equal(0, (H.orch_sync({ "kill" }, { home = home, timeout = 20000 })))
+      local kcode, _, kerr = H.orch_sync({ "kill" }, { home = home, timeout = 20000 })
+      assert.are.equal(0, kcode, kerr)
       H.wait_until(function() return not H.alive(daemon) end, 10000, "the daemon to exit")
     end)
   end)
