@@ -523,9 +523,14 @@ static int l_getpgid(lua_State *L) {
   return 1;
 }
 
+/* pgroup_alive(pgid) -> true | false | false, "EPERM" (members that may not
+ * be signalled, and nothing else) */
 static int l_pgroup_alive(lua_State *L) {
-  lua_pushboolean(L, orch_pgroup_alive((pid_t)luaL_checkinteger(L, 1)));
-  return 1;
+  int r = orch_pgroup_alive((pid_t)luaL_checkinteger(L, 1));
+  lua_pushboolean(L, r > 0);
+  if (r >= 0) return 1;
+  lua_pushstring(L, uv_err_name(r));
+  return 2;
 }
 
 static int l_descendants(lua_State *L) {

@@ -309,5 +309,6 @@ void orch_proc_release(orch_proc_t *p) {
 
 int orch_pgroup_alive(pid_t pgid) {
   if (pgid <= 1) return 0;
-  return kill(-pgid, 0) == 0 || errno == EPERM;
+  if (kill(-pgid, 0) == 0) return 1;
+  return errno == EPERM ? -EPERM : 0;
 }

@@ -65,7 +65,9 @@ int orch_proc_descendants(pid_t pid, pid_t *out, int cap);
  * -errno). nthreads, when known to be 1, saves listing /proc/<pid>/task. */
 int orch_proc_children(pid_t pid, int nthreads, pid_t *out, int n, int cap);
 
-/* A process group still has members (or one we may not signal). */
+/* 1 if a process group has a member we may signal, 0 if it has no member,
+ * -EPERM if its members are all out of our reach (another user's: a setuid
+ * program, when orch is not root). */
 int orch_pgroup_alive(pid_t pgid);
 
 /* Child-side helpers shared by orch_spawn and orch_daemon_spawn (daemon.c);

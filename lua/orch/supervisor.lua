@@ -653,6 +653,7 @@ function Supervisor:kill(proc)
   self.log("info", string.format("%s: still running after kill_timeout %d ms, sending SIGKILL",
     self:label(proc), proc.app.kill_timeout))
   signal_tree(proc, "SIGKILL", pids)
+  proc.sigkill_sent = true
 end
 
 local function any_alive(pids)
@@ -664,16 +665,27 @@ end
 
 function Supervisor:_check_stopped(proc)
   if proc.status ~= "stopping" or proc.handle then return end
-  if (proc.pid and core.pgroup_alive(proc.pid)) or any_alive(proc.snapshot) then
+  local alive, why = false, nil
+  if proc.pid then alive, why = core.pgroup_alive(proc.pid) end
+  -- Members out of reach (EPERM: another user's, say a setuid program) may
+  -- still go by themselves until kill_timeout; after the SIGKILL nothing
+  -- orch does can end them, so they do not hold the stop for ever.
+  local out_of_reach = why == "EPERM"
+  if out_of_reach and not proc.sigkill_sent then alive = true end
+  if alive or any_alive(proc.snapshot) then
     if not proc.recheck then
       proc.recheck = uv.new_timer()
       proc.recheck:start(LEFTOVER_CHECK_MS, LEFTOVER_CHECK_MS, function() self:_check_stopped(proc) end)
     end
     return
   end
+  if out_of_reach then
+    self.log("warn", string.format("%s: process group %d still has processes that may not be signalled "
+      .. "(EPERM: another user's, a setuid program?); counted as stopped", self:label(proc), proc.pid))
+  end
   close_timer(proc.timer)
   close_timer(proc.recheck)
-  proc.timer, proc.recheck, proc.snapshot = nil, nil, nil
+  proc.timer, proc.recheck, proc.snapshot, proc.sigkill_sent = nil, nil, nil, nil
   proc.pid = nil
   local waiters = proc.stop_waiters or {}
   proc.stop_waiters = nil

@@ -157,4 +157,39 @@ describe("spawn", function()
       end)
     end)
   end)
+
+  describe("stopping", function()
+    it("does not wait for ever for a process of its group it may not signal (EPERM)", function()
+      -- orch as nobody; its app starts a setuid-root program that becomes
+      -- root entirely, in the app's process group: nobody can signal it.
+      if uv.getuid() ~= 0 then return pending("needs root: makes a setuid-root program and runs orch as nobody") end
+      local nobody = 65534
+      assert(uv.fs_chmod(dir, tonumber("755", 8)))
+      local run = dir .. "/run"
+      assert(uv.fs_mkdir(run, tonumber("700", 8)))
+      assert(uv.fs_chown(run, nobody, nobody))
+      local suid = dir .. "/suid-setpriv"
+      H.sh(string.format("cp /usr/bin/setpriv '%s' && chmod 4755 '%s'", suid, suid))
+      local script = string.format([['%s' --reuid=0 --regid=0 --clear-groups sleep 120 & echo $! > "%s/root.pid"; wait]],
+        suid, run)
+      local file = H.ecosystem(dir, string.format([[
+        { name = "su", script = "sh", args = { "-c", %q }, kill_signal = "SIGTERM", kill_timeout = 300 },
+      ]], script))
+      local o = H.orch({ "--reuid=" .. nobody, "--regid=" .. nobody, "--clear-groups", H.bin, "run", file },
+        { home = run .. "/home", program = "setpriv" })
+      local root_pid
+      finally(function() if root_pid then pcall(uv.kill, root_pid, "sigkill") end end)
+      root_pid = H.wait_until(function() return tonumber((H.read(run .. "/root.pid") or ""):match("^(%d+)\n")) end,
+        10000, function() return "the root process; orch said:\n" .. o.err end)
+      H.wait_until(function()
+        local status = H.read("/proc/" .. root_pid .. "/status") or ""
+        return status:match("\nUid:%s+0%s+0%s+0") and status:match("^Name:%s+sleep")
+      end, 10000, "the setuid program to be a root sleep")
+      o:kill("sigterm")
+      assert.are.equal(0, o:wait_exit(15000))
+      assert.matches("su:0 stopped", o.err, 1, true)
+      assert.matches("may not be signalled", o.err, 1, true)
+      assert.is_true(H.alive(root_pid)) -- out of reach, and said so
+    end)
+  end)
 end)
