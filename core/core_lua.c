@@ -124,15 +124,17 @@ static void sink_rotation_opts(lua_State *L, int idx, orch_sink_t *s) {
   orch_sink_compress(s, compress ? orch_runtime_loop(L) : NULL);
 }
 
-/* core.sink_open(path|nil [, {max_size =, retain =}]) */
+/* core.sink_open(path|nil [, {max_size =, retain =}] [, follow]): follow, a
+ * path the user named: a symlink there is followed (orch_sink_open). */
 static int l_sink_open(lua_State *L) {
   const char *path = luaL_optstring(L, 1, NULL);
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+  int follow = lua_toboolean(L, 3);
   lsink_t *u = lua_newuserdata(L, sizeof *u);
   u->s = NULL;
   luaL_getmetatable(L, SINK_MT);
   lua_setmetatable(L, -2);
-  int rc = orch_sink_open(path, &u->s);
+  int rc = orch_sink_open(path, follow, &u->s);
   if (rc < 0) return push_fail(L, rc);
   sink_rotation_opts(L, 2, u->s);
   return 1;
@@ -207,6 +209,12 @@ static int l_sink_stats(lua_State *L) {
     lua_setfield(L, -2, "compress_error");
   }
   return 1;
+}
+
+/* core.truncate_log(path [, follow]): empties an existing log file no sink
+ * has open (orch_sink_truncate_path). */
+static int l_truncate_log(lua_State *L) {
+  return ok_or_fail(L, orch_sink_truncate_path(luaL_checkstring(L, 1), lua_toboolean(L, 2)));
 }
 
 /* core.remove_rotated(path, retain): deletes path.1 ... (and .gz). */
@@ -682,6 +690,7 @@ static const luaL_Reg sink_methods[] = {{"write", l_sink_write},
 static const luaL_Reg core_funcs[] = {{"spawn", l_spawn},
                                       {"sink_open", l_sink_open},
                                       {"remove_rotated", l_remove_rotated},
+                                      {"truncate_log", l_truncate_log},
                                       {"kill", l_kill},
                                       {"pgroup_alive", l_pgroup_alive},
                                       {"getpgid", l_getpgid},

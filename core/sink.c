@@ -27,6 +27,7 @@ struct orch_sink_s {
   int at_bol;         /* the file is empty or ends with a newline */
   int pending_open;   /* FILE was renamed away; opening the new one failed */
   int own_stdio;      /* fds 1 and 2 follow the file */
+  int follow;         /* a symlink at path is followed (orch_sink_open) */
   uint64_t size;      /* of the file; refreshed with fstat near max_size */
   uint64_t retry_at;  /* CLOCK_MONOTONIC ns: no rotation attempt before */
   uint64_t rotations;
@@ -34,7 +35,6 @@ struct orch_sink_s {
   /* gzip of FILE.1 after each rotation (orch_sink_compress). */
   uv_loop_t *gz_loop;  /* NULL: off */
   struct gz_job_s *jobs; /* in flight */
-  unsigned gz_seq;     /* names the jobs' temporary files */
   unsigned gen;        /* bumped by truncate: a job from before is dropped */
   int gz_err;
   /* Outpipes waiting for space (a full disk): they hold what they could not
@@ -108,9 +108,10 @@ static orch_outpipe_t *open_outpipes;
  * as the file is opened anew. A FIFO is opened read-write: without a reader
  * it would refuse a non-blocking writer (ENXIO), and once its reader left,
  * every write would fail (EPIPE); this way the bytes wait in it for the next
- * reader, as they do for a slow one. */
-static int open_append(const char *path, mode_t mode) {
-  const int flags = O_APPEND | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
+ * reader, as they do for a slow one. follow: a symlink as the last component
+ * is followed (the user named that path); else it is refused (ELOOP). */
+static int open_append(const char *path, mode_t mode, int follow) {
+  const int flags = O_APPEND | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | (follow ? 0 : O_NOFOLLOW);
   struct stat st;
   int fd;
   do fd = open(path, O_WRONLY | O_CREAT | flags, mode);
@@ -135,9 +136,9 @@ static uint64_t now_ns(void) {
 
 /* Whether the file at path ends with a newline (or is empty); when in doubt,
  * yes: the answer only decides where a rotation may cut. */
-static int ends_with_newline(const char *path, uint64_t size) {
+static int ends_with_newline(const char *path, uint64_t size, int follow) {
   if (size == 0) return 1;
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | (follow ? 0 : O_NOFOLLOW));
   if (fd < 0) return 1;
   char c = '\n';
   ssize_t r = pread(fd, &c, 1, (off_t)size - 1);
@@ -152,7 +153,7 @@ static void adopt(orch_sink_t *s, int fd) {
   s->fd = fd;
   s->regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
   s->size = s->regular ? (uint64_t)st.st_size : 0;
-  s->at_bol = s->regular ? ends_with_newline(s->path, s->size) : 1;
+  s->at_bol = s->regular ? ends_with_newline(s->path, s->size, s->follow) : 1;
   s->pending_open = 0;
   if (s->own_stdio) {
     dup2(fd, 1);
@@ -160,7 +161,7 @@ static void adopt(orch_sink_t *s, int fd) {
   }
 }
 
-int orch_sink_open(const char *path, orch_sink_t **out) {
+int orch_sink_open(const char *path, int follow, orch_sink_t **out) {
   size_t len = path ? strlen(path) : 0;
   orch_sink_t *s = calloc(1, sizeof *s + len + 1);
   if (!s) return -ENOMEM;
@@ -169,7 +170,8 @@ int orch_sink_open(const char *path, orch_sink_t **out) {
   s->at_bol = 1;
   if (path) {
     memcpy(s->path, path, len + 1);
-    int fd = open_append(path, 0640);
+    s->follow = follow;
+    int fd = open_append(path, 0640, follow);
     if (fd < 0) {
       free(s);
       return fd;
@@ -203,7 +205,7 @@ int orch_sink_reopen(orch_sink_t *s) {
   if (s->fd < 0) return 0;
   struct stat st;
   mode_t mode = fstat(s->fd, &st) == 0 ? st.st_mode & 07777 : 0640;
-  int fd = open_append(s->path, mode);
+  int fd = open_append(s->path, mode, s->follow);
   if (fd < 0) return fd;
   /* The writability watch was on the old fd: the outpipes waiting on it try
    * the new file at once (and watch it if they must wait again). */
@@ -223,6 +225,17 @@ int orch_sink_truncate(orch_sink_t *s) {
   s->size = 0;
   s->at_bol = 1;
   return 0;
+}
+
+int orch_sink_truncate_path(const char *path, int follow) {
+  int fd;
+  do fd = open(path, O_WRONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | (follow ? 0 : O_NOFOLLOW));
+  while (fd < 0 && errno == EINTR);
+  if (fd < 0) return -errno;
+  struct stat st;
+  int rc = fstat(fd, &st) < 0 ? -errno : S_ISREG(st.st_mode) && ftruncate(fd, 0) < 0 ? -errno : 0;
+  close(fd);
+  return rc;
 }
 
 int orch_sink_own_stdio(orch_sink_t *s) {
@@ -291,13 +304,26 @@ static void gz_start(orch_sink_t *s, mode_t mode) {
   char src[PATH_MAX];
   gz_job_t *j = calloc(1, sizeof *j);
   int rc = j ? orch_rotate_name(src, sizeof src, s->path, 1, 0) : -ENOMEM;
-  if (rc == 0 && snprintf(j->part, sizeof j->part, "%s.gzip-%u.part", s->path, s->gz_seq++) >=
+  /* A name nobody can guess or plant first, created exclusively
+   * (mkostemps: O_CREAT | O_EXCL, so a symlink there is never followed). */
+  if (rc == 0 && snprintf(j->part, sizeof j->part, "%s.gzip-XXXXXX.part", s->path) >=
                      (int)sizeof j->part)
     rc = -ENAMETOOLONG;
-  if (rc == 0 && (j->in = open(src, O_RDONLY | O_CLOEXEC)) < 0) rc = -errno;
-  if (rc == 0 &&
-      (j->out = open(j->part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)) < 0) {
+  /* FILE.1 was ours an instant ago: not through a symlink, nor a FIFO that
+   * would block the thread. */
+  struct stat st;
+  if (rc == 0 && (j->in = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY)) < 0)
     rc = -errno;
+  else if (rc == 0 && (fstat(j->in, &st) < 0 || !S_ISREG(st.st_mode))) {
+    rc = -EINVAL;
+    close(j->in);
+  }
+  if (rc == 0 && ((j->out = mkostemps(j->part, 5, O_CLOEXEC)) < 0 || fchmod(j->out, mode) < 0)) {
+    rc = -errno;
+    if (j->out >= 0) {
+      close(j->out);
+      unlink(j->part);
+    }
     close(j->in);
   }
   if (rc == 0) {
@@ -337,7 +363,9 @@ static void rotate(orch_sink_t *s) {
     }
   }
   if (s->pending_open) {
-    rc = open_append(s->path, mode);
+    /* FILE was just renamed away: whatever is there now, a symlink
+     * included, someone else put there. */
+    rc = open_append(s->path, mode, 0);
     if (rc >= 0) {
       adopt(s, rc);
       s->rotations++;

@@ -42,8 +42,13 @@ typedef struct orch_outpipe_s orch_outpipe_t;
 /* Longest line held back in formatted mode; a longer one is split. */
 #define ORCH_LINE_MAX 65536
 
-/* Opens (creating, mode 0640) path for appending. NULL path: discard. */
-int orch_sink_open(const char *path, orch_sink_t **out);
+/* Opens (creating, mode 0640) path for appending. NULL path: discard.
+ * follow: a symlink as path's last component is followed, for a path the
+ * user named; else (names orch makes: default log names, per-instance
+ * names, the daemon's log) it is refused with -ELOOP, as someone who can
+ * write the directory may have planted it. The file after a rotation and
+ * the gzip's temporary file never go through a symlink either. */
+int orch_sink_open(const char *path, int follow, orch_sink_t **out);
 void orch_sink_ref(orch_sink_t *s);
 void orch_sink_unref(orch_sink_t *s);
 /* Writes all of buf; on a write error (full disk, ...) the bytes are counted as
@@ -84,6 +89,10 @@ int orch_sink_reopen(orch_sink_t *s);
 /* Empties the file (orch flush); writing goes on at its new end. 0 or
  * -errno. Rotated files are the caller's (orch_rotate_remove). */
 int orch_sink_truncate(orch_sink_t *s);
+/* Empties the file at path if it exists (orch flush of a file no sink has
+ * open), through a symlink only if follow (see orch_sink_open); never
+ * creates it. 0 or -errno (-ENOENT: no such file). */
+int orch_sink_truncate_path(const char *path, int follow);
 /* Keeps fds 1 and 2 of this process on the sink's file across rotations and
  * reopens (the daemon's own log). */
 int orch_sink_own_stdio(orch_sink_t *s);

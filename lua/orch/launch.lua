@@ -132,6 +132,13 @@ function M.log_paths(app, instance, logs_dir)
   return per_instance(out), per_instance(err), combined
 end
 
+-- Whether path is one the user named (out_file, error_file, log_file as
+-- configured): a symlink there is the user's choice and is followed. Names
+-- orch makes (the defaults, per-instance names) never follow one.
+function M.log_path_named(app, path)
+  return path == app.out_file or path == app.error_file or path == app.log_file
+end
+
 -- Log rotation (core/sink.c rotates). Bounded by default: an app without
 -- max_size/retain/log_compress gets the defaults, which the daemon's
 -- environment may change (ORCH_LOG_MAX_SIZE, a size, 0 for no rotation;

@@ -215,8 +215,12 @@ function Supervisor:_sink(path, app)
     s:rotation(rotation)
     return s
   end
-  local err
-  s, err = core.sink_open(path, rotation)
+  local err, code
+  s, err, code = core.sink_open(path, rotation, launch.log_path_named(app or {}, path))
+  if code == "ELOOP" then
+    err = "a symlink, which orch does not follow in the log file names it makes "
+      .. "(set out_file, error_file or log_file to this path to follow it)"
+  end
   if not s then return nil, string.format("cannot open log file %s: %s", path, err) end
   self.sinks[path] = s
   return s
@@ -290,12 +294,9 @@ function Supervisor:flush_log(path, app)
   if sink then
     ok, err = sink:truncate()
   else
-    local f = io.open(path, "r+b")
-    if not f then return nil end
-    f:close()
-    local t
-    t, err = io.open(path, "wb")
-    if t then t:close() ok = true end
+    local code
+    ok, err, code = core.truncate_log(path, launch.log_path_named(app, path))
+    if code == "ENOENT" or code == "ELOOP" then return nil end -- nothing of ours to empty
   end
   core.remove_rotated(path, launch.log_rotation(app, self:_rotation_defaults()).retain)
   return ok, err
