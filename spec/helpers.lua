@@ -55,6 +55,9 @@ end
 -- Polls cond() (running the loop in between) until it returns a truthy value
 -- or timeout_ms passes, then fails with what was awaited.
 function H.wait_until(cond, timeout_ms, what)
+  -- uv.now() is the loop's cached time: stale after a long stretch of the
+  -- spec's own work, which would eat into the timeout
+  uv.update_time()
   local deadline = uv.now() + (timeout_ms or 5000)
   while true do
     local v = cond()
