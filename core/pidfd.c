@@ -60,7 +60,33 @@ static int belongs(pid_t pid, pid_t pgid, const pid_t *taken, int n) {
   return 0;
 }
 
-int orch_pidfd_snapshot(pid_t root, pid_t pgid, orch_pidfd_entry_t *out, int cap) {
+/* Appends our own children in group pgid but root (whose descendants are
+ * there already), then their descendants (parents before children).
+ * Returns the new count. */
+static int own_group_children(pid_t root, pid_t pgid, pid_t *found, int n, int cap) {
+  static const int which[] = {F_PGRP};
+  int first = n;
+  int m = orch_proc_children(getpid(), 0, found, n, cap);
+  if (m <= n) return n;
+  int end = m;
+  n = first;
+  for (int i = first; i < end; i++) {
+    uint64_t g;
+    pid_t kid = found[i];
+    if (kid == root || orch_proc_stat_fields(kid, which, 1, &g) < 0 || (pid_t)g != pgid) continue;
+    found[n++] = kid; /* n <= i: compacting in place */
+  }
+  /* then the descendants of those kept */
+  int kept = n;
+  for (int i = first; i < kept && n < cap; i++) {
+    int d = orch_proc_descendants(found[i], found + n, cap - n);
+    if (d > 0) n += d;
+  }
+  return n;
+}
+
+int orch_pidfd_snapshot(pid_t root, pid_t pgid, int whole_system,
+                        orch_pidfd_entry_t *out, int cap) {
   enum { MAX = 4096 };
   pid_t *found = malloc(2 * MAX * sizeof *found);
   if (!found) return -ENOMEM;
@@ -71,9 +97,11 @@ int orch_pidfd_snapshot(pid_t root, pid_t pgid, orch_pidfd_entry_t *out, int cap
     int m = orch_proc_descendants(root, found, MAX);
     if (m > 0) nf = m; /* breadth first: parents before their children */
   }
-  if (pgid > 0) {
+  if (pgid > 0 && whole_system) {
     int m = orch_pgroup_members(pgid, found + nf, MAX - nf);
     if (m > 0) nf += m;
+  } else if (pgid > 0) {
+    nf = own_group_children(root, pgid, found, nf, MAX);
   }
   for (int i = 0; i < nf && n < cap; i++) {
     pid_t pid = found[i];
@@ -172,15 +200,21 @@ static int l_pidfd(lua_State *L) {
   return 1;
 }
 
-/* A list of pidfds for root's descendants and pgid's members (root itself
- * excepted), each checked to be where the scan found it once held. */
+/* core.pidfd_snapshot(root, pgid [, "system"]): a list of pidfds for root's
+ * descendants and pgid's members (root itself excepted), each checked to be
+ * where the scan found it once held. Members are looked for among our
+ * children (and below them), or with "system" in all of /proc. */
 static int l_pidfd_snapshot(lua_State *L) {
   pid_t root = (pid_t)luaL_optinteger(L, 1, 0);
   pid_t pgid = (pid_t)luaL_optinteger(L, 2, 0);
+  const char *scope = luaL_optstring(L, 3, "children");
+  int whole = strcmp(scope, "system") == 0;
+  if (!whole && strcmp(scope, "children") != 0)
+    return luaL_argerror(L, 3, "\"children\" or \"system\" expected");
   enum { CAP = 4096 };
   orch_pidfd_entry_t *e = malloc(CAP * sizeof *e);
   if (!e) return luaL_error(L, "out of memory");
-  int n = orch_pidfd_snapshot(root, pgid, e, CAP);
+  int n = orch_pidfd_snapshot(root, pgid, whole, e, CAP);
   if (n < 0) {
     free(e);
     return orch_lua_fail(L, n);

@@ -18,13 +18,17 @@ typedef struct {
 } orch_pidfd_entry_t;
 
 /* Pidfds for root's descendants (root > 0) and the members of group pgid
- * (pgid > 0), root itself excepted. Each is checked once its pidfd is open:
- * it must still be in pgid or the child of root or of another entry, so a pid
+ * (pgid > 0), root itself excepted. Members are found among our own
+ * children and below them (cheap: where a stopped app's orphans land, orch
+ * being their subreaper), or with whole_system in all of /proc (for what a
+ * crashed daemon left). Each is checked once its pidfd is open: it must
+ * still be in pgid or the child of root or of another entry, so a pid
  * recycled between the scan and pidfd_open is left out. Count or -errno. */
-int orch_pidfd_snapshot(pid_t root, pid_t pgid, orch_pidfd_entry_t *out, int cap);
+int orch_pidfd_snapshot(pid_t root, pid_t pgid, int whole_system,
+                        orch_pidfd_entry_t *out, int cap);
 
 struct lua_State;
-/* Adds pidfd(pid [, starttime]) and pidfd_snapshot(root, pgid). */
+/* Adds pidfd(pid [, starttime]) and pidfd_snapshot(root, pgid [, scope]). */
 void orch_pidfd_lua_register(struct lua_State *L);
 
 #endif

@@ -723,7 +723,7 @@ function Engine:_stop_leftover(g, finished)
   -- after the last scan.
   local function check()
     if over or n > 0 then return end
-    local more = core.pidfd_snapshot(0, pgid)
+    local more = core.pidfd_snapshot(0, pgid, "system")
     if #more == 0 then return finish() end
     take(more, killed and core.signum("SIGKILL") or signum)
   end
@@ -744,14 +744,14 @@ function Engine:_stop_leftover(g, finished)
       end
     end
   end
-  local first = core.pidfd_snapshot(pgid, pgid)
+  local first = core.pidfd_snapshot(pgid, pgid, "system")
   table.insert(first, 1, g.root)
   take(first, signum)
   timer:start(g.rec.kill_timeout or 1600, 0, function()
     killed = true
     local sigkill = core.signum("SIGKILL")
     for _, h in pairs(live) do h:signal(sigkill) end
-    take(core.pidfd_snapshot(live[pgid] and pgid or 0, pgid), sigkill)
+    take(core.pidfd_snapshot(live[pgid] and pgid or 0, pgid, "system"), sigkill)
   end)
 end
 

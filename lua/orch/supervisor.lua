@@ -36,9 +36,10 @@ local transient_spawn_errors = { EAGAIN = true, ENOMEM = true, EMFILE = true, EN
 -- that running out fails the app that does not fit, never the daemon.
 local FDS_PER_LAUNCH, FDS_KEPT = 12, 16
 
--- How often a stopping process whose main pid is gone is checked for
--- leftovers that are not our children (SIGCHLD covers the ones that are).
-local LEFTOVER_CHECK_MS = 50
+-- How often a stopping process whose group still has a member that orch
+-- cannot see (not below it) is checked again. Everything else is an event:
+-- the exits of the snapshot's pidfds, SIGCHLD.
+local LEFTOVER_CHECK_MS = 250
 
 -- Restarts by policy are spawned from a queue, at most LAUNCH_BUDGET_MS of
 -- spawning per loop turn, right before the loop polls: a process's exit is
@@ -569,33 +570,78 @@ function Supervisor:_drain_launches()
   end
 end
 
+-- Signals through pidfds (a snapshot's handles cannot reach a recycled pid).
+local function signal_handles(handles, signal)
+  local signum = core.signum(signal)
+  for _, h in pairs(handles) do
+    if not h:exited() then h:signal(signum) end
+  end
+end
+
+local function close_handles(handles)
+  for _, h in pairs(handles or {}) do h:close() end
+end
+
+-- The app died by itself: what it left in its group (held by pidfds) gets
+-- kill_signal, and SIGKILL after kill_timeout, so restarts do not pile up
+-- orphans (or ports held by them).
 function Supervisor:_kill_leftovers(pgid, app)
   if not (pgid and core.pgroup_alive(pgid)) then return end
-  core.kill(-pgid, app.kill_signal)
+  local left = core.pidfd_snapshot(0, pgid)
+  if #left == 0 then return end
+  signal_handles(left, app.kill_signal)
   local t
   t = after(app.kill_timeout, function()
     close_timer(t)
-    if core.pgroup_alive(pgid) then core.kill(-pgid, "SIGKILL") end
+    signal_handles(left, "SIGKILL")
+    close_handles(left)
+    local late = core.pidfd_snapshot(0, pgid) -- joined meanwhile
+    signal_handles(late, "SIGKILL")
+    close_handles(late)
   end)
   t:unref() -- leftovers alone do not keep orch running
 end
 
--- The tree as it is now: the process group, and descendants that moved to
--- another group (setsid) but still descend from the main process.
-local function tree(proc)
-  local pids = {}
-  if proc.pid then
-    for _, pid in ipairs(core.descendants(proc.pid)) do pids[#pids + 1] = pid end
+-- Takes pidfds for what is now in proc's tree: descendants of its main
+-- process while it runs (also those that left its group with setsid), and
+-- members of its group (among orch's children: where orphans land). They go
+-- into proc.snapshot (pid -> handle), each watched for its exit; returns
+-- those new to it.
+function Supervisor:_snapshot(proc)
+  proc.snapshot = proc.snapshot or {}
+  local new = {}
+  for _, h in ipairs(core.pidfd_snapshot(proc.handle and proc.pid or 0, proc.pid)) do
+    local old = proc.snapshot[h:pid()]
+    if old and not old:exited() then
+      h:close()
+    else
+      if old then old:close() end
+      proc.snapshot[h:pid()] = h
+      new[#new + 1] = h
+      h:on_exit(function() self:_check_stopped(proc) end)
+    end
   end
-  return pids
+  return new
 end
 
-local function signal_tree(proc, signal, pids)
-  core.kill(-proc.pid, signal)
-  for _, pid in ipairs(pids) do
+-- signal to proc's tree: by group while its main process is ours and not
+-- yet reaped (the group cannot be another's then), and through the pidfds
+-- of handles to the rest. A process orch may not signal (EPERM: another
+-- user's, such as a setuid program) is noted in proc.unreachable.
+local function signal_tree(proc, signal, handles)
+  local grouped = proc.handle ~= nil
+  if grouped then core.kill(-proc.pid, signal) end
+  local signum = core.signum(signal)
+  for _, h in pairs(handles) do
     -- Group members already got it from the group kill; a second SIGINT
     -- means "force quit" to many programs.
-    if signal == "SIGKILL" or core.getpgid(pid) ~= proc.pid then core.kill(pid, signal) end
+    if not h:exited() and (signal == "SIGKILL" or not grouped or h:pgid() ~= proc.pid) then
+      local ok, _, code = h:signal(signum)
+      if not ok and code == "EPERM" then
+        proc.unreachable = proc.unreachable or {}
+        proc.unreachable[h:pid()] = true
+      end
+    end
   end
 end
 
@@ -617,7 +663,8 @@ function Supervisor:stop(proc, done)
   if s ~= "online" and s ~= "launching" then return done() end
 
   proc.stop_waiters = { done }
-  proc.snapshot = tree(proc)
+  proc.killed = nil
+  self:_snapshot(proc)
   self:_set(proc, "stopping")
   local app = proc.app
   -- shutdown_with_message: 'shutdown' over the channel instead of the signal
@@ -630,7 +677,8 @@ function Supervisor:stop(proc, done)
     local handle = proc.handle
     sent = self.opts.graceful(proc, function()
       if proc.status == "stopping" and proc.handle == handle then
-        signal_tree(proc, app.kill_signal, tree(proc))
+        self:_snapshot(proc)
+        signal_tree(proc, app.kill_signal, proc.snapshot)
       end
     end)
   end
@@ -644,49 +692,59 @@ function Supervisor:stop(proc, done)
 end
 
 -- SIGKILL now for a stopping process (kill_timeout passed, or a second
--- Ctrl-C).
+-- Ctrl-C): to the snapshot and to what joined the tree since.
 function Supervisor:kill(proc)
   if proc.status ~= "stopping" then return end
-  local pids = proc.snapshot or {}
-  if proc.handle then
-    for _, pid in ipairs(tree(proc)) do pids[#pids + 1] = pid end
-  end
+  proc.killed = true
+  self:_snapshot(proc)
   self.log("info", string.format("%s: still running after kill_timeout %d ms, sending SIGKILL",
     self:label(proc), proc.app.kill_timeout))
-  signal_tree(proc, "SIGKILL", pids)
-  proc.sigkill_sent = true
+  signal_tree(proc, "SIGKILL", proc.snapshot)
+  self:_check_stopped(proc) -- what is left may be out of reach: see there
 end
 
-local function any_alive(pids)
-  for _, pid in ipairs(pids or {}) do
-    if core.kill(pid, 0) then return true end
-  end
-  return false
-end
-
+-- Stopped once the main process has exited and every process of the
+-- snapshot too (their pidfds call back here, as SIGCHLD does), and the
+-- group holds nothing new. Members out of reach (EPERM: another user's, say
+-- a setuid program) may still go by themselves until kill_timeout; after
+-- the SIGKILL nothing orch does can end them, so they do not hold the stop
+-- for ever.
 function Supervisor:_check_stopped(proc)
   if proc.status ~= "stopping" or proc.handle then return end
+  local stuck = false
+  for pid, h in pairs(proc.snapshot or {}) do
+    if not h:exited() then
+      if not (proc.killed and proc.unreachable and proc.unreachable[pid]) then return end
+      stuck = true
+    end
+  end
   local alive, why = false, nil
   if proc.pid then alive, why = core.pgroup_alive(proc.pid) end
-  -- Members out of reach (EPERM: another user's, say a setuid program) may
-  -- still go by themselves until kill_timeout; after the SIGKILL nothing
-  -- orch does can end them, so they do not hold the stop for ever.
+  if alive then
+    local new = self:_snapshot(proc)
+    if #new > 0 then
+      signal_tree(proc, proc.killed and "SIGKILL" or proc.app.kill_signal, new)
+      return
+    end
+  end
   local out_of_reach = why == "EPERM"
-  if out_of_reach and not proc.sigkill_sent then alive = true end
-  if alive or any_alive(proc.snapshot) then
+  if alive or (out_of_reach and not proc.killed) then
+    -- a member out of sight (not below orch), or out of reach before the
+    -- SIGKILL: looked for again a little later
     if not proc.recheck then
       proc.recheck = uv.new_timer()
       proc.recheck:start(LEFTOVER_CHECK_MS, LEFTOVER_CHECK_MS, function() self:_check_stopped(proc) end)
     end
     return
   end
-  if out_of_reach then
+  if out_of_reach or stuck then
     self.log("warn", string.format("%s: process group %d still has processes that may not be signalled "
       .. "(EPERM: another user's, a setuid program?); counted as stopped", self:label(proc), proc.pid))
   end
   close_timer(proc.timer)
   close_timer(proc.recheck)
-  proc.timer, proc.recheck, proc.snapshot, proc.sigkill_sent = nil, nil, nil, nil
+  close_handles(proc.snapshot)
+  proc.timer, proc.recheck, proc.snapshot, proc.killed, proc.unreachable = nil, nil, nil, nil, nil
   proc.pid = nil
   local waiters = proc.stop_waiters or {}
   proc.stop_waiters = nil

@@ -91,3 +91,58 @@ describe("recovery after a daemon crash", function()
     assert.is_false(H.json(home, { "ping" }).recovering)
   end)
 end)
+
+describe("stopping a tree", function()
+  local dir, home
+  H.each_test(function(d, h) dir, home = d, h end)
+
+  -- A stop used to signal raw pids from a snapshot (kill(pid, sig)), which
+  -- a recycled pid could receive. strace, attached to the daemon, shows
+  -- how the tree is signalled: the group by its id while the main process
+  -- is unreaped (the group cannot be another's then), the rest through
+  -- pidfds; never kill() of a single pid. (That a recycled pid is spared
+  -- follows from pidfds naming one process; this shows they are used.)
+  it("signals the processes of a tree through pidfds, never by raw pid", function()
+    local file = H.ecosystem(dir, [[
+      { name = "tree", script = "sh", args = { "-c", "setsid sleep 1001 & sleep 1002 & wait" },
+        kill_signal = "SIGTERM", kill_timeout = 5000 },
+    ]])
+    local started, code, err = H.json(home, { "start", file }, { cwd = dir })
+    assert.are.equal(0, code, err)
+    local main = started.processes[1].pid
+    H.track(main)
+    local pids
+    H.wait_until(function()
+      pids = H.app_pids(home, "tree")
+      return #pids == 3
+    end, 5000, "sh and its two sleeps")
+    for _, pid in ipairs(pids) do H.track(pid) end
+    local daemon = tonumber(H.read(home .. "/daemon.pid"))
+    local trace = dir .. "/stop.trace"
+    local strace_err = ""
+    local errpipe = uv.new_pipe(false)
+    local strace, spid = uv.spawn("strace", {
+      args = { "-p", tostring(daemon), "-e", "trace=kill,pidfd_open,pidfd_send_signal", "-o", trace },
+      stdio = { nil, nil, errpipe },
+    }, function() end)
+    assert(strace, spid)
+    errpipe:read_start(function(_, data) if data then strace_err = strace_err .. data end end)
+    local ok, perr = pcall(function()
+      H.wait_until(function() return strace_err:match("attached") end, 5000, "strace to attach")
+      code, _, err = H.orch_sync({ "stop", "tree" }, { home = home })
+      assert.are.equal(0, code, err)
+    end)
+    uv.kill(spid, "sigint") -- detaches
+    H.wait_until(function() return not H.exists(spid) or not H.alive(spid) end, 5000, "strace to detach")
+    errpipe:close()
+    strace:close()
+    assert(ok, perr)
+    for _, pid in ipairs(pids) do assert.is_false(H.alive(pid), "pid " .. pid .. " outlived the stop") end
+    local text = assert(H.read(trace))
+    assert.matches("kill%(%-" .. main .. ", SIGTERM%)", text)
+    assert.matches("pidfd_send_signal%(%d+, SIGTERM", text)
+    for pid in text:gmatch("kill%((%d+),") do
+      error("a raw pid was signalled: kill(" .. pid .. ", ...)\n" .. text)
+    end
+  end)
+end)
