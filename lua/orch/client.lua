@@ -58,7 +58,8 @@ local function start_daemon(layout)
     return nil, string.format("the daemon (pid %d) was not ready within %d ms (see %s)", pid, M.START_TIMEOUT_MS,
       layout.daemon_log)
   end
-  return nil, string.format("cannot wait for the daemon (pid %d): %s", pid, byte and ("unexpected byte " .. byte) or err)
+  return nil, string.format("cannot wait for the daemon (pid %d): %s", pid,
+    byte and ("unexpected byte " .. byte) or err)
 end
 
 -- Another orch (a `orch run`, a daemon started by hand) took the home just
@@ -69,7 +70,9 @@ local function await_other(sock)
   while waited < M.START_TIMEOUT_MS do
     local c, err, code = core.ctl_connect(sock)
     if c then return c end
-    if code ~= "ENOENT" and code ~= "ECONNREFUSED" then return nil, string.format("cannot connect to %s: %s", sock, err) end
+    if code ~= "ENOENT" and code ~= "ECONNREFUSED" then
+      return nil, string.format("cannot connect to %s: %s", sock, err)
+    end
     core.sleep_ms(step)
     waited, step = waited + step, math.min(step * 2, 200)
   end
