@@ -91,7 +91,7 @@ local function rm(dir) os.execute(("rm -rf '%s'"):format(dir)) end
 -- Direct copies, without orch: n at once, each with `how`.
 local function direct(base, how, n)
   local dir = new_dir(base)
-  local handles, left, t0 = {}, n, uv.hrtime()
+  local left, t0 = n, uv.hrtime()
   for i = 1, n do
     local out = ("%s/out%d"):format(dir, i)
     local cmd = how == "cfr" and ("exec cat '%s' > '%s'"):format(SRC, out)
@@ -105,7 +105,6 @@ local function direct(base, how, n)
     end)
     assert(h, pid)
     observe(pid)
-    handles[i] = h
   end
   poll(function() return left == 0 end, "direct copies")
   local t = (uv.hrtime() - t0) / 1e9
@@ -128,7 +127,7 @@ local function capture(base, mode, n, opts)
   f:write("return { apps = {\n", table.concat(apps, ",\n"), "\n} }\n")
   f:close()
   local env = { "ORCH_HOME=" .. home, "HOME=" .. home, "PATH=" .. PATH }
-  local logs, r, pid, run = {}, {}, nil, nil
+  local logs, r, pid, run = {}, {}
   for i = 1, n do logs[i] = ("%s/logs/cat%d-out.log"):format(home, i) end
   if mode == "daemon" then
     assert(sh(("ORCH_HOME='%s' '%s' ping >/dev/null && echo ok"):format(home, BIN)) == "ok", "orch ping failed")

@@ -95,7 +95,7 @@ local function bind(self, app, q)
   if q.addressType ~= 4 and q.addressType ~= 6 then return nil, "ENOTSUP" end
   local port = tonumber(q.port) or 0
   local host = q.address
-  local f, name
+  local f, _, name
   if type(host) == "string" then
     f, _, name = core.listen_tcp(host, port)
   else

@@ -221,9 +221,9 @@ end
 function H.describe(engine, args, respond)
   local procs = with_procs(engine, args, respond)
   if not procs then return end
-  local views = {}
-  for _, p in ipairs(procs) do views[#views + 1] = engine:describe(p) end
-  respond(list(views))
+  local described = {}
+  for _, p in ipairs(procs) do described[#described + 1] = engine:describe(p) end
+  respond(list(described))
 end
 
 -- Where the logs are; `orch logs` reads and follows the files itself, so no

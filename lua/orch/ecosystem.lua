@@ -1017,7 +1017,7 @@ local function sandbox(opts, state)
   local G = {
     assert = assert, error = error, ipairs = ipairs, next = next, select = select,
     tonumber = tonumber, tostring = tostring, type = type, unpack = unpack,
-    rawget = rawget, rawset = rawset, rawequal = rawequal, rawlen = rawlen,
+    rawget = rawget, rawset = rawset, rawequal = rawequal,
     setmetatable = setmetatable,
     getmetatable = function(v)
       -- The string metatable is shared with the daemon; keep it out of reach.

@@ -332,11 +332,11 @@ function Engine:apply(cfg, source, done)
   for _, app in ipairs(cfg.apps) do
     wanted[app.name] = true
     local entry = self.apps[app.name]
-    local running = self:app_running(app.name)
-    if entry and running and same(entry.app, app) and same(entry.env, source.env) then
+    local up = self:app_running(app.name)
+    if entry and up and same(entry.app, app) and same(entry.env, source.env) then
       entry.source = source
       table.insert(summary.unchanged, app.name)
-    elseif not running then
+    elseif not up then
       self:install(app, source)
       table.insert(summary.started, app.name)
     else

@@ -13,7 +13,7 @@ local function tail(path, n)
   if not f then return {}, 0 end
   local size = f:seek("end")
   local pos, buf = size, ""
-  local _, count = 0, 0
+  local _, count
   while pos > 0 do
     local step = math.min(CHUNK, pos)
     pos = pos - step

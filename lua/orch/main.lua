@@ -25,8 +25,8 @@ local function usage(out)
   local cli = require("orch.cli")
   for _, name in ipairs(order) do
     local v = verbs[name]
-    local usage = v and (v.usage or name) or (name .. " " .. cli.verbs[name].args)
-    out:write(string.format("  %-44s %s\n", usage, v and v.summary or cli.verbs[name].summary))
+    local line = v and (v.usage or name) or (name .. " " .. cli.verbs[name].args)
+    out:write(string.format("  %-44s %s\n", line, v and v.summary or cli.verbs[name].summary))
   end
 end
 

@@ -291,7 +291,7 @@ end
 -- Empties a log file of app (orch flush) and deletes its rotated files;
 -- writers go on at the new end. true if the file existed, or nil, err.
 function Supervisor:flush_log(path, app)
-  local sink, ok, err = self.sinks[path], nil, nil
+  local sink, ok, err = self.sinks[path]
   if sink then
     ok, err = sink:truncate()
   else
