@@ -180,7 +180,8 @@ function H.json(home, args, opts)
     full[#full + 1] = a
   end
   if not placed then full[#full + 1] = "--json" end
-  local code, out, err = H.orch_sync(full, { home = home, cwd = opts and opts.cwd, env = opts and opts.env })
+  local code, out, err = H.orch_sync(full, { home = home, cwd = opts and opts.cwd, env = opts and opts.env,
+    timeout = opts and opts.timeout })
   local ok, v = pcall(require("cjson").decode, out)
   return ok and v or nil, code, err, out
 end

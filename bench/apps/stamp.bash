@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Same probe as stamp.sh, but the timestamp is bash 5's $EPOCHREALTIME, read
 # by the shell itself: no fork+exec of date before the stamp. Microseconds;
 # every non-digit (the locale's decimal point) is dropped.

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Restart-latency probe for bench/foundation.lua (run by orch under sh).
 # Writes "PID NANOSECONDS" as soon as it starts, then stays up like a
 # long-running app. The rename makes the write atomic, so the reader never
