@@ -10,7 +10,7 @@ set -eu
 cd "$(dirname "$0")"
 
 # Build: compiler, libraries. Specs: busted, and what they run besides orch:
-# node and python3 (apps), curl, ss (iproute2), ps (procps).
+# node and python3 (apps), curl, ss (iproute2), ps (procps), strace.
 PACKAGES="gcc make cmake pkg-config libc6-dev luajit libluajit-5.1-dev libuv1-dev
 lua-cjson-dev lua-luv-dev lua-busted procps zlib1g-dev
 nodejs python3 curl iproute2 strace"
