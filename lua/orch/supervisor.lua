@@ -317,13 +317,30 @@ function Supervisor:start(proc)
   return self:_launch(proc)
 end
 
+-- The descriptors orch has open (at most), and its limit. Counting them
+-- (/proc/self/fd) costs O(open fds), as much as a spawn with a thousand
+-- open: the count is reused, plus FDS_PER_LAUNCH per launch since, until
+-- that estimate comes near the limit or is a second old.
+function Supervisor:_fds_in_use()
+  local c, now = self.fds, now_ms()
+  if not c or c.open + FDS_PER_LAUNCH + FDS_KEPT > c.limit or now - c.at > 1000 then
+    local open, limit = core.fd_count()
+    if not open then return nil end
+    c = { open = open, limit = limit, at = now }
+    self.fds = c
+  end
+  local open = c.open
+  c.open = c.open + FDS_PER_LAUNCH
+  return open, c.limit
+end
+
 function Supervisor:_launch(proc)
   close_timer(proc.timer)
   proc.timer, proc.queued = nil, nil
   proc.reason = nil
   proc.status = "launching"
   local app = proc.app
-  local open_fds, fd_limit = core.fd_count()
+  local open_fds, fd_limit = self:_fds_in_use()
   if open_fds and open_fds + FDS_PER_LAUNCH + FDS_KEPT > fd_limit then
     return self:_spawn_failed(proc, string.format("EMFILE: too many open files: orch has %d of its %d descriptors "
       .. "open, a launch needs up to %d and %d stay free for the daemon (raise the hard limit: ulimit -Hn, "
