@@ -124,17 +124,18 @@ static void sink_rotation_opts(lua_State *L, int idx, orch_sink_t *s) {
   orch_sink_compress(s, compress ? orch_runtime_loop(L) : NULL);
 }
 
-/* core.sink_open(path|nil [, {max_size =, retain =}] [, follow]): follow, a
- * path the user named: a symlink there is followed (orch_sink_open). */
+/* core.sink_open(path|nil [, {max_size =, retain =}] [, follow [, mkdir]]):
+ * follow, a path the user named: a symlink there is followed; mkdir, its
+ * directory is orch's, made again if gone (orch_sink_open). */
 static int l_sink_open(lua_State *L) {
   const char *path = luaL_optstring(L, 1, NULL);
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
-  int follow = lua_toboolean(L, 3);
+  unsigned flags = (lua_toboolean(L, 3) ? ORCH_SINK_FOLLOW : 0) | (lua_toboolean(L, 4) ? ORCH_SINK_MKDIR : 0);
   lsink_t *u = lua_newuserdata(L, sizeof *u);
   u->s = NULL;
   luaL_getmetatable(L, SINK_MT);
   lua_setmetatable(L, -2);
-  int rc = orch_sink_open(path, follow, &u->s);
+  int rc = orch_sink_open(path, flags, &u->s);
   if (rc < 0) return push_fail(L, rc);
   sink_rotation_opts(L, 2, u->s);
   return 1;
@@ -208,6 +209,10 @@ static int l_sink_stats(lua_State *L) {
     lua_pushstring(L, uv_err_name(-st.compress_err));
     lua_setfield(L, -2, "compress_error");
   }
+  lua_pushnumber(L, (lua_Number)st.remade);
+  lua_setfield(L, -2, "remade");
+  lua_pushnumber(L, (lua_Number)st.dir_remade);
+  lua_setfield(L, -2, "dir_remade");
   return 1;
 }
 

@@ -27,7 +27,11 @@ struct orch_sink_s {
   int at_bol;         /* the file is empty or ends with a newline */
   int pending_open;   /* FILE was renamed away; opening the new one failed */
   int own_stdio;      /* fds 1 and 2 follow the file */
-  int follow;         /* a symlink at path is followed (orch_sink_open) */
+  int follow;         /* a symlink at path is followed (ORCH_SINK_FOLLOW) */
+  int mkdir;          /* its directory is orch's: made again if gone */
+  uint64_t check_at;  /* CLOCK_MONOTONIC ns: next look for a deleted file */
+  uint64_t remade;    /* times the file was deleted while open, and made anew */
+  uint64_t dir_remade; /* times its directory was gone and made again */
   uint64_t size;      /* of the file; refreshed with fstat near max_size */
   uint64_t retry_at;  /* CLOCK_MONOTONIC ns: no rotation attempt before */
   uint64_t rotations;
@@ -128,6 +132,8 @@ static int open_append(const char *path, mode_t mode, int follow) {
   return fd < 0 ? -errno : fd;
 }
 
+static void report(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 static uint64_t now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -161,7 +167,45 @@ static void adopt(orch_sink_t *s, int fd) {
   }
 }
 
-int orch_sink_open(const char *path, int follow, orch_sink_t **out) {
+/* Opens s->path; if its directory is gone and is orch's (ORCH_SINK_MKDIR),
+ * makes it again (0700, as orch made it) and says so. */
+static int open_file(orch_sink_t *s, mode_t mode, int follow) {
+  int fd = open_append(s->path, mode, follow);
+  const char *slash = strrchr(s->path, '/');
+  char dir[PATH_MAX];
+  size_t n = slash ? (size_t)(slash - s->path) : 0;
+  if (fd != -ENOENT || !s->mkdir || n == 0 || n >= sizeof dir) return fd;
+  memcpy(dir, s->path, n);
+  dir[n] = '\0';
+  int made = mkdir(dir, 0700) == 0;
+  if (!made && errno != EEXIST) return fd;
+  if (made) {
+    s->dir_remade++;
+    report("warning", "%s: the log directory was gone; made it again (0700)", dir);
+  }
+  return open_append(s->path, mode, follow);
+}
+
+/* A file deleted while open (by itself, or with its directory) takes bytes
+ * nobody will ever read. So, at most once a second and only while writing,
+ * a regular file's link count is looked at, and a deleted one is replaced by
+ * a new file at its path; if that fails, writing goes on to the old one and
+ * the next look tries again. */
+static void check_deleted(orch_sink_t *s) {
+  if (!s->regular) return;
+  uint64_t now = now_ns();
+  if (now < s->check_at) return;
+  s->check_at = now + 1000000000u;
+  struct stat st;
+  if (fstat(s->fd, &st) < 0 || st.st_nlink > 0) return;
+  int fd = open_file(s, st.st_mode & 07777, s->follow);
+  if (fd < 0) return;
+  adopt(s, fd);
+  s->remade++;
+  report("warning", "%s: deleted while open; writing to a new file at that path", s->path);
+}
+
+int orch_sink_open(const char *path, unsigned flags, orch_sink_t **out) {
   size_t len = path ? strlen(path) : 0;
   orch_sink_t *s = calloc(1, sizeof *s + len + 1);
   if (!s) return -ENOMEM;
@@ -170,8 +214,10 @@ int orch_sink_open(const char *path, int follow, orch_sink_t **out) {
   s->at_bol = 1;
   if (path) {
     memcpy(s->path, path, len + 1);
-    s->follow = follow;
-    int fd = open_append(path, 0640, follow);
+    s->follow = (flags & ORCH_SINK_FOLLOW) != 0;
+    s->mkdir = (flags & ORCH_SINK_MKDIR) != 0;
+    s->check_at = now_ns() + 1000000000u;
+    int fd = open_file(s, 0640, s->follow);
     if (fd < 0) {
       free(s);
       return fd;
@@ -205,7 +251,7 @@ int orch_sink_reopen(orch_sink_t *s) {
   if (s->fd < 0) return 0;
   struct stat st;
   mode_t mode = fstat(s->fd, &st) == 0 ? st.st_mode & 07777 : 0640;
-  int fd = open_append(s->path, mode, s->follow);
+  int fd = open_file(s, mode, s->follow);
   if (fd < 0) return fd;
   /* The writability watch was on the old fd: the outpipes waiting on it try
    * the new file at once (and watch it if they must wait again). */
@@ -365,7 +411,7 @@ static void rotate(orch_sink_t *s) {
   if (s->pending_open) {
     /* FILE was just renamed away: whatever is there now, a symlink
      * included, someone else put there. */
-    rc = open_append(s->path, mode, 0);
+    rc = open_file(s, mode, 0);
     if (rc >= 0) {
       adopt(s, rc);
       s->rotations++;
@@ -437,6 +483,7 @@ static int space_err(int err) { return err == ENOSPC || err == EDQUOT || err == 
  * count: the tail of buf) for the caller to offer again, rather than dropped. */
 static size_t sink_put(orch_sink_t *s, const char *buf, size_t n, int hold) {
   if (s->fd < 0) return 0;
+  check_deleted(s);
   int empty_cuts = 0;
   while (n > 0) {
     size_t take = n;
@@ -483,6 +530,8 @@ void orch_sink_stats(const orch_sink_t *s, orch_sink_stats_t *st) {
   st->rotations = s->rotations;
   st->rotate_err = s->rotate_err;
   st->compress_err = s->gz_err;
+  st->remade = s->remade;
+  st->dir_remade = s->dir_remade;
 }
 
 /* ---- records (formatted mode) ---- */

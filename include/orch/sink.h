@@ -43,12 +43,20 @@ typedef struct orch_outpipe_s orch_outpipe_t;
 #define ORCH_LINE_MAX 65536
 
 /* Opens (creating, mode 0640) path for appending. NULL path: discard.
- * follow: a symlink as path's last component is followed, for a path the
- * user named; else (names orch makes: default log names, per-instance
- * names, the daemon's log) it is refused with -ELOOP, as someone who can
- * write the directory may have planted it. The file after a rotation and
- * the gzip's temporary file never go through a symlink either. */
-int orch_sink_open(const char *path, int follow, orch_sink_t **out);
+ * ORCH_SINK_FOLLOW: a symlink as path's last component is followed, for a
+ * path the user named; else (names orch makes: default log names,
+ * per-instance names, the daemon's log) it is refused with -ELOOP, as
+ * someone who can write the directory may have planted it. The file after a
+ * rotation and the gzip's temporary file never go through a symlink either.
+ * ORCH_SINK_MKDIR: the directory is orch's (its logs directory): if it is
+ * gone, it is made again (0700) and the file opened in it, here and
+ * whenever the file is opened again.
+ * A regular file deleted while open is noticed (at most a second after,
+ * when something is written) and replaced by a new file at its path, so
+ * output never goes on into a file nobody can read (orch_sink_stats). */
+#define ORCH_SINK_FOLLOW 1u
+#define ORCH_SINK_MKDIR 2u
+int orch_sink_open(const char *path, unsigned flags, orch_sink_t **out);
 void orch_sink_ref(orch_sink_t *s);
 void orch_sink_unref(orch_sink_t *s);
 /* Writes all of buf; on a write error (full disk, ...) the bytes are counted as
@@ -106,6 +114,8 @@ typedef struct {
   uint64_t rotations;
   int rotate_err;            /* errno of the failed rotation, 0 once one works */
   int compress_err;          /* errno of the last failed gzip, 0 once one works */
+  uint64_t remade;           /* times the file was deleted while open, made anew */
+  uint64_t dir_remade;       /* times its directory was gone and made again */
 } orch_sink_stats_t;
 void orch_sink_stats(const orch_sink_t *s, orch_sink_stats_t *st);
 

@@ -217,7 +217,9 @@ function Supervisor:_sink(path, app)
     return s
   end
   local err, code
-  s, err, code = core.sink_open(path, rotation, launch.log_path_named(app or {}, path))
+  -- orch's own logs directory is made again if someone deleted it
+  local own_dir = path:match("^(.*)/[^/]*$") == self.opts.logs_dir
+  s, err, code = core.sink_open(path, rotation, launch.log_path_named(app or {}, path), own_dir)
   if code == "ELOOP" then
     err = "a symlink, which orch does not follow in the log file names it makes "
       .. "(set out_file, error_file or log_file to this path to follow it)"
@@ -266,6 +268,13 @@ function Supervisor:log_problems(proc)
     if st.compress_error then
       problems[#problems + 1] = string.format("%s: gzip of %s.1 failed (%s), kept as it is", path, path,
         st.compress_error)
+    end
+    if st.dir_remade > 0 then
+      problems[#problems + 1] = string.format("%s: its directory was gone; orch made it again (0700)", path)
+    end
+    if st.remade > 0 then
+      problems[#problems + 1] = string.format("%s: deleted while open; orch writes to a new file at that path",
+        path)
     end
     if st.stalled then
       problems[#problems + 1] = string.format("%s: %s, writing paused until %s", path, st.error,

@@ -69,4 +69,25 @@ describe("log paths", function()
     local d = describe_app("app")
     assert.are.equal(require("cjson").null, d.log_problems)
   end)
+
+  it("recreates a deleted log directory (0700): running apps, reopen-logs and new apps write to it again", function()
+    local tick = [[ { name = "%s", script = "sh",
+      args = { "-c", "i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.02; done" } }, ]]
+    H.start_apps(dir, home, tick:format("tick"))
+    local log = logs() .. "/tick-out.log"
+    H.wait_until(function() return #H.ticks(H.read(log) or "") >= 5 end, 10000, "ticks in the log")
+    assert.are.equal("", H.sh("rm -r '" .. logs() .. "' 2>&1"))
+    -- a new app starts and logs
+    local late = H.ecosystem(dir, tick:format("late"), "late.ecosystem.lua")
+    local _, code, err = H.json(home, { "start", late }, { cwd = dir })
+    assert.are.equal(0, code, err)
+    H.wait_until(function() return describe_app("late").status == "online" end, 10000, "late to be online")
+    H.wait_until(function() return #H.ticks(H.read(logs() .. "/late-out.log") or "") >= 5 end, 10000,
+      "late's ticks in its log")
+    assert.are.equal(tonumber("700", 8), uv.fs_stat(logs()).mode % 4096)
+    -- the running app's output goes to a new file, not to the deleted one
+    H.wait_until(function() return #H.ticks(H.read(log) or "") >= 5 end, 10000, "tick's ticks in a new log")
+    assert.are.equal(0, select(2, H.json(home, { "reopen-logs" })))
+    assert.matches("tick%-out%.log: deleted while open", describe_app("tick").log_problems)
+  end)
 end)
