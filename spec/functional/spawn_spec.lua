@@ -35,6 +35,29 @@ describe("spawn", function()
       table.sort(listed)
       assert.are.equal("0 1 2 3", table.concat(listed, " ")) -- 3: ls's own directory
     end)
+    it("reports an exec error even when its pipe lands where the child's fds go", function()
+      -- two free fds low down (the error pipe takes them), every extra fd
+      -- above them, and enough extras that fds 3.. in the child cover them
+      local script = H.write(dir .. "/clobber.lua", [[
+        local core = require("orch.core")
+        local function spawn(fds)
+          local h, err = core.spawn({ file = "/nonexistent/program", argv = { "x" }, env = {}, fds = fds })
+          return h and "spawned" or err
+        end
+        print(spawn({})) -- opens what spawn keeps open (/dev/null)
+        local held = {}
+        for i = 1, 40 do held[i] = assert(core.dup(0)) end
+        local low = held[1]
+        core.close(held[1])
+        core.close(held[2])
+        local extra = {}
+        for i = 3, low + 2 do extra[#extra + 1] = held[i] end
+        print(spawn(extra))
+      ]])
+      local code, out, err = H.orch_sync({ "lua", script }, { home = home })
+      assert.are.equal(0, code, err)
+      assert.are.equal(string.rep("ENOENT: no such file or directory\n", 2), out)
+    end)
   end)
 
   describe("file descriptor limits", function()
