@@ -91,10 +91,13 @@ end
 function H.ping(engine, args, respond)
   local ok, err = check(args, {})
   if not ok then return respond(nil, "EINVAL", err) end
+  local core = require("orch.core")
   respond({
-    pid = require("orch.core").getpid(), version = engine_mod.VERSION, home = engine.paths.home,
+    pid = core.getpid(), version = engine_mod.VERSION, home = engine.paths.home,
     mode = engine.mode, processes = #engine.sup:list(), recovering = engine.recovering == true,
     uptime_ms = math.floor((require("luv").hrtime() - engine.started_at) / 1e6),
+    -- orch run's echo: lines its terminal or pipe was too slow for (the logs have them)
+    echo_dropped = engine.mode == "run" and core.echo_stats().lines or nil,
   })
 end
 
