@@ -53,14 +53,14 @@ int orch_listen_tcp(const char *host, int port, int backlog) {
   return bind_listen(fd, (struct sockaddr *)&ss, len, backlog);
 }
 
-int orch_listen_unix(const char *path, int backlog) {
+int orch_listen_unix(const char *path, int backlog, int replace) {
   struct sockaddr_un sun;
   memset(&sun, 0, sizeof sun);
   if (strlen(path) >= sizeof sun.sun_path) return -ENAMETOOLONG;
   sun.sun_family = AF_UNIX;
   strcpy(sun.sun_path, path);
   struct stat st;
-  if (lstat(path, &st) == 0) {
+  if (replace && lstat(path, &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) return -EEXIST; /* never remove what is not a socket */
     if (unlink(path) < 0) return -errno;
   }
@@ -77,8 +77,10 @@ static int l_listen_tcp(lua_State *L) {
   return 1;
 }
 
+/* listen_unix(path[, backlog[, keep]]): keep: never replace an existing
+ * socket file (a cluster worker's request, not the app's configuration). */
 static int l_listen_unix(lua_State *L) {
-  int fd = orch_listen_unix(luaL_checkstring(L, 1), (int)luaL_optinteger(L, 2, 511));
+  int fd = orch_listen_unix(luaL_checkstring(L, 1), (int)luaL_optinteger(L, 2, 511), !lua_toboolean(L, 3));
   if (fd < 0) return orch_lua_fail(L, fd);
   lua_pushinteger(L, fd);
   return 1;

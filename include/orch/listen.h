@@ -9,8 +9,10 @@
  * close-on-exec, non-blocking off: the receivers decide). Returns the fd or
  * a negative errno. */
 int orch_listen_tcp(const char *host, int port, int backlog);
-/* The same on a Unix socket path (an existing socket file is replaced). */
-int orch_listen_unix(const char *path, int backlog);
+/* The same on a Unix socket path. replace: an existing socket file there is
+ * removed first (never anything else); otherwise any file there is
+ * EADDRINUSE, as Node's listen(path) has it. */
+int orch_listen_unix(const char *path, int backlog, int replace);
 
 /* Adds listen_tcp, listen_unix and sockname to the orch.core table on the
  * stack top. */

@@ -10,6 +10,7 @@
 -- Wire format: docs/protocol.md; Node's side: lib/internal/cluster/.
 local uv = require("luv")
 local core = require("orch.core")
+local util = require("orch.util")
 local cjson = require("cjson").new()
 local null = cjson.null
 
@@ -27,6 +28,10 @@ local ERRNO = {
 -- Connections orch holds for an app while no worker can take them (every
 -- instance is restarting); more are left in the kernel's accept queue.
 M.MAX_HELD = 1024
+-- Sockets orch binds or keeps for one app's workers (servers a worker may
+-- ask for): more are refused with EMFILE, so a runaway or hostile worker
+-- cannot make the daemon bind without limit.
+M.MAX_SOCKETS = 16
 -- A connection refused this often by workers (accepted = false) is closed.
 M.MAX_TRIES = 8
 
@@ -82,21 +87,38 @@ local function configured(self, app, q)
   end
 end
 
+-- Where a worker's Unix socket goes: a path relative to the app's cwd (as
+-- Node's worker resolves it itself; never the daemon's cwd, /), not a
+-- directory, no NUL (no abstract sockets). nil, code when not acceptable.
+local function pipe_path(app, address)
+  if type(address) ~= "string" or address == "" or address:find("\0", 1, true) then return nil, "EINVAL" end
+  local path = util.abspath(address, app.cwd or "/nonexistent")
+  if path == "/" or address:sub(-1) == "/" then return nil, "EINVAL" end
+  if #path > 107 then return nil, "ENAMETOOLONG" end
+  return path
+end
+
 -- The socket for a query: the app's own, or one bound now (Node binds an
--- unspecified address as "::", falling back to "0.0.0.0").
+-- unspecified address as "::", falling back to "0.0.0.0"). Returns fd,
+-- owned, or nil, code.
 local function bind(self, app, q)
   local fd = configured(self, app, q)
   if fd then return fd, false end
+  local f, name, _
   if q.addressType == -1 then
-    if type(q.address) ~= "string" then return nil, "EINVAL" end
-    local f, _, name = core.listen_unix(q.address)
+    local path, perr = pipe_path(app, q.address)
+    if not path then return nil, perr end
+    -- an existing file is EADDRINUSE, as for Node: a worker never makes
+    -- orch remove a socket that someone else serves
+    f, _, name = core.listen_unix(path, 511, true)
     return f, f and true or name
   end
   if q.addressType ~= 4 and q.addressType ~= 6 then return nil, "ENOTSUP" end
   local port = tonumber(q.port) or 0
   local host = q.address
-  local f, _, name
-  if type(host) == "string" then
+  if port ~= math.floor(port) or port < 0 or port > 65535 then return nil, "EINVAL" end
+  if host ~= nil and type(host) ~= "string" then return nil, "EINVAL" end
+  if host then
     f, _, name = core.listen_tcp(host, port)
   else
     f, _, name = core.listen_tcp("::", port)
@@ -125,6 +147,9 @@ function Cluster:_entry(app, q)
     e.stale = nil -- asked for again after a change: kept
     return e
   end
+  local held = 0
+  for _ in pairs(by_key) do held = held + 1 end
+  if held >= M.MAX_SOCKETS then return nil, "EMFILE", "the app holds " .. M.MAX_SOCKETS .. " sockets already" end
   local fd, owned_or_err = bind(self, app, q)
   if not fd then return nil, owned_or_err end
   local unix = q.addressType == -1
@@ -232,10 +257,10 @@ end
 
 function Cluster:_query(w, q)
   local app = w.proc.app
-  local e, err = self:_entry(app, q)
+  local e, err, why = self:_entry(app, q)
   if not e then
-    self.log("warn", string.format("%s: cannot listen on %s:%s for the cluster: %s", self.label(w.proc),
-      tostring(q.address or "*"), tostring(q.port or q.address), tostring(err)))
+    self.log("warn", string.format("%s: cannot listen on %s:%s for the cluster: %s%s", self.label(w.proc),
+      tostring(q.address or "*"), tostring(q.port or q.address), tostring(err), why and (" (" .. why .. ")") or ""))
     return self:_reply(w, q, { errno = ERRNO[err] or ERRNO.EINVAL, key = nil, data = q.data })
   end
   if e.rr then
