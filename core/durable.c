@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,10 +105,13 @@ int orch_durable_seal(const char *path) {
   return 0;
 }
 
-/* ---- in the thread pool ---- */
+/* ---- on a writer thread of its own ----
+ * Not libuv's thread pool: a state write must not wait behind gzip jobs of
+ * rotated logs. Jobs are done in order; finished ones go back to the loop
+ * through an async handle. */
 
-typedef struct {
-  uv_work_t req;
+typedef struct job {
+  struct job *next;
   lua_State *L;
   int cb_ref;
   int rc;
@@ -117,32 +121,62 @@ typedef struct {
   char path[];
 } job_t;
 
-static void work(uv_work_t *req) {
-  job_t *j = req->data;
-  pthread_mutex_lock(&lock);
-  if (sealed && strcmp(sealed, j->path) == 0) {
-    j->rc = -ECANCELED;
-    j->step = "write";
-  } else {
-    j->rc = write_locked(j->path, j->data, j->len, &j->step);
-  }
-  pthread_mutex_unlock(&lock);
+static pthread_mutex_t qlock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t qcond = PTHREAD_COND_INITIALIZER;
+static job_t *todo_head, *todo_tail, *done_head, *done_tail; /* under qlock */
+static int started;  /* the thread and the async handle exist */
+static int detached; /* under qlock: the Lua state is gone, no more async sends */
+static uv_async_t done_async;
+
+static void push(job_t **head, job_t **tail, job_t *j) {
+  j->next = NULL;
+  if (*tail) (*tail)->next = j;
+  else *head = j;
+  *tail = j;
 }
 
-static void after(uv_work_t *req, int status) {
-  job_t *j = req->data;
+static void *writer_main(void *arg) {
+  (void)arg;
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, NULL); /* signals are the loop thread's */
+  for (;;) {
+    pthread_mutex_lock(&qlock);
+    while (!todo_head) pthread_cond_wait(&qcond, &qlock);
+    job_t *j = todo_head;
+    todo_head = j->next;
+    if (!todo_head) todo_tail = NULL;
+    pthread_mutex_unlock(&qlock);
+
+    pthread_mutex_lock(&lock);
+    if (sealed && strcmp(sealed, j->path) == 0) {
+      j->rc = -ECANCELED;
+      j->step = "write";
+    } else {
+      j->rc = write_locked(j->path, j->data, j->len, &j->step);
+    }
+    pthread_mutex_unlock(&lock);
+
+    pthread_mutex_lock(&qlock);
+    push(&done_head, &done_tail, j);
+    if (!detached) uv_async_send(&done_async);
+    pthread_mutex_unlock(&qlock);
+  }
+  return NULL;
+}
+
+static void finish(job_t *j) {
   if (lua_up) {
     lua_State *L = j->L;
     lua_rawgeti(L, LUA_REGISTRYINDEX, j->cb_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, j->cb_ref);
-    int rc = status < 0 ? status : j->rc;
     int nargs = 1;
-    if (rc == 0) {
+    if (j->rc == 0) {
       lua_pushboolean(L, 1);
     } else {
       lua_pushnil(L);
-      lua_pushfstring(L, "cannot %s %s: %s: %s", j->step, j->path, uv_err_name(rc), uv_strerror(rc));
-      lua_pushstring(L, uv_err_name(rc));
+      lua_pushfstring(L, "cannot %s %s: %s: %s", j->step, j->path, uv_err_name(j->rc), uv_strerror(j->rc));
+      lua_pushstring(L, uv_err_name(j->rc));
       nargs = 3;
     }
     int n = orch_runtime_pcall(L, nargs, 0, 0);
@@ -150,6 +184,38 @@ static void after(uv_work_t *req, int status) {
   }
   free(j->data);
   free(j);
+}
+
+static void on_done(uv_async_t *a) {
+  (void)a;
+  pthread_mutex_lock(&qlock);
+  job_t *j = done_head;
+  done_head = done_tail = NULL;
+  pthread_mutex_unlock(&qlock);
+  while (j) {
+    job_t *next = j->next;
+    finish(j);
+    j = next;
+  }
+}
+
+static int start_writer(uv_loop_t *loop) {
+  if (started) return 0;
+  int rc = uv_async_init(loop, &done_async, on_done);
+  if (rc < 0) return rc;
+  uv_unref((uv_handle_t *)&done_async); /* pending writes do not keep orch alive */
+  pthread_t t;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  rc = -pthread_create(&t, &attr, writer_main, NULL);
+  pthread_attr_destroy(&attr);
+  if (rc < 0) {
+    uv_close((uv_handle_t *)&done_async, NULL);
+    return rc;
+  }
+  started = 1;
+  return 0;
 }
 
 /* durable_write(path, text[, callback]): without a callback, blocking:
@@ -179,21 +245,23 @@ static int l_durable_write(lua_State *L) {
     free(data);
     return orch_lua_fail(L, -ENOMEM);
   }
+  int rc = start_writer(orch_runtime_loop(L));
+  if (rc < 0) {
+    free(j);
+    free(data);
+    return orch_lua_fail(L, rc);
+  }
   memcpy(j->path, path, plen + 1);
   memcpy(data, text, len);
   j->data = data;
   j->len = len;
   j->L = L;
-  j->req.data = j;
   lua_pushvalue(L, 3);
   j->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  int rc = uv_queue_work(orch_runtime_loop(L), &j->req, work, after);
-  if (rc < 0) {
-    luaL_unref(L, LUA_REGISTRYINDEX, j->cb_ref);
-    free(j->data);
-    free(j);
-    return orch_lua_fail(L, rc);
-  }
+  pthread_mutex_lock(&qlock);
+  push(&todo_head, &todo_tail, j);
+  pthread_cond_signal(&qcond);
+  pthread_mutex_unlock(&qlock);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -208,6 +276,10 @@ static int l_durable_seal(lua_State *L) {
 static int on_state_close(lua_State *L) {
   (void)L;
   lua_up = 0;
+  /* main.c closes every handle next: the writer must not touch ours */
+  pthread_mutex_lock(&qlock);
+  detached = 1;
+  pthread_mutex_unlock(&qlock);
   return 0;
 }
 

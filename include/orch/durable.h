@@ -4,9 +4,10 @@
  * Readers see the old file or the new one, never half of one.
  *
  * fsync can take seconds (ext4 in ordered mode flushes other files' dirty
- * data with the journal), so the daemon writes in libuv's thread pool; one
- * lock orders the writes, and a sealed path (the last write of an exiting
- * orch) takes no write queued before it. */
+ * data with the journal), so the daemon writes on a thread of its own (not
+ * libuv's pool, where gzip jobs of rotated logs would delay it); one lock
+ * orders the writes, and a sealed path (the last write of an exiting orch)
+ * takes no write queued before it. */
 #ifndef ORCH_DURABLE_H
 #define ORCH_DURABLE_H
 

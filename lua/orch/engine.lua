@@ -575,7 +575,7 @@ function Engine:flush_state(done)
   self.state_writer.flush(function() done() end)
 end
 
--- Written in the thread pool (orch.state.writer); clean: the last write of
+-- Written off the loop thread (orch.state.writer); clean: the last write of
 -- an orch that stopped its processes and exits, written at once, and the
 -- next orch then starts with nothing (a crash leaves clean unset).
 function Engine:save_state(clean)

@@ -23,7 +23,7 @@ function M.write_json(path, value, final)
   return core.durable_write(path, text)
 end
 
--- A writer of one file in the thread pool (fsync can take seconds; the
+-- A writer of one file off the loop thread (fsync can take seconds; the
 -- loop must not wait). write(value, done) queues value: one write at a time,
 -- and a value queued while one is in progress replaces any other still
 -- waiting. done(ok, message) once the write of this value (or of a newer
