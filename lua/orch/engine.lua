@@ -856,6 +856,9 @@ end
 M.LIST = {} -- metatable marking a result that is a list
 M.MAX_HELD = 10000 -- requests held during recovery; past it: ERECOVERING
 
+-- How long a reply waits for the state file to be on disk (see _request).
+M.STATE_WAIT_MS = 2000
+
 -- Commands that change nothing: never "not saved", whatever the disk does.
 local READ_ONLY = { ping = true, list = true, describe = true, logs = true, complete = true }
 
@@ -909,8 +912,13 @@ function Engine:_request(commands, conn, line)
     -- after this reply must find these processes in the state file. When
     -- the state file could not be written (a full disk) after a change
     -- during the request, the change happened but is not kept: the client
-    -- is told, not answered as if all were well.
-    self:flush_state(function()
+    -- is told, not answered as if all were well. A disk slow to fsync
+    -- (seconds, under heavy writes) holds the reply STATE_WAIT_MS at most.
+    local sent, timer = false, nil
+    local function send()
+      if sent then return end
+      sent = true
+      if timer then timer:close() end
       if not code and self.state_error and self.state_seq ~= seq and not READ_ONLY[cmd] then
         code, message = "EIO", string.format("'%s' done, but not saved: %s (a daemon restarted after a crash "
           .. "would not know it)", cmd, self.state_error)
@@ -918,7 +926,17 @@ function Engine:_request(commands, conn, line)
       conn:busy(-1) -- done once its reply is queued: a result waiting here counts
       if code then reply(conn, id, false, { code = code, message = message })
       else reply(conn, id, true, result == nil and cjson.null or result) end
-    end)
+    end
+    self:flush_state(send)
+    if not sent then
+      timer = uv.new_timer()
+      timer:start(M.STATE_WAIT_MS, 0, function()
+        if sent then return end
+        self.log("warn", string.format("state file not on disk after %d ms; answering '%s' meanwhile",
+          M.STATE_WAIT_MS, cmd))
+        send()
+      end)
+    end
   end
   local good, err = xpcall(handler, debug.traceback, self, args, respond, conn)
   if not good then
