@@ -417,9 +417,8 @@ function H.kill(engine, args, respond)
   local ok, err = check(args, {})
   if not ok then return respond(nil, "EINVAL", err) end
   engine:stop_all(function()
-    -- the state file first: respond() answers at once then, before the end
-    engine:flush_state(function()
-      respond({ stopped = true })
+    -- the daemon ends once the reply is queued (it may wait for the state file)
+    respond({ stopped = true }, nil, nil, function()
       if engine.on_kill then engine.on_kill() end
     end)
   end)

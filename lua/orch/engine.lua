@@ -905,7 +905,8 @@ function Engine:_request(commands, conn, line)
   local answered = false
   local seq = self.state_seq
   conn:busy(1) -- at most a few requests in progress per connection (core/ctl.c)
-  local function respond(result, code, message)
+  -- after(): once the reply is queued (kill ends the daemon then)
+  local function respond(result, code, message, after)
     if answered then return end
     answered = true
     -- What a client has been told is on disk first: a daemon killed right
@@ -926,6 +927,7 @@ function Engine:_request(commands, conn, line)
       conn:busy(-1) -- done once its reply is queued: a result waiting here counts
       if code then reply(conn, id, false, { code = code, message = message })
       else reply(conn, id, true, result == nil and cjson.null or result) end
+      if after then after() end
     end
     self:flush_state(send)
     if not sent then
