@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "orch/ctl.h"
+#include "orch/heap.h"
 #include "orch/daemon.h"
 #include "orch/durable.h"
 #include "orch/echo.h"
@@ -670,6 +671,21 @@ static int l_echo_stats(lua_State *L) {
 }
 
 /* Where errors of protected callbacks go (default: stderr). */
+/* heap_limit(on): caps the Lua heap while user code runs (orch.hook). */
+static int l_heap_limit(lua_State *L) {
+  lua_pushboolean(L, orch_heap_limit(L, lua_toboolean(L, 1)) == 0);
+  return 1;
+}
+
+/* heap(): bytes the Lua state holds, and the cap in force (0: none). */
+static int l_heap(lua_State *L) {
+  size_t used = 0, limit = 0;
+  if (orch_heap_stats(L, &used, &limit) < 0) return 0;
+  lua_pushnumber(L, (lua_Number)used);
+  lua_pushnumber(L, (lua_Number)limit);
+  return 2;
+}
+
 static int l_on_error(lua_State *L) {
   if (!lua_isnil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_pushvalue(L, 1);
@@ -713,6 +729,8 @@ static const luaL_Reg core_funcs[] = {{"spawn", l_spawn},
                                       {"on_error", l_on_error},
                                       {"echo", l_echo},
                                       {"echo_stats", l_echo_stats},
+                                      {"heap_limit", l_heap_limit},
+                                      {"heap", l_heap},
                                       {NULL, NULL}};
 
 static void new_class(lua_State *L, const char *name, const luaL_Reg *methods,

@@ -1,6 +1,8 @@
 /* runtime.c: one LuaJIT state on orch's loop. */
 #include "orch/runtime.h"
 
+#include "orch/heap.h"
+
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdio.h>
@@ -51,9 +53,30 @@ static void report(lua_State *L, const char *msg) {
   lua_pop(L, 1);
 }
 
+/* A Lua function whose environment is not the daemon's globals is user
+ * code (ecosystem sandbox, REPL environment): orch.hook's rule. */
+static int is_user_function(lua_State *L, int idx) {
+  if (lua_type(L, idx) != LUA_TFUNCTION || lua_iscfunction(L, idx)) return 0;
+  lua_getfenv(L, idx);
+  int user = !lua_rawequal(L, -1, LUA_GLOBALSINDEX);
+  lua_pop(L, 1);
+  return user;
+}
+
 int orch_runtime_pcall(lua_State *L, int nargs, int nresults, int flags) {
   (void)flags; /* never exit, always trace: a user's error must not kill orch */
   int base = lua_gettop(L) - nargs;
+  /* A user function given to luv (orch.uv) runs through orch.user_call
+   * (lua/orch/api.lua): under a deadline, like every hook. */
+  if (is_user_function(L, base)) {
+    lua_getfield(L, LUA_REGISTRYINDEX, "orch.user_call");
+    if (lua_isfunction(L, -1)) {
+      lua_insert(L, base);
+      nargs++;
+    } else {
+      lua_pop(L, 1);
+    }
+  }
   lua_pushcfunction(L, traceback);
   lua_insert(L, base);
   int rc = lua_pcall(L, nargs, nresults, base);
@@ -109,7 +132,7 @@ static void install_loader(lua_State *L) {
 }
 
 lua_State *orch_runtime_new(uv_loop_t *loop) {
-  lua_State *L = luaL_newstate();
+  lua_State *L = orch_heap_newstate();
   if (!L) return NULL;
   luaL_openlibs(L);
   lua_pushlightuserdata(L, loop);
@@ -193,4 +216,4 @@ void orch_runtime_close_luv_handles(lua_State *L) {
   free(refs);
 }
 
-void orch_runtime_free(lua_State *L) { lua_close(L); }
+void orch_runtime_free(lua_State *L) { orch_heap_close(L); }

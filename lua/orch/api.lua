@@ -12,8 +12,30 @@ M.EVENTS = { start = "start", online = "online", exit = "exit", waiting = "resta
              errored = "errored", stopped = "stop", stopping = "stopping", health = "health",
              message = "message", ready = "ready" }
 
+M.CALLBACK_DEADLINE_MS = 1000
+
 function M.new(engine)
   local api = { uv = uv }
+
+  -- A user function called later by orch or libuv (a timer, a `done`, a
+  -- luv callback): protected and under a deadline like every hook; an error
+  -- is logged.
+  local function report(what, ok, ...)
+    if not ok then
+      engine:user_error(nil, what, (...))
+      return
+    end
+    return ...
+  end
+  local function protect(fn, what)
+    if fn == nil then return nil end
+    if type(fn) ~= "function" then error("expected a function, got " .. type(fn), 3) end
+    return function(...) return report(what, hook.call(fn, M.CALLBACK_DEADLINE_MS, ...)) end
+  end
+  -- luv's callbacks into user functions come here (core/runtime.c).
+  debug.getregistry()["orch.user_call"] = function(fn, ...)
+    return report("callback", hook.call(fn, M.CALLBACK_DEADLINE_MS, ...))
+  end
   local handlers = {}          -- event -> list of functions
   -- object -> proc record. Weak both ways: the record holds its object
   -- (p.api_object) and the object's closures hold the record, and LuaJIT's
@@ -72,8 +94,12 @@ function M.new(engine)
     one()
   end
 
-  function methods.stop(self, done) after_all({ record(self) }, function(p, d) engine.sup:stop(p, d) end, done) end
-  function methods.restart(self, done) after_all({ record(self) }, function(p, d) engine.sup:restart(p, d) end, done) end
+  function methods.stop(self, done)
+    after_all({ record(self) }, function(p, d) engine.sup:stop(p, d) end, protect(done, "stop callback"))
+  end
+  function methods.restart(self, done)
+    after_all({ record(self) }, function(p, d) engine.sup:restart(p, d) end, protect(done, "restart callback"))
+  end
   -- Sends msg (any JSON value) over the process's IPC channel: it reaches
   -- process.on('message') in Node. true, or nil and why not.
   function methods.send(self, msg)
@@ -112,8 +138,12 @@ function M.new(engine)
     return out
   end
 
-  function api.stop(t, done) after_all(targets(t), function(p, d) engine.sup:stop(p, d) end, done) end
-  function api.restart(t, done) after_all(targets(t), function(p, d) engine.sup:restart(p, d) end, done) end
+  function api.stop(t, done)
+    after_all(targets(t), function(p, d) engine.sup:stop(p, d) end, protect(done, "stop callback"))
+  end
+  function api.restart(t, done)
+    after_all(targets(t), function(p, d) engine.sup:restart(p, d) end, protect(done, "restart callback"))
+  end
   function api.send(t, msg)
     local sent, errors = 0, {}
     for _, p in ipairs(targets(t)) do
@@ -129,6 +159,7 @@ function M.new(engine)
     end
   end
   function api.delete(t, done)
+    done = protect(done, "delete callback")
     local names = {}
     after_all(targets(t), function(p, d)
       names[p.name] = true
@@ -159,16 +190,14 @@ function M.new(engine)
 
   function api.log(level, msg)
     if msg == nil then level, msg = "info", level end
-    engine.log(tostring(level), tostring(msg))
+    engine.log(hook.tostring(level), hook.tostring(msg))
   end
 
   -- A timer whose callback runs protected, like every hook.
   function api.timer(ms, fn, repeat_ms)
+    if type(fn) ~= "function" then error("orch.timer: expected a function", 2) end
     local t = uv.new_timer()
-    t:start(ms, repeat_ms or 0, function()
-      local ok, err = hook.call(fn, 1000)
-      if not ok then engine.log("error", "timer callback failed: " .. err) end
-    end)
+    t:start(ms, repeat_ms or 0, protect(fn, "timer callback"))
     return t
   end
 
@@ -189,11 +218,11 @@ function M.new(engine)
     local own = hook_name and p.app[hook_name]
     if type(own) == "function" then
       local ok, err = hook.call(own, deadline, o, unpack(args, 1, 2))
-      if not ok then engine.log("error", string.format("%s:%d: %s failed: %s", p.name, p.instance, hook_name, err)) end
+      if not ok then engine:user_error(p, hook_name, err) end
     end
     for _, fn in ipairs(handlers[name] or {}) do
       local ok, err = hook.call(fn, deadline, o, unpack(args, 1, 2))
-      if not ok then engine.log("error", string.format("orch.on('%s') handler failed: %s", name, err)) end
+      if not ok then engine:user_error(nil, string.format("orch.on('%s') handler", name), err) end
     end
   end
 

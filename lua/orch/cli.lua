@@ -158,12 +158,15 @@ local function describe_out(procs)
   local keys = { "id", "name", "instance", "status", "pid", "restarts", "unstable_restarts", "uptime_ms", "cpu",
     "memory", "mode", "source", "script", "args", "exec", "interpreter", "cwd", "instances", "balance", "listen",
     "cluster", "out_log", "err_log",
-    "log_problems", "log_stats", "started_at", "last_exit", "reason", "autorestart", "max_restarts", "min_uptime", "kill_signal", "kill_timeout", "health" }
+    "log_problems", "log_stats", "started_at", "last_exit", "reason", "autorestart", "max_restarts", "min_uptime", "kill_signal", "kill_timeout", "health",
+    "last_user_error" }
   for i, p in ipairs(procs) do
     if i > 1 then io.stdout:write("\n") end
     for _, k in ipairs(keys) do
       local v = p[k]
       if v == client.null or v == nil then v = "-"
+      elseif k == "last_user_error" then
+        v = string.format("%s failed at %s: %s", v.what, os.date("%Y-%m-%d %H:%M:%S", v.time), v.message)
       elseif type(v) == "table" then v = require("cjson").encode(v)
       elseif k == "started_at" then v = os.date("%Y-%m-%d %H:%M:%S", v)
       elseif k == "memory" then v = bytes(v) end
@@ -345,6 +348,7 @@ local function run_verb(verb, p)
   elseif verb == "eval" then
     if result.output ~= "" then io.stdout:write(result.output, "\n") end
     if result.count > 0 then io.stdout:write(result.values, "\n") end
+    for _, e in ipairs(result.errors or {}) do err("orch eval: %s", e) end
   end
   return 0
 end

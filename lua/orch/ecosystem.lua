@@ -6,6 +6,8 @@
 local util = require("orch.util")
 local srcmap = require("orch.srcmap")
 local health = require("orch.health")
+local hook = require("orch.hook")
+local bounds = require("orch.bounds")
 
 local describe, quote, is_integer = util.describe, util.quote, util.is_integer
 local sub, concat, sort = string.sub, table.concat, table.sort
@@ -994,9 +996,28 @@ local function shallow(t, skip)
   return c
 end
 
+-- A copy of the file's result made of plain tables (no metatables, cycles
+-- kept): validation reads it after the deadline, where a user's __index or
+-- __eq must not run.
+local function plain(v, seen)
+  if type(v) ~= "table" then return v end
+  seen = seen or {}
+  if seen[v] then return seen[v] end
+  local c = {}
+  seen[v] = c
+  local k, x = next(v)
+  while k ~= nil do
+    rawset(c, plain(k, seen), plain(x, seen))
+    k, x = next(v, k)
+  end
+  return c
+end
+
 -- The globals an ecosystem file sees: pure functions, copies of the
--- libraries (so the daemon's own can't be altered) and a read-only `env`.
-local function sandbox(opts, state)
+-- libraries (so the daemon's own can't be altered; string's bounded by
+-- orch.bounds) and a read-only `env`. Its functions (hooks) see `orch` once
+-- the file has loaded (opts.api, inside the daemon).
+local function sandbox(opts)
   local lookup = env_lookup(opts.base_env)
   local env_pairs = {}
   local env = setmetatable({}, {
@@ -1008,17 +1029,11 @@ local function sandbox(opts, state)
     return next, env_snapshot(opts.base_env), nil
   end
 
-  -- A deadline error caught by the file's own pcall must still end the run.
-  local function rethrow_timeout(ok, ...)
-    if not ok and state.timed_out then error(state.timed_out, 0) end
-    return ok, ...
-  end
-
   local G = {
     assert = assert, error = error, ipairs = ipairs, next = next, select = select,
     tonumber = tonumber, tostring = tostring, type = type, unpack = unpack,
     rawget = rawget, rawset = rawset, rawequal = rawequal,
-    setmetatable = setmetatable,
+    setmetatable = setmetatable, pcall = pcall, xpcall = hook.xpcall,
     getmetatable = function(v)
       -- The string metatable is shared with the daemon; keep it out of reach.
       if type(v) == "string" then return nil end
@@ -1029,15 +1044,13 @@ local function sandbox(opts, state)
       if p then return p() end
       return pairs(t)
     end,
-    pcall = function(f, ...) return rethrow_timeout(pcall(f, ...)) end,
-    xpcall = function(f, h) return rethrow_timeout(xpcall(f, h)) end,
     print = function(...)
       local parts = {}
       for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
       io.stderr:write(concat(parts, "\t"), "\n")
     end,
     math = shallow(math),
-    string = shallow(string, { dump = true }),
+    string = bounds.string(),
     table = shallow(table),
     os = { getenv = lookup, time = os.time, date = os.date, clock = os.clock },
     env = env,
@@ -1046,35 +1059,27 @@ local function sandbox(opts, state)
   return G
 end
 
+M.EVAL_MESSAGE = "evaluation took longer than %d ms"
+
 local function eval_lua(src, file, opts)
-  local fn, err = loadstring(src, "@" .. file)
-  if not fn then return nil, clean_error(err, file) end
-
-  local state = {}
-  setfenv(fn, sandbox(opts, state))
-  -- Count hooks do not fire inside compiled traces.
-  if jit then jit.off(fn, true) end
-
-  local deadline_ms = opts.deadline_ms or 2000
-  local limit = os.clock() + deadline_ms / 1000
-  local function hook()
-    if state.timed_out or os.clock() > limit then
-      state.timed_out = state.timed_out or ("evaluation took longer than " .. deadline_ms .. " ms")
-      -- Level 2 blames the file's running line, not this hook.
-      error(state.timed_out, 2)
-    end
+  bounds.install()
+  -- Text only: a binary chunk is LuaJIT bytecode, which is not checked.
+  local fn, err = hook.load(src, srcmap.chunkname(file))
+  if not fn then
+    if err:find("wrong mode", 1, true) then err = "is a binary (bytecode) chunk; only Lua source is accepted" end
+    return nil, clean_error(srcmap.expand(err), file)
   end
-
-  local old_hook, old_mask, old_count = debug.gethook()
-  debug.sethook(hook, "", 1000)
-  local ok, result = pcall(fn)
-  if old_hook then debug.sethook(old_hook, old_mask, old_count) else debug.sethook() end
-
-  if not ok then return nil, clean_error(result, file) end
+  local G = sandbox(opts)
+  setfenv(fn, G)
+  local ok, result = hook.run(fn, opts.deadline_ms or 2000, M.EVAL_MESSAGE)
+  if not ok then
+    return nil, clean_error(result:match("^(.-)\nstack traceback:") or result, file)
+  end
   if type(result) ~= "table" then
     return nil, file .. ": expected the file to return a table with an 'apps' list, got " .. describe(result)
   end
-  return result
+  G.orch = opts.api
+  return plain(result)
 end
 
 local function decode_json(src, file)

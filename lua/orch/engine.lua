@@ -20,6 +20,8 @@ M.VERSION = require("orch.version").version
 -- opts: paths (from orch.paths.ensure_home), echo, log(level, msg),
 --       on_event(event, proc, info), mode ("run" | "daemon")
 function M.new(opts)
+  -- String methods called by user code go through orch.bounds.
+  require("orch.bounds").install()
   local self = setmetatable({
     paths = opts.paths, opts = opts, log = opts.log, mode = opts.mode,
     apps = {},      -- name -> { app = normalised app, source = ..., env = base env }
@@ -39,6 +41,7 @@ function M.new(opts)
       return (proc.app.wait_healthy and proc.app.health ~= nil) or proc.app.wait_ready
     end,
     listeners = function(proc) return self.sockets:inherited(proc.app) end,
+    user_error = function(proc, what, err, suffix) self:user_error(proc, what, err, suffix) end,
     internal = function(proc, ch, msg) self.cluster:message(proc, ch, msg) end,
     channel_closed = function(_, ch) self.cluster:closed(ch) end,
     graceful = function(proc, after) return self.cluster:disconnect(proc, after) end,
@@ -121,7 +124,8 @@ end
 function Engine:load(source)
   local cfg, err
   if source.file then
-    cfg, err = ecosystem.load(source.file, { env_name = source.env_name, base_env = source.env, cwd = source.cwd })
+    cfg, err = ecosystem.load(source.file, { env_name = source.env_name, base_env = source.env, cwd = source.cwd,
+                                             api = self.api })
   else
     cfg, err = ecosystem.normalize({ apps = { source.spec } },
       { file = "command line", dir = source.cwd, base_env = source.env, env_name = source.env_name })
@@ -470,6 +474,39 @@ function Engine:stats(p)
   return pct, s.rss
 end
 
+-- An error in a user's function (a hook, a handler, a timer): the daemon's
+-- log, and where the user looks: the process's `orch describe`
+-- (last_user_error) and error log (`orch logs`), and the REPL (the next
+-- eval's reply carries the errors since the previous one).
+Engine.USER_ERRORS_KEPT = 20
+
+function Engine:user_error(p, what, err, suffix)
+  err = tostring(err)
+  local label = p and (self.sup:label(p) .. ": ") or ""
+  self.log("error", string.format("%s%s failed%s: %s", label, what, suffix or "", err))
+  local entry = { what = what, message = err, time = os.time(), process = p and self.sup:label(p) or nil }
+  if p then
+    p.last_user_error = entry
+    self.sup:note(p, string.format("%s failed%s: %s", what, suffix or "", err:match("^[^\n]*")))
+  end
+  local list = self.user_errors or { seq = 0 }
+  self.user_errors = list
+  list.seq = list.seq + 1
+  entry.seq = list.seq
+  list[#list + 1] = entry
+  if #list > self.USER_ERRORS_KEPT then table.remove(list, 1) end
+end
+
+-- The user errors after seq (for the REPL), and the newest seq.
+function Engine:user_errors_since(seq)
+  local list = self.user_errors or { seq = 0 }
+  local out = {}
+  for _, e in ipairs(list) do
+    if e.seq > seq then out[#out + 1] = e end
+  end
+  return out, list.seq
+end
+
 function Engine:view(p)
   local cpu, mem = self:stats(p)
   return {
@@ -496,6 +533,8 @@ function Engine:describe(p)
   v.started_at = p.started_wall or cjson.null
   v.last_exit = p.last_exit or cjson.null
   v.reason = p.reason or cjson.null
+  local ue = p.last_user_error
+  v.last_user_error = ue and { what = ue.what, message = ue.message, time = ue.time } or cjson.null
   v.autorestart, v.max_restarts, v.min_uptime = app.autorestart, app.max_restarts, app.min_uptime
   v.kill_signal, v.kill_timeout = app.kill_signal, app.kill_timeout
   v.health = self.health:describe(p, cjson.null) or cjson.null

@@ -485,11 +485,11 @@ function KIND.check(self, check, proc, cfg)
   local e = self.engine
   local function done(ok, msg)
     if msg == nil then msg = ok and "check passed" or "check failed" end
-    check.report(ok, tostring(msg))
+    check.report(ok, self.hook.tostring(msg))
   end
   local good, res, msg = self.hook.call(cfg.check, proc.app.hook_deadline, e.api.get(proc.id), done)
   if not good then
-    e.log("error", string.format("%s: health check function failed: %s", e.sup:label(proc), res))
+    e:user_error(proc, "health check function", res)
     return check.report(false, "check function failed: " .. first_line(res))
   end
   if res ~= nil then done(res, msg) end

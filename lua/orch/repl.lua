@@ -42,9 +42,10 @@ local function fatal(e)
 end
 
 -- A session: lines in, results out. out(text) and fail(message, first_line)
--- print; line(text) returns "more" (the chunk goes on), true (ran), false (it
+-- print, note(message) shows an error of a user function that ran since the
+-- previous chunk (a hook, a timer); line(text) returns "more" (the chunk goes on), true (ran), false (it
 -- failed), or nil, message when the connection is lost.
-local function session(c, out, fail)
+local function session(c, out, fail, note)
   local s = { line_no = 0 }
 
   function s.line(text)
@@ -68,6 +69,7 @@ local function session(c, out, fail)
     end
     if res.output ~= "" then out(res.output .. "\n") end
     if res.count > 0 then out(res.values .. "\n") end
+    for _, msg in ipairs(res.errors or {}) do note(msg) end
     return true
   end
 
@@ -93,7 +95,7 @@ local function piped(c)
   local s = session(c, stdout, function(msg, first)
     stderr(string.format("orch repl: line %d: %s\n", first, msg))
     failed = true
-  end)
+  end, function(msg) stderr("orch repl: " .. msg .. "\n") end)
   for text in io.stdin:lines() do
     local r, lost = s.line((text:gsub("\r$", "")))
     if r == nil then
@@ -128,7 +130,7 @@ local function interactive(c, home)
       stdout(string.format("orch %s repl: %s pid %d in %s. Ctrl-D leaves.\n", info.version,
         info.mode == "run" and "orch run" or "daemon", info.pid, info.home))
     end
-    local s = session(c, stdout, function(msg) stderr(msg .. "\n") end)
+    local s = session(c, stdout, function(msg) stderr(msg .. "\n") end, function(msg) stderr(msg .. "\n") end)
     while true do
       local text, why = ed:read(s.chunk and M.MORE or M.PROMPT)
       if why == "eof" then return 0 end

@@ -217,4 +217,26 @@ local function json_lines(src, napps)
   return line_map({ items = {} }, top) -- top-level keys only
 end
 
-return { lua_lines = lua_lines, json_lines = json_lines, count_newlines = count_newlines }
+-- Chunk names. LuaJIT cuts a chunk name to 60 bytes in messages
+-- ("...api/ecosystem.lua:2:"), so a file is loaded under a short name and
+-- the name is put back in the messages it produces.
+local names, paths = {}, {}
+
+local function chunkname(path)
+  local name = names[path]
+  if not name then
+    paths[#paths + 1] = path
+    name = "[lua#" .. #paths .. "]"
+    names[path] = name
+  end
+  return "=" .. name
+end
+
+-- text with each short chunk name replaced by its file's path.
+local function expand(text)
+  if type(text) ~= "string" or not text:find("[lua#", 1, true) then return text end
+  return (text:gsub("%[lua#(%d+)%]", function(i) return paths[tonumber(i)] end))
+end
+
+return { lua_lines = lua_lines, json_lines = json_lines, count_newlines = count_newlines,
+         chunkname = chunkname, expand = expand }

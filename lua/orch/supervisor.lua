@@ -206,6 +206,16 @@ function Supervisor:_rotation_defaults()
   return self.rotation
 end
 
+-- A line from orch in a process's error log (plain logs only: a formatted
+-- log holds the app's records), so that `orch logs` shows it.
+function Supervisor:note(proc, text)
+  local app = proc.app
+  if app.log_type == "json" or launch.time_format(app) then return end
+  local _, err_path = launch.log_paths(app, proc.instance, self.opts.logs_dir)
+  local sink = self.sinks[err_path]
+  if sink then sink:write("orch: " .. text .. "\n") end
+end
+
 -- The sink of a log file, opened on first use and shared by restarts and
 -- every app writing to that path; its rotation settings are those of the
 -- app launched last.
@@ -511,8 +521,11 @@ function Supervisor:_decide(proc, exit)
   if type(fn) ~= "function" then return decision end
   local ok, res = hook.call(fn, proc.app.hook_deadline, self:view(proc), exit)
   if not ok then
-    self.log("error", string.format("%s: restart function failed, using the default policy: %s",
-      self:label(proc), res))
+    if self.opts.user_error then
+      self.opts.user_error(proc, "restart function", res, ", using the default policy")
+    else
+      self.log("error", self:label(proc) .. ": restart function failed, using the default policy: " .. res)
+    end
     return decision
   end
   local user, err = policy.from_user(res)

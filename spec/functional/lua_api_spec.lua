@@ -123,3 +123,141 @@ describe("orch.start with Lua functions in its options", function()
     assert.is_nil(log:find("state file not written", 1, true))
   end)
 end)
+
+describe("user Lua in the daemon", function()
+  local dir, home
+  H.each_test(function(d, h) dir, home = d, h end)
+
+  local function orch(args, timeout)
+    return H.orch_sync(args, { home = home, cwd = dir, timeout = timeout })
+  end
+  local function daemon_log() return H.read(home .. "/daemon.log") or "" end
+  local function wait_log(text, what)
+    H.wait_until(function() return daemon_log():find(text, 1, true) end, 10000, what or text)
+  end
+  local SPIN_IN_PCALL = [[
+    return { apps = { { name = "spin", script = "sleep", args = { "1000" }, hook_deadline = %d,
+      on_start = function()
+        print("HOOK spinning")
+        local function spin() while true do end end
+        while true do pcall(spin) end
+      end } } }
+  ]]
+
+  it("answers ping while a hook swallows its deadline error in a pcall", function()
+    H.write(dir .. "/ecosystem.lua", SPIN_IN_PCALL:format(1500))
+    assert.are.equal(0, (orch({ "start", dir .. "/ecosystem.lua" })))
+    wait_log("HOOK spinning", "the hook to run")
+    local t0 = uv.hrtime()
+    assert.are.equal(0, (orch({ "ping" })))
+    local ms = (uv.hrtime() - t0) / 1e6
+    assert.is_true(ms < 1500 + 2000, ms) -- without the fix: never
+    wait_log("spin:0: on_start failed: hook interrupted: ran longer than 1500 ms")
+  end)
+
+  it("acts on SIGTERM within the hook's deadline while a hook spins", function()
+    H.write(dir .. "/ecosystem.lua", SPIN_IN_PCALL:format(1000))
+    assert.are.equal(0, (orch({ "start", dir .. "/ecosystem.lua" })))
+    wait_log("HOOK spinning", "the hook to run")
+    local daemon = tonumber(H.read(home .. "/daemon.pid"))
+    local app = tonumber(daemon_log():match("spin:0 online, pid (%d+)"))
+    local t0 = uv.hrtime()
+    uv.kill(daemon, "sigterm")
+    -- Acting on it: the app is stopped. Deadline + 100 ms on an idle
+    -- machine (measured: 1002-1051 ms); the margin is for busy ones.
+    H.wait_until(function() return not H.alive(app) end, 10000, "the app to be stopped")
+    local ms = (uv.hrtime() - t0) / 1e6
+    assert.is_true(ms < 1000 + 1000, ms)
+    H.wait_until(function() return not H.alive(daemon) end, 10000, "the daemon to end")
+  end)
+
+  it("interrupts code that user code loads, and luv callbacks into user functions", function()
+    assert.are.equal(0, (orch({ "eval", "f = loadstring('local x = 0 while true do x = x + 1 end')" })))
+    local code, _, err = orch({ "eval", "f()" })
+    assert.are.equal(1, code)
+    assert.matches("hook interrupted: ran longer than 2000 ms", err)
+    -- a luv timer (orch.uv) whose callback is a user function
+    assert.are.equal(0, (orch({ "eval", "t = orch.uv.new_timer() t:start(0, 0, f)" })))
+    assert.are.equal(0, (orch({ "ping" })))
+    wait_log("callback failed: hook interrupted: ran longer than 1000 ms")
+    -- a `done` callback orch calls later
+    assert.are.equal(0, (orch({ "start", "sleep", "--name", "nap", "--", "1000" })))
+    assert.are.equal(0, (orch({ "eval", "orch.stop('nap', function() while true do end end)" })))
+    wait_log("stop callback failed: hook interrupted: ran longer than 1000 ms")
+    assert.are.equal(0, (orch({ "ping" })))
+  end)
+
+  it("caps the memory user code may take; the daemon carries on", function()
+    local code, _, err = orch({ "eval",
+      "local s = ('x'):rep(2^20) local t = {} for i = 1, 600 do t[i] = s .. i end return #t" })
+    assert.are.equal(1, code)
+    assert.matches("not enough memory", err)
+    local out
+    code, out = orch({ "eval", "collectgarbage() return 1 + 1" })
+    assert.are.equal(0, code)
+    assert.are.equal("2\n", out)
+  end)
+
+  it("loads text only, and keeps string.dump out of reach", function()
+    local dump = string.dump(loadstring("return 'hello'"))
+    -- the constant index of KSTR patched out of range: crashed the daemon
+    local ins = require("jit.util").funcbc(loadstring("return 'hello'"), 1)
+    local function le32(n)
+      return string.char(n % 256, math.floor(n / 256) % 256, math.floor(n / 65536) % 256, math.floor(n / 16777216) % 256)
+    end
+    local at = dump:find(le32(ins), 1, true)
+    assert.is_truthy(at, "KSTR instruction in the dump")
+    local evil = dump:sub(1, at + 1) .. "\255\255" .. dump:sub(at + 4)
+    H.write(dir .. "/evil.ecosystem.lua", evil)
+    assert.are.equal(0, (orch({ "ping" })))
+    local daemon = H.read(home .. "/daemon.pid")
+    local code, _, err = orch({ "start", dir .. "/evil.ecosystem.lua" })
+    assert.are.equal(1, code)
+    assert.matches("evil.ecosystem.lua: is a binary %(bytecode%) chunk; only Lua source is accepted", err)
+    assert.are.equal(0, (orch({ "ping" })))
+    assert.are.equal(daemon, H.read(home .. "/daemon.pid"))
+    local out
+    code, out = orch({ "eval", "local f, e = load(_G.string.dump(function() end)) return f, e, ('').dump" })
+    assert.are.equal(0, code)
+    assert.are.equal('nil\t"attempt to load chunk with wrong mode"\tnil\n', out)
+  end)
+
+  it("gives hooks the orch API and shows their errors where the user looks", function()
+    H.write(dir .. "/ecosystem.lua", string.format([[
+      return { apps = {
+        { name = "api", script = "sleep", args = { "1000" },
+          on_online = function(p) orch.log("HOOK online " .. p.name .. " sees " .. tostring(orch.get("api") ~= nil)) end },
+        { name = "policy", script = %q, min_uptime = 0,
+          restart = function(p) orch.log("HOOK policy " .. p.name) return "stop" end },
+        { name = "broken", script = "sleep", args = { "1000" },
+          on_online = function() error("hook bug") end },
+      } }
+    ]], apps .. "/fail.sh"))
+    assert.are.equal(0, (orch({ "eval", "1" })))
+    assert.are.equal(0, (orch({ "start", dir .. "/ecosystem.lua" })))
+    wait_log("HOOK online api sees true")
+    wait_log("HOOK policy policy")
+    H.wait_until(function()
+      local d = H.json(home, { "describe", "policy" })
+      return d and d[1].status == "stopped" and d[1].restarts == 0
+    end, 10000, "the custom policy to stop 'policy'")
+    -- orch describe
+    local d = H.wait_until(function()
+      local v = H.json(home, { "describe", "broken" })
+      return v and type(v[1].last_user_error) == "table" and v[1]
+    end, 10000, "the hook's error in describe")
+    assert.are.equal("on_online", d.last_user_error.what)
+    assert.matches("hook bug", d.last_user_error.message)
+    -- orch logs: the app's error log
+    H.wait_until(function()
+      return (H.read(d.err_log) or ""):find("orch: on_online failed: [^\n]*hook bug")
+    end, 10000, "the hook's error in the app's error log")
+    -- the REPL (eval) shows errors since the previous chunk
+    local code, _, err = orch({ "eval", "1" })
+    assert.are.equal(0, code)
+    assert.matches("orch eval: broken:0: on_online failed: [^\n]*hook bug", err)
+    code, _, err = orch({ "eval", "1" })
+    assert.are.equal(0, code)
+    assert.is_nil(err:find("hook bug", 1, true))
+  end)
+end)

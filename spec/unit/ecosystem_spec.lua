@@ -551,6 +551,80 @@ describe("orch.ecosystem", function()
       assert.are.equal(path .. ": plain", load_err(path))
     end)
 
+    it("report FILE:LINE exactly for a path of any length", function()
+      -- LuaJIT cuts chunk names to 60 bytes in its messages.
+      local deep = ("a-rather-long-directory-name/"):rep(7) .. "ecosystem.lua"
+      local path = write(deep, 'local x = 1\nerror("no apps today")\n')
+      assert.is_true(#path > 200)
+      assert.are.equal(path .. ":2: no apps today", load_err(path))
+      path = write(deep, "local t = nil\nreturn t.x\n")
+      assert.are.equal(path .. ":2: attempt to index local 't' (a nil value)", load_err(path))
+      path = write(deep, "return {\n  apps = {\n")
+      assert.are.equal(path .. ":3: unexpected symbol near '<eof>'", load_err(path))
+      -- a function of the file keeps the long name in its errors
+      path = write(deep, "return { apps = { { script = 'sleep', restart = function() error('later') end } } }\n")
+      local cfg = load_ok(path)
+      local ok, err = require("orch.hook").call(cfg.apps[1].restart, 100)
+      assert.is_false(ok)
+      assert.are.equal(path .. ":1: later", err:match("^[^\n]*"))
+    end)
+
+    it("refuse a binary (bytecode) chunk", function()
+      local path = write("eco.lua", string.dump(function() return { apps = { { script = "app.sh" } } } end))
+      assert.are.equal(path .. ": is a binary (bytecode) chunk; only Lua source is accepted", load_err(path))
+    end)
+
+    -- Runs fn with a hook of our own that raises after 5 s: code that hangs
+    -- fails the test instead of blocking it (orch.hook restores this hook).
+    local function guarded(fn)
+      local stop = require("luv").hrtime() + 5e9
+      debug.sethook(function()
+        if require("luv").hrtime() > stop then error("still running after 5 s") end
+      end, "", 1000)
+      local ok, res = pcall(fn)
+      debug.sethook()
+      assert(ok, res)
+      return res
+    end
+
+    it("turn an error object whose __tostring never returns into a message", function()
+      local path = write("eco.lua", "error(setmetatable({}, { __tostring = function() while true do end end }))\n")
+      local t0 = require("luv").hrtime()
+      local err = guarded(function() return load_err(path, { deadline_ms = 200 }) end)
+      assert.are.equal(path .. ": (error object is a table value)", err)
+      assert.is_true((require("luv").hrtime() - t0) / 1e6 < 3000)
+    end)
+
+    it("validate a result whose tables have metamethods without running them", function()
+      local path = write("eco.lua", [[
+        local spin = function() while true do end end
+        local app = setmetatable({ script = "app.sh" }, { __index = spin, __newindex = spin, __eq = spin })
+        return setmetatable({ apps = { app } }, { __index = spin })
+      ]])
+      local cfg = guarded(function() return load_ok(path) end)
+      assert.matches("/app%.sh$", cfg.apps[1].script)
+    end)
+
+    it("refuse a pattern search too costly for one uninterruptible C call", function()
+      local path = write("eco.lua", 'local s = ("a"):rep(1200)\nlocal i = s:find(".-.-b")\nreturn { apps = { { script = "app.sh" } } }\n')
+      local t0 = require("luv").hrtime()
+      local err = load_err(path)
+      assert.matches("^" .. path:gsub("%p", "%%%0") .. ":2: string.find: pattern '.%-.%-b' on a subject of 1200 bytes is too costly", err)
+      assert.is_true((require("luv").hrtime() - t0) / 1e6 < 1000)
+      -- the same through the library table, and cheap searches still work
+      path = write("eco.lua", 'local s = ("a"):rep(1200)\nlocal i = string.match(s, "(a*)(a*)b")\n')
+      assert.matches(":2: string.match: pattern", load_err(path))
+      path = write("eco.lua", 'local s = ("a=b\\n"):rep(1000)\nlocal n = 0\n'
+        .. 'for k, v in s:gmatch("([^\\n=]+)=([^\\n]+)") do n = n + 1 end\nassert(n == 1000 and s:find("a=b", 1, true))\n'
+        .. 'return { apps = { { script = "app.sh" } } }\n')
+      load_ok(path)
+    end)
+
+    it("refuse a string.rep result over its limit", function()
+      local path = write("eco.lua", 'local s = ("x"):rep(100 * 1024 * 1024)\n')
+      assert.matches(":1: string.rep: a result of 104857600 bytes is over the limit of", load_err(path))
+    end)
+
     it("keep the innermost position of a re-raised error", function()
       local path = write("eco.lua", 'local ok, e = pcall(function()\n  error("deep")\nend)\nerror(e)\n')
       assert.are.equal(path .. ":2: deep", load_err(path))
@@ -592,7 +666,7 @@ describe("orch.ecosystem", function()
       local forbidden = {
         "io", "require", "dofile", "loadfile", "load", "loadstring", "debug", "module",
         "package", "collectgarbage", "coroutine", "jit", "newproxy", "setfenv", "getfenv",
-        "os.execute", "os.remove", "os.rename", "os.exit", "os.tmpname", "string.dump",
+        "os.execute", "os.remove", "os.rename", "os.exit", "os.tmpname", "string.dump", "(\"\").dump",
       }
       for _, name in ipairs(forbidden) do
         it("has no " .. name, function()

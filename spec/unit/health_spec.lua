@@ -165,6 +165,9 @@ describe("the health checker", function()
     handles_before = count_handles()
     engine = { logs = {}, events = {}, restarts = 0 }
     engine.log = function(level, msg) engine.logs[#engine.logs + 1] = level .. ": " .. msg end
+    function engine.user_error(self, p, what, err)
+      self.log("error", self.sup:label(p) .. ": " .. what .. " failed: " .. err)
+    end
     engine.sup = {
       label = function(_, p) return p.name .. ":" .. p.instance end,
       set_online = function(_, p)

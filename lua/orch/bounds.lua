@@ -1,0 +1,130 @@
+-- orch.bounds: how much work one call into C may do for user code.
+--
+-- The count hook that enforces a deadline (orch.hook) cannot interrupt a C
+-- function, so the string functions whose cost user code controls refuse,
+-- while user code runs, the calls whose worst case is too large: a pattern
+-- search costs up to the subject's length to the power of its backtracking
+-- quantifiers (times the start positions when unanchored), string.rep makes
+-- its whole result at once. The daemon's own calls are not limited.
+-- `string.dump` is left out: user code never gets bytecode.
+local hook = require("orch.hook")
+
+local M = {}
+
+M.MATCH_BUDGET = 2e7          -- worst-case steps of one pattern search (~0.3 s)
+M.MAX_REP = 64 * 1024 * 1024  -- bytes string.rep may make
+
+local find, match, gmatch, gsub, rep, byte = string.find, string.match, string.gmatch, string.gsub,
+  string.rep, string.byte
+
+local SPECIALS = "[%^%$%*%+%-%?%.%[%]%(%)%%]"
+local QUANT = { [42] = true, [43] = true, [45] = true } -- * + -
+
+-- Worst-case cost of searching a subject of n bytes for pattern p: each
+-- quantifier that something after it can make backtrack multiplies by n, and
+-- so does every start position of an unanchored search; `?` doubles.
+local function cost(n, p, anchorable)
+  local i, len = 1, #p
+  local total = 1
+  if anchorable and byte(p, 1) == 94 then i = 2 else total = n + 1 end
+  while i <= len do
+    local c = byte(p, i)
+    local item_end
+    if c == 37 then -- %x, %bxy, %f[set]
+      local d = byte(p, i + 1)
+      if d == 98 then
+        item_end = i + 3
+        total = total * (n + 1) -- %b scans ahead
+      elseif d == 102 then
+        local close = find(p, "]", i + 4, true)
+        item_end = close or len
+      else
+        item_end = i + 1
+      end
+    elseif c == 91 then -- [set]
+      local j = i + 1
+      if byte(p, j) == 94 then j = j + 1 end
+      if byte(p, j) == 93 then j = j + 1 end
+      while j <= len and byte(p, j) ~= 93 do
+        if byte(p, j) == 37 then j = j + 1 end
+        j = j + 1
+      end
+      item_end = j
+    else
+      item_end = i
+    end
+    local q = byte(p, item_end + 1)
+    if q and QUANT[q] then
+      -- The last item (or one before only `)`) never backtracks.
+      if find(p, "[^%)]", item_end + 2) then total = total * (n + 1) end
+      item_end = item_end + 1
+    elseif q == 63 then
+      total = total * 2
+      item_end = item_end + 1
+    end
+    if total > M.MATCH_BUDGET then return total end
+    i = item_end + 1
+  end
+  return total
+end
+M.cost = cost
+
+local function check_pattern(fname, s, p, plain, anchorable)
+  if not hook.active() or plain or type(s) ~= "string" or type(p) ~= "string" then return end
+  if not find(p, SPECIALS) then return end
+  local c = cost(#s, p, anchorable)
+  if c > M.MATCH_BUDGET then
+    error(string.format("%s: pattern '%s' on a subject of %d bytes is too costly (worst case %.3g steps, limit %.3g)",
+      fname, #p > 40 and p:sub(1, 40) .. "..." or p, #s, c, M.MATCH_BUDGET), 3)
+  end
+end
+
+local bounded = {}
+for k, v in pairs(string) do bounded[k] = v end
+bounded.dump = nil
+
+function bounded.find(s, p, init, plain)
+  check_pattern("string.find", s, p, plain, true)
+  return find(s, p, init, plain)
+end
+
+function bounded.match(s, p, init)
+  check_pattern("string.match", s, p, false, true)
+  return match(s, p, init)
+end
+
+function bounded.gmatch(s, p)
+  check_pattern("string.gmatch", s, p, false, false)
+  return gmatch(s, p)
+end
+
+function bounded.gsub(s, p, r, n)
+  check_pattern("string.gsub", s, p, false, true)
+  return gsub(s, p, r, n)
+end
+
+function bounded.rep(s, n, sep)
+  if hook.active() and type(s) == "string" and type(n) == "number" and n > 0 then
+    local size = (#s + (type(sep) == "string" and #sep or 0)) * n
+    if size > M.MAX_REP then
+      error(string.format("string.rep: a result of %.0f bytes is over the limit of %d", size, M.MAX_REP), 2)
+    end
+  end
+  return rep(s, n, sep)
+end
+
+-- The string library user code sees (a copy: user code may change it).
+function M.string()
+  local t = {}
+  for k, v in pairs(bounded) do t[k] = v end
+  return t
+end
+
+-- Methods on string values (`s:find(...)`) go through the one string
+-- metatable the whole state shares: point it at the bounded functions.
+function M.install()
+  local mt = getmetatable("")
+  if mt.__index ~= bounded then mt.__index = bounded end
+end
+
+return M
