@@ -6,7 +6,6 @@
 -- within 10 s, with no error raised anywhere.
 local C = dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "lib/common.lua")
 local uv = require("luv")
-local cjson = require("cjson")
 
 local dir = C.tmpdir()
 local paths = require("orch.paths").layout(dir .. "/home")
@@ -28,14 +27,29 @@ commands.handlers.eval = function(e, args, respond, conn)
   return eval(e, args, respond, conn)
 end
 
+-- Sends text on a new connection (then the client's EOF, when eof) and
+-- returns once the daemon has closed it, or done(what came back) is true.
+local function converse(text, eof, done, what)
+  local client = uv.new_pipe(false)
+  local got, closed, failed = "", false, nil
+  client:connect(paths.sock, function(err)
+    if err then failed = err return end
+    client:read_start(function(rerr, chunk)
+      if rerr or not chunk then closed = true else got = got .. chunk end
+    end)
+    client:write(text)
+    if eof then client:shutdown() end
+  end)
+  C.run_until(function() return failed ~= nil or closed or (done and done(got)) end, 10000, what)
+  client:close()
+  assert(not failed, failed)
+end
+
 -- Between inputs, every app an input started is deleted.
-local quiet = { closed = function() return false end, send = function() end }
 local function reset()
   if #engine.sup:list() == 0 and next(engine.apps) == nil then return end
-  local done = false
-  engine:_request(commands, setmetatable({ send = function() done = true end }, { __index = quiet }),
-    cjson.encode({ cmd = "delete", args = { target = "all" } }))
-  C.run_until(function() return done end, 10000, "answer to delete all")
+  converse('{"cmd":"delete","args":{"target":"all"}}\n', false, function(got) return got:find("\n") end,
+    "answer to delete all")
 end
 
 local requests = 0
@@ -43,18 +57,6 @@ local requests = 0
 return function(data)
   local _, lines = data:gsub("[^\n]*%S[^\n]*\n", "") -- the non-blank lines
   requests = requests + lines
-  local client = uv.new_pipe(false)
-  local eof, failed = false, nil
-  client:connect(paths.sock, function(err)
-    if err then failed = err return end
-    client:read_start(function(rerr, chunk)
-      if rerr or not chunk then eof = true end
-    end)
-    client:write(data)
-    client:shutdown()
-  end)
-  C.run_until(function() return eof or failed ~= nil end, 10000, "end of the daemon's answers")
-  client:close()
-  assert(not failed, failed)
+  converse(data, true, nil, "end of the daemon's answers")
   reset()
 end, function() return requests .. " request lines sent" end

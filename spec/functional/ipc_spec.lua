@@ -62,7 +62,7 @@ describe("the IPC channel", function()
       -- turned since the datagram arrived
       status("sd")
       assert.are.equal("launching", status("sd"))
-      H.wait_until(function() return status("sd") == "online" end, 10000, "online after READY=1")
+      H.wait_until(function() return status("sd") == "online" end, 30000, "online after READY=1")
       local d = H.json(home, { "describe", "sd" })[1]
       assert.are.equal("serving", d.notify_status)
     end)
