@@ -117,7 +117,9 @@ end
 -- Runs orch to completion (for short verbs). Returns code, stdout, stderr.
 function H.orch_sync(args, opts)
   local o = H.orch(args, opts)
-  o:wait_exit(opts and opts.timeout or 10000)
+  -- generous: a verb takes milliseconds, but on a machine loaded many times
+  -- over its cores a CLI can wait seconds for a time slice
+  o:wait_exit(opts and opts.timeout or 30000)
   return o.code, o.out, o.err
 end
 
