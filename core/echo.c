@@ -106,6 +106,12 @@ static orch_echo_t *echo_new(int fd) {
   return e;
 }
 
+orch_echo_t *orch_echo_find(int fd) {
+  for (int i = 0; i < (int)(sizeof writers / sizeof *writers); i++)
+    if (writers[i] && writers[i]->fd == fd) return writers[i];
+  return NULL;
+}
+
 orch_echo_t *orch_echo_get(int fd) {
   int free_slot = -1;
   for (int i = 0; i < (int)(sizeof writers / sizeof *writers); i++) {

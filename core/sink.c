@@ -845,7 +845,8 @@ void orch_sink_set_reporter(void (*fn)(const char *level, const char *msg, void 
 }
 
 /* One line for whoever watches orch: the reporter, else stderr (the daemon's
- * log), in the daemon log's own format. */
+ * log, or orch run's terminal through its echo writer), in the daemon log's
+ * own format. */
 static void report(const char *level, const char *fmt, ...) {
   char msg[PATH_MAX + 256], line[sizeof msg + 64];
   va_list ap;
@@ -861,6 +862,12 @@ static void report(const char *level, const char *fmt, ...) {
   size_t n = localtime_r(&t, &tm) ? strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S ", &tm) : 0;
   int m = snprintf(line + n, sizeof line - n, "%s: %s\n", level, msg);
   if (m > 0) n += (size_t)m < sizeof line - n ? (size_t)m : sizeof line - n - 1;
+  /* orch run: in turn with the echo, never blocking behind its terminal. */
+  orch_echo_t *e = orch_echo_find(2);
+  if (e) {
+    orch_echo_line(e, line, n, NULL, 0, NULL, 0, NULL, 0);
+    return;
+  }
   /* One write, so the line stays whole; nowhere to report its failure. */
   if (write(2, line, n) < 0) return;
 }

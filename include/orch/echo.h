@@ -32,6 +32,9 @@ typedef struct orch_echo_s orch_echo_t;
  * cannot be made (no memory, no thread), then nothing is echoed. */
 orch_echo_t *orch_echo_get(int fd);
 
+/* The writer of fd if there is one (orch run), else NULL. */
+orch_echo_t *orch_echo_find(int fd);
+
 /* Appends one line made of up to 4 pieces (NULL/0 pieces are skipped); the
  * caller gives the newline. A line that does not fit is dropped, counted. */
 void orch_echo_line(orch_echo_t *e, const char *a, size_t alen, const char *b, size_t blen,
