@@ -41,24 +41,29 @@ local FDS_PER_LAUNCH, FDS_KEPT = 12, 16
 -- the exits of the snapshot's pidfds, SIGCHLD.
 local LEFTOVER_CHECK_MS = 250
 
--- Restarts by policy are spawned from a queue, at most LAUNCH_BUDGET_MS of
--- spawning per loop turn, right before the loop polls: a process's exit is
--- then noticed within about that long, so its run time (exit_ms below) stays
--- true under load. Spawning a whole round of 1000 crash-looping apps in one
+-- Restarts by policy are spawned from a queue, a bounded time of spawning
+-- per loop turn, right before the loop polls: a process's exit is then
+-- noticed within about that long, so its run time (_run_time) stays close
+-- to the truth under load. Spawning a whole round of 1000 crash-looping apps in one
 -- turn took seconds; every exit of the round then looked like a run longer
--- than min_uptime and the crash-loop breaker never tripped.
-M.LAUNCH_BUDGET_MS = 50
+-- than min_uptime and the crash-loop breaker never tripped. The bound is a
+-- quarter of the min_uptime of the apps spawned in that turn, within
+-- LAUNCH_BUDGET_MS: more per turn means less of the turn's fixed costs
+-- (the state file, events) per spawn, less means run times measured closer.
+M.LAUNCH_BUDGET_MS = { min = 20, max = 250 }
+
+local function launch_budget(app)
+  local b = (app.min_uptime or 1000) / 4
+  return math.max(M.LAUNCH_BUDGET_MS.min, math.min(M.LAUNCH_BUDGET_MS.max, b))
+end
 
 local function now_ms()
   return uv.hrtime() / 1e6
 end
 
--- When an exit happened, at the latest: the loop's time, taken when the poll
--- that reported it returned (uv.now() is not advanced by the callbacks that
--- run after it), not the time a late callback gets to it.
-local function exit_ms()
-  return uv.now()
-end
+-- A poll that returned later than this after it began has waited: what it
+-- reports happened while it waited, not before.
+local POLL_WAITED_MS = 10
 
 local function close_timer(t)
   if t and not t:is_closing() then t:close() end
@@ -93,6 +98,7 @@ function M.new(opts)
     colour_out = opts.echo and colour.enabled(1),
     colour_err = opts.echo and colour.enabled(2),
   }, Supervisor)
+  self:_watch_polls()
   local ok, err = core.reaper_start(function() self:_on_sigchld() end)
   if not ok then self.log("warn", "cannot reap orphans: " .. tostring(err)) end
   -- Several descriptors per app: the soft limit goes up to the hard one
@@ -327,6 +333,37 @@ function Supervisor:_set(proc, status, info)
   self.emit(status, proc, info)
 end
 
+-- When each poll of the loop began (prepare handle), whether it could wait
+-- at all (not while launches are queued: the idle handle), and when the
+-- previous one returned (check handle: uv.now() is the loop's time taken as
+-- the poll returned, not advanced by the callbacks after it). Unreferenced:
+-- they never keep orch running.
+function Supervisor:_watch_polls()
+  self.poll_prepare, self.poll_check = uv.new_prepare(), uv.new_check()
+  self.poll_prepare:start(function()
+    self.poll_began, self.poll_nowait = now_ms(), self.launcher ~= nil
+  end)
+  self.poll_check:start(function() self.poll_returned = uv.now() end)
+  self.poll_prepare:unref()
+  self.poll_check:unref()
+end
+
+-- How long the process of an exit reported by this poll ran, at least. A
+-- poll that waited was woken by the exit (or along with it): it happened
+-- as the poll returned. A poll that found it at once could be late by all
+-- the loop did since the previous poll (a round of restarts, a big start):
+-- the exit happened after that poll returned without it, and no more can be
+-- known, so that is taken. A busy daemon thus errs towards "unstable": the
+-- crash-loop breaker never fails open under load.
+function Supervisor:_run_time(proc)
+  local start = proc.started_at
+  if not start then return 0 end
+  local noticed = uv.now() -- coarser than hrtime: a few ms behind at most
+  local waited = not self.poll_nowait and self.poll_began and noticed - self.poll_began > POLL_WAITED_MS
+  if waited or not self.poll_returned then return math.max(0, noticed - start) end
+  return math.max(0, self.poll_returned - start)
+end
+
 -- Starts a stopped, errored or waiting process. Returns true or nil, err.
 function Supervisor:start(proc)
   local s = proc.status
@@ -540,8 +577,7 @@ end
 function Supervisor:_on_exit(proc, handle, code, signal)
   if proc.handle ~= handle then return end -- an exit of an older run
   proc.handle = nil
-  -- uv.now() is a coarser clock than hrtime (a few ms behind at most)
-  local exit = { code = code, signal = signal, uptime_ms = math.max(0, exit_ms() - (proc.started_at or exit_ms())) }
+  local exit = { code = code, signal = signal, uptime_ms = self:_run_time(proc) }
   proc.last_exit = exit
   self.emit("exit", proc, exit)
   if proc.status == "stopping" then
@@ -594,11 +630,16 @@ function Supervisor:_queue_launch(proc)
 end
 
 function Supervisor:_drain_launches()
-  local queue, t0, i = self.launch_queue, now_ms(), 0
-  while i < #queue and now_ms() - t0 < M.LAUNCH_BUDGET_MS do
+  local queue, t0, i, budget = self.launch_queue, now_ms(), 0, M.LAUNCH_BUDGET_MS.max
+  while i < #queue do
+    local proc, token = queue[i + 1][1], queue[i + 1][2]
+    local live = proc.queued == token and proc.status == "waiting"
+    if live then
+      budget = math.min(budget, launch_budget(proc.app))
+      if i > 0 and now_ms() - t0 >= budget then break end
+    end
     i = i + 1
-    local proc, token = queue[i][1], queue[i][2]
-    if proc.queued == token and proc.status == "waiting" then self:_launch(proc) end
+    if live then self:_launch(proc) end
   end
   local rest = {}
   for j = i + 1, #queue do rest[#rest + 1] = queue[j] end
