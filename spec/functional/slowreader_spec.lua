@@ -17,8 +17,10 @@ describe("slow readers", function()
   H.each_test(function(d, h) dir, home = d, h end)
 
   it("orch run keeps supervising behind a stdout reader that never reads", function()
-    local p = assert(uv.pipe())
-    finally(function() uv.fs_close(p.read) end)
+    local p, reader = assert(uv.pipe()), nil
+    finally(function()
+      if reader then reader:close() else uv.fs_close(p.read) end
+    end)
     -- 300000 numbered lines (about 2 MB, far more than a pipe and the echo's
     -- memory hold), then quiet; "devout" writes its log to orch's stdout too.
     H.write(dir .. "/chatty.sh", "seq 1 300000\nexec sleep 1000\n")
@@ -44,6 +46,18 @@ describe("slow readers", function()
     assert.are.equal(0, select(2, H.json(home, { "stop", "other" })))
     assert.are.equal("stopped", status_of(home, "other"))
     assert.is_true((uv.hrtime() - t0) / 1e6 < 5000)
+    -- once someone reads, the echo goes on and marks its gap
+    local found, tail = false, ""
+    reader = uv.new_pipe(false)
+    reader:open(p.read)
+    reader:read_start(function(_, data)
+      if not data or found then return end
+      local chunk = tail .. data
+      found = chunk:find("lines of output were not echoed here: the reader fell behind", 1, true) ~= nil
+      tail = chunk:sub(-80)
+    end)
+    H.wait_until(function() return found end, 20000, "the echo's mark of its gap")
+    reader:read_stop()
     -- SIGTERM: everything stops and orch exits, saying what it did not echo
     o:kill("sigterm")
     assert.are.equal(0, o:wait_exit(10000))
