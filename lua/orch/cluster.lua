@@ -29,8 +29,9 @@ local ERRNO = {
 -- instance is restarting); more are left in the kernel's accept queue.
 M.MAX_HELD = 1024
 -- Sockets orch binds or keeps for one app's workers (servers a worker may
--- ask for): more are refused with EMFILE, so a runaway or hostile worker
--- cannot make the daemon bind without limit.
+-- ask for), unless the app says otherwise (cluster_max_sockets): more are
+-- refused with EMFILE, so a runaway or hostile worker cannot make the
+-- daemon bind without limit.
 M.MAX_SOCKETS = 16
 -- A connection refused this often by workers (accepted = false) is closed.
 M.MAX_TRIES = 8
@@ -149,7 +150,8 @@ function Cluster:_entry(app, q)
   end
   local held = 0
   for _ in pairs(by_key) do held = held + 1 end
-  if held >= M.MAX_SOCKETS then return nil, "EMFILE", "the app holds " .. M.MAX_SOCKETS .. " sockets already" end
+  local cap = app.cluster_max_sockets or M.MAX_SOCKETS
+  if held >= cap then return nil, "EMFILE", "the app holds " .. cap .. " sockets already (cluster_max_sockets)" end
   local fd, owned_or_err = bind(self, app, q)
   if not fd then return nil, owned_or_err end
   local unix = q.addressType == -1

@@ -54,6 +54,8 @@ option("listen", { type = "string|list|table", default = {},
   doc = "Sockets the daemon binds and holds for the app (they outlive restarts): \"tcp://127.0.0.1:8000\", \"tcp://[::1]:8000\", \"unix:///run/app.sock\"; a list, or a table of name = address." })
 option("balance", { type = "string", default_doc = "\"round-robin\" in cluster mode, else \"shared\"",
   doc = "How instances share the sockets: \"shared\" (every instance inherits the listen sockets by systemd socket activation: LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES, fds from 3; cluster workers get the socket itself), \"round-robin\" (orch accepts and hands each connection to the next cluster worker) or \"preload\" (an LD_PRELOAD library turns the program's own bind() on a listen address into the shared socket)." })
+option("cluster_max_sockets", { type = "integer", default_doc = "16",
+  doc = "Cluster mode: how many sockets orch binds or keeps for the app's workers (the servers they listen on, 1 to 1024); a worker's listen() past it fails with EMFILE." })
 option("port", { type = "integer", compat = "ignored",
   doc = "Shortcut for env.PORT (set only when env has no PORT)." })
 option("autorestart", { type = "boolean", default = true,
@@ -231,6 +233,12 @@ local function check_nonneg_integer(v)
   return expected("a non-negative integer", v)
 end
 
+local function check_socket_cap(v)
+  local n = to_integer(v)
+  if n and n >= 1 and n <= 1024 then return n end
+  return expected("an integer from 1 to 1024", v)
+end
+
 local function check_duration(v)
   local ms = util.parse_duration(v)
   if ms then return ms end
@@ -333,6 +341,7 @@ local CHECK = {
   env = check_env,
   autorestart = check_boolean,
   max_restarts = check_nonneg_integer,
+  cluster_max_sockets = check_socket_cap,
   min_uptime = check_duration,
   restart_delay = check_duration,
   exp_backoff_restart_delay = check_duration,

@@ -70,47 +70,50 @@ describe("cluster sockets", function()
     serving(port)
     assert.are.equal("ok", connect(port))
   end)
-  it("binds at most MAX_SOCKETS per app, and Unix paths only where the app is", function()
-    local out = dir .. "/replies"
-    local stray = "/127.0.0.1"
-    local existed = uv.fs_lstat(stray) ~= nil
-    finally(function()
-      local st = not existed and uv.fs_lstat(stray)
-      if st and st.type == "socket" then os.remove(stray) end
-    end)
-    local res = start(string.format([[ { name = "greedy", script = %q, exec_mode = "cluster", cwd = %q,
-      env = { OUT = %q } }, ]], apps .. "/cluster_greedy.lua", dir, out))
-    local daemon = tonumber(H.read(home .. "/daemon.pid"))
-    local replies
-    H.wait_until(function()
-      replies = {}
-      for line in (H.read(out) or ""):gmatch("[^\n]+") do
-        local r = require("cjson").decode(line)
-        if r.ack then replies[r.ack] = r end
+  for _, cap in ipairs({ 16, 4 }) do
+    it("binds at most cluster_max_sockets per app (" .. cap .. "), and Unix paths only where the app is", function()
+      local out = dir .. "/replies"
+      local stray = "/127.0.0.1"
+      local existed = uv.fs_lstat(stray) ~= nil
+      finally(function()
+        local st = not existed and uv.fs_lstat(stray)
+        if st and st.type == "socket" then os.remove(stray) end
+      end)
+      local res = start(string.format([[ { name = "greedy", script = %q, exec_mode = "cluster", cwd = %q,
+        env = { OUT = %q }, %s }, ]], apps .. "/cluster_greedy.lua", dir, out,
+        cap == 16 and "" or "cluster_max_sockets = " .. cap))
+      local daemon = tonumber(H.read(home .. "/daemon.pid"))
+      local replies
+      H.wait_until(function()
+        replies = {}
+        for line in (H.read(out) or ""):gmatch("[^\n]+") do
+          local r = require("cjson").decode(line)
+          if r.ack then replies[r.ack] = r end
+        end
+        local n = 0
+        for _ in pairs(replies) do n = n + 1 end
+        return n == 102
+      end, 20000, function() return "102 replies in " .. out .. ":\n" .. (H.read(out) or "") end)
+      -- the relative path is the app's, never the daemon's (cwd /)
+      assert.are.equal(0, replies[1].errno)
+      assert.are.equal("socket", (uv.fs_lstat(dir .. "/127.0.0.1") or {}).type)
+      if not existed then assert.is_nil(uv.fs_lstat(stray)) end
+      assert.are_not.equal(0, replies[2].errno)
+      local ok, refused = 0, 0
+      for i = 3, 102 do
+        if replies[i].errno == 0 then ok = ok + 1 else refused = refused + 1 end
       end
-      local n = 0
-      for _ in pairs(replies) do n = n + 1 end
-      return n == 102
-    end, 20000, function() return "102 replies in " .. out .. ":\n" .. (H.read(out) or "") end)
-    -- the relative path is the app's, never the daemon's (cwd /)
-    assert.are.equal(0, replies[1].errno)
-    assert.are.equal("socket", (uv.fs_lstat(dir .. "/127.0.0.1") or {}).type)
-    if not existed then assert.is_nil(uv.fs_lstat(stray)) end
-    assert.are_not.equal(0, replies[2].errno)
-    local ok, refused = 0, 0
-    for i = 3, 102 do
-      if replies[i].errno == 0 then ok = ok + 1 else refused = refused + 1 end
-    end
-    -- 16 sockets for the app: the Unix one and 15 TCP ones
-    assert.are.equal(15, ok)
-    assert.are.equal(85, refused)
-    local listening = 0
-    for line in H.sh("ss -Hltnp"):gmatch("[^\n]+") do
-      if line:find("pid=" .. daemon .. ",", 1, true) then listening = listening + 1 end
-    end
-    assert.is_true(listening <= 15, listening .. " TCP sockets held by the daemon")
-    assert.matches("greedy:0: cannot listen", H.read(home .. "/daemon.log"))
-    assert.are.equal("online", H.json(home, { "list" })[1].status)
-    assert.are.equal(1, #res.processes)
-  end)
+      -- cap sockets for the app (16 unless set): the Unix one and cap - 1 TCP ones
+      assert.are.equal(cap - 1, ok)
+      assert.are.equal(100 - (cap - 1), refused)
+      local listening = 0
+      for line in H.sh("ss -Hltnp"):gmatch("[^\n]+") do
+        if line:find("pid=" .. daemon .. ",", 1, true) then listening = listening + 1 end
+      end
+      assert.is_true(listening <= cap - 1, listening .. " TCP sockets held by the daemon")
+      assert.matches("greedy:0: cannot listen", H.read(home .. "/daemon.log"))
+      assert.are.equal("online", H.json(home, { "list" })[1].status)
+      assert.are.equal(1, #res.processes)
+    end)
+  end
 end)

@@ -214,6 +214,8 @@ describe("orch.ecosystem", function()
       { 'max_restarts = "ten"', "max_restarts", 'expected a non-negative integer, got string "ten"' },
       { "max_restarts = -1", "max_restarts", "expected a non-negative integer, got number -1" },
       { "max_restarts = 1.5", "max_restarts", "expected a non-negative integer, got number 1.5" },
+      { "cluster_max_sockets = 0", "cluster_max_sockets", "expected an integer from 1 to 1024, got number 0" },
+      { "cluster_max_sockets = 2000", "cluster_max_sockets", "expected an integer from 1 to 1024, got number 2000" },
       { 'min_uptime = "soon"', "min_uptime", 'expected a duration (a number of milliseconds or a string like "500ms", "2s", "1.5m", "1h"), got string "soon"' },
       { "restart_delay = -5", "restart_delay", 'expected a duration (a number of milliseconds or a string like "500ms", "2s", "1.5m", "1h"), got number -5' },
       { "exp_backoff_restart_delay = true", "exp_backoff_restart_delay", 'expected a duration (a number of milliseconds or a string like "500ms", "2s", "1.5m", "1h"), got boolean true' },
