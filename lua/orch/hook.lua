@@ -136,7 +136,8 @@ own[leave] = true
 -- the milliseconds) is the error raised when it runs out. Returns true,
 -- results... or false, "message\ntraceback", timed_out.
 function M.run(fn, deadline_ms, msg, ...)
-  if jit and type(fn) == "function" and getinfo(fn, "S").what ~= "C" then jit.off(fn, true) end
+  -- (orch's own functions passed here keep the JIT: they only call user code)
+  if jit and M.is_user(fn) and getinfo(fn, "S").what ~= "C" then jit.off(fn, true) end
   enter(deadline_ms or M.DEFAULT_DEADLINE_MS, msg or M.MESSAGE)
   local res = pack(xpcall(fn, traceback, ...))
   local timed_out = leave()

@@ -106,7 +106,7 @@ function M.from_user(v)
     if v.action == "restart" then return { action = "restart", delay = delay } end
     if v.action == "stop" or v.action == "errored" then
       return { action = "stop", status = v.action == "stop" and "stopped" or "errored",
-               reason = v.reason or "the restart function said " .. v.action }
+               reason = type(v.reason) == "string" and v.reason or "the restart function said " .. v.action }
     end
     return nil, "'action' must be \"restart\", \"stop\" or \"errored\", got " .. tostring(v.action)
   end

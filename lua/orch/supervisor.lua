@@ -556,19 +556,17 @@ function Supervisor:_decide(proc, exit)
   proc.counters = counters
   local fn = proc.app.restart
   if type(fn) ~= "function" then return decision end
-  local ok, res = hook.call(fn, proc.app.hook_deadline, self:view(proc), exit)
-  if not ok then
+  -- The decision is read under the deadline too: a table it returns may
+  -- have metamethods.
+  local ok, user, err = hook.call(function(...) return policy.from_user(fn(...)) end,
+    proc.app.hook_deadline, self:view(proc), exit)
+  if not ok or err then
+    local msg = ok and ("returned an invalid decision: " .. err) or user
     if self.opts.user_error then
-      self.opts.user_error(proc, "restart function", res, ", using the default policy")
+      self.opts.user_error(proc, "restart function", msg, ", using the default policy")
     else
-      self.log("error", self:label(proc) .. ": restart function failed, using the default policy: " .. res)
+      self.log("error", self:label(proc) .. ": restart function failed, using the default policy: " .. msg)
     end
-    return decision
-  end
-  local user, err = policy.from_user(res)
-  if err then
-    self.log("error", string.format("%s: restart function returned an invalid decision (%s), using the default policy",
-      self:label(proc), err))
     return decision
   end
   return user or decision

@@ -222,6 +222,23 @@ describe("user Lua in the daemon", function()
     assert.are.equal('nil\t"attempt to load chunk with wrong mode"\tnil\n', out)
   end)
 
+  it("reads a restart function's decision under its deadline", function()
+    H.write(dir .. "/ecosystem.lua", string.format([[
+      return { apps = {
+        { name = "tricky", script = %q, min_uptime = 0, hook_deadline = 200, autorestart = true,
+          restart = function() return setmetatable({}, { __index = function() while true do end end }) end },
+      } }
+    ]], apps .. "/fail.sh"))
+    assert.are.equal(0, (orch({ "start", dir .. "/ecosystem.lua" })))
+    local d = H.wait_until(function()
+      local v = H.json(home, { "describe", "tricky" })
+      return v and type(v[1].last_user_error) == "table" and v[1]
+    end, 10000, "the restart function's error in describe")
+    assert.are.equal("restart function", d.last_user_error.what)
+    assert.matches("^hook interrupted: ran longer than 200 ms", d.last_user_error.message)
+    assert.are.equal(0, (orch({ "ping" })))
+  end)
+
   it("gives hooks the orch API and shows their errors where the user looks", function()
     H.write(dir .. "/ecosystem.lua", string.format([[
       return { apps = {
