@@ -91,9 +91,6 @@ local function traceback(e)
 end
 own[traceback] = true
 
-local function pack(...) return { n = select("#", ...), ... } end
-own[pack] = true
-
 local function enter(deadline_ms, msg)
   if depth == 0 then
     local h, mask, count = gethook()
@@ -132,6 +129,14 @@ local function leave()
 end
 own[leave] = true
 
+-- Leaves the call before anything is allocated: the heap may be at its cap.
+local function finish(ok, ...)
+  local timed_out = leave()
+  if not ok then return false, srcmap.expand((...)), timed_out end
+  return ok, ...
+end
+own[finish] = true
+
 -- Calls fn(...) under a deadline of deadline_ms; msg (a format with one %d,
 -- the milliseconds) is the error raised when it runs out. Returns true,
 -- results... or false, "message\ntraceback", timed_out.
@@ -139,10 +144,7 @@ function M.run(fn, deadline_ms, msg, ...)
   -- (orch's own functions passed here keep the JIT: they only call user code)
   if jit and M.is_user(fn) and getinfo(fn, "S").what ~= "C" then jit.off(fn, true) end
   enter(deadline_ms or M.DEFAULT_DEADLINE_MS, msg or M.MESSAGE)
-  local res = pack(xpcall(fn, traceback, ...))
-  local timed_out = leave()
-  if not res[1] then return false, srcmap.expand(res[2]), timed_out end
-  return unpack(res, 1, res.n)
+  return finish(xpcall(fn, traceback, ...))
 end
 own[M.run] = true
 

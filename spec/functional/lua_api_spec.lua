@@ -198,6 +198,28 @@ describe("user Lua in the daemon", function()
     assert.are.equal("2\n", out)
   end)
 
+  it("survives user code that fills the capped heap to the last bytes", function()
+    assert.are.equal(0, (orch({ "ping" })))
+    local daemon = H.read(home .. "/daemon.pid")
+    -- ever smaller unique strings until not even 40 bytes fit: orch must
+    -- lift the cap before it allocates anything of its own
+    local code, _, err = orch({ "eval", [[
+      local keep, n = {}, 0
+      for i = 1, 4096 do keep[i] = false end
+      for _, size in ipairs({ 2^20, 2^16, 2^12, 2^8, 64, 40 }) do
+        local base = string.rep("x", size)
+        while pcall(function() n = n + 1 keep[n] = base .. n end) do end
+      end
+      error("full")]] })
+    assert.are.equal(1, code)
+    assert.matches("not enough memory", err)
+    local out
+    code, out = orch({ "eval", "collectgarbage() return 1 + 1" })
+    assert.are.equal(0, code)
+    assert.are.equal("2\n", out)
+    assert.are.equal(daemon, H.read(home .. "/daemon.pid"))
+  end)
+
   it("loads text only, and keeps string.dump out of reach", function()
     local dump = string.dump(loadstring("return 'hello'"))
     -- the constant index of KSTR patched out of range: crashed the daemon
