@@ -148,3 +148,31 @@ describe("stopping a tree", function()
     end
   end)
 end)
+
+describe("core.pidfd", function()
+  local dir, home
+  H.each_test(function(d, h) dir, home = d, h end)
+
+  -- What recovery relies on to never signal a recycled pid: a pidfd is
+  -- taken only for the process that has the recorded start time; signals
+  -- go through it, and its exit is an event.
+  it("holds only the process with the given start time, signals it and reports its exit", function()
+    local script = H.write(dir .. "/pidfd.lua", [[
+      local uv, core = require("luv"), require("orch.core")
+      local child = uv.spawn("sleep", { args = { "1000" } }, function() end)
+      local pid = child:get_pid()
+      local start = assert(core.proc_starttime(pid))
+      local _, err, code = core.pidfd(pid, start + 1)
+      print("recycled:", code, err)
+      local h = assert(core.pidfd(pid, start))
+      h:on_exit(function() print("exited:", h:exited()) h:close() child:close() end)
+      print("signal:", h:signal(core.signum("SIGTERM")))
+      uv.run()
+    ]])
+    local code, out, err = H.orch_sync({ "lua", script }, { home = home })
+    assert.are.equal(0, code, err)
+    assert.matches("recycled:\tESRCH\tESRCH: no such process\n", out, 1, true)
+    assert.matches("signal:\ttrue\n", out, 1, true)
+    assert.matches("exited:\ttrue\n", out, 1, true)
+  end)
+end)
