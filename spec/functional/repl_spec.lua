@@ -89,6 +89,17 @@ describe("orch repl", function()
     assert.is_nil(err:find("line 10", 1, true))
   end)
 
+  it("shows the error of a user function that failed since the previous chunk", function()
+    -- a timer set from the REPL fails on a later loop turn: one of the
+    -- following chunks' replies carries it, once
+    local lines = { "orch.timer(0, function() error('late bug') end)" }
+    for i = 2, 200 do lines[i] = "n = " .. i end
+    local code, _, err = repl_pipe(home, table.concat(lines, "\n") .. "\n")
+    assert.are.equal(0, code) -- no chunk failed
+    assert.matches("orch repl: timer callback failed: eval:1: late bug\nstack traceback:", err)
+    assert.are.equal(1, select(2, err:gsub("late bug", "")))
+  end)
+
   it("exits 0 after a clean script, 1 when the input ends inside a chunk", function()
     local code, out, err = repl_pipe(home, "x = 20\nx + 1\n")
     assert.are.equal(0, code)
