@@ -13,6 +13,8 @@ local M = {}
 
 M.MATCH_BUDGET = 2e7          -- worst-case steps of one pattern search (~0.3 s)
 M.MAX_REP = 64 * 1024 * 1024  -- bytes string.rep may make
+M.PLAIN_BUDGET = 1e10         -- bytes a plain search may compare (LuaJIT's is naive: ~0.2 s)
+M.SORT_BUDGET = 1e7           -- n log2 n of a table.sort without a Lua comparator (~0.2 s)
 
 local find, match, gmatch, gsub, rep, byte = string.find, string.match, string.gmatch, string.gsub,
   string.rep, string.byte
@@ -70,8 +72,16 @@ end
 M.cost = cost
 
 local function check_pattern(fname, s, p, plain, anchorable)
-  if not hook.active() or plain or type(s) ~= "string" or type(p) ~= "string" then return end
-  if not find(p, SPECIALS) then return end
+  if not hook.active() or type(s) ~= "string" or type(p) ~= "string" then return end
+  if plain or not find(p, SPECIALS) then
+    -- a plain search compares up to the needle's length at every position
+    local c = math.max(0, #s - #p + 1) * #p
+    if c > M.PLAIN_BUDGET then
+      error(string.format("%s: searching %d bytes for %d is too costly (worst case %.3g byte comparisons, limit %.3g)",
+        fname, #s, #p, c, M.PLAIN_BUDGET), 3)
+    end
+    return
+  end
   local c = cost(#s, p, anchorable)
   if c > M.MATCH_BUDGET then
     error(string.format("%s: pattern '%s' on a subject of %d bytes is too costly (worst case %.3g steps, limit %.3g)",
@@ -111,6 +121,29 @@ function bounded.rep(s, n, sep)
     end
   end
   return rep(s, n, sep)
+end
+
+local sort = table.sort
+
+-- table.sort runs in C; only a Lua comparator gives the count hook a chance.
+local function bounded_sort(t, cmp)
+  if hook.active() and type(t) == "table" and not (type(cmp) == "function" and debug.getinfo(cmp, "S").what ~= "C") then
+    local n = #t
+    local c = n * math.log(math.max(n, 2)) / math.log(2)
+    if c > M.SORT_BUDGET then
+      error(string.format("table.sort: %d elements without a Lua comparator are too costly (limit %.3g for n log2 n)",
+        n, M.SORT_BUDGET), 2)
+    end
+  end
+  return sort(t, cmp)
+end
+
+-- The table library user code sees (a copy).
+function M.table()
+  local t = {}
+  for k, v in pairs(table) do t[k] = v end
+  t.sort = bounded_sort
+  return t
 end
 
 -- The string library user code sees (a copy: user code may change it).

@@ -317,6 +317,7 @@ local function repl_env(engine)
   if not engine.repl_env then
     local hook = require("orch.hook")
     local env = { orch = engine.api, inspect = require("orch.inspect").inspect, string = require("orch.bounds").string(),
+                  table = require("orch.bounds").table(),
                   xpcall = hook.xpcall }
     -- Code the REPL loads is text only, runs with the JIT off (so the
     -- deadline reaches it) and sees the REPL's environment.

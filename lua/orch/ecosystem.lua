@@ -1060,7 +1060,7 @@ local function sandbox(opts)
     end,
     math = shallow(math),
     string = bounds.string(),
-    table = shallow(table),
+    table = bounds.table(),
     os = { getenv = lookup, time = os.time, date = os.date, clock = os.clock },
     env = env,
   }

@@ -622,6 +622,19 @@ describe("orch.ecosystem", function()
       load_ok(path)
     end)
 
+    it("refuse a plain search or a sort too costly for one uninterruptible C call", function()
+      local path = write("eco.lua", 'local s = ("a"):rep(1000000)\nlocal i = s:find(("a"):rep(200000) .. "b", 1, true)\n')
+      local t0 = require("luv").hrtime()
+      assert.matches(":2: string.find: searching 1000000 bytes for 200001 is too costly", load_err(path))
+      path = write("eco.lua", 'local t = {}\nfor i = 1, 3000000 do t[i] = -i end\ntable.sort(t)\n')
+      assert.matches(":3: table.sort: 3000000 elements without a Lua comparator are too costly", load_err(path))
+      assert.is_true((require("luv").hrtime() - t0) / 1e6 < 2500)
+      -- small ones, and sorts with a Lua comparator (interruptible), work
+      load_ok(write("eco.lua", 'local t = { 3, 1, 2 }\ntable.sort(t)\nassert(t[1] == 1 and ("abc"):find("b", 1, true) == 2)\n'
+        .. 'local u = {}\nfor i = 1, 20000 do u[i] = -i end\ntable.sort(u, function(a, b) return a < b end)\n'
+        .. 'return { apps = { { script = "app.sh" } } }\n'))
+    end)
+
     it("refuse a string.rep result over its limit", function()
       local path = write("eco.lua", 'local s = ("x"):rep(100 * 1024 * 1024)\n')
       assert.matches(":1: string.rep: a result of 104857600 bytes is over the limit of", load_err(path))
