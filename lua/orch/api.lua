@@ -15,7 +15,7 @@ M.EVENTS = { start = "start", online = "online", exit = "exit", waiting = "resta
 M.CALLBACK_DEADLINE_MS = 1000
 
 function M.new(engine)
-  local api = { uv = uv }
+  local api = { uv = require("orch.bounds").uv(uv) }
 
   -- A user function called later by orch or libuv (a timer, a `done`, a
   -- luv callback): protected and under a deadline like every hook; an error

@@ -153,6 +153,43 @@ function M.string()
   return t
 end
 
+-- luv for user code (`orch.uv`): the calls that would block the daemon's
+-- loop (a synchronous fs call waits for ever on a FIFO; DNS; a nested
+-- uv.run; a thread join) are refused while user code runs, with the way out.
+local BLOCKING = { sleep = "blocks the daemon's loop: use a timer", run = "would run the daemon's loop inside a hook",
+  stop = "would stop the daemon's loop", loop_close = "would close the daemon's loop", walk = "is orch's",
+  loop_configure = "is orch's", new_thread = "threads are not for hooks", thread_join = "threads are not for hooks" }
+
+local function has_function(...)
+  for i = 1, select("#", ...) do
+    if type((select(i, ...))) == "function" then return true end
+  end
+  return false
+end
+
+function M.uv(uv)
+  local proxy = {}
+  for k, v in pairs(uv) do
+    if type(v) == "function" and BLOCKING[k] then
+      proxy[k] = function(...)
+        if hook.active() then error("orch.uv." .. k .. ": refused: it " .. BLOCKING[k], 2) end
+        return v(...)
+      end
+    elseif type(v) == "function" and ((k:match("^fs_") and not k:match("^fs_event") and not k:match("^fs_poll")
+        and k ~= "fs_scandir_next") or k == "getaddrinfo" or k == "getnameinfo") then
+      proxy[k] = function(...)
+        if hook.active() and not has_function(...) then
+          error("orch.uv." .. k .. ": pass a callback: the synchronous form would block the daemon's loop", 2)
+        end
+        return v(...)
+      end
+    else
+      proxy[k] = v
+    end
+  end
+  return proxy
+end
+
 -- Methods on string values (`s:find(...)`) go through the one string
 -- metatable the whole state shares: point it at the bounded functions.
 function M.install()

@@ -187,6 +187,21 @@ describe("user Lua in the daemon", function()
     assert.are.equal(0, (orch({ "ping" })))
   end)
 
+  it("refuses the luv calls that would block the loop, and takes their async forms", function()
+    H.sh("mkfifo '" .. dir .. "/fifo'")
+    local code, _, err = orch({ "eval", "return orch.uv.fs_open(" .. string.format("%q", dir .. "/fifo") .. ", 'r', 0)" })
+    assert.are.equal(1, code) -- without the fix: the daemon waits for ever for a writer
+    assert.matches("orch.uv.fs_open: pass a callback: the synchronous form would block the daemon's loop", err)
+    code, _, err = orch({ "eval", "orch.uv.sleep(5000)" })
+    assert.are.equal(1, code)
+    assert.matches("orch.uv.sleep: refused: it blocks the daemon's loop: use a timer", err)
+    local out
+    code, out = orch({ "eval", "orch.uv.fs_stat('/', function(e, st) done = st.type end) return type(orch.uv.hrtime())" })
+    assert.are.equal(0, code)
+    assert.are.equal('"number"\n', out)
+    H.wait_until(function() return select(2, orch({ "eval", "done" })) == '"directory"\n' end, 5000, "the async stat")
+  end)
+
   it("caps the memory user code may take; the daemon carries on", function()
     local code, _, err = orch({ "eval",
       "local s = ('x'):rep(2^20) local t = {} for i = 1, 600 do t[i] = s .. i end return #t" })
