@@ -193,18 +193,23 @@ end
 function H.daemon_cleanup(home)
   local daemon = tonumber(H.read(home .. "/daemon.pid") or "")
   if not (daemon and H.alive(daemon)) then return end
-  local procs = H.json(home, { "list" })
-  if type(procs) == "table" then
+  -- A daemon that does not answer is still ended (below): list may raise.
+  local ok, procs = pcall(H.json, home, { "list" })
+  if ok and type(procs) == "table" then
     for _, p in ipairs(procs) do
       if type(p.pid) == "number" then pgroups[p.pid] = true end
     end
   end
   pcall(H.orch_sync, { "kill" }, { home = home, timeout = 10000 })
-  if H.exists(daemon) then pcall(uv.kill, daemon, "sigkill") end
+  if H.exists(daemon) then
+    pcall(uv.kill, daemon, "sigkill")
+    -- its apps, which nobody stops now: found by their environment
+    for _, pid in ipairs(H.app_pids(home)) do pcall(uv.kill, pid, "sigkill") end
+  end
 end
 
--- Live processes started for app `name` by the orch of `home` (their
--- environment says so), wherever they are in the process tree.
+-- Live processes started for app `name` (any app when nil) by the orch of
+-- `home` (their environment says so), wherever they are in the process tree.
 function H.app_pids(home, name)
   local pids = {}
   for entry in uv.fs_scandir_next, uv.fs_scandir("/proc") do
@@ -212,7 +217,8 @@ function H.app_pids(home, name)
     if pid then
       local env = H.read("/proc/" .. pid .. "/environ")
       env = env and "\0" .. env
-      if env and env:find("\0ORCH_HOME=" .. home .. "\0", 1, true) and env:find("\0ORCH_APP_NAME=" .. name .. "\0", 1, true)
+      if env and env:find("\0ORCH_HOME=" .. home .. "\0", 1, true)
+         and (not name or env:find("\0ORCH_APP_NAME=" .. name .. "\0", 1, true))
          and H.alive(pid) then
         pids[#pids + 1] = pid
       end
