@@ -86,7 +86,7 @@ function H.orch(args, opts)
     if os.getenv(k) then env[#env + 1] = k .. "=" .. os.getenv(k) end
   end
   for k, v in pairs(opts.env or {}) do env[#env + 1] = k .. "=" .. v end
-  local self = setmetatable({ out = "", err = "" }, Orch)
+  local self = setmetatable({ out = "", err = "", args = args }, Orch)
   -- opts.stdout: an fd for orch's stdout instead of a pipe read here
   local stdout, stderr = opts.stdout == nil and uv.new_pipe(false) or nil, uv.new_pipe(false)
   local handle, pid = uv.spawn(opts.program or H.bin, {
@@ -131,7 +131,9 @@ function Orch:wait_exit(timeout_ms)
   H.wait_until(function()
     -- The exit, and EOF on both pipes: then all output is in.
     return self.code ~= nil and self.eof == 2
-  end, timeout_ms or 10000, function() return "orch (pid " .. self.pid .. ") to exit; stderr so far:\n" .. self.err end)
+  end, timeout_ms or 10000, function()
+    return "orch " .. table.concat(self.args, " ") .. " (pid " .. self.pid .. ") to exit; stderr so far:\n" .. self.err
+  end)
   return self.code
 end
 
