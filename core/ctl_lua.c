@@ -328,18 +328,7 @@ void orch_ctl_lua_register(lua_State *L) {
   orch_lua_class(L, SERVER_MT, server_methods, l_server_gc);
   orch_lua_class(L, CONN_MT, conn_methods, l_conn_gc);
   orch_lua_class(L, CLIENT_MT, client_methods, l_client_close);
-  /* A registry value with a finalizer: collected only by lua_close. */
-  lua_getfield(L, LUA_REGISTRYINDEX, "orch.ctl_state");
-  int have = !lua_isnil(L, -1);
-  lua_pop(L, 1);
-  if (!have) {
-    lua_newuserdata(L, 1);
-    lua_newtable(L);
-    lua_pushcfunction(L, on_state_close);
-    lua_setfield(L, -2, "__gc");
-    lua_setmetatable(L, -2);
-    lua_setfield(L, LUA_REGISTRYINDEX, "orch.ctl_state");
-  }
+  orch_lua_on_state_close(L, "orch.ctl_state", on_state_close);
   lua_up = 1;
   lua_pushcfunction(L, l_ctl_listen);
   lua_setfield(L, -2, "ctl_listen");

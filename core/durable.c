@@ -284,18 +284,7 @@ static int on_state_close(lua_State *L) {
 }
 
 void orch_durable_lua_register(lua_State *L) {
-  /* A registry value with a finalizer: collected only by lua_close. */
-  lua_getfield(L, LUA_REGISTRYINDEX, "orch.durable_state");
-  int have = !lua_isnil(L, -1);
-  lua_pop(L, 1);
-  if (!have) {
-    lua_newuserdata(L, 1);
-    lua_newtable(L);
-    lua_pushcfunction(L, on_state_close);
-    lua_setfield(L, -2, "__gc");
-    lua_setmetatable(L, -2);
-    lua_setfield(L, LUA_REGISTRYINDEX, "orch.durable_state");
-  }
+  orch_lua_on_state_close(L, "orch.durable_state", on_state_close);
   lua_up = 1;
   lua_pushcfunction(L, l_durable_write);
   lua_setfield(L, -2, "durable_write");

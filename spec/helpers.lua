@@ -240,6 +240,13 @@ function H.start_apps(dir, home, body)
   return H.json(home, { "start", H.ecosystem(dir, body) }, { cwd = dir })
 end
 
+-- The same, for a start that must succeed: the decoded reply.
+function H.started(dir, home, body)
+  local res, code, err = H.start_apps(dir, home, body)
+  if code ~= 0 then error(string.format("orch start exited %s: %s", tostring(code), err), 2) end
+  return res
+end
+
 -- Gives every test of the enclosing describe a fresh directory and
 -- ORCH_HOME (set(dir, home) before each), and ends after each what it
 -- started: the daemon of that home, every orch and app, the directory.

@@ -30,4 +30,20 @@ static inline void orch_lua_class(lua_State *L, const char *name,
   lua_pop(L, 1);
 }
 
+/* Makes registry[key] a value whose __gc is fn, once: Lua collects it only
+ * in lua_close, so fn runs when the state goes (a module's last cleanup). */
+static inline void orch_lua_on_state_close(lua_State *L, const char *key,
+                                           lua_CFunction fn) {
+  lua_getfield(L, LUA_REGISTRYINDEX, key);
+  int have = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  if (have) return;
+  lua_newuserdata(L, 1);
+  lua_newtable(L);
+  lua_pushcfunction(L, fn);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_setfield(L, LUA_REGISTRYINDEX, key);
+}
+
 #endif

@@ -20,11 +20,7 @@ describe("cluster sockets", function()
   local dir, home
   H.each_test(function(d, h) dir, home = d, h end)
 
-  local function start(body)
-    local res, code, err = H.start_apps(dir, home, body)
-    assert.are.equal(0, code, err)
-    return res
-  end
+  local function start(body) return H.started(dir, home, body) end
 
   local function serving(port)
     H.wait_until(function() return #H.http_probe(port, 1) == 1 end, 20000, "an answer on port " .. port)

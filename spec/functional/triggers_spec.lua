@@ -6,11 +6,7 @@ describe("restart triggers", function()
   local dir, home
   H.each_test(function(d, h) dir, home = d, h end)
 
-  local function start(body)
-    local res, code, err = H.start_apps(dir, home, body)
-    assert.are.equal(0, code, err)
-    return res
-  end
+  local function start(body) return H.started(dir, home, body) end
 
   local function restarts(name)
     local d = H.json(home, { "describe", name })
