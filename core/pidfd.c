@@ -73,7 +73,10 @@ static int own_group_children(pid_t root, pid_t pgid, pid_t *found, int n, int c
   for (int i = first; i < end; i++) {
     uint64_t g;
     pid_t kid = found[i];
-    if (kid == root || orch_proc_stat_fields(kid, which, 1, &g) < 0 || (pid_t)g != pgid) continue;
+    /* Managed processes are leaders of groups of their own: no /proc read
+     * for them (a stop of all N apps would read N * N stat files). */
+    if (kid == root || (kid != pgid && orch_proc_is_watched(kid))) continue;
+    if (orch_proc_stat_fields(kid, which, 1, &g) < 0 || (pid_t)g != pgid) continue;
     found[n++] = kid; /* n <= i: compacting in place */
   }
   /* then the descendants of those kept */
