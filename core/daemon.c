@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "orch/fds.h"
 #include "orch/proc.h"
 #include "orch/stats.h"
 
@@ -72,18 +73,6 @@ int orch_pidfile_read(const char *path, pid_t *pid) {
 
 /* ---- detached start ---- */
 
-/* Marks every fd from 3 up close-on-exec: whatever the CLI inherited without
- * the flag (a harness's pipe, say) must not be held open by the daemon for
- * its whole life. */
-static void cloexec_from_3(void) {
-  if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return;
-  struct rlimit rl; /* kernels before 5.11: one fcntl per possible fd */
-  int max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536
-                ? (int)rl.rlim_cur
-                : 65536;
-  for (int fd = 3; fd < max; fd++) fcntl(fd, F_SETFD, FD_CLOEXEC);
-}
-
 /* The daemon itself, between fork and exec: async-signal-safe calls only. */
 static void detached_child(const orch_daemon_opts_t *o, int errfd, int devnull,
                            int logfd, int readyfd) {
@@ -105,7 +94,9 @@ static void detached_child(const orch_daemon_opts_t *o, int errfd, int devnull,
   if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0)
     orch__child_fail(errfd, errno);
   if (chdir(o->cwd ? o->cwd : "/") < 0) orch__child_fail(errfd, errno);
-  cloexec_from_3();
+  /* Whatever the CLI inherited without close-on-exec (a harness's pipe, say)
+   * must not be held open by the daemon for its whole life. Best effort. */
+  orch_fds_cloexec_from(3);
   /* dup2 clears close-on-exec: the one fd the daemon inherits */
   if (readyfd >= 0 && dup2(readyfd, o->ready_fd) < 0) orch__child_fail(errfd, errno);
   sigset_t none;

@@ -14,12 +14,18 @@ typedef struct {
   int fd; /* -1 once released */
 } llock_t;
 
-static int l_lock_pidfile(lua_State *L) {
-  const char *path = luaL_checkstring(L, 1);
+/* A lock userdata, not yet holding anything (released: fd -1). */
+static llock_t *new_lock(lua_State *L) {
   llock_t *u = lua_newuserdata(L, sizeof *u);
   u->fd = -1;
   luaL_getmetatable(L, LOCK_MT);
   lua_setmetatable(L, -2);
+  return u;
+}
+
+static int l_lock_pidfile(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  llock_t *u = new_lock(L);
   int rc = orch_pidfile_lock(path, &u->fd);
   if (rc == -EWOULDBLOCK) {
     /* Its own code rather than libuv's EAGAIN: callers test for this one. */
@@ -131,10 +137,7 @@ static int l_ready_wait(lua_State *L) {
 /* core.start_lock(dir): a lock (see lock_pidfile) on dir, waited for. */
 static int l_start_lock(lua_State *L) {
   const char *dir = luaL_checkstring(L, 1);
-  llock_t *u = lua_newuserdata(L, sizeof *u);
-  u->fd = -1;
-  luaL_getmetatable(L, LOCK_MT);
-  lua_setmetatable(L, -2);
+  llock_t *u = new_lock(L);
   int rc = orch_start_lock(dir, &u->fd);
   if (rc < 0) return orch_lua_fail(L, rc);
   return 1;
