@@ -27,7 +27,7 @@ M.verbs = {
   ["reopen-logs"] = { args = "", min = 0, max = 0,
     summary = "reopen every log file by its path (after an external logrotate)", opts = JSON },
   save = { args = "", min = 0, max = 0, summary = "remember the apps for resurrect (" .. "$ORCH_HOME/dump.json)", opts = JSON },
-  resurrect = { args = "", min = 0, max = 0, summary = "start the apps saved by save", opts = JSON },
+  resurrect = { args = "", min = 0, max = 0, summary = "bring back the apps saved by save (stopped ones stay stopped)", opts = JSON },
   ping = { args = "", min = 0, max = 0, summary = "start the daemon if needed and show it", opts = JSON },
   kill = { args = "", min = 0, max = 0, summary = "stop every process, then the daemon", opts = JSON },
   eval = { args = "<lua code>", min = 1, max = 1, summary = "run Lua in the daemon and print the result", opts = JSON },

@@ -13,7 +13,7 @@ local verbs = {
           summary = "run a Lua script with orch's runtime (LuaJIT, luv, cjson)" },
   repl = { module = "orch.repl", usage = "repl",
            summary = "an interactive Lua REPL inside the daemon" },
-  daemon = { module = "orch.daemon", usage = "daemon", summary = "run the daemon (the CLI starts it by itself)" },
+  daemon = { module = "orch.daemon", usage = "daemon [--ready-fd N]", summary = "run the daemon (the CLI starts it by itself; N: write a newline there once serving)" },
   version = { summary = "print orch's version" },
   help = { usage = "help [VERB]", summary = "show help" },
 }
