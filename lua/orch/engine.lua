@@ -8,7 +8,6 @@ local cjson = require("cjson").new()
 local ecosystem = require("orch.ecosystem")
 local supervisor = require("orch.supervisor")
 local launch = require("orch.launch")
-local state = require("orch.state")
 local util = require("orch.util")
 
 local M = {}
@@ -16,6 +15,11 @@ local Engine = {}
 Engine.__index = Engine
 
 M.VERSION = require("orch.version").version
+
+-- Persistence (state file, dump) and crash recovery live in their own modules.
+for _, mod in ipairs({ "orch.persist", "orch.recovery" }) do
+  for k, f in pairs(require(mod).methods) do Engine[k] = f end
+end
 
 -- opts: paths (from orch.paths.ensure_home), echo, log(level, msg),
 --       on_event(event, proc, info), mode ("run" | "daemon")
@@ -156,6 +160,7 @@ end
 local function running(p)
   return p.status == "online" or p.status == "launching" or p.status == "stopping" or p.status == "waiting"
 end
+function Engine:is_running(p) return running(p) end
 
 function Engine:app_running(name)
   for _, p in ipairs(self:procs_of(name)) do
@@ -546,263 +551,6 @@ function Engine:describe(p)
   local source = (self.apps[p.name] or {}).source or {}
   v.source = source.file or "command line"
   return v
-end
-
----------------------------------------------------------------------------
--- Persistence: the dump (orch save/resurrect) and the state file (kept
--- current so that a daemon started after a SIGKILL knows what ran).
----------------------------------------------------------------------------
-
--- The apps as data: one entry per app with its source, whether it ran, its
--- number of instances (orch scale changes it) and which of them are stopped
--- (a stopped process stays stopped through a resurrect or a crash).
--- A copy of v that JSON can hold: functions (hooks in a spec given to
--- orch.start) cannot be saved and are left out; `dropped` counts them.
-local function plain(v, dropped)
-  if type(v) == "function" or type(v) == "userdata" or type(v) == "thread" then
-    dropped.n = dropped.n + 1
-    return nil
-  end
-  if type(v) ~= "table" then return v end
-  local out = {}
-  for k, x in pairs(v) do out[k] = plain(x, dropped) end
-  return out
-end
-
-function Engine:snapshot()
-  local list = {}
-  for _, p in ipairs(self.sup:list()) do
-    local entry = self.apps[p.name]
-    if entry and p.instance == 0 then
-      local dropped = { n = 0 }
-      local source = plain(entry.source, dropped)
-      if dropped.n > 0 and not entry.warned_lossy then
-        entry.warned_lossy = true
-        self.log("warn", string.format("%s: %d Lua function(s) in its options cannot be saved; "
-          .. "a resurrect or a restart after a crash starts it without them", p.name, dropped.n))
-      end
-      local stopped = {}
-      for _, q in ipairs(self:procs_of(p.name)) do
-        if q.status == "stopped" then stopped[#stopped + 1] = q.instance end
-      end
-      table.sort(stopped)
-      list[#list + 1] = { name = p.name, source = source, running = self:app_running(p.name),
-                          instances = entry.app.instances, stopped = stopped }
-    end
-  end
-  return list
-end
-
-function Engine:save_state_soon()
-  if self.state_timer or not self.paths.state then return end
-  self.state_timer = uv.new_timer()
-  self.state_timer:start(0, 0, function()
-    self.state_timer:close()
-    self.state_timer = nil
-    self:save_state()
-  end)
-end
-
--- done() once the state as it is now is written (or failed: state_error).
-function Engine:flush_state(done)
-  if self.state_timer then
-    self.state_timer:close()
-    self.state_timer = nil
-    self:save_state()
-  end
-  if not self.state_writer then return done() end
-  self.state_writer.flush(function() done() end)
-end
-
--- Written off the loop thread (orch.state.writer); clean: the last write of
--- an orch that stopped its processes and exits, written at once, and the
--- next orch then starts with nothing (a crash leaves clean unset).
-function Engine:save_state(clean)
-  local procs = {}
-  for _, p in ipairs(self.sup:list()) do
-    if p.pid and running(p) then
-      procs[#procs + 1] = { id = p.id, name = p.name, pid = p.pid, starttime = core.proc_starttime(p.pid),
-                            kill_signal = p.app.kill_signal, kill_timeout = p.app.kill_timeout }
-    end
-  end
-  local value = { pid = core.getpid(), apps = self:snapshot(), procs = procs, clean = clean or nil }
-  -- counted, so that a command whose change was not kept says so (_request)
-  self.state_seq = (self.state_seq or 0) + 1
-  local function written(ok, err)
-    self.state_error = not ok and err or nil
-    if not ok then self.log("error", "state file not written: " .. tostring(err)) end
-  end
-  if clean then return written(state.write_json(self.paths.state, value, true)) end
-  self.state_writer = self.state_writer or state.writer(self.paths.state)
-  self.state_writer.write(value, written)
-end
-
--- Which instances of a snapshot's entry stay stopped: its `stopped` list
--- (a dump written before there was one: all of them when it did not run).
-local function stopped_set(e, instances)
-  local set = {}
-  if type(e.stopped) == "table" then
-    for _, i in ipairs(e.stopped) do set[i] = true end
-  elseif not e.running then
-    for i = 0, instances - 1 do set[i] = true end
-  end
-  return set
-end
-
--- Brings back the apps of a snapshot (from the dump or the state file) as
--- they were: their instance count, their running processes started, their
--- stopped ones registered but stopped. Apps whose name is already known are
--- left alone. Returns started (apps with a process started), stopped (apps
--- restored stopped), errors.
-function Engine:restore(entries)
-  local by_source, order, by_name = {}, {}, {}
-  for _, e in ipairs(entries or {}) do
-    if type(e) == "table" and type(e.name) == "string" and type(e.source) == "table" and not self.apps[e.name] then
-      by_name[e.name] = e
-      local key = cjson.encode(e.source)
-      if not by_source[key] then
-        by_source[key] = { source = e.source, names = {} }
-        order[#order + 1] = key
-      end
-      table.insert(by_source[key].names, e.name)
-    end
-  end
-  local started, stopped, errors = {}, {}, {}
-  for _, key in ipairs(order) do
-    local group = by_source[key]
-    local cfg, err = self:load(group.source)
-    if not cfg then
-      errors[#errors + 1] = err
-    else
-      local want = {}
-      for _, n in ipairs(group.names) do want[n] = true end
-      for _, app in ipairs(cfg.apps) do
-        if want[app.name] then
-          want[app.name] = nil
-          local e = by_name[app.name]
-          local n = e.instances
-          if type(n) == "number" and n == math.floor(n) and n >= 1 and n <= 1024 then app.instances = n end
-          local down, start = stopped_set(e, app.instances), {}
-          for _, p in ipairs(self:register(app, group.source)) do
-            if not down[p.instance] then start[#start + 1] = p end
-          end
-          self:start_procs(start)
-          if #start > 0 then started[#started + 1] = app.name else stopped[#stopped + 1] = app.name end
-        end
-      end
-      for n in pairs(want) do errors[#errors + 1] = string.format("app '%s' is no longer in its source", n) end
-    end
-  end
-  return started, stopped, errors
-end
-
--- Stops one recorded process and what is left of its tree: kill_signal to
--- all of it now, SIGKILL to all of it (scanned again) after kill_timeout.
--- finished() once every member has exited and the group has no new one.
-local function stop_leftover(g, finished)
-  local pgid = g.rec.pid
-  local signum = core.signum(g.rec.kill_signal or "SIGINT") or core.signum("SIGINT")
-  local live, n, killed, over = {}, 0, false, false
-  local timer = uv.new_timer()
-  local function finish()
-    if over then return end
-    over = true
-    timer:close()
-    for _, h in pairs(live) do h:close() end
-    finished()
-  end
-  g.abandon = function()
-    over = true
-    if not timer:is_closing() then timer:close() end
-    for _, h in pairs(live) do h:close() end
-  end
-  local take
-  -- Every watched process is gone: the group may still hold one that joined
-  -- after the last scan.
-  local function check()
-    if over or n > 0 then return end
-    local more = core.pidfd_snapshot(0, pgid, "system")
-    if #more == 0 then return finish() end
-    take(more, killed and core.signum("SIGKILL") or signum)
-  end
-  take = function(list, sig)
-    for _, h in ipairs(list) do
-      if live[h:pid()] then
-        h:close() -- held already
-      else
-        live[h:pid()] = h
-        n = n + 1
-        h:signal(sig)
-        h:on_exit(function()
-          live[h:pid()] = nil
-          n = n - 1
-          h:close()
-          check()
-        end)
-      end
-    end
-  end
-  local first = core.pidfd_snapshot(pgid, pgid, "system")
-  table.insert(first, 1, g.root)
-  take(first, signum)
-  timer:start(g.rec.kill_timeout or 1600, 0, function()
-    killed = true
-    local sigkill = core.signum("SIGKILL")
-    for _, h in pairs(live) do h:signal(sigkill) end
-    take(core.pidfd_snapshot(live[pgid] and pgid or 0, pgid, "system"), sigkill)
-  end)
-end
-
--- After a crash of the previous orch (SIGKILL, OOM): its processes run on,
--- unsupervised, with their output pipes broken. They are stopped (kill_signal,
--- SIGKILL after their kill_timeout) and, once gone, done() runs with the
--- previous state so the caller can start those apps again. They are not our
--- children: each is held by a pidfd (its start time checked once held), and
--- so are the members of its group and its descendants, so no signal can
--- reach a recycled pid and each exit is an event. Requests other than ping
--- wait meanwhile (see _request).
-M.RECOVERY_GIVE_UP_MS = 60000
-
-function Engine:recover(done)
-  local prev = state.read_json(self.paths.state)
-  if type(prev) ~= "table" or prev.pid == core.getpid() then return self:_recovered(done, nil) end
-  local groups = {}
-  for _, p in ipairs(prev.procs or {}) do
-    local root = type(p.pid) == "number" and p.pid > 1 and type(p.starttime) == "number"
-      and core.pidfd(p.pid, p.starttime)
-    if root then
-      groups[#groups + 1] = { rec = p, root = root }
-      self.log("info", string.format("stopping %s (pid %d), left running by a previous orch (pid %s)",
-        tostring(p.name), p.pid, tostring(prev.pid)))
-    end
-  end
-  if #groups == 0 then return self:_recovered(done, prev) end
-  self.recovering = true
-  local pending, give_up = #groups, uv.new_timer()
-  local function finished()
-    pending = pending - 1
-    if pending > 0 then return end
-    give_up:close()
-    self:_recovered(done, prev)
-  end
-  give_up:start(M.RECOVERY_GIVE_UP_MS, 0, function()
-    self.log("error", pending .. " leftover process group(s) would not die; going on")
-    pending = 1
-    finished()
-    for _, g in ipairs(groups) do g.abandon() end
-  end)
-  for _, g in ipairs(groups) do stop_leftover(g, finished) end
-end
-
--- Recovery is over: requests held meanwhile are served in their order.
-function Engine:_recovered(done, prev)
-  self.recovering = false
-  done(prev)
-  local held = self.held or {}
-  self.held = nil
-  for _, r in ipairs(held) do
-    if not r[1]:closed() then self:_request(r[2], r[1], r[3]) end
-  end
 end
 
 ---------------------------------------------------------------------------

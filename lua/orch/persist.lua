@@ -1,0 +1,156 @@
+-- orch.persist: what outlives the daemon. The dump (orch save/resurrect)
+-- and the state file, kept current so that a daemon started after a SIGKILL
+-- knows what ran (orch.recovery reads it). Methods of the engine
+-- (orch.engine mixes them in): they read its apps and process table.
+local core = require("orch.core")
+local uv = require("luv")
+local cjson = require("cjson").new()
+local state = require("orch.state")
+
+local M = {}
+local E = {} -- engine methods
+M.methods = E
+-- The apps as data: one entry per app with its source, whether it ran, its
+-- number of instances (orch scale changes it) and which of them are stopped
+-- (a stopped process stays stopped through a resurrect or a crash).
+-- A copy of v that JSON can hold: functions (hooks in a spec given to
+-- orch.start) cannot be saved and are left out; `dropped` counts them.
+local function plain(v, dropped)
+  if type(v) == "function" or type(v) == "userdata" or type(v) == "thread" then
+    dropped.n = dropped.n + 1
+    return nil
+  end
+  if type(v) ~= "table" then return v end
+  local out = {}
+  for k, x in pairs(v) do out[k] = plain(x, dropped) end
+  return out
+end
+
+function E:snapshot()
+  local list = {}
+  for _, p in ipairs(self.sup:list()) do
+    local entry = self.apps[p.name]
+    if entry and p.instance == 0 then
+      local dropped = { n = 0 }
+      local source = plain(entry.source, dropped)
+      if dropped.n > 0 and not entry.warned_lossy then
+        entry.warned_lossy = true
+        self.log("warn", string.format("%s: %d Lua function(s) in its options cannot be saved; "
+          .. "a resurrect or a restart after a crash starts it without them", p.name, dropped.n))
+      end
+      local stopped = {}
+      for _, q in ipairs(self:procs_of(p.name)) do
+        if q.status == "stopped" then stopped[#stopped + 1] = q.instance end
+      end
+      table.sort(stopped)
+      list[#list + 1] = { name = p.name, source = source, running = self:app_running(p.name),
+                          instances = entry.app.instances, stopped = stopped }
+    end
+  end
+  return list
+end
+
+function E:save_state_soon()
+  if self.state_timer or not self.paths.state then return end
+  self.state_timer = uv.new_timer()
+  self.state_timer:start(0, 0, function()
+    self.state_timer:close()
+    self.state_timer = nil
+    self:save_state()
+  end)
+end
+
+-- done() once the state as it is now is written (or failed: state_error).
+function E:flush_state(done)
+  if self.state_timer then
+    self.state_timer:close()
+    self.state_timer = nil
+    self:save_state()
+  end
+  if not self.state_writer then return done() end
+  self.state_writer.flush(function() done() end)
+end
+
+-- Written off the loop thread (orch.state.writer); clean: the last write of
+-- an orch that stopped its processes and exits, written at once, and the
+-- next orch then starts with nothing (a crash leaves clean unset).
+function E:save_state(clean)
+  local procs = {}
+  for _, p in ipairs(self.sup:list()) do
+    if p.pid and self:is_running(p) then
+      procs[#procs + 1] = { id = p.id, name = p.name, pid = p.pid, starttime = core.proc_starttime(p.pid),
+                            kill_signal = p.app.kill_signal, kill_timeout = p.app.kill_timeout }
+    end
+  end
+  local value = { pid = core.getpid(), apps = self:snapshot(), procs = procs, clean = clean or nil }
+  -- counted, so that a command whose change was not kept says so (_request)
+  self.state_seq = (self.state_seq or 0) + 1
+  local function written(ok, err)
+    self.state_error = not ok and err or nil
+    if not ok then self.log("error", "state file not written: " .. tostring(err)) end
+  end
+  if clean then return written(state.write_json(self.paths.state, value, true)) end
+  self.state_writer = self.state_writer or state.writer(self.paths.state)
+  self.state_writer.write(value, written)
+end
+
+-- Which instances of a snapshot's entry stay stopped: its `stopped` list
+-- (a dump written before there was one: all of them when it did not run).
+local function stopped_set(e, instances)
+  local set = {}
+  if type(e.stopped) == "table" then
+    for _, i in ipairs(e.stopped) do set[i] = true end
+  elseif not e.running then
+    for i = 0, instances - 1 do set[i] = true end
+  end
+  return set
+end
+
+-- Brings back the apps of a snapshot (from the dump or the state file) as
+-- they were: their instance count, their running processes started, their
+-- stopped ones registered but stopped. Apps whose name is already known are
+-- left alone. Returns started (apps with a process started), stopped (apps
+-- restored stopped), errors.
+function E:restore(entries)
+  local by_source, order, by_name = {}, {}, {}
+  for _, e in ipairs(entries or {}) do
+    if type(e) == "table" and type(e.name) == "string" and type(e.source) == "table" and not self.apps[e.name] then
+      by_name[e.name] = e
+      local key = cjson.encode(e.source)
+      if not by_source[key] then
+        by_source[key] = { source = e.source, names = {} }
+        order[#order + 1] = key
+      end
+      table.insert(by_source[key].names, e.name)
+    end
+  end
+  local started, stopped, errors = {}, {}, {}
+  for _, key in ipairs(order) do
+    local group = by_source[key]
+    local cfg, err = self:load(group.source)
+    if not cfg then
+      errors[#errors + 1] = err
+    else
+      local want = {}
+      for _, n in ipairs(group.names) do want[n] = true end
+      for _, app in ipairs(cfg.apps) do
+        if want[app.name] then
+          want[app.name] = nil
+          local e = by_name[app.name]
+          local n = e.instances
+          if type(n) == "number" and n == math.floor(n) and n >= 1 and n <= 1024 then app.instances = n end
+          local down, start = stopped_set(e, app.instances), {}
+          for _, p in ipairs(self:register(app, group.source)) do
+            if not down[p.instance] then start[#start + 1] = p end
+          end
+          self:start_procs(start)
+          if #start > 0 then started[#started + 1] = app.name else stopped[#stopped + 1] = app.name end
+        end
+      end
+      for n in pairs(want) do errors[#errors + 1] = string.format("app '%s' is no longer in its source", n) end
+    end
+  end
+  return started, stopped, errors
+end
+
+return M
