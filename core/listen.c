@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "orch/binding.h"
+#include "orch/fdobj.h"
 
 static int bind_listen(int fd, const struct sockaddr *sa, socklen_t len, int backlog) {
   if (bind(fd, sa, len) < 0 || listen(fd, backlog) < 0) {
@@ -69,28 +70,35 @@ int orch_listen_unix(const char *path, int backlog, int replace) {
   return bind_listen(fd, (struct sockaddr *)&sun, sizeof sun, backlog);
 }
 
+/* listen_tcp(host, port[, backlog]) -> fd object (fdobj.h) */
 static int l_listen_tcp(lua_State *L) {
-  int fd = orch_listen_tcp(luaL_checkstring(L, 1), (int)luaL_checkinteger(L, 2),
-                           (int)luaL_optinteger(L, 3, 511));
+  const char *host = luaL_checkstring(L, 1);
+  int port = (int)luaL_checkinteger(L, 2), backlog = (int)luaL_optinteger(L, 3, 511);
+  int *slot = orch_fdobj_new(L);
+  int fd = orch_listen_tcp(host, port, backlog);
   if (fd < 0) return orch_lua_fail(L, fd);
-  lua_pushinteger(L, fd);
+  *slot = fd;
   return 1;
 }
 
-/* listen_unix(path[, backlog[, keep]]): keep: never replace an existing
+/* listen_unix(path[, backlog[, keep]]) -> fd object: keep: never replace an existing
  * socket file (a cluster worker's request, not the app's configuration). */
 static int l_listen_unix(lua_State *L) {
-  int fd = orch_listen_unix(luaL_checkstring(L, 1), (int)luaL_optinteger(L, 2, 511), !lua_toboolean(L, 3));
+  const char *path = luaL_checkstring(L, 1);
+  int backlog = (int)luaL_optinteger(L, 2, 511), replace = !lua_toboolean(L, 3);
+  int *slot = orch_fdobj_new(L);
+  int fd = orch_listen_unix(path, backlog, replace);
   if (fd < 0) return orch_lua_fail(L, fd);
-  lua_pushinteger(L, fd);
+  *slot = fd;
   return 1;
 }
 
-/* The port a socket is bound to (for port 0: the kernel's choice). */
+/* The port a socket (fd object or number) is bound to (for port 0: the
+ * kernel's choice). */
 static int l_sockport(lua_State *L) {
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
-  if (getsockname((int)luaL_checkinteger(L, 1), (struct sockaddr *)&ss, &len) < 0)
+  if (getsockname(orch_fdobj_arg(L, 1), (struct sockaddr *)&ss, &len) < 0)
     return orch_lua_fail(L, -errno);
   int port = ss.ss_family == AF_INET ? ntohs(((struct sockaddr_in *)&ss)->sin_port)
              : ss.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)

@@ -13,15 +13,17 @@
 
 #include "orch/binding.h"
 #include "orch/ctl.h"
+#include "orch/fdobj.h"
 
 /* sd_notify messages are small: a few KEY=VALUE lines. Longer datagrams
  * are cut here (MSG_TRUNC tells). */
 #define NOTIFY_MAX 4096
 
-/* notify_socket(path) -> fd: bound, non-blocking, close-on-exec, mode 0600
+/* notify_socket(path) -> fd object (fdobj.h): bound, non-blocking, close-on-exec, mode 0600
  * whatever orch's umask (the control socket's way: see ctl.h). */
 static int l_notify_socket(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
+  int *slot = orch_fdobj_new(L);
   int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return orch_lua_fail(L, -errno);
   int one = 1;
@@ -31,14 +33,14 @@ static int l_notify_socket(lua_State *L) {
     close(fd);
     return orch_lua_fail(L, rc);
   }
-  lua_pushinteger(L, fd);
+  *slot = fd;
   return 1;
 }
 
-/* notify_recv(fd) -> pid, text | nil (nothing more to read) | nil, message.
+/* notify_recv(f) -> pid, text | nil (nothing more to read) | nil, message.
  * Descriptors passed along (FDSTORE) are closed: orch keeps none. */
 static int l_notify_recv(lua_State *L) {
-  int fd = (int)luaL_checkinteger(L, 1);
+  int fd = orch_fdobj_arg(L, 1);
   char buf[NOTIFY_MAX];
   union {
     struct cmsghdr align;

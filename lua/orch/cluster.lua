@@ -40,7 +40,7 @@ M.MAX_TRIES = 8
 --   log(level, text)
 --   label(proc) -> "name:instance"
 --   listen_fds(app) -> list of { fd =, spec = one entry of app.listen }
---     (the sockets the engine holds for the app's `listen` option)
+--     (the sockets, fd objects, the engine holds for the app's `listen`)
 --   emit(event, proc): "listening" when a worker is serving
 function M.new(opts)
   return setmetatable({
@@ -100,8 +100,8 @@ local function pipe_path(app, address)
 end
 
 -- The socket for a query: the app's own, or one bound now (Node binds an
--- unspecified address as "::", falling back to "0.0.0.0"). Returns fd,
--- owned, or nil, code.
+-- unspecified address as "::", falling back to "0.0.0.0"). Returns the fd
+-- object, owned (bound here: the entry's to close), or nil, code.
 local function bind(self, app, q)
   local fd = configured(self, app, q)
   if fd then return fd, false end
@@ -162,9 +162,9 @@ function Cluster:_entry(app, q)
   }
   -- A handle of our own on a duplicate, for sockname and (round-robin)
   -- accepting; closing it leaves the app's socket open.
-  local dup = core.dup(fd)
+  local dup = core.dup(fd:fd())
   if not dup then
-    if e.owned then core.close(fd) end
+    if e.owned then fd:close() end
     return nil, "EMFILE"
   end
   e.handle = unix and uv.new_pipe(false) or uv.new_tcp()
@@ -194,7 +194,7 @@ function Cluster:_unlisten(e)
   -- libuv cannot stop a listener: close our duplicate and keep a fresh one
   -- for the next worker.
   e.handle:close()
-  local dup = core.dup(e.fd)
+  local dup = core.dup(e.fd:fd())
   e.handle = e.unix and uv.new_pipe(false) or uv.new_tcp()
   if dup then e.handle:open(dup) end
 end
@@ -270,7 +270,7 @@ function Cluster:_query(w, q)
     return self:_add_worker(e, w)
   end
   -- shared: the listening socket itself, on a duplicate closed once sent
-  local dup = core.dup(e.fd)
+  local dup = core.dup(e.fd:fd())
   if not dup then return self:_reply(w, q, { errno = ERRNO.EMFILE, key = e.key }) end
   local h = e.unix and uv.new_pipe(false) or uv.new_tcp()
   h:open(dup)
@@ -349,7 +349,7 @@ end
 
 local function close_entry(e)
   if not e.handle:is_closing() then e.handle:close() end
-  if e.owned then core.close(e.fd) end
+  if e.owned then e.fd:close() end
   for _, c in ipairs(e.held) do c.conn:close() end
   e.held = {}
 end

@@ -42,12 +42,13 @@ end
 -- Opens the socket at path; on_message(pid, fields) per datagram. Returns
 -- an object with close(), or nil, message.
 function M.open(path, on_message, log)
-  local fd, err = core.notify_socket(path)
-  if not fd then return nil, string.format("cannot create %s: %s", path, err) end
-  local poll = uv.new_poll(fd)
+  local sock, err = core.notify_socket(path)
+  if not sock then return nil, string.format("cannot create %s: %s", path, err) end
+  -- the poll only watches the descriptor: sock keeps it, and closes it
+  local poll = uv.new_poll(sock:fd())
   poll:start("r", function()
     while true do
-      local pid, text = core.notify_recv(fd)
+      local pid, text = core.notify_recv(sock)
       if not pid then
         if text and log then log("warn", "notify socket: " .. text) end
         return
@@ -59,7 +60,7 @@ function M.open(path, on_message, log)
     path = path,
     close = function()
       if not poll:is_closing() then poll:close() end
-      core.close(fd)
+      sock:close()
       os.remove(path)
     end,
   }

@@ -23,7 +23,8 @@ function Sockets:inherited(app)
   return held, err
 end
 
--- The app's sockets as { fd =, spec = } pairs, bound if need be.
+-- The app's sockets as { fd =, spec = } pairs (fd: an fd object, which
+-- stays this module's), bound if need be.
 function Sockets:held(app)
   local held = self:bind(app)
   if not held then return {} end
@@ -34,7 +35,8 @@ end
 
 -- Binds what the app's `listen` asks for, once; a changed `listen` (a
 -- reloaded ecosystem) closes the old sockets first. Returns
--- { key, fds, names }, nil (nothing to bind) or nil, message.
+-- { key, fds, names } (fds: fd objects), nil (nothing to bind) or nil,
+-- message.
 function Sockets:bind(app)
   if #(app.listen or {}) == 0 then return nil end
   local key = cjson.encode(app.listen)
@@ -47,7 +49,7 @@ function Sockets:bind(app)
     if l.kind == "tcp" then fd, err = core.listen_tcp(l.host, l.port)
     else fd, err = core.listen_unix(l.path) end
     if not fd then
-      for _, f in ipairs(held.fds) do core.close(f) end
+      for _, f in ipairs(held.fds) do f:close() end
       return nil, string.format("cannot listen on %s: %s", l.address, err)
     end
     held.fds[#held.fds + 1] = fd
@@ -61,7 +63,7 @@ function Sockets:unbind(name)
   self.on_unbind(name)
   local held = self.bound[name]
   if not held then return end
-  for _, fd in ipairs(held.fds) do core.close(fd) end
+  for _, f in ipairs(held.fds) do f:close() end
   self.bound[name] = nil
 end
 

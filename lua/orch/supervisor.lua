@@ -436,7 +436,7 @@ function Supervisor:_launch(proc)
   if self.opts.listeners then held, lerr = self.opts.listeners(proc) end
   if lerr then return self:_spawn_failed(proc, lerr, nil) end
   if held then
-    for _, fd in ipairs(held.fds) do fds[#fds + 1] = fd end
+    for _, f in ipairs(held.fds) do fds[#fds + 1] = f:fd() end
     env[#env + 1] = "LISTEN_FDS=" .. #held.fds
     env[#env + 1] = "LISTEN_FDNAMES=" .. table.concat(held.names, ":")
   end
