@@ -1,7 +1,7 @@
 -- Fuzz driver: the control socket. Each input is the byte stream of one
--- client connection to a real engine's socket (orch.engine serve): C's line
+-- client connection to a real engine's socket (orch.control serve): C's line
 -- framing (core/ctl.c), then per line the request decode and the checks of
--- every command (lua/orch/engine.lua _request, commands.lua). The stream
+-- every command (lua/orch/control.lua request, commands.lua). The stream
 -- ends with the client's EOF, and the daemon must close the connection
 -- within 10 s, with no error raised anywhere.
 local C = dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "lib/common.lua")
@@ -15,7 +15,7 @@ assert(uv.fs_mkdir(paths.logs, tonumber("700", 8)))
 local engine = require("orch.engine").new({
   paths = paths, echo = false, mode = "daemon", log = function() end, on_event = function() end,
 })
-assert(engine:serve())
+assert(require("orch.control").serve(engine))
 engine.on_kill = function() end
 
 -- eval runs the code it is given: under the fuzzer, its arguments are

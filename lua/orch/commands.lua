@@ -3,13 +3,16 @@
 -- it may respond later (stop waits for the processes to be gone). A rejected
 -- command changes nothing: arguments and files are checked first.
 local cjson = require("cjson")
-local engine_mod = require("orch.engine")
 local state = require("orch.state")
 local launch = require("orch.launch")
 
 local M = {}
 local H = {}
 M.handlers = H
+
+-- Metatable marking a result that is a list: cjson encodes an empty table
+-- as {}, and orch.control writes [] for an empty list.
+M.LIST = {}
 
 function M.names()
   local n = {}
@@ -19,7 +22,7 @@ function M.names()
 end
 
 local function list(t)
-  return setmetatable(t, engine_mod.LIST)
+  return setmetatable(t, M.LIST)
 end
 
 -- The reply most commands give: the processes as list() shows them.
@@ -93,7 +96,7 @@ function H.ping(engine, args, respond)
   if not ok then return respond(nil, "EINVAL", err) end
   local core = require("orch.core")
   respond({
-    pid = core.getpid(), version = engine_mod.VERSION, home = engine.paths.home,
+    pid = core.getpid(), version = require("orch.version").version, home = engine.paths.home,
     mode = engine.mode, processes = #engine.sup:list(), recovering = engine.recovering == true,
     uptime_ms = math.floor((require("luv").hrtime() - engine.started_at) / 1e6),
     -- orch run's echo: lines its terminal or pipe was too slow for (the logs have them)

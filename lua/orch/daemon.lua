@@ -159,7 +159,7 @@ function M.main(args)
   log("info", string.format("orch %s daemon started, pid %d, home %s", engine_mod.VERSION, core.getpid(), layout.home))
   -- The socket is served at once, also while what a crashed predecessor
   -- left is being stopped (requests wait for that, ping answers).
-  local ok, serr = engine:serve()
+  local ok, serr = require("orch.control").serve(engine)
   if not ok then
     -- the state file stays as it is: it tells the next daemon what to stop
     log("error", serr)

@@ -83,7 +83,7 @@ function E:save_state(clean)
     end
   end
   local value = { pid = core.getpid(), apps = self:snapshot(), procs = procs, clean = clean or nil }
-  -- counted, so that a command whose change was not kept says so (_request)
+  -- counted, so that a command whose change was not kept says so (orch.control)
   self.state_seq = (self.state_seq or 0) + 1
   local function written(ok, err)
     self.state_error = not ok and err or nil

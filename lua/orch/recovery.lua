@@ -73,7 +73,7 @@ end
 -- children: each is held by a pidfd (its start time checked once held), and
 -- so are the members of its group and its descendants, so no signal can
 -- reach a recycled pid and each exit is an event. Requests other than ping
--- wait meanwhile (see _request).
+-- wait meanwhile (see orch.control).
 M.GIVE_UP_MS = 60000
 
 function E:recover(done)
@@ -114,7 +114,7 @@ function E:_recovered(done, prev)
   local held = self.held or {}
   self.held = nil
   for _, r in ipairs(held) do
-    if not r[1]:closed() then self:_request(r[2], r[1], r[3]) end
+    if not r[1]:closed() then r[2]() end
   end
 end
 

@@ -161,7 +161,7 @@ function M.main(args)
   end
 
   engine:recover(function()
-    local ok, serr = engine:serve()
+    local ok, serr = require("orch.control").serve(engine)
     if not ok then say("warning: " .. serr .. "; orch list and friends will not reach this orch") end
     engine:install_all(cfg.apps, source)
   end)
