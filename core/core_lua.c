@@ -21,6 +21,7 @@
 #include "orch/fds.h"
 #include "orch/listen.h"
 #include "orch/notify.h"
+#include "orch/marker.h"
 #include "orch/pidfd.h"
 #include "orch/proc.h"
 #include "orch/rotate.h"
@@ -757,5 +758,6 @@ int luaopen_orch_core(lua_State *L) {
   orch_fds_lua_register(L);
   orch_durable_lua_register(L);
   orch_pidfd_lua_register(L);
+  orch_marker_lua_register(L);
   return 1;
 }

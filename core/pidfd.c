@@ -162,7 +162,7 @@ static void pidw_close(lua_State *L, pidw_t *w) {
   }
 }
 
-static void push_pidfd(lua_State *L, pid_t pid, int fd) {
+void orch_pidfd_push(lua_State *L, pid_t pid, int fd) {
   lpidfd_t *u = lua_newuserdata(L, sizeof *u);
   u->w = NULL;
   luaL_getmetatable(L, PIDFD_MT);
@@ -199,7 +199,7 @@ static int l_pidfd(lua_State *L) {
       return orch_lua_fail(L, -ESRCH);
     }
   }
-  push_pidfd(L, pid, fd);
+  orch_pidfd_push(L, pid, fd);
   return 1;
 }
 
@@ -224,7 +224,7 @@ static int l_pidfd_snapshot(lua_State *L) {
   }
   lua_createtable(L, n, 0);
   for (int i = 0; i < n; i++) {
-    push_pidfd(L, e[i].pid, e[i].fd);
+    orch_pidfd_push(L, e[i].pid, e[i].fd);
     e[i].fd = -1;
     lua_rawseti(L, -2, i + 1);
   }

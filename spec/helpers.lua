@@ -194,7 +194,7 @@ end
 -- whatever is left (the daemon from its pid file, apps from their groups).
 function H.daemon_cleanup(home)
   local daemon = tonumber(H.read(home .. "/daemon.pid") or "")
-  if not (daemon and H.alive(daemon)) then return end
+  if not (daemon and H.alive(daemon)) then return H.kill_marked(home) end
   -- A daemon that does not answer is still ended (below): list may raise.
   local ok, procs = pcall(H.json, home, { "list" })
   if ok and type(procs) == "table" then
@@ -208,6 +208,32 @@ function H.daemon_cleanup(home)
     -- its apps, which nobody stops now: found by their environment
     for _, pid in ipairs(H.app_pids(home)) do pcall(uv.kill, pid, "sigkill") end
   end
+  H.kill_marked(home)
+end
+
+-- The processes the orch of `home` spawned, and what they started, wherever
+-- they are in the process tree (daemonised ones too): those whose
+-- environment carries its marker, ORCH_MARK=<id>@<home> (orch.launch.mark).
+-- A list of { pid = , id = }; a live process is one that is not a zombie.
+function H.marked(home)
+  local found = {}
+  for entry in uv.fs_scandir_next, uv.fs_scandir("/proc") do
+    local pid = tonumber(entry)
+    local env = pid and H.read("/proc/" .. pid .. "/environ")
+    local mark = env and ("\0" .. env):match("%zORCH_MARK=([^%z]*)")
+    local id, mark_home = (mark or ""):match("^(%d+)@(.*)$")
+    if mark_home == home and H.alive(pid) then found[#found + 1] = { pid = pid, id = tonumber(id) } end
+  end
+  return found
+end
+
+function H.count_marked(home)
+  return #H.marked(home)
+end
+
+-- SIGKILL, by pid, to every live process marked with home's marker.
+function H.kill_marked(home)
+  for _, p in ipairs(H.marked(home)) do pcall(uv.kill, p.pid, "sigkill") end
 end
 
 -- Live processes started for app `name` (any app when nil) by the orch of

@@ -28,6 +28,8 @@ int orch_pidfd_snapshot(pid_t root, pid_t pgid, int whole_system,
                         orch_pidfd_entry_t *out, int cap);
 
 struct lua_State;
+/* Pushes a pidfd userdata that owns fd (closed with it). */
+void orch_pidfd_push(struct lua_State *L, pid_t pid, int fd);
 /* Adds pidfd(pid [, starttime]) and pidfd_snapshot(root, pgid [, scope]). */
 void orch_pidfd_lua_register(struct lua_State *L);
 

@@ -37,6 +37,7 @@ function M.new(opts)
   self.health = require("orch.health").new(self)
   self.sup = supervisor.new({
     logs_dir = opts.paths.logs,
+    home = opts.paths.home,
     echo = opts.echo,
     log = opts.log,
     emit = function(event, proc, info) self:_event(event, proc, info) end,

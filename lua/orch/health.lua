@@ -451,7 +451,8 @@ function KIND.exec(self, check, proc, cfg)
   local handle, pid
   handle, pid = uv.spawn(cfg.exec[1], {
     args = { unpack(cfg.exec, 2) },
-    env = launch.environment(proc.app, proc.instance, proc.id, proc.base_env),
+    env = launch.environment(proc.app, proc.instance, proc.id, proc.base_env, nil,
+      self.engine.paths and self.engine.paths.home),
     cwd = proc.app.cwd,
     stdio = { nil, out, err },
     detached = true,

@@ -80,10 +80,29 @@ end
 -- binary (for .lua scripts).
 M.command = program
 
+-- The marker every process orch spawns carries (ORCH_MARK=<id>@<home>,
+-- home absolute): it says whose a process is after it left its group and
+-- its parent (double fork + setsid), and what a crashed daemon left
+-- running (core.marker_scan, orch.tree). The id comes first, so a home
+-- holding an '@' still parses.
+M.MARK_VAR = "ORCH_MARK"
+
+function M.mark(home, id)
+  return tostring(id) .. "@" .. home
+end
+
+-- id and home of a marker's value, or nil.
+function M.parse_mark(value)
+  local id, home = value:match("^(%d+)@(/.*)$")
+  if id then return tonumber(id), home end
+  return nil
+end
+
 -- The child's complete environment as a sorted "K=V" list: the base
 -- environment (orch's own, or the CLI's), the app's env over it, then the
--- instance variables. orch_exe defaults to the running orch binary.
-function M.environment(app, instance, id, base_env, orch_exe)
+-- instance variables, and the marker when home (orch's, absolute) is given.
+-- orch_exe defaults to the running orch binary.
+function M.environment(app, instance, id, base_env, orch_exe, home)
   local env = {}
   for k, v in pairs(base_env or {}) do
     if not M.scrubbed_env[k] then env[k] = v end
@@ -108,6 +127,7 @@ function M.environment(app, instance, id, base_env, orch_exe)
   env.ORCH_INSTANCE = tostring(instance)
   env.ORCH_APP_NAME = app.name
   env.ORCH_ID = tostring(id)
+  env[M.MARK_VAR] = home and M.mark(home, id) or nil
   local list = {}
   for k, v in pairs(env) do list[#list + 1] = k .. "=" .. v end
   table.sort(list)

@@ -16,9 +16,13 @@ function M.layout(home)
   }
 end
 
+-- Absolute (a relative ORCH_HOME is taken from the current directory): the
+-- marker of spawned processes names it (orch.launch.mark).
 function M.home()
   local home = os.getenv("ORCH_HOME")
-  if home and home ~= "" then return home end
+  if home and home ~= "" then
+    return home:sub(1, 1) == "/" and home or require("orch.util").abspath(home)
+  end
   local user_home = os.getenv("HOME")
   if not user_home or user_home == "" then return nil, "neither ORCH_HOME nor HOME is set" end
   return user_home .. "/.orch"

@@ -75,7 +75,7 @@ local function after(ms, fn)
   return t
 end
 
--- opts: logs_dir, base_env (table), emit(event, proc, info), log(level, msg),
+-- opts: logs_dir, home (absolute: the marker's), base_env (table), emit(event, proc, info), log(level, msg),
 --       echo (bool: copy output lines to our stdout/stderr with a prefix),
 --       gate(proc) -> true when a new process must wait for set_online(),
 --       listeners(proc) -> { fds, names } inherited by socket activation,
@@ -428,7 +428,8 @@ function Supervisor:_launch(proc)
     prefix_out = (self.colour_out and colour.label(label, proc.id, "out") or label) .. rest
     prefix_err = (self.colour_err and colour.label(label, proc.id, "err") or label) .. rest
   end
-  local env = launch.environment(app, proc.instance, proc.id, proc.base_env or self.opts.base_env)
+  local env = launch.environment(app, proc.instance, proc.id, proc.base_env or self.opts.base_env, nil,
+    self.opts.home)
   -- Listening sockets first, from fd 3 (systemd socket activation), then the
   -- IPC channel (Node's child_process protocol).
   local fds = {}

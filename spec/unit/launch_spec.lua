@@ -39,6 +39,18 @@ describe("orch.launch.environment", function()
                       "ORCH_ID=7", "ORCH_INSTANCE=2" }, env)
   end)
 
+  it("marks the process with its id and orch's home (ORCH_MARK), and parses the marker back", function()
+    local env = launch.environment(app(), 0, 12, {}, nil, "/h/a@b")
+    assert.are.same({ "NODE_APP_INSTANCE=0", "ORCH_APP_NAME=web", "ORCH_ID=12", "ORCH_INSTANCE=0",
+                      "ORCH_MARK=12@/h/a@b" }, env)
+    assert.are.same({ 12, "/h/a@b" }, { launch.parse_mark("12@/h/a@b") })
+    assert.is_nil(launch.parse_mark("x@/h"))
+    assert.is_nil(launch.parse_mark("3@relative"))
+    -- the app cannot set it: orch's own comes last
+    env = launch.environment(app({ env = { ORCH_MARK = "1@/other" } }), 0, 4, { ORCH_MARK = "2@/x" }, nil, "/h")
+    assert.are.equal("ORCH_MARK=4@/h", env[#env])
+  end)
+
   it("parses an environ list back", function()
     assert.are.same({ A = "1", B = "x=y", C = "" }, launch.env_table({ "A=1", "B=x=y", "C=", "junk" }))
   end)
