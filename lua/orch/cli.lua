@@ -154,12 +154,23 @@ local function print_procs(procs)
   table_out(rows, { "id", "name", "mode", "pid", "status", "restarts", "uptime", "cpu", "memory" })
 end
 
+-- One line per transition, oldest first: when, event, from -> to, detail.
+local function transitions_out(list)
+  local lines = {}
+  for i, t in ipairs(list) do
+    local detail = t.detail ~= client.null and t.detail ~= nil and ("  (" .. t.detail .. ")") or ""
+    lines[i] = string.format("%s.%03d  %s: %s -> %s%s", os.date("%Y-%m-%d %H:%M:%S", math.floor(t.at / 1000)),
+      t.at % 1000, t.event, t.from, t.to, detail)
+  end
+  return table.concat(lines, "\n" .. string.rep(" ", 19))
+end
+
 local function describe_out(procs)
   local keys = { "id", "name", "instance", "status", "pid", "restarts", "unstable_restarts", "uptime_ms", "cpu",
     "memory", "mode", "source", "script", "args", "exec", "interpreter", "cwd", "instances", "balance", "listen",
     "cluster", "out_log", "err_log",
     "log_problems", "log_stats", "started_at", "last_exit", "reason", "autorestart", "max_restarts", "min_uptime", "kill_signal", "kill_timeout", "health",
-    "last_user_error" }
+    "last_user_error", "transitions" }
   for i, p in ipairs(procs) do
     if i > 1 then io.stdout:write("\n") end
     for _, k in ipairs(keys) do
@@ -167,6 +178,8 @@ local function describe_out(procs)
       if v == client.null or v == nil then v = "-"
       elseif k == "last_user_error" then
         v = string.format("%s failed at %s: %s", v.what, os.date("%Y-%m-%d %H:%M:%S", v.time), v.message)
+      elseif k == "transitions" then
+        v = transitions_out(v)
       elseif type(v) == "table" then v = require("cjson").encode(v)
       elseif k == "started_at" then v = os.date("%Y-%m-%d %H:%M:%S", v)
       elseif k == "memory" then v = bytes(v) end

@@ -209,8 +209,7 @@ function H.delete(engine, args, respond)
   each(engine, procs, function(p, done)
     names[p.name] = true
     engine.sup:stop(p, function()
-      engine.sup:remove(p)
-      p.status = "deleted"
+      engine.sup:remove(p) -- deleted, as its view in the reply says
       done()
     end)
   end, respond, function()

@@ -159,7 +159,8 @@ function Engine:procs_of(name)
 end
 
 local function running(p)
-  return p.status == "online" or p.status == "launching" or p.status == "stopping" or p.status == "waiting"
+  local s = p.status
+  return s == "online" or s == "launching" or s == "stopping" or s == "waiting restart" or s == "blocked"
 end
 function Engine:is_running(p) return running(p) end
 
@@ -195,7 +196,7 @@ function Engine:start_procs(procs)
       local missing = self:unmet(p.app)
       if missing then
         -- held back until its dependencies are there (see _unblock)
-        p.status, p.reason, p.blocked = "waiting", "waiting for " .. missing, true
+        self.sup:block(p, "waiting for " .. missing)
         self.log("info", string.format("%s:%d waits for %s", p.name, p.instance, missing))
       else
         self.sup:start(p)
@@ -237,12 +238,7 @@ end
 -- Starts the held-back processes whose dependencies now hold.
 function Engine:_unblock()
   for _, p in ipairs(self.sup:list()) do
-    if p.blocked and p.status == "waiting" and not self:unmet(p.app) then
-      p.blocked = nil
-      self.sup:start(p)
-    elseif p.blocked and p.status ~= "waiting" then
-      p.blocked = nil -- stopped or deleted meanwhile
-    end
+    if p.status == "blocked" and not self:unmet(p.app) then self.sup:start(p) end
   end
 end
 
@@ -539,6 +535,7 @@ function Engine:describe(p)
   v.started_at = p.started_wall or cjson.null
   v.last_exit = p.last_exit or cjson.null
   v.reason = p.reason or cjson.null
+  v.transitions = self.sup:transitions(p) or cjson.null
   local ue = p.last_user_error
   v.last_user_error = ue and { what = ue.what, message = ue.message, time = ue.time } or cjson.null
   v.autorestart, v.max_restarts, v.min_uptime = app.autorestart, app.max_restarts, app.min_uptime

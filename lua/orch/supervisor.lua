@@ -1,14 +1,7 @@
--- orch.supervisor: the process table and each process's state machine.
---
--- States (PM2's names): launching, online, stopping, stopped, errored, and
--- waiting (a restart delay is pending). Transitions:
---
---   stopped/errored --start--> launching --exec ok--> online
---   launching --exec failed--> errored
---   online --exit--> (policy) waiting --delay--> launching
---                             | launching (no delay) | stopped | errored
---   online/launching --stop--> stopping --group empty--> stopped
---   waiting --stop--> stopped
+-- orch.supervisor: the process table, and the actions of each process's
+-- life cycle. Which action runs, and every status a process takes, is
+-- orch.lifecycle's table: the methods here fire events at it (M.actions
+-- holds what they do).
 --
 -- Stopping sends kill_signal to the process group and to descendants that
 -- left it, and SIGKILL to all of them after kill_timeout. A process is
@@ -21,10 +14,21 @@ local launch = require("orch.launch")
 local hook = require("orch.hook")
 local channel = require("orch.channel")
 local colour = require("orch.colour")
+local lifecycle = require("orch.lifecycle")
 
 local M = {}
 local Supervisor = {}
 Supervisor.__index = Supervisor
+-- The lifecycle's actions (see orch.lifecycle.TABLE): A.name(self, proc, ...).
+local A = {}
+Supervisor.actions = A
+M.actions = A
+
+local WAITING = "waiting restart"
+
+local function call(done, ...)
+  if type(done) == "function" then return done(...) end
+end
 
 -- Exec errors that may go away by themselves (resource limits) go through
 -- the restart policy; anything else (no such file, not executable) is final.
@@ -98,6 +102,7 @@ function M.new(opts)
     colour_out = opts.echo and colour.enabled(1),
     colour_err = opts.echo and colour.enabled(2),
   }, Supervisor)
+  self.machine = lifecycle.new(self)
   self:_watch_polls()
   local ok, err = core.reaper_start(function() self:_on_sigchld() end)
   if not ok then self.log("warn", "cannot reap orphans: " .. tostring(err)) end
@@ -120,7 +125,7 @@ function Supervisor:add(app, base_env, only)
   for i = only or 0, only or app.instances - 1 do
     local proc = {
       id = self.next_id, name = app.name, instance = i, app = app, base_env = base_env,
-      status = "stopped", restarts = 0, counters = { unstable = 0, backoff = 0 },
+      status = lifecycle.INITIAL, restarts = 0, counters = { unstable = 0, backoff = 0 },
     }
     self.next_id = self.next_id + 1
     self.procs[#self.procs + 1] = proc
@@ -139,10 +144,47 @@ function Supervisor:get(id)
   return self.by_id[id]
 end
 
--- Drops a process that is not running from the table.
+-- Fires event at proc's life cycle (orch.lifecycle).
+-- Wall time in ms, for the history of transitions (orch describe).
+function Supervisor:now()
+  local sec, usec = uv.gettimeofday()
+  return sec * 1000 + math.floor(usec / 1000)
+end
+
+function Supervisor:fire(proc, event, ...)
+  return self.machine.fire(proc, event, ...)
+end
+
+-- The last transitions of proc, oldest first (orch describe): { event,
+-- from, to, at (Unix time in ms), detail }, or nil before the first.
+function Supervisor:transitions(proc)
+  local h = proc.transitions
+  if not h or #h == 0 then return nil end
+  local out = {}
+  for i, t in ipairs(h) do
+    out[i] = { event = t.event, from = t.from, to = t.to, at = t.at, detail = t.detail }
+  end
+  return out
+end
+
+-- A request the process's state refuses: nil, "NAME:I is STATE".
+function A.refuse(self, proc, done)
+  local err = self:label(proc) .. " is " .. proc.status
+  call(done, nil, err)
+  return nil, err
+end
+
+function A.ignore() return false end
+function A.nothing() return true end
+function A.already_stopped(_, _, done) call(done) return true end
+function A.already_running(_, _, done) call(done, true) return true end
+
+-- Drops a process that is not running from the table (it becomes deleted).
 function Supervisor:remove(proc)
-  local s = proc.status
-  if s ~= "stopped" and s ~= "errored" then return nil, self:label(proc) .. " is " .. s end
+  return self:fire(proc, "remove")
+end
+
+function A.drop(self, proc)
   close_timer(proc.timer)
   proc.timer = nil
   if proc.notify then
@@ -193,14 +235,25 @@ end
 -- Stops (if running) and starts again; counts as a restart, as in PM2, and
 -- forgets earlier unstable exits. done(ok, err) once launched.
 function Supervisor:restart(proc, done)
-  done = done or function() end
-  self:stop(proc, function()
-    if proc.status == "launching" or proc.status == "online" then return done(true) end
-    proc.restarts = proc.restarts + 1
-    proc.counters = { unstable = 0, backoff = 0 }
-    done(self:_launch(proc))
-  end)
+  return self:fire(proc, "restart", done or function() end)
 end
+
+function A.relaunch(self, proc, done)
+  proc.restarts = proc.restarts + 1
+  proc.counters = { unstable = 0, backoff = 0 }
+  return call(done, self:_launch(proc))
+end
+
+function A.stop_then_relaunch(self, proc, done)
+  self:_begin_stop(proc, function() self:fire(proc, "relaunch", done) end)
+end
+
+function A.join_then_relaunch(self, proc, done)
+  A.join(self, proc, function() self:fire(proc, "relaunch", done) end)
+end
+
+-- Held until its dependencies hold: a restart changes nothing.
+function A.keep_blocked(_, _, done) call(done, true) return true end
 
 -- The log rotation defaults (launch.rotation_defaults), read once.
 function Supervisor:_rotation_defaults()
@@ -328,11 +381,6 @@ function Supervisor:flush_log(path, app)
   return ok, err
 end
 
-function Supervisor:_set(proc, status, info)
-  proc.status = status
-  self.emit(status, proc, info)
-end
-
 -- When each poll of the loop began (prepare handle), whether it could wait
 -- at all (not while launches are queued: the idle handle), and when the
 -- previous one returned (check handle: uv.now() is the loop's time taken as
@@ -364,13 +412,28 @@ function Supervisor:_run_time(proc)
   return math.max(0, self.poll_returned - start)
 end
 
--- Starts a stopped, errored or waiting process. Returns true or nil, err.
+-- Starts a stopped, errored, blocked or waiting process. Returns true or
+-- nil, err.
 function Supervisor:start(proc)
-  local s = proc.status
-  if s == "online" or s == "launching" or s == "stopping" then
-    return nil, self:label(proc) .. " is " .. s
-  end
-  return self:_launch(proc)
+  return self:fire(proc, "start")
+end
+
+-- Holds a process back until its dependencies hold (start() then).
+function Supervisor:block(proc, reason)
+  return self:fire(proc, "block", reason)
+end
+
+function A.hold(_, proc, reason)
+  proc.reason = reason
+  return true
+end
+
+-- Stopped while held back: it will not start by itself any more.
+function A.cancel_block(self, proc, done)
+  self.emit("stopped", proc, { reason = "stopped while waiting for its dependencies" })
+  call(done)
+  self:_check_idle()
+  return true
 end
 
 -- The descriptors orch has open (at most), and its limit. Counting them
@@ -390,11 +453,15 @@ function Supervisor:_fds_in_use()
   return open, c.limit
 end
 
+-- Spawns proc, launching already.
+function A.launch(self, proc)
+  return self:_launch(proc)
+end
+
 function Supervisor:_launch(proc)
   close_timer(proc.timer)
   proc.timer, proc.queued = nil, nil
   proc.reason = nil
-  proc.status = "launching"
   local app = proc.app
   local open_fds, fd_limit = self:_fds_in_use()
   if open_fds and open_fds + FDS_PER_LAUNCH + FDS_KEPT > fd_limit then
@@ -492,11 +559,20 @@ function Supervisor:_launch(proc)
   proc.channel = ch
   proc.started_at = now_ms()
   proc.started_wall = os.time()
+  return self:fire(proc, "spawned")
+end
+
+function A.started(self, proc)
   self.emit("start", proc)
-  -- A readiness gate (a health check with wait_healthy, later a ready
-  -- message) keeps the process launching until set_online().
+  -- A readiness gate (a health check with wait_healthy, a ready message)
+  -- keeps the process launching until set_online().
   if self.opts.gate and self.opts.gate(proc) then return true end
-  self:_set(proc, "online")
+  self:fire(proc, "ready")
+  return true
+end
+
+function A.go_online(self, proc)
+  self.emit("online", proc)
   return true
 end
 
@@ -522,9 +598,8 @@ end
 
 -- Ends the readiness wait of a launching process (see opts.gate).
 function Supervisor:set_online(proc)
-  if proc.status ~= "launching" or not proc.handle then return false end
-  self:_set(proc, "online")
-  return true
+  if not proc.handle then return false end
+  return self:fire(proc, "ready")
 end
 
 -- final: no retry even for an error that may go away by itself.
@@ -533,12 +608,16 @@ function Supervisor:_spawn_failed(proc, err, code, final)
   proc.reason = err
   self.emit("spawn_error", proc, { error = err, code = code })
   if transient_spawn_errors[code] and not final then
-    self:_after_exit(proc, { code = nil, signal = nil, uptime_ms = 0, error = err })
+    self:fire(proc, "exit", { code = nil, signal = nil, uptime_ms = 0, error = err })
   else
-    self:_set(proc, "errored", { reason = err })
-    self:_check_idle()
+    self:fire(proc, "exec_failed", err)
   end
   return nil, err
+end
+
+function A.fail(self, proc, err)
+  self.emit("errored", proc, { reason = err })
+  self:_check_idle()
 end
 
 -- A read-only copy of what a user's function may look at.
@@ -579,39 +658,49 @@ function Supervisor:_on_exit(proc, handle, code, signal)
   local exit = { code = code, signal = signal, uptime_ms = self:_run_time(proc) }
   proc.last_exit = exit
   self.emit("exit", proc, exit)
-  if proc.status == "stopping" then
-    self:_check_stopped(proc)
-    return
-  end
-  -- The app died by itself: what it left in its group goes too, so restarts
-  -- do not pile up orphans (or ports held by them).
-  self:_kill_leftovers(proc.pid, proc.app)
-  self:_after_exit(proc, exit)
+  self:fire(proc, "exit", exit)
 end
 
-function Supervisor:_after_exit(proc, exit)
+function A.check_stopped(self, proc)
+  self:_check_stopped(proc)
+end
+
+-- The process ended by itself (or its exec failed with an error that may
+-- go away): the restart policy decides.
+function A.decide(self, proc, exit)
+  -- What it left in its group goes too, so restarts do not pile up orphans
+  -- (or ports held by them).
+  self:_kill_leftovers(proc.pid, proc.app)
   local d = self:_decide(proc, exit)
-  if d.action ~= "restart" then
-    proc.pid = nil
-    self:_set(proc, d.status, { reason = d.reason })
-    proc.reason = d.reason
-    self:_check_idle()
-    return
-  end
-  proc.restarts = proc.restarts + 1
   proc.pid = nil
+  if d.action == "restart" then return self:fire(proc, "policy_restart", d) end
+  return self:fire(proc, d.status == "errored" and "policy_error" or "policy_stop", d)
+end
+
+function A.finish(self, proc, d)
+  proc.reason = d.reason
+  self.emit(proc.status, proc, { reason = d.reason })
+  self:_check_idle()
+end
+
+function A.schedule(self, proc, d)
+  proc.restarts = proc.restarts + 1
   if d.delay > 0 then
-    self:_set(proc, "waiting", { delay = d.delay })
+    self.emit("waiting", proc, { delay = d.delay })
     proc.timer = after(d.delay, function()
       close_timer(proc.timer)
       proc.timer = nil
-      if proc.status == "waiting" then self:_queue_launch(proc) end
+      self:fire(proc, "delay_over")
     end)
   else
-    proc.status = "waiting" -- for a loop turn or so: no event of its own
+    -- waiting for a loop turn or so: no event of its own
     self.emit("restart", proc, { delay = 0 })
     self:_queue_launch(proc)
   end
+end
+
+function A.queue(self, proc)
+  self:_queue_launch(proc)
 end
 
 -- Launches a waiting process from the queue (see LAUNCH_BUDGET_MS). A stop
@@ -632,13 +721,13 @@ function Supervisor:_drain_launches()
   local queue, t0, i, budget = self.launch_queue, now_ms(), 0, M.LAUNCH_BUDGET_MS.max
   while i < #queue do
     local proc, token = queue[i + 1][1], queue[i + 1][2]
-    local live = proc.queued == token and proc.status == "waiting"
+    local live = proc.queued == token and proc.status == WAITING
     if live then
       budget = math.min(budget, launch_budget(proc.app))
       if i > 0 and now_ms() - t0 >= budget then break end
     end
     i = i + 1
-    if live then self:_launch(proc) end
+    if live then self:fire(proc, "dequeue") end
   end
   local rest = {}
   for j = i + 1, #queue do rest[#rest + 1] = queue[j] end
@@ -726,25 +815,32 @@ end
 
 -- Stops a process; done() runs once it and its tree are gone.
 function Supervisor:stop(proc, done)
-  done = done or function() end
-  local s = proc.status
-  if s == "waiting" then
-    close_timer(proc.timer)
-    proc.timer = nil
-    self:_set(proc, "stopped", { reason = "stopped while waiting to restart" })
-    done()
-    return self:_check_idle()
-  end
-  if s == "stopping" then
-    proc.stop_waiters[#proc.stop_waiters + 1] = done
-    return
-  end
-  if s ~= "online" and s ~= "launching" then return done() end
+  return self:fire(proc, "stop", done or function() end)
+end
 
+function A.cancel_restart(self, proc, done)
+  close_timer(proc.timer)
+  proc.timer, proc.queued = nil, nil
+  self.emit("stopped", proc, { reason = "stopped while waiting to restart" })
+  call(done)
+  self:_check_idle()
+  return true
+end
+
+function A.join(_, proc, done)
+  proc.stop_waiters[#proc.stop_waiters + 1] = done
+end
+
+function A.begin_stop(self, proc, done)
+  return self:_begin_stop(proc, done)
+end
+
+-- Signals a process that is stopping already.
+function Supervisor:_begin_stop(proc, done)
   proc.stop_waiters = { done }
   proc.killed = nil
   self:_snapshot(proc)
-  self:_set(proc, "stopping")
+  self.emit("stopping", proc)
   local app = proc.app
   -- shutdown_with_message: 'shutdown' over the channel instead of the signal
   -- (PM2's option); SIGKILL after kill_timeout either way.
@@ -772,12 +868,15 @@ end
 
 -- SIGKILL now for a stopping process (kill_timeout passed, or a second
 -- Ctrl-C): to the snapshot and to what joined the tree since.
-function Supervisor:kill(proc)
-  if proc.status ~= "stopping" then return end
+function Supervisor:kill(proc, why)
+  return self:fire(proc, "kill", why)
+end
+
+function A.sigkill(self, proc, why)
   proc.killed = true
   self:_snapshot(proc)
-  self.log("info", string.format("%s: still running after kill_timeout %d ms, sending SIGKILL",
-    self:label(proc), proc.app.kill_timeout))
+  self.log("info", string.format("%s: %s, sending SIGKILL", self:label(proc),
+    why or string.format("still running after kill_timeout %d ms", proc.app.kill_timeout)))
   signal_tree(proc, "SIGKILL", proc.snapshot)
   self:_check_stopped(proc) -- what is left may be out of reach: see there
 end
@@ -820,6 +919,10 @@ function Supervisor:_check_stopped(proc)
     self.log("warn", string.format("%s: process group %d still has processes that may not be signalled "
       .. "(EPERM: another user's, a setuid program?); counted as stopped", self:label(proc), proc.pid))
   end
+  self:fire(proc, "group_gone")
+end
+
+function A.release(self, proc)
   close_timer(proc.timer)
   close_timer(proc.recheck)
   close_handles(proc.snapshot)
@@ -827,7 +930,7 @@ function Supervisor:_check_stopped(proc)
   proc.pid = nil
   local waiters = proc.stop_waiters or {}
   proc.stop_waiters = nil
-  self:_set(proc, "stopped")
+  self.emit("stopped", proc)
   for _, w in ipairs(waiters) do w() end
   self:_check_idle()
 end
@@ -836,23 +939,6 @@ function Supervisor:_on_sigchld()
   for _, proc in ipairs(self.procs) do
     if proc.status == "stopping" and not proc.handle then self:_check_stopped(proc) end
   end
-end
-
-function Supervisor:start_all()
-  for _, proc in ipairs(self.procs) do
-    if proc.status == "stopped" or proc.status == "errored" then self:start(proc) end
-  end
-end
-
--- Stops every process; done() once all are gone.
-function Supervisor:stop_all(done)
-  local pending = #self.procs + 1
-  local function one()
-    pending = pending - 1
-    if pending == 0 and done then done() end
-  end
-  for _, proc in ipairs(self.procs) do self:stop(proc, one) end
-  one()
 end
 
 function Supervisor:kill_all()

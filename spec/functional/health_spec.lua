@@ -194,7 +194,7 @@ describe("health checks", function()
     ]], server, port, port))
     -- web is online at once (no wait_healthy) but not healthy before it listens
     local first = describe_app("api")
-    assert.are.equal("waiting", first.status)
+    assert.are.equal("blocked", first.status)
     local api = wait_describe("api", function(d) return d.status == "online" end, "api to start")
     local web = describe_app("web")
     assert.are.equal("healthy", web.health.status)

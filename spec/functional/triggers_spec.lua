@@ -136,7 +136,7 @@ describe("depends_on", function()
     assert.are.equal(0, code)
     local status = {}
     for _, p in ipairs(res.processes) do status[p.name] = p.status end
-    assert.are.equal("waiting", status.web)
+    assert.are.equal("blocked", status.web)
     assert.are.equal("online", status.db)
     H.wait_until(function()
       local d = H.json(home, { "describe", "web" })

@@ -1,0 +1,80 @@
+-- The life cycle seen from outside: `orch describe` tells why a process
+-- restarted (its last transitions), and a kill reaches every process.
+local H = require("helpers")
+local uv = require("luv")
+
+local function wall_ms()
+  local sec, usec = uv.gettimeofday()
+  return sec * 1000 + math.floor(usec / 1000)
+end
+
+-- The index of the first transition from i on matching event (and to).
+local function find(list, i, event, to)
+  for j = i, #list do
+    if list[j].event == event and (to == nil or list[j].to == to) then return j end
+  end
+  return nil
+end
+
+describe("orch describe transitions", function()
+  local dir, home
+  H.each_test(function(d, h) dir, home = d, h end)
+
+  it("shows why a process restarted: its exit, the policy's delay, and its way back online", function()
+    local t0 = wall_ms()
+    H.started(dir, home, [[
+      { name = "crash", script = "sh", args = { "-c", "sleep 0.5; exit 3" }, restart_delay = 400, min_uptime = 100 },
+    ]])
+    local d
+    H.wait_until(function()
+      d = H.json(home, { "describe", "crash" })[1]
+      return d.restarts >= 1 and d.status == "online"
+    end, 20000, "a restart of crash")
+    local tr = d.transitions
+    assert.is_table(tr)
+    local exit = find(tr, 1, "exit")
+    assert.is_not_nil(exit, "no exit in " .. require("cjson").encode(tr))
+    assert.are.same({ "online", "online", "exit code 3" }, { tr[exit].from, tr[exit].to, tr[exit].detail })
+    local policy = assert(find(tr, exit, "policy_restart", "waiting restart"))
+    assert.are.equal("in 400 ms", tr[policy].detail)
+    local back = assert(find(tr, policy, "dequeue", "launching"))
+    assert.is_not_nil(find(tr, back, "ready", "online"))
+    -- when: oldest first, each in wall-clock ms since the start
+    local now = wall_ms()
+    for i, t in ipairs(tr) do
+      assert.is_true(t.at >= t0 - 1000 and t.at <= now + 1000, "transition " .. i .. " at " .. t.at)
+      if i > 1 then assert.is_true(t.at >= tr[i - 1].at) end
+    end
+    assert.is_true(tr[policy + 1].at - tr[policy].at >= 350, "the delay is not in the times")
+
+    -- The human form: one line per transition.
+    local code, out = H.orch_sync({ "describe", "crash" }, { home = home })
+    assert.are.equal(0, code)
+    assert.matches("transitions%s+%d%d%d%d%-%d%d%-%d%d [%d:]+%.%d%d%d  start: stopped %-> launching\n", out)
+    assert.matches("\n%s+[%d: .-]+  exit: online %-> online  %(exit code 3%)\n", out)
+    assert.matches("\n%s+[%d: .-]+  policy_restart: online %-> waiting restart  %(in 400 ms%)\n", out)
+  end)
+
+  it("keeps at most the last 10 and shows a stop as stop, then group_gone", function()
+    H.started(dir, home, [[
+      { name = "crash", script = "sh", args = { "-c", "sleep 0.2; exit 1" }, min_uptime = 50 },
+    ]])
+    H.wait_until(function() return H.json(home, { "describe", "crash" })[1].restarts >= 4 end, 20000,
+      "four restarts")
+    local res, code = H.json(home, { "stop", "crash" })
+    assert.are.equal(0, code)
+    assert.are.equal("stopped", res[1].status)
+    local tr = H.json(home, { "describe", "crash" })[1].transitions
+    assert.are.equal(10, #tr)
+    -- The stop came while it ran: stop, its exit, then its group gone; or,
+    -- between runs, it cancelled the pending restart.
+    local last = tr[#tr]
+    if last.event == "stop" then
+      assert.are.same({ "waiting restart", "stopped" }, { last.from, last.to })
+    else
+      assert.are.same({ "group_gone", "stopping", "stopped" }, { last.event, last.from, last.to })
+      local stop = assert(find(tr, #tr - 3, "stop", "stopping"))
+      assert.is_true(stop < #tr)
+    end
+  end)
+end)
