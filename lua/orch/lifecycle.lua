@@ -71,7 +71,7 @@ local function running(self_state)
     { "restart", "stop_then_relaunch", "stopping" },
     { "relaunch", "already_running", self_state }, -- another restart launched it first
     { "stop", "begin_stop", "stopping" },
-    { "kill", "nothing", self_state },
+    { "kill", "begin_kill", "stopping" },
     { "exit", "decide", self_state },
     { "policy_restart", "schedule", "waiting restart" },
     { "policy_stop", "finish", "stopped" },
@@ -90,7 +90,7 @@ M.TABLE = {
     { "restart", "keep_blocked", "blocked" },        -- it starts when its dependencies hold
     { "relaunch", "keep_blocked", "blocked" },
     { "stop", "cancel_block", "stopped" },
-    { "kill", "nothing", "blocked" },
+    { "kill", "cancel_block", "stopped" },
     { "ready", "ignore", "blocked" },
     { "dequeue", "ignore", "blocked" },
     { "remove", "refuse", "blocked" },
@@ -116,7 +116,7 @@ M.TABLE = {
     { "restart", "relaunch", "launching" },           -- now, without the rest of the delay
     { "relaunch", "relaunch", "launching" },
     { "stop", "cancel_restart", "stopped" },
-    { "kill", "nothing", "waiting restart" },
+    { "kill", "cancel_restart", "stopped" },
     { "ready", "ignore", "waiting restart" },
     { "delay_over", "queue", "waiting restart" },
     { "dequeue", "launch", "launching" },

@@ -866,8 +866,8 @@ function Supervisor:_begin_stop(proc, done)
   if not proc.handle then self:_check_stopped(proc) end
 end
 
--- SIGKILL now for a stopping process (kill_timeout passed, or a second
--- Ctrl-C): to the snapshot and to what joined the tree since.
+-- SIGKILL now (kill_timeout passed, or a second Ctrl-C): to the snapshot
+-- and to what joined the tree since. A process not stopping yet starts to.
 function Supervisor:kill(proc, why)
   return self:fire(proc, "kill", why)
 end
@@ -879,6 +879,11 @@ function A.sigkill(self, proc, why)
     why or string.format("still running after kill_timeout %d ms", proc.app.kill_timeout)))
   signal_tree(proc, "SIGKILL", proc.snapshot)
   self:_check_stopped(proc) -- what is left may be out of reach: see there
+end
+
+function A.begin_kill(self, proc, why)
+  self:_begin_stop(proc, function() end)
+  if proc.status == "stopping" then A.sigkill(self, proc, why) end
 end
 
 -- Stopped once the main process has exited and every process of the
@@ -941,8 +946,10 @@ function Supervisor:_on_sigchld()
   end
 end
 
-function Supervisor:kill_all()
-  for _, proc in ipairs(self.procs) do self:kill(proc) end
+-- SIGKILL to every process (a second SIGINT or SIGTERM while stopping):
+-- those still waiting for their turn in an ordered stop too.
+function Supervisor:kill_all(why)
+  for _, proc in ipairs(self.procs) do self:kill(proc, why or "killed at once (kill_all)") end
 end
 
 -- "idle" is emitted when nothing runs or will run by itself any more.

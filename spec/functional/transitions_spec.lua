@@ -78,3 +78,30 @@ describe("orch describe transitions", function()
     end
   end)
 end)
+
+describe("kill_all", function()
+  local dir, home
+  H.each_test(function(d, h) dir, home = d, h end)
+
+  -- A second SIGINT to `orch run` while an ordered stop waits for a
+  -- dependent used to SIGKILL only the processes already stopping: the
+  -- dependency, not signalled yet, got its kill_signal later and its whole
+  -- kill_timeout (60 s here) was waited for.
+  it("kills the processes an ordered stop has not reached yet", function()
+    local stubborn = [[ "-c", "trap '' INT TERM; echo up; exec sleep 1000" ]]
+    local file = H.ecosystem(dir, string.format([[
+      { name = "db", script = "sh", args = { %s }, kill_timeout = 60000 },
+      { name = "web", script = "sh", args = { %s }, kill_timeout = 60000, depends_on = { db = "online" } },
+    ]], stubborn, stubborn))
+    local o = H.orch({ "run", file }, { home = home })
+    o:wait_output("web:0 online", 15000)
+    o:kill("sigint")
+    o:wait_output("web:0 stopping", 15000)
+    assert.is_nil(o.err:match("db:0 stopping"), "db was not to be stopped before web")
+    o:kill("sigint")
+    assert.are.equal(0, o:wait_exit(20000))
+    assert.matches("db:0 stopped", o.err)
+    assert.matches("web:0 stopped", o.err)
+    assert.are.same({}, H.app_pids(home))
+  end)
+end)

@@ -21,19 +21,19 @@ local EXPECTED = {
   },
   blocked = {
     start = "launch -> launching", block = "hold", restart = "keep_blocked", relaunch = "keep_blocked",
-    stop = "cancel_block -> stopped", kill = "nothing", ready = "ignore", dequeue = "ignore",
+    stop = "cancel_block -> stopped", kill = "cancel_block -> stopped", ready = "ignore", dequeue = "ignore",
     remove = "refuse",
   },
   launching = {
     start = "refuse", block = "refuse", restart = "stop_then_relaunch -> stopping", relaunch = "already_running",
-    stop = "begin_stop -> stopping", kill = "nothing", spawned = "started",
+    stop = "begin_stop -> stopping", kill = "begin_kill -> stopping", spawned = "started",
     ready = "go_online -> online", exec_failed = "fail -> errored", exit = "decide",
     policy_restart = "schedule -> waiting restart", policy_stop = "finish -> stopped",
     policy_error = "finish -> errored", dequeue = "ignore", remove = "refuse",
   },
   online = {
     start = "refuse", block = "refuse", restart = "stop_then_relaunch -> stopping", relaunch = "already_running",
-    stop = "begin_stop -> stopping", kill = "nothing", ready = "ignore", exit = "decide",
+    stop = "begin_stop -> stopping", kill = "begin_kill -> stopping", ready = "ignore", exit = "decide",
     policy_restart = "schedule -> waiting restart", policy_stop = "finish -> stopped",
     policy_error = "finish -> errored", dequeue = "ignore", remove = "refuse",
   },
@@ -44,7 +44,7 @@ local EXPECTED = {
   },
   ["waiting restart"] = {
     start = "launch -> launching", block = "refuse", restart = "relaunch -> launching",
-    relaunch = "relaunch -> launching", stop = "cancel_restart -> stopped", kill = "nothing",
+    relaunch = "relaunch -> launching", stop = "cancel_restart -> stopped", kill = "cancel_restart -> stopped",
     ready = "ignore", delay_over = "queue", dequeue = "launch -> launching", remove = "refuse",
   },
   deleted = {
@@ -223,6 +223,15 @@ describe("orch.lifecycle sequences", function()
     fire("start")
     assert.are.equal("stopping", p.status)
     assert.are.same({ "launch", "begin_stop", "refuse" }, actions())
+  end)
+
+  it("a kill reaches a process that is not stopping yet", function()
+    fire("start")
+    fire("spawned")
+    fire("ready")
+    fire("kill", "killed at once")
+    assert.are.equal("stopping", p.status)
+    assert.are.same("begin_kill", actions()[4])
   end)
 
   it("a removed process stays deleted and refuses a start", function()
