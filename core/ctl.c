@@ -21,6 +21,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "orch/owners.h"
+
 struct orch_ctl_server_s {
   uv_pipe_t pipe;
   uv_timer_t sweep; /* idle and linger timeouts */
@@ -606,6 +608,8 @@ int orch_ctl_listen(uv_loop_t *loop, const char *path,
   s->refs = 3;
   s->next = servers;
   servers = s;
+  static orch_owner_t owner = {"control sockets", orch_ctl_close_all, NULL, 0};
+  orch_owner_add(&owner);
   /* Timeouts are checked at a tenth of the idle time (at least every 10 ms,
    * at most every second); the timer alone keeps no loop alive. */
   uint64_t every = s->h.idle_ms / 10;

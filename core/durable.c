@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "orch/binding.h"
+#include "orch/owners.h"
 #include "orch/runtime.h"
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -199,6 +200,15 @@ static void on_done(uv_async_t *a) {
   }
 }
 
+/* The async handle goes at exit (owners.h); the writer finishes what it
+ * holds on its own and sends nothing more. */
+static void close_async(void) {
+  pthread_mutex_lock(&qlock);
+  detached = 1;
+  pthread_mutex_unlock(&qlock);
+  if (!uv_is_closing((uv_handle_t *)&done_async)) uv_close((uv_handle_t *)&done_async, NULL);
+}
+
 static int start_writer(uv_loop_t *loop) {
   if (started) return 0;
   int rc = uv_async_init(loop, &done_async, on_done);
@@ -215,6 +225,8 @@ static int start_writer(uv_loop_t *loop) {
     return rc;
   }
   started = 1;
+  static orch_owner_t owner = {"the state writer", close_async, NULL, 0};
+  orch_owner_add(&owner);
   return 0;
 }
 

@@ -9,6 +9,7 @@
 #include "orch/daemon.h"
 #include "orch/echo.h"
 #include "orch/fds.h"
+#include "orch/owners.h"
 #include "orch/proc.h"
 #include "orch/runtime.h"
 #include "orch/sink.h"
@@ -23,11 +24,6 @@ static int ensure_std_fds(void) {
     if (n != fd) return -1;
   }
   return 0;
-}
-
-static void close_handle(uv_handle_t *h, void *arg) {
-  (void)arg;
-  if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
 int main(int argc, char **argv) {
@@ -68,18 +64,17 @@ int main(int argc, char **argv) {
       status = (int)lua_tointeger(L, -1);
   }
   fflush(stdout);
-  /* Teardown order matters: luv's close callbacks (and the ones its __gc
-   * arms) reach into luv's context, which lives in the Lua state. So luv's
+  /* Teardown, by owner (owners.h). Order matters: luv's close callbacks
+   * reach into luv's context, which lives in the Lua state. So luv's
    * handles are closed and their callbacks run while the state lives; then
-   * the state goes; what C owns goes last. */
+   * the state goes, and with it what Lua objects own; what C modules own
+   * goes last (log pipes flush into the echo). Anything left is a bug. */
   orch_runtime_close_luv_handles(L);
-  uv_run(&loop, UV_RUN_NOWAIT);
   orch_runtime_free(L);
-  orch_outpipes_close_all();
+  orch_owners_close_all();
   /* The echo's readers get a second for what is queued, then orch exits. */
   orch_echo_finish(1000);
-  orch_reaper_stop();
-  uv_walk(&loop, close_handle, NULL);
+  orch_owners_strays(&loop);
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
   return status;

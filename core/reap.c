@@ -20,6 +20,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "orch/owners.h"
+
 static uv_signal_t sigchld;
 static int reaper_on;
 static orch_reap_cb reap_cb;
@@ -206,6 +208,8 @@ int orch_reaper_start(uv_loop_t *loop, orch_reap_cb cb, void *data) {
   }
   uv_unref((uv_handle_t *)&sigchld); /* reaping alone does not keep orch up */
   reaper_on = 1;
+  static orch_owner_t owner = {"the orphan reaper", orch_reaper_stop, NULL, 0};
+  orch_owner_add(&owner);
   return 0;
 }
 

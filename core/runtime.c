@@ -63,9 +63,17 @@ static int is_user_function(lua_State *L, int idx) {
   return user;
 }
 
+/* Set at exit once Lua has had its rounds of close callbacks (see
+ * orch_runtime_close_luv_handles): callbacks are dropped from then on. */
+static int callbacks_off;
+
 int orch_runtime_pcall(lua_State *L, int nargs, int nresults, int flags) {
   (void)flags; /* never exit, always trace: a user's error must not kill orch */
   int base = lua_gettop(L) - nargs;
+  if (callbacks_off) {
+    lua_settop(L, base - 1);
+    return 0;
+  }
   /* A user function given to luv (orch.uv) runs through orch.user_call
    * (lua/orch/api.lua): under a deadline, like every hook. */
   if (is_user_function(L, base)) {
@@ -146,17 +154,20 @@ lua_State *orch_runtime_new(uv_loop_t *loop) {
   return L;
 }
 
-/* The registry refs of luv's open handles. luv keeps every handle it made
- * in the registry (a userdata holding the handle's address, with one of the
- * metatables listed in registry.uv_handle) until its close callback has run,
- * so that is where luv's handles are found: a handle of the loop is never
- * taken for luv's because its data is set (orch's C handles set data too). */
-static int luv_handle_refs(lua_State *L, int **out) {
+/* The registry refs of luv's open handles, and in *held how many handles
+ * luv holds in all (closing ones too). luv keeps every handle it made in
+ * the registry (a userdata holding the handle's address, with one of the
+ * metatables listed in registry.uv_handle) until its close callback has
+ * run, so that is where luv's handles are found: a handle of the loop is
+ * never taken for luv's because its data is set (orch's C handles set data
+ * too), and orch's own are registered apart (owners.h). */
+static int luv_handle_refs(lua_State *L, int **out, int *held) {
   int n = 0, cap = 0, *refs = NULL;
+  *held = 0;
+  *out = NULL;
   lua_getfield(L, LUA_REGISTRYINDEX, "uv_handle");
   if (!lua_istable(L, -1)) {
     lua_pop(L, 1);
-    *out = NULL;
     return 0;
   }
   lua_pushnil(L);
@@ -171,18 +182,21 @@ static int luv_handle_refs(lua_State *L, int **out) {
     }
     /* The handle's own record must name this registry slot: it is luv's. */
     uv_handle_t *h = luv ? *ud : NULL;
-    const luv_handle_t *d = h && !uv_is_closing(h) ? h->data : NULL;
+    const luv_handle_t *d = h ? h->data : NULL;
     if (d && d->ref == (int)lua_tointeger(L, -2)) {
-      if (n == cap) {
-        int c = cap ? cap * 2 : 16, *grown = realloc(refs, (size_t)c * sizeof *grown);
-        if (!grown) {
-          lua_pop(L, 2);
-          break;
+      (*held)++;
+      if (!uv_is_closing(h)) {
+        if (n == cap) {
+          int c = cap ? cap * 2 : 16, *grown = realloc(refs, (size_t)c * sizeof *grown);
+          if (!grown) {
+            lua_pop(L, 2);
+            break;
+          }
+          refs = grown;
+          cap = c;
         }
-        refs = grown;
-        cap = c;
+        refs[n++] = d->ref;
       }
-      refs[n++] = d->ref;
     }
     lua_pop(L, 1);
   }
@@ -191,8 +205,7 @@ static int luv_handle_refs(lua_State *L, int **out) {
   return n;
 }
 
-/* handle:close(), protected (orch_runtime_pcall): nothing here may raise
- * outside a pcall. */
+/* handle:close(), run protected: nothing here may raise outside a pcall. */
 static int close_one(lua_State *L) {
   lua_getfield(L, 1, "close");
   lua_pushvalue(L, 1);
@@ -200,20 +213,48 @@ static int close_one(lua_State *L) {
   return 0;
 }
 
-/* Closes luv's open handles through their own :close(), so that luv's close
- * callbacks run while the Lua state lives. luv's uv.walk cannot do it: it
- * asserts on handles it does not own. The refs are gathered first: closing
- * must not change the registry under lua_next. */
+/* Rounds of close callbacks Lua gets at exit; a callback may make new
+ * handles, which the next round closes. */
+#define CLOSE_ROUNDS 16
+
+/* Closes luv's handles through their own :close() and runs the loop until
+ * luv holds none, closing ones included: luv's __gc closes a handle still
+ * open with a callback that runs on the freed state, and frees a closing
+ * one that libuv still holds. luv's uv.walk cannot do it: it asserts on
+ * handles it does not own. The refs are gathered first: closing must not
+ * change the registry under lua_next. Lua that keeps making handles gets
+ * CLOSE_ROUNDS rounds; then its callbacks stop and the rest close without
+ * them. */
 void orch_runtime_close_luv_handles(lua_State *L) {
-  int *refs;
-  int n = luv_handle_refs(L, &refs);
-  for (int i = 0; i < n; i++) {
-    lua_pushcfunction(L, close_one);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, refs[i]);
-    int r = orch_runtime_pcall(L, 1, 0, 0);
-    if (r > 0) lua_pop(L, r);
+  uv_loop_t *loop = orch_runtime_loop(L);
+  for (int round = 0;; round++) {
+    int *refs, held;
+    int n = luv_handle_refs(L, &refs, &held);
+    if (held == 0) {
+      free(refs);
+      return;
+    }
+    if (round == CLOSE_ROUNDS) {
+      fputs("orch: exit: Lua made libuv handles while closing them; the rest close without their callbacks\n",
+            stderr);
+      callbacks_off = 1;
+    }
+    for (int i = 0; i < n; i++) {
+      lua_pushcfunction(L, close_one);
+      lua_rawgeti(L, LUA_REGISTRYINDEX, refs[i]);
+      if (lua_pcall(L, 1, 0, 0) != 0) {
+        report(L, lua_tostring(L, -1));
+        lua_pop(L, 1);
+      }
+    }
+    free(refs);
+    if (round > CLOSE_ROUNDS + 1) {
+      /* a close callback is run in the loop turn after uv_close: never here */
+      fprintf(stderr, "orch: exit: %d of luv's libuv handles do not finish closing\n", held);
+      return;
+    }
+    uv_run(loop, UV_RUN_NOWAIT);
   }
-  free(refs);
 }
 
 void orch_runtime_free(lua_State *L) { orch_heap_close(L); }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "orch/echo.h"
+#include "orch/owners.h"
 #include "orch/rotate.h"
 
 struct orch_sink_s {
@@ -1259,6 +1260,8 @@ int orch_outpipe_start(uv_loop_t *loop, int fd, const orch_outpipe_opts_t *opts,
   /* From here on the handles are in the loop: only uv_close may free them. */
   o->next = open_outpipes;
   open_outpipes = o;
+  static orch_owner_t owner = {"log pipes", orch_outpipes_close_all, NULL, 0};
+  orch_owner_add(&owner);
   start_polling(o);
   if (o->closing) return -EIO;
   *out = o;

@@ -8,7 +8,8 @@
 
 lua_State *orch_runtime_new(uv_loop_t *loop);
 void orch_runtime_free(lua_State *L);
-/* Closes every luv handle still open (before orch_runtime_free). */
+/* Closes luv's handles and runs the loop until luv holds none, open or
+ * closing (before orch_runtime_free: luv's __gc must find none). */
 void orch_runtime_close_luv_handles(lua_State *L);
 
 /* lua_pcall with a traceback; on error reports it (see orch.core.on_error)

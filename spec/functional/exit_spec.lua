@@ -36,6 +36,7 @@ describe("orch exiting", function()
     o:kill("sigint")
     o:wait_exit(10000)
     assert.is_nil(o.err:find("PANIC", 1, true), o.err)
+    assert.is_nil(o.err:find("no owner closed", 1, true), o.err) -- owners.h: every handle has one
     assert.are.equal(0, o.code, o.err)
     assert.matches("^%d+: last words\n$", H.read(dir .. "/esc.log"))
   end)
@@ -54,6 +55,57 @@ describe("orch exiting", function()
     H.wait_until(function() return not H.exists(daemon) end, 10000, "the daemon to be gone")
     local log = H.read(home .. "/daemon.log") or ""
     assert.is_nil(log:find("PANIC", 1, true), log)
+    assert.is_nil(log:find("no owner closed", 1, true), log)
     assert.matches("^%d+: last words\n$", H.read(dir .. "/esc.log"))
+  end)
+
+  -- luv's handles must all be gone before the Lua state is: one still open
+  -- then is closed by luv's __gc, whose callback runs on a freed state.
+  -- Returns the exit code (a signal fails), stdout, stderr.
+  local function orch_lua(script)
+    local o = H.orch({ "lua", script }, { home = home })
+    o:wait_exit(30000)
+    assert.are.equal(0, o.signal, "orch lua ended by signal " .. tostring(o.signal) .. "; stderr:\n" .. o.err)
+    return o.code, o.out, o.err
+  end
+
+  it("orch lua: a handle a close callback makes while orch exits is closed before the Lua state", function()
+    local script = H.write(dir .. "/late.lua", [[
+      local uv = require("luv")
+      local s, r = uv.new_timer(), uv.new_timer()
+      s:start(10, 0, function()
+        -- a close whose callback closes another, whose callback (run while
+        -- orch exits) makes a new handle and closes one more: five rounds
+        local function chain(n)
+          local open = uv.new_timer()
+          open:start(100000, 0, function() end)
+          if n > 0 then uv.new_timer():close(function() chain(n - 1) end) end
+        end
+        local p = uv.new_timer()
+        p:close(function() r:close(function() chain(5) end) end)
+        uv.stop()
+      end)
+    ]])
+    local code, out, err = orch_lua(script)
+    assert.are.equal(0, code, err)
+    assert.are.equal("", out .. err)
+  end)
+
+  it("orch lua: a script that makes handles in every close callback still ends, without a crash", function()
+    local script = H.write(dir .. "/forever.lua", [[
+      local uv = require("luv")
+      local function again()
+        local t = uv.new_timer()
+        t:start(100000, 0, function() end)
+        local c = uv.new_idle()
+        c:close(again)
+      end
+      local s = uv.new_timer()
+      s:start(10, 0, function() again() uv.stop() end)
+    ]])
+    local code, out, err = orch_lua(script)
+    assert.are.equal(0, code, err)
+    assert.are.equal("", out)
+    assert.matches("orch: exit: Lua made libuv handles while closing them", err)
   end)
 end)
