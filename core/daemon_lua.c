@@ -59,23 +59,6 @@ static int l_read_pidfile(lua_State *L) {
   return 1;
 }
 
-/* A Lua list of strings as a NULL-terminated array (in a userdata left on the
- * stack, so the GC frees it); the strings stay alive in the table. */
-static char **string_list(lua_State *L, int idx, const char *what) {
-  if (lua_type(L, idx) != LUA_TTABLE) luaL_error(L, "%s: table expected", what);
-  size_t n = lua_objlen(L, idx);
-  char **v = lua_newuserdata(L, (n + 1) * sizeof *v);
-  for (size_t i = 0; i < n; i++) {
-    lua_rawgeti(L, idx, (int)i + 1);
-    if (lua_type(L, -1) != LUA_TSTRING)
-      luaL_error(L, "%s[%d]: string expected", what, (int)i + 1);
-    v[i] = (char *)lua_tostring(L, -1);
-    lua_pop(L, 1);
-  }
-  v[n] = NULL;
-  return v;
-}
-
 static const char *opt_string(lua_State *L, const char *key) {
   lua_getfield(L, 1, key);
   if (lua_isnil(L, -1)) return NULL;
@@ -98,10 +81,10 @@ static int l_spawn_detached(lua_State *L) {
     v[1] = NULL;
     o.argv = v;
   } else {
-    o.argv = string_list(L, lua_gettop(L), "argv");
+    o.argv = orch_lua_string_list(L, lua_gettop(L), "argv", NULL);
   }
   lua_getfield(L, 1, "env");
-  if (!lua_isnil(L, -1)) o.envp = string_list(L, lua_gettop(L), "env");
+  if (!lua_isnil(L, -1)) o.envp = orch_lua_string_list(L, lua_gettop(L), "env", NULL);
   o.log = opt_string(L, "log");
   o.cwd = opt_string(L, "cwd");
   lua_getfield(L, 1, "ready_fd");

@@ -1,5 +1,6 @@
-/* binding.h: what the Lua bindings of orch.core share (core_lua.c,
- * ctl_lua.c, stats_lua.c, daemon_lua.c). */
+/* binding.h: what the Lua bindings of orch.core share (core_lua.c and the
+ * *_lua.c files, binding.c), and the parts of orch.core that have no header
+ * of their own. */
 #ifndef ORCH_BINDING_H
 #define ORCH_BINDING_H
 
@@ -45,5 +46,26 @@ static inline void orch_lua_on_state_close(lua_State *L, const char *key,
   lua_setmetatable(L, -2);
   lua_setfield(L, LUA_REGISTRYINDEX, key);
 }
+
+/* A Lua list of strings at idx as a NULL-terminated array, in a userdata
+ * left on the stack (the GC frees it); the strings stay alive in the table.
+ * Anything else raises "what: table expected" or "what[i]: string expected".
+ * nul_at, if not NULL: the 1-based index of the first string holding a NUL
+ * byte (a program would see it cut short there), or 0. */
+char **orch_lua_string_list(lua_State *L, int idx, const char *what, int *nul_at);
+
+/* Parts of orch.core (core_lua.c opens them): each adds its functions, and
+ * registers its classes, to the table on the stack top. */
+void orch_proc_lua_register(lua_State *L);   /* proc_lua.c: spawn, the proc class */
+void orch_signal_lua_register(lua_State *L); /* signal_lua.c: signals, process groups */
+void orch_sink_lua_register(lua_State *L);   /* sink_lua.c: log files, echo */
+void orch_fd_lua_register(lua_State *L);     /* fd_lua.c: socketpair, close, dup */
+
+/* sink_lua.c: the sink at idx (an argument error if closed). */
+struct orch_sink_s *orch_lua_check_sink(lua_State *L, int idx);
+/* signal_lua.c: a signal number, name ("SIGTERM") or short name ("term")
+ * at idx (an argument error if unknown); a number's name, or NULL. */
+int orch_lua_check_signal(lua_State *L, int idx);
+const char *orch_signal_name(int num);
 
 #endif

@@ -1,0 +1,319 @@
+/* proc_lua.c: orch.core's processes: spawn (a child whose stdout and stderr
+ * go to sinks through outpipes), the proc class (pid, exited, signal, and
+ * the on_exit callback), and reaper_start. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "orch/binding.h"
+#include "orch/proc.h"
+#include "orch/runtime.h"
+#include "orch/sink.h"
+
+#define PROC_MT "orch.proc"
+
+typedef struct {
+  lua_State *L;
+  orch_proc_t *p;
+  orch_outpipe_t *out[2];
+  pid_t pid;
+  int exited, code, sig;
+  int cb_ref;   /* on_exit */
+  int self_ref; /* pins the userdata while C may still call back */
+} lproc_t;
+
+static void close_outpipes(lproc_t *u) {
+  for (int i = 0; i < 2; i++)
+    if (u->out[i]) {
+      orch_outpipe_release(u->out[i]);
+      u->out[i] = NULL;
+    }
+}
+
+static void on_exit_cb(orch_proc_t *p, int code, int sig) {
+  lproc_t *u = orch_proc_data(p);
+  lua_State *L = u->L;
+  u->exited = 1;
+  u->code = code;
+  u->sig = sig;
+  /* Whatever the app wrote before it died belongs in the log before the
+   * exit is reported. */
+  for (int i = 0; i < 2; i++)
+    if (u->out[i]) orch_outpipe_drain(u->out[i]);
+  close_outpipes(u);
+  orch_proc_release(p);
+  u->p = NULL;
+
+  lua_rawgeti(L, LUA_REGISTRYINDEX, u->cb_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, u->cb_ref);
+  u->cb_ref = LUA_NOREF;
+  int self = u->self_ref;
+  u->self_ref = LUA_NOREF;
+  if (lua_isfunction(L, -1)) {
+    if (code >= 0) lua_pushinteger(L, code);
+    else lua_pushnil(L);
+    const char *name = sig ? orch_signal_name(sig) : NULL;
+    if (name) lua_pushstring(L, name);
+    else if (sig) lua_pushinteger(L, sig);
+    else lua_pushnil(L);
+    int n = orch_runtime_pcall(L, 2, 0, 0);
+    if (n > 0) lua_pop(L, n);
+  } else {
+    lua_pop(L, 1);
+  }
+  luaL_unref(L, LUA_REGISTRYINDEX, self); /* may let u be collected */
+}
+
+/* nil, "EINVAL: ... contains a NUL byte", "EINVAL": names the argument by
+ * its position, the variable by its name (what comes before '='). */
+static int nul_fail(lua_State *L, int arg_at, char *const *envp, int env_at) {
+  lua_pushnil(L);
+  if (arg_at) {
+    lua_pushfstring(L, "EINVAL: argument %d contains a NUL byte", arg_at - 1);
+  } else {
+    const char *e = envp[env_at - 1], *eq = strchr(e, '=');
+    lua_pushliteral(L, "EINVAL: environment variable ");
+    lua_pushlstring(L, e, eq ? (size_t)(eq - e) : strlen(e));
+    lua_pushliteral(L, " contains a NUL byte");
+    lua_concat(L, 3);
+  }
+  lua_pushliteral(L, "EINVAL");
+  return 3;
+}
+
+static int int_list(lua_State *L, int idx, int *out, int cap) {
+  int n = (int)lua_objlen(L, idx);
+  if (n > cap) luaL_error(L, "fds: at most %d", cap);
+  for (int i = 0; i < n; i++) {
+    lua_rawgeti(L, idx, i + 1);
+    out[i] = (int)luaL_checkinteger(L, -1);
+    lua_pop(L, 1);
+  }
+  return n;
+}
+
+/* stdout/stderr option:
+ *   { sink = <sink>, combined = <sink>?, echo_fd = 1?, prefix = "web:0 | "?,
+ *     format = { timestamp = "%Y-%m-%d %H:%M:%S"?,
+ *                json = { app = "web", id = 0, stream = "out" }? }? }
+ * The strings stay alive in the options table until l_spawn returns, and
+ * orch_outpipe_start copies them. */
+typedef struct {
+  orch_outpipe_opts_t o;
+  orch_line_format_t format;
+} stream_opt_t;
+
+static const char *opt_string(lua_State *L, int t, const char *key, const char *what) {
+  lua_getfield(L, t, key);
+  const char *v = lua_tostring(L, -1);
+  if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
+    luaL_error(L, "%s.%s: string expected", what, key);
+  lua_pop(L, 1);
+  return v;
+}
+
+static void stream_format(lua_State *L, int t, const char *key, stream_opt_t *so) {
+  lua_getfield(L, t, "format");
+  int f = lua_gettop(L);
+  if (lua_isnil(L, f)) {
+    lua_pop(L, 1);
+    return;
+  }
+  if (!lua_istable(L, f)) luaL_error(L, "%s.format: table expected", key);
+  so->format.timestamp = opt_string(L, f, "timestamp", key);
+  lua_getfield(L, f, "json");
+  int j = lua_gettop(L);
+  if (lua_istable(L, j)) {
+    so->format.json_app = opt_string(L, j, "app", key);
+    if (!so->format.json_app) luaL_error(L, "%s.format.json.app: string expected", key);
+    so->format.json_stream = opt_string(L, j, "stream", key);
+    lua_getfield(L, j, "id");
+    so->format.json_id = (int)luaL_optinteger(L, -1, 0);
+    lua_pop(L, 1);
+  } else if (!lua_isnil(L, j)) {
+    luaL_error(L, "%s.format.json: table expected", key);
+  }
+  lua_pop(L, 2);
+  so->o.format = &so->format;
+}
+
+static void stream_opt(lua_State *L, int opts, const char *key, stream_opt_t *so) {
+  memset(so, 0, sizeof *so);
+  so->o.echo_fd = -1;
+  lua_getfield(L, opts, key);
+  if (lua_istable(L, -1)) {
+    int t = lua_gettop(L);
+    lua_getfield(L, t, "sink");
+    so->o.sink = orch_lua_check_sink(L, lua_gettop(L));
+    lua_getfield(L, t, "combined");
+    if (!lua_isnil(L, -1)) so->o.combined = orch_lua_check_sink(L, lua_gettop(L));
+    lua_getfield(L, t, "echo_fd");
+    so->o.echo_fd = (int)luaL_optinteger(L, -1, -1);
+    lua_pop(L, 3);
+    so->o.prefix = opt_string(L, t, "prefix", key);
+    stream_format(L, t, key, so);
+  } else if (!lua_isnil(L, -1)) {
+    luaL_error(L, "%s: table expected", key);
+  }
+  lua_pop(L, 1);
+}
+
+static int l_spawn(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  orch_spawn_opts_t o;
+  memset(&o, 0, sizeof o);
+  lua_getfield(L, 1, "file");
+  o.file = luaL_checkstring(L, -1);
+  lua_getfield(L, 1, "argv");
+  int arg_nul, env_nul;
+  o.argv = orch_lua_string_list(L, lua_gettop(L), "argv", &arg_nul);
+  lua_getfield(L, 1, "env");
+  o.envp = orch_lua_string_list(L, lua_gettop(L), "env", &env_nul);
+  if (arg_nul || env_nul) return nul_fail(L, arg_nul, o.envp, env_nul);
+  lua_getfield(L, 1, "cwd");
+  o.cwd = lua_tostring(L, -1);
+  /* listen_pid: LISTEN_PID=<the child's own pid>, known only after fork, so
+   * the child writes it into this buffer, appended to a copy of env. */
+  lua_getfield(L, 1, "listen_pid");
+  if (lua_toboolean(L, -1)) {
+    size_t n = 0;
+    while (o.envp[n]) n++;
+    char **env = lua_newuserdata(L, (n + 2) * sizeof *env);
+    memcpy(env, o.envp, n * sizeof *env);
+    o.pid_env = lua_newuserdata(L, 32);
+    memcpy(o.pid_env, "LISTEN_PID=", 12);
+    env[n] = o.pid_env;
+    env[n + 1] = NULL;
+    o.envp = env;
+  }
+  int extra[64];
+  lua_getfield(L, 1, "fds");
+  if (lua_istable(L, -1)) {
+    o.n_extra_fds = int_list(L, lua_gettop(L), extra, 64);
+    o.extra_fds = extra;
+  }
+  stream_opt_t so[2];
+  stream_opt(L, 1, "stdout", &so[0]);
+  stream_opt(L, 1, "stderr", &so[1]);
+  lua_getfield(L, 1, "on_exit");
+  int cb_idx = lua_gettop(L);
+
+  int pipes[2][2] = {{-1, -1}, {-1, -1}};
+  int rc = 0;
+  for (int i = 0; i < 2 && rc == 0; i++)
+    if (so[i].o.sink && pipe2(pipes[i], O_CLOEXEC) < 0) rc = -errno;
+  pid_t pid = 0;
+  if (rc == 0) {
+    o.stdout_fd = so[0].o.sink ? pipes[0][1] : -1;
+    o.stderr_fd = so[1].o.sink ? pipes[1][1] : -1;
+    rc = orch_spawn(&o, &pid);
+  }
+  for (int i = 0; i < 2; i++)
+    if (pipes[i][1] >= 0) close(pipes[i][1]);
+  if (rc < 0) {
+    for (int i = 0; i < 2; i++)
+      if (pipes[i][0] >= 0) close(pipes[i][0]);
+    return orch_lua_fail(L, rc);
+  }
+
+  lproc_t *u = lua_newuserdata(L, sizeof *u);
+  memset(u, 0, sizeof *u);
+  u->L = L;
+  u->pid = pid;
+  u->cb_ref = LUA_NOREF;
+  luaL_getmetatable(L, PROC_MT);
+  lua_setmetatable(L, -2);
+  for (int i = 0; i < 2; i++) {
+    if (pipes[i][0] < 0) continue;
+    /* On failure the read end is closed: the child gets EPIPE, not a hang. */
+    orch_outpipe_start(orch_runtime_loop(L), pipes[i][0], &so[i].o, &u->out[i]);
+  }
+  rc = orch_proc_watch(orch_runtime_loop(L), pid, on_exit_cb, u, &u->p);
+  if (rc < 0) {
+    /* Without a watcher the exit would go unnoticed: refuse the process. */
+    kill(-pid, SIGKILL);
+    close_outpipes(u);
+    return orch_lua_fail(L, rc);
+  }
+  lua_pushvalue(L, cb_idx);
+  u->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushvalue(L, -1);
+  u->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 1;
+}
+
+static lproc_t *check_proc(lua_State *L) {
+  return luaL_checkudata(L, 1, PROC_MT);
+}
+
+static int l_proc_pid(lua_State *L) {
+  lua_pushinteger(L, check_proc(L)->pid);
+  return 1;
+}
+
+static int l_proc_exited(lua_State *L) {
+  lua_pushboolean(L, check_proc(L)->exited);
+  return 1;
+}
+
+/* Signals the process only, through its pidfd. */
+static int l_proc_signal(lua_State *L) {
+  lproc_t *u = check_proc(L);
+  int sig = orch_lua_check_signal(L, 2);
+  int rc = u->p ? orch_proc_signal(u->p, sig) : -ESRCH;
+  if (rc < 0) return orch_lua_fail(L, rc);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_proc_gc(lua_State *L) {
+  lproc_t *u = check_proc(L);
+  /* Only reached with the process still watched when the state closes. */
+  if (u->p) {
+    close_outpipes(u);
+    orch_proc_release(u->p);
+    u->p = NULL;
+  }
+  return 0;
+}
+
+static int reap_ref = LUA_NOREF;
+static lua_State *reap_L;
+
+static void on_reaped(void *data) {
+  (void)data;
+  lua_State *L = reap_L;
+  if (reap_ref == LUA_NOREF) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, reap_ref);
+  int n = orch_runtime_pcall(L, 0, 0, 0);
+  if (n > 0) lua_pop(L, n);
+}
+
+static int l_reaper_start(lua_State *L) {
+  if (!lua_isnoneornil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
+  luaL_unref(L, LUA_REGISTRYINDEX, reap_ref);
+  reap_ref = LUA_NOREF;
+  if (!lua_isnoneornil(L, 1)) {
+    lua_pushvalue(L, 1);
+    reap_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+  reap_L = L;
+  int rc = orch_reaper_start(orch_runtime_loop(L), on_reaped, NULL);
+  if (rc < 0) return orch_lua_fail(L, rc);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static const luaL_Reg proc_methods[] = {{"pid", l_proc_pid},
+                                        {"exited", l_proc_exited},
+                                        {"signal", l_proc_signal},
+                                        {NULL, NULL}};
+
+static const luaL_Reg funcs[] = {{"spawn", l_spawn}, {"reaper_start", l_reaper_start}, {NULL, NULL}};
+
+void orch_proc_lua_register(lua_State *L) {
+  orch_lua_class(L, PROC_MT, proc_methods, l_proc_gc);
+  luaL_register(L, NULL, funcs);
+}

@@ -1,0 +1,189 @@
+/* sink_lua.c: orch.core's log files: the sink class (sink_open), truncate_log,
+ * remove_rotated, and the terminal echo of orch run (echo, echo_stats). */
+#include "orch/binding.h"
+#include "orch/echo.h"
+#include "orch/rotate.h"
+#include "orch/runtime.h"
+#include "orch/sink.h"
+
+#define SINK_MT "orch.sink"
+
+typedef struct {
+  orch_sink_t *s;
+} lsink_t;
+
+orch_sink_t *orch_lua_check_sink(lua_State *L, int idx) {
+  lsink_t *u = luaL_checkudata(L, idx, SINK_MT);
+  if (!u->s) luaL_argerror(L, idx, "sink is closed");
+  return u->s;
+}
+
+/* Applies {max_size = bytes (0: never), retain = n, compress = bool} at idx,
+ * if a table. */
+static void sink_rotation_opts(lua_State *L, int idx, orch_sink_t *s) {
+  if (lua_isnoneornil(L, idx)) return;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  lua_getfield(L, idx, "max_size");
+  lua_Number max = luaL_optnumber(L, -1, 0);
+  lua_getfield(L, idx, "retain");
+  lua_Integer retain = luaL_optinteger(L, -1, 5);
+  lua_getfield(L, idx, "compress");
+  int compress = lua_toboolean(L, -1);
+  lua_pop(L, 3);
+  if (!(max >= 0 && max < 9.0e15)) luaL_argerror(L, idx, "max_size: expected bytes >= 0");
+  if (retain < 1 || retain > ORCH_RETAIN_MAX) luaL_argerror(L, idx, "retain: expected 1 to 1000");
+  orch_sink_rotation(s, (uint64_t)max, (int)retain);
+  orch_sink_compress(s, compress ? orch_runtime_loop(L) : NULL);
+}
+
+/* core.sink_open(path|nil [, {max_size =, retain =}] [, follow [, mkdir]]):
+ * follow, a path the user named: a symlink there is followed; mkdir, its
+ * directory is orch's, made again if gone (orch_sink_open). */
+static int l_sink_open(lua_State *L) {
+  const char *path = luaL_optstring(L, 1, NULL);
+  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+  unsigned flags = (lua_toboolean(L, 3) ? ORCH_SINK_FOLLOW : 0) | (lua_toboolean(L, 4) ? ORCH_SINK_MKDIR : 0);
+  lsink_t *u = lua_newuserdata(L, sizeof *u);
+  u->s = NULL;
+  luaL_getmetatable(L, SINK_MT);
+  lua_setmetatable(L, -2);
+  int rc = orch_sink_open(path, flags, &u->s);
+  if (rc < 0) return orch_lua_fail(L, rc);
+  sink_rotation_opts(L, 2, u->s);
+  return 1;
+}
+
+static int l_sink_close(lua_State *L) {
+  lsink_t *u = luaL_checkudata(L, 1, SINK_MT);
+  if (u->s) orch_sink_unref(u->s);
+  u->s = NULL;
+  return 0;
+}
+
+static int l_sink_write(lua_State *L) {
+  orch_sink_t *s = orch_lua_check_sink(L, 1);
+  size_t n;
+  const char *buf = luaL_checklstring(L, 2, &n);
+  orch_sink_write(s, buf, n);
+  return 0;
+}
+
+static int l_sink_path(lua_State *L) {
+  orch_sink_t *s = orch_lua_check_sink(L, 1);
+  const char *p = orch_sink_path(s);
+  if (*p) lua_pushstring(L, p);
+  else lua_pushnil(L);
+  return 1;
+}
+
+/* sink:rotation{max_size =, retain =}: changes the settings of an open sink. */
+static int l_sink_rotation(lua_State *L) {
+  orch_sink_t *s = orch_lua_check_sink(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  sink_rotation_opts(L, 2, s);
+  return 0;
+}
+
+static int ok_or_fail(lua_State *L, int rc) {
+  if (rc < 0) return orch_lua_fail(L, rc);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_sink_reopen(lua_State *L) { return ok_or_fail(L, orch_sink_reopen(orch_lua_check_sink(L, 1))); }
+static int l_sink_truncate(lua_State *L) { return ok_or_fail(L, orch_sink_truncate(orch_lua_check_sink(L, 1))); }
+static int l_sink_own_stdio(lua_State *L) { return ok_or_fail(L, orch_sink_own_stdio(orch_lua_check_sink(L, 1))); }
+
+static int l_sink_stats(lua_State *L) {
+  orch_sink_t *s = orch_lua_check_sink(L, 1);
+  orch_sink_stats_t st;
+  orch_sink_stats(s, &st);
+  lua_createtable(L, 0, 6);
+  lua_pushnumber(L, (lua_Number)st.written);
+  lua_setfield(L, -2, "written");
+  lua_pushnumber(L, (lua_Number)st.dropped);
+  lua_setfield(L, -2, "dropped");
+  lua_pushnumber(L, (lua_Number)st.size);
+  lua_setfield(L, -2, "size");
+  lua_pushnumber(L, (lua_Number)st.rotations);
+  lua_setfield(L, -2, "rotations");
+  if (st.last_err) {
+    lua_pushstring(L, uv_err_name(-st.last_err));
+    lua_setfield(L, -2, "error");
+  }
+  lua_pushboolean(L, st.stalled);
+  lua_setfield(L, -2, "stalled");
+  if (st.rotate_err) {
+    lua_pushstring(L, uv_err_name(-st.rotate_err));
+    lua_setfield(L, -2, "rotate_error");
+  }
+  if (st.compress_err) {
+    lua_pushstring(L, uv_err_name(-st.compress_err));
+    lua_setfield(L, -2, "compress_error");
+  }
+  lua_pushnumber(L, (lua_Number)st.remade);
+  lua_setfield(L, -2, "remade");
+  lua_pushnumber(L, (lua_Number)st.dir_remade);
+  lua_setfield(L, -2, "dir_remade");
+  return 1;
+}
+
+/* core.truncate_log(path [, follow]): empties an existing log file no sink
+ * has open (orch_sink_truncate_path). */
+static int l_truncate_log(lua_State *L) {
+  return ok_or_fail(L, orch_sink_truncate_path(luaL_checkstring(L, 1), lua_toboolean(L, 2)));
+}
+
+/* core.remove_rotated(path, retain): deletes path.1 ... (and .gz). */
+static int l_remove_rotated(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  int retain = (int)luaL_optinteger(L, 2, 1);
+  return ok_or_fail(L, orch_rotate_remove(path, retain));
+}
+
+/* core.echo(fd, text): text (whole lines) to orch run's terminal through
+ * the echo's writer (core/echo.c), never blocking; dropped, counted, when the
+ * reader is behind. false if fd has no writer (then nothing was written). */
+static int l_echo(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  size_t n;
+  const char *s = luaL_checklstring(L, 2, &n);
+  orch_echo_t *e = fd >= 0 ? orch_echo_get(fd) : NULL;
+  if (e) orch_echo_line(e, s, n, NULL, 0, NULL, 0, NULL, 0);
+  lua_pushboolean(L, e != NULL);
+  return 1;
+}
+
+/* core.echo_stats(): { lines =, bytes = } not echoed (readers behind). */
+static int l_echo_stats(lua_State *L) {
+  orch_echo_stats_t st;
+  orch_echo_stats(&st);
+  lua_createtable(L, 0, 2);
+  lua_pushnumber(L, (lua_Number)st.lines);
+  lua_setfield(L, -2, "lines");
+  lua_pushnumber(L, (lua_Number)st.bytes);
+  lua_setfield(L, -2, "bytes");
+  return 1;
+}
+
+static const luaL_Reg sink_methods[] = {{"write", l_sink_write},
+                                        {"path", l_sink_path},
+                                        {"stats", l_sink_stats},
+                                        {"rotation", l_sink_rotation},
+                                        {"reopen", l_sink_reopen},
+                                        {"truncate", l_sink_truncate},
+                                        {"own_stdio", l_sink_own_stdio},
+                                        {"close", l_sink_close},
+                                        {NULL, NULL}};
+
+static const luaL_Reg funcs[] = {{"sink_open", l_sink_open},
+                                 {"truncate_log", l_truncate_log},
+                                 {"remove_rotated", l_remove_rotated},
+                                 {"echo", l_echo},
+                                 {"echo_stats", l_echo_stats},
+                                 {NULL, NULL}};
+
+void orch_sink_lua_register(lua_State *L) {
+  orch_lua_class(L, SINK_MT, sink_methods, l_sink_close);
+  luaL_register(L, NULL, funcs);
+}
