@@ -1,7 +1,8 @@
 -- orch.supervisor: the process table, and the actions of each process's
 -- life cycle. Which action runs, and every status a process takes, is
 -- orch.lifecycle's table: the methods here fire events at it (M.actions
--- holds what they do).
+-- holds what they do). Its parts: orch.logfiles (the log files),
+-- orch.pacing (launch queue, run times), orch.stoptree (stopping a tree).
 --
 -- Stopping sends kill_signal to the process group and to descendants that
 -- left it, and SIGKILL to all of them after kill_timeout. A process is
@@ -15,16 +16,21 @@ local hook = require("orch.hook")
 local channel = require("orch.channel")
 local colour = require("orch.colour")
 local lifecycle = require("orch.lifecycle")
+local timers = require("orch.timers")
+local close_timer, after = timers.close, timers.after
 
 local M = {}
 local Supervisor = {}
 Supervisor.__index = Supervisor
+-- The log files (sinks), the pacing of launches and the stopping of a
+-- process tree live in their own modules.
+for _, mod in ipairs({ "orch.logfiles", "orch.pacing", "orch.stoptree" }) do
+  for k, fn in pairs(require(mod).methods) do Supervisor[k] = fn end
+end
 -- The lifecycle's actions (see orch.lifecycle.TABLE): A.name(self, proc, ...).
 local A = {}
 Supervisor.actions = A
 M.actions = A
-
-local WAITING = "waiting restart"
 
 local function call(done, ...)
   if type(done) == "function" then return done(...) end
@@ -40,43 +46,8 @@ local transient_spawn_errors = { EAGAIN = true, ENOMEM = true, EMFILE = true, EN
 -- that running out fails the app that does not fit, never the daemon.
 local FDS_PER_LAUNCH, FDS_KEPT = 12, 16
 
--- How often a stopping process whose group still has a member that orch
--- cannot see (not below it) is checked again. Everything else is an event:
--- the exits of the snapshot's pidfds, SIGCHLD.
-local LEFTOVER_CHECK_MS = 250
-
--- Restarts by policy are spawned from a queue, a bounded time of spawning
--- per loop turn, right before the loop polls: a process's exit is then
--- noticed within about that long, so its run time (_run_time) stays close
--- to the truth under load. Spawning a whole round of 1000 crash-looping apps in one
--- turn took seconds; every exit of the round then looked like a run longer
--- than min_uptime and the crash-loop breaker never tripped. The bound is a
--- quarter of the min_uptime of the apps spawned in that turn, within
--- LAUNCH_BUDGET_MS: more per turn means less of the turn's fixed costs
--- (the state file, events) per spawn, less means run times measured closer.
-M.LAUNCH_BUDGET_MS = { min = 20, max = 250 }
-
-local function launch_budget(app)
-  local b = (app.min_uptime or 1000) / 4
-  return math.max(M.LAUNCH_BUDGET_MS.min, math.min(M.LAUNCH_BUDGET_MS.max, b))
-end
-
 local function now_ms()
   return uv.hrtime() / 1e6
-end
-
--- A poll that returned later than this after it began has waited: what it
--- reports happened while it waited, not before.
-local POLL_WAITED_MS = 10
-
-local function close_timer(t)
-  if t and not t:is_closing() then t:close() end
-end
-
-local function after(ms, fn)
-  local t = uv.new_timer()
-  t:start(math.max(0, math.floor(ms)), 0, fn)
-  return t
 end
 
 -- opts: logs_dir, home (absolute: the marker's), base_env (table), emit(event, proc, info), log(level, msg),
@@ -199,21 +170,6 @@ function A.drop(self, proc)
   return true
 end
 
-function Supervisor:_close_unused_sinks()
-  local used = {}
-  for _, p in ipairs(self.procs) do
-    local out, err, combined = launch.log_paths(p.app, p.instance, self.opts.logs_dir)
-    used[out], used[err] = true, true
-    if combined then used[combined] = true end
-  end
-  for path, sink in pairs(self.sinks) do
-    if not used[path] then
-      sink:close()
-      self.sinks[path] = nil
-    end
-  end
-end
-
 -- The new process takes the old one's place (its id and its position in
 -- the table); the old one, stopped, leaves. For reloads.
 function Supervisor:replace(old, new)
@@ -254,163 +210,6 @@ end
 
 -- Held until its dependencies hold: a restart changes nothing.
 function A.keep_blocked(_, _, done) call(done, true) return true end
-
--- The log rotation defaults (launch.rotation_defaults), read once.
-function Supervisor:_rotation_defaults()
-  if not self.rotation then
-    local problems
-    self.rotation, problems = launch.rotation_defaults()
-    for _, p in ipairs(problems) do self.log("warn", p .. "; using the default") end
-  end
-  return self.rotation
-end
-
--- A line from orch in a process's error log (plain logs only: a formatted
--- log holds the app's records), so that `orch logs` shows it.
-function Supervisor:note(proc, text)
-  local app = proc.app
-  if app.log_type == "json" or launch.time_format(app) then return end
-  local _, err_path = launch.log_paths(app, proc.instance, self.opts.logs_dir)
-  local sink = self.sinks[err_path]
-  if sink then sink:write("orch: " .. text .. "\n") end
-end
-
--- The sink of a log file, opened on first use and shared by restarts and
--- every app writing to that path; its rotation settings are those of the
--- app launched last.
-function Supervisor:_sink(path, app)
-  local rotation = launch.log_rotation(app or {}, self:_rotation_defaults())
-  local s = self.sinks[path]
-  if s then
-    s:rotation(rotation)
-    return s
-  end
-  local err, code
-  -- orch's own logs directory is made again if someone deleted it
-  local own_dir = path:match("^(.*)/[^/]*$") == self.opts.logs_dir
-  s, err, code = core.sink_open(path, rotation, launch.log_path_named(app or {}, path), own_dir)
-  if code == "ELOOP" then
-    err = "a symlink, which orch does not follow in the log file names it makes "
-      .. "(set out_file, error_file or log_file to this path to follow it)"
-  end
-  if not s then return nil, string.format("cannot open log file %s: %s", path, err) end
-  self.sinks[path] = s
-  return s
-end
-
--- Opens every log file again by its path (after an external logrotate
--- renamed them). Returns the paths reopened and "PATH: error" for failures.
-function Supervisor:reopen_logs()
-  local paths, reopened, errors = {}, {}, {}
-  for path in pairs(self.sinks) do paths[#paths + 1] = path end
-  table.sort(paths)
-  for _, path in ipairs(paths) do
-    local ok, err = self.sinks[path]:reopen()
-    if ok then reopened[#reopened + 1] = path else errors[#errors + 1] = path .. ": " .. err end
-  end
-  return reopened, errors
-end
-
--- The stats of each open log file of proc, once per file (out and err may
--- share one): { path, st } in log_paths order.
-function Supervisor:_log_files(proc)
-  local files, seen = {}, {}
-  for _, path in ipairs({ launch.log_paths(proc.app, proc.instance, self.opts.logs_dir) }) do
-    local sink = self.sinks[path]
-    if sink and not seen[path] then
-      seen[path] = true
-      files[#files + 1] = { path = path, st = sink:stats() }
-    end
-  end
-  return files
-end
-
--- What went wrong with the log files of proc, as one line, or nil: a failed
--- rotation (writing goes on to the current file) or failed writes.
-function Supervisor:log_problems(proc)
-  local problems = {}
-  for _, f in ipairs(self:_log_files(proc)) do
-    local path, st = f.path, f.st
-    if st.rotate_error then
-      problems[#problems + 1] = string.format("%s: rotation failed (%s), still writing to it", path, st.rotate_error)
-    end
-    if st.compress_error then
-      problems[#problems + 1] = string.format("%s: gzip of %s.1 failed (%s), kept as it is", path, path,
-        st.compress_error)
-    end
-    if st.dir_remade > 0 then
-      problems[#problems + 1] = string.format("%s: its directory was gone; orch made it again (0700)", path)
-    end
-    if st.remade > 0 then
-      problems[#problems + 1] = string.format("%s: deleted while open; orch writes to a new file at that path",
-        path)
-    end
-    if st.stalled then
-      problems[#problems + 1] = string.format("%s: %s, writing paused until %s", path, st.error,
-        st.error == "EAGAIN" and "its reader takes more (the app waits)" or "there is space")
-    elseif st.error then
-      problems[#problems + 1] = string.format("%s: %s, %d bytes dropped", path, st.error, st.dropped)
-    end
-  end
-  return #problems > 0 and table.concat(problems, "; ") or nil
-end
-
--- Each log file of proc (shared ones too): { path, written, size,
--- rotations, dropped }, bytes since the daemon opened it.
-function Supervisor:log_stats(proc)
-  local out = {}
-  for i, f in ipairs(self:_log_files(proc)) do
-    out[i] = { path = f.path, written = f.st.written, size = f.st.size, rotations = f.st.rotations,
-               dropped = f.st.dropped }
-  end
-  return out
-end
-
--- Empties a log file of app (orch flush) and deletes its rotated files;
--- writers go on at the new end. true if the file existed, or nil, err.
-function Supervisor:flush_log(path, app)
-  local sink, ok, err = self.sinks[path]
-  if sink then
-    ok, err = sink:truncate()
-  else
-    local code
-    ok, err, code = core.truncate_log(path, launch.log_path_named(app, path))
-    if code == "ENOENT" or code == "ELOOP" then return nil end -- nothing of ours to empty
-  end
-  core.remove_rotated(path, launch.log_rotation(app, self:_rotation_defaults()).retain)
-  return ok, err
-end
-
--- When each poll of the loop began (prepare handle), whether it could wait
--- at all (not while launches are queued: the idle handle), and when the
--- previous one returned (check handle: uv.now() is the loop's time taken as
--- the poll returned, not advanced by the callbacks after it). Unreferenced:
--- they never keep orch running.
-function Supervisor:_watch_polls()
-  self.poll_prepare, self.poll_check = uv.new_prepare(), uv.new_check()
-  self.poll_prepare:start(function()
-    self.poll_began, self.poll_nowait = now_ms(), self.launcher ~= nil
-  end)
-  self.poll_check:start(function() self.poll_returned = uv.now() end)
-  self.poll_prepare:unref()
-  self.poll_check:unref()
-end
-
--- How long the process of an exit reported by this poll ran, at least. A
--- poll that waited was woken by the exit (or along with it): it happened
--- as the poll returned. A poll that found it at once could be late by all
--- the loop did since the previous poll (a round of restarts, a big start):
--- the exit happened after that poll returned without it, and no more can be
--- known, so that is taken. A busy daemon thus errs towards "unstable": the
--- crash-loop breaker never fails open under load.
-function Supervisor:_run_time(proc)
-  local start = proc.started_at
-  if not start then return 0 end
-  local noticed = uv.now() -- coarser than hrtime: a few ms behind at most
-  local waited = not self.poll_nowait and self.poll_began and noticed - self.poll_began > POLL_WAITED_MS
-  if waited or not self.poll_returned then return math.max(0, noticed - start) end
-  return math.max(0, self.poll_returned - start)
-end
 
 -- Starts a stopped, errored, blocked or waiting process. Returns true or
 -- nil, err.
@@ -703,116 +502,6 @@ function A.queue(self, proc)
   self:_queue_launch(proc)
 end
 
--- Launches a waiting process from the queue (see LAUNCH_BUDGET_MS). A stop
--- or start meanwhile takes it out (_launch and the status check).
-function Supervisor:_queue_launch(proc)
-  local token = {}
-  proc.queued = token
-  self.launch_queue = self.launch_queue or {}
-  table.insert(self.launch_queue, { proc, token })
-  if not self.launcher then
-    -- an idle handle: the loop polls without blocking while it is active
-    self.launcher = uv.new_idle()
-    self.launcher:start(function() self:_drain_launches() end)
-  end
-end
-
-function Supervisor:_drain_launches()
-  local queue, t0, i, budget = self.launch_queue, now_ms(), 0, M.LAUNCH_BUDGET_MS.max
-  while i < #queue do
-    local proc, token = queue[i + 1][1], queue[i + 1][2]
-    local live = proc.queued == token and proc.status == WAITING
-    if live then
-      budget = math.min(budget, launch_budget(proc.app))
-      if i > 0 and now_ms() - t0 >= budget then break end
-    end
-    i = i + 1
-    if live then self:fire(proc, "dequeue") end
-  end
-  local rest = {}
-  for j = i + 1, #queue do rest[#rest + 1] = queue[j] end
-  self.launch_queue = rest
-  if #rest == 0 then
-    self.launcher:close()
-    self.launcher = nil
-  end
-end
-
--- Signals through pidfds (a snapshot's handles cannot reach a recycled pid).
-local function signal_handles(handles, signal)
-  local signum = core.signum(signal)
-  for _, h in pairs(handles) do
-    if not h:exited() then h:signal(signum) end
-  end
-end
-
-local function close_handles(handles)
-  for _, h in pairs(handles or {}) do h:close() end
-end
-
--- The app died by itself: what it left in its group (held by pidfds) gets
--- kill_signal, and SIGKILL after kill_timeout, so restarts do not pile up
--- orphans (or ports held by them).
-function Supervisor:_kill_leftovers(pgid, app)
-  if not (pgid and core.pgroup_alive(pgid)) then return end
-  local left = core.pidfd_snapshot(0, pgid)
-  if #left == 0 then return end
-  signal_handles(left, app.kill_signal)
-  local t
-  t = after(app.kill_timeout, function()
-    close_timer(t)
-    signal_handles(left, "SIGKILL")
-    close_handles(left)
-    local late = core.pidfd_snapshot(0, pgid) -- joined meanwhile
-    signal_handles(late, "SIGKILL")
-    close_handles(late)
-  end)
-  t:unref() -- leftovers alone do not keep orch running
-end
-
--- Takes pidfds for what is now in proc's tree: descendants of its main
--- process while it runs (also those that left its group with setsid), and
--- members of its group (among orch's children: where orphans land). They go
--- into proc.snapshot (pid -> handle), each watched for its exit; returns
--- those new to it.
-function Supervisor:_snapshot(proc)
-  proc.snapshot = proc.snapshot or {}
-  local new = {}
-  for _, h in ipairs(core.pidfd_snapshot(proc.handle and proc.pid or 0, proc.pid)) do
-    local old = proc.snapshot[h:pid()]
-    if old and not old:exited() then
-      h:close()
-    else
-      if old then old:close() end
-      proc.snapshot[h:pid()] = h
-      new[#new + 1] = h
-      h:on_exit(function() self:_check_stopped(proc) end)
-    end
-  end
-  return new
-end
-
--- signal to proc's tree: by group while its main process is ours and not
--- yet reaped (the group cannot be another's then), and through the pidfds
--- of handles to the rest. A process orch may not signal (EPERM: another
--- user's, such as a setuid program) is noted in proc.unreachable.
-local function signal_tree(proc, signal, handles)
-  local grouped = proc.handle ~= nil
-  if grouped then core.kill(-proc.pid, signal) end
-  local signum = core.signum(signal)
-  for _, h in pairs(handles) do
-    -- Group members already got it from the group kill; a second SIGINT
-    -- means "force quit" to many programs.
-    if not h:exited() and (signal == "SIGKILL" or not grouped or h:pgid() ~= proc.pid) then
-      local ok, _, code = h:signal(signum)
-      if not ok and code == "EPERM" then
-        proc.unreachable = proc.unreachable or {}
-        proc.unreachable[h:pid()] = true
-      end
-    end
-  end
-end
-
 -- Stops a process; done() runs once it and its tree are gone.
 function Supervisor:stop(proc, done)
   return self:fire(proc, "stop", done or function() end)
@@ -835,37 +524,6 @@ function A.begin_stop(self, proc, done)
   return self:_begin_stop(proc, done)
 end
 
--- Signals a process that is stopping already.
-function Supervisor:_begin_stop(proc, done)
-  proc.stop_waiters = { done }
-  proc.killed = nil
-  self:_snapshot(proc)
-  self.emit("stopping", proc)
-  local app = proc.app
-  -- shutdown_with_message: 'shutdown' over the channel instead of the signal
-  -- (PM2's option); SIGKILL after kill_timeout either way.
-  local sent = app.shutdown_with_message and proc.handle and self:send(proc, "shutdown")
-  -- A cluster worker is told to disconnect first: it stops listening and
-  -- lets its connections finish; the signal follows once it has let go of
-  -- the channel.
-  if not sent and proc.handle and self.opts.graceful then
-    local handle = proc.handle
-    sent = self.opts.graceful(proc, function()
-      if proc.status == "stopping" and proc.handle == handle then
-        self:_snapshot(proc)
-        signal_tree(proc, app.kill_signal, proc.snapshot)
-      end
-    end)
-  end
-  if not sent then signal_tree(proc, app.kill_signal, proc.snapshot) end
-  proc.timer = after(app.kill_timeout, function()
-    close_timer(proc.timer)
-    proc.timer = nil
-    self:kill(proc)
-  end)  -- the main process may be gone already (its exit is being handled)
-  if not proc.handle then self:_check_stopped(proc) end
-end
-
 -- SIGKILL now (kill_timeout passed, or a second Ctrl-C): to the snapshot
 -- and to what joined the tree since. A process not stopping yet starts to.
 function Supervisor:kill(proc, why)
@@ -873,77 +531,22 @@ function Supervisor:kill(proc, why)
 end
 
 function A.sigkill(self, proc, why)
-  proc.killed = true
-  self:_snapshot(proc)
-  self.log("info", string.format("%s: %s, sending SIGKILL", self:label(proc),
-    why or string.format("still running after kill_timeout %d ms", proc.app.kill_timeout)))
-  signal_tree(proc, "SIGKILL", proc.snapshot)
-  self:_check_stopped(proc) -- what is left may be out of reach: see there
+  return self:_sigkill(proc, why)
 end
 
 function A.begin_kill(self, proc, why)
   self:_begin_stop(proc, function() end)
-  if proc.status == "stopping" then A.sigkill(self, proc, why) end
-end
-
--- Stopped once the main process has exited and every process of the
--- snapshot too (their pidfds call back here, as SIGCHLD does), and the
--- group holds nothing new. Members out of reach (EPERM: another user's, say
--- a setuid program) may still go by themselves until kill_timeout; after
--- the SIGKILL nothing orch does can end them, so they do not hold the stop
--- for ever.
-function Supervisor:_check_stopped(proc)
-  if proc.status ~= "stopping" or proc.handle then return end
-  local stuck = false
-  for pid, h in pairs(proc.snapshot or {}) do
-    if not h:exited() then
-      if not (proc.killed and proc.unreachable and proc.unreachable[pid]) then return end
-      stuck = true
-    end
-  end
-  local alive, why = false, nil
-  if proc.pid then alive, why = core.pgroup_alive(proc.pid) end
-  if alive then
-    local new = self:_snapshot(proc)
-    if #new > 0 then
-      signal_tree(proc, proc.killed and "SIGKILL" or proc.app.kill_signal, new)
-      return
-    end
-  end
-  local out_of_reach = why == "EPERM"
-  if alive or (out_of_reach and not proc.killed) then
-    -- a member out of sight (not below orch), or out of reach before the
-    -- SIGKILL: looked for again a little later
-    if not proc.recheck then
-      proc.recheck = uv.new_timer()
-      proc.recheck:start(LEFTOVER_CHECK_MS, LEFTOVER_CHECK_MS, function() self:_check_stopped(proc) end)
-    end
-    return
-  end
-  if out_of_reach or stuck then
-    self.log("warn", string.format("%s: process group %d still has processes that may not be signalled "
-      .. "(EPERM: another user's, a setuid program?); counted as stopped", self:label(proc), proc.pid))
-  end
-  self:fire(proc, "group_gone")
+  if proc.status == "stopping" then self:_sigkill(proc, why) end
 end
 
 function A.release(self, proc)
-  close_timer(proc.timer)
-  close_timer(proc.recheck)
-  close_handles(proc.snapshot)
-  proc.timer, proc.recheck, proc.snapshot, proc.killed, proc.unreachable = nil, nil, nil, nil, nil
+  self:_forget_tree(proc)
   proc.pid = nil
   local waiters = proc.stop_waiters or {}
   proc.stop_waiters = nil
   self.emit("stopped", proc)
   for _, w in ipairs(waiters) do w() end
   self:_check_idle()
-end
-
-function Supervisor:_on_sigchld()
-  for _, proc in ipairs(self.procs) do
-    if proc.status == "stopping" and not proc.handle then self:_check_stopped(proc) end
-  end
 end
 
 -- SIGKILL to every process (a second SIGINT or SIGTERM while stopping):

@@ -1,0 +1,156 @@
+-- orch.logfiles: the log files of the process table. A sink per path,
+-- opened on first use and shared by restarts and merged instances, closed
+-- once no process writes to it; what `orch describe` says about them, and
+-- `orch flush` and `orch reopen-logs`. Methods of the supervisor
+-- (orch.supervisor mixes them in): they read self.sinks, self.procs,
+-- self.opts.logs_dir and self.log.
+local core = require("orch.core")
+local launch = require("orch.launch")
+
+local M = {}
+local S = {} -- supervisor methods
+M.methods = S
+
+-- The log rotation defaults (launch.rotation_defaults), read once.
+function S:_rotation_defaults()
+  if not self.rotation then
+    local problems
+    self.rotation, problems = launch.rotation_defaults()
+    for _, p in ipairs(problems) do self.log("warn", p .. "; using the default") end
+  end
+  return self.rotation
+end
+
+-- A line from orch in a process's error log (plain logs only: a formatted
+-- log holds the app's records), so that `orch logs` shows it.
+function S:note(proc, text)
+  local app = proc.app
+  if app.log_type == "json" or launch.time_format(app) then return end
+  local _, err_path = launch.log_paths(app, proc.instance, self.opts.logs_dir)
+  local sink = self.sinks[err_path]
+  if sink then sink:write("orch: " .. text .. "\n") end
+end
+
+-- The sink of a log file, opened on first use and shared by restarts and
+-- every app writing to that path; its rotation settings are those of the
+-- app launched last.
+function S:_sink(path, app)
+  local rotation = launch.log_rotation(app or {}, self:_rotation_defaults())
+  local s = self.sinks[path]
+  if s then
+    s:rotation(rotation)
+    return s
+  end
+  local err, code
+  -- orch's own logs directory is made again if someone deleted it
+  local own_dir = path:match("^(.*)/[^/]*$") == self.opts.logs_dir
+  s, err, code = core.sink_open(path, rotation, launch.log_path_named(app or {}, path), own_dir)
+  if code == "ELOOP" then
+    err = "a symlink, which orch does not follow in the log file names it makes "
+      .. "(set out_file, error_file or log_file to this path to follow it)"
+  end
+  if not s then return nil, string.format("cannot open log file %s: %s", path, err) end
+  self.sinks[path] = s
+  return s
+end
+
+-- Opens every log file again by its path (after an external logrotate
+-- renamed them). Returns the paths reopened and "PATH: error" for failures.
+function S:reopen_logs()
+  local paths, reopened, errors = {}, {}, {}
+  for path in pairs(self.sinks) do paths[#paths + 1] = path end
+  table.sort(paths)
+  for _, path in ipairs(paths) do
+    local ok, err = self.sinks[path]:reopen()
+    if ok then reopened[#reopened + 1] = path else errors[#errors + 1] = path .. ": " .. err end
+  end
+  return reopened, errors
+end
+
+-- The stats of each open log file of proc, once per file (out and err may
+-- share one): { path, st } in log_paths order.
+function S:_log_files(proc)
+  local files, seen = {}, {}
+  for _, path in ipairs({ launch.log_paths(proc.app, proc.instance, self.opts.logs_dir) }) do
+    local sink = self.sinks[path]
+    if sink and not seen[path] then
+      seen[path] = true
+      files[#files + 1] = { path = path, st = sink:stats() }
+    end
+  end
+  return files
+end
+
+-- What went wrong with the log files of proc, as one line, or nil: a failed
+-- rotation (writing goes on to the current file) or failed writes.
+function S:log_problems(proc)
+  local problems = {}
+  for _, f in ipairs(self:_log_files(proc)) do
+    local path, st = f.path, f.st
+    if st.rotate_error then
+      problems[#problems + 1] = string.format("%s: rotation failed (%s), still writing to it", path, st.rotate_error)
+    end
+    if st.compress_error then
+      problems[#problems + 1] = string.format("%s: gzip of %s.1 failed (%s), kept as it is", path, path,
+        st.compress_error)
+    end
+    if st.dir_remade > 0 then
+      problems[#problems + 1] = string.format("%s: its directory was gone; orch made it again (0700)", path)
+    end
+    if st.remade > 0 then
+      problems[#problems + 1] = string.format("%s: deleted while open; orch writes to a new file at that path",
+        path)
+    end
+    if st.stalled then
+      problems[#problems + 1] = string.format("%s: %s, writing paused until %s", path, st.error,
+        st.error == "EAGAIN" and "its reader takes more (the app waits)" or "there is space")
+    elseif st.error then
+      problems[#problems + 1] = string.format("%s: %s, %d bytes dropped", path, st.error, st.dropped)
+    end
+  end
+  return #problems > 0 and table.concat(problems, "; ") or nil
+end
+
+-- Each log file of proc (shared ones too): { path, written, size,
+-- rotations, dropped }, bytes since the daemon opened it.
+function S:log_stats(proc)
+  local out = {}
+  for i, f in ipairs(self:_log_files(proc)) do
+    out[i] = { path = f.path, written = f.st.written, size = f.st.size, rotations = f.st.rotations,
+               dropped = f.st.dropped }
+  end
+  return out
+end
+
+-- Empties a log file of app (orch flush) and deletes its rotated files;
+-- writers go on at the new end. true if the file existed, or nil, err.
+function S:flush_log(path, app)
+  local sink, ok, err = self.sinks[path]
+  if sink then
+    ok, err = sink:truncate()
+  else
+    local code
+    ok, err, code = core.truncate_log(path, launch.log_path_named(app, path))
+    if code == "ENOENT" or code == "ELOOP" then return nil end -- nothing of ours to empty
+  end
+  core.remove_rotated(path, launch.log_rotation(app, self:_rotation_defaults()).retain)
+  return ok, err
+end
+
+-- Closes the sinks no process in the table writes to any more.
+function S:_close_unused_sinks()
+  local used = {}
+  for _, p in ipairs(self.procs) do
+    local out, err, combined = launch.log_paths(p.app, p.instance, self.opts.logs_dir)
+    used[out], used[err] = true, true
+    if combined then used[combined] = true end
+  end
+  for path, sink in pairs(self.sinks) do
+    if not used[path] then
+      sink:close()
+      self.sinks[path] = nil
+    end
+  end
+end
+
+return M
