@@ -6,6 +6,7 @@ local uv = require("luv")
 local core = require("orch.core")
 local paths = require("orch.paths")
 local engine_mod = require("orch.engine")
+local eventlog = require("orch.eventlog")
 
 local M = {}
 
@@ -76,34 +77,14 @@ local function own_log(path)
   return sink
 end
 
-local function describe(event, proc, info)
-  local who = proc and (proc.name .. ":" .. proc.instance)
-  if event == "online" then
-    return string.format("%s online, pid %d, restarts %d", who, proc.pid, proc.restarts)
-  elseif event == "spawn_error" then
-    return string.format("%s failed to start: %s", who, info.error)
-  elseif event == "exit" then
-    return string.format("%s (pid %s) %s after %d ms", who, tostring(proc.pid),
-      info.signal and ("killed by " .. info.signal) or ("exited with code " .. tostring(info.code)),
-      math.floor(info.uptime_ms))
-  elseif event == "errored" or event == "stopped" then
-    return string.format("%s %s%s", who, event, info and info.reason and (": " .. info.reason) or "")
-  elseif event == "waiting" then
-    return string.format("%s restarting in %d ms", who, info.delay)
-  end
-end
-
 function M.main(args)
   local opts, perr = parse(args or {})
   if not opts then
     io.stderr:write("orch daemon: ", perr, "\n", M.help)
     return 2
   end
-  local layout, err = paths.ensure_home()
-  if not layout then
-    io.stderr:write("orch daemon: ", err, "\n")
-    return 1
-  end
+  local layout = paths.ensure_home_for("daemon")
+  if not layout then return 1 end
   local lock, lerr, code = core.lock_pidfile(layout.pid)
   if not lock then
     if code == "EWOULDBLOCK" then -- another daemon won the race: fine
@@ -120,7 +101,8 @@ function M.main(args)
   local engine = engine_mod.new({
     paths = layout, echo = false, log = log, mode = "daemon",
     on_event = function(event, proc, info)
-      local msg = describe(event, proc, info)
+      -- no "stopping" line: a stop writes two lines per process as it is
+      local msg = event ~= "stopping" and eventlog.line(event, proc, info)
       if msg then log("info", msg) end
     end,
   })

@@ -60,4 +60,12 @@ function M.ensure_home()
   return layout
 end
 
+-- ensure_home for the main of `orch VERB` (daemon, run): the layout, or nil
+-- once the reason is on stderr.
+function M.ensure_home_for(verb)
+  local layout, err = M.ensure_home()
+  if not layout then io.stderr:write("orch ", verb, ": ", err, "\n") end
+  return layout
+end
+
 return M

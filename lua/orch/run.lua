@@ -6,6 +6,7 @@ local uv = require("luv")
 local core = require("orch.core")
 local paths = require("orch.paths")
 local engine_mod = require("orch.engine")
+local eventlog = require("orch.eventlog")
 
 local M = {}
 
@@ -54,48 +55,20 @@ local function say(msg)
   if not core.echo(2, line) then io.stderr:write(line) end
 end
 
-local function duration(ms)
-  if ms < 1000 then return string.format("%d ms", ms) end
-  return string.format("%.1f s", ms / 1000)
-end
-
-local function describe(sup, event, proc, info)
-  local who = proc and sup:label(proc)
-  if event == "online" then
-    return string.format("%s online, pid %d, restarts %d", who, proc.pid, proc.restarts)
-  elseif event == "spawn_error" then
-    return string.format("%s failed to start: %s", who, info.error)
-  elseif event == "exit" then
-    local how = info.signal and ("killed by " .. info.signal) or ("exited with code " .. tostring(info.code))
-    return string.format("%s (pid %d) %s after %s", who, proc.pid or 0, how, duration(info.uptime_ms))
-  elseif event == "waiting" then
-    return string.format("%s restarting in %s (restart %d)", who, duration(info.delay), proc.restarts)
-  elseif event == "stopping" then
-    return string.format("%s stopping: %s, SIGKILL after %s", who, proc.app.kill_signal, duration(proc.app.kill_timeout))
-  elseif event == "stopped" then
-    return string.format("%s stopped%s", who, info and info.reason and (": " .. info.reason) or "")
-  elseif event == "errored" then
-    return string.format("%s errored: %s", who, info and info.reason or "?")
-  end
-end
-
 function M.main(args)
   local opts, perr = parse(args)
   if not opts then
     io.stderr:write("orch run: ", perr, "\nusage: orch run FILE [--env NAME]\n")
     return 2
   end
-  local layout, herr = paths.ensure_home()
-  if not layout then
-    io.stderr:write("orch run: ", herr, "\n")
-    return 1
-  end
+  local layout = paths.ensure_home_for("run")
+  if not layout then return 1 end
   local base_env = core.environ()
   local cwd = require("orch.util").getcwd()
   local source = { file = require("orch.util").abspath(opts.file, cwd), env_name = opts.env_name,
                    env = base_env, cwd = cwd }
   local log = function(_, msg) say(msg) end
-  local sup -- set below; describe() needs labels
+  local sup -- set below; the idle check lists it
   local status, shutting_down = 0, false
   local engine = engine_mod.new({
     paths = layout, echo = true, log = log, mode = "run",
@@ -110,7 +83,7 @@ function M.main(args)
         end
         return
       end
-      local msg = describe(sup, event, proc, info)
+      local msg = eventlog.line(event, proc, info)
       if msg then say(msg) end
     end,
   })
