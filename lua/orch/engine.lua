@@ -318,7 +318,6 @@ local function same(a, b)
   end
   return true
 end
-M.same_config = same
 
 -- Applies an ecosystem file to what runs: its new apps start, changed ones
 -- restart with their new options, unchanged running ones are left alone, and
