@@ -181,7 +181,7 @@ function H.stop(engine, args, respond)
   local procs = with_procs(engine, args, respond)
   if not procs then return end
   -- dependents first (depends_on)
-  engine:stop_ordered(procs, function() respond(views(engine, procs)) end)
+  engine.deps:stop_ordered(procs, function() respond(views(engine, procs)) end)
 end
 
 function H.restart(engine, args, respond)

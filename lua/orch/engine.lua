@@ -21,6 +21,13 @@ for _, mod in ipairs({ "orch.persist", "orch.recovery" }) do
   for k, f in pairs(require(mod).methods) do Engine[k] = f end
 end
 
+-- A process orch counts as running: starting, up, stopping, or waiting to
+-- start (a restart delay, or its dependencies).
+local function running(p)
+  local s = p.status
+  return s == "online" or s == "launching" or s == "stopping" or s == "waiting restart" or s == "blocked"
+end
+
 -- opts: paths (from orch.paths.ensure_home), echo, log(level, msg),
 --       on_event(event, proc, info), mode ("run" | "daemon")
 function M.new(opts)
@@ -50,6 +57,10 @@ function M.new(opts)
     internal = function(proc, ch, msg) self.cluster:message(proc, ch, msg) end,
     channel_closed = function(_, ch) self.cluster:closed(ch) end,
     graceful = function(proc, after) return self.cluster:disconnect(proc, after) end,
+  })
+  self.deps = require("orch.deps").new({
+    sup = self.sup, log = self.log, running = running,
+    procs_of = function(name) return self:procs_of(name) end,
   })
   self.sockets = require("orch.sockets").new(function(name) self.cluster:forget(name) end)
   self.cluster = require("orch.cluster").new({
@@ -117,7 +128,7 @@ function Engine:_dispatch_events()
   local events = self.events
   self.events = {}
   for _, e in ipairs(events) do self.api._dispatch(e[1], e[2], e[3]) end
-  self:_unblock()
+  self.deps:unblock()
 end
 
 ---------------------------------------------------------------------------
@@ -158,10 +169,6 @@ function Engine:procs_of(name)
   return list
 end
 
-local function running(p)
-  local s = p.status
-  return s == "online" or s == "launching" or s == "stopping" or s == "waiting restart" or s == "blocked"
-end
 function Engine:is_running(p) return running(p) end
 
 function Engine:app_running(name)
@@ -190,88 +197,14 @@ function Engine:install_all(apps, source)
   return all
 end
 
+-- Starts processes whose dependencies hold; the others wait for them.
 function Engine:start_procs(procs)
-  for _, p in ipairs(procs) do
-    if not running(p) then
-      local missing = self:unmet(p.app)
-      if missing then
-        -- held back until its dependencies are there (see _unblock)
-        self.sup:block(p, "waiting for " .. missing)
-        self.log("info", string.format("%s:%d waits for %s", p.name, p.instance, missing))
-      else
-        self.sup:start(p)
-      end
-    end
-  end
+  self.deps:start(procs)
   self:save_state_soon()
 end
 
----------------------------------------------------------------------------
--- Dependencies (depends_on): conditions on every instance of another app.
----------------------------------------------------------------------------
-
-local CONDITION = {
-  started = function(p) return p.status == "launching" or p.status == "online" end,
-  online = function(p) return p.status == "online" end,
-  -- the health module sets p.healthy; an app without a check is healthy once online
-  healthy = function(p) return p.status == "online" and (p.app.health == nil or p.healthy == true) end,
-  completed = function(p) return p.status == "stopped" and p.last_exit ~= nil and p.last_exit.code == 0 end,
-}
-
--- nil when every dependency of app holds, else "NAME (condition)".
-function Engine:unmet(app)
-  local names = {}
-  for name in pairs(app.depends_on or {}) do names[#names + 1] = name end
-  table.sort(names)
-  for _, name in ipairs(names) do
-    local cond = app.depends_on[name]
-    local procs = self:procs_of(name)
-    local ok = #procs > 0
-    for _, p in ipairs(procs) do
-      if not CONDITION[cond](p) then ok = false break end
-    end
-    if not ok then return name .. " (" .. cond .. ")" end
-  end
-  return nil
-end
-
--- Starts the held-back processes whose dependencies now hold.
-function Engine:_unblock()
-  for _, p in ipairs(self.sup:list()) do
-    if p.status == "blocked" and not self:unmet(p.app) then self.sup:start(p) end
-  end
-end
-
--- Stops processes dependents first: each round stops the apps no other app
--- still to be stopped depends on, and waits for them. done() at the end.
-function Engine:stop_ordered(procs, done)
-  local left = {}
-  for _, p in ipairs(procs) do left[#left + 1] = p end
-  local function round()
-    if #left == 0 then return done and done() end
-    local needed = {}
-    for _, p in ipairs(left) do
-      for dep in pairs(p.app.depends_on or {}) do needed[dep] = true end
-    end
-    local now, later = {}, {}
-    for _, p in ipairs(left) do
-      if needed[p.name] then later[#later + 1] = p else now[#now + 1] = p end
-    end
-    if #now == 0 then now, later = later, {} end -- cannot happen (no cycles); never hang
-    left = later
-    local pending = #now
-    for _, p in ipairs(now) do
-      self.sup:stop(p, function()
-        pending = pending - 1
-        if pending == 0 then round() end
-      end)
-    end
-  end
-  round()
-end
-
 function Engine:stop_all(done)
-  self:stop_ordered(self.sup:list(), done)
+  self.deps:stop_ordered(self.sup:list(), done)
 end
 
 function Engine:register(app, source)
@@ -409,7 +342,7 @@ function Engine:scale(name, n, done)
   end
   local surplus = {}
   for i = n + 1, #procs do surplus[#surplus + 1] = procs[i] end
-  self:stop_ordered(surplus, function()
+  self.deps:stop_ordered(surplus, function()
     for _, p in ipairs(surplus) do self.sup:remove(p) end
     self:save_state_soon()
     done(self:procs_of(name))
