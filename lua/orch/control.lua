@@ -21,13 +21,6 @@ function M.serve(engine)
   })
   if not server then return nil, string.format("cannot listen on %s: %s", engine.paths.sock, err) end
   engine.server = server
-  local ok, merr, code = uv.fs_mkdir(engine.paths.notify, tonumber("700", 8))
-  if ok or code == "EEXIST" then
-    engine.sup.notify_socket = function(p) return engine:_notify_socket(p) end
-  else
-    -- without it wait_ready still works over the IPC channel
-    engine.log("warn", string.format("cannot create %s: %s; no NOTIFY_SOCKET for wait_ready", engine.paths.notify, merr))
-  end
   return true
 end
 

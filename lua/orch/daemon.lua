@@ -150,6 +150,7 @@ function M.main(args)
     log("info", "daemon exiting")
     return 1
   end
+  engine.readiness:open(layout.notify, engine.sup)
   notify(opts.ready_fd, "\n")
   engine:recover(function(prev)
     if prev and not prev.clean then

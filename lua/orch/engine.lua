@@ -8,6 +8,7 @@ local cjson = require("cjson").new()
 local ecosystem = require("orch.ecosystem")
 local supervisor = require("orch.supervisor")
 local launch = require("orch.launch")
+local readiness = require("orch.readiness")
 local util = require("orch.util")
 
 local M = {}
@@ -49,14 +50,16 @@ function M.new(opts)
     log = opts.log,
     emit = function(event, proc, info) self:_event(event, proc, info) end,
     -- wait_healthy / wait_ready: launching until healthy and/or 'ready'
-    gate = function(proc)
-      return (proc.app.wait_healthy and proc.app.health ~= nil) or proc.app.wait_ready
-    end,
+    gate = readiness.gated,
     listeners = function(proc) return self.sockets:inherited(proc.app) end,
     user_error = function(proc, what, err, suffix) self:user_error(proc, what, err, suffix) end,
     internal = function(proc, ch, msg) self.cluster:message(proc, ch, msg) end,
     channel_closed = function(_, ch) self.cluster:closed(ch) end,
     graceful = function(proc, after) return self.cluster:disconnect(proc, after) end,
+  })
+  self.readiness = readiness.new({
+    log = self.log, set_online = function(p) self.sup:set_online(p) end,
+    emit = function(event, p) self:_event(event, p) end,
   })
   self.deps = require("orch.deps").new({
     sup = self.sup, log = self.log, running = running,
@@ -72,39 +75,17 @@ function M.new(opts)
   return self
 end
 
--- Online once every readiness condition of the app holds.
-function Engine:maybe_online(p)
-  if p.status ~= "launching" then return end
-  if p.app.wait_healthy and p.app.health ~= nil and not p.healthy then return end
-  if p.app.wait_ready and not p.ready then return end
-  self.sup:set_online(p)
-end
-
--- wait_ready: 'ready' over the channel, or listen_timeout passes (then the
--- process is declared online anyway, as PM2 does).
-function Engine:_await_ready(p)
-  p.ready = false
-  local pid = p.pid
-  local t = uv.new_timer()
-  t:start(p.app.listen_timeout, 0, function()
-    t:close()
-    if p.pid == pid and p.status == "launching" and not p.ready then
-      self.log("warn", string.format("%s:%d sent no 'ready' within listen_timeout %d ms; online anyway",
-        p.name, p.instance, p.app.listen_timeout))
-      p.ready = true
-      self:maybe_online(p)
-    end
-  end)
-  t:unref()
-end
+-- Online once every readiness condition of the app holds (orch.health
+-- calls it after a good check).
+function Engine:maybe_online(p) return self.readiness:maybe_online(p) end
 
 function Engine:_event(event, proc, info)
   -- one-shot watchers of a process (reload waits for its replacement)
   local watch = proc and self.proc_watchers and self.proc_watchers[proc]
   if watch and watch(event) then self.proc_watchers[proc] = nil end
   self.health:on_event(event, proc)
-  if event == "start" and proc.app.wait_ready then self:_await_ready(proc) end
-  if event == "ready" then self:maybe_online(proc) end
+  if event == "start" and proc.app.wait_ready then self.readiness:await(proc) end
+  if event == "ready" then self.readiness:maybe_online(proc) end
   if event == "listening" then proc.listening = true end
   if event == "start" then proc.listening = nil end
   if event == "stopping" then self.cluster:drain(proc) end
@@ -483,53 +464,12 @@ function Engine:describe(p)
   return v
 end
 
----------------------------------------------------------------------------
--- NOTIFY_SOCKET (wait_ready)
----------------------------------------------------------------------------
-
--- The NOTIFY_SOCKET of process p, or nil: a socket of its own, kept for
--- the process's life, so that a datagram belongs to p by where it arrives.
--- Finding its process by the sender's pid would lose READY=1 from a sender
--- that exits right after sending (systemd-notify does): gone, it has no
--- parent to follow.
-function Engine:_notify_socket(p)
-  if p.notify then return p.notify.path end
-  local path = string.format("%s/%d.sock", self.paths.notify, p.id)
-  local sock, err = require("orch.notify").open(path, function(pid, fields) self:_notified(p, pid, fields) end,
-    self.log)
-  if not sock then
-    self.log("warn", err)
-    return nil
-  end
-  p.notify = sock
-  return path
-end
-
--- A datagram for process p from pid: READY=1 is its 'ready', STATUS= shows
--- in describe. A live sender must be p's main process or a descendant;
--- a sender already gone cannot be checked, and only p was given the socket.
-function Engine:_notified(p, pid, fields)
-  local notify = require("orch.notify")
-  if not p.pid or (p.status ~= "launching" and p.status ~= "online") then return end
-  if notify.descends(pid, p.pid) == false then return end
-  if fields.STATUS then p.notify_status = fields.STATUS end
-  if fields.READY == "1" and not p.ready and p.app.wait_ready then
-    p.ready = true
-    self:_event("ready", p)
-  end
-end
-
 function Engine:shutdown()
   if self.server then
     self.server:close()
     self.server = nil
   end
-  for _, p in ipairs(self.sup:list()) do
-    if p.notify then
-      p.notify.close()
-      p.notify = nil
-    end
-  end
+  readiness.close(self.sup:list())
   if self.state_timer then
     self.state_timer:close()
     self.state_timer = nil

@@ -135,7 +135,11 @@ function M.main(args)
 
   engine:recover(function()
     local ok, serr = require("orch.control").serve(engine)
-    if not ok then say("warning: " .. serr .. "; orch list and friends will not reach this orch") end
+    if ok then
+      engine.readiness:open(layout.notify, sup)
+    else
+      say("warning: " .. serr .. "; orch list and friends will not reach this orch")
+    end
     engine:install_all(cfg.apps, source)
   end)
   uv.run()
