@@ -139,6 +139,37 @@ M.TABLE.launching.ready = { action = "go_online", to = "online" }
 M.TABLE.launching.exec_failed = { action = "fail", to = "errored" }
 M.TABLE.online.ready = { action = "ignore", to = "online" }
 
+-- What each action does (orch.supervisor's actions; docs print this list).
+M.ACTIONS = {
+  { "launch", "spawn it (log files, sockets, IPC channel, exec)" },
+  { "relaunch", "spawn it as a restart: restarts + 1, unstable exits forgotten; done(ok, err)" },
+  { "stop_then_relaunch", "stop it (as begin_stop), then fire relaunch" },
+  { "join_then_relaunch", "wait for the stop under way, then fire relaunch" },
+  { "keep_blocked", "nothing: it starts when its dependencies hold; done(true)" },
+  { "hold", "keep the reason (which dependency it waits for)" },
+  { "cancel_block", "no longer wait for the dependencies; done()" },
+  { "started", "emit start; fire ready unless a readiness gate (wait_ready, wait_healthy) holds it" },
+  { "go_online", "emit online" },
+  { "fail", "emit errored with the exec error" },
+  { "decide", "stop what the run left in its group; ask the restart policy, fire its answer" },
+  { "schedule", "restarts + 1; a timer for the delay (fires delay_over), or the launch queue at once" },
+  { "finish", "keep the policy's reason, emit stopped or errored" },
+  { "queue", "put it in the launch queue (spawned a bounded time per loop turn)" },
+  { "begin_stop", "snapshot the tree, kill_signal (or shutdown message, cluster disconnect), kill timer" },
+  { "begin_kill", "begin_stop, then SIGKILL at once" },
+  { "join", "wait for the stop under way; done() with it" },
+  { "sigkill", "SIGKILL to the tree and to what joined it since" },
+  { "check_stopped", "stopped once the tree is gone: fire group_gone then" },
+  { "cancel_restart", "drop the pending restart (timer, queue); done()" },
+  { "release", "close the stop's timers and pidfds, emit stopped, run the stop's done()s" },
+  { "drop", "take it out of the table, close log files no one else writes" },
+  { "already_stopped", "nothing to stop: done()" },
+  { "already_running", "someone else launched it first: done(true)" },
+  { "refuse", "nil, \"NAME:I is STATE\" (and done(nil, that))" },
+  { "ignore", "nothing: it came late (a readiness after the run, a stale queue entry)" },
+  { "nothing", "nothing to do" },
+}
+
 -- Actions that change nothing and are not worth a line in the history.
 local QUIET = { ignore = true, refuse = true, nothing = true, already_stopped = true, already_running = true }
 
@@ -226,9 +257,15 @@ function M.markdown()
     out[#out + 1] = "| " .. table.concat(cells, " | ") .. " |"
   end
   out[#out + 1] = ""
+  out[#out + 1] = "Events (with their arguments):"
+  out[#out + 1] = ""
   for _, e in ipairs(M.EVENTS) do
     out[#out + 1] = string.format("- `%s`%s: %s", e[1], e[2] ~= "" and ("(" .. e[2] .. ")") or "", e[3])
   end
+  out[#out + 1] = ""
+  out[#out + 1] = "Actions:"
+  out[#out + 1] = ""
+  for _, a in ipairs(M.ACTIONS) do out[#out + 1] = string.format("- %s: %s", a[1], a[2]) end
   return table.concat(out, "\n") .. "\n"
 end
 

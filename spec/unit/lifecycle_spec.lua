@@ -141,6 +141,18 @@ describe("orch.lifecycle table", function()
     end
   end
 
+  it("describes every action it uses, and only those", function()
+    local used, described = {}, {}
+    for _, row in pairs(lifecycle.TABLE) do
+      for _, r in pairs(row) do used[r.action] = true end
+    end
+    for _, a in ipairs(lifecycle.ACTIONS) do
+      assert.is_true(used[a[1]], "described but never used: " .. a[1])
+      described[a[1]] = true
+    end
+    for a in pairs(used) do assert.is_true(described[a], "used but not described: " .. a) end
+  end)
+
   it("rejects an event nobody knows, naming it", function()
     local m = lifecycle.new(fake_core())
     local ok, err = pcall(m.fire, proc("online"), "explode")
