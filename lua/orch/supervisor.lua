@@ -171,21 +171,25 @@ function A.drop(self, proc)
 end
 
 -- The new process takes the old one's place (its id and its position in
--- the table); the old one, stopped, leaves. For reloads.
+-- the table); the old one leaves as a remove (deleted), which its state
+-- may refuse: a process that runs again (restarted meanwhile) stays in the
+-- table, never dropped while it runs. For reloads. true, or nil, err.
 function Supervisor:replace(old, new)
   local at
   for i, p in ipairs(self.procs) do
-    if p == new then table.remove(self.procs, i) break end
-  end
-  for i, p in ipairs(self.procs) do
     if p == old then at = i break end
+  end
+  if not at then return nil, self:label(old) .. " is no longer in the table" end
+  local ok, err = self:fire(old, "remove") -- new is still listed: its log files stay open
+  if not ok then return nil, err end
+  for i, p in ipairs(self.procs) do
+    if p == new then table.remove(self.procs, i) break end
   end
   self.by_id[new.id] = nil
   new.id = old.id
   self.by_id[new.id] = new
-  self.procs[at] = new
-  close_timer(old.timer)
-  old.timer = nil
+  table.insert(self.procs, at, new)
+  return true
 end
 
 -- Stops (if running) and starts again; counts as a restart, as in PM2, and

@@ -105,3 +105,45 @@ describe("kill_all", function()
     assert.are.same({}, H.app_pids(home))
   end)
 end)
+
+describe("reload's swap", function()
+  local dir, home
+  H.each_test(function(d, h) dir, home = d, h end)
+
+  -- The main processes (sh) of app ra that run, by their environment.
+  local function shells()
+    local n = 0
+    for _, pid in ipairs(H.app_pids(home, "ra")) do
+      if (H.read("/proc/" .. pid .. "/comm") or ""):match("^sh") then n = n + 1 end
+    end
+    return n
+  end
+
+  -- A restart that joined the reload's stop of the old process launched it
+  -- again after the reload had dropped it from the table: it ran on,
+  -- outside `orch list`, and survived `orch kill`.
+  it("leaves no process outside the table when a restart joins the stop of the old process", function()
+    H.started(dir, home, [[
+      { name = "ra", script = "sh", args = { "-c", "trap 'sleep 1; exit 0' INT; while :; do sleep 0.1; done" } },
+    ]])
+    local reload = H.orch({ "reload", "ra" }, { home = home })
+    H.wait_until(function()
+      for _, p in ipairs(H.json(home, { "list" })) do
+        if p.status == "stopping" then return true end
+      end
+    end, 15000, "the reload to stop the old process")
+    local code = H.orch_sync({ "restart", "ra" }, { home = home })
+    assert.are.equal(0, code)
+    reload:wait_exit(15000)
+    local listed
+    H.wait_until(function()
+      listed = H.json(home, { "list" })
+      for _, p in ipairs(listed) do
+        if p.status ~= "online" then return false end
+      end
+      return shells() == #listed
+    end, 15000, function() return string.format("%d shells for %d listed", shells(), #listed) end)
+    assert.are.equal(0, H.orch_sync({ "kill" }, { home = home }))
+    H.wait_until(function() return shells() == 0 end, 10000, "no shell of ra left after orch kill")
+  end)
+end)
