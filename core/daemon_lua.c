@@ -7,6 +7,7 @@
 
 #include "orch/binding.h"
 #include "orch/daemon.h"
+#include "orch/fdobj.h"
 
 #define LOCK_MT "orch.pidfile_lock"
 
@@ -91,19 +92,22 @@ static int l_spawn_detached(lua_State *L) {
   o.ready_fd = (int)luaL_optinteger(L, -1, -1);
   pid_t pid;
   int ready = -1;
+  int *slot = orch_fdobj_new(L); /* before the pipe, so that it has an owner */
   int rc = orch_daemon_spawn(&o, &pid, &ready);
   if (rc < 0) return orch_lua_fail(L, rc);
+  *slot = ready;
   lua_pushinteger(L, pid);
   if (ready < 0) return 1;
-  lua_pushinteger(L, ready);
+  lua_insert(L, -2);
   return 2;
 }
 
-/* core.ready_wait(fd, timeout_ms): the byte the daemon wrote, or nil,
- * message, "EOF" (it is gone without one) | "ETIMEDOUT" | code. Closes fd. */
+/* core.ready_wait(f, timeout_ms): the byte the daemon wrote, or nil,
+ * message, "EOF" (it is gone without one) | "ETIMEDOUT" | code. Closes f. */
 static int l_ready_wait(lua_State *L) {
-  int fd = (int)luaL_checkinteger(L, 1);
-  int rc = orch_daemon_ready_wait(fd, (int)luaL_checkinteger(L, 2));
+  int ms = (int)luaL_checkinteger(L, 2);
+  int fd = orch_fdobj_take(L, 1);
+  int rc = orch_daemon_ready_wait(fd, ms);
   close(fd);
   if (rc > 0) {
     char c = (char)(rc & 0xff);

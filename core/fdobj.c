@@ -86,3 +86,10 @@ int orch_fdobj_arg(lua_State *L, int idx) {
   if (fd < 0) return luaL_typerror(L, idx, "descriptor (" ORCH_FDOBJ_MT " or number)");
   return fd;
 }
+
+int orch_fdobj_take(lua_State *L, int idx) {
+  int fd = orch_fdobj_arg(L, idx);
+  int *slot = luaL_testudata(L, idx, ORCH_FDOBJ_MT);
+  if (slot) *slot = -1;
+  return fd;
+}

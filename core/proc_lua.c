@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "orch/binding.h"
+#include "orch/fdobj.h"
 #include "orch/proc.h"
 #include "orch/runtime.h"
 #include "orch/sink.h"
@@ -83,13 +84,16 @@ static int nul_fail(lua_State *L, int arg_at, char *const *envp, int env_at) {
   return 3;
 }
 
-static int int_list(lua_State *L, int idx, int *out, int cap) {
+/* spawn's `fds`: fd objects (or numbers, for what orch did not hand out). */
+static int fd_list(lua_State *L, int idx, int *out, int cap) {
   int n = (int)lua_objlen(L, idx);
   if (n > cap) luaL_error(L, "fds: at most %d", cap);
   for (int i = 0; i < n; i++) {
     lua_rawgeti(L, idx, i + 1);
-    out[i] = (int)luaL_checkinteger(L, -1);
-    lua_pop(L, 1);
+    out[i] = orch_fdobj_to(L, -1);
+    if (out[i] == -EBADF) luaL_error(L, "fds[%d]: descriptor already closed or released", i + 1);
+    if (out[i] < 0) luaL_error(L, "fds[%d]: descriptor (" ORCH_FDOBJ_MT " or number) expected", i + 1);
+    lua_pop(L, 1); /* an fd object stays alive in the table */
   }
   return n;
 }
@@ -191,7 +195,7 @@ static int l_spawn(lua_State *L) {
   int extra[64];
   lua_getfield(L, 1, "fds");
   if (lua_istable(L, -1)) {
-    o.n_extra_fds = int_list(L, lua_gettop(L), extra, 64);
+    o.n_extra_fds = fd_list(L, lua_gettop(L), extra, 64);
     o.extra_fds = extra;
   }
   stream_opt_t so[2];

@@ -17,7 +17,7 @@ return function(data)
     assert(type(problem) == "string", "a problem is a message")
   end, function() closed = true end))
   local child = uv.new_pipe(false)
-  assert(child:open(theirs))
+  assert(require("orch.util").open_handle(child, theirs))
   child:write(data, function() child:close() end)
   C.run_until(function() return closed end, 10000, "close of the channel after the child's EOF")
   if not child:is_closing() then child:close() end

@@ -29,4 +29,8 @@ int orch_fdobj_to(lua_State *L, int idx);
  * inherited). */
 int orch_fdobj_arg(lua_State *L, int idx);
 
+/* orch_fdobj_arg, and the descriptor becomes the caller's: an fd object
+ * lets go of it (for a binding that closes what it is given). */
+int orch_fdobj_take(lua_State *L, int idx);
+
 #endif

@@ -6,6 +6,7 @@
 -- socket and a JSON library; docs/protocol.md has the details.
 local uv = require("luv")
 local cjson = require("cjson").new()
+local util = require("orch.util")
 
 local M = {}
 
@@ -39,7 +40,8 @@ function Fifo:pop()
 end
 local function fifo() return setmetatable({ head = 1, tail = 0, n = 0 }, Fifo) end
 
--- Wraps the parent's end (fd). on_message(msg) for every message that is
+-- Wraps the parent's end (an fd object, which the channel takes over,
+-- whether or not it opens). on_message(msg) for every message that is
 -- not a handle acknowledgement; on_problem(text) for a malformed or
 -- oversized one; on_close() once when the channel closes (EOF, error or
 -- close()). Returns the channel.
@@ -47,7 +49,7 @@ function M.open(fd, on_message, on_problem, on_close)
   -- An IPC pipe: libuv attaches descriptors with SCM_RIGHTS (write2) and
   -- collects those the child sends.
   local pipe = uv.new_pipe(true)
-  local ok, err = pipe:open(fd)
+  local ok, err = util.open_handle(pipe, fd)
   if not ok then
     pipe:close()
     return nil, err

@@ -162,13 +162,13 @@ function Cluster:_entry(app, q)
   }
   -- A handle of our own on a duplicate, for sockname and (round-robin)
   -- accepting; closing it leaves the app's socket open.
-  local dup = core.dup(fd:fd())
+  local dup = core.dup(fd)
   if not dup then
     if e.owned then fd:close() end
     return nil, "EMFILE"
   end
   e.handle = unix and uv.new_pipe(false) or uv.new_tcp()
-  e.handle:open(dup)
+  util.open_handle(e.handle, dup)
   e.sockname = sockname(e.handle, unix)
   by_key[key] = e
   return e
@@ -194,9 +194,9 @@ function Cluster:_unlisten(e)
   -- libuv cannot stop a listener: close our duplicate and keep a fresh one
   -- for the next worker.
   e.handle:close()
-  local dup = core.dup(e.fd:fd())
+  local dup = core.dup(e.fd)
   e.handle = e.unix and uv.new_pipe(false) or uv.new_tcp()
-  if dup then e.handle:open(dup) end
+  if dup then util.open_handle(e.handle, dup) end
 end
 
 -- The next worker in turn that can take a connection, or nil.
@@ -270,10 +270,10 @@ function Cluster:_query(w, q)
     return self:_add_worker(e, w)
   end
   -- shared: the listening socket itself, on a duplicate closed once sent
-  local dup = core.dup(e.fd:fd())
+  local dup = core.dup(e.fd)
   if not dup then return self:_reply(w, q, { errno = ERRNO.EMFILE, key = e.key }) end
   local h = e.unix and uv.new_pipe(false) or uv.new_tcp()
-  h:open(dup)
+  util.open_handle(h, dup)
   w.entries[e] = true
   w.ch.send_handle({ cmd = "NODE_CLUSTER", errno = 0, key = e.key, ack = q.seq, data = e.data,
     seq = self:_next_seq() }, h, function() h:close() end)

@@ -307,7 +307,7 @@ function Supervisor:_launch(proc)
   if self.opts.listeners then held, lerr = self.opts.listeners(proc) end
   if lerr then return self:_spawn_failed(proc, lerr, nil) end
   if held then
-    for _, f in ipairs(held.fds) do fds[#fds + 1] = f:fd() end
+    for _, f in ipairs(held.fds) do fds[#fds + 1] = f end
     env[#env + 1] = "LISTEN_FDS=" .. #held.fds
     env[#env + 1] = "LISTEN_FDNAMES=" .. table.concat(held.names, ":")
   end
@@ -342,9 +342,9 @@ function Supervisor:_launch(proc)
       self:_on_exit(proc, handle, exit_code, signal)
     end,
   })
-  core.close(child_fd)
+  child_fd:close() -- the child has its copy
   if not handle then
-    core.close(chan_fd)
+    chan_fd:close()
     return self:_spawn_failed(proc, string.format("cannot exec %s: %s", cmd.file, err), code)
   end
   proc.handle = handle
@@ -356,7 +356,6 @@ function Supervisor:_launch(proc)
     function(problem) self.log("warn", self:label(proc) .. ": " .. problem) end,
     function() if self.opts.channel_closed then self.opts.channel_closed(proc, ch) end end)
   if not ch then
-    core.close(chan_fd)
     self.log("warn", self:label(proc) .. ": no IPC channel: " .. tostring(cerr))
   end
   proc.channel = ch

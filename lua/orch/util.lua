@@ -415,4 +415,13 @@ function util.cpu_count()
   return 1
 end
 
+-- Gives fd object f (orch.core) to luv handle h (a pipe or TCP handle):
+-- h:open() takes the descriptor over only when it succeeds, so f lets go
+-- of it then, and closes it otherwise. Returns what h:open() returned.
+function util.open_handle(h, f)
+  local ok, err, code = h:open(f:fd())
+  if ok then f:release() else f:close() end
+  return ok, err, code
+end
+
 return util

@@ -16,6 +16,7 @@
 local uv = require("luv")
 local cjson = require("cjson").new()
 local core = require("orch.core")
+local util = require("orch.util")
 
 local M = {}
 
@@ -185,7 +186,7 @@ function M.listen(where, on_connection, done)
   local fd = inherited(port)
   if fd then
     local h = uv.new_tcp()
-    h:open(core.dup(fd))
+    util.open_handle(h, assert(core.dup(fd)))
     serve(h, on_connection)
     return done(nil)
   end

@@ -26,8 +26,10 @@ describe("orch.core descriptors", function()
         listen_tcp = function() return core.listen_tcp("127.0.0.1", 0) end,
         listen_unix = function(i) return core.listen_unix(dir .. "/s" .. i) end,
         notify_socket = function(i) return core.notify_socket(dir .. "/n" .. i) end,
+        socketpair = function() return core.socketpair() end,
+        dup = function() return core.dup(0) end,
       }
-      for _, name in ipairs({ "listen_tcp", "listen_unix", "notify_socket" }) do
+      for _, name in ipairs({ "listen_tcp", "listen_unix", "notify_socket", "socketpair", "dup" }) do
         made[name](0) -- whatever a first call opens for good (none expected)
         local before = open_fds()
         -- an error between creation and hand-off: the result goes nowhere
@@ -40,7 +42,7 @@ describe("orch.core descriptors", function()
         print(name .. " " .. (open_fds() - before))
       end
     ]], dir))
-    assert.are.equal("listen_tcp 0\nlisten_unix 0\nnotify_socket 0\n", out)
+    assert.are.equal("listen_tcp 0\nlisten_unix 0\nnotify_socket 0\nsocketpair 0\ndup 0\n", out)
   end)
 
   it("reads, closes once, releases and names a descriptor", function()
@@ -61,5 +63,26 @@ describe("orch.core descriptors", function()
     ]])
     assert.are.equal("number\ttrue\ttrue\ttrue\ntrue\ttrue\tnil\torch.fd (closed)\ntrue\n"
       .. "number\tnil\ttrue\ntrue\ntrue\n", out)
+  end)
+
+  it("spawn takes fd objects in its fd map and refuses a closed one, naming it", function()
+    local out = run([[
+      local a, b = assert(core.socketpair())
+      local function spawn(fds)
+        return core.spawn({ file = "/bin/sh", argv = { "sh", "-c", "echo hi >&3" }, env = {}, fds = fds,
+          on_exit = function() end })
+      end
+      assert(spawn({ b }))
+      b:close()
+      local pipe = require("luv").new_pipe(false)
+      assert(require("orch.util").open_handle(pipe, a))
+      print(tostring(a))
+      pipe:read_start(function(_, data)
+        if data then io.write(data) end
+        pipe:close()
+      end)
+      print(select(2, pcall(spawn, { b })):match("fds%[1%]: descriptor already closed or released") ~= nil)
+    ]])
+    assert.are.equal("orch.fd (closed)\ntrue\nhi\n", out)
   end)
 end)

@@ -44,9 +44,9 @@ describe("spawn", function()
         print(spawn({})) -- opens what spawn keeps open (/dev/null)
         local held = {}
         for i = 1, 40 do held[i] = assert(core.dup(0)) end
-        local low = held[1]
-        core.close(held[1])
-        core.close(held[2])
+        local low = held[1]:fd()
+        held[1]:close()
+        held[2]:close()
         local extra = {}
         for i = 3, low + 2 do extra[#extra + 1] = held[i] end
         print(spawn(extra))
