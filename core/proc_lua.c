@@ -11,7 +11,7 @@
 #include "orch/fdobj.h"
 #include "orch/proc.h"
 #include "orch/runtime.h"
-#include "orch/sink.h"
+#include "orch/outpipe.h"
 
 #define PROC_MT "orch.proc"
 

@@ -51,4 +51,24 @@ void orch_echo_stats(orch_echo_stats_t *st);
  * not echoed, if any. */
 void orch_echo_finish(int ms);
 
+/* One stream's echo (an outpipe's, in orch run; core/echo_stream.c): whole
+ * lines, each with a prefix; the unterminated tail waits for the next chunk,
+ * up to ORCH_ECHO_LINE_MAX bytes (a longer line is echoed in pieces). */
+#define ORCH_ECHO_LINE_MAX 8192
+typedef struct {
+  orch_echo_t *echo; /* NULL: no echo (then the calls below do nothing) */
+  char *prefix;
+  size_t prefix_len;
+  char *line; /* ORCH_ECHO_LINE_MAX: the unterminated tail */
+  size_t held;
+} orch_echo_stream_t;
+
+/* Echoes to fd's writer (orch_echo_get) with prefix (may be NULL); fd < 0,
+ * or no writer: no echo. 0, or -ENOMEM; orch_echo_stream_free either way. */
+int orch_echo_stream_init(orch_echo_stream_t *es, int fd, const char *prefix);
+void orch_echo_stream_write(orch_echo_stream_t *es, const char *buf, size_t n);
+/* EOF or close: the held tail as a line of its own. */
+void orch_echo_stream_flush(orch_echo_stream_t *es);
+void orch_echo_stream_free(orch_echo_stream_t *es);
+
 #endif

@@ -1,0 +1,72 @@
+/* sink_impl.h: a sink's insides, shared by the files that make up the log
+ * files (sink.c, sink_gzip.c, outpipe.c); nothing else uses them. */
+#ifndef ORCH_SINK_IMPL_H
+#define ORCH_SINK_IMPL_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "orch/sink.h"
+
+struct orch_sink_s {
+  int fd; /* -1: discard */
+  int refs;
+  int last_err;
+  uint64_t written, dropped;
+  /* Rotation (orch_sink_rotation). */
+  uint64_t max_size;  /* 0: never */
+  int retain;
+  int regular;        /* only a regular file rotates */
+  int at_bol;         /* the file is empty or ends with a newline */
+  int pending_open;   /* FILE was renamed away; opening the new one failed */
+  int own_stdio;      /* fds 1 and 2 follow the file */
+  int follow;         /* a symlink at path is followed (ORCH_SINK_FOLLOW) */
+  int mkdir;          /* its directory is orch's: made again if gone */
+  uint64_t check_at;  /* CLOCK_MONOTONIC ns: next look for a deleted file */
+  uint64_t remade;    /* times the file was deleted while open, and made anew */
+  uint64_t dir_remade; /* times its directory was gone and made again */
+  uint64_t size;      /* of the file; refreshed with fstat near max_size */
+  uint64_t retry_at;  /* CLOCK_MONOTONIC ns: no rotation attempt before */
+  uint64_t rotations;
+  int rotate_err;
+  /* gzip of FILE.1 after each rotation (orch_sink_compress). */
+  uv_loop_t *gz_loop;  /* NULL: off */
+  struct gz_job_s *jobs; /* in flight */
+  unsigned gen;        /* bumped by truncate: a job from before is dropped */
+  int gz_err;
+  /* Outpipes waiting for space (a full disk): they hold what they could not
+   * write and read no more, so their apps block on their pipes. */
+  int stalled;
+  int stall_err;           /* ENOSPC, EDQUOT or EAGAIN while stalled */
+  uv_poll_t *wpoll;        /* while stalled on EAGAIN: waits for writability */
+  uint64_t stalled_since;  /* CLOCK_MONOTONIC ns */
+  int writers;             /* outpipes writing to it as their own stream */
+  char path[];
+};
+
+static inline uint64_t orch__now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* sink.c */
+/* orch_sink_write; hold: bytes that a full disk refused are returned (their
+ * count: the tail of buf) for the caller to offer again, rather than dropped. */
+size_t orch__sink_put(orch_sink_t *s, const char *buf, size_t n, int hold);
+/* One line for whoever watches orch (orch_sink_set_reporter). */
+void orch__sink_report(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* sink_gzip.c: after a rotation, compresses FILE.1 in libuv's thread pool
+ * (orch_sink_compress); shifted: the rotated files moved up one (FILE.1 is
+ * FILE.2 now), and the jobs in flight follow. */
+void orch__sink_gzip_start(orch_sink_t *s, mode_t mode);
+void orch__sink_gzip_shifted(orch_sink_t *s);
+
+/* outpipe.c: the writability watch of a sink whose reader is behind, and
+ * the outpipes stalled on it (woken after orch_sink_reopen). */
+void orch__sink_unwatch(orch_sink_t *s);
+void orch__outpipes_wake(orch_sink_t *s);
+
+#endif
