@@ -18,10 +18,10 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "orch/owners.h"
+#include "orch/unixsock.h"
 
 struct orch_ctl_server_s {
   uv_pipe_t pipe;
@@ -549,29 +549,6 @@ static void on_kick_closed(uv_handle_t *h) {
   server_unref((orch_ctl_server_t *)((char *)h - offsetof(orch_ctl_server_t, kick)));
 }
 
-/* bind() creates the file with 0777 & ~umask: a private umask for the
- * moment of the bind means it is never wider than 0600. The process is
- * single-threaded here (libuv's pool threads do not create files unasked). */
-int orch_unix_bind_private(int fd, const char *path) {
-  struct sockaddr_un sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sun_family = AF_UNIX;
-  if (strlen(path) >= sizeof sa.sun_path) return -ENAMETOOLONG;
-  strcpy(sa.sun_path, path);
-  struct stat st;
-  if (lstat(path, &st) == 0) {
-    if (!S_ISSOCK(st.st_mode)) return -EEXIST;
-    if (unlink(path) < 0 && errno != ENOENT) return -errno;
-  }
-  mode_t old = umask(0177);
-  int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
-  int err = errno;
-  umask(old);
-  if (rc < 0) return -err;
-  if (chmod(path, 0600) < 0) return -errno;
-  return 0;
-}
-
 int orch_ctl_listen(uv_loop_t *loop, const char *path,
                     const orch_ctl_handlers_t *h, orch_ctl_server_t **out) {
   size_t plen = strlen(path);
@@ -592,7 +569,7 @@ int orch_ctl_listen(uv_loop_t *loop, const char *path,
     free(s);
     return -err;
   }
-  int rc = orch_unix_bind_private(fd, path);
+  int rc = orch_unix_bind(fd, path, ORCH_UNIX_REPLACE | ORCH_UNIX_PRIVATE);
   struct stat st;
   if (rc == 0) rc = stat(path, &st) < 0 ? -errno : 0;
   if (rc < 0) {

@@ -7,12 +7,11 @@
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "orch/binding.h"
 #include "orch/fdobj.h"
+#include "orch/unixsock.h"
 
 static int bind_listen(int fd, const struct sockaddr *sa, socklen_t len, int backlog) {
   if (bind(fd, sa, len) < 0 || listen(fd, backlog) < 0) {
@@ -55,19 +54,15 @@ int orch_listen_tcp(const char *host, int port, int backlog) {
 }
 
 int orch_listen_unix(const char *path, int backlog, int replace) {
-  struct sockaddr_un sun;
-  memset(&sun, 0, sizeof sun);
-  if (strlen(path) >= sizeof sun.sun_path) return -ENAMETOOLONG;
-  sun.sun_family = AF_UNIX;
-  strcpy(sun.sun_path, path);
-  struct stat st;
-  if (replace && lstat(path, &st) == 0) {
-    if (!S_ISSOCK(st.st_mode)) return -EEXIST; /* never remove what is not a socket */
-    if (unlink(path) < 0) return -errno;
-  }
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;
-  return bind_listen(fd, (struct sockaddr *)&sun, sizeof sun, backlog);
+  int rc = orch_unix_bind(fd, path, replace ? ORCH_UNIX_REPLACE : 0);
+  if (rc == 0 && listen(fd, backlog) < 0) rc = -errno;
+  if (rc < 0) {
+    close(fd);
+    return rc;
+  }
+  return fd;
 }
 
 /* listen_tcp(host, port[, backlog]) -> fd object (fdobj.h) */

@@ -12,15 +12,15 @@
 #include <unistd.h>
 
 #include "orch/binding.h"
-#include "orch/ctl.h"
 #include "orch/fdobj.h"
+#include "orch/unixsock.h"
 
 /* sd_notify messages are small: a few KEY=VALUE lines. Longer datagrams
  * are cut here (MSG_TRUNC tells). */
 #define NOTIFY_MAX 4096
 
 /* notify_socket(path) -> fd object (fdobj.h): bound, non-blocking, close-on-exec, mode 0600
- * whatever orch's umask (the control socket's way: see ctl.h). */
+ * whatever orch's umask (unixsock.h). */
 static int l_notify_socket(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   int *slot = orch_fdobj_new(L);
@@ -28,7 +28,7 @@ static int l_notify_socket(lua_State *L) {
   if (fd < 0) return orch_lua_fail(L, -errno);
   int one = 1;
   int rc = setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof one) < 0 ? -errno : 0;
-  if (rc == 0) rc = orch_unix_bind_private(fd, path);
+  if (rc == 0) rc = orch_unix_bind(fd, path, ORCH_UNIX_REPLACE | ORCH_UNIX_PRIVATE);
   if (rc < 0) {
     close(fd);
     return orch_lua_fail(L, rc);

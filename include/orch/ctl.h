@@ -57,10 +57,6 @@ typedef struct {
   unsigned idle_ms;       /* see above */
 } orch_ctl_handlers_t;
 
-/* Binds the AF_UNIX socket fd to path, mode 0600 whatever the umask (a
- * socket left there is replaced; anything else is EEXIST). 0 or -errno. */
-int orch_unix_bind_private(int fd, const char *path);
-
 /* Listens on path: a stale socket file there is removed first (the caller
  * holds the daemon lock), the new one is created 0600. 0 or a negative errno
  * (EEXIST when path exists and is not a socket). */
