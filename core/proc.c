@@ -292,9 +292,7 @@ int orch_proc_watch(uv_loop_t *loop, pid_t pid, orch_proc_exit_cb cb,
   return 0;
 }
 
-pid_t orch_proc_pid(const orch_proc_t *p) { return p->pid; }
 void *orch_proc_data(const orch_proc_t *p) { return p->data; }
-int orch_proc_exited(const orch_proc_t *p) { return p->exited; }
 
 int orch_proc_signal(orch_proc_t *p, int sig) {
   if (p->exited) return -ESRCH;

@@ -332,27 +332,14 @@ void orch_sink_stats(const orch_sink_t *s, orch_sink_stats_t *st) {
   st->dir_remade = s->dir_remade;
 }
 
-static void (*reporter)(const char *level, const char *msg, void *ud);
-static void *reporter_ud;
-
-void orch_sink_set_reporter(void (*fn)(const char *level, const char *msg, void *ud), void *ud) {
-  reporter = fn;
-  reporter_ud = ud;
-}
-
-/* One line for whoever watches orch: the reporter, else stderr (the daemon's
- * log, or orch run's terminal through its echo writer), in the daemon log's
- * own format. */
+/* One line for whoever watches orch, on stderr (the daemon's log, or orch
+ * run's terminal through its echo writer), in the daemon log's own format. */
 void orch__sink_report(const char *level, const char *fmt, ...) {
   char msg[PATH_MAX + 256], line[sizeof msg + 64];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  if (reporter) {
-    reporter(level, msg, reporter_ud);
-    return;
-  }
   time_t t = time(NULL);
   struct tm tm;
   size_t n = localtime_r(&t, &tm) ? strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S ", &tm) : 0;

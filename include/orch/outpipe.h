@@ -19,7 +19,7 @@
  * (or /proc/sys/fs/pipe-max-size). A full disk (ENOSPC, EDQUOT) stalls the
  * outpipe: it holds what was refused, reads nothing more, offers the held
  * bytes again every 500 ms and resumes once they are in; the first stall on a
- * sink and the resumption are reported (orch_sink_set_reporter). Files that
+ * sink and the resumption are reported (stderr: the daemon log). Files that
  * are not regular are opened non-blocking (FIFOs read-write, so they need no
  * reader): a reader that does not keep up (EAGAIN) stalls the outpipe the
  * same way, resumed as soon as the fd is writable, unreported (ordinary

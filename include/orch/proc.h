@@ -37,9 +37,7 @@ int orch_spawn(const orch_spawn_opts_t *o, pid_t *pid_out);
 /* Starts watching pid (a child of ours) for exit. Returns 0 or -errno. */
 int orch_proc_watch(uv_loop_t *loop, pid_t pid, orch_proc_exit_cb cb,
                     void *data, orch_proc_t **out);
-pid_t orch_proc_pid(const orch_proc_t *p);
 void *orch_proc_data(const orch_proc_t *p);
-int orch_proc_exited(const orch_proc_t *p);
 /* Signal the process itself (pidfd: never a recycled pid). 0 or -errno. */
 int orch_proc_signal(orch_proc_t *p, int sig);
 /* Stops watching; if the process still runs, it is left running. Frees p once

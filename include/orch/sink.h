@@ -91,9 +91,4 @@ typedef struct {
 } orch_sink_stats_t;
 void orch_sink_stats(const orch_sink_t *s, orch_sink_stats_t *st);
 
-/* Where sinks report that writing paused for lack of space ("warning") or
- * resumed ("info"): one line, without a newline. NULL, the default: a line on
- * stderr in the daemon log's format, "YYYY-MM-DDTHH:MM:SS LEVEL: MESSAGE". */
-void orch_sink_set_reporter(void (*fn)(const char *level, const char *msg, void *ud), void *ud);
-
 #endif

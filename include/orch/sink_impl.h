@@ -55,7 +55,8 @@ static inline uint64_t orch__now_ns(void) {
 /* orch_sink_write; hold: bytes that a full disk refused are returned (their
  * count: the tail of buf) for the caller to offer again, rather than dropped. */
 size_t orch__sink_put(orch_sink_t *s, const char *buf, size_t n, int hold);
-/* One line for whoever watches orch (orch_sink_set_reporter). */
+/* One line for whoever watches orch, on stderr (the daemon log, or orch
+ * run's terminal through the echo): "YYYY-MM-DDTHH:MM:SS LEVEL: MESSAGE". */
 void orch__sink_report(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* sink_gzip.c: after a rotation, compresses FILE.1 in libuv's thread pool
