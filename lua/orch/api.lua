@@ -60,6 +60,7 @@ function M.new(engine)
         if k == "uptime" then return engine:view(p).uptime_ms end
         if k == "pid" then return p.pid end
         if k == "health" then return engine.health:describe(p) end
+        if k == "transitions" then return engine.sup:transitions(p) end
         return ({ id = p.id, name = p.name, instance = p.instance, status = p.status,
                   restarts = p.restarts, unstable_restarts = p.counters.unstable,
                   last_exit = p.last_exit, reason = p.reason })[k]

@@ -22,9 +22,11 @@ describe("orch describe transitions", function()
 
   it("shows why a process restarted: its exit, the policy's delay, and its way back online", function()
     local t0 = wall_ms()
-    H.started(dir, home, [[
-      { name = "crash", script = "sh", args = { "-c", "sleep 0.5; exit 3" }, restart_delay = 400, min_uptime = 100 },
-    ]])
+    -- exits once (code 3), then runs on: the history stays within its 10
+    H.started(dir, home, string.format([[
+      { name = "crash", script = "sh", restart_delay = 400, min_uptime = 100,
+        args = { "-c", "if [ -e %s ]; then exec sleep 1000; fi; touch %s; sleep 0.5; exit 3" } },
+    ]], dir .. "/ran", dir .. "/ran"))
     local d
     H.wait_until(function()
       d = H.json(home, { "describe", "crash" })[1]
@@ -46,6 +48,12 @@ describe("orch describe transitions", function()
       if i > 1 then assert.is_true(t.at >= tr[i - 1].at) end
     end
     assert.is_true(tr[policy + 1].at - tr[policy].at >= 350, "the delay is not in the times")
+
+    -- The same from the Lua API.
+    local code0, out0 = H.orch_sync({ "eval", "local t = orch.get('crash').transitions return t[1].event, t[1].to" },
+      { home = home })
+    assert.are.equal(0, code0)
+    assert.matches('"start"%s+"launching"', out0)
 
     -- The human form: one line per transition.
     local code, out = H.orch_sync({ "describe", "crash" }, { home = home })
