@@ -1,0 +1,174 @@
+-- orch.schema: every option of an ecosystem file's app, as plain data
+-- (type, default, doc): `orch help` and docs/ecosystem.md read it, orch.validate
+-- checks values against it, and orch.ecosystem applies it. PM2's aliases and
+-- the PM2 options orch accepts without using them are listed here too.
+local M = {}
+
+-- `orch help` and docs/ecosystem.md read this table, so it stays plain data;
+-- the checking code lives in orch.validate. `order` gives a stable listing.
+local OPTIONS, ORDER = {}, {}
+
+local function option(name, spec)
+  ORDER[#ORDER + 1] = name
+  spec.order = #ORDER
+  OPTIONS[name] = spec
+end
+
+option("name", { type = "string", default_doc = "script file name without extension",
+  doc = "Process name used by every command. Letters, digits, '_', '.', '-'; not all digits; unique in the file." })
+option("script", { type = "string", required = true,
+  doc = "Program to run. Resolved against cwd; a bare command name absent from cwd is looked up on PATH when no interpreter is set." })
+option("args", { type = "string|list", default = {},
+  doc = "Arguments for the script. A string is split like a shell does (quotes, backslashes), without any expansion." })
+option("interpreter", { type = "string", default_doc = "none: the script is executed directly",
+  doc = "Program that runs the script (e.g. \"python3\", \"node\"). \"none\" means no interpreter." })
+option("interpreter_args", { type = "string|list", default = {},
+  doc = "Arguments for the interpreter, placed before the script." })
+option("node_args", { type = "string|list", alias_of = "interpreter_args",
+  doc = "PM2 name of interpreter_args; appended to interpreter_args when both are given." })
+option("cwd", { type = "string", default_doc = "directory of the ecosystem file",
+  doc = "Working directory of the process; relative paths are resolved against the ecosystem file's directory. Must exist." })
+option("env", { type = "table", default = {},
+  doc = "Environment variables added to the process environment. Values may be strings, numbers or booleans (no NUL bytes)." })
+option("env_<name>", { type = "table", pattern = "^env_",
+  doc = "Environment overlay merged over env when started with --env <name>." })
+option("instances", { type = "integer|string", default = 1,
+  doc = "Number of processes, at most 1024. 0 or \"max\": one per CPU; -N: CPUs minus N (at least 1)." })
+option("exec_mode", { type = "string", default = "fork",
+  doc = "\"fork\" (independent processes) or \"cluster\" (instances are workers of Node's cluster protocol: a Node script's listen() gets its socket from orch, balanced by `balance`). PM2's fork_mode/cluster_mode are accepted." })
+option("listen", { type = "string|list|table", default = {},
+  doc = "Sockets the daemon binds and holds for the app (they outlive restarts): \"tcp://127.0.0.1:8000\", \"tcp://[::1]:8000\", \"unix:///run/app.sock\"; a list, or a table of name = address." })
+option("balance", { type = "string", default_doc = "\"round-robin\" in cluster mode, else \"shared\"",
+  doc = "How instances share the sockets: \"shared\" (every instance inherits the listen sockets by systemd socket activation: LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES, fds from 3; cluster workers get the socket itself), \"round-robin\" (orch accepts and hands each connection to the next cluster worker) or \"preload\" (an LD_PRELOAD library turns the program's own bind() on a listen address into the shared socket)." })
+option("cluster_max_sockets", { type = "integer", default_doc = "16",
+  doc = "Cluster mode: how many sockets orch binds or keeps for the app's workers (the servers they listen on, 1 to 1024); a worker's listen() past it fails with EMFILE." })
+option("port", { type = "integer", compat = "ignored",
+  doc = "Shortcut for env.PORT (set only when env has no PORT)." })
+option("autorestart", { type = "boolean", default = true,
+  doc = "Restart the process when it exits." })
+option("max_restarts", { type = "integer", default = 16,
+  doc = "Unstable exits (before min_uptime) in a row after which the process is marked errored." })
+option("min_uptime", { type = "duration", default = 1000,
+  doc = "An exit sooner than this after start counts as unstable." })
+option("restart_delay", { type = "duration", default = 0,
+  doc = "Delay before a restart." })
+option("exp_backoff_restart_delay", { type = "duration", default = 0,
+  doc = "Initial delay of exponential backoff between restarts; 0 disables backoff." })
+option("stop_exit_codes", { type = "integer|list", default = {},
+  doc = "Exit codes after which the process is not restarted." })
+option("kill_timeout", { type = "duration", default = 1600,
+  doc = "Time between kill_signal and SIGKILL when stopping." })
+option("kill_signal", { type = "signal", default = "SIGINT",
+  doc = "Signal sent to the process group to stop it: a name (\"SIGTERM\", \"term\") or a number." })
+option("listen_timeout", { type = "duration", default = 3000,
+  doc = "How long to wait for a wait_ready process to signal ready." })
+option("wait_ready", { type = "boolean", default = false,
+  doc = "The process is online only after it sends 'ready' over the IPC channel." })
+option("health", { type = "table", default_doc = "none",
+  doc = "Health check: one of http = URL, tcp = \"HOST:PORT\", exec = argv, check = function(proc, done) (Lua only), with interval, timeout, retries, start_period." })
+option("wait_healthy", { type = "boolean", default = false,
+  doc = "The process is online only after its first good health check." })
+option("shutdown_with_message", { type = "boolean", default = false,
+  doc = "Send a 'shutdown' IPC message before kill_signal." })
+option("restart", { type = "function", lua_only = true,
+  doc = "Lua files only: a restart policy function replacing the built-in one." })
+option("on_start", { type = "function", lua_only = true,
+  doc = "Lua files only: on_start(proc) runs when a process of the app has been spawned." })
+option("on_online", { type = "function", lua_only = true,
+  doc = "Lua files only: on_online(proc) runs when a process of the app is online." })
+option("on_exit", { type = "function", lua_only = true,
+  doc = "Lua files only: on_exit(proc, code, signal) runs when a process of the app exits (code or signal is nil)." })
+option("on_message", { type = "function", lua_only = true,
+  doc = "Lua files only: on_message(proc, msg) runs for every message the process sends over its IPC channel (process.send in Node)." })
+option("hook_deadline", { type = "duration", default = 100,
+  doc = "How long a hook or restart function of this app may run before it is interrupted." })
+option("depends_on", { type = "table|list", default = {},
+  doc = "Apps of the same file this one waits for: { db = \"healthy\", migrate = \"completed\" } (conditions started, online, healthy, completed) or a list of names (online). Started in dependency order, stopped in reverse." })
+option("out_file", { type = "string", default_doc = "orch's log directory",
+  doc = "File for stdout; relative to cwd." })
+option("error_file", { type = "string", default_doc = "orch's log directory",
+  doc = "File for stderr; relative to cwd." })
+option("log_file", { type = "string", default_doc = "none",
+  doc = "File receiving both stdout and stderr; relative to cwd." })
+option("merge_logs", { type = "boolean", default = false,
+  doc = "All instances of the app write the same log files instead of one per instance." })
+option("log_date_format", { type = "string", default_doc = "none",
+  doc = "Timestamp format prefixed to each log line." })
+option("time", { type = "boolean", default = false,
+  doc = "Prefix log lines with a timestamp." })
+option("log_type", { type = "string", default = "raw",
+  doc = "\"raw\": lines as written (with a timestamp when log_date_format or time is set); \"json\": one JSON object per line." })
+option("disable_logs", { type = "boolean", default = false,
+  doc = "Discard output: out_file and error_file become /dev/null." })
+option("max_size", { type = "size|boolean", default_doc = "10M, or $ORCH_LOG_MAX_SIZE of the daemon",
+  doc = "Rotate a log file when it would grow past this size (FILE -> FILE.1 -> FILE.2 ...); 0 or false: never rotate." })
+option("retain", { type = "integer", default_doc = "5, or $ORCH_LOG_RETAIN of the daemon",
+  doc = "Rotated files kept per log file (FILE.1 ... FILE.N, the oldest deleted), 1 to 1000." })
+option("log_compress", { type = "boolean", default_doc = "false, or $ORCH_LOG_COMPRESS of the daemon",
+  doc = "gzip each rotated log file (FILE.1.gz, FILE.2.gz ...), in a worker thread." })
+option("watch", { type = "boolean|string|list", default = false,
+  doc = "Restart when files change: true watches cwd, or give paths (relative to cwd)." })
+option("ignore_watch", { type = "string|list", default = {},
+  doc = "Patterns excluded from watching." })
+option("watch_delay", { type = "duration", default = 500,
+  doc = "How long watched files must stay quiet before the app is restarted (one restart per burst of changes)." })
+option("max_memory_restart", { type = "size", default_doc = "none",
+  doc = "Restart when the process's memory exceeds this size." })
+option("cron_restart", { type = "string", default_doc = "none",
+  doc = "Cron expression (5 or 6 fields) at which the app is restarted." })
+
+-- PM2 aliases, resolved to their canonical option.
+option("exec", { type = "string", alias_of = "script", doc = "PM2 alias of script." })
+option("exec_interpreter", { type = "string", alias_of = "interpreter", doc = "PM2 alias of interpreter." })
+option("combine_logs", { type = "boolean", alias_of = "merge_logs", doc = "PM2 alias of merge_logs." })
+option("cron", { type = "string", alias_of = "cron_restart", doc = "PM2 alias of cron_restart." })
+for _, a in ipairs({ "out", "output", "out_log" }) do
+  option(a, { type = "string", alias_of = "out_file", doc = "PM2 alias of out_file." })
+end
+for _, a in ipairs({ "error", "err", "err_file", "err_log" }) do
+  option(a, { type = "string", alias_of = "error_file", doc = "PM2 alias of error_file." })
+end
+option("log", { type = "string", alias_of = "log_file", doc = "PM2 alias of log_file." })
+
+-- PM2 options with no meaning here, accepted (type-checked) so PM2 files load.
+local IGNORED = {
+  namespace = "string", vizion = "boolean", autodump = "boolean", treekill = "boolean",
+  pmx = "boolean", automation = "boolean", source_map_support = "boolean",
+  disable_source_map_support = "boolean", instance_var = "string",
+  filter_env = "boolean|string|list", post_update = "list", force = "boolean",
+  append_env_to_name = "boolean", increment_var = "string", kill_retry_time = "duration",
+  windowsHide = "boolean", trace = "boolean", disable_trace = "boolean",
+  deep_monitoring = "boolean", username = "string",
+}
+-- PM2 options a user would miss if silently dropped: accepted with a warning.
+local UNSUPPORTED = {
+  pid_file = "string", pid = "string", uid = "integer|string", user = "integer|string",
+  gid = "integer|string", watch_options = "table",
+}
+do
+  local names = {}
+  for n in pairs(IGNORED) do names[#names + 1] = n end
+  for n in pairs(UNSUPPORTED) do names[#names + 1] = n end
+  table.sort(names)
+  for _, n in ipairs(names) do
+    local unsupported = UNSUPPORTED[n] ~= nil
+    option(n, { type = IGNORED[n] or UNSUPPORTED[n], compat = unsupported and "unsupported" or "ignored",
+      doc = unsupported and "PM2 option not supported by orch: accepted with a warning and ignored."
+        or "PM2 option accepted for compatibility and ignored." })
+  end
+end
+
+M.options = OPTIONS
+M.option_order = ORDER
+M.IGNORED, M.UNSUPPORTED = IGNORED, UNSUPPORTED
+
+-- The keys a file's top-level table may have.
+M.TOP_LEVEL = { apps = true, deploy = true }
+
+-- Option names for suggestions: everything but the env_<name> pattern entry.
+M.SUGGEST = {}
+for _, n in ipairs(ORDER) do
+  if not OPTIONS[n].pattern then M.SUGGEST[#M.SUGGEST + 1] = n end
+end
+
+return M
