@@ -348,24 +348,24 @@ function Checker:_finish(check)
   end
 end
 
-function Checker:_emit(proc, healthy, msg)
-  self.engine:_event("health", proc, { healthy = healthy, message = msg })
+-- The process becomes healthy (true) or unhealthy: its state, a line of
+-- the daemon's log ("NAME:I " .. line), the health event.
+function Checker:_set(proc, healthy, msg, line)
+  local e = self.engine
+  proc.health_state.status = healthy and "healthy" or "unhealthy"
+  proc.healthy = healthy
+  e.log(healthy and "info" or "warn", e.sup:label(proc) .. " " .. line)
+  e:_event("health", proc, { healthy = healthy, message = msg })
 end
 
 function Checker:_result(run, ok, msg)
   local proc, cfg, e = run.proc, run.cfg, self.engine
   local st = proc.health_state
-  local label = e.sup:label(proc)
   st.last = msg
   if ok then
     st.failures = 0
     run.ever_healthy = true
-    if st.status ~= "healthy" then
-      st.status = "healthy"
-      proc.healthy = true
-      e.log("info", string.format("%s healthy: %s", label, msg))
-      self:_emit(proc, true, msg)
-    end
+    if st.status ~= "healthy" then self:_set(proc, true, msg, "healthy: " .. msg) end
     -- Ends the wait of a wait_healthy process (a no-op for others).
     if proc.status == "launching" then e:maybe_online(proc) end
     return
@@ -375,20 +375,12 @@ function Checker:_result(run, ok, msg)
   end
   st.failures = st.failures + 1
   if cfg.retries == 0 then
-    if st.status ~= "unhealthy" then
-      st.status = "unhealthy"
-      proc.healthy = false
-      e.log("warn", string.format("%s unhealthy: %s", label, msg))
-      self:_emit(proc, false, msg)
-    end
+    if st.status ~= "unhealthy" then self:_set(proc, false, msg, "unhealthy: " .. msg) end
     return
   end
   if st.failures < cfg.retries then return end
-  st.status = "unhealthy"
-  proc.healthy = false
-  e.log("warn", string.format("%s unhealthy: %d check%s failed in a row, last: %s; restarting",
-    label, st.failures, st.failures == 1 and "" or "s", msg))
-  self:_emit(proc, false, msg)
+  self:_set(proc, false, msg, string.format("unhealthy: %d check%s failed in a row, last: %s; restarting",
+    st.failures, st.failures == 1 and "" or "s", msg))
   self:stop(proc)
   e.sup:restart(proc)
 end
