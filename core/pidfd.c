@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include "orch/binding.h"
+#include "orch/cgroup.h"
+#include "orch/marker.h"
 #include "orch/proc.h"
 #include "orch/runtime.h"
 #include "orch/stats.h"
@@ -48,22 +50,23 @@ int orch_pidfd_exited(int fd) {
 }
 
 /* Whether pid, whose pidfd is open (so it is the process the checks see),
- * still belongs where the scan found it: in group pgid, or the child of a
- * process already taken. Any other process has taken a recycled pid. */
-static int belongs(pid_t pid, pid_t pgid, const pid_t *taken, int n) {
+ * still belongs where the scan found it: in group pgid, the child of a
+ * process already taken, or carrying mark. Any other process has taken a
+ * recycled pid. */
+static int belongs(pid_t pid, pid_t pgid, const char *mark, const pid_t *taken, int n) {
   static const int which[] = {F_PPID, F_PGRP};
   uint64_t v[2];
   if (orch_proc_stat_fields(pid, which, 2, v) < 0) return 0;
   if (pgid > 0 && (pid_t)v[1] == pgid) return 1;
   for (int i = 0; i < n; i++)
     if (taken[i] == (pid_t)v[0]) return 1;
-  return 0;
+  return mark && orch_marker_is(pid, mark) == 1;
 }
 
-/* Appends our own children in group pgid but root (whose descendants are
- * there already), then their descendants (parents before children).
- * Returns the new count. */
-static int own_group_children(pid_t root, pid_t pgid, pid_t *found, int n, int cap) {
+/* Appends our own children in group pgid or carrying mark (NULL: none) but
+ * root (whose descendants are there already), then their descendants
+ * (parents before children). Returns the new count. */
+static int own_group_children(pid_t root, pid_t pgid, const char *mark, pid_t *found, int n, int cap) {
   static const int which[] = {F_PGRP};
   int first = n;
   int m = orch_proc_children(getpid(), 0, found, n, cap);
@@ -76,7 +79,10 @@ static int own_group_children(pid_t root, pid_t pgid, pid_t *found, int n, int c
     /* Managed processes are leaders of groups of their own: no /proc read
      * for them (a stop of all N apps would read N * N stat files). */
     if (kid == root || (kid != pgid && orch_proc_is_watched(kid))) continue;
-    if (orch_proc_stat_fields(kid, which, 1, &g) < 0 || (pid_t)g != pgid) continue;
+    if (orch_proc_stat_fields(kid, which, 1, &g) < 0) continue;
+    /* A daemonised descendant left the group: its environment still says
+     * whose it is (one small read per orphan of orch's, not per app). */
+    if ((pid_t)g != pgid && !(mark && orch_marker_is(kid, mark) == 1)) continue;
     found[n++] = kid; /* n <= i: compacting in place */
   }
   /* then the descendants of those kept */
@@ -88,9 +94,40 @@ static int own_group_children(pid_t root, pid_t pgid, pid_t *found, int n, int c
   return n;
 }
 
+/* Appends pidfds for the members of cgroup dir that out[0..n) lacks, each
+ * still listed there once held. Returns the new count. */
+static int cgroup_members(const char *dir, pid_t root, orch_pidfd_entry_t *out, int n, int cap,
+                          pid_t *pids, int max) {
+  int m = orch_cgroup_pids(dir, pids, max);
+  int first = n;
+  for (int i = 0; i < m && n < cap; i++) {
+    int dup = pids[i] == root;
+    for (int j = 0; j < n && !dup; j++) dup = out[j].pid == pids[i];
+    if (dup) continue;
+    int fd = pidfd_open(pids[i], 0);
+    if (fd < 0) continue; /* gone already */
+    out[n].pid = pids[i];
+    out[n].fd = fd;
+    n++;
+  }
+  if (n == first) return n;
+  /* listed again once held: the pidfds name processes of this cgroup */
+  m = orch_cgroup_pids(dir, pids, max);
+  int kept = first;
+  for (int i = first; i < n; i++) {
+    int listed = 0;
+    for (int j = 0; j < m && !listed; j++) listed = pids[j] == out[i].pid;
+    if (listed) out[kept++] = out[i];
+    else close(out[i].fd);
+  }
+  return kept;
+}
+
 int orch_pidfd_snapshot(pid_t root, pid_t pgid, int whole_system,
+                        const orch_pidfd_scope_t *scope,
                         orch_pidfd_entry_t *out, int cap) {
   enum { MAX = 4096 };
+  const char *mark = scope ? scope->mark : NULL;
   pid_t *found = malloc(2 * MAX * sizeof *found);
   if (!found) return -ENOMEM;
   pid_t *taken = found + MAX; /* root first, then what passed the checks */
@@ -103,8 +140,8 @@ int orch_pidfd_snapshot(pid_t root, pid_t pgid, int whole_system,
   if (pgid > 0 && whole_system) {
     int m = orch_pgroup_members(pgid, found + nf, MAX - nf);
     if (m > 0) nf += m;
-  } else if (pgid > 0) {
-    nf = own_group_children(root, pgid, found, nf, MAX);
+  } else if (pgid > 0 || mark) {
+    nf = own_group_children(root, pgid, mark, found, nf, MAX);
   }
   for (int i = 0; i < nf && n < cap; i++) {
     pid_t pid = found[i];
@@ -113,7 +150,7 @@ int orch_pidfd_snapshot(pid_t root, pid_t pgid, int whole_system,
     if (dup) continue;
     int fd = pidfd_open(pid, 0);
     if (fd < 0) continue; /* gone already */
-    if (!belongs(pid, pgid, taken, nt)) {
+    if (!belongs(pid, pgid, mark, taken, nt)) {
       close(fd);
       continue;
     }
@@ -122,6 +159,7 @@ int orch_pidfd_snapshot(pid_t root, pid_t pgid, int whole_system,
     out[n].fd = fd;
     n++;
   }
+  if (scope && scope->cgroup) n = cgroup_members(scope->cgroup, root, out, n, cap, found, MAX);
   free(found);
   return n;
 }
@@ -203,21 +241,32 @@ static int l_pidfd(lua_State *L) {
   return 1;
 }
 
-/* core.pidfd_snapshot(root, pgid [, "system"]): a list of pidfds for root's
- * descendants and pgid's members (root itself excepted), each checked to be
- * where the scan found it once held. Members are looked for among our
- * children (and below them), or with "system" in all of /proc. */
+/* core.pidfd_snapshot(root, pgid [, "system" [, scope]]): a list of pidfds
+ * for root's descendants and pgid's members (root itself excepted), each
+ * checked to be where the scan found it once held. Members are looked for
+ * among our children (and below them), or with "system" in all of /proc.
+ * scope: { mark = ORCH_MARK value, cgroup = directory } (orch.tree), what
+ * else belongs to the tree. */
 static int l_pidfd_snapshot(lua_State *L) {
   pid_t root = (pid_t)luaL_optinteger(L, 1, 0);
   pid_t pgid = (pid_t)luaL_optinteger(L, 2, 0);
-  const char *scope = luaL_optstring(L, 3, "children");
-  int whole = strcmp(scope, "system") == 0;
-  if (!whole && strcmp(scope, "children") != 0)
+  const char *where = luaL_optstring(L, 3, "children");
+  int whole = strcmp(where, "system") == 0;
+  if (!whole && strcmp(where, "children") != 0)
     return luaL_argerror(L, 3, "\"children\" or \"system\" expected");
+  orch_pidfd_scope_t scope = {NULL, NULL};
+  if (!lua_isnoneornil(L, 4)) {
+    luaL_checktype(L, 4, LUA_TTABLE);
+    lua_getfield(L, 4, "mark");
+    scope.mark = lua_tostring(L, -1); /* the table keeps the strings alive */
+    lua_getfield(L, 4, "cgroup");
+    scope.cgroup = lua_tostring(L, -1);
+    lua_pop(L, 2);
+  }
   enum { CAP = 4096 };
   orch_pidfd_entry_t *e = malloc(CAP * sizeof *e);
   if (!e) return luaL_error(L, "out of memory");
-  int n = orch_pidfd_snapshot(root, pgid, whole, e, CAP);
+  int n = orch_pidfd_snapshot(root, pgid, whole, &scope, e, CAP);
   if (n < 0) {
     free(e);
     return orch_lua_fail(L, n);

@@ -141,6 +141,9 @@ static void child_run(const orch_spawn_opts_t *o, int errfd, int devnull) {
   sigemptyset(&none);
 
   if (setpgid(0, 0) < 0) orch__child_fail(errfd, errno);
+  /* Into its own cgroup first, before its fd may be clobbered below and
+   * before it can fork: its whole tree is born there. */
+  if (o->cgroup_procs_fd > 0 && write(o->cgroup_procs_fd, "0", 1) != 1) orch__child_fail(errfd, errno);
 
   /* Move every source fd above the targets first, so that dup2 onto 0..N
    * never clobbers a source that happens to sit there. */

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "orch/binding.h"
+#include "orch/cgroup.h"
 #include "orch/fdobj.h"
 #include "orch/proc.h"
 #include "orch/runtime.h"
@@ -206,6 +207,14 @@ static int l_spawn(lua_State *L) {
 
   int pipes[2][2] = {{-1, -1}, {-1, -1}};
   int rc = 0;
+  /* cgroup: the directory of the cgroup the child joins (orch.tree) */
+  lua_getfield(L, 1, "cgroup");
+  const char *cgroup = lua_tostring(L, -1); /* kept alive by the options table */
+  lua_pop(L, 1);
+  if (cgroup && (rc = orch_cgroup_open_procs(cgroup)) > 0) {
+    o.cgroup_procs_fd = rc;
+    rc = 0;
+  }
   for (int i = 0; i < 2 && rc == 0; i++)
     if (so[i].o.sink && pipe2(pipes[i], O_CLOEXEC) < 0) rc = -errno;
   pid_t pid = 0;
@@ -216,6 +225,7 @@ static int l_spawn(lua_State *L) {
   }
   for (int i = 0; i < 2; i++)
     if (pipes[i][1] >= 0) close(pipes[i][1]);
+  if (o.cgroup_procs_fd > 0) close(o.cgroup_procs_fd);
   if (rc < 0) {
     for (int i = 0; i < 2; i++)
       if (pipes[i][0] >= 0) close(pipes[i][0]);

@@ -231,9 +231,30 @@ function H.count_marked(home)
   return #H.marked(home)
 end
 
--- SIGKILL, by pid, to every live process marked with home's marker.
+-- SIGKILL, by pid, to every live process marked with home's marker, and
+-- the cgroups a daemon of home left (one SIGKILLed by a spec) emptied
+-- (cgroup.kill) and removed.
 function H.kill_marked(home)
   for _, p in ipairs(H.marked(home)) do pcall(uv.kill, p.pid, "sigkill") end
+  local base = H.cgroup_base(home)
+  local dir = base and uv.fs_scandir(base)
+  if not dir then return end
+  for name, kind in uv.fs_scandir_next, dir do
+    if kind == "directory" then
+      local cg = base .. "/" .. name
+      pcall(H.write, cg .. "/cgroup.kill", "1")
+      H.wait_until(function() return uv.fs_rmdir(cg) or not uv.fs_stat(cg) end, 10000, "cgroup " .. cg .. " to empty")
+    end
+  end
+  uv.fs_rmdir(base)
+end
+
+-- The cgroup v2 subtree a daemon of home uses in cgroup mode (orch.tree),
+-- or nil where there is no cgroup v2.
+function H.cgroup_base(home)
+  local tree = require("orch.tree")
+  local own = tree.own_cgroup()
+  return own and own .. "/orch-" .. tree.hash(home)
 end
 
 -- Live processes started for app `name` (any app when nil) by the orch of

@@ -353,6 +353,9 @@ local function run_verb(verb, p)
     io.stdout:write(string.format("orch %s (pid %d, %s, %d processes, up %s%s) in %s\n", result.version, result.pid,
       result.mode, result.processes, duration(result.uptime_ms),
       result.recovering and ", stopping what a crashed daemon left" or "", result.home))
+    local trees = result.trees or {}
+    io.stdout:write(trees.mode == "cgroup" and ("process trees: cgroup v2, under " .. tostring(trees.cgroup) .. "\n")
+      or ("process trees: environment marker (" .. tostring(trees.why) .. ")\n"))
   elseif verb == "kill" then
     io.stdout:write("orch stopped\n")
   elseif verb == "send" then

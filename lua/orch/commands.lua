@@ -98,6 +98,7 @@ function H.ping(engine, args, respond)
   respond({
     pid = core.getpid(), version = require("orch.version").version, home = engine.paths.home,
     mode = engine.mode, processes = #engine.sup:list(), recovering = engine.recovering == true,
+    trees = engine.tree:describe(),
     uptime_ms = math.floor((require("luv").hrtime() - engine.started_at) / 1e6),
     -- orch run's echo: lines its terminal or pipe was too slow for (the logs have them)
     echo_dropped = engine.mode == "run" and core.echo_stats().lines or nil,

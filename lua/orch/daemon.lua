@@ -139,6 +139,7 @@ function M.main(args)
   signals[#signals + 1] = usr2
 
   log("info", string.format("orch %s daemon started, pid %d, home %s", engine_mod.VERSION, core.getpid(), layout.home))
+  log("info", engine.tree:summary())
   -- The socket is served at once, also while what a crashed predecessor
   -- left is being stopped (requests wait for that, ping answers).
   local ok, serr = require("orch.control").serve(engine)

@@ -43,9 +43,12 @@ function M.new(opts)
   self.api = require("orch.api").new(self)
   self.triggers = require("orch.triggers").new(self)
   self.health = require("orch.health").new(self)
+  -- which descendants are whose (cgroup v2 or the environment marker)
+  self.tree = require("orch.tree").new(opts.paths.home, { log = opts.log })
   self.sup = supervisor.new({
     logs_dir = opts.paths.logs,
     home = opts.paths.home,
+    tree = self.tree,
     echo = opts.echo,
     log = opts.log,
     emit = function(event, proc, info) self:_event(event, proc, info) end,
@@ -480,6 +483,7 @@ function Engine:shutdown()
   end
   self.triggers:close()
   self.health:close()
+  self.tree:close()
   self:save_state(true)
 end
 

@@ -110,6 +110,7 @@ end
 -- Recovery is over: requests held meanwhile are served in their order.
 function E:_recovered(done, prev)
   self.recovering = false
+  self.tree:sweep() -- what the crashed orch's cgroups still hold (orch.tree)
   done(prev)
   local held = self.held or {}
   self.held = nil

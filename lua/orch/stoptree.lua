@@ -32,18 +32,21 @@ end
 
 -- The app died by itself: what it left in its group (held by pidfds) gets
 -- kill_signal, and SIGKILL after kill_timeout, so restarts do not pile up
--- orphans (or ports held by them).
-function S:_kill_leftovers(pgid, app)
-  if not (pgid and core.pgroup_alive(pgid)) then return end
-  local left = core.pidfd_snapshot(0, pgid)
-  if #left == 0 then return end
+-- orphans (or ports held by them). So does what daemonised (scope: orch.tree),
+-- found now, before a restart whose run carries the same marker.
+function S:_kill_leftovers(pgid, app, scope)
+  local tree = self.opts.tree
+  if not (pgid and core.pgroup_alive(pgid)) and not scope then return end
+  local left = core.pidfd_snapshot(0, pgid or 0, nil, scope)
+  if #left == 0 and not (tree and tree:populated(scope)) then return end
   signal_handles(left, app.kill_signal)
   local t
   t = after(app.kill_timeout, function()
     close_timer(t)
     signal_handles(left, "SIGKILL")
     close_handles(left)
-    local late = core.pidfd_snapshot(0, pgid) -- joined meanwhile
+    if tree then tree:kill(scope) end
+    local late = core.pidfd_snapshot(0, pgid or 0) -- joined meanwhile
     signal_handles(late, "SIGKILL")
     close_handles(late)
   end)
@@ -51,14 +54,15 @@ function S:_kill_leftovers(pgid, app)
 end
 
 -- Takes pidfds for what is now in proc's tree: descendants of its main
--- process while it runs (also those that left its group with setsid), and
--- members of its group (among orch's children: where orphans land). They go
+-- process while it runs (also those that left its group with setsid),
+-- members of its group (among orch's children: where orphans land), and
+-- what daemonised (proc.scope, orch.tree: its marker, its cgroup). They go
 -- into proc.snapshot (pid -> handle), each watched for its exit; returns
 -- those new to it.
 function S:_snapshot(proc)
   proc.snapshot = proc.snapshot or {}
   local new = {}
-  for _, h in ipairs(core.pidfd_snapshot(proc.handle and proc.pid or 0, proc.pid)) do
+  for _, h in ipairs(core.pidfd_snapshot(proc.handle and proc.pid or 0, proc.pid, nil, proc.scope)) do
     local old = proc.snapshot[h:pid()]
     if old and not old:exited() then
       h:close()
@@ -131,12 +135,14 @@ function S:_sigkill(proc, why)
   self.log("info", string.format("%s: %s, sending SIGKILL", self:label(proc),
     why or string.format("still running after kill_timeout %d ms", proc.app.kill_timeout)))
   signal_tree(proc, "SIGKILL", proc.snapshot)
+  if self.opts.tree then self.opts.tree:kill(proc.scope) end -- and cgroup.kill: no race with forks
   self:_check_stopped(proc) -- what is left may be out of reach: see there
 end
 
 -- Stopped once the main process has exited and every process of the
--- snapshot too (their pidfds call back here, as SIGCHLD does), and the
--- group holds nothing new. Members out of reach (EPERM: another user's, say
+-- snapshot too (their pidfds call back here, as SIGCHLD does), the group
+-- and the cgroup (orch.tree) hold nothing new, and a last look finds no
+-- descendant that daemonised since the last snapshot (its marker shows it). Members out of reach (EPERM: another user's, say
 -- a setuid program) may still go by themselves until kill_timeout; after
 -- the SIGKILL nothing orch does can end them, so they do not hold the stop
 -- for ever.
@@ -151,7 +157,9 @@ function S:_check_stopped(proc)
   end
   local alive, why = false, nil
   if proc.pid then alive, why = core.pgroup_alive(proc.pid) end
-  if alive then
+  alive = alive or (self.opts.tree and self.opts.tree:populated(proc.scope))
+  if alive or not proc.looked then
+    proc.looked = true
     local new = self:_snapshot(proc)
     if #new > 0 then
       signal_tree(proc, proc.killed and "SIGKILL" or proc.app.kill_signal, new)
@@ -181,6 +189,7 @@ function S:_forget_tree(proc)
   close_timer(proc.recheck)
   close_handles(proc.snapshot)
   proc.timer, proc.recheck, proc.snapshot, proc.killed, proc.unreachable = nil, nil, nil, nil, nil
+  proc.looked = nil
 end
 
 function S:_on_sigchld()

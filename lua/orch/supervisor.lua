@@ -50,7 +50,8 @@ local function now_ms()
   return uv.hrtime() / 1e6
 end
 
--- opts: logs_dir, home (absolute: the marker's), base_env (table), emit(event, proc, info), log(level, msg),
+-- opts: logs_dir, home (absolute: the marker's), tree (orch.tree: what
+--       else a process's tree holds), base_env (table), emit(event, proc, info), log(level, msg),
 --       echo (bool: copy output lines to our stdout/stderr with a prefix),
 --       gate(proc) -> true when a new process must wait for set_online(),
 --       listeners(proc) -> { fds, names } inherited by socket activation,
@@ -327,7 +328,10 @@ function Supervisor:_launch(proc)
     env[#env + 1] = "NODE_UNIQUE_ID=" .. self.worker_ids
   end
   local handle, code
+  local tree = self.opts.tree
+  proc.scope = tree and tree:enter(proc)
   handle, err, code = core.spawn({
+    cgroup = proc.scope and proc.scope.cgroup,
     file = cmd.file,
     argv = cmd.argv,
     env = env,
@@ -345,6 +349,7 @@ function Supervisor:_launch(proc)
   child_fd:close() -- the child has its copy
   if not handle then
     chan_fd:close()
+    if tree then tree:release(proc.scope) end
     return self:_spawn_failed(proc, string.format("cannot exec %s: %s", cmd.file, err), code)
   end
   proc.handle = handle
@@ -457,6 +462,7 @@ end
 function Supervisor:_on_exit(proc, handle, code, signal)
   if proc.handle ~= handle then return end -- an exit of an older run
   proc.handle = nil
+  if self.opts.tree then self.opts.tree:release(proc.scope) end -- its cgroup goes once empty
   local exit = { code = code, signal = signal, uptime_ms = self:_run_time(proc) }
   proc.last_exit = exit
   self.emit("exit", proc, exit)
@@ -472,7 +478,7 @@ end
 function A.decide(self, proc, exit)
   -- What it left in its group goes too, so restarts do not pile up orphans
   -- (or ports held by them).
-  self:_kill_leftovers(proc.pid, proc.app)
+  self:_kill_leftovers(proc.pid, proc.app, proc.scope)
   local d = self:_decide(proc, exit)
   proc.pid = nil
   if d.action == "restart" then return self:fire(proc, "policy_restart", d) end

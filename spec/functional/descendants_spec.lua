@@ -68,3 +68,111 @@ describe("the process marker", function()
     assert.matches("hit:\tfalse\tx\ttrue\n", out, 1, true)
   end)
 end)
+
+-- A program that daemonises (fork, setsid, fork: spec/fixtures/apps/
+-- daemonize.sh) leaves its app's group and tree, and is re-parented to orch.
+-- It is still the app's: stopped with it, in both modes orch knows (the
+-- marker, and a cgroup per process where cgroup v2 is delegated).
+local apps = H.root .. "/spec/fixtures/apps"
+
+local function stat_fields(pid)
+  local s = H.read("/proc/" .. pid .. "/stat") or ""
+  local ppid, pgrp = s:match("^%d+ %b() %a (%d+) (%d+)")
+  return tonumber(ppid), tonumber(pgrp)
+end
+
+for _, mode in ipairs({ "marker", "cgroup" }) do
+  describe("a daemonised descendant (" .. mode .. " mode)", function()
+    local dir, home
+    H.each_test(function(d, h) dir, home = d, h end)
+    local env = { ORCH_TREE = mode }
+
+    local function json(args) return H.json(home, args, { env = env, cwd = dir }) end
+
+    -- Starts the app and returns its pid and its daemon's, checked to have
+    -- left the app's group and tree.
+    local function start()
+      local file = H.ecosystem(dir, string.format([[
+        { name = "d", script = %q, env = { OUT = %q }, kill_timeout = 3000 },
+      ]], apps .. "/daemonize.sh", dir))
+      local res, code, err = json({ "start", file })
+      assert.are.equal(0, code, err)
+      assert.truthy(res)
+      local ping = json({ "ping" })
+      if mode == "cgroup" and ping.trees.mode ~= "cgroup" then
+        pending("no delegated cgroup v2 subtree here: " .. tostring(ping.trees.why))
+        return nil
+      end
+      assert.are.equal(mode, ping.trees.mode)
+      local daemon = tonumber(H.wait_until(function()
+        local s = H.read(dir .. "/daemon.pid")
+        return s and s:match("^%d+\n$") and s
+      end, 30000, "the daemonised child's pid"))
+      local app = json({ "list" })[1].pid
+      local ppid, pgrp = stat_fields(daemon)
+      assert.are.equal(tonumber(H.read(home .. "/daemon.pid")), ppid) -- re-parented to orch
+      assert.are_not.equal(app, pgrp)                                   -- out of the app's group
+      return app, daemon, ping.trees
+    end
+
+    it("is stopped with its app by orch stop", function()
+      local app, daemon = start()
+      if not app then return end
+      finally(function() pcall(uv.kill, daemon, "sigkill") end)
+      local _, code, err = json({ "stop", "d" })
+      assert.are.equal(0, code, err)
+      -- gone when the stop returns (not later)
+      assert.is_false(H.alive(daemon), "the daemonised child survived orch stop")
+      assert.is_false(H.alive(app))
+      assert.are.equal(0, H.count_marked(home))
+      if mode == "cgroup" then
+        -- the process's own cgroup goes once empty; the daemon's subtree stays
+        local base = H.cgroup_base(home)
+        H.wait_until(function()
+          for _, kind in uv.fs_scandir_next, assert(uv.fs_scandir(base)) do
+            if kind == "directory" then return false end
+          end
+          return true
+        end, 10000, "the stopped process's cgroup to be removed")
+      end
+    end)
+
+    it("is stopped by orch kill, which leaves no cgroup behind", function()
+      local app, daemon, trees = start()
+      if not app then return end
+      finally(function() pcall(uv.kill, daemon, "sigkill") end)
+      local _, code, err = json({ "kill" })
+      assert.are.equal(0, code, err)
+      H.wait_until(function() return not H.alive(daemon) end, 10000, "the daemonised child to be gone")
+      assert.are.equal(0, H.count_marked(home))
+      if trees.cgroup then
+        assert.are.equal(H.cgroup_base(home), trees.cgroup)
+        assert.is_nil(uv.fs_stat(trees.cgroup), trees.cgroup .. " is left")
+      end
+    end)
+
+    -- The next daemon finds what the crashed one spawned by its marker (or
+    -- its cgroups) and stops it before it starts the apps again.
+    -- (marker mode: once recovery scans for the marker, orch.recovery)
+    local crash_it = mode == "cgroup" and it or pending
+    crash_it("is stopped after a crash of the daemon, before its app starts again", function()
+      local app, daemon = start()
+      if not app then return end
+      finally(function() pcall(uv.kill, daemon, "sigkill") end)
+      local orch = tonumber(H.read(home .. "/daemon.pid"))
+      assert(uv.kill(orch, "sigkill"))
+      H.wait_until(function() return not H.exists(orch) end, 10000, "the daemon to die")
+      assert.is_true(H.alive(daemon))
+      local _, code, err = json({ "ping" })
+      assert.are.equal(0, code, err)
+      H.wait_until(function() return not H.alive(daemon) end, 20000,
+        "the daemonised child of the crashed daemon's app to be gone")
+      assert.is_false(H.alive(app))
+      -- the app runs again, with a daemon of its own
+      H.wait_until(function()
+        local p = (json({ "list" }) or {})[1]
+        return p and p.status == "online" and p.pid ~= app
+      end, 30000, "the app to run again")
+    end)
+  end)
+end
