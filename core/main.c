@@ -7,12 +7,8 @@
 #include <unistd.h>
 
 #include "orch/daemon.h"
-#include "orch/echo.h"
 #include "orch/fds.h"
-#include "orch/owners.h"
-#include "orch/proc.h"
 #include "orch/runtime.h"
-#include "orch/sink.h"
 
 /* fds 0-2 must be open: otherwise the first pipe or log file would land on
  * them and a child's dup2 onto 1/2 would go to the wrong place. */
@@ -64,18 +60,7 @@ int main(int argc, char **argv) {
       status = (int)lua_tointeger(L, -1);
   }
   fflush(stdout);
-  /* Teardown, by owner (owners.h). Order matters: luv's close callbacks
-   * reach into luv's context, which lives in the Lua state. So luv's
-   * handles are closed and their callbacks run while the state lives; then
-   * the state goes, and with it what Lua objects own; what C modules own
-   * goes last (log pipes flush into the echo). Anything left is a bug. */
-  orch_runtime_close_luv_handles(L);
-  orch_runtime_free(L);
-  orch_owners_close_all();
-  /* The echo's readers get a second for what is queued, then orch exits. */
-  orch_echo_finish(1000);
-  orch_owners_strays(&loop);
-  uv_run(&loop, UV_RUN_DEFAULT);
+  orch_runtime_end(L);
   uv_loop_close(&loop);
   return status;
 }

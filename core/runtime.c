@@ -1,7 +1,9 @@
 /* runtime.c: one LuaJIT state on orch's loop. */
 #include "orch/runtime.h"
 
+#include "orch/echo.h"
 #include "orch/heap.h"
+#include "orch/owners.h"
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -258,3 +260,18 @@ void orch_runtime_close_luv_handles(lua_State *L) {
 }
 
 void orch_runtime_free(lua_State *L) { orch_heap_close(L); }
+
+/* By owner (owners.h). Order matters: luv's close callbacks reach into
+ * luv's context, which lives in the Lua state. So luv's handles are closed
+ * and their callbacks run while the state lives; then the state goes, and
+ * with it what Lua objects own; what C modules own goes last (log pipes
+ * flush into the echo, whose readers get a second). Anything left is a bug. */
+void orch_runtime_end(lua_State *L) {
+  uv_loop_t *loop = orch_runtime_loop(L);
+  orch_runtime_close_luv_handles(L);
+  orch_runtime_free(L);
+  orch_owners_close_all();
+  orch_echo_finish(1000);
+  orch_owners_strays(loop);
+  uv_run(loop, UV_RUN_DEFAULT);
+}

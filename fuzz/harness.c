@@ -19,9 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "orch/proc.h"
 #include "orch/runtime.h"
-#include "orch/sink.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -52,11 +50,6 @@ static uv_loop_t loop;
 static lua_State *L;
 static int one_ref, summary_ref = LUA_NOREF;
 
-static void close_handle(uv_handle_t *h, void *arg) {
-  (void)arg;
-  if (!uv_is_closing(h)) uv_close(h, NULL);
-}
-
 /* At exit, the teardown of core/main.c: what is left then for LeakSanitizer
  * is a real leak, not the Lua heap of a state nobody closed. */
 static void teardown(void) {
@@ -66,13 +59,7 @@ static void teardown(void) {
       fprintf(stderr, "fuzz driver %s: %s\n", ORCH_FUZZ_DRIVER, lua_tostring(L, -1));
     lua_pop(L, 1);
   }
-  orch_runtime_close_luv_handles(L);
-  uv_run(&loop, UV_RUN_NOWAIT);
-  orch_runtime_free(L);
-  orch_outpipes_close_all();
-  orch_reaper_stop();
-  uv_walk(&loop, close_handle, NULL);
-  uv_run(&loop, UV_RUN_DEFAULT);
+  orch_runtime_end(L);
   uv_loop_close(&loop);
 }
 

@@ -12,6 +12,11 @@ void orch_runtime_free(lua_State *L);
  * closing (before orch_runtime_free: luv's __gc must find none). */
 void orch_runtime_close_luv_handles(lua_State *L);
 
+/* orch's exit: closes every handle on the loop through its owner, the Lua
+ * state among them, and runs the loop until they are closed (then the
+ * caller closes the loop). */
+void orch_runtime_end(lua_State *L);
+
 /* lua_pcall with a traceback; on error reports it (see orch.core.on_error)
  * and returns the negative status, else the number of results (luv's
  * callback contract, so luv callbacks share it). */
