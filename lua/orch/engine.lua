@@ -1,14 +1,15 @@
 -- orch.engine: the supervisor plus what a long-lived orch needs around it:
 -- the apps and where each came from (so they can be saved, resurrected and
--- recovered), the control socket, and the state file. `orch run` and the
--- daemon are both an engine; they differ in where output goes.
-local core = require("orch.core")
+-- recovered), and the events raised to the Lua API. `orch run` and the
+-- daemon are both an engine; they differ in where output goes. Its concerns
+-- live in their own modules: orch.deps (depends_on), orch.readiness,
+-- orch.views (list/describe), orch.persist and orch.recovery; orch.control
+-- serves the control socket with it.
 local uv = require("luv")
-local cjson = require("cjson").new()
 local ecosystem = require("orch.ecosystem")
 local supervisor = require("orch.supervisor")
-local launch = require("orch.launch")
 local readiness = require("orch.readiness")
+local views = require("orch.views")
 local util = require("orch.util")
 
 local M = {}
@@ -361,37 +362,6 @@ function Engine:resolve(target)
   return nil, string.format("no app named '%s'%s", tostring(target), hint and (" (did you mean '" .. hint .. "'?)") or "")
 end
 
----------------------------------------------------------------------------
--- Views: what list/describe return.
----------------------------------------------------------------------------
-
--- A process tree's CPU % and resident bytes, sampled from /proc at most
--- once per STATS_TTL: reading a tree costs two files per process, and a
--- dashboard polling `list` must not make the daemon walk /proc for each
--- poll. CPU % is over the time since the previous sample (at least the
--- TTL, which also keeps it from being noise).
-M.STATS_TTL = 1.0
-
-function Engine:stats(p)
-  if not p.pid or not running(p) then return 0, 0 end
-  local now = uv.hrtime() / 1e9
-  local prev = p.cpu_sample
-  -- a sample of no memory was taken mid-exec: not worth keeping
-  if prev and prev.pid == p.pid and prev.rss > 0 and now - prev.t < M.STATS_TTL then return prev.pct, prev.rss end
-  local s = core.proc_stats(p.pid)
-  if not s then return 0, 0 end
-  local cpu
-  if prev and prev.pid == p.pid and now > prev.t then
-    cpu = (s.cpu - prev.cpu) / (now - prev.t) * 100
-  else
-    local up = p.started_at and (uv.hrtime() / 1e6 - p.started_at) / 1000 or 0
-    cpu = up > 0 and (s.cpu / up * 100) or 0
-  end
-  local pct = math.floor(math.max(cpu, 0) * 10 + 0.5) / 10
-  p.cpu_sample = { pid = p.pid, cpu = s.cpu, t = now, pct = pct, rss = s.rss }
-  return pct, s.rss
-end
-
 -- An error in a user's function (a hook, a handler, a timer): the daemon's
 -- log, and where the user looks: the process's `orch describe`
 -- (last_user_error) and error log (`orch logs`), and the REPL (the next
@@ -425,46 +395,20 @@ function Engine:user_errors_since(seq)
   return out, list.seq
 end
 
-function Engine:view(p)
-  local cpu, mem = self:stats(p)
-  return {
-    id = p.id, name = p.name, instance = p.instance, pid = running(p) and p.pid or cjson.null,
-    status = p.status, restarts = p.restarts,
-    uptime_ms = (p.status == "online" and p.started_at) and math.floor(uv.hrtime() / 1e6 - p.started_at) or 0,
-    cpu = cpu, memory = mem, mode = p.app.exec_mode,
-  }
-end
+---------------------------------------------------------------------------
+-- Views: what list/describe return (orch.views).
+---------------------------------------------------------------------------
+
+function Engine:stats(p) return views.stats(p, running) end
+
+function Engine:view(p) return views.view(p, running) end
 
 function Engine:describe(p)
-  local v = self:view(p)
-  local app = p.app
-  local out, err = launch.log_paths(app, p.instance, self.paths.logs)
-  local cmd = launch.command(app, self.sup.exe)
-  v.script, v.args, v.cwd = app.script, app.args, app.cwd
-  v.exec = cmd.argv
-  v.interpreter = app.interpreter or cjson.null
-  v.instances = app.instances
-  v.unstable_restarts = p.counters.unstable
-  v.out_log, v.err_log = out, err
-  v.log_problems = self.sup:log_problems(p) or cjson.null
-  v.log_stats = self.sup:log_stats(p)
-  v.started_at = p.started_wall or cjson.null
-  v.last_exit = p.last_exit or cjson.null
-  v.reason = p.reason or cjson.null
-  v.transitions = self.sup:transitions(p) or cjson.null
-  local ue = p.last_user_error
-  v.last_user_error = ue and { what = ue.what, message = ue.message, time = ue.time } or cjson.null
-  v.autorestart, v.max_restarts, v.min_uptime = app.autorestart, app.max_restarts, app.min_uptime
-  v.kill_signal, v.kill_timeout = app.kill_signal, app.kill_timeout
-  v.health = self.health:describe(p, cjson.null) or cjson.null
-  v.exec_mode, v.balance = app.exec_mode, app.balance
-  v.notify_status = p.notify_status or cjson.null
-  v.listen = {}
-  for i, l in ipairs(app.listen or {}) do v.listen[i] = l.address end
-  v.cluster = self.cluster:view(p.name)
-  local source = (self.apps[p.name] or {}).source or {}
-  v.source = source.file or "command line"
-  return v
+  local entry = self.apps[p.name]
+  return views.describe(p, {
+    running = running, logs_dir = self.paths.logs, sup = self.sup, health = self.health, cluster = self.cluster,
+    source = entry and entry.source,
+  })
 end
 
 function Engine:shutdown()

@@ -1,0 +1,83 @@
+-- orch.views: what `orch list` and `orch describe` (and the Lua API's
+-- process objects) show of a process: plain tables made for JSON.
+local core = require("orch.core")
+local uv = require("luv")
+local cjson = require("cjson")
+local launch = require("orch.launch")
+
+local M = {}
+
+-- A process tree's CPU % and resident bytes, sampled from /proc at most
+-- once per STATS_TTL: reading a tree costs two files per process, and a
+-- dashboard polling `list` must not make the daemon walk /proc for each
+-- poll. CPU % is over the time since the previous sample (at least the
+-- TTL, which also keeps it from being noise).
+M.STATS_TTL = 1.0
+
+-- p's CPU % and resident bytes; running(p): whether it has a process.
+function M.stats(p, running)
+  if not p.pid or not running(p) then return 0, 0 end
+  local now = uv.hrtime() / 1e9
+  local prev = p.cpu_sample
+  -- a sample of no memory was taken mid-exec: not worth keeping
+  if prev and prev.pid == p.pid and prev.rss > 0 and now - prev.t < M.STATS_TTL then return prev.pct, prev.rss end
+  local s = core.proc_stats(p.pid)
+  if not s then return 0, 0 end
+  local cpu
+  if prev and prev.pid == p.pid and now > prev.t then
+    cpu = (s.cpu - prev.cpu) / (now - prev.t) * 100
+  else
+    local up = p.started_at and (uv.hrtime() / 1e6 - p.started_at) / 1000 or 0
+    cpu = up > 0 and (s.cpu / up * 100) or 0
+  end
+  local pct = math.floor(math.max(cpu, 0) * 10 + 0.5) / 10
+  p.cpu_sample = { pid = p.pid, cpu = s.cpu, t = now, pct = pct, rss = s.rss }
+  return pct, s.rss
+end
+
+-- What `orch list` shows of p.
+function M.view(p, running)
+  local cpu, mem = M.stats(p, running)
+  return {
+    id = p.id, name = p.name, instance = p.instance, pid = running(p) and p.pid or cjson.null,
+    status = p.status, restarts = p.restarts,
+    uptime_ms = (p.status == "online" and p.started_at) and math.floor(uv.hrtime() / 1e6 - p.started_at) or 0,
+    cpu = cpu, memory = mem, mode = p.app.exec_mode,
+  }
+end
+
+-- What `orch describe` shows of p. ctx: running(p), logs_dir, sup (exe,
+-- log_problems, log_stats, transitions), health (describe), cluster (view),
+-- source (where p's app came from, or nil).
+function M.describe(p, ctx)
+  local v = M.view(p, ctx.running)
+  local app = p.app
+  local out, err = launch.log_paths(app, p.instance, ctx.logs_dir)
+  local cmd = launch.command(app, ctx.sup.exe)
+  v.script, v.args, v.cwd = app.script, app.args, app.cwd
+  v.exec = cmd.argv
+  v.interpreter = app.interpreter or cjson.null
+  v.instances = app.instances
+  v.unstable_restarts = p.counters.unstable
+  v.out_log, v.err_log = out, err
+  v.log_problems = ctx.sup:log_problems(p) or cjson.null
+  v.log_stats = ctx.sup:log_stats(p)
+  v.started_at = p.started_wall or cjson.null
+  v.last_exit = p.last_exit or cjson.null
+  v.reason = p.reason or cjson.null
+  v.transitions = ctx.sup:transitions(p) or cjson.null
+  local ue = p.last_user_error
+  v.last_user_error = ue and { what = ue.what, message = ue.message, time = ue.time } or cjson.null
+  v.autorestart, v.max_restarts, v.min_uptime = app.autorestart, app.max_restarts, app.min_uptime
+  v.kill_signal, v.kill_timeout = app.kill_signal, app.kill_timeout
+  v.health = ctx.health:describe(p, cjson.null) or cjson.null
+  v.exec_mode, v.balance = app.exec_mode, app.balance
+  v.notify_status = p.notify_status or cjson.null
+  v.listen = {}
+  for i, l in ipairs(app.listen or {}) do v.listen[i] = l.address end
+  v.cluster = ctx.cluster:view(p.name)
+  v.source = ctx.source and ctx.source.file or "command line"
+  return v
+end
+
+return M
