@@ -4,6 +4,7 @@
 local core = require("orch.core")
 local uv = require("luv")
 local state = require("orch.state")
+local launch = require("orch.launch")
 
 local M = {}
 local E = {} -- engine methods
@@ -74,23 +75,73 @@ end
 -- so are the members of its group and its descendants, so no signal can
 -- reach a recycled pid and each exit is an event. Requests other than ping
 -- wait meanwhile (see orch.control).
+--
+-- Which processes: every one whose environment carries this home's marker
+-- (ORCH_MARK=<id>@<home>, orch.launch), found by a scan of /proc, plus the
+-- ones the state file records (a process whose environment cannot be read).
+-- The marker, not the state file, is what makes this complete: the state
+-- file is written after the spawns of a loop turn, so a SIGKILL between a
+-- spawn and that write would leave a process it does not name. Every
+-- process orch spawns gets the marker in the execve that starts its
+-- program, and until that execve it shares the open pid-file lock (the lock
+-- fd is close-on-exec, a vfork child holds it until exec). We hold that
+-- lock now, so every process a previous orch of this home created has
+-- exec'd with its marker, and /proc/PID/environ shows it. They are stopped,
+-- not adopted: the pipes their output went to and their IPC channel died
+-- with the old daemon, and they are not our children; starting the saved
+-- apps again gives the same result whatever instant the crash hit.
 M.GIVE_UP_MS = 60000
 
 function E:recover(done)
   local prev = state.read_json(self.paths.state)
-  if type(prev) ~= "table" or prev.pid == core.getpid() then return self:_recovered(done, nil) end
-  local groups = {}
-  for _, p in ipairs(prev.procs or {}) do
-    local root = type(p.pid) == "number" and p.pid > 1 and type(p.starttime) == "number"
-      and core.pidfd(p.pid, p.starttime)
-    if root then
-      groups[#groups + 1] = { rec = p, root = root }
-      self.log("info", string.format("stopping %s (pid %d), left running by a previous orch (pid %s)",
-        tostring(p.name), p.pid, tostring(prev.pid)))
+  if type(prev) ~= "table" or prev.pid == core.getpid() then prev = nil end
+  self.recovering = true
+  local queued, err = core.marker_scan(launch.MARK_VAR .. "=", function(hits, serr)
+    if not hits then self.log("error", "cannot look for processes a previous orch left: " .. tostring(serr)) end
+    self:_stop_leftovers(self:_leftovers(prev, hits or {}), prev, done)
+  end)
+  if not queued then
+    self.log("error", "cannot look for processes a previous orch left: " .. tostring(err))
+    self:_stop_leftovers(self:_leftovers(prev, {}), prev, done)
+  end
+end
+
+-- The leftovers to stop: the marked processes of this home (each with the
+-- kill settings its record in the state file gives, if any), then recorded
+-- ones the scan did not find.
+function E:_leftovers(prev, hits)
+  local recs, groups, taken = {}, {}, {}
+  for _, p in ipairs(prev and prev.procs or {}) do
+    if type(p) == "table" and p.id ~= nil then recs[p.id] = p end
+  end
+  for _, h in ipairs(hits) do
+    local id, home = launch.parse_mark(h.value)
+    if home == self.paths.home and not taken[h.pid] then
+      taken[h.pid] = true
+      local rec = recs[id] or {}
+      groups[#groups + 1] = { root = h.pidfd, name = rec.name or ("process " .. id),
+        rec = { pid = h.pid, kill_signal = rec.kill_signal, kill_timeout = rec.kill_timeout } }
+    else
+      h.pidfd:close()
     end
   end
+  for _, p in ipairs(prev and prev.procs or {}) do
+    local root = type(p) == "table" and type(p.pid) == "number" and p.pid > 1 and not taken[p.pid]
+      and type(p.starttime) == "number" and core.pidfd(p.pid, p.starttime)
+    if root then
+      taken[p.pid] = true
+      groups[#groups + 1] = { rec = p, root = root, name = tostring(p.name) }
+    end
+  end
+  return groups
+end
+
+function E:_stop_leftovers(groups, prev, done)
+  for _, g in ipairs(groups) do
+    self.log("info", string.format("stopping %s (pid %d), left running by a previous orch%s", g.name, g.rec.pid,
+      prev and prev.pid and (" (pid " .. tostring(prev.pid) .. ")") or ""))
+  end
   if #groups == 0 then return self:_recovered(done, prev) end
-  self.recovering = true
   local pending, give_up = #groups, uv.new_timer()
   local function finished()
     pending = pending - 1

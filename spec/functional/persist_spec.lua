@@ -92,4 +92,40 @@ describe("persistence", function()
     local st = require("cjson").decode(H.read(home .. "/state.json"))
     assert.are.equal(1, #st.procs)
   end)
+  it("stops after a crash what a start that could not be saved (full disk) spawned", function()
+    if H.sh("command -v mount") == "" then return pending("no mount") end
+    local mnt = dir .. "/small"
+    H.sh("mkdir -p '" .. mnt .. "'")
+    if H.sh("mount -t tmpfs -o size=2m orch-spec '" .. mnt .. "' 2>/dev/null && echo ok") ~= "ok\n" then
+      return pending("mounting a tmpfs needs root (CAP_SYS_ADMIN)")
+    end
+    home = mnt .. "/home"
+    finally(function()
+      H.daemon_cleanup(home)
+      for _, pid in ipairs(H.app_pids(home, "lost")) do pcall(uv.kill, pid, "sigkill") end
+      H.sh("umount '" .. mnt .. "' 2>/dev/null || umount -l '" .. mnt .. "'")
+    end)
+    assert.are.equal(0, select(2, json({ "start", "sleep", "--name", "kept", "--", "1000" })))
+    H.sh("dd if=/dev/zero of='" .. mnt .. "/filler' bs=4k 2>/dev/null")
+    local code, out, err = H.orch_sync({ "start", "sleep", "--name", "lost", "--", "1000" }, { home = home, cwd = dir })
+    assert.are.equal(1, code, out)
+    assert.matches("not saved", err)
+    assert.matches("ENOSPC", err)
+    local lost = H.app_pids(home, "lost")
+    assert.are.equal(1, #lost)
+    -- the daemon dies; the next one knows nothing of 'lost' but finds it
+    local daemon = tonumber(H.read(home .. "/daemon.pid"))
+    uv.kill(daemon, "sigkill")
+    H.wait_until(function() return not H.alive(daemon) end, 10000, "the daemon to die")
+    H.sh("rm -f '" .. mnt .. "/filler'")
+    H.wait_until(function()
+      local pong = json({ "ping" })
+      return pong and not pong.recovering
+    end, 30000, "a new daemon done recovering")
+    H.wait_until(function() return not H.alive(lost[1]) end, 10000, "the unsaved process to be stopped")
+    local list = json({ "list" })
+    assert.are.equal(1, #list)
+    assert.are.equal("kept", list[1].name)
+    assert.are.equal(1, #H.app_pids(home, "kept"))
+  end)
 end)
