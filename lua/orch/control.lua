@@ -63,6 +63,22 @@ local READ_ONLY = { ping = true, list = true, describe = true, logs = true, comp
 
 function M.request(engine, conn, line)
   local ok, req = pcall(cjson.decode, line)
+  -- While the processes a previous daemon left are looked for and stopped,
+  -- the apps are not ours yet: requests wait (ping answers at once, unless
+  -- its connection has requests waiting: replies keep their order).
+  local waiting = engine.recovering and engine.held_conns and engine.held_conns[conn]
+  if engine.recovering and (waiting or not (ok and type(req) == "table" and req.cmd == "ping")) then
+    engine.held = engine.held or {}
+    engine.held_conns = engine.held_conns or setmetatable({}, { __mode = "k" })
+    if #engine.held >= M.MAX_HELD then
+      local id = ok and type(req) == "table" and type(req.id) == "number" and req.id or cjson.null
+      return reply(conn, id, false, { code = "ERECOVERING",
+        message = "orch is stopping what a crashed daemon left running; try again in a moment" })
+    end
+    engine.held_conns[conn] = true
+    engine.held[#engine.held + 1] = { conn, function() M.request(engine, conn, line) end }
+    return
+  end
   if not ok or type(req) ~= "table" or rawget(req, 1) ~= nil then
     return reply(conn, cjson.null, false, { code = "EPARSE", message = "request is not a JSON object" })
   end
@@ -89,17 +105,6 @@ function M.request(engine, conn, line)
   end
   for k, v in pairs(args) do
     if v == cjson.null then args[k] = nil end -- null is the same as absent
-  end
-  -- While what a crashed daemon left is being stopped, the apps are not
-  -- ours yet: requests wait for it (ping answers at once).
-  if engine.recovering and cmd ~= "ping" then
-    engine.held = engine.held or {}
-    if #engine.held >= M.MAX_HELD then
-      return reply(conn, id, false, { code = "ERECOVERING",
-        message = "orch is stopping what a crashed daemon left running; try again in a moment" })
-    end
-    engine.held[#engine.held + 1] = { conn, function() M.request(engine, conn, line) end }
-    return
   end
   local answered = false
   local seq = engine.state_seq

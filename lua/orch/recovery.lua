@@ -164,7 +164,7 @@ function E:_recovered(done, prev)
   self.tree:sweep() -- what the crashed orch's cgroups still hold (orch.tree)
   done(prev)
   local held = self.held or {}
-  self.held = nil
+  self.held, self.held_conns = nil, nil
   for _, r in ipairs(held) do
     if not r[1]:closed() then r[2]() end
   end
