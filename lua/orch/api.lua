@@ -85,14 +85,10 @@ function M.new(engine)
     return procs
   end
 
+  -- fn(p, d) for each process, as one operation on their apps (orch.ops):
+  -- after what runs on them already, for those the table still holds then.
   local function after_all(procs, fn, done)
-    local pending = #procs + 1
-    local function one()
-      pending = pending - 1
-      if pending == 0 and done then done() end
-    end
-    for _, p in ipairs(procs) do fn(p, one) end
-    one()
+    engine.ops:each(procs, nil, fn, done)
   end
 
   function methods.stop(self, done)
@@ -133,9 +129,14 @@ function M.new(engine)
     local cfg, err = engine:load(source)
     if not cfg then return nil, err end
     local name = cfg.apps[1].name
+    -- Its processes are returned now: refused while a command changes the app.
+    if engine.ops:busy(name) then return nil, "app '" .. name .. "' is busy (a command is changing it)" end
     if engine:app_running(name) then return nil, "app '" .. name .. "' is already running" end
     local out = {}
-    for _, p in ipairs(engine:install(cfg.apps[1], source)) do out[#out + 1] = object(p) end
+    engine.ops:run({ name }, nil, function(finish)
+      for _, p in ipairs(engine:install(cfg.apps[1], source)) do out[#out + 1] = object(p) end
+      finish()
+    end)
     return out
   end
 

@@ -91,6 +91,38 @@ local function each(engine, procs, fn, respond, after)
   one()
 end
 
+-- The names of the apps of procs: what an operation on them waits for.
+local function apps_of(procs)
+  local names = {}
+  for _, p in ipairs(procs) do names[#names + 1] = p.name end
+  return names
+end
+
+-- A command that changes the processes of args.target runs as one
+-- operation (orch.ops): after those before it on the same apps, never
+-- interleaved with them. The target is resolved again when it runs (what ran
+-- before may have deleted or replaced processes), within the apps it waited
+-- for. work(procs, finish) makes the change and ends with finish(result) or
+-- finish(nil, code, message), which is the reply. merge: what makes two
+-- requests the same operation (nil: never one).
+local function operate(engine, args, respond, merge, work)
+  local procs = with_procs(engine, args, respond)
+  if not procs then return end
+  local keys = apps_of(procs)
+  engine.ops:run(keys, merge and (merge .. "\0" .. tostring(args.target)), function(finish)
+    local now, err = engine:resolve(tostring(args.target))
+    local held, mine = {}, {}
+    for _, k in ipairs(keys) do held[k] = true end
+    for _, p in ipairs(now or {}) do
+      if held[p.name] then mine[#mine + 1] = p end
+    end
+    if #mine == 0 then
+      return finish(nil, "ENOTFOUND", err or string.format("nothing left of '%s'", tostring(args.target)))
+    end
+    work(mine, finish)
+  end, respond)
+end
+
 function H.ping(engine, args, respond)
   local ok, err = check(args, {})
   if not ok then return respond(nil, "EINVAL", err) end
@@ -107,22 +139,22 @@ end
 
 -- Starts the stopped processes of known apps ({target}).
 local function start_known(engine, args, respond)
-  local procs = with_procs(engine, args, respond)
-  if not procs then return end
-  local changes, seen = { started = {}, unchanged = {} }, {}
-  for _, p in ipairs(procs) do
-    local kind = "unchanged"
-    if p.status == "stopped" or p.status == "errored" then
-      engine.sup:start(p)
-      kind = "started"
+  operate(engine, args, respond, "start", function(procs, finish)
+    local changes, seen = { started = {}, unchanged = {} }, {}
+    for _, p in ipairs(procs) do
+      local kind = "unchanged"
+      if p.status == "stopped" or p.status == "errored" then
+        engine.sup:start(p)
+        kind = "started"
+      end
+      local key = kind .. "\0" .. p.name
+      if not seen[key] then
+        seen[key] = true
+        table.insert(changes[kind], p.name)
+      end
     end
-    local key = kind .. "\0" .. p.name
-    if not seen[key] then
-      seen[key] = true
-      table.insert(changes[kind], p.name)
-    end
-  end
-  respond({ processes = views(engine, procs), warnings = list({}), changes = changes })
+    finish({ processes = views(engine, procs), warnings = list({}), changes = changes })
+  end)
 end
 
 function H.start(engine, args, respond)
@@ -161,11 +193,6 @@ function H.start(engine, args, respond)
   end
   local cfg, lerr = engine:load(source)
   if not cfg then return respond(nil, "ECONFIG", lerr) end
-  -- Refuse before changing anything: a single script whose name runs already.
-  if source.spec and engine:app_running(cfg.apps[1].name) then
-    return respond(nil, "EEXIST", string.format("app '%s' is already running (use orch restart %s)",
-      cfg.apps[1].name, cfg.apps[1].name))
-  end
   local function report(changes)
     local result = {}
     for _, app in ipairs(cfg.apps) do
@@ -173,48 +200,83 @@ function H.start(engine, args, respond)
     end
     respond({ processes = list(result), warnings = list(cfg.warnings or {}), changes = changes })
   end
-  if source.file then return engine:apply(cfg, source, report) end
-  engine:install(cfg.apps[1], source)
-  report({ started = { cfg.apps[1].name } })
+  -- One operation on the apps it names and, for a file, the apps that came
+  -- from that file (those gone from it are deleted). Another file's start
+  -- may have added some of those by the time it runs: then it waits for
+  -- them too.
+  local function keys()
+    local names = {}
+    for _, app in ipairs(cfg.apps) do names[#names + 1] = app.name end
+    if source.file and not source.only then
+      for name, entry in pairs(engine.apps) do
+        if entry.source.file == source.file then names[#names + 1] = name end
+      end
+    end
+    return names
+  end
+  local function attempt(held)
+    engine.ops:run(held, nil, function(finish)
+      local set = {}
+      for _, k in ipairs(held) do set[k] = true end
+      for _, k in ipairs(keys()) do
+        if not set[k] then return finish("again") end
+      end
+      if source.file then return engine:apply(cfg, source, function(changes) finish("done", changes) end) end
+      -- Refused, changing nothing: a single script whose name runs already.
+      if engine:app_running(cfg.apps[1].name) then
+        return finish(nil, "EEXIST", string.format("app '%s' is already running (use orch restart %s)",
+          cfg.apps[1].name, cfg.apps[1].name))
+      end
+      engine:install(cfg.apps[1], source)
+      finish("done", { started = { cfg.apps[1].name } })
+    end, function(outcome, x, message)
+      if outcome == "again" then return attempt(keys()) end
+      if outcome == "done" then return report(x) end
+      respond(nil, x, message)
+    end)
+  end
+  attempt(keys())
 end
 
 function H.stop(engine, args, respond)
-  local procs = with_procs(engine, args, respond)
-  if not procs then return end
-  -- dependents first (depends_on)
-  engine.deps:stop_ordered(procs, function() respond(views(engine, procs)) end)
+  operate(engine, args, respond, "stop", function(procs, finish)
+    -- dependents first (depends_on)
+    engine.deps:stop_ordered(procs, function() finish(views(engine, procs)) end)
+  end)
 end
 
 function H.restart(engine, args, respond)
-  local procs = with_procs(engine, args, respond)
-  if not procs then return end
-  if args.update_env then
-    local env, err = string_map(args.env, "env")
-    if not env then return respond(nil, "EINVAL", err) end
-    local names = {}
-    for _, p in ipairs(procs) do
-      p.base_env = env
-      local entry = engine.apps[p.name]
-      if entry then entry.env, entry.source.env = env, env end
-      names[p.name] = true
+  if not with_procs(engine, args, respond) then return end
+  local env, err = string_map(args.update_env and args.env or nil, "env")
+  if not env then return respond(nil, "EINVAL", err) end
+  -- a restart that changes the environment is not the same as another
+  operate(engine, args, respond, not args.update_env and "restart" or nil, function(procs, finish)
+    if args.update_env then
+      local names = {}
+      for _, p in ipairs(procs) do
+        p.base_env = env
+        local entry = engine.apps[p.name]
+        if entry then entry.env, entry.source.env = env, env end
+        names[p.name] = true
+      end
+      for name in pairs(names) do engine:renew_sockets(name) end
     end
-    for name in pairs(names) do engine:renew_sockets(name) end
-  end
-  each(engine, procs, function(p, done) engine.sup:restart(p, done) end, respond)
+    each(engine, procs, function(p, done) engine.sup:restart(p, done) end, finish)
+  end)
 end
 
 function H.delete(engine, args, respond)
-  local procs = with_procs(engine, args, respond)
-  if not procs then return end
-  local names = {}
-  each(engine, procs, function(p, done)
-    names[p.name] = true
-    engine.sup:stop(p, function()
-      engine.sup:remove(p) -- deleted, as its view in the reply says
-      done()
+  operate(engine, args, respond, "delete", function(procs, finish)
+    local names = {}
+    each(engine, procs, function(p, done)
+      names[p.name] = true
+      engine.sup:stop(p, function()
+        engine.sup:remove(p) -- deleted, as its view in the reply says
+        done()
+      end)
+    end, finish, function()
+      for name in pairs(names) do engine:forget(name) end
     end)
-  end, respond, function()
-    for name in pairs(names) do engine:forget(name) end
   end)
 end
 
@@ -307,8 +369,14 @@ function H.resurrect(engine, args, respond)
     return respond(nil, "EIO", derr)
   end
   if type(dump.apps) ~= "table" then return respond(nil, "EIO", engine.paths.dump .. ": no 'apps' list") end
-  local started, stopped, errors = engine:restore(dump.apps)
-  respond({ started = list(started), stopped = list(stopped), errors = list(errors) })
+  local names = {}
+  for _, e in ipairs(dump.apps) do
+    if type(e) == "table" and type(e.name) == "string" then names[#names + 1] = e.name end
+  end
+  engine.ops:run(names, nil, function(finish)
+    local started, stopped, errors = engine:restore(dump.apps)
+    finish({ started = list(started), stopped = list(stopped), errors = list(errors) })
+  end, respond)
 end
 
 -- Runs Lua in the daemon, in one environment kept across calls (the REPL's):
@@ -408,15 +476,15 @@ end
 
 -- Zero-downtime reload (see Engine:reload).
 function H.reload(engine, args, respond)
-  local procs = with_procs(engine, args, respond)
-  if not procs then return end
-  engine:reload(procs, function(results)
-    local failed = {}
-    for _, r in ipairs(results) do
-      if not r.ok then failed[#failed + 1] = string.format("id %d: %s", r.id, r.error) end
-    end
-    if #failed > 0 then return respond(nil, "ERELOAD", table.concat(failed, "; ")) end
-    respond(views(engine, engine:resolve(tostring(args.target)) or {}))
+  operate(engine, args, respond, "reload", function(procs, finish)
+    engine:reload(procs, function(results)
+      local failed = {}
+      for _, r in ipairs(results) do
+        if not r.ok then failed[#failed + 1] = string.format("id %d: %s", r.id, r.error) end
+      end
+      if #failed > 0 then return finish(nil, "ERELOAD", table.concat(failed, "; ")) end
+      finish(views(engine, engine:resolve(tostring(args.target)) or {}))
+    end)
   end)
 end
 
@@ -434,7 +502,12 @@ function H.scale(engine, args, respond)
     local _, rerr = engine:resolve(args.name)
     return respond(nil, "ENOTFOUND", rerr or ("no app named '" .. args.name .. "'"))
   end
-  engine:scale(args.name, n, function(procs) respond(views(engine, procs)) end)
+  engine.ops:run({ args.name }, string.format("scale\0%s\0%d", args.name, n), function(finish)
+    if not engine.apps[args.name] then
+      return finish(nil, "ENOTFOUND", string.format("no app named '%s'", args.name))
+    end
+    engine:scale(args.name, n, function(procs) finish(views(engine, procs)) end)
+  end, respond)
 end
 
 -- Sends a message over the IPC channel of each process of the target.

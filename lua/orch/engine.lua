@@ -41,6 +41,8 @@ function M.new(opts)
     started_at = uv.hrtime(),
     events = {},    -- queued for the Lua API (see _event)
   }, Engine)
+  -- one operation at a time per app (commands, triggers, users' handlers)
+  self.ops = require("orch.ops").new({ log = self.log, holds = function(p) return self.sup:get(p.id) == p end })
   self.api = require("orch.api").new(self)
   self.triggers = require("orch.triggers").new(self)
   self.health = require("orch.health").new(self)
@@ -188,8 +190,12 @@ function Engine:start_procs(procs)
   self:save_state_soon()
 end
 
+-- Every app's operation first: one on all of them.
 function Engine:stop_all(done)
-  self.deps:stop_ordered(self.sup:list(), done)
+  local names = {}
+  for name in pairs(self.apps) do names[#names + 1] = name end
+  for _, p in ipairs(self.sup:list()) do names[#names + 1] = p.name end
+  self.ops:run(names, nil, function(finish) self.deps:stop_ordered(self.sup:list(), finish) end, done)
 end
 
 function Engine:register(app, source)

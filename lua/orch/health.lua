@@ -382,7 +382,7 @@ function Checker:_result(run, ok, msg)
   self:_set(proc, false, msg, string.format("unhealthy: %d check%s failed in a row, last: %s; restarting",
     st.failures, st.failures == 1 and "" or "s", msg))
   self:stop(proc)
-  e.sup:restart(proc)
+  require("orch.triggers").restart(e, proc)
 end
 
 ---------------------------------------------------------------------------

@@ -3,6 +3,11 @@
 -- and, for a cluster worker, listening) does the old one stop; orch.cluster
 -- routes no new connection to a stopping worker. A replacement that fails
 -- leaves the old one running.
+--
+-- A reload runs as one operation of its app (orch.ops), so no other command
+-- changes the app meanwhile; still, after each wait it checks that the old
+-- process is the one in its slot, and gives the replacement up otherwise:
+-- a process the table does not hold must never go on running.
 local uv = require("luv")
 
 local M = {}
@@ -15,6 +20,10 @@ function M.run(engine, procs, done)
     i = i + 1
     local old = procs[i]
     if not old then return done(results) end
+    if engine.sup:get(old.id) ~= old then
+      results[#results + 1] = { id = old.id, ok = false, error = "the process was removed during the reload" }
+      return next_one()
+    end
     if old.status ~= "online" then
       -- nothing serves on it: a plain restart is the reload
       return engine.sup:restart(old, function()
@@ -25,6 +34,17 @@ function M.run(engine, procs, done)
     local new = engine.sup:add(old.app, old.base_env, old.instance)[1]
     new.restarts = old.restarts + 1
     local switched, timer = false, nil
+    -- The replacement goes: it failed, or its slot is no longer old's.
+    local function give_up(why)
+      engine.sup:stop(new, function()
+        engine.sup:remove(new)
+        results[#results + 1] = { id = old.id, ok = false, error = why }
+        next_one()
+      end)
+    end
+    local function in_slot()
+      return engine.sup:get(old.id) == old
+    end
     -- The old one stops once the new one serves: it is online and, for a
     -- cluster worker, listening (or listen_timeout passed).
     local function switch()
@@ -33,8 +53,11 @@ function M.run(engine, procs, done)
       -- the listen_timeout timer would hold both processes until it fired
       if timer and not timer:is_closing() then timer:close() end
       engine.proc_watchers[new] = nil
+      if not in_slot() then return give_up("the process was removed during the reload") end
       engine.sup:stop(old, function()
-        engine.sup:replace(old, new)
+        -- refused when old left the table or runs again
+        local swapped, err = engine.sup:replace(old, new)
+        if not swapped then return give_up("the process was changed during the reload: " .. err) end
         results[#results + 1] = { id = new.id, ok = true, pid = new.pid }
         next_one()
       end)
@@ -59,12 +82,8 @@ function M.run(engine, procs, done)
           return true
         end
       elseif event == "errored" or event == "stopped" or event == "waiting" then
-        local why = new.reason or event
-        engine.sup:stop(new, function()
-          engine.sup:remove(new)
-          results[#results + 1] = { id = old.id, ok = false, error = "replacement failed: " .. why }
-          next_one()
-        end)
+        if timer and not timer:is_closing() then timer:close() end
+        give_up("replacement failed: " .. (new.reason or event))
         return true
       end
     end

@@ -21,13 +21,23 @@ function M.new(engine)
   return setmetatable({ engine = engine, apps = {} }, Triggers)
 end
 
+-- Restarts a running process, after the operations on its app before it
+-- (orch.ops), if it still runs then.
+local function restart(e, p)
+  e.ops:each({ p }, "restart " .. p.id, function(_, done)
+    if p.status == "online" or p.status == "launching" then return e.sup:restart(p, done) end
+    done()
+  end)
+end
+M.restart = restart
+
 -- Restarts the running processes of an app, saying why.
 function Triggers:_restart(name, why)
   local e = self.engine
   for _, p in ipairs(e:procs_of(name)) do
     if p.status == "online" or p.status == "launching" then
       e.log("info", string.format("%s:%d: %s, restarting", p.name, p.instance, why))
-      e.sup:restart(p)
+      restart(e, p)
     end
   end
 end
@@ -47,7 +57,7 @@ function Triggers:_memory_check()
         if rss > limit then
           e.log("info", string.format("%s:%d: memory %d bytes over max_memory_restart %d, restarting",
             p.name, p.instance, rss, limit))
-          e.sup:restart(p)
+          restart(e, p)
         end
       end
     end

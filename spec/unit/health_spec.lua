@@ -178,6 +178,7 @@ describe("the health checker", function()
       restart = function(_, p) engine.restarts = engine.restarts + 1 p.restarted = true end,
     }
     engine.api = { get = function(id) return { id = id } end }
+    engine.ops = require("orch.ops").new() -- a restart is an operation of its app
     -- the real engine also waits for 'ready' (wait_ready); here health alone decides
     function engine:maybe_online(p) return self.sup:set_online(p) end
     function engine:_event(event, _, info) self.events[#self.events + 1] = { event, info.healthy, info.message } end
