@@ -134,6 +134,8 @@ function Orch:wait_exit(timeout_ms)
   end, timeout_ms or 10000, function()
     return "orch " .. table.concat(self.args, " ") .. " (pid " .. self.pid .. ") to exit; stderr so far:\n" .. self.err
   end)
+  -- every handle on orch's loop has an owner that closes it at exit (core/owners.h)
+  assert(not self.err:find("no owner closed", 1, true), "orch exited with a handle no owner closed:\n" .. self.err)
   return self.code
 end
 
