@@ -45,10 +45,11 @@ describe("the IPC channel", function()
 
   for _, from_child in ipairs({ false, true }) do
     it("takes READY=1 on NOTIFY_SOCKET as ready (sd_notify)" .. (from_child and ", from a child" or ""), function()
+      local go = dir .. "/go" -- the app says READY=1 once this exists
       local res = start(string.format([[
         { name = "sd", script = %q, wait_ready = true, listen_timeout = 20000,
-          env = { READY_AFTER_MS = "1500", NOTIFY_FROM_CHILD = %q } },
-      ]], apps .. "/notify_ready.py", from_child and "1" or ""))
+          env = { READY_WHEN = %q, NOTIFY_FROM_CHILD = %q } },
+      ]], apps .. "/notify_ready.py", go, from_child and "1" or ""))
       assert.are.equal("launching", res.processes[1].status)
       -- a stranger's READY=1 (this test is no process of orch's) changes nothing
       assert.are.equal("sent\n", H.sh(string.format(
@@ -58,6 +59,7 @@ describe("the IPC channel", function()
       -- turned since the datagram arrived
       status("sd")
       assert.are.equal("launching", status("sd"))
+      H.write(go, "")
       H.wait_until(function() return status("sd") == "online" end, 30000, "online after READY=1")
       local d = H.json(home, { "describe", "sd" })[1]
       assert.are.equal("serving", d.notify_status)
