@@ -74,13 +74,9 @@ static int l_on_error(lua_State *L) {
   return 0;
 }
 
-static const luaL_Reg core_funcs[] = {{"getpid", l_getpid},
-                                      {"exe_path", l_exe_path},
-                                      {"environ", l_environ},
-                                      {"on_error", l_on_error},
-                                      {"heap_limit", l_heap_limit},
-                                      {"heap", l_heap},
-                                      {NULL, NULL}};
+static const luaL_Reg core_funcs[] = {
+    {"getpid", l_getpid}, {"exe_path", l_exe_path}, {"environ", l_environ},
+    {"on_error", l_on_error}, {"heap_limit", l_heap_limit}, {"heap", l_heap}, {NULL, NULL}};
 
 int luaopen_orch_core(lua_State *L) {
   lua_newtable(L);

@@ -184,9 +184,8 @@ static int l_server_path(lua_State *L) {
 
 /* Reached with the server open only when the state closes. */
 static int l_server_gc(lua_State *L) {
-  lserver_t *u = luaL_checkudata(L, 1, SERVER_MT);
-  if (u->s) orch_ctl_server_close(u->s);
-  u->s = NULL;
+  orch_ctl_server_t *s = orch_lua_take(L, 1, SERVER_MT);
+  if (s) orch_ctl_server_close(s);
   return 0;
 }
 
@@ -199,9 +198,7 @@ static int l_conn_send(lua_State *L) {
   size_t n;
   const char *s = luaL_checklstring(L, 2, &n);
   int rc = u->c ? orch_ctl_conn_send(u->c, s, n) : UV_EPIPE;
-  if (rc < 0) return orch_lua_fail(L, rc);
-  lua_pushboolean(L, 1);
-  return 1;
+  return orch_lua_ok(L, rc);
 }
 
 static int l_conn_close(lua_State *L) {
@@ -270,9 +267,7 @@ static int l_client_send(lua_State *L) {
   size_t n;
   const char *s = luaL_checklstring(L, 2, &n);
   int rc = u->c ? orch_ctl_client_send(u->c, s, n) : -EBADF;
-  if (rc < 0) return orch_lua_fail(L, rc);
-  lua_pushboolean(L, 1);
-  return 1;
+  return orch_lua_ok(L, rc);
 }
 
 static int l_client_read_line(lua_State *L) {
@@ -295,9 +290,8 @@ static int l_client_fd(lua_State *L) {
 }
 
 static int l_client_close(lua_State *L) {
-  lclient_t *u = check_client(L);
-  if (u->c) orch_ctl_client_close(u->c);
-  u->c = NULL;
+  orch_ctl_client_t *c = orch_lua_take(L, 1, CLIENT_MT);
+  if (c) orch_ctl_client_close(c);
   return 0;
 }
 
@@ -324,14 +318,14 @@ static const luaL_Reg client_methods[] = {{"send", l_client_send},
                                           {"close", l_client_close},
                                           {NULL, NULL}};
 
+static const luaL_Reg funcs[] = {
+    {"ctl_listen", l_ctl_listen}, {"ctl_connect", l_ctl_connect}, {NULL, NULL}};
+
 void orch_ctl_lua_register(lua_State *L) {
   orch_lua_class(L, SERVER_MT, server_methods, l_server_gc);
   orch_lua_class(L, CONN_MT, conn_methods, l_conn_gc);
   orch_lua_class(L, CLIENT_MT, client_methods, l_client_close);
   orch_lua_on_state_close(L, "orch.ctl_state", on_state_close);
   lua_up = 1;
-  lua_pushcfunction(L, l_ctl_listen);
-  lua_setfield(L, -2, "ctl_listen");
-  lua_pushcfunction(L, l_ctl_connect);
-  lua_setfield(L, -2, "ctl_connect");
+  luaL_register(L, NULL, funcs);
 }

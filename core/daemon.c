@@ -134,9 +134,8 @@ int orch_daemon_spawn(const orch_daemon_opts_t *o, pid_t *pid_out,
 
   /* No handler of ours may run in the children: block everything around
    * fork; the daemon unblocks once its dispositions are back to default. */
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
+  sigset_t old;
+  orch__fork_block_signals(&old);
   pid_t mid = fork();
   if (mid == 0) {
     close(ep[0]);

@@ -132,9 +132,7 @@ static int l_start_lock(lua_State *L) {
 
 static int l_set_title(lua_State *L) {
   int rc = orch_title_set(luaL_checkstring(L, 1));
-  if (rc < 0) return orch_lua_fail(L, rc);
-  lua_pushboolean(L, 1);
-  return 1;
+  return orch_lua_ok(L, rc);
 }
 
 /* Blocking sleep for the CLI's short waits (it has no loop to wait on). */
@@ -151,14 +149,11 @@ static int l_sleep_ms(lua_State *L) {
 
 static const luaL_Reg lock_methods[] = {{"release", l_lock_release}, {NULL, NULL}};
 
-static const luaL_Reg funcs[] = {{"lock_pidfile", l_lock_pidfile},
-                                 {"read_pidfile", l_read_pidfile},
-                                 {"spawn_detached", l_spawn_detached},
-                                 {"ready_wait", l_ready_wait},
-                                 {"start_lock", l_start_lock},
-                                 {"set_title", l_set_title},
-                                 {"sleep_ms", l_sleep_ms},
-                                 {NULL, NULL}};
+static const luaL_Reg funcs[] = {
+    {"lock_pidfile", l_lock_pidfile}, {"read_pidfile", l_read_pidfile},
+    {"spawn_detached", l_spawn_detached}, {"ready_wait", l_ready_wait},
+    {"start_lock", l_start_lock}, {"set_title", l_set_title}, {"sleep_ms", l_sleep_ms},
+    {NULL, NULL}};
 
 void orch_daemon_lua_register(lua_State *L) {
   orch_lua_class(L, LOCK_MT, lock_methods, l_lock_release);

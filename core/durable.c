@@ -280,9 +280,7 @@ static int l_durable_write(lua_State *L) {
 
 static int l_durable_seal(lua_State *L) {
   int rc = orch_durable_seal(luaL_checkstring(L, 1));
-  if (rc < 0) return orch_lua_fail(L, rc);
-  lua_pushboolean(L, 1);
-  return 1;
+  return orch_lua_ok(L, rc);
 }
 
 static int on_state_close(lua_State *L) {
@@ -295,11 +293,11 @@ static int on_state_close(lua_State *L) {
   return 0;
 }
 
+static const luaL_Reg funcs[] = {
+    {"durable_write", l_durable_write}, {"durable_seal", l_durable_seal}, {NULL, NULL}};
+
 void orch_durable_lua_register(lua_State *L) {
   orch_lua_on_state_close(L, "orch.durable_state", on_state_close);
   lua_up = 1;
-  lua_pushcfunction(L, l_durable_write);
-  lua_setfield(L, -2, "durable_write");
-  lua_pushcfunction(L, l_durable_seal);
-  lua_setfield(L, -2, "durable_seal");
+  luaL_register(L, NULL, funcs);
 }

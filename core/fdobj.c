@@ -23,9 +23,7 @@ static int l_close(lua_State *L) {
   int rc = 0;
   if (*fd >= 0 && close(*fd) < 0 && errno != EINTR) rc = -errno;
   *fd = -1;
-  if (rc < 0) return orch_lua_fail(L, rc);
-  lua_pushboolean(L, 1);
-  return 1;
+  return orch_lua_ok(L, rc);
 }
 
 static int l_release(lua_State *L) {

@@ -115,9 +115,7 @@ int orch__child_fds_restore_limit(void) {
 
 static int l_raise_fd_limit(lua_State *L) {
   int rc = orch_fds_raise_limit();
-  if (rc < 0) return orch_lua_fail(L, rc);
-  lua_pushboolean(L, 1);
-  return 1;
+  return orch_lua_ok(L, rc);
 }
 
 /* fd_count() -> open, limit | nil, message, code */
@@ -130,9 +128,9 @@ static int l_fd_count(lua_State *L) {
   return 2;
 }
 
+static const luaL_Reg funcs[] = {
+    {"raise_fd_limit", l_raise_fd_limit}, {"fd_count", l_fd_count}, {NULL, NULL}};
+
 void orch_fds_lua_register(lua_State *L) {
-  lua_pushcfunction(L, l_raise_fd_limit);
-  lua_setfield(L, -2, "raise_fd_limit");
-  lua_pushcfunction(L, l_fd_count);
-  lua_setfield(L, -2, "fd_count");
+  luaL_register(L, NULL, funcs);
 }

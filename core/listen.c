@@ -102,11 +102,10 @@ static int l_sockport(lua_State *L) {
   return 1;
 }
 
+static const luaL_Reg funcs[] = {
+    {"listen_tcp", l_listen_tcp}, {"listen_unix", l_listen_unix}, {"sockport", l_sockport},
+    {NULL, NULL}};
+
 void orch_listen_lua_register(lua_State *L) {
-  lua_pushcfunction(L, l_listen_tcp);
-  lua_setfield(L, -2, "listen_tcp");
-  lua_pushcfunction(L, l_listen_unix);
-  lua_setfield(L, -2, "listen_unix");
-  lua_pushcfunction(L, l_sockport);
-  lua_setfield(L, -2, "sockport");
+  luaL_register(L, NULL, funcs);
 }

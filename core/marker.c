@@ -261,9 +261,9 @@ static int l_marker_get(lua_State *L) {
   return 1;
 }
 
+static const luaL_Reg funcs[] = {
+    {"marker_scan", l_marker_scan}, {"marker_get", l_marker_get}, {NULL, NULL}};
+
 void orch_marker_lua_register(lua_State *L) {
-  lua_pushcfunction(L, l_marker_scan);
-  lua_setfield(L, -2, "marker_scan");
-  lua_pushcfunction(L, l_marker_get);
-  lua_setfield(L, -2, "marker_get");
+  luaL_register(L, NULL, funcs);
 }

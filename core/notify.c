@@ -82,9 +82,9 @@ static int l_notify_recv(lua_State *L) {
   return 2;
 }
 
+static const luaL_Reg funcs[] = {
+    {"notify_socket", l_notify_socket}, {"notify_recv", l_notify_recv}, {NULL, NULL}};
+
 void orch_notify_lua_register(lua_State *L) {
-  lua_pushcfunction(L, l_notify_socket);
-  lua_setfield(L, -2, "notify_socket");
-  lua_pushcfunction(L, l_notify_recv);
-  lua_setfield(L, -2, "notify_recv");
+  luaL_register(L, NULL, funcs);
 }

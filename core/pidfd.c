@@ -298,9 +298,7 @@ static int l_signal(lua_State *L) {
   pidw_t *w = check_pidfd(L);
   int sig = (int)luaL_checkinteger(L, 2);
   if (sig <= 0 || sig >= NSIG) return luaL_argerror(L, 2, "signal number expected");
-  if (pidfd_send_signal(w->fd, sig, NULL, 0) < 0) return orch_lua_fail(L, -errno);
-  lua_pushboolean(L, 1);
-  return 1;
+  return orch_lua_ok(L, pidfd_send_signal(w->fd, sig, NULL, 0) < 0 ? -errno : 0);
 }
 
 /* The process group of the process, or nil once it has exited. */
@@ -367,10 +365,10 @@ static const luaL_Reg methods[] = {{"pid", l_pid},         {"exited", l_exited},
                                    {"on_exit", l_on_exit}, {"close", l_close},
                                    {NULL, NULL}};
 
+static const luaL_Reg funcs[] = {
+    {"pidfd", l_pidfd}, {"pidfd_snapshot", l_pidfd_snapshot}, {NULL, NULL}};
+
 void orch_pidfd_lua_register(lua_State *L) {
   orch_lua_class(L, PIDFD_MT, methods, l_close);
-  lua_pushcfunction(L, l_pidfd);
-  lua_setfield(L, -2, "pidfd");
-  lua_pushcfunction(L, l_pidfd_snapshot);
-  lua_setfield(L, -2, "pidfd_snapshot");
+  luaL_register(L, NULL, funcs);
 }

@@ -125,6 +125,12 @@ int orch__child_exec(const char *file, char *const *argv, char *const *envp) {
   return seen_eacces ? EACCES : ENOENT;
 }
 
+void orch__fork_block_signals(sigset_t *old) {
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, old);
+}
+
 void orch__child_reset_signals(void) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
@@ -199,9 +205,8 @@ int orch_spawn(const orch_spawn_opts_t *o, pid_t *pid_out) {
   int ep[2];
   if (pipe2(ep, O_CLOEXEC) < 0) return -errno;
 
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
+  sigset_t old;
+  orch__fork_block_signals(&old);
   /* vfork: no copy of orch's page tables, the parent waits until the exec
    * anyway. Safe here because the child only makes system calls on its own
    * stack frame and never returns: it execs or _exits. */

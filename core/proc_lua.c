@@ -1,5 +1,5 @@
 /* proc_lua.c: orch.core's processes: spawn (a child whose stdout and stderr
- * go to sinks through outpipes), the proc class (pid, exited, signal, and
+ * go to sinks through outpipes), the proc class (pid, signal, and
  * the on_exit callback), and reaper_start. */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,7 +21,6 @@ typedef struct {
   orch_proc_t *p;
   orch_outpipe_t *out[2];
   pid_t pid;
-  int exited, code, sig;
   int cb_ref;   /* on_exit */
   int self_ref; /* pins the userdata while C may still call back */
 } lproc_t;
@@ -37,9 +36,6 @@ static void close_outpipes(lproc_t *u) {
 static void on_exit_cb(orch_proc_t *p, int code, int sig) {
   lproc_t *u = orch_proc_data(p);
   lua_State *L = u->L;
-  u->exited = 1;
-  u->code = code;
-  u->sig = sig;
   /* Whatever the app wrote before it died belongs in the log before the
    * exit is reported. */
   for (int i = 0; i < 2; i++)
@@ -267,19 +263,12 @@ static int l_proc_pid(lua_State *L) {
   return 1;
 }
 
-static int l_proc_exited(lua_State *L) {
-  lua_pushboolean(L, check_proc(L)->exited);
-  return 1;
-}
-
 /* Signals the process only, through its pidfd. */
 static int l_proc_signal(lua_State *L) {
   lproc_t *u = check_proc(L);
   int sig = orch_lua_check_signal(L, 2);
   int rc = u->p ? orch_proc_signal(u->p, sig) : -ESRCH;
-  if (rc < 0) return orch_lua_fail(L, rc);
-  lua_pushboolean(L, 1);
-  return 1;
+  return orch_lua_ok(L, rc);
 }
 
 static int l_proc_gc(lua_State *L) {
@@ -315,17 +304,14 @@ static int l_reaper_start(lua_State *L) {
   }
   reap_L = L;
   int rc = orch_reaper_start(orch_runtime_loop(L), on_reaped, NULL);
-  if (rc < 0) return orch_lua_fail(L, rc);
-  lua_pushboolean(L, 1);
-  return 1;
+  return orch_lua_ok(L, rc);
 }
 
-static const luaL_Reg proc_methods[] = {{"pid", l_proc_pid},
-                                        {"exited", l_proc_exited},
-                                        {"signal", l_proc_signal},
-                                        {NULL, NULL}};
+static const luaL_Reg proc_methods[] = {
+    {"pid", l_proc_pid}, {"signal", l_proc_signal}, {NULL, NULL}};
 
-static const luaL_Reg funcs[] = {{"spawn", l_spawn}, {"reaper_start", l_reaper_start}, {NULL, NULL}};
+static const luaL_Reg funcs[] = {
+    {"spawn", l_spawn}, {"reaper_start", l_reaper_start}, {NULL, NULL}};
 
 void orch_proc_lua_register(lua_State *L) {
   orch_lua_class(L, PROC_MT, proc_methods, l_proc_gc);

@@ -70,9 +70,7 @@ static int l_kill(lua_State *L) {
             : lua_type(L, 2) == LUA_TNUMBER && lua_tointeger(L, 2) == 0 ? 0
                                                                        : orch_lua_check_signal(L, 2);
   if (pid == 0 || pid == -1) return luaL_argerror(L, 1, "refusing pid 0/-1");
-  if (kill(pid, sig) < 0) return orch_lua_fail(L, -errno);
-  lua_pushboolean(L, 1);
-  return 1;
+  return orch_lua_ok(L, kill(pid, sig) < 0 ? -errno : 0);
 }
 
 static int l_getpgid(lua_State *L) {
@@ -104,12 +102,8 @@ static int l_descendants(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg funcs[] = {{"signum", l_signum},
-                                 {"signame", l_signame},
-                                 {"kill", l_kill},
-                                 {"getpgid", l_getpgid},
-                                 {"pgroup_alive", l_pgroup_alive},
-                                 {"descendants", l_descendants},
-                                 {NULL, NULL}};
+static const luaL_Reg funcs[] = {
+    {"signum", l_signum}, {"signame", l_signame}, {"kill", l_kill}, {"getpgid", l_getpgid},
+    {"pgroup_alive", l_pgroup_alive}, {"descendants", l_descendants}, {NULL, NULL}};
 
 void orch_signal_lua_register(lua_State *L) { luaL_register(L, NULL, funcs); }

@@ -53,13 +53,6 @@ static int l_sink_open(lua_State *L) {
   return 1;
 }
 
-static int l_sink_close(lua_State *L) {
-  lsink_t *u = luaL_checkudata(L, 1, SINK_MT);
-  if (u->s) orch_sink_unref(u->s);
-  u->s = NULL;
-  return 0;
-}
-
 static int l_sink_write(lua_State *L) {
   orch_sink_t *s = orch_lua_check_sink(L, 1);
   size_t n;
@@ -84,15 +77,15 @@ static int l_sink_rotation(lua_State *L) {
   return 0;
 }
 
-static int ok_or_fail(lua_State *L, int rc) {
-  if (rc < 0) return orch_lua_fail(L, rc);
-  lua_pushboolean(L, 1);
-  return 1;
-}
+static int l_sink_reopen(lua_State *L) { return orch_lua_ok(L, orch_sink_reopen(orch_lua_check_sink(L, 1))); }
+static int l_sink_truncate(lua_State *L) { return orch_lua_ok(L, orch_sink_truncate(orch_lua_check_sink(L, 1))); }
+static int l_sink_own_stdio(lua_State *L) { return orch_lua_ok(L, orch_sink_own_stdio(orch_lua_check_sink(L, 1))); }
 
-static int l_sink_reopen(lua_State *L) { return ok_or_fail(L, orch_sink_reopen(orch_lua_check_sink(L, 1))); }
-static int l_sink_truncate(lua_State *L) { return ok_or_fail(L, orch_sink_truncate(orch_lua_check_sink(L, 1))); }
-static int l_sink_own_stdio(lua_State *L) { return ok_or_fail(L, orch_sink_own_stdio(orch_lua_check_sink(L, 1))); }
+static int l_sink_close(lua_State *L) {
+  orch_sink_t *s = orch_lua_take(L, 1, SINK_MT);
+  if (s) orch_sink_unref(s);
+  return 0;
+}
 
 static int l_sink_stats(lua_State *L) {
   orch_sink_t *s = orch_lua_check_sink(L, 1);
@@ -131,14 +124,14 @@ static int l_sink_stats(lua_State *L) {
 /* core.truncate_log(path [, follow]): empties an existing log file no sink
  * has open (orch_sink_truncate_path). */
 static int l_truncate_log(lua_State *L) {
-  return ok_or_fail(L, orch_sink_truncate_path(luaL_checkstring(L, 1), lua_toboolean(L, 2)));
+  return orch_lua_ok(L, orch_sink_truncate_path(luaL_checkstring(L, 1), lua_toboolean(L, 2)));
 }
 
 /* core.remove_rotated(path, retain): deletes path.1 ... (and .gz). */
 static int l_remove_rotated(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   int retain = (int)luaL_optinteger(L, 2, 1);
-  return ok_or_fail(L, orch_rotate_remove(path, retain));
+  return orch_lua_ok(L, orch_rotate_remove(path, retain));
 }
 
 /* core.echo(fd, text): text (whole lines) to orch run's terminal through
@@ -166,22 +159,15 @@ static int l_echo_stats(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg sink_methods[] = {{"write", l_sink_write},
-                                        {"path", l_sink_path},
-                                        {"stats", l_sink_stats},
-                                        {"rotation", l_sink_rotation},
-                                        {"reopen", l_sink_reopen},
-                                        {"truncate", l_sink_truncate},
-                                        {"own_stdio", l_sink_own_stdio},
-                                        {"close", l_sink_close},
-                                        {NULL, NULL}};
+static const luaL_Reg funcs[] = {
+    {"sink_open", l_sink_open}, {"truncate_log", l_truncate_log},
+    {"remove_rotated", l_remove_rotated}, {"echo", l_echo}, {"echo_stats", l_echo_stats},
+    {NULL, NULL}};
 
-static const luaL_Reg funcs[] = {{"sink_open", l_sink_open},
-                                 {"truncate_log", l_truncate_log},
-                                 {"remove_rotated", l_remove_rotated},
-                                 {"echo", l_echo},
-                                 {"echo_stats", l_echo_stats},
-                                 {NULL, NULL}};
+static const luaL_Reg sink_methods[] = {
+    {"write", l_sink_write}, {"path", l_sink_path}, {"stats", l_sink_stats},
+    {"rotation", l_sink_rotation}, {"reopen", l_sink_reopen}, {"truncate", l_sink_truncate},
+    {"own_stdio", l_sink_own_stdio}, {"close", l_sink_close}, {NULL, NULL}};
 
 void orch_sink_lua_register(lua_State *L) {
   orch_lua_class(L, SINK_MT, sink_methods, l_sink_close);

@@ -43,11 +43,10 @@ static int l_clock_ticks(lua_State *L) {
   return 1;
 }
 
+static const luaL_Reg funcs[] = {
+    {"proc_stats", l_proc_stats}, {"proc_starttime", l_proc_starttime},
+    {"clock_ticks", l_clock_ticks}, {NULL, NULL}};
+
 void orch_stats_lua_register(lua_State *L) {
-  lua_pushcfunction(L, l_proc_stats);
-  lua_setfield(L, -2, "proc_stats");
-  lua_pushcfunction(L, l_proc_starttime);
-  lua_setfield(L, -2, "proc_starttime");
-  lua_pushcfunction(L, l_clock_ticks);
-  lua_setfield(L, -2, "clock_ticks");
+  luaL_register(L, NULL, funcs);
 }

@@ -17,6 +17,22 @@ static inline int orch_lua_fail(lua_State *L, int err) {
   return 3;
 }
 
+/* true, or (rc < 0) the expected-failure return above. */
+static inline int orch_lua_ok(lua_State *L, int rc) {
+  if (rc < 0) return orch_lua_fail(L, rc);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* For close and __gc of a userdata of class mt at idx whose first field is
+ * its handle: takes the handle out (NULL if closed already), leaving NULL. */
+static inline void *orch_lua_take(lua_State *L, int idx, const char *mt) {
+  void **slot = luaL_checkudata(L, idx, mt);
+  void *h = *slot;
+  *slot = NULL;
+  return h;
+}
+
 /* Registers a class: a metatable named name whose __index holds methods. */
 static inline void orch_lua_class(lua_State *L, const char *name,
                                   const luaL_Reg *methods, lua_CFunction gc) {

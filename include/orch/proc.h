@@ -7,6 +7,7 @@
 #ifndef ORCH_PROC_H
 #define ORCH_PROC_H
 
+#include <signal.h>
 #include <sys/types.h>
 #include <uv.h>
 
@@ -80,5 +81,8 @@ void orch__child_fail(int errfd, int err) __attribute__((noreturn));
 int orch__child_exec(const char *file, char *const *argv, char *const *envp);
 /* Every signal back to SIG_DFL (the mask is the caller's business). */
 void orch__child_reset_signals(void);
+/* Parent side, before fork: blocks every signal, so that no handler of
+ * orch's runs in the child; *old is the mask to set back after the fork. */
+void orch__fork_block_signals(sigset_t *old);
 
 #endif
