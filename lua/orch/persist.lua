@@ -26,25 +26,36 @@ local function plain(v, dropped)
   return out
 end
 
+-- One pass over the process table (then one per app's instance 0): it runs
+-- on every loop turn that changed something, and a walk of the table per
+-- app made that quadratic in the number of apps.
 function E:snapshot()
+  local procs = self.sup:list()
+  local stopped, running = {}, {}
+  for _, p in ipairs(procs) do
+    stopped[p.name] = stopped[p.name] or {}
+    if p.status == "stopped" then table.insert(stopped[p.name], p.instance) end
+    if self:is_running(p) then running[p.name] = true end
+  end
   local list = {}
-  for _, p in ipairs(self.sup:list()) do
+  for _, p in ipairs(procs) do
     local entry = self.apps[p.name]
     if entry and p.instance == 0 then
-      local dropped = { n = 0 }
-      local source = plain(entry.source, dropped)
-      if dropped.n > 0 and not entry.warned_lossy then
-        entry.warned_lossy = true
-        self.log("warn", string.format("%s: %d Lua function(s) in its options cannot be saved; "
-          .. "a resurrect or a restart after a crash starts it without them", p.name, dropped.n))
+      -- copied once per source (its env is the whole environment of a CLI;
+      -- orch restart --update-env replaces it)
+      if entry.plain_of ~= entry.source or entry.plain_env ~= entry.source.env then
+        local dropped = { n = 0 }
+        entry.plain, entry.plain_of, entry.plain_env = plain(entry.source, dropped), entry.source, entry.source.env
+        if dropped.n > 0 and not entry.warned_lossy then
+          entry.warned_lossy = true
+          self.log("warn", string.format("%s: %d Lua function(s) in its options cannot be saved; "
+            .. "a resurrect or a restart after a crash starts it without them", p.name, dropped.n))
+        end
       end
-      local stopped = {}
-      for _, q in ipairs(self:procs_of(p.name)) do
-        if q.status == "stopped" then stopped[#stopped + 1] = q.instance end
-      end
-      table.sort(stopped)
-      list[#list + 1] = { name = p.name, source = source, running = self:app_running(p.name),
-                          instances = entry.app.instances, stopped = stopped }
+      local source = entry.plain
+      table.sort(stopped[p.name])
+      list[#list + 1] = { name = p.name, source = source, running = running[p.name] == true,
+                          instances = entry.app.instances, stopped = stopped[p.name] }
     end
   end
   return list
