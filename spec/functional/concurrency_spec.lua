@@ -287,7 +287,8 @@ describe("concurrent commands on one app", function()
       -- orch kill: nothing of the app left, a clean exit
       local code, _, err = H.orch_sync({ "kill" }, { home = home })
       assert.are.equal(0, code, err)
-      H.wait_until(function() return not H.exists(daemon) end, 10000, "the daemon to exit")
+      -- (a zombie until its parent, init, reaps it)
+      H.wait_until(function() return not H.alive(daemon) end, 10000, "the daemon to exit")
       assert.are.same({}, H.marked(home))
       local log = H.read(home .. "/daemon.log") or ""
       assert.is_nil(log:find("PANIC", 1, true), log)
@@ -295,4 +296,35 @@ describe("concurrent commands on one app", function()
       assert.is_nil(log:find("operation '[^']*' on [^\n]* failed"), log)
     end)
   end
+
+  -- A command waits only for those before it on the same app: a stop that
+  -- takes its kill_timeout holds a restart of that app (which replies once
+  -- it ran), never a restart of another app, nor a ping.
+  it("never makes a command on one app wait for another app's, and queues one on the same app", function()
+    slots = {}
+    H.started(dir, home, string.format([[
+      { name = "slow", script = "/bin/sh", args = { "-c", "trap '' TERM; exec sleep 1000" },
+        kill_signal = "SIGTERM", kill_timeout = 3000 },
+      { name = "ra", script = %q, kill_signal = "SIGTERM" }, ]], apps .. "/slow_stop.sh"))
+    daemon = H.json(home, { "ping" }).pid
+    local stop = request("stop", { target = "slow" })
+    H.wait_until(function()
+      for _, p in ipairs(ok("list")) do
+        if p.name == "slow" then return p.status == "stopping" end
+      end
+    end, 20000, "slow stopping")
+    local again = request("restart", { target = "slow" })
+    local other = await(request("restart", { target = "ra" }), "restart ra", home)
+    assert.is_true(other.ok, cjson.encode(other))
+    assert.is_true(await(request("ping"), "ping", home).ok)
+    -- slow's stop (SIGKILL after 3 s) is still going on, its restart waits
+    assert.is_nil(stop.reply)
+    assert.is_nil(again.reply)
+    local stopped = await(stop, "stop slow", home)
+    assert.is_true(stopped.ok, cjson.encode(stopped))
+    assert.are.equal("stopped", stopped.result[1].status)
+    local restarted = await(again, "restart slow", home)
+    assert.is_true(restarted.ok, cjson.encode(restarted))
+    assert.are.equal("online", restarted.result[1].status)
+  end)
 end)
