@@ -44,8 +44,18 @@ function M.new(opts)
   -- one operation at a time per app (commands, triggers, users' handlers)
   self.ops = require("orch.ops").new({ log = self.log, holds = function(p) return self.sup:get(p.id) == p end })
   self.api = require("orch.api").new(self)
-  self.triggers = require("orch.triggers").new(self)
-  self.health = require("orch.health").new(self)
+  self.triggers = require("orch.triggers").new({
+    log = self.log, list = function() return self.sup:list() end, stats = function(p) return self:stats(p) end,
+    procs_of = function(name) return self:procs_of(name) end, restart = function(p) self:restart_running(p) end,
+  })
+  self.health = require("orch.health").new({
+    log = self.log, label = function(p) return self.sup:label(p) end, home = opts.paths.home,
+    maybe_online = function(p) self.readiness:maybe_online(p) end,
+    emit = function(event, p, info) self:_event(event, p, info) end,
+    api_get = function(id) return self.api.get(id) end,
+    user_error = function(p, what, err) self:user_error(p, what, err) end,
+    restart = function(p) self:restart_running(p) end,
+  })
   -- which descendants are whose (cgroup v2 or the environment marker)
   self.tree = require("orch.tree").new(opts.paths.home, { log = opts.log })
   self.sup = supervisor.new({
@@ -81,9 +91,15 @@ function M.new(opts)
   return self
 end
 
--- Online once every readiness condition of the app holds (orch.health
--- calls it after a good check).
-function Engine:maybe_online(p) return self.readiness:maybe_online(p) end
+-- A restart that is not a command (a trigger, a failed health check): an
+-- operation of the process's app, after those before it (orch.ops), if the
+-- process still runs then.
+function Engine:restart_running(p)
+  self.ops:each({ p }, "restart " .. p.id, function(_, done)
+    if p.status == "online" or p.status == "launching" then return self.sup:restart(p, done) end
+    done()
+  end)
+end
 
 function Engine:_event(event, proc, info)
   -- one-shot watchers of a process (reload waits for its replacement)

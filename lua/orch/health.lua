@@ -1,7 +1,7 @@
 -- orch.health: health checks (docs/ecosystem.md, "Health checks").
 --
 -- validate() checks an app's `health` table for the ecosystem loader and
--- returns it normalised. new(engine) makes the checker the engine drives:
+-- returns it normalised. new(opts) makes the checker the engine drives:
 -- start(proc) when a process has been spawned, stop(proc) when it exits or
 -- is stopped. Per running process, one check at a time: the first `interval`
 -- after the start, the next `interval` after the previous one ended. Every
@@ -220,10 +220,14 @@ end
 local Checker = {}
 Checker.__index = Checker
 
--- engine: log(level, msg), maybe_online(proc) (online once every readiness
--- condition holds), sup (label, restart), api (get), _event(event, proc, info).
-function M.new(engine)
-  return setmetatable({ engine = engine, uv = require("luv"), hook = require("orch.hook"), runs = {} }, Checker)
+-- opts: log(level, msg), label(proc), maybe_online(proc) (online once every
+-- readiness condition holds), emit(event, proc, info), api_get(id) (the
+-- process object a check function gets), user_error(proc, what, err),
+-- restart(proc) (after the retries: an operation of its app), home
+-- ($ORCH_HOME, for an exec check's environment).
+function M.new(opts)
+  return setmetatable({ opts = opts, log = opts.log, uv = require("luv"), hook = require("orch.hook"), runs = {} },
+    Checker)
 end
 
 local function close(h)
@@ -351,15 +355,14 @@ end
 -- The process becomes healthy (true) or unhealthy: its state, a line of
 -- the daemon's log ("NAME:I " .. line), the health event.
 function Checker:_set(proc, healthy, msg, line)
-  local e = self.engine
   proc.health_state.status = healthy and "healthy" or "unhealthy"
   proc.healthy = healthy
-  e.log(healthy and "info" or "warn", e.sup:label(proc) .. " " .. line)
-  e:_event("health", proc, { healthy = healthy, message = msg })
+  self.log(healthy and "info" or "warn", self.opts.label(proc) .. " " .. line)
+  self.opts.emit("health", proc, { healthy = healthy, message = msg })
 end
 
 function Checker:_result(run, ok, msg)
-  local proc, cfg, e = run.proc, run.cfg, self.engine
+  local proc, cfg = run.proc, run.cfg
   local st = proc.health_state
   st.last = msg
   if ok then
@@ -367,7 +370,7 @@ function Checker:_result(run, ok, msg)
     run.ever_healthy = true
     if st.status ~= "healthy" then self:_set(proc, true, msg, "healthy: " .. msg) end
     -- Ends the wait of a wait_healthy process (a no-op for others).
-    if proc.status == "launching" then e:maybe_online(proc) end
+    if proc.status == "launching" then self.opts.maybe_online(proc) end
     return
   end
   if not run.ever_healthy and self.uv.now() - run.started < cfg.start_period then
@@ -382,7 +385,7 @@ function Checker:_result(run, ok, msg)
   self:_set(proc, false, msg, string.format("unhealthy: %d check%s failed in a row, last: %s; restarting",
     st.failures, st.failures == 1 and "" or "s", msg))
   self:stop(proc)
-  require("orch.triggers").restart(e, proc)
+  self.opts.restart(proc)
 end
 
 ---------------------------------------------------------------------------
@@ -444,7 +447,7 @@ function KIND.exec(self, check, proc, cfg)
   handle, pid = uv.spawn(cfg.exec[1], {
     args = { unpack(cfg.exec, 2) },
     env = launch.environment(proc.app, proc.instance, proc.id, proc.base_env, nil,
-      self.engine.paths and self.engine.paths.home),
+      self.opts.home),
     cwd = proc.app.cwd,
     stdio = { nil, out, err },
     detached = true,
@@ -475,14 +478,13 @@ end
 -- Runs through orch.hook (protected, under the app's hook_deadline); an error
 -- is logged and counts as a failure.
 function KIND.check(self, check, proc, cfg)
-  local e = self.engine
   local function done(ok, msg)
     if msg == nil then msg = ok and "check passed" or "check failed" end
     check.report(ok, self.hook.tostring(msg))
   end
-  local good, res, msg = self.hook.call(cfg.check, proc.app.hook_deadline, e.api.get(proc.id), done)
+  local good, res, msg = self.hook.call(cfg.check, proc.app.hook_deadline, self.opts.api_get(proc.id), done)
   if not good then
-    e:user_error(proc, "health check function", res)
+    self.opts.user_error(proc, "health check function", res)
     return check.report(false, "check function failed: " .. first_line(res))
   end
   if res ~= nil then done(res, msg) end

@@ -17,27 +17,19 @@ local function close(h)
   if h and not h:is_closing() then h:close() end
 end
 
-function M.new(engine)
-  return setmetatable({ engine = engine, apps = {} }, Triggers)
+-- opts: log(level, msg), list() (every process), procs_of(name), stats(p)
+-- (its CPU % and resident bytes), restart(p) (a restart that is not a
+-- command: an operation of its app, if p still runs then).
+function M.new(opts)
+  return setmetatable({ opts = opts, log = opts.log, apps = {} }, Triggers)
 end
-
--- Restarts a running process, after the operations on its app before it
--- (orch.ops), if it still runs then.
-local function restart(e, p)
-  e.ops:each({ p }, "restart " .. p.id, function(_, done)
-    if p.status == "online" or p.status == "launching" then return e.sup:restart(p, done) end
-    done()
-  end)
-end
-M.restart = restart
 
 -- Restarts the running processes of an app, saying why.
 function Triggers:_restart(name, why)
-  local e = self.engine
-  for _, p in ipairs(e:procs_of(name)) do
+  for _, p in ipairs(self.opts.procs_of(name)) do
     if p.status == "online" or p.status == "launching" then
-      e.log("info", string.format("%s:%d: %s, restarting", p.name, p.instance, why))
-      restart(e, p)
+      self.log("info", string.format("%s:%d: %s, restarting", p.name, p.instance, why))
+      self.opts.restart(p)
     end
   end
 end
@@ -47,17 +39,17 @@ end
 ---------------------------------------------------------------------------
 
 function Triggers:_memory_check()
-  local e, any = self.engine, false
-  for _, p in ipairs(e.sup:list()) do
+  local any = false
+  for _, p in ipairs(self.opts.list()) do
     local limit = p.app.max_memory_restart
     if limit then
       any = true
       if p.status == "online" and p.pid then
-        local _, rss = e:stats(p)
+        local _, rss = self.opts.stats(p)
         if rss > limit then
-          e.log("info", string.format("%s:%d: memory %d bytes over max_memory_restart %d, restarting",
+          self.log("info", string.format("%s:%d: memory %d bytes over max_memory_restart %d, restarting",
             p.name, p.instance, rss, limit))
-          restart(e, p)
+          self.opts.restart(p)
         end
       end
     end

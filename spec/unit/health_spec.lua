@@ -178,11 +178,16 @@ describe("the health checker", function()
       restart = function(_, p) engine.restarts = engine.restarts + 1 p.restarted = true end,
     }
     engine.api = { get = function(id) return { id = id } end }
-    engine.ops = require("orch.ops").new() -- a restart is an operation of its app
     -- the real engine also waits for 'ready' (wait_ready); here health alone decides
     function engine:maybe_online(p) return self.sup:set_online(p) end
     function engine:_event(event, _, info) self.events[#self.events + 1] = { event, info.healthy, info.message } end
-    checker = health.new(engine)
+    checker = health.new({
+      log = engine.log, label = function(p) return engine.sup:label(p) end,
+      maybe_online = function(p) return engine:maybe_online(p) end,
+      emit = function(event, p, info) engine:_event(event, p, info) end,
+      api_get = engine.api.get, user_error = function(p, what, err) engine:user_error(p, what, err) end,
+      restart = function(p) engine.sup:restart(p) end, -- the engine's goes through orch.ops
+    })
   end)
 
   after_each(function()
