@@ -118,13 +118,16 @@ function M.request(engine, conn, line)
     -- the state file could not be written (a full disk) after a change
     -- during the request, the change happened but is not kept: the client
     -- is told, not answered as if all were well. A disk slow to fsync
-    -- (seconds, under heavy writes) holds the reply STATE_WAIT_MS at most.
+    -- (seconds, under heavy writes) holds the reply of a command that
+    -- changed nothing STATE_WAIT_MS at most; a change waits for the disk
+    -- (an OK before it is there would be forgotten by a crash).
     local sent, timer = false, nil
     local function send()
       if sent then return end
       sent = true
       if timer then timer:close() end
-      if not code and engine.state_error and engine.state_seq ~= seq and not READ_ONLY[cmd] then
+      local changed = engine.state_seq ~= seq and not READ_ONLY[cmd]
+      if not code and changed and engine.state_error then
         code, message = "EIO", string.format("'%s' done, but not saved: %s (a daemon restarted after a crash "
           .. "would not know it)", cmd, engine.state_error)
       end
@@ -138,9 +141,10 @@ function M.request(engine, conn, line)
       timer = uv.new_timer()
       timer:start(M.STATE_WAIT_MS, 0, function()
         if sent then return end
-        engine.log("warn", string.format("state file not on disk after %d ms; answering '%s' meanwhile",
-          M.STATE_WAIT_MS, cmd))
-        send()
+        local changed = engine.state_seq ~= seq and not READ_ONLY[cmd]
+        engine.log("warn", string.format("state file not on disk after %d ms; %s '%s'", M.STATE_WAIT_MS,
+          changed and "still waiting for it to answer" or "answering", cmd))
+        if not changed then send() end
       end)
     end
   end

@@ -128,4 +128,34 @@ describe("persistence", function()
     assert.are.equal("kept", list[1].name)
     assert.are.equal(1, #H.app_pids(home, "kept"))
   end)
+  it("never answers OK for a change the disk has not taken yet (an fsync that takes seconds)", function()
+    H.need("strace")
+    assert.are.equal(0, select(2, json({ "start", "sleep", "--name", "first", "--", "1000" })))
+    local daemon = tonumber(H.read(home .. "/daemon.pid"))
+    local trace = dir .. "/trace"
+    local exited = false
+    -- every fsync of the daemon (its durable writer's thread) waits 2.5 s
+    local handle, pid = uv.spawn("strace", { args = { "-f", "-qq", "-e", "trace=openat,fsync,fdatasync",
+      "-e", "inject=fsync,fdatasync:delay_enter=2500000", "-o", trace, "-p", tostring(daemon) } },
+      function() exited = true end)
+    assert(handle, pid)
+    finally(function()
+      pcall(uv.kill, pid, "sigint")
+      pcall(H.wait_until, function() return exited end, 10000)
+      if not exited then pcall(uv.kill, pid, "sigkill") end
+      handle:close()
+    end)
+    H.wait_until(function()
+      json({ "list" })
+      return (H.read(trace) or ""):find("/proc/", 1, true)
+    end, 10000, "strace to attach")
+    local code, out, err = H.orch_sync({ "start", "sleep", "--name", "slow", "--", "1000" }, { home = home, cwd = dir })
+    local saved = (H.read(home .. "/state.json") or ""):find('"slow"', 1, true)
+    if code == 0 then
+      assert(saved, "'start' answered OK before state.json held the app: " .. out)
+    else
+      assert.are.equal(1, code, out)
+      assert.matches("not saved", err)
+    end
+  end)
 end)
