@@ -57,12 +57,3 @@ int orch_cgroup_open_procs(const char *dir) {
   int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
   return fd < 0 ? -errno : fd;
 }
-
-int orch_cgroup_populated(const char *dir) {
-  char buf[256];
-  int rc = read_file(dir, "cgroup.events", buf, sizeof buf);
-  if (rc < 0) return rc;
-  const char *p = strstr(buf, "populated ");
-  if (!p) return -EINVAL;
-  return p[10] == '1';
-}

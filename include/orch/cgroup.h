@@ -14,8 +14,4 @@ int orch_cgroup_pids(const char *dir, pid_t *out, int cap);
  * writes "0" to it before exec to move itself in. fd or -errno. */
 int orch_cgroup_open_procs(const char *dir);
 
-/* Whether dir's tree holds a live process (cgroup.events: populated 1).
- * 1, 0 or -errno. */
-int orch_cgroup_populated(const char *dir);
-
 #endif
