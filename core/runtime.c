@@ -66,7 +66,7 @@ static int is_user_function(lua_State *L, int idx) {
 }
 
 /* Set at exit once Lua has had its rounds of close callbacks (see
- * orch_runtime_close_luv_handles): callbacks are dropped from then on. */
+ * close_luv_handles): callbacks are dropped from then on. */
 static int callbacks_off;
 
 int orch_runtime_pcall(lua_State *L, int nargs, int nresults, int flags) {
@@ -227,7 +227,7 @@ static int close_one(lua_State *L) {
  * change the registry under lua_next. Lua that keeps making handles gets
  * CLOSE_ROUNDS rounds; then its callbacks stop and the rest close without
  * them. */
-void orch_runtime_close_luv_handles(lua_State *L) {
+static void close_luv_handles(lua_State *L) {
   uv_loop_t *loop = orch_runtime_loop(L);
   for (int round = 0;; round++) {
     int *refs, held;
@@ -259,7 +259,6 @@ void orch_runtime_close_luv_handles(lua_State *L) {
   }
 }
 
-void orch_runtime_free(lua_State *L) { orch_heap_close(L); }
 
 /* By owner (owners.h). Order matters: luv's close callbacks reach into
  * luv's context, which lives in the Lua state. So luv's handles are closed
@@ -268,8 +267,8 @@ void orch_runtime_free(lua_State *L) { orch_heap_close(L); }
  * flush into the echo, whose readers get a second). Anything left is a bug. */
 void orch_runtime_end(lua_State *L) {
   uv_loop_t *loop = orch_runtime_loop(L);
-  orch_runtime_close_luv_handles(L);
-  orch_runtime_free(L);
+  close_luv_handles(L);
+  orch_heap_close(L);
   orch_owners_close_all();
   orch_echo_finish(1000);
   orch_owners_strays(loop);

@@ -7,10 +7,6 @@
 #include <uv.h>
 
 lua_State *orch_runtime_new(uv_loop_t *loop);
-void orch_runtime_free(lua_State *L);
-/* Closes luv's handles and runs the loop until luv holds none, open or
- * closing (before orch_runtime_free: luv's __gc must find none). */
-void orch_runtime_close_luv_handles(lua_State *L);
 
 /* orch's exit: closes every handle on the loop through its owner, the Lua
  * state among them, and runs the loop until they are closed (then the
