@@ -44,7 +44,9 @@ function H.alive(pid)
   -- A zombie still answers kill(0); /proc tells them apart.
   local stat = H.read("/proc/" .. pid .. "/stat")
   if not stat then return false end
-  local state = stat:match("^%d+ %b() (%a)")
+  -- comm may hold unbalanced parentheses (the daemon's title, cut to 15
+  -- bytes: "orch: daemon (/"): the state follows the last ") "
+  local state = stat:match("^%d+ .*%) (%a)")
   return state ~= "Z" and state ~= "X"
 end
 

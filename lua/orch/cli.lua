@@ -316,6 +316,7 @@ local function run_verb(verb, p)
     err("orch %s: %s", verb, rerr.message)
     return 1
   end
+  if verb == "kill" then client.await_exit(result.pid) end
   if o.json then
     json_out(result)
     return 0

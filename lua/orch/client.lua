@@ -112,6 +112,20 @@ function M.connect(autostart)
   return c, err
 end
 
+-- Waits (up to START_TIMEOUT_MS) until process pid has exited: the daemon
+-- after `orch kill` replied, so that the next verb finds its lock free
+-- instead of a daemon still on its way out. A pidfd: never a recycled pid.
+function M.await_exit(pid)
+  local h = type(pid) == "number" and core.pidfd(pid)
+  if not h then return end
+  local waited, step = 0, 1
+  while not h:exited() and waited < M.START_TIMEOUT_MS do
+    core.sleep_ms(step)
+    waited, step = waited + step, math.min(step * 2, 50)
+  end
+  h:close()
+end
+
 local next_id = 0
 
 -- Sends one request and waits for its reply. Returns result, or nil and an

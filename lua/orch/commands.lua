@@ -439,7 +439,8 @@ function H.kill(engine, args, respond)
   if not ok then return respond(nil, "EINVAL", err) end
   engine:stop_all(function()
     -- the daemon ends once the reply is queued (it may wait for the state file)
-    respond({ stopped = true }, nil, nil, function()
+    -- its pid: the CLI returns once it has exited (and let go of its lock)
+    respond({ stopped = true, pid = require("orch.core").getpid() }, nil, nil, function()
       if engine.on_kill then engine.on_kill() end
     end)
   end)

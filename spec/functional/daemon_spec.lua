@@ -298,6 +298,23 @@ describe("orch daemon and CLI", function()
     assert.are.same({ "1002" }, H.json(home, { "describe", "c" })[1].args)
   end)
 
+  -- `orch kill` returned on the daemon's reply, before the daemon had let
+  -- go of its pid-file lock (it writes its state file, closes, exits): a
+  -- verb right after it found the lock held, took the new daemon for another
+  -- orch starting and waited 30 s for it to answer.
+  it("orch kill returns once the daemon has exited", function()
+    H.json(home, { "start", "sleep", "--name", "a", "--", "1000" })
+    local daemon = tonumber(H.read(home .. "/daemon.pid"))
+    for _ = 1, 3 do
+      local killed, code, err = H.json(home, { "kill" })
+      assert.are.equal(0, code, err)
+      assert.is_true(killed.stopped)
+      assert.is_false(H.alive(daemon), "the daemon still runs after orch kill returned")
+      H.json(home, { "ping" })
+      daemon = tonumber(H.read(home .. "/daemon.pid"))
+    end
+  end)
+
   -- Every process the daemon ever ran was kept in memory through its Lua
   -- API object (a weak-keyed table whose values held the keys: ~4.5 kB per
   -- process): the Lua heap after a full collection must not grow per round.

@@ -77,7 +77,7 @@ local apps = H.root .. "/spec/fixtures/apps"
 
 local function stat_fields(pid)
   local s = H.read("/proc/" .. pid .. "/stat") or ""
-  local ppid, pgrp = s:match("^%d+ %b() %a (%d+) (%d+)")
+  local ppid, pgrp = s:match("^%d+ .*%) %a (%d+) (%d+)")
   return tonumber(ppid), tonumber(pgrp)
 end
 
