@@ -316,7 +316,17 @@ local function run_verb(verb, p)
     err("orch %s: %s", verb, rerr.message)
     return 1
   end
-  if verb == "kill" then client.await_exit(result.pid) end
+  if verb == "kill" and result.pid then
+    -- The daemon answers before its last state write and its exit, and
+    -- holds the home's lock until then: returning at once let the next
+    -- `orch VERB` (or an `orch run`) find the home taken by an orch that
+    -- would never answer. Returns once it is gone, as PM2's kill does.
+    local gone, gerr = client.await_exit(result.pid, "the daemon")
+    if not gone then
+      err("orch kill: %s", gerr)
+      return 1
+    end
+  end
   if o.json then
     json_out(result)
     return 0

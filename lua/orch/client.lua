@@ -10,6 +10,7 @@ local paths = require("orch.paths")
 local M = {}
 
 M.START_TIMEOUT_MS = 30000 -- a daemon that died is known at once (readiness fd)
+M.EXIT_TIMEOUT_MS = 30000 -- a daemon's last state write (fsync) can take seconds
 M.REPLY_TIMEOUT_MS = 120000 -- stop waits for kill_timeout; long ones take long
 
 -- The daemon's fd for its readiness pipe (s6's notification-fd): it writes
@@ -62,21 +63,67 @@ local function start_daemon(layout)
     byte and ("unexpected byte " .. byte) or err)
 end
 
--- Another orch (a `orch run`, a daemon started by hand) took the home just
--- before our daemon: it listens within moments. The one wait by retrying,
--- with backoff; CLIs never race each other here (start_lock).
-local function await_other(sock)
-  local waited, step = 0, 5
-  while waited < M.START_TIMEOUT_MS do
-    local c, err, code = core.ctl_connect(sock)
-    if c then return c end
-    if code ~= "ENOENT" and code ~= "ECONNREFUSED" then
-      return nil, string.format("cannot connect to %s: %s", sock, err)
+-- Waits until process pid has exited: its pidfd is readable once it has
+-- released its files, and with them its pid-file lock (a zombie holds
+-- nothing). true, or nil, message; what names the process in the message.
+function M.await_exit(pid, what)
+  local h, err, code = core.pidfd(pid)
+  if not h then
+    if code == "ESRCH" then return true end
+    return nil, string.format("cannot watch %s (pid %d): %s", what, pid, err)
+  end
+  local waited, step = 0, 1
+  while not h:exited() do
+    if waited >= M.EXIT_TIMEOUT_MS then
+      h:close()
+      return nil, string.format("%s (pid %d) has not exited within %d ms", what, pid, M.EXIT_TIMEOUT_MS)
     end
+    core.sleep_ms(step)
+    waited, step = waited + step, math.min(step * 2, 50)
+  end
+  h:close()
+  return true
+end
+
+-- Our daemon found the home's pid-file lock taken. Its holder is either an
+-- orch that just started (an `orch run`, a daemon started by hand), which
+-- listens within moments, or the previous daemon on its way out: it
+-- answered a kill (or a SIGTERM) and closed its socket, but drops the lock
+-- only when it exits, after its last state write (an fsync: seconds on a
+-- slow disk). That one never answers, so waiting for an answer alone hung
+-- for START_TIMEOUT_MS. Waits for whichever comes first: a connection (c),
+-- or the holder named by the pid file gone (nil, nil, "EGONE": start a
+-- daemon again). Polled with backoff; CLIs never race each other here
+-- (start_lock), and the pid-file lock is never touched: taking it even for a
+-- moment could turn away an `orch run` starting meanwhile.
+local function await_other(layout)
+  local waited, step = 0, 5
+  local holder -- pidfd of the pid the pid file names
+  local function done(...)
+    if holder then holder:close() end
+    return ...
+  end
+  while waited < M.START_TIMEOUT_MS do
+    local c, err, code = core.ctl_connect(layout.sock)
+    if c then return done(c) end
+    if code ~= "ENOENT" and code ~= "ECONNREFUSED" then
+      return done(nil, string.format("cannot connect to %s: %s", layout.sock, err))
+    end
+    -- nil while a new holder is writing its pid; ENOSYS (no pidfd): wait
+    -- for an answer alone, as before
+    local pid = core.read_pidfile(layout.pid)
+    if pid and not (holder and holder:pid() == pid) then
+      if holder then holder:close() end
+      local h, _, pcode = core.pidfd(pid)
+      if not h and pcode == "ESRCH" then return nil, nil, "EGONE" end
+      holder = h
+    end
+    if holder and holder:exited() then return done(nil, nil, "EGONE") end
     core.sleep_ms(step)
     waited, step = waited + step, math.min(step * 2, 200)
   end
-  return nil, string.format("another orch holds %s but does not answer on %s", sock:match("^(.*)/[^/]*$"), sock)
+  return done(nil, string.format("another orch%s holds %s but does not answer on %s within %d ms",
+    holder and (" (pid " .. holder:pid() .. ")") or "", layout.home, layout.sock, M.START_TIMEOUT_MS))
 end
 
 -- Returns a connected client, or nil, message. autostart: start the daemon
@@ -99,31 +146,24 @@ function M.connect(autostart)
   local lock, lerr = core.start_lock(layout.home)
   if not lock then return nil, string.format("cannot lock %s: %s", layout.home, lerr) end
   c = core.ctl_connect(layout.sock)
-  if not c then
+  -- Again once the holder of the home is gone (see await_other); a few
+  -- times at most, should orchs keep taking it and exiting around us.
+  local tries = 0
+  while not c and tries < 3 do
+    tries = tries + 1
     ok, err, code = start_daemon(layout)
     if ok then
       c, err = core.ctl_connect(layout.sock)
       if not c then err = string.format("the daemon is ready but %s refuses: %s", layout.sock, err) end
-    elseif code == "EWOULDBLOCK" then
-      c, err = await_other(layout.sock)
+      break
     end
+    if code ~= "EWOULDBLOCK" then break end
+    c, err, code = await_other(layout)
+    if code ~= "EGONE" then break end
+    err = string.format("another orch took %s each time the last one exited", layout.home)
   end
   lock:release()
   return c, err
-end
-
--- Waits (up to START_TIMEOUT_MS) until process pid has exited: the daemon
--- after `orch kill` replied, so that the next verb finds its lock free
--- instead of a daemon still on its way out. A pidfd: never a recycled pid.
-function M.await_exit(pid)
-  local h = type(pid) == "number" and core.pidfd(pid)
-  if not h then return end
-  local waited, step = 0, 1
-  while not h:exited() and waited < M.START_TIMEOUT_MS do
-    core.sleep_ms(step)
-    waited, step = waited + step, math.min(step * 2, 50)
-  end
-  h:close()
 end
 
 local next_id = 0
