@@ -89,7 +89,9 @@ end
 -- Whether cgroup mode can run: our cgroup writable (moving a process between
 -- two cgroups takes write access to their common ancestor's cgroup.procs),
 -- and cgroup.kill (Linux 5.14) in the subtree made for home. Returns the
--- subtree, or nil and why.
+-- subtree, or nil and why. The subtree exists only while it holds a
+-- process's cgroup (made again for the next), so an orch that never
+-- reaches its exit (SIGKILL) with nothing running leaves nothing behind.
 local function probe(home)
   local own, why = M.own_cgroup()
   if not own then return nil, why end
@@ -99,10 +101,9 @@ local function probe(home)
   local base = own .. "/orch-" .. M.hash(home)
   local ok, err, code = uv.fs_mkdir(base, tonumber("755", 8))
   if not ok and code ~= "EEXIST" then return nil, "cannot create " .. base .. ": " .. tostring(err) end
-  if not uv.fs_stat(base .. "/cgroup.kill") then
-    uv.fs_rmdir(base)
-    return nil, "no cgroup.kill in " .. base .. " (Linux 5.14 or later needed)"
-  end
+  local usable = uv.fs_stat(base .. "/cgroup.kill")
+  uv.fs_rmdir(base) -- fails (EBUSY) where a crashed orch left cgroups: they are swept
+  if not usable then return nil, "no cgroup.kill in " .. base .. " (Linux 5.14 or later needed)" end
   return base
 end
 
@@ -160,10 +161,16 @@ end
 function Tree:enter(proc)
   local scope = { mark = self.home and launch.mark(self.home, proc.id) }
   if self.mode ~= "cgroup" then return scope end
+  local ok, err, code = uv.fs_mkdir(self.base, tonumber("755", 8))
+  if not ok and code ~= "EEXIST" then
+    self.log("warn", string.format("cannot create %s (%s); %s:%d is followed by its marker", self.base, err,
+      proc.name, proc.instance))
+    return scope
+  end
   for _ = 1, 100 do
     self.seq = self.seq + 1
     local dir = self.base .. "/" .. proc.id .. "-" .. self.seq
-    local ok, err, code = uv.fs_mkdir(dir, tonumber("755", 8))
+    ok, err, code = uv.fs_mkdir(dir, tonumber("755", 8))
     if ok then
       self.cgroups[dir] = true
       scope.cgroup = dir
@@ -212,6 +219,7 @@ function Tree:_remove(dir)
   if ok or code == "ENOENT" then
     self.cgroups[dir] = nil
     self:_unwatch(dir)
+    if next(self.cgroups) == nil then uv.fs_rmdir(self.base) end -- the last: the subtree goes too
     return true
   end
   if code ~= "EBUSY" then
