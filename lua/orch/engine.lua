@@ -33,6 +33,15 @@ end
 -- opts: paths (from orch.paths.ensure_home), echo, log(level, msg),
 --       on_event(event, proc, info), mode ("run" | "daemon")
 function M.new(opts)
+  -- No trace compiler in the supervisor: Debian 12's LuaJIT (2.1.0-beta3,
+  -- GC64) miscompiles traces over next()/pairs (a 32-bit xchg after the
+  -- call to lj_vm_next cuts BASE to its low half) and the daemon died of
+  -- SIGSEGV. Its work is I/O and small tables: the interpreter suffices.
+  -- (orch.hook leaves it off: it restores the JIT only if it found it on.)
+  if jit then
+    jit.off()
+    jit.flush()
+  end
   -- String methods called by user code go through orch.bounds.
   require("orch.bounds").install()
   local self = setmetatable({
