@@ -109,9 +109,11 @@ for _, mode in ipairs({ "marker", "cgroup" }) do
         return s and s:match("^%d+\n$") and s
       end, 30000, "the daemonised child's pid"))
       local app = json({ "list" })[1].pid
-      local ppid, pgrp = stat_fields(daemon)
-      assert.are.equal(tonumber(H.read(home .. "/daemon.pid")), ppid) -- re-parented to orch
-      assert.are_not.equal(app, pgrp)                                   -- out of the app's group
+      -- re-parented to orch once the middle process has exited (it writes
+      -- the pid file just before)
+      local orch = tonumber(H.read(home .. "/daemon.pid"))
+      H.wait_until(function() return stat_fields(daemon) == orch end, 30000, "the daemon re-parented to orch")
+      assert.are_not.equal(app, select(2, stat_fields(daemon))) -- out of the app's group
       return app, daemon, ping.trees
     end
 
