@@ -47,7 +47,19 @@ function H.alive(pid)
   -- comm may hold unbalanced parentheses (the daemon's title, cut to 15
   -- bytes: "orch: daemon (/"): the state follows the last ") "
   local state = stat:match("^%d+ .*%) (%a)")
-  return state ~= "Z" and state ~= "X"
+  if state ~= "Z" and state ~= "X" then return true end
+  -- A thread group's leader shows Z once its own thread has ended, while its
+  -- other threads (the daemon's writer threads, libuv's pool) may still be
+  -- exiting, holding the process's files: its listening socket took a
+  -- connection and reset it (lifecycle_spec's ping after a SIGKILL got
+  -- ECONNRESET). Alive until it is the last of its group.
+  local dir = uv.fs_scandir("/proc/" .. pid .. "/task")
+  while dir do
+    local tid = uv.fs_scandir_next(dir)
+    if not tid then break end
+    if tid ~= tostring(pid) then return true end
+  end
+  return false
 end
 
 function H.exists(pid)
@@ -84,10 +96,12 @@ function H.orch(args, opts)
   local env = { "ORCH_HOME=" .. opts.home, "PATH=" .. os.getenv("PATH"), "HOME=" .. (os.getenv("HOME") or "/") }
   -- development: run the Lua sources instead of the embedded modules
   -- passed on: another Lua tree, and the sanitizers' settings (./setup.sh --asan, ORCH_BIN)
+  -- (opts.env wins over them: the first of two entries is the one getenv finds)
+  local given = opts.env or {}
   for _, k in ipairs({ "ORCH_LUA_DIR", "ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS" }) do
-    if os.getenv(k) then env[#env + 1] = k .. "=" .. os.getenv(k) end
+    if os.getenv(k) and given[k] == nil then env[#env + 1] = k .. "=" .. os.getenv(k) end
   end
-  for k, v in pairs(opts.env or {}) do env[#env + 1] = k .. "=" .. v end
+  for k, v in pairs(given) do env[#env + 1] = k .. "=" .. v end
   local self = setmetatable({ out = "", err = "", args = args }, Orch)
   -- opts.stdout: an fd for orch's stdout instead of a pipe read here
   local stdout, stderr = opts.stdout == nil and uv.new_pipe(false) or nil, uv.new_pipe(false)
@@ -192,6 +206,15 @@ function H.json(home, args, opts)
     timeout = opts and opts.timeout })
   local ok, v = pcall(require("cjson").decode, out)
   return ok and v or nil, code, err, out
+end
+
+-- The environment for a daemon that strace follows until it exits: under
+-- the sanitizers (./setup.sh --asan), LeakSanitizer cannot examine a traced
+-- process and reports a fatal error instead of leaks, so it is off for that
+-- daemon only (ASAN_OPTIONS: the last of two settings wins).
+function H.traced_env()
+  local asan = os.getenv("ASAN_OPTIONS")
+  return asan and { ASAN_OPTIONS = asan .. ":detect_leaks=0" } or nil
 end
 
 -- Ends a daemon and everything it runs: `orch kill`, then SIGKILL by pid of

@@ -11,7 +11,8 @@ describe("a daemon on its way out", function()
   local dir, home
   H.each_test(function(d, h) dir, home = d, h end)
 
-  local function json(args, timeout) return H.json(home, args, { cwd = dir, timeout = timeout }) end
+  -- strace follows the daemons here until they exit: H.traced_env
+  local function json(args, timeout) return H.json(home, args, { cwd = dir, timeout = timeout, env = H.traced_env() }) end
 
   -- Every fsync of the daemon waits delay_ms (strace attached to it).
   local function slow_fsync(daemon, delay_ms)

@@ -8,7 +8,8 @@ describe("persistence", function()
   local dir, home
   H.each_test(function(d, h) dir, home = d, h end)
 
-  local function json(args) return H.json(home, args, { cwd = dir }) end
+  -- strace may still follow a daemon as it exits: H.traced_env
+  local function json(args) return H.json(home, args, { cwd = dir, env = H.traced_env() }) end
 
   it("fsyncs the dump before renaming it into place, then its directory", function()
     H.need("strace")
