@@ -208,6 +208,36 @@ function H.json(home, args, opts)
   return ok and v or nil, code, err, out
 end
 
+-- Attaches strace to a running daemon (every thread: -f) with the options
+-- given (they must trace openat), writing to trace. Returns a function that
+-- detaches it (SIGINT) and waits for it: the caller passes it to finally().
+-- Returns once the trace shows the daemon's syscalls: poke() makes some (an
+-- `orch list` reads /proc).
+function H.strace_daemon(daemon, trace, options, poke)
+  H.need("strace")
+  local args = { "-f", "-qq" }
+  for _, a in ipairs(options) do args[#args + 1] = a end
+  for _, a in ipairs({ "-o", trace, "-p", tostring(daemon) }) do args[#args + 1] = a end
+  local exited = false
+  local handle, pid = uv.spawn("strace", { args = args }, function() exited = true end)
+  assert(handle, pid)
+  local function detach()
+    pcall(uv.kill, pid, "sigint")
+    pcall(H.wait_until, function() return exited end, 10000)
+    if not exited then pcall(uv.kill, pid, "sigkill") end
+    handle:close()
+  end
+  local ok, err = pcall(H.wait_until, function()
+    poke()
+    return (H.read(trace) or ""):find("/proc/", 1, true)
+  end, 10000, "strace to attach")
+  if not ok then
+    detach()
+    error(err, 0)
+  end
+  return detach
+end
+
 -- The environment for a daemon that strace follows until it exits: under
 -- the sanitizers (./setup.sh --asan), LeakSanitizer cannot examine a traced
 -- process and reports a fatal error instead of leaks, so it is off for that

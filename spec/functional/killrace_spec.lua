@@ -16,24 +16,8 @@ describe("a daemon on its way out", function()
 
   -- Every fsync of the daemon waits delay_ms (strace attached to it).
   local function slow_fsync(daemon, delay_ms)
-    H.need("strace")
-    local trace = dir .. "/trace"
-    local exited = false
-    local handle, pid = uv.spawn("strace", { args = { "-f", "-qq", "-e", "trace=openat,fsync,fdatasync",
-      "-e", "inject=fsync,fdatasync:delay_enter=" .. delay_ms * 1000, "-o", trace, "-p", tostring(daemon) } },
-      function() exited = true end)
-    assert(handle, pid)
-    finally(function()
-      pcall(uv.kill, pid, "sigint")
-      pcall(H.wait_until, function() return exited end, 10000)
-      if not exited then pcall(uv.kill, pid, "sigkill") end
-      handle:close()
-    end)
-    -- attached once it shows the daemon's syscalls: a list reads /proc
-    H.wait_until(function()
-      json({ "list" })
-      return (H.read(trace) or ""):find("/proc/", 1, true)
-    end, 10000, "strace to attach")
+    finally(H.strace_daemon(daemon, dir .. "/trace", { "-e", "trace=openat,fsync,fdatasync",
+      "-e", "inject=fsync,fdatasync:delay_enter=" .. delay_ms * 1000 }, function() json({ "list" }) end))
   end
 
   -- Whether the control socket refuses connections (nobody listens, or the

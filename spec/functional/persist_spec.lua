@@ -12,29 +12,12 @@ describe("persistence", function()
   local function json(args) return H.json(home, args, { cwd = dir, env = H.traced_env() }) end
 
   it("fsyncs the dump before renaming it into place, then its directory", function()
-    H.need("strace")
     assert.are.equal(0, select(2, json({ "start", "sleep", "--name", "nap", "--", "1000" })))
     local daemon = tonumber(H.read(home .. "/daemon.pid"))
     local trace = dir .. "/trace"
-    local exited = false
-    local handle, pid = uv.spawn("strace", { args = { "-f", "-qq", "-e",
-      "trace=openat,fsync,fdatasync,rename,renameat,renameat2", "-o", trace, "-p", tostring(daemon) } },
-      function() exited = true end)
-    assert(handle, pid)
-    finally(function()
-      -- detached (SIGINT) and gone before the daemon ends: a traced daemon
-      -- cannot be examined by LeakSanitizer at its exit
-      pcall(uv.kill, pid, "sigint")
-      pcall(H.wait_until, function() return exited end, 5000)
-      if not exited then pcall(uv.kill, pid, "sigkill") end
-      handle:close()
-    end)
-    -- attached once it shows the daemon's syscalls: a ping opens nothing, a
-    -- list reads /proc
-    H.wait_until(function()
-      json({ "list" })
-      return (H.read(trace) or ""):find("/proc/", 1, true)
-    end, 10000, "strace to attach")
+    -- detached before the daemon ends (finally runs before each_test's cleanup)
+    finally(H.strace_daemon(daemon, trace, { "-e", "trace=openat,fsync,fdatasync,rename,renameat,renameat2" },
+      function() json({ "list" }) end))
     local saved, code, err = json({ "save" })
     assert.are.equal(0, code, err)
     assert.are.equal(1, saved.apps)
@@ -133,23 +116,9 @@ describe("persistence", function()
     H.need("strace")
     assert.are.equal(0, select(2, json({ "start", "sleep", "--name", "first", "--", "1000" })))
     local daemon = tonumber(H.read(home .. "/daemon.pid"))
-    local trace = dir .. "/trace"
-    local exited = false
     -- every fsync of the daemon (its durable writer's thread) waits 2.5 s
-    local handle, pid = uv.spawn("strace", { args = { "-f", "-qq", "-e", "trace=openat,fsync,fdatasync",
-      "-e", "inject=fsync,fdatasync:delay_enter=2500000", "-o", trace, "-p", tostring(daemon) } },
-      function() exited = true end)
-    assert(handle, pid)
-    finally(function()
-      pcall(uv.kill, pid, "sigint")
-      pcall(H.wait_until, function() return exited end, 10000)
-      if not exited then pcall(uv.kill, pid, "sigkill") end
-      handle:close()
-    end)
-    H.wait_until(function()
-      json({ "list" })
-      return (H.read(trace) or ""):find("/proc/", 1, true)
-    end, 10000, "strace to attach")
+    finally(H.strace_daemon(daemon, dir .. "/trace", { "-e", "trace=openat,fsync,fdatasync",
+      "-e", "inject=fsync,fdatasync:delay_enter=2500000" }, function() json({ "list" }) end))
     local code, out, err = H.orch_sync({ "start", "sleep", "--name", "slow", "--", "1000" }, { home = home, cwd = dir })
     local saved = (H.read(home .. "/state.json") or ""):find('"slow"', 1, true)
     if code == 0 then
