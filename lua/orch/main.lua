@@ -20,6 +20,12 @@ local verbs = {
 local order = { "start", "stop", "restart", "delete", "list", "describe", "logs", "flush", "reopen-logs", "save", "resurrect",
                 "ping", "kill", "reload", "scale", "send", "eval", "repl", "run", "lua", "daemon", "version", "help" }
 
+-- What orch reads from its environment (docs/cli.md says more).
+local environment = {
+  { "ORCH_HOME", "orch's directory: socket, logs, state (default ~/.orch)" },
+  { "ORCH_TREE=auto|cgroup|marker", "how the daemon finds a process's whole tree (orch ping says which)" },
+}
+
 local function usage(out)
   out:write("usage: orch <verb> [args]\n\nverbs:\n")
   local cli = require("orch.cli")
@@ -28,6 +34,8 @@ local function usage(out)
     local line = v and (v.usage or name) or (name .. " " .. cli.verbs[name].args)
     out:write(string.format("  %-44s %s\n", line, v and v.summary or cli.verbs[name].summary))
   end
+  out:write("\nenvironment:\n")
+  for _, e in ipairs(environment) do out:write(string.format("  %-44s %s\n", e[1], e[2])) end
 end
 
 local function help(args)

@@ -175,6 +175,16 @@ describe("orch daemon and CLI", function()
     assert.matches("usage: orch stop", err)
   end)
 
+  it("lists every verb and the environment it reads in orch help", function()
+    local code, out, err = orch({ "help" })
+    assert.are.equal(0, code, err)
+    for _, verb in ipairs({ "start", "kill", "reload", "scale", "repl", "run", "daemon" }) do
+      assert.matches("\n  " .. verb .. "[ \n]", out)
+    end
+    assert.matches("\nenvironment:\n  ORCH_HOME ", out)
+    assert.matches("\n  ORCH_TREE=auto|cgroup|marker ", out, 1, true)
+  end)
+
   it("leaves running apps alone when start gets a bad ecosystem", function()
     local good = ecosystem("ecosystem.lua", [[ { name = "nap", script = "sleep", args = { "1000" } }, ]])
     local first = H.json(home, { "start", good })
