@@ -40,18 +40,28 @@ describe("persistence", function()
     end, 10000, function() return "fsync, rename, fsync of the directory in the trace:\n" .. text end)
   end)
 
-  it("reports a state file that cannot be written (full disk) and carries on", function()
-    if H.sh("command -v mount") == "" then return pending("no mount") end
+  -- A 2 MB tmpfs holding home, unmounted when the test ends (after its
+  -- daemon and the pids leftovers() names are gone); nil, why where no
+  -- tmpfs can be mounted.
+  local function small_disk(leftovers)
+    if H.sh("command -v mount") == "" then return nil, "no mount" end
     local mnt = dir .. "/small"
     H.sh("mkdir -p '" .. mnt .. "'")
     if H.sh("mount -t tmpfs -o size=2m orch-spec '" .. mnt .. "' 2>/dev/null && echo ok") ~= "ok\n" then
-      return pending("mounting a tmpfs needs root (CAP_SYS_ADMIN)")
+      return nil, "mounting a tmpfs needs root (CAP_SYS_ADMIN)"
     end
     home = mnt .. "/home"
     finally(function()
       H.daemon_cleanup(home)
+      for _, pid in ipairs(leftovers and leftovers() or {}) do pcall(uv.kill, pid, "sigkill") end
       H.sh("umount '" .. mnt .. "' 2>/dev/null || umount -l '" .. mnt .. "'")
     end)
+    return mnt
+  end
+
+  it("reports a state file that cannot be written (full disk) and carries on", function()
+    local mnt, why = small_disk()
+    if not mnt then return pending(why) end
     assert.are.equal(0, select(2, json({ "start", "sleep", "--name", "nap", "--", "1000" })))
     assert.are.equal(0, select(2, json({ "save" })))
     local before = H.read(home .. "/dump.json")
@@ -77,18 +87,8 @@ describe("persistence", function()
     assert.are.equal(1, #st.procs)
   end)
   it("stops after a crash what a start that could not be saved (full disk) spawned", function()
-    if H.sh("command -v mount") == "" then return pending("no mount") end
-    local mnt = dir .. "/small"
-    H.sh("mkdir -p '" .. mnt .. "'")
-    if H.sh("mount -t tmpfs -o size=2m orch-spec '" .. mnt .. "' 2>/dev/null && echo ok") ~= "ok\n" then
-      return pending("mounting a tmpfs needs root (CAP_SYS_ADMIN)")
-    end
-    home = mnt .. "/home"
-    finally(function()
-      H.daemon_cleanup(home)
-      for _, pid in ipairs(H.app_pids(home, "lost")) do pcall(uv.kill, pid, "sigkill") end
-      H.sh("umount '" .. mnt .. "' 2>/dev/null || umount -l '" .. mnt .. "'")
-    end)
+    local mnt, why = small_disk(function() return H.app_pids(home, "lost") end)
+    if not mnt then return pending(why) end
     assert.are.equal(0, select(2, json({ "start", "sleep", "--name", "kept", "--", "1000" })))
     H.sh("dd if=/dev/zero of='" .. mnt .. "/filler' bs=4k 2>/dev/null")
     local code, out, err = H.orch_sync({ "start", "sleep", "--name", "lost", "--", "1000" }, { home = home, cwd = dir })
