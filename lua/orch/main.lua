@@ -17,8 +17,15 @@ local verbs = {
   version = { summary = "print orch's version" },
   help = { usage = "help [VERB]", summary = "show help" },
 }
-local order = { "start", "stop", "restart", "delete", "list", "describe", "logs", "flush", "reopen-logs", "save", "resurrect",
-                "ping", "kill", "reload", "scale", "send", "eval", "repl", "run", "lua", "daemon", "version", "help" }
+-- `orch help` lists orch.cli's verbs (in their order), then these.
+local own_order = { "repl", "run", "lua", "daemon", "version", "help" }
+
+local function order()
+  local list = {}
+  for _, n in ipairs(require("orch.cli").order) do list[#list + 1] = n end
+  for _, n in ipairs(own_order) do list[#list + 1] = n end
+  return list
+end
 
 -- What orch reads from its environment (docs/cli.md says more).
 local environment = {
@@ -29,7 +36,7 @@ local environment = {
 local function usage(out)
   out:write("usage: orch <verb> [args]\n\nverbs:\n")
   local cli = require("orch.cli")
-  for _, name in ipairs(order) do
+  for _, name in ipairs(order()) do
     local v = verbs[name]
     local line = v and (v.usage or name) or (name .. " " .. cli.verbs[name].args)
     out:write(string.format("  %-44s %s\n", line, v and v.summary or cli.verbs[name].summary))
@@ -74,8 +81,7 @@ function M.main(argv)
   local cli = require("orch.cli")
   if not v and (cli.verbs[verb] or cli.aliases[verb]) then return cli.main(verb, args) end
   if not v then
-    local names = {}
-    for _, n in ipairs(order) do names[#names + 1] = n end
+    local names = order()
     local hint = require("orch.util").did_you_mean(verb, names)
     io.stderr:write(string.format("orch: unknown verb '%s'%s\n", verb,
       hint and string.format(" (did you mean '%s'?)", hint) or ""))

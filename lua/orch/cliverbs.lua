@@ -1,0 +1,227 @@
+-- orch.cliverbs: the verbs that talk to the daemon (PM2's names and habits),
+-- one entry each; orch.cli runs them. An entry holds:
+--   name, args (usage text), min, max (positional arguments), rest (accepts
+--   `-- args...`), summary, opts (orch.cliargs: FLAG, VALUE or an alias);
+--   request(p) → command, arguments[, known target] or nil, message[, true]
+--     (a usage error; true: print the usage line too); p is
+--     orch.cliargs.parse's result;
+--   show(result, p) → exit status (nil: 0), prints a reply without --json;
+--   run(p) → exit status, instead of request/show (a verb with its own module);
+--   autostart = false: do not start a daemon; not_running(p) → status then;
+--   prepare(c, p, known) → arguments, nil (keep) or nil, message: start's
+--     check of a known app, with the connection;
+--   after(result) → true or nil, message: once the reply is in (kill).
+-- Another module can define verbs the same way: orch.cli lists the modules.
+local client = require("orch.client")
+local util = require("orch.util")
+local args_ = require("orch.cliargs")
+local out = require("orch.cliout")
+
+local FLAG, VALUE = args_.FLAG, args_.VALUE
+local JSON = { json = FLAG }
+
+local function err(fmt, ...)
+  io.stderr:write(string.format(fmt, ...), "\n")
+end
+
+local function environ()
+  return require("orch.core").environ()
+end
+
+local function target(p)
+  return { target = p.positional[1] }
+end
+
+local function is_ecosystem(path)
+  return path:match("%.json$") or path:match("ecosystem[^/]*%.lua$") or path:match("%.config%.lua$")
+end
+
+local function file_exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+-- start: an ecosystem file, a script, or the name/id of a known app.
+-- Returns cmd, args, and the target to try as a known app first (or nil).
+local function start_request(p)
+  local tgt, o = p.positional[1], p.opts
+  local known
+  local cwd = util.getcwd()
+  if is_ecosystem(tgt) then
+    if o.name or o.instances or o.interpreter or #p.rest > 0 then
+      return nil, "--name, -i, --interpreter and -- args apply to a script, not to an ecosystem file"
+    end
+    local only
+    if o.only then
+      only = {}
+      for n in o.only:gmatch("[^,%s]+") do only[#only + 1] = n end
+    end
+    return "start", { file = util.abspath(tgt, cwd), env_name = o.env, only = only, env = environ(), cwd = cwd }
+  end
+  if o.only then return nil, "--only applies to an ecosystem file" end
+  if not o.name then
+    -- A known app's name or id wins over a file or a command of that name
+    -- (PM2's order): the daemon is asked first (known_app).
+    known = tgt
+  end
+  if not file_exists(util.abspath(tgt, o.cwd and util.abspath(o.cwd, cwd) or cwd))
+     and not tgt:find("/") and not util.which(tgt, os.getenv("PATH")) then
+    -- not a file nor a command: a known app's name or id
+    return "start", { target = tgt }
+  end
+  local spec = { script = tgt, name = o.name, interpreter = o.interpreter, cwd = o.cwd }
+  if o.instances then spec.instances = tonumber(o.instances) or o.instances end
+  if o.watch then spec.watch = true end
+  if #p.rest > 0 then spec.args = p.rest end
+  return "start", { spec = spec, env_name = o.env, env = environ(), cwd = cwd }, known
+end
+
+-- When target names a known app (or is its id), start means that app:
+-- returns the request for it, or nil, message when options for a new
+-- script came with it. Returns false for an unknown target.
+local function known_app(c, p, tgt)
+  local procs = client.request(c, "describe", { target = tgt })
+  if not procs then return false end
+  local o = p.opts
+  if o.instances or o.interpreter or o.watch or o.cwd or #p.rest > 0 then
+    return nil, string.format("'%s' is a known app (id %s); -i, --interpreter, --watch, --cwd and -- args "
+      .. "apply to a new script: give it another --name, or orch delete %s first", tgt,
+      tostring(procs[1].id), tgt)
+  end
+  return { target = tgt }
+end
+
+local function show_procs(result)
+  out.procs(result)
+end
+
+local verbs = {
+  { name = "start", args = "<script|ecosystem.{lua,json}|name|id> [-- args...]", min = 1, max = 1, rest = true,
+    summary = "start a script, the apps of an ecosystem file, or a stopped app",
+    opts = { name = VALUE, n = "name", instances = VALUE, i = "instances", only = VALUE, env = VALUE,
+             watch = FLAG, interpreter = VALUE, cwd = VALUE, json = FLAG },
+    request = start_request,
+    prepare = function(c, p, known) return known_app(c, p, known) end,
+    show = function(result)
+      for _, w in ipairs(result.warnings or {}) do err("warning: %s", w) end
+      local ch = result.changes or {}
+      for _, kind in ipairs({ "started", "restarted", "deleted", "unchanged" }) do
+        if ch[kind] and #ch[kind] > 0 then io.stdout:write(kind, ": ", table.concat(ch[kind], ", "), "\n") end
+      end
+      out.procs(result.processes)
+      for _, v in ipairs(result.processes) do
+        if v.status == "errored" then return 1 end
+      end
+    end },
+  { name = "stop", args = "<name|id|all>", min = 1, max = 1, summary = "stop processes (kill_signal, then SIGKILL)",
+    opts = JSON, request = function(p) return "stop", target(p) end, show = show_procs },
+  { name = "restart", args = "<name|id|all>", min = 1, max = 1, summary = "restart processes",
+    opts = { ["update-env"] = FLAG, json = FLAG },
+    request = function(p)
+      local o = p.opts
+      local a = { target = p.positional[1], update_env = o["update-env"] or nil }
+      if o["update-env"] then a.env = environ() end
+      return "restart", a
+    end,
+    show = show_procs },
+  { name = "delete", args = "<name|id|all>", min = 1, max = 1, summary = "stop and forget processes", opts = JSON,
+    request = function(p) return "delete", target(p) end, show = show_procs },
+  { name = "list", args = "", min = 0, max = 0, summary = "list processes (aliases: ls, status)", opts = JSON,
+    request = function() return "list", {} end, show = show_procs },
+  { name = "describe", args = "<name|id>", min = 1, max = 1, summary = "show everything about processes",
+    opts = JSON, request = function(p) return "describe", target(p) end,
+    show = function(result) out.describe(result) end },
+  { name = "logs", args = "[name|id|all]", min = 0, max = 1, summary = "print the last lines of logs, -f to follow",
+    opts = { lines = VALUE, follow = FLAG, f = "follow", out = FLAG, err = FLAG, json = FLAG, timestamps = FLAG,
+             timestamp = "timestamps" },
+    run = function(p)
+      if p.opts.lines and not tonumber(p.opts.lines) then
+        err("orch logs: option '--lines': expected a number, got '%s'", p.opts.lines)
+        return 2
+      end
+      return require("orch.logview").main(p)
+    end },
+  { name = "flush", args = "[name|id|all]", min = 0, max = 1, summary = "empty log files (rotated ones are deleted)",
+    opts = JSON, request = function(p) return "flush", target(p) end,
+    show = function(result) io.stdout:write("flushed ", #result.flushed, " log file(s)\n") end },
+  { name = "reopen-logs", args = "", min = 0, max = 0,
+    summary = "reopen every log file by its path (after an external logrotate)", opts = JSON,
+    request = function() return "reopen_logs", {} end,
+    show = function(result)
+      io.stdout:write("reopened ", #result.reopened, " log file(s)\n")
+      for _, e in ipairs(result.errors) do err("orch reopen-logs: %s", e) end
+      if #result.errors > 0 then return 1 end
+    end },
+  { name = "save", args = "", min = 0, max = 0, summary = "remember the apps for resurrect (" .. "$ORCH_HOME/dump.json)",
+    opts = JSON, request = function() return "save", {} end,
+    show = function(result) io.stdout:write(string.format("saved %d app(s) to %s\n", result.apps, result.file)) end },
+  { name = "resurrect", args = "", min = 0, max = 0,
+    summary = "bring back the apps saved by save (stopped ones stay stopped)", opts = JSON,
+    request = function() return "resurrect", {} end,
+    show = function(result)
+      io.stdout:write(string.format("resurrected %d app(s)%s\n", #result.started + #(result.stopped or {}),
+        #(result.stopped or {}) > 0 and string.format(" (%d stopped, as saved)", #result.stopped) or ""))
+      for _, e in ipairs(result.errors) do err("orch resurrect: %s", e) end
+      if #result.errors > 0 then return 1 end
+    end },
+  { name = "ping", args = "", min = 0, max = 0, summary = "start the daemon if needed and show it", opts = JSON,
+    request = function() return "ping", {} end,
+    show = function(result)
+      io.stdout:write(string.format("orch %s (pid %d, %s, %d processes, up %s%s) in %s\n", result.version,
+        result.pid, result.mode, result.processes, out.duration(result.uptime_ms),
+        result.recovering and ", stopping what a crashed daemon left" or "", result.home))
+      local trees = result.trees or {}
+      io.stdout:write(trees.mode == "cgroup" and ("process trees: cgroup v2, under " .. tostring(trees.cgroup) .. "\n")
+        or ("process trees: environment marker (" .. tostring(trees.why) .. ")\n"))
+    end },
+  { name = "kill", args = "", min = 0, max = 0, summary = "stop every process, then the daemon", opts = JSON,
+    autostart = false,
+    not_running = function(p)
+      if p.opts.json then out.json({ stopped = false }) else io.stdout:write("orch is not running\n") end
+      return 0
+    end,
+    request = function() return "kill", {} end,
+    after = function(result)
+      -- The daemon answers before its last state write and its exit, and
+      -- holds the home's lock until then: returning at once let the next
+      -- `orch VERB` (or an `orch run`) find the home taken by an orch that
+      -- would never answer. Returns once it is gone, as PM2's kill does.
+      if not result.pid then return true end
+      return client.await_exit(result.pid, "the daemon")
+    end,
+    show = function() io.stdout:write("orch stopped\n") end },
+  { name = "reload", args = "<name|id|all>", min = 1, max = 1,
+    summary = "zero-downtime restart: each replacement is online before its old process stops", opts = JSON,
+    request = function(p) return "reload", target(p) end, show = show_procs },
+  { name = "scale", args = "<name> <N>", min = 2, max = 2, summary = "run N instances of an app", opts = JSON,
+    request = function(p)
+      local n = tonumber(p.positional[2])
+      if not n then return nil, string.format("N must be a number, got '%s'", p.positional[2]), true end
+      return "scale", { name = p.positional[1], instances = n }
+    end,
+    show = show_procs },
+  { name = "send", args = "<name|id|all> <json>", min = 2, max = 2,
+    summary = "send a message to processes over their IPC channel (text that is not JSON goes as a string)",
+    opts = JSON,
+    request = function(p)
+      local good, msg = pcall(require("cjson").decode, p.positional[2])
+      return "send", { target = p.positional[1], message = good and msg or p.positional[2] }
+    end,
+    show = function(result)
+      io.stdout:write(string.format("sent to %d process(es)\n", #result.sent))
+      for _, e in ipairs(result.errors) do err("orch send: %s", e) end
+    end },
+  { name = "eval", args = "<lua code>", min = 1, max = 1, summary = "run Lua in the daemon and print the result",
+    opts = JSON, request = function(p) return "eval", { code = p.positional[1] } end,
+    show = function(result)
+      if result.output ~= "" then io.stdout:write(result.output, "\n") end
+      if result.count > 0 then io.stdout:write(result.values, "\n") end
+      for _, e in ipairs(result.errors or {}) do err("orch eval: %s", e) end
+    end },
+}
+
+verbs.aliases = { ls = "list", status = "list", l = "list", del = "delete", desc = "describe", show = "describe",
+                  dump = "save", reloadLogs = "reopen-logs" }
+
+return verbs
