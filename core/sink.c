@@ -72,21 +72,46 @@ static void adopt(orch_sink_t *s, int fd) {
   }
 }
 
-/* Opens s->path; if its directory is gone and is orch's (ORCH_SINK_MKDIR),
- * makes it again (0700, as orch made it) and says so. */
+/* Makes dir (a copy: it is cut and mended in place) and its missing parents,
+ * mode 0750: 1 if it made any, 0 if all were there, -errno. */
+static int make_parents(char *dir) {
+  int made = 0;
+  for (char *p = dir + 1;; p++) {
+    if (*p != '/' && *p != '\0') continue;
+    char c = *p;
+    *p = '\0';
+    int rc = mkdir(dir, 0750) == 0 ? 1 : errno == EEXIST ? 0 : -errno;
+    *p = c;
+    if (rc < 0) return rc;
+    made |= rc;
+    if (c == '\0') return made;
+  }
+}
+
+/* Opens s->path; if its directory is missing and orch may make it (see
+ * ORCH_SINK_MKDIR, ORCH_SINK_MKDIRS), makes it and opens the file in it; a
+ * directory made again (orch's, or the user's for a file that was open) says so. These are metadata
+ * system calls like open(O_CREAT) itself, taken once per missing directory. */
 static int open_file(orch_sink_t *s, mode_t mode, int follow) {
   int fd = open_append(s->path, mode, follow);
   const char *slash = strrchr(s->path, '/');
   char dir[PATH_MAX];
   size_t n = slash ? (size_t)(slash - s->path) : 0;
-  if (fd != -ENOENT || !s->mkdir || n == 0 || n >= sizeof dir) return fd;
+  if (fd != -ENOENT || !(s->mkdir || s->mkdirs) || n == 0 || n >= sizeof dir) return fd;
   memcpy(dir, s->path, n);
   dir[n] = '\0';
-  int made = mkdir(dir, 0700) == 0;
-  if (!made && errno != EEXIST) return fd;
-  if (made) {
+  int made;
+  if (s->mkdirs) {
+    made = make_parents(dir);
+    if (made < 0) return made; /* why the directory is missing says more */
+  } else {
+    made = mkdir(dir, 0700) == 0;
+    if (!made && errno != EEXIST) return fd;
+  }
+  if (made && (s->mkdir || s->fd >= 0)) {
     s->dir_remade++;
-    orch__sink_report("warning", "%s: the log directory was gone; made it again (0700)", dir);
+    orch__sink_report("warning", "%s: the log directory was gone; made it again (%s)", dir,
+                      s->mkdirs ? "0750" : "0700");
   }
   return open_append(s->path, mode, follow);
 }
@@ -121,6 +146,7 @@ int orch_sink_open(const char *path, unsigned flags, orch_sink_t **out) {
     memcpy(s->path, path, len + 1);
     s->follow = (flags & ORCH_SINK_FOLLOW) != 0;
     s->mkdir = (flags & ORCH_SINK_MKDIR) != 0;
+    s->mkdirs = (flags & ORCH_SINK_MKDIRS) != 0;
     s->check_at = orch__now_ns() + 1000000000u;
     int fd = open_file(s, 0640, s->follow);
     if (fd < 0) {

@@ -1,5 +1,7 @@
 /* sink_lua.c: orch.core's log files: the sink class (sink_open), truncate_log,
  * remove_rotated, and the terminal echo of orch run (echo, echo_stats). */
+#include <string.h>
+
 #include "orch/binding.h"
 #include "orch/echo.h"
 #include "orch/rotate.h"
@@ -37,12 +39,20 @@ static void sink_rotation_opts(lua_State *L, int idx, orch_sink_t *s) {
 }
 
 /* core.sink_open(path|nil [, {max_size =, retain =}] [, follow [, mkdir]]):
- * follow, a path the user named: a symlink there is followed; mkdir, its
- * directory is orch's, made again if gone (orch_sink_open). */
+ * follow, a path the user named: a symlink there is followed; mkdir true, its
+ * directory is orch's, made again if gone; "parents", its missing
+ * directories are made (orch_sink_open). */
 static int l_sink_open(lua_State *L) {
   const char *path = luaL_optstring(L, 1, NULL);
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
-  unsigned flags = (lua_toboolean(L, 3) ? ORCH_SINK_FOLLOW : 0) | (lua_toboolean(L, 4) ? ORCH_SINK_MKDIR : 0);
+  lua_settop(L, 4); /* the sink goes above the arguments, never at 2 */
+  unsigned flags = lua_toboolean(L, 3) ? ORCH_SINK_FOLLOW : 0;
+  if (lua_type(L, 4) == LUA_TSTRING) {
+    if (strcmp(lua_tostring(L, 4), "parents") != 0) return luaL_argerror(L, 4, "expected true or \"parents\"");
+    flags |= ORCH_SINK_MKDIRS;
+  } else if (lua_toboolean(L, 4)) {
+    flags |= ORCH_SINK_MKDIR;
+  }
   lsink_t *u = lua_newuserdata(L, sizeof *u);
   u->s = NULL;
   luaL_getmetatable(L, SINK_MT);

@@ -22,12 +22,15 @@ typedef struct orch_sink_s orch_sink_t;
  * rotation and the gzip's temporary file never go through a symlink either.
  * ORCH_SINK_MKDIR: the directory is orch's (its logs directory): if it is
  * gone, it is made again (0700) and the file opened in it, here and
- * whenever the file is opened again.
+ * whenever the file is opened again. ORCH_SINK_MKDIRS: a path the user
+ * named: its missing directories are made (0750, as a log file is 0640),
+ * here and whenever the file is opened again.
  * A regular file deleted while open is noticed (at most a second after,
  * when something is written) and replaced by a new file at its path, so
  * output never goes on into a file nobody can read (orch_sink_stats). */
 #define ORCH_SINK_FOLLOW 1u
 #define ORCH_SINK_MKDIR 2u
+#define ORCH_SINK_MKDIRS 4u
 int orch_sink_open(const char *path, unsigned flags, orch_sink_t **out);
 void orch_sink_ref(orch_sink_t *s);
 void orch_sink_unref(orch_sink_t *s);

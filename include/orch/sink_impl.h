@@ -23,6 +23,7 @@ struct orch_sink_s {
   int own_stdio;      /* fds 1 and 2 follow the file */
   int follow;         /* a symlink at path is followed (ORCH_SINK_FOLLOW) */
   int mkdir;          /* its directory is orch's: made again if gone */
+  int mkdirs;         /* a path the user named: missing directories are made */
   uint64_t check_at;  /* CLOCK_MONOTONIC ns: next look for a deleted file */
   uint64_t remade;    /* times the file was deleted while open, and made anew */
   uint64_t dir_remade; /* times its directory was gone and made again */

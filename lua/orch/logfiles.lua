@@ -31,6 +31,10 @@ function S:note(proc, text)
   if sink then sink:write("orch: " .. text .. "\n") end
 end
 
+-- Output sent there is discarded, without opening anything (PM2's "NULL"
+-- becomes this path when an ecosystem is read).
+M.DISCARD = "/dev/null"
+
 -- The sink of a log file, opened on first use and shared by restarts and
 -- every app writing to that path; its rotation settings are those of the
 -- app launched last.
@@ -41,10 +45,17 @@ function S:_sink(path, app)
     s:rotation(rotation)
     return s
   end
+  if path == M.DISCARD then
+    s = core.sink_open(nil)
+    self.sinks[path] = s
+    return s
+  end
   local err, code
-  -- orch's own logs directory is made again if someone deleted it
-  local own_dir = path:match("^(.*)/[^/]*$") == self.opts.logs_dir
-  s, err, code = core.sink_open(path, rotation, launch.log_path_named(app or {}, path), own_dir)
+  -- orch's own logs directory is made again if someone deleted it; the
+  -- directories of a path the user named are made as needed (as PM2 does)
+  local named = launch.log_path_named(app or {}, path)
+  local mkdir = path:match("^(.*)/[^/]*$") == self.opts.logs_dir or (named and "parents")
+  s, err, code = core.sink_open(path, rotation, named, mkdir)
   if code == "ELOOP" then
     err = "a symlink, which orch does not follow in the log file names it makes "
       .. "(set out_file, error_file or log_file to this path to follow it)"
@@ -73,7 +84,7 @@ function S:_log_files(proc)
   local files, seen = {}, {}
   for _, path in ipairs({ launch.log_paths(proc.app, proc.instance, self.opts.logs_dir) }) do
     local sink = self.sinks[path]
-    if sink and not seen[path] then
+    if sink and not seen[path] and path ~= M.DISCARD then
       seen[path] = true
       files[#files + 1] = { path = path, st = sink:stats() }
     end
@@ -95,7 +106,7 @@ function S:log_problems(proc)
         st.compress_error)
     end
     if st.dir_remade > 0 then
-      problems[#problems + 1] = string.format("%s: its directory was gone; orch made it again (0700)", path)
+      problems[#problems + 1] = string.format("%s: its directory was gone; orch made it again", path)
     end
     if st.remade > 0 then
       problems[#problems + 1] = string.format("%s: deleted while open; orch writes to a new file at that path",

@@ -85,9 +85,9 @@ option("hook_deadline", { type = "duration", default = 100,
 option("depends_on", { type = "table|list", default = {},
   doc = "Apps of the same file this one waits for: { db = \"healthy\", migrate = \"completed\" } (conditions started, online, healthy, completed) or a list of names (online). Started in dependency order, stopped in reverse." })
 option("out_file", { type = "string", default_doc = "orch's log directory",
-  doc = "File for stdout; relative to cwd." })
+  doc = "File for stdout; relative to cwd. \"NULL\" or /dev/null: discarded. Missing directories are made." })
 option("error_file", { type = "string", default_doc = "orch's log directory",
-  doc = "File for stderr; relative to cwd." })
+  doc = "File for stderr; relative to cwd. \"NULL\" or /dev/null: discarded. Missing directories are made." })
 option("log_file", { type = "string", default_doc = "none",
   doc = "File receiving both stdout and stderr; relative to cwd." })
 option("merge_logs", { type = "boolean", default = false,

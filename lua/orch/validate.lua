@@ -137,6 +137,12 @@ local function check_path(v, ctx)
   return expected("a file path (non-empty string)", v)
 end
 
+-- A log file: PM2's "NULL" discards, as /dev/null does.
+local function check_log_path(v, ctx)
+  if v == "NULL" then return "/dev/null" end
+  return check_path(v, ctx)
+end
+
 -- Loose type check for compatibility-only options: "boolean|string|list".
 local function check_types(types)
   return function(v)
@@ -174,8 +180,8 @@ local CHECK = {
   health = health.validate,
   wait_healthy = check_boolean,
   shutdown_with_message = check_boolean,
-  out_file = check_path,
-  error_file = check_path,
+  out_file = check_log_path,
+  error_file = check_log_path,
   merge_logs = check_boolean,
   time = check_boolean,
   disable_logs = check_boolean,
@@ -262,7 +268,7 @@ function CHECK.log_file(v, ctx)
   if v == true then
     return nil, "expected a file path (non-empty string), got boolean true (orch has no default combined log file)"
   end
-  return check_path(v, ctx)
+  return check_log_path(v, ctx)
 end
 
 function CHECK.watch(v, ctx)

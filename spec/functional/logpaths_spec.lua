@@ -91,3 +91,54 @@ describe("log paths", function()
     assert.matches("tick%-out%.log: deleted while open", describe_app("tick").log_problems)
   end)
 end)
+
+describe("log paths as PM2 takes them", function()
+  local dir, home
+  H.each_test(function(d, h) dir, home = d, h end)
+
+  local function describe_app(name) return assert(H.json(home, { "describe", name }))[1] end
+
+  it("discards what goes to NULL or /dev/null, making no file, and writes the other streams", function()
+    H.started(dir, home, [[
+      { name = "a", script = "sh", args = { "-c", "echo out-a; echo err-a >&2; exec sleep 1000" },
+        out_file = "NULL", error_file = "a-err.log" },
+      { name = "b", script = "sh", args = { "-c", "echo out-b; echo err-b >&2; exec sleep 1000" },
+        out_file = "b-out.log", error_file = "NULL", log_file = "NULL", instances = 2 },
+      { name = "c", script = "sh", args = { "-c", "echo out-c; echo err-c >&2; exec sleep 1000" },
+        out_file = "/dev/null", error_file = "/dev/null", log_file = "c-all.log" },
+    ]])
+    H.wait_until(function() return H.read(dir .. "/a-err.log") == "err-a\n" end, 10000, "a's errors")
+    H.wait_until(function()
+      return H.read(dir .. "/b-out-0.log") == "out-b\n" and H.read(dir .. "/b-out-1.log") == "out-b\n"
+    end, 10000, "b's output, per instance")
+    H.wait_until(function()
+      local all = H.read(dir .. "/c-all.log") or ""
+      return all:find("out-c\n", 1, true) and all:find("err-c\n", 1, true)
+    end, 10000, "c's combined log")
+    for _, name in ipairs({ "NULL", "NULL-0.log", "NULL-1.log", "NULL-0", "NULL-1" }) do
+      assert.is_nil(uv.fs_stat(dir .. "/" .. name), name .. " was made")
+    end
+    local made = H.sh("ls '" .. home .. "/logs'")
+    assert.are.equal("", made:gsub("daemon[^\n]*\n", ""), "log files made in orch's logs directory")
+    for _, name in ipairs({ "a", "b", "c" }) do
+      local d = describe_app(name)
+      assert.are.equal(require("cjson").null, d.log_problems, name)
+    end
+  end)
+
+  it("creates the missing directories of out_file, error_file and log_file (0750)", function()
+    local deep = dir .. "/deep/er/logs"
+    local _, code, err = H.start_apps(dir, home, string.format([[
+      { name = "app", script = "sh", args = { "-c", "echo hello; echo oops >&2; exec sleep 1000" },
+        out_file = %q, error_file = "rel/err/app.log", log_file = "all/app.log" }, ]], deep .. "/out.log"))
+    assert.are.equal(0, code, err)
+    H.wait_until(function() return H.read(deep .. "/out.log") == "hello\n" end, 10000, "the output in out_file")
+    H.wait_until(function() return H.read(dir .. "/rel/err/app.log") == "oops\n" end, 10000, "the errors")
+    H.wait_until(function() return (H.read(dir .. "/all/app.log") or ""):find("oops", 1, true) end, 10000,
+      "the combined log")
+    assert.are.equal("online", describe_app("app").status)
+    for _, d in ipairs({ dir .. "/deep", dir .. "/deep/er", deep, dir .. "/rel", dir .. "/rel/err", dir .. "/all" }) do
+      assert.are.equal(tonumber("750", 8), uv.fs_stat(d).mode % 4096, d)
+    end
+  end)
+end)
