@@ -32,14 +32,14 @@ local function copy(v)
 end
 
 local function valid_name(v)
-  return type(v) == "string" and v ~= "" and not v:find("[^%w_%.%-]") and not v:match("^%d+$")
+  return validate.target_word(v) ~= nil
 end
 
 local function derive_name(script)
   local base = util.basename(script)
   base = base:match("^(.+)%.[^.]*$") or base
   base = base:gsub("[^%w_%.%-]", "_")
-  if base == "" or base:match("^%d+$") then base = "app_" .. base end
+  if base == "" or base:match("^%d+$") or base == "all" then base = "app_" .. base end
   return base
 end
 
@@ -138,13 +138,8 @@ local function normalize_app(raw, index, st)
 
   -- name
   if vals.name ~= nil then
-    local v = vals.name
-    if type(v) ~= "string" or v == "" or v:find("[^%w_%.%-]") then
-      return fail("name", "expected a non-empty string of letters, digits, '_', '.' and '-', got " .. describe(v))
-    end
-    if v:match("^%d+$") then
-      return fail("name", "must not be all digits (process ids are numbers), got " .. describe(v))
-    end
+    local v, e = validate.target_word(vals.name)
+    if not v then return fail("name", e) end
     app.name = v
   end
 

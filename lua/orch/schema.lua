@@ -16,6 +16,8 @@ end
 
 option("name", { type = "string", default_doc = "script file name without extension",
   doc = "Process name used by every command. Letters, digits, '_', '.', '-'; not all digits; unique in the file." })
+option("namespace", { type = "string", default = "default",
+  doc = "Group of apps (PM2's namespace): a target for commands that act on every app in it, and the `namespace` variable of its processes. Letters, digits, '_', '.', '-'; not all digits; not \"all\"." })
 option("script", { type = "string", required = true,
   doc = "Program to run. Resolved against cwd; a bare command name absent from cwd is looked up on PATH when no interpreter is set." })
 option("args", { type = "string|list", default = {},
@@ -132,7 +134,7 @@ option("log", { type = "string", alias_of = "log_file", doc = "PM2 alias of log_
 
 -- PM2 options with no meaning here, accepted (type-checked) so PM2 files load.
 local IGNORED = {
-  namespace = "string", vizion = "boolean", autodump = "boolean", treekill = "boolean",
+  vizion = "boolean", autodump = "boolean", treekill = "boolean",
   pmx = "boolean", automation = "boolean", source_map_support = "boolean",
   disable_source_map_support = "boolean", instance_var = "string",
   filter_env = "boolean|string|list", post_update = "list", force = "boolean",

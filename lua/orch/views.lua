@@ -42,7 +42,7 @@ function M.view(p, running)
     id = p.id, name = p.name, instance = p.instance, pid = running(p) and p.pid or cjson.null,
     status = p.status, restarts = p.restarts,
     uptime_ms = (p.status == "online" and p.started_at) and math.floor(uv.hrtime() / 1e6 - p.started_at) or 0,
-    cpu = cpu, memory = mem, mode = p.app.exec_mode,
+    cpu = cpu, memory = mem, mode = p.app.exec_mode, namespace = p.app.namespace or "default",
   }
 end
 

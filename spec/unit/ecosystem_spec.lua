@@ -73,7 +73,7 @@ describe("orch.ecosystem", function()
       assert.are.equal(tmp, cfg.dir)
       assert.are.same({}, cfg.warnings)
       assert.are.same({
-        name = "app", script = tmp .. "/app.sh", args = {}, interpreter_none = false,
+        name = "app", namespace = "default", script = tmp .. "/app.sh", args = {}, interpreter_none = false,
         interpreter_args = {}, cwd = tmp, env = {}, instances = 1, exec_mode = "fork",
         autorestart = true, max_restarts = 16, min_uptime = 1000, restart_delay = 0,
         exp_backoff_restart_delay = 0, stop_exit_codes = {}, kill_timeout = 1600, hook_deadline = 100,
@@ -157,6 +157,7 @@ describe("orch.ecosystem", function()
       { 'cron = "@daily"', { cron_restart = "@daily" } },
       { "port = 8080", { env = { PORT = "8080" } } },
       { 'port = 8080, env = { PORT = "1" }', { env = { PORT = "1" } } },
+      { 'namespace = "prod"', { namespace = "prod" } },
       { 'namespace = "prod", vizion = false, treekill = true, pmx = false, instance_var = "ID"', {} },
       { "filter_env = { \"SECRET\" }, post_update = { \"npm i\" }, force = true, autodump = true", {} },
       { "source_map_support = true, automation = false, append_env_to_name = true", {} },
@@ -170,7 +171,7 @@ describe("orch.ecosystem", function()
           assert.are.same(want, app[field], field)
         end
         -- compatibility-only options never leak into the app
-        for _, k in ipairs({ "namespace", "vizion", "treekill", "pmx", "port", "combine_logs", "output",
+        for _, k in ipairs({ "vizion", "treekill", "pmx", "port", "combine_logs", "output",
                              "cron", "node_args", "exec_interpreter", "filter_env", "instance_var" }) do
           assert.is_nil(app[k], k)
         end
@@ -254,7 +255,10 @@ describe("orch.ecosystem", function()
       { 'cron_restart = "0 25 * * *"', "cron_restart", 'invalid cron expression "0 25 * * *": hour: \'25\' is not a valid hour (0-23)' },
       { 'restart = "always"', "restart", 'expected a function, got string "always"' },
       { "port = 70000", "port", "expected a port number (integer 0-65535), got number 70000" },
-      { "namespace = 5", "namespace", "expected a string, got number 5" },
+      { "namespace = 5", "namespace", "expected a non-empty string of letters, digits, '_', '.' and '-', got number 5" },
+      { 'namespace = "all"', "namespace", 'must not be "all" (commands take it to mean every app)' },
+      { 'namespace = "42"', "namespace", 'must not be all digits (process ids are numbers), got string "42"' },
+      { 'namespace = "/api/"', "namespace", [[expected a non-empty string of letters, digits, '_', '.' and '-', got string "/api/"]] },
       { 'treekill = "no"', "treekill", 'expected a boolean, got string "no"' },
       { "filter_env = 5", "filter_env", "expected a boolean, a string or a list, got number 5" },
       { 'out = "a", out_file = "b"', "out", "same as 'out_file', which is already set" },
@@ -282,9 +286,12 @@ describe("orch.ecosystem", function()
     it("sanitises a derived name", function()
       write("my app.sh", "")
       write("42.sh", "")
-      local cfg = load_ok(write("eco.lua", 'return { apps = { { script = "my app.sh" }, { script = "42.sh" } } }'))
+      write("all.sh", "")
+      local cfg = load_ok(write("eco.lua",
+        'return { apps = { { script = "my app.sh" }, { script = "42.sh" }, { script = "all.sh" } } }'))
       assert.are.equal("my_app", cfg.apps[1].name)
       assert.are.equal("app_42", cfg.apps[2].name)
+      assert.are.equal("app_all", cfg.apps[3].name)
     end)
 
     local bad = {
@@ -292,6 +299,7 @@ describe("orch.ecosystem", function()
       { '""', [[expected a non-empty string of letters, digits, '_', '.' and '-', got string ""]] },
       { "5", [[expected a non-empty string of letters, digits, '_', '.' and '-', got number 5]] },
       { '"123"', 'must not be all digits (process ids are numbers), got string "123"' },
+      { '"all"', 'must not be "all" (commands take it to mean every app)' },
     }
     for _, c in ipairs(bad) do
       it("rejects " .. c[1] .. " and labels the app by index", function()
