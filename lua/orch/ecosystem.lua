@@ -8,6 +8,7 @@ local srcmap = require("orch.srcmap")
 local schema = require("orch.schema")
 local validate = require("orch.validate")
 local ecofile = require("orch.ecofile")
+local launch = require("orch.launch")
 
 local describe, is_integer = util.describe, util.is_integer
 local concat, sort = table.concat, table.sort
@@ -236,6 +237,13 @@ local function normalize_app(raw, index, st)
 
   if app.disable_logs then
     app.out_file, app.error_file = "/dev/null", "/dev/null"
+  end
+
+  -- PM2's determineExecMode: instances given to a Node (or Bun) program
+  -- means cluster mode.
+  if app.exec_mode == nil then
+    local node = vals.instances ~= nil and launch.is_node(launch.interpreter_of(app))
+    app.exec_mode = node and "cluster" or "fork"
   end
 
   if app.balance == nil then

@@ -59,12 +59,23 @@ function M.preload_library(orch_exe, exists)
   return nil, dir:match("/bin$") and installed or beside
 end
 
+-- The interpreter that runs the app's script: its own, the one its
+-- extension implies, true for orch itself (Lua), or nil (executed directly).
+function M.interpreter_of(app)
+  if app.interpreter or app.interpreter_none then return app.interpreter end
+  return M.interpreters[extension(app.script) or ""]
+end
+
+-- Whether interp (a name or a path) is Node or Bun: PM2 makes their apps
+-- with instances cluster apps.
+function M.is_node(interp)
+  local base = type(interp) == "string" and interp:match("[^/]*$") or ""
+  return base:match("node$") ~= nil or base:match("bun$") ~= nil
+end
+
 -- The program and argv for the app's script and interpreter.
 local function program(app, orch_exe)
-  local interp = app.interpreter
-  if not interp and not app.interpreter_none then
-    interp = M.interpreters[extension(app.script) or ""]
-  end
+  local interp = M.interpreter_of(app)
   if interp == true then
     return { file = orch_exe, argv = append({ orch_exe, "lua", app.script }, app.args) }
   end
@@ -102,11 +113,37 @@ end
 -- environment (orch's own, or the CLI's), the app's env over it, then the
 -- instance variables, and the marker when home (orch's, absolute) is given.
 -- orch_exe defaults to the running orch binary.
+-- Whether filter_env (orch.validate's form) keeps variable k of the
+-- starting environment.
+local function inherited(filter, k)
+  if not filter then return true end
+  if filter == true then return false end
+  if filter.name then return k ~= filter.name end
+  for _, part in ipairs(filter) do
+    if k:find(part, 1, true) then return false end
+  end
+  return true
+end
+
+-- What PM2 puts in each process's environment and programs read (pm2_env's
+-- plain fields): they override the starting environment (a CLI run from a
+-- managed process must not pass its own on) and the app's env overrides them.
+local function pm2_variables(env, app, id)
+  env.pm_id = tostring(id)
+  env.name = app.name
+  env.namespace = app.namespace or "default"
+  env.exec_mode = (app.exec_mode or "fork") .. "_mode"
+  env.instances = tostring(app.instances or 1)
+  env.pm_exec_path = app.script
+  env.pm_cwd = app.cwd
+end
+
 function M.environment(app, instance, id, base_env, orch_exe, home)
   local env = {}
   for k, v in pairs(base_env or {}) do
-    if not M.scrubbed_env[k] then env[k] = v end
+    if not M.scrubbed_env[k] and inherited(app.filter_env, k) then env[k] = v end
   end
+  pm2_variables(env, app, id)
   for k, v in pairs(app.env or {}) do env[k] = tostring(v) end
   if M.uses_preload(app) then
     -- When it is missing, the supervisor does not spawn (its error names
@@ -123,8 +160,14 @@ function M.environment(app, instance, id, base_env, orch_exe, home)
       env.LD_PRELOAD = table.concat(list, ":")
     end
   end
-  env.NODE_APP_INSTANCE = tostring(instance)
+  env[app.instance_var or "NODE_APP_INSTANCE"] = tostring(instance)
+  if app.increment_var then
+    local base = tonumber(env[app.increment_var])
+    if not base or base ~= math.floor(base) or math.abs(base) > 2^52 then base = 0 end
+    env[app.increment_var] = string.format("%d", base + instance)
+  end
   env.ORCH_INSTANCE = tostring(instance)
+  env.ORCH_HOME = home
   env.ORCH_APP_NAME = app.name
   env.ORCH_ID = tostring(id)
   env[M.MARK_VAR] = home and M.mark(home, id) or nil

@@ -34,9 +34,15 @@ option("env", { type = "table", default = {},
   doc = "Environment variables added to the process environment. Values may be strings, numbers or booleans (no NUL bytes)." })
 option("env_<name>", { type = "table", pattern = "^env_",
   doc = "Environment overlay merged over env when started with --env <name>." })
+option("instance_var", { type = "string", default = "NODE_APP_INSTANCE",
+  doc = "Name of the variable holding each process's instance number (0, 1, ...); ORCH_INSTANCE holds it too." })
+option("increment_var", { type = "string", default_doc = "none",
+  doc = "Name of a variable that grows by one per instance: its value in env (0 when unset) for instance 0, the next number for instance 1, ... (PORT 3000, 3001, ...)." })
+option("filter_env", { type = "boolean|string|list", default = false,
+  doc = "Variables of the starting environment (the CLI's shell) the processes do not inherit: true: none; a name: that one; a list: every variable whose name contains one of its strings (PM2's rule). env and orch's own variables are set regardless." })
 option("instances", { type = "integer|string", default = 1,
   doc = "Number of processes, at most 1024. 0 or \"max\": one per CPU; -N: CPUs minus N (at least 1)." })
-option("exec_mode", { type = "string", default = "fork",
+option("exec_mode", { type = "string", default_doc = "\"cluster\" when instances is given and the interpreter is node or bun (PM2's rule), else \"fork\"",
   doc = "\"fork\" (independent processes) or \"cluster\" (instances are workers of Node's cluster protocol: a Node script's listen() gets its socket from orch, balanced by `balance`). PM2's fork_mode/cluster_mode are accepted." })
 option("listen", { type = "string|list|table", default = {},
   doc = "Sockets the daemon binds and holds for the app (they outlive restarts): \"tcp://127.0.0.1:8000\", \"tcp://[::1]:8000\", \"unix:///run/app.sock\"; a list, or a table of name = address." })
@@ -136,9 +142,9 @@ option("log", { type = "string", alias_of = "log_file", doc = "PM2 alias of log_
 local IGNORED = {
   vizion = "boolean", autodump = "boolean", treekill = "boolean",
   pmx = "boolean", automation = "boolean", source_map_support = "boolean",
-  disable_source_map_support = "boolean", instance_var = "string",
-  filter_env = "boolean|string|list", post_update = "list", force = "boolean",
-  append_env_to_name = "boolean", increment_var = "string", kill_retry_time = "duration",
+  disable_source_map_support = "boolean",
+  post_update = "list", force = "boolean",
+  append_env_to_name = "boolean", kill_retry_time = "duration",
   windowsHide = "boolean", trace = "boolean", disable_trace = "boolean",
   deep_monitoring = "boolean", username = "string",
 }

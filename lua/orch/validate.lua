@@ -203,6 +203,31 @@ function M.target_word(v)
 end
 CHECK.namespace = M.target_word
 
+-- The name of an environment variable.
+local function check_var_name(v)
+  if type(v) == "string" and v ~= "" and not v:find("[=%z]") then return v end
+  return expected("a variable name (a non-empty string without '=')", v)
+end
+CHECK.instance_var, CHECK.increment_var = check_var_name, check_var_name
+
+-- false, true (nothing inherited), or a list of strings: a name (PM2's
+-- string form, one variable) is { name = NAME }.
+function CHECK.filter_env(v)
+  if type(v) == "boolean" then return v end
+  if type(v) == "string" then
+    local name, err = check_var_name(v)
+    if not name then return nil, err end
+    return { name = name }
+  end
+  local list, err = check_string_list(v)
+  if not list then
+    if err:match("^expected") then return expected("a boolean, a variable name or a list of strings", v) end
+    return nil, err
+  end
+  if #list == 0 then return false end
+  return list
+end
+
 M.MAX_INSTANCES = 1024 -- as `orch scale` allows
 
 function CHECK.instances(v, ctx)

@@ -74,6 +74,7 @@ describe("orch.ecosystem", function()
       assert.are.same({}, cfg.warnings)
       assert.are.same({
         name = "app", namespace = "default", script = tmp .. "/app.sh", args = {}, interpreter_none = false,
+        instance_var = "NODE_APP_INSTANCE", filter_env = false,
         interpreter_args = {}, cwd = tmp, env = {}, instances = 1, exec_mode = "fork",
         autorestart = true, max_restarts = 16, min_uptime = 1000, restart_delay = 0,
         exp_backoff_restart_delay = 0, stop_exit_codes = {}, kill_timeout = 1600, hook_deadline = 100,
@@ -158,10 +159,13 @@ describe("orch.ecosystem", function()
       { "port = 8080", { env = { PORT = "8080" } } },
       { 'port = 8080, env = { PORT = "1" }', { env = { PORT = "1" } } },
       { 'namespace = "prod"', { namespace = "prod" } },
-      { 'namespace = "prod", vizion = false, treekill = true, pmx = false, instance_var = "ID"', {} },
-      { "filter_env = { \"SECRET\" }, post_update = { \"npm i\" }, force = true, autodump = true", {} },
+      { 'vizion = false, treekill = true, pmx = false, instance_var = "ID"', { instance_var = "ID" } },
+      { 'filter_env = { "SECRET" }, post_update = { "npm i" }, force = true, autodump = true', { filter_env = { "SECRET" } } },
+      { "filter_env = true", { filter_env = true } },
+      { 'filter_env = "HOME"', { filter_env = { name = "HOME" } } },
+      { "filter_env = {}", { filter_env = false } },
       { "source_map_support = true, automation = false, append_env_to_name = true", {} },
-      { 'increment_var = "PORT", kill_retry_time = 100', {} },
+      { 'increment_var = "PORT", kill_retry_time = 100', { increment_var = "PORT" } },
     }
     for _, c in ipairs(cases) do
       it(c[1], function()
@@ -172,7 +176,7 @@ describe("orch.ecosystem", function()
         end
         -- compatibility-only options never leak into the app
         for _, k in ipairs({ "vizion", "treekill", "pmx", "port", "combine_logs", "output",
-                             "cron", "node_args", "exec_interpreter", "filter_env", "instance_var" }) do
+                             "cron", "node_args", "exec_interpreter" }) do
           assert.is_nil(app[k], k)
         end
       end)
@@ -260,7 +264,9 @@ describe("orch.ecosystem", function()
       { 'namespace = "42"', "namespace", 'must not be all digits (process ids are numbers), got string "42"' },
       { 'namespace = "/api/"', "namespace", [[expected a non-empty string of letters, digits, '_', '.' and '-', got string "/api/"]] },
       { 'treekill = "no"', "treekill", 'expected a boolean, got string "no"' },
-      { "filter_env = 5", "filter_env", "expected a boolean, a string or a list, got number 5" },
+      { "filter_env = 5", "filter_env", "expected a boolean, a variable name or a list of strings, got number 5" },
+      { 'instance_var = "A=B"', "instance_var", [[expected a variable name (a non-empty string without '='), got string "A=B"]] },
+      { "increment_var = true", "increment_var", "expected a variable name (a non-empty string without '='), got boolean true" },
       { 'out = "a", out_file = "b"', "out", "same as 'out_file', which is already set" },
       { "instnces = 2", "instnces", "unknown option (did you mean 'instances'?)" },
       { "autorestrat = false", "autorestrat", "unknown option (did you mean 'autorestart'?)" },
@@ -326,6 +332,30 @@ describe("orch.ecosystem", function()
       assert.are.equal(path .. ":3: app 'app': option 'script': duplicate name 'app' (also used by app #1)",
         load_err(path))
     end)
+  end)
+
+  describe("exec_mode inferred as PM2 does", function()
+    local cases = {
+      { 'script = "app.js", instances = 4', "cluster" },
+      { 'script = "app.mjs", instances = "max"', "cluster" },
+      { 'script = "app.js", instances = 1', "cluster" },
+      { 'script = "app.js"', "fork" },
+      { 'script = "app.js", instances = 4, exec_mode = "fork"', "fork" },
+      { 'script = "app.sh", instances = 4, interpreter = "/usr/local/bin/node"', "cluster" },
+      { 'script = "app.sh", instances = 2, interpreter = "bun"', "cluster" },
+      { 'script = "app.sh", instances = 4', "fork" },
+      { 'script = "app.js", instances = 4, interpreter = "python3"', "fork" },
+      { 'script = "app.js", instances = 4, interpreter = "none"', "fork" },
+    }
+    for _, c in ipairs(cases) do
+      it(c[1] .. " -> " .. c[2], function()
+        write("app.js", "")
+        write("app.mjs", "")
+        local cfg = load_ok(write("eco.lua", "return { apps = { { " .. c[1] .. " } } }"), { cpus = 2 })
+        assert.are.equal(c[2], cfg.apps[1].exec_mode)
+        assert.are.equal(c[2] == "cluster" and "round-robin" or "shared", cfg.apps[1].balance)
+      end)
+    end
   end)
 
   describe("script and cwd", function()

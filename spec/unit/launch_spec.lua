@@ -1,7 +1,8 @@
 local launch = require("orch.launch")
 
 local function app(over)
-  local a = { name = "web", script = "/srv/app.bin", args = {}, interpreter_args = {}, env = {}, instances = 1 }
+  local a = { name = "web", script = "/srv/app.bin", args = {}, interpreter_args = {}, env = {}, instances = 1,
+              cwd = "/srv" }
   for k, v in pairs(over or {}) do a[k] = v end
   return a
 end
@@ -32,23 +33,73 @@ describe("orch.launch.command", function()
 end)
 
 describe("orch.launch.environment", function()
+  -- PM2's variables for app() as process 7 (id), instance 2
+  local PM2 = { "exec_mode=fork_mode", "instances=1", "name=web", "namespace=default", "pm_cwd=/srv",
+                "pm_exec_path=/srv/app.bin", "pm_id=7" }
+  local function with_pm2(list, id)
+    for _, kv in ipairs(PM2) do list[#list + 1] = id and kv:gsub("^pm_id=7$", "pm_id=" .. id) or kv end
+    table.sort(list)
+    return list
+  end
+
   it("merges the app's env over the base and adds the instance variables", function()
     local env = launch.environment(app({ env = { A = "app", N = 5 } }), 2, 7,
       { A = "base", B = "base", LISTEN_FDS = "3", NOTIFY_SOCKET = "/x", NODE_CHANNEL_FD = "4" })
-    assert.are.same({ "A=app", "B=base", "N=5", "NODE_APP_INSTANCE=2", "ORCH_APP_NAME=web",
-                      "ORCH_ID=7", "ORCH_INSTANCE=2" }, env)
+    assert.are.same(with_pm2({ "A=app", "B=base", "N=5", "NODE_APP_INSTANCE=2", "ORCH_APP_NAME=web",
+                               "ORCH_ID=7", "ORCH_INSTANCE=2" }), env)
   end)
 
-  it("marks the process with its id and orch's home (ORCH_MARK), and parses the marker back", function()
+  it("marks the process with its id and orch's home (ORCH_MARK, ORCH_HOME), and parses the marker back", function()
     local env = launch.environment(app(), 0, 12, {}, nil, "/h/a@b")
-    assert.are.same({ "NODE_APP_INSTANCE=0", "ORCH_APP_NAME=web", "ORCH_ID=12", "ORCH_INSTANCE=0",
-                      "ORCH_MARK=12@/h/a@b" }, env)
+    assert.are.same(with_pm2({ "NODE_APP_INSTANCE=0", "ORCH_APP_NAME=web", "ORCH_HOME=/h/a@b", "ORCH_ID=12",
+                               "ORCH_INSTANCE=0", "ORCH_MARK=12@/h/a@b" }, 12), env)
     assert.are.same({ 12, "/h/a@b" }, { launch.parse_mark("12@/h/a@b") })
     assert.is_nil(launch.parse_mark("x@/h"))
     assert.is_nil(launch.parse_mark("3@relative"))
     -- the app cannot set it: orch's own comes last
     env = launch.environment(app({ env = { ORCH_MARK = "1@/other" } }), 0, 4, { ORCH_MARK = "2@/x" }, nil, "/h")
-    assert.are.equal("ORCH_MARK=4@/h", env[#env])
+    assert.are.equal("4@/h", launch.env_table(env).ORCH_MARK)
+  end)
+
+  it("sets PM2's variables over the starting environment, and the app's env over them", function()
+    local a = app({ namespace = "api", exec_mode = "cluster", instances = 3, env = { name = "mine" } })
+    local env = launch.env_table(launch.environment(a, 1, 9, { pm_id = "0", namespace = "theirs" }))
+    assert.are.same({ "9", "mine", "api", "cluster_mode", "3", "/srv/app.bin", "/srv" },
+      { env.pm_id, env.name, env.namespace, env.exec_mode, env.instances, env.pm_exec_path, env.pm_cwd })
+  end)
+
+  it("names the instance variable by instance_var", function()
+    local env = launch.env_table(launch.environment(app({ instance_var = "INSTANCE_ID" }), 3, 1, {}))
+    assert.are.equal("3", env.INSTANCE_ID)
+    assert.are.equal("3", env.ORCH_INSTANCE)
+    assert.is_nil(env.NODE_APP_INSTANCE)
+  end)
+
+  it("adds the instance number to increment_var's value (0 when unset or not an integer)", function()
+    local a = app({ increment_var = "PORT", env = { PORT = 3000 } })
+    assert.are.equal("3000", launch.env_table(launch.environment(a, 0, 1, {})).PORT)
+    assert.are.equal("3002", launch.env_table(launch.environment(a, 2, 1, {})).PORT)
+    a = app({ increment_var = "PORT" })
+    assert.are.equal("4000", launch.env_table(launch.environment(a, 1, 1, { PORT = "3999" })).PORT)
+    assert.are.equal("1", launch.env_table(launch.environment(a, 1, 1, { PORT = "x" })).PORT)
+  end)
+
+  it("leaves out what filter_env names of the starting environment, never the app's env", function()
+    local base = { HOME = "/root", SECRET_KEY = "s", MY_SECRET = "t", PATH = "/bin" }
+    local function env_of(filter)
+      local t = launch.env_table(launch.environment(app({ filter_env = filter, env = { SECRET_APP = "ok" } }),
+        0, 1, base))
+      local names = {}
+      for k in pairs(t) do if k:match("^[A-Z]") and not k:match("^ORCH_") and k ~= "NODE_APP_INSTANCE" then
+        names[#names + 1] = k
+      end end
+      table.sort(names)
+      return names
+    end
+    assert.are.same({ "HOME", "MY_SECRET", "PATH", "SECRET_APP", "SECRET_KEY" }, env_of(false))
+    assert.are.same({ "SECRET_APP" }, env_of(true))
+    assert.are.same({ "MY_SECRET", "PATH", "SECRET_APP", "SECRET_KEY" }, env_of({ name = "HOME" }))
+    assert.are.same({ "HOME", "PATH", "SECRET_APP" }, env_of({ "SECRET" }))
   end)
 
   it("parses an environ list back", function()
