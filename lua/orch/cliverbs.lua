@@ -66,7 +66,7 @@ local function start_request(p)
     known = tgt
   end
   if not file_exists(util.abspath(tgt, o.cwd and util.abspath(o.cwd, cwd) or cwd))
-     and not tgt:find("/") and not util.which(tgt, os.getenv("PATH")) then
+     and not tgt:find("[/%s]") and not util.which(tgt, os.getenv("PATH")) then
     -- not a file nor a command: a known app's name or id
     return "start", { target = tgt }
   end

@@ -44,6 +44,23 @@ local function derive_name(script)
   return base
 end
 
+-- A command string's app name (PM2 names the app after the command): its
+-- words joined by '-', other characters dropped ("python3 -m http.server
+-- 8123" is python3-m-http.server-8123).
+local function command_name(cmd)
+  local base = cmd:gsub("[^%w_.]+", "-"):gsub("^%-+", ""):sub(1, 64):gsub("%-+$", "")
+  if base == "" or base:match("^%d+$") or base == "all" then base = "app_" .. base end
+  return base
+end
+
+-- Whether `script` is a command string, which runs through the shell as
+-- in PM2: it holds a space and names no file.
+local function is_command(v, cwd)
+  if type(v) ~= "string" or not (v:find("%S") and v:find("%s")) then return false end
+  local path = util.abspath(v, cwd)
+  return not util.is_file(path) and not util.is_dir(path)
+end
+
 -- Resolves `script` following PM2: a path relative to cwd, or a bare command
 -- found on PATH when nothing would interpret it.
 local function resolve_script(v, ctx)
@@ -83,11 +100,12 @@ local function normalize_app(raw, index, st)
   end
 
   -- A derived name labels errors as soon as possible.
-  local raw_name, raw_script = rawget(raw, "name"), rawget(raw, "script") or rawget(raw, "exec")
+  local raw_name = rawget(raw, "name")
+  local raw_script = rawget(raw, "script") or rawget(raw, "exec") or rawget(raw, "cmd") or rawget(raw, "command")
   if valid_name(raw_name) then
     label = "'" .. raw_name .. "'"
   elseif raw_name == nil and type(raw_script) == "string" and raw_script ~= "" then
-    label = "'" .. derive_name(raw_script) .. "'"
+    label = "'" .. (raw_script:find("%s") and command_name(raw_script) or derive_name(raw_script)) .. "'"
   end
 
   -- Raw access only: a user metatable must not run code while we validate.
@@ -177,12 +195,25 @@ local function normalize_app(raw, index, st)
   end
   ctx.no_interpreter = app.interpreter == nil
 
-  -- script
+  -- script: a file, a command on PATH, or a command string for the shell
   if vals.script == nil then return fail("script", "required") end
-  local script, err = resolve_script(vals.script, ctx)
-  if err then return fail(opt_name("script"), err) end
-  app.script = script
-  if not app.name then app.name = derive_name(vals.script) end
+  if is_command(vals.script, app.cwd) then
+    for _, o in ipairs({ "interpreter", "interpreter_args", "node_args" }) do
+      if vals[o] ~= nil then
+        return fail(opt_name(o), "does not apply to a command string (" .. opt_name("script") .. " = "
+          .. describe(vals.script) .. "), which runs through the shell: put the program in the command")
+      end
+    end
+    app.script = vals.script
+    -- PM2 runs it with bash -c, or sh -c where there is no bash.
+    app.shell = util.which("bash", ctx.path) or "/bin/sh"
+    if not app.name then app.name = command_name(vals.script) end
+  else
+    local script, err = resolve_script(vals.script, ctx)
+    if err then return fail(opt_name("script"), err) end
+    app.script = script
+    if not app.name then app.name = derive_name(vals.script) end
+  end
   label = "'" .. app.name .. "'"
   if st.names[app.name] then
     return fail(vals.name ~= nil and "name" or opt_name("script"),

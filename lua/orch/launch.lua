@@ -62,7 +62,7 @@ end
 -- The interpreter that runs the app's script: its own, the one its
 -- extension implies, true for orch itself (Lua), or nil (executed directly).
 function M.interpreter_of(app)
-  if app.interpreter or app.interpreter_none then return app.interpreter end
+  if app.interpreter or app.interpreter_none or app.shell then return app.interpreter end
   return M.interpreters[extension(app.script) or ""]
 end
 
@@ -74,7 +74,19 @@ function M.is_node(interp)
 end
 
 -- The program and argv for the app's script and interpreter.
+-- s as one word for sh.
+local function shell_quote(s)
+  if s ~= "" and not s:find("[^%w_%-%.,:/=@%%+]") then return s end
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
 local function program(app, orch_exe)
+  if app.shell then
+    -- a command string: the shell runs it, args appended as words
+    local cmd = { app.script }
+    for _, a in ipairs(app.args or {}) do cmd[#cmd + 1] = shell_quote(a) end
+    return { file = app.shell, argv = { app.shell, "-c", table.concat(cmd, " ") } }
+  end
   local interp = M.interpreter_of(app)
   if interp == true then
     return { file = orch_exe, argv = append({ orch_exe, "lua", app.script }, app.args) }
@@ -134,7 +146,7 @@ local function pm2_variables(env, app, id)
   env.namespace = app.namespace or "default"
   env.exec_mode = (app.exec_mode or "fork") .. "_mode"
   env.instances = tostring(app.instances or 1)
-  env.pm_exec_path = app.script
+  env.pm_exec_path = app.shell or app.script
   env.pm_cwd = app.cwd
 end
 

@@ -19,7 +19,7 @@ option("name", { type = "string", default_doc = "script file name without extens
 option("namespace", { type = "string", default = "default",
   doc = "Group of apps (PM2's namespace): a target for commands that act on every app in it, and the `namespace` variable of its processes. Letters, digits, '_', '.', '-'; not all digits; not \"all\"." })
 option("script", { type = "string", required = true,
-  doc = "Program to run. Resolved against cwd; a bare command name absent from cwd is looked up on PATH when no interpreter is set." })
+  doc = "Program to run. Resolved against cwd; a bare command name absent from cwd is looked up on PATH when no interpreter is set. A command string (with a space, naming no file: \"python3 -m http.server 8123\") runs through bash -c (sh -c without bash), as in PM2; args are appended to it, quoted." })
 option("args", { type = "string|list", default = {},
   doc = "Arguments for the script. A string is split like a shell does (quotes, backslashes), without any expansion." })
 option("interpreter", { type = "string", default_doc = "none: the script is executed directly",
@@ -126,7 +126,9 @@ option("cron_restart", { type = "string", default_doc = "none",
   doc = "Cron expression (5 or 6 fields) at which the app is restarted." })
 
 -- PM2 aliases, resolved to their canonical option.
-option("exec", { type = "string", alias_of = "script", doc = "PM2 alias of script." })
+for _, a in ipairs({ "exec", "cmd", "command" }) do
+  option(a, { type = "string", alias_of = "script", doc = "PM2 alias of script." })
+end
 option("exec_interpreter", { type = "string", alias_of = "interpreter", doc = "PM2 alias of interpreter." })
 option("combine_logs", { type = "boolean", alias_of = "merge_logs", doc = "PM2 alias of merge_logs." })
 option("cron", { type = "string", alias_of = "cron_restart", doc = "PM2 alias of cron_restart." })

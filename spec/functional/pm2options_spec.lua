@@ -84,4 +84,21 @@ describe("PM2 options", function()
       assert.is_nil(env.NODE_APP_INSTANCE)
     end
   end)
+
+  it("starts a command string through the shell, from the CLI and as an ecosystem's cmd, named after it", function()
+    H.need("python3")
+    local p1, p2 = H.free_port(), H.free_port()
+    local cmd = "python3 -m http.server --bind 127.0.0.1 " .. p1
+    local res, code, err = H.json(home, { "start", cmd }, { cwd = dir })
+    assert.are.equal(0, code, err)
+    local name = "python3-m-http.server-bind-127.0.0.1-" .. p1
+    assert.are.equal(name, res.processes[1].name)
+    H.started(dir, home, string.format('{ name = "served", cmd = "python3 -m http.server --bind 127.0.0.1", args = { "%d" } },', p2))
+    for _, port in ipairs({ p1, p2 }) do
+      H.wait_until(function() return http_status(port, "/") == 200 end, 20000, "http.server on port " .. port)
+    end
+    local d = H.json(home, { "describe", "served" })[1]
+    assert.are.equal("-c", d.exec[2])
+    assert.are.equal("python3 -m http.server --bind 127.0.0.1 " .. p2, d.exec[3])
+  end)
 end)

@@ -334,6 +334,39 @@ describe("orch.ecosystem", function()
     end)
   end)
 
+  describe("command strings", function()
+    local bash = util.which("bash")
+    it("run a script with a space that names no file through bash -c, named after the command", function()
+      local cfg = load_ok(write("eco.lua", 'return { apps = { { script = "python3 -m http.server 8123", instances = 2 } } }'))
+      local app = cfg.apps[1]
+      assert.are.same({ "python3 -m http.server 8123", bash, "python3-m-http.server-8123", "fork" },
+        { app.script, app.shell, app.name, app.exec_mode })
+    end)
+
+    it("take cmd and command as aliases of script", function()
+      local cfg = load_ok(write("eco.lua", 'return { apps = { { cmd = "sleep 5", name = "a" }, { command = "app.sh" } } }'))
+      assert.are.same({ "sleep 5", bash }, { cfg.apps[1].script, cfg.apps[1].shell })
+      assert.are.same({ tmp .. "/app.sh", "app" }, { cfg.apps[2].script, cfg.apps[2].name })
+      assert.is_nil(cfg.apps[2].shell)
+    end)
+
+    it("keep a file whose name has a space a file", function()
+      write("my app.sh", "")
+      local app = load_ok(write("eco.lua", 'return { apps = { { script = "my app.sh" } } }')).apps[1]
+      assert.are.same({ tmp .. "/my app.sh", "my_app" }, { app.script, app.name })
+      assert.is_nil(app.shell)
+    end)
+
+    for _, o in ipairs({ 'interpreter = "node"', 'node_args = "--inspect"', 'interpreter_args = { "-u" }' }) do
+      it("refuse " .. o, function()
+        local path = write("eco.lua", 'return { apps = {\n  { name = "a",\n    cmd = "npm start",\n    ' .. o .. ' },\n} }')
+        assert.are.equal(path .. ":4: app 'a': option '" .. o:match("^[%w_]+") .. "': does not apply to a command "
+          .. "string (cmd = string \"npm start\"), which runs through the shell: put the program in the command",
+          load_err(path))
+      end)
+    end
+  end)
+
   describe("exec_mode inferred as PM2 does", function()
     local cases = {
       { 'script = "app.js", instances = 4', "cluster" },

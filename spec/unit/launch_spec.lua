@@ -24,6 +24,9 @@ describe("orch.launch.command", function()
       { file = "/srv/a.sh", argv = { "/srv/a.sh" } } },
     { "keeps a bare command for PATH lookup", { script = "sleep", args = { "10" } },
       { file = "sleep", argv = { "sleep", "10" } } },
+    { "runs a command string with its shell, args appended quoted",
+      { script = "python3 -m http.server", shell = "/bin/bash", args = { "8000", "it's", "a b", "" } },
+      { file = "/bin/bash", argv = { "/bin/bash", "-c", [[python3 -m http.server 8000 'it'\''s' 'a b' '']] } } },
   }
   for _, c in ipairs(cases) do
     it(c[1], function()
