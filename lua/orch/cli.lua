@@ -31,10 +31,10 @@ end
 
 local function run_verb(verb, spec, p)
   if spec.run then return spec.run(p) end
-  local cmd, args, known = spec.request(p)
+  local cmd, args, known, status = spec.request(p)
   if not cmd then
     err("orch %s: %s%s", verb, args, known and ("\n" .. cliargs.usage_line(verb, spec)) or "")
-    return 2
+    return status or 2 -- status: 1 when a file, not the command line, is wrong
   end
 
   local c, cerr, code = client.connect(spec.autostart ~= false)

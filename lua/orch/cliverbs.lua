@@ -32,9 +32,7 @@ local function target(p)
   return { target = p.positional[1] }
 end
 
-local function is_ecosystem(path)
-  return path:match("%.json$") or path:match("ecosystem[^/]*%.lua$") or path:match("%.config%.lua$")
-end
+local is_ecosystem = require("orch.ecofile").is_config
 
 local function file_exists(path)
   local f = io.open(path, "rb")
@@ -57,7 +55,10 @@ local function start_request(p)
       only = {}
       for n in o.only:gmatch("[^,%s]+") do only[#only + 1] = n end
     end
-    return "start", { file = util.abspath(tgt, cwd), env_name = o.env, only = only, env = environ(), cwd = cwd }
+    local req = { file = util.abspath(tgt, cwd), env_name = o.env, only = only, env = environ(), cwd = cwd }
+    local ok, perr = require("orch.ecofile").prepare(req) -- a JavaScript file: Node evaluates it here
+    if not ok then return nil, perr, nil, 1 end
+    return "start", req
   end
   if o.only then return nil, "--only applies to an ecosystem file" end
   if not o.name then

@@ -162,7 +162,7 @@ end
 
 function H.start(engine, args, respond)
   local ok, err = check(args, { file = "string", spec = "table", env_name = "string", only = "table",
-                                env = "table", cwd = "string", target = "string|number" })
+                                env = "table", cwd = "string", target = "string|number", evaluated = "table" })
   if not ok then return respond(nil, "EINVAL", err) end
   if args.target ~= nil then
     if args.file or args.spec then return respond(nil, "EINVAL", "'target' excludes 'file' and 'spec'") end
@@ -181,7 +181,7 @@ function H.start(engine, args, respond)
   local env, eerr = string_map(args.env, "env")
   if not env then return respond(nil, "EINVAL", eerr) end
   local source = { file = args.file, spec = args.spec, env_name = args.env_name, env = env,
-                   cwd = args.cwd or "/" }
+                   cwd = args.cwd or "/", evaluated = args.evaluated }
   if args.only ~= nil then
     local n = 0
     for _ in pairs(args.only) do n = n + 1 end

@@ -1,10 +1,14 @@
 -- orch.ecofile: an ecosystem file's text to a raw table: Lua run in a
--- sandbox under a deadline (orch.hook), or JSON. What the table means is
--- orch.ecosystem's business.
+-- sandbox under a deadline (orch.hook), PM2's relaxed JSON, YAML; a
+-- JavaScript one is evaluated by Node in the CLI (orch.jsconfig). Also
+-- which names are config files. What the table means is orch.ecosystem's
+-- business.
 local util = require("orch.util")
 local srcmap = require("orch.srcmap")
 local hook = require("orch.hook")
 local bounds = require("orch.bounds")
+local relaxjson = require("orch.relaxjson")
+local yamlconf = require("orch.yamlconf")
 
 local describe = util.describe
 local sub, concat = string.sub, table.concat
@@ -153,24 +157,72 @@ function M.lua(src, file, opts)
   return plain(result)
 end
 
--- The table a JSON ecosystem file holds, nil, and the null it decodes to;
--- or nil, message.
+-- The table a JSON ecosystem file holds (PM2's relaxed JSON: comments,
+-- unquoted keys, single quotes, trailing commas), nil, and the null it
+-- decodes to; or nil, message.
 function M.json(src, file)
-  local ok, cjson = pcall(require, "cjson")
-  if not ok then return nil, file .. ": cannot read JSON: the cjson module is not available" end
-  local json = cjson.new()
-  json.decode_invalid_numbers(false)
-  local ok2, result = pcall(json.decode, src)
-  if not ok2 then
-    local msg = tostring(result)
-    local pos = tonumber(msg:match("at character (%d+)"))
-    local line = pos and (1 + srcmap.count_newlines(src, 1, pos - 1)) or nil
-    return nil, location(file, line) .. "invalid JSON: " .. msg
+  local value, msg, line = relaxjson.decode(src)
+  if value == nil then return nil, location(file, line) .. "invalid JSON: " .. msg end
+  if type(value) ~= "table" or value == relaxjson.null then
+    return nil, file .. ": expected a JSON object with an \"apps\" list, got " .. describe(value)
   end
-  if type(result) ~= "table" then
-    return nil, file .. ": expected a JSON object with an \"apps\" list, got " .. describe(result)
+  return value, nil, relaxjson.null
+end
+
+-- The same for YAML (PM2's apps.yml).
+function M.yaml(src, file)
+  if not yamlconf.available() then
+    return nil, file .. ": cannot read YAML: the lua-yaml package is not installed (apt-get install lua-yaml)"
   end
-  return result, nil, json.null
+  local value, msg, null_or_line = yamlconf.decode(src)
+  if msg then return nil, location(file, null_or_line) .. "invalid YAML: " .. msg end
+  if type(value) ~= "table" or value == null_or_line then
+    return nil, file .. ": expected a YAML mapping with an 'apps' list, got " .. describe(value)
+  end
+  return value, nil, null_or_line
+end
+
+-- Whether `orch start|run|reload|... PATH` names a config file rather than
+-- a script, by its name, as PM2 decides (Common.isConfigFile: .json, .yml,
+-- .yaml, .config.js/.cjs/.mjs) and besides: .json5, ecosystem*.js|cjs|mjs,
+-- and orch's Lua ones (ecosystem*.lua, *.config.lua).
+function M.is_config(path)
+  if type(path) ~= "string" then return false end
+  local base = (path:match("[^/]*$") or ""):lower()
+  local ext = base:match("%.([^.]+)$")
+  if ext == "json" or ext == "json5" or ext == "yml" or ext == "yaml" then return true end
+  if ext == "js" or ext == "cjs" or ext == "mjs" or ext == "lua" then
+    return base:match("^ecosystem") ~= nil or base:match(".%.config%.[^.]+$") ~= nil
+  end
+  return false
+end
+
+local KINDS = { lua = "lua", json = "json", json5 = "json", yml = "yaml", yaml = "yaml",
+                js = "js", cjs = "js", mjs = "js" }
+
+-- The language of a config file: by its extension, else by its text (JSON
+-- starts with '{' or '['; anything else is Lua).
+function M.kind(file, src)
+  local ext = file:lower():match("%.([^./]+)$")
+  if KINDS[ext] then return KINDS[ext] end
+  if src and src:match("^%s*[{%[]") then return "json" end
+  return "lua"
+end
+
+-- For the CLI (where blocking is fine), before it sends a start request
+-- {file = ABSOLUTE, cwd, env}: a JavaScript file is evaluated here, with
+-- Node, and its value goes in req.evaluated (the daemon runs no Node).
+-- Functions in it are dropped, with a warning. true, or nil, message.
+function M.prepare(req)
+  if M.kind(req.file) ~= "js" then return true end
+  local value, dropped = require("orch.jsconfig").evaluate(req.file, { env = req.env, cwd = req.cwd })
+  if value == nil then return nil, dropped end
+  for _, at in ipairs(dropped) do
+    io.stderr:write(req.file, ": warning: ", at, " is a function, which orch cannot take from a JavaScript "
+      .. "config (a Lua ecosystem can hold functions); ignored\n")
+  end
+  req.evaluated = value
+  return true
 end
 
 return M

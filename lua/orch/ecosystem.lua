@@ -1,4 +1,5 @@
--- Ecosystem files: load (orch.ecofile: Lua in a sandbox, or JSON), validate
+-- Ecosystem files: load (orch.ecofile: Lua in a sandbox, PM2's JSON, YAML,
+-- JavaScript evaluated by the CLI), take PM2's top-level shapes, validate
 -- every option exhaustively (orch.schema, orch.validate), and normalise apps
 -- into plain tables with every default applied. Errors are for humans:
 -- "FILE:LINE: app 'NAME': option 'X': ...", and only the first one is reported.
@@ -339,6 +340,42 @@ function M.check_dependencies(apps, where)
   return nil
 end
 
+-- PM2's shapes of a config (API._startJson): { apps = [...] }, else
+-- { pm2 = [...] }, else a bare list of apps, else one app; `apps` itself
+-- may be one app. Returns { apps = list, ...other top-level keys }, or tbl
+-- unchanged when it is none of these (normalize then says what is wrong).
+local function one_app(t, null)
+  if type(t) ~= "table" or t == null or list_length(t) then return false end
+  for k in next, t do
+    if type(k) == "string" and (OPTIONS[k] or k:match("^env_")) then return true end
+  end
+  return false
+end
+
+function M.shape(tbl, null)
+  if type(tbl) ~= "table" or tbl == null then return tbl end
+  local apps = rawget(tbl, "apps")
+  if apps == nil and rawget(tbl, "pm2") ~= nil then
+    local t = {}
+    for k, v in next, tbl do if k ~= "pm2" then t[k] = v end end
+    t.apps = rawget(tbl, "pm2")
+    tbl, apps = t, t.apps
+  end
+  if apps == nil then
+    local n = list_length(tbl)
+    if n and n > 0 then return { apps = tbl } end
+    if one_app(tbl, null) then return { apps = { tbl } } end
+    return tbl
+  end
+  if one_app(apps, null) then
+    local t = {}
+    for k, v in next, tbl do t[k] = v end
+    t.apps = { apps }
+    return t
+  end
+  return tbl
+end
+
 -- Validates a raw configuration table {apps = {...}} and returns
 -- {file, dir, apps, warnings}. opts: file (label for messages), dir (base
 -- for relative paths; default the current directory), env_name, cpus,
@@ -360,12 +397,13 @@ function M.normalize(tbl, opts)
   if type(tbl) ~= "table" then
     return fail(nil, "expected a table with an 'apps' list, got " .. describe(tbl))
   end
+  tbl = M.shape(tbl, opts.null)
 
   local top_keys = {}
   for k in next, tbl do
     if type(k) ~= "string" then
       if is_integer(k) then
-        return fail("apps", "required (the file must hold { apps = { ... } }, not a bare list of apps)")
+        return fail("apps", "required (a list of apps is numbered 1..n without gaps)")
       end
       return fail(nil, "unexpected top-level key " .. describe(k))
     end
@@ -443,14 +481,7 @@ function M.load(path, opts)
   end
   local file = util.abspath(path, opts.cwd)
   local dir = util.dirname(file)
-  local lower = file:lower()
 
-  if lower:match("%.[cm]?js$") then
-    return nil, file .. ": JavaScript ecosystem files are not supported; use ecosystem.lua or ecosystem.json"
-  end
-  if lower:match("%.ya?ml$") then
-    return nil, file .. ": YAML ecosystem files are not supported; use ecosystem.lua or ecosystem.json"
-  end
   if util.is_dir(file) then return nil, file .. ": is a directory" end
   local f, err = io.open(file, "r")
   if not f then return nil, err end
@@ -458,11 +489,28 @@ function M.load(path, opts)
   f:close()
   if not src then return nil, file .. ": cannot read file" end
 
-  local is_json = lower:match("%.json$") or (not lower:match("%.lua$") and src:match("^%s*{"))
+  local kind = ecofile.kind(file, src)
   local raw, null, find_lines
-  if is_json then
+  if kind == "js" then
+    raw = opts.evaluated
+    if raw == nil and opts.run_node then
+      raw, err = require("orch.jsconfig").evaluate(file, { env = opts.base_env, cwd = opts.cwd })
+      if raw == nil then return nil, err end
+    elseif raw == nil then
+      return nil, file .. ": a JavaScript config is evaluated with Node by the orch CLI (orch start FILE), "
+        .. "not here"
+    end
+    if type(raw) ~= "table" then
+      return nil, file .. ": expected the file to export an object with an 'apps' list, got " .. describe(raw)
+    end
+    null = require("cjson").null
+    find_lines = srcmap.js_lines
+  elseif kind == "json" then
     raw, err, null = ecofile.json(src, file)
     find_lines = srcmap.json_lines
+  elseif kind == "yaml" then
+    raw, err, null = ecofile.yaml(src, file)
+    find_lines = function(text, n) return srcmap.shaped(require("orch.yamlconf").outline(text), n) end
   else
     raw, err = ecofile.lua(src, file, opts)
     find_lines = srcmap.lua_lines
@@ -470,16 +518,17 @@ function M.load(path, opts)
   if not raw then return nil, err end
 
   if null then
-    -- JSON null means "not given" for options, as in PM2.
+    -- null means "not given" for options, as in PM2.
     local function strip(t)
       for k, v in pairs(t) do
         if v == null and type(k) == "string" then t[k] = nil
-        elseif type(v) == "table" then strip(v) end
+        elseif type(v) == "table" and v ~= null then strip(v) end
       end
     end
     strip(raw)
   end
 
+  raw = M.shape(raw, null)
   local apps = type(raw) == "table" and rawget(raw, "apps")
   local napps = type(apps) == "table" and list_length(apps) or -1
   -- Line numbers are a convenience: a tokenizer surprise must never turn

@@ -145,7 +145,8 @@ end
 
 ---------------------------------------------------------------------------
 -- Sources: where apps come from, in a form that survives a restart of orch.
---   { file = "/abs/eco.lua", env_name = "prod"|nil, only = {names}|nil, env = {...}, cwd = "/dir" }
+--   { file = "/abs/eco.lua", env_name = "prod"|nil, only = {names}|nil, env = {...}, cwd = "/dir",
+--     evaluated = {...}|nil (a JavaScript file's value, evaluated by the CLI) }
 --   { spec = { raw app table }, env = {...}, cwd = "/dir" }
 ---------------------------------------------------------------------------
 
@@ -153,7 +154,7 @@ function Engine:load(source)
   local cfg, err
   if source.file then
     cfg, err = ecosystem.load(source.file, { env_name = source.env_name, base_env = source.env, cwd = source.cwd,
-                                             api = self.api })
+                                             api = self.api, evaluated = source.evaluated })
   else
     cfg, err = ecosystem.normalize({ apps = { source.spec } },
       { file = "command line", dir = source.cwd, base_env = source.env, env_name = source.env_name })

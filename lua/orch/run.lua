@@ -67,6 +67,12 @@ function M.main(args)
   local cwd = require("orch.util").getcwd()
   local source = { file = require("orch.util").abspath(opts.file, cwd), env_name = opts.env_name,
                    env = base_env, cwd = cwd }
+  -- A JavaScript file is evaluated now, before anything is supervised.
+  local prepared, perr = require("orch.ecofile").prepare(source)
+  if not prepared then
+    io.stderr:write(perr, "\n")
+    return 2
+  end
   local log = function(_, msg) say(msg) end
   local sup -- set below; the idle check lists it
   local status, shutting_down = 0, false

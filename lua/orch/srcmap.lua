@@ -26,9 +26,11 @@ local function unescape(s)
            :gsub("\\(.)", function(c) return ESCAPES[c] or c end))
 end
 
--- Tokens {kind = "name"|"string"|"number"|"op", value, line}. Works for Lua
--- and JSON alike; the source is known to be well-formed by the time we run.
-local function tokenize(src)
+-- Tokens {kind = "name"|"string"|"number"|"op", value, line}. Works for Lua,
+-- and with `js` for JSON, PM2's JSON5-style JSON and JavaScript (comments
+-- `//` and `/* */`, template strings); the source is known to be
+-- well-formed by the time we run.
+local function tokenize(src, js)
   local toks, i, n, line = {}, 1, #src, 1
   local function push(kind, value, l) toks[#toks + 1] = { kind = kind, value = value, line = l } end
   while i <= n do
@@ -37,7 +39,19 @@ local function tokenize(src)
       line, i = line + 1, i + 1
     elseif c:match("%s") then
       i = i + 1
-    elseif c == "-" and sub(src, i + 1, i + 1) == "-" then
+    elseif js and c == "/" and sub(src, i + 1, i + 1) == "/" then
+      i = src:find("\n", i, true) or n + 1
+    elseif js and c == "/" and sub(src, i + 1, i + 1) == "*" then
+      local _, stop = src:find("*/", i + 2, true)
+      stop = stop or n
+      line = line + count_newlines(src, i, stop)
+      i = stop + 1
+    elseif js and c == "`" then
+      local stop = src:find("`", i + 1, true) or n
+      push("string", sub(src, i + 1, stop - 1), line)
+      line = line + count_newlines(src, i, stop)
+      i = stop + 1
+    elseif not js and c == "-" and sub(src, i + 1, i + 1) == "-" then
       local level = src:match("^%[(=*)%[", i + 2)
       if level then
         local close = "]" .. level .. "]"
@@ -48,7 +62,7 @@ local function tokenize(src)
       else
         i = src:find("\n", i, true) or n + 1
       end
-    elseif c == "[" and src:match("^%[=*%[", i) then
+    elseif not js and c == "[" and src:match("^%[=*%[", i) then
       local level = src:match("^%[(=*)%[", i)
       local open_end = i + #level + 1
       local close = "]" .. level .. "]"
@@ -69,8 +83,8 @@ local function tokenize(src)
       push("string", unescape(sub(src, i + 1, j - 1)), line)
       line = line + count_newlines(src, i, j - 1)
       i = j + 1
-    elseif c:match("[%a_]") then
-      local word = src:match("^[%w_]+", i)
+    elseif c:match("[%a_]") or (js and c == "$") then
+      local word = src:match(js and "^[%w_$]+" or "^[%w_]+", i)
       push("name", word, line)
       i = i + #word
     elseif c:match("%d") or (c == "." and sub(src, i + 1, i + 1):match("%d")) then
@@ -114,7 +128,7 @@ local function is_op(t, v) return t and t.kind == "op" and t.value == v end
 -- { line, keys = {key -> {line, node}}, items = {{line, node}} }, where node
 -- is the outline of a value that is itself exactly one constructor.
 local function outline(toks, match, o, json)
-  local node = { line = toks[o].line, keys = {}, items = {} }
+  local node = { line = toks[o].line, keys = {}, items = {}, list = is_op(toks[o], "[") }
   local close = match[o]
   local j = o + 1
   while j < close do
@@ -128,7 +142,10 @@ local function outline(toks, match, o, json)
       local key, keyed, vstart
       local t = toks[s]
       if json then
-        if t.kind == "string" and is_op(toks[s + 1], ":") then key, keyed, vstart = t.value, true, s + 2 end
+        -- JSON5 and JavaScript write keys as names too (`apps: [...]`).
+        if (t.kind == "string" or t.kind == "name") and is_op(toks[s + 1], ":") then
+          key, keyed, vstart = t.value, true, s + 2
+        end
       elseif t.kind == "name" and is_op(toks[s + 1], "=") then
         key, keyed, vstart = t.value, true, s + 2
       elseif is_op(t, "[") and is_op(toks[match[s] + 1], "=") then
@@ -205,16 +222,60 @@ local function lua_lines(src, napps)
   return found
 end
 
-local function json_lines(src, napps)
-  local toks = tokenize(src)
-  local match = structure(toks)
-  if not match or not is_op(toks[1], "{") then return nil end
-  local top = outline(toks, match, 1, true)
-  local apps = top.keys.apps
-  if apps and apps.node and #apps.node.items == napps then
-    return line_map(apps.node, top)
+-- The line map of a file's top-level value (an outline), in each of PM2's
+-- shapes: { apps: [...] } or { pm2: [...] }, a bare list of apps, one app.
+local function shaped(top, napps)
+  if top.list then return #top.items == napps and line_map(top) or nil end
+  local apps = top.keys.apps or top.keys.pm2
+  local list = apps and apps.node
+  if list and list.list and #list.items == napps then return line_map(list, top) end
+  if list and not list.list and napps == 1 then
+    return line_map({ items = { { line = apps.line, node = list } } }, top)
   end
+  if not apps and napps == 1 then return line_map({ items = { { line = top.line, node = top } } }) end
   return line_map({ items = {} }, top) -- top-level keys only
+end
+
+local function json_lines(src, napps)
+  local toks = tokenize(src, true)
+  local match = structure(toks)
+  if not match or not (is_op(toks[1], "{") or is_op(toks[1], "[")) then return nil end
+  return shaped(outline(toks, match, 1, true), napps)
+end
+
+-- A JavaScript config: the literal after `module.exports =` or `export
+-- default`, or else the one `apps: [...]` (or `pm2:`) list with as many
+-- items as the file produced apps. Computed parts have no line.
+local function js_lines(src, napps)
+  local toks = tokenize(src, true)
+  local match, parent = structure(toks)
+  if not match then return nil end
+  for i, t in ipairs(toks) do
+    local o
+    if t.kind == "name" and t.value == "module" and is_op(toks[i + 1], ".") and toks[i + 2]
+        and toks[i + 2].value == "exports" and is_op(toks[i + 3], "=") then
+      o = i + 4
+    elseif t.kind == "name" and t.value == "export" and toks[i + 1] and toks[i + 1].value == "default" then
+      o = i + 2
+    end
+    if o and toks[o] and (is_op(toks[o], "{") or is_op(toks[o], "[")) then
+      local map = shaped(outline(toks, match, o, true), napps)
+      if map and #map.apps == napps then return map end
+    end
+  end
+  local found
+  for i, t in ipairs(toks) do
+    if (t.kind == "name" or t.kind == "string") and (t.value == "apps" or t.value == "pm2")
+        and is_op(toks[i + 1], ":") and is_op(toks[i + 2], "[") then
+      local list = outline(toks, match, i + 2, true)
+      if #list.items == napps then
+        if found then return nil end -- two plausible literals: refuse to guess
+        local p = parent[i]
+        found = line_map(list, p and is_op(toks[p], "{") and outline(toks, match, p, true) or nil)
+      end
+    end
+  end
+  return found
 end
 
 -- Chunk names. LuaJIT cuts a chunk name to 60 bytes in messages
@@ -238,5 +299,5 @@ local function expand(text)
   return (text:gsub("%[lua#(%d+)%]", function(i) return paths[tonumber(i)] end))
 end
 
-return { lua_lines = lua_lines, json_lines = json_lines, count_newlines = count_newlines,
-         chunkname = chunkname, expand = expand }
+return { lua_lines = lua_lines, json_lines = json_lines, js_lines = js_lines, shaped = shaped,
+         count_newlines = count_newlines, chunkname = chunkname, expand = expand }

@@ -472,9 +472,6 @@ describe("orch.ecosystem", function()
     it("requires apps", function()
       local path = write("eco.lua", "return { deploy = {} }")
       assert.are.equal(path .. ": top-level key 'apps': required", load_err(path))
-      path = write("eco2.lua", 'return { { script = "app.sh" } }')
-      assert.are.equal(path .. ": top-level key 'apps': required (the file must hold { apps = { ... } }, not a bare list of apps)",
-        load_err(path))
       path = write("eco3.lua", "return {\n  apps = {},\n}")
       assert.are.equal(path .. ":2: top-level key 'apps': expected a non-empty list of app tables, got empty table",
         load_err(path))
@@ -974,7 +971,7 @@ describe("orch.ecosystem", function()
 
     it("report invalid JSON with the line", function()
       local path = FIXTURES .. "/invalid.json"
-      assert.are.equal(path .. ":6: invalid JSON: Expected object key string but found T_OBJ_END at character 75",
+      assert.are.equal(path .. ":5: invalid JSON: expected ',' or '}' after the value of 'name', found '\"'",
         load_err(path))
       path = write("eco.json", '{\n  "apps": [\n    { "script": "app.sh" }\n  ]\n\n  "x": 1\n}\n')
       assert.is_truthy(load_err(path):match("^" .. path:gsub("%p", "%%%0") .. ":6: invalid JSON: "))
@@ -1008,11 +1005,8 @@ describe("orch.ecosystem", function()
       assert.are.equal(path .. ":1: app 'app': option 'restart': expected a function, got string \"always\"", load_err(path))
     end)
 
-    it("require an object with apps", function()
-      local path = write("eco.json", '[ { "script": "app.sh" } ]')
-      assert.are.equal(path .. ": top-level key 'apps': required (the file must hold { apps = { ... } }, not a bare list of apps)",
-        load_err(path))
-      path = write("eco2.json", '"x"')
+    it("require an object or a list", function()
+      local path = write("eco2.json", '"x"')
       assert.are.equal(path .. ': expected a JSON object with an "apps" list, got string "x"', load_err(path))
     end)
 
@@ -1024,11 +1018,14 @@ describe("orch.ecosystem", function()
   end)
 
   describe("other files", function()
-    it("reject JavaScript", function()
+    -- The daemon never runs Node: the CLI evaluates the file and sends its value.
+    it("take JavaScript evaluated by the CLI, and refuse to evaluate it themselves", function()
       local path = FIXTURES .. "/ecosystem.config.js"
-      assert.are.equal(path .. ": JavaScript ecosystem files are not supported; use ecosystem.lua or ecosystem.json",
+      assert.are.equal(path .. ": a JavaScript config is evaluated with Node by the orch CLI (orch start FILE), not here",
         load_err(path))
-      assert.is_truthy(load_err(tmp .. "/x.cjs"):match("JavaScript ecosystem files are not supported"))
+      local cfg = load_ok(path, { evaluated = { apps = { { name = "web", script = "worker.sh" } } } })
+      assert.are.equal("web", cfg.apps[1].name)
+      assert.are.equal(1, cfg.apps[1].config_line) -- found in the file's text
     end)
 
     it("report missing files and directories", function()

@@ -1,0 +1,107 @@
+-- Config files in PM2's formats: which names are config files
+-- (orch.ecofile.is_config), PM2's relaxed JSON (orch.relaxjson), PM2's
+-- top-level shapes (orch.ecosystem.shape).
+local ecofile = require("orch.ecofile")
+local relaxjson = require("orch.relaxjson")
+local eco = require("orch.ecosystem")
+local cjson = require("cjson")
+
+describe("orch.ecofile.is_config", function()
+  it("knows PM2's config names and orch's Lua ones", function()
+    for _, name in ipairs({ "ecosystem.config.js", "ecosystem.config.cjs", "ecosystem.config.mjs", "app.config.js",
+        "/srv/x/ecosystem.json", "process.json", "all.json", "ecosystem.json5", "apps.yml", "apps.yaml",
+        "ecosystem.js", "ecosystem-prod.mjs", "ecosystem.lua", "ecosystem.prod.lua", "app.config.lua",
+        "dir.d/APPS.YML" }) do
+      assert.is_true(ecofile.is_config(name), name)
+    end
+  end)
+
+  it("leaves scripts to be run", function()
+    for _, name in ipairs({ "app.js", "server.mjs", "index.cjs", "worker.lua", "echo.py", "run.sh", "config.js",
+        "/srv/ecosystem.d/app.js", "http", "./json", "app.json.d/app.js" }) do
+      assert.is_false(ecofile.is_config(name), name)
+    end
+    assert.is_false(ecofile.is_config(nil))
+  end)
+
+  it("tells the language by the extension, else by the text", function()
+    assert.are.equal("js", ecofile.kind("/a/ecosystem.config.mjs"))
+    assert.are.equal("json", ecofile.kind("/a/x.json5"))
+    assert.are.equal("yaml", ecofile.kind("/a/x.YML"))
+    assert.are.equal("json", ecofile.kind("/a/ecosystem.config", " [ {} ]"))
+    assert.are.equal("lua", ecofile.kind("/a/ecosystem.config", "return {}"))
+  end)
+end)
+
+describe("orch.relaxjson", function()
+  local function ok(text)
+    local v, msg, line = relaxjson.decode(text)
+    assert(v ~= nil, tostring(msg) .. " at line " .. tostring(line))
+    return v
+  end
+  local function bad(text)
+    local v, msg, line = relaxjson.decode(text)
+    assert.is_nil(v)
+    return line .. ": " .. msg
+  end
+
+  it("reads strict JSON", function()
+    assert.are.same({ apps = { { name = "a", n = 1.5, t = true, f = false, e = {}, l = { 1, "x" } } } },
+      ok('{"apps": [{"name": "a", "n": 1.5, "t": true, "f": false, "e": {}, "l": [1, "x"]}]}'))
+    assert.are.equal(cjson.null, ok("null"))
+    assert.are.equal("é\n\"😀", ok('"\\u00e9\\n\\"\\ud83d\\ude00"'))
+  end)
+
+  it("reads what PM2's JavaScript-evaluated JSON files hold", function()
+    local v = ok([[
+// a comment
+{
+  /* a block
+     comment */
+  apps: [
+    { name: 'api', $x: "y", 'quoted-key': 0x1F, n: -.5, p: +2, e: 1e3, u: undefined, },
+  ],
+}
+]])
+    assert.are.same({ apps = { { name = "api", ["$x"] = "y", ["quoted-key"] = 31, n = -0.5, p = 2, e = 1000,
+      u = cjson.null } } }, v)
+    assert.are.same({ 1, 2 }, ok("[1, 2,]"))
+    assert.are.equal("a b", ok("'a \\\nb'"):gsub("\n", ""))
+  end)
+
+  it("says where it stops, and why", function()
+    assert.are.equal("3: expected ',' or '}' after the value of 'a', found '\"'", bad('{\n "a": 1\n "b": 2\n}'))
+    assert.are.equal("2: '[' on line 1 is never closed", bad('[1,\n2'))
+    assert.are.equal("1: unterminated string (a newline in a string is written \\n)", bad('{"a": "x\n"}'))
+    assert.are.equal("2: unterminated /* comment", bad('{\n /* x'))
+    assert.are.equal("1: NaN is not a number orch accepts", bad('{a: NaN}'))
+    assert.are.equal("1: unexpected 'x' after the value", bad('{} x'))
+    assert.are.equal("1: a value is missing at the end of the file", bad(''))
+    assert.are.equal("1: nested deeper than 200 levels", bad(("["):rep(1000)))
+  end)
+
+  it("refuses expressions, pointing to a JavaScript or Lua config", function()
+    -- PM2's test/fixtures/configuration.json computes a script name
+    assert.matches("^2: an expression %('%.' after a value%): orch reads literal values only.*%.config%.js or %.lua",
+      bad('[{\n  script: [".", "/", "e", "cho.js"].join("")\n}]'))
+    assert.matches("^1: expected a value, found 'process' %(orch reads literal values only",
+      bad('{ a: process.env.X }'))
+  end)
+end)
+
+describe("orch.ecosystem.shape", function()
+  local app = { name = "a", script = "a.js" }
+  it("takes PM2's shapes", function()
+    assert.are.same({ apps = { app } }, eco.shape({ apps = { app } }))
+    assert.are.same({ apps = { app }, deploy = {} }, eco.shape({ pm2 = { app }, deploy = {} }))
+    assert.are.same({ apps = { app } }, eco.shape({ app }))
+    assert.are.same({ apps = { app } }, eco.shape(app))
+    assert.are.same({ apps = { app } }, eco.shape({ apps = app }))
+  end)
+
+  it("leaves other tables for normalize to explain", function()
+    assert.are.same({ deploy = {} }, eco.shape({ deploy = {} }))
+    assert.are.same({ apps = { web = app } }, eco.shape({ apps = { web = app } }))
+    assert.are.same({}, eco.shape({}))
+  end)
+end)
