@@ -1,5 +1,5 @@
--- Fuzz driver: ecosystem files in JSON (lua/orch/ecosystem.lua load: the
--- cjson decode, the line map of srcmap.json_lines, normalize and every
+-- Fuzz driver: ecosystem files in JSON (lua/orch/ecosystem.lua load: PM2's
+-- relaxed JSON (orch.relaxjson), the line map of srcmap.json_lines, normalize and every
 -- option's check). Each input is the file's text. load must return the
 -- configuration, or nil and a message that begins with the file's path.
 local C = dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "lib/common.lua")

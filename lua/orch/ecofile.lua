@@ -184,15 +184,15 @@ end
 
 -- Whether `orch start|run|reload|... PATH` names a config file rather than
 -- a script, by its name, as PM2 decides (Common.isConfigFile: .json, .yml,
--- .yaml, .config.js/.cjs/.mjs) and besides: .json5, ecosystem*.js|cjs|mjs,
--- and orch's Lua ones (ecosystem*.lua, *.config.lua).
+-- .yaml, .config.js/.cjs/.mjs) and besides: .json5, *ecosystem*.js|cjs|mjs,
+-- and orch's Lua ones (*ecosystem*.lua, *.config.lua).
 function M.is_config(path)
   if type(path) ~= "string" then return false end
   local base = (path:match("[^/]*$") or ""):lower()
   local ext = base:match("%.([^.]+)$")
   if ext == "json" or ext == "json5" or ext == "yml" or ext == "yaml" then return true end
   if ext == "js" or ext == "cjs" or ext == "mjs" or ext == "lua" then
-    return base:match("^ecosystem") ~= nil or base:match(".%.config%.[^.]+$") ~= nil
+    return base:find("ecosystem", 1, true) ~= nil or base:match(".%.config%.[^.]+$") ~= nil
   end
   return false
 end

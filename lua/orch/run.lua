@@ -68,9 +68,9 @@ function M.main(args)
   local source = { file = require("orch.util").abspath(opts.file, cwd), env_name = opts.env_name,
                    env = base_env, cwd = cwd }
   -- A JavaScript file is evaluated now, before anything is supervised.
-  local prepared, perr = require("orch.ecofile").prepare(source)
+  local prepared, jerr = require("orch.ecofile").prepare(source)
   if not prepared then
-    io.stderr:write(perr, "\n")
+    io.stderr:write(jerr, "\n")
     return 2
   end
   local log = function(_, msg) say(msg) end

@@ -10,7 +10,7 @@ describe("orch.ecofile.is_config", function()
   it("knows PM2's config names and orch's Lua ones", function()
     for _, name in ipairs({ "ecosystem.config.js", "ecosystem.config.cjs", "ecosystem.config.mjs", "app.config.js",
         "/srv/x/ecosystem.json", "process.json", "all.json", "ecosystem.json5", "apps.yml", "apps.yaml",
-        "ecosystem.js", "ecosystem-prod.mjs", "ecosystem.lua", "ecosystem.prod.lua", "app.config.lua",
+        "ecosystem.js", "ecosystem-prod.mjs", "ecosystem.lua", "ecosystem.prod.lua", "app.config.lua", "bad.ecosystem.lua",
         "dir.d/APPS.YML" }) do
       assert.is_true(ecofile.is_config(name), name)
     end
