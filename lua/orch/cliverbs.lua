@@ -161,8 +161,9 @@ local verbs = {
     summary = "bring back the apps saved by save (stopped ones stay stopped)", opts = JSON,
     request = function() return "resurrect", {} end,
     show = function(result)
-      io.stdout:write(string.format("resurrected %d app(s)%s\n", #result.started + #(result.stopped or {}),
-        #(result.stopped or {}) > 0 and string.format(" (%d stopped, as saved)", #result.stopped) or ""))
+      io.stdout:write(string.format("resurrected %d app(s)%s%s\n", #result.started + #(result.stopped or {}),
+        #(result.stopped or {}) > 0 and string.format(" (%d stopped, as saved)", #result.stopped) or "",
+        result.backup and string.format(" from %s (%s)", result.backup, result.why) or ""))
       for _, e in ipairs(result.errors) do err("orch resurrect: %s", e) end
       if #result.errors > 0 then return 1 end
     end },

@@ -355,30 +355,48 @@ function H.save(engine, args, respond)
   if not ok then return respond(nil, "EINVAL", err) end
   local apps = engine:snapshot()
   engine.dump_writer = engine.dump_writer or state.writer(engine.paths.dump)
-  engine.dump_writer.write({ version = 1, apps = apps }, function(wrote, werr)
-    if not wrote then return respond(nil, "EIO", werr) end
-    respond({ file = engine.paths.dump, apps = #apps })
+  -- The dump it replaces stays as DUMP.bak (PM2's dump.pm2.bak), which
+  -- resurrect falls back to: a second link to it, so that the dump itself
+  -- stays whole until the writer's rename replaces it (a save that fails
+  -- leaves it as it was). No dump yet: ENOENT, nothing to keep.
+  local uv, bak = require("luv"), engine.paths.dump .. ".bak"
+  uv.fs_unlink(bak, function()
+    uv.fs_link(engine.paths.dump, bak, function()
+      engine.dump_writer.write({ version = 1, apps = apps }, function(wrote, werr)
+        if not wrote then return respond(nil, "EIO", werr) end
+        respond({ file = engine.paths.dump, apps = #apps })
+      end)
+    end)
   end)
+end
+
+-- The dump, or when it is missing or unreadable its backup (as PM2 does):
+-- dump, the backup's path when it was used, and why the dump was not.
+local function read_dump(path)
+  local dump, derr = state.read_json(path)
+  if dump and type(dump.apps) ~= "table" then dump, derr = nil, path .. ": no 'apps' list" end
+  if dump then return dump end
+  local bak = state.read_json(path .. ".bak")
+  if bak and type(bak.apps) == "table" then
+    return bak, path .. ".bak", derr == "ENOENT" and (path .. " does not exist") or derr
+  end
+  if derr == "ENOENT" then return nil, "ENOENT", "nothing saved: " .. path .. " does not exist (run orch save)" end
+  return nil, "EIO", derr
 end
 
 function H.resurrect(engine, args, respond)
   local ok, err = check(args, {})
   if not ok then return respond(nil, "EINVAL", err) end
-  local dump, derr = state.read_json(engine.paths.dump)
-  if not dump then
-    if derr == "ENOENT" then
-      return respond(nil, "ENOENT", "nothing saved: " .. engine.paths.dump .. " does not exist (run orch save)")
-    end
-    return respond(nil, "EIO", derr)
-  end
-  if type(dump.apps) ~= "table" then return respond(nil, "EIO", engine.paths.dump .. ": no 'apps' list") end
+  local dump, backup, why = read_dump(engine.paths.dump)
+  if not dump then return respond(nil, backup, why) end
+  if backup then engine.log("warn", string.format("resurrect: %s; using %s", why, backup)) end
   local names = {}
   for _, e in ipairs(dump.apps) do
     if type(e) == "table" and type(e.name) == "string" then names[#names + 1] = e.name end
   end
   engine.ops:run(names, nil, function(finish)
     local started, stopped, errors = engine:restore(dump.apps)
-    finish({ started = list(started), stopped = list(stopped), errors = list(errors) })
+    finish({ started = list(started), stopped = list(stopped), errors = list(errors), backup = backup, why = why })
   end, respond)
 end
 
