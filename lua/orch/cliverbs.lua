@@ -74,6 +74,7 @@ local function start_request(p)
   local spec = { script = tgt, name = o.name, interpreter = o.interpreter, cwd = o.cwd }
   if o.instances then spec.instances = tonumber(o.instances) or o.instances end
   if o.watch then spec.watch = true end
+  if o.force then spec.force = true end
   if #p.rest > 0 then spec.args = p.rest end
   return "start", { spec = spec, env_name = o.env, env = environ(), cwd = cwd }, known
 end
@@ -101,7 +102,7 @@ local verbs = {
   { name = "start", args = "<script|ecosystem.{lua,json}|name|id> [-- args...]", min = 1, max = 1, rest = true,
     summary = "start a script, the apps of an ecosystem file, or a stopped app",
     opts = { name = VALUE, n = "name", instances = VALUE, i = "instances", only = VALUE, env = VALUE,
-             watch = FLAG, interpreter = VALUE, cwd = VALUE, json = FLAG },
+             watch = FLAG, interpreter = VALUE, cwd = VALUE, json = FLAG, force = FLAG, f = "force" },
     request = start_request,
     prepare = function(c, p, known) return known_app(c, p, known) end,
     show = function(result)

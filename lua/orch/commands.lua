@@ -225,7 +225,17 @@ function H.start(engine, args, respond)
         if not set[k] then return finish("again") end
       end
       if source.file then return engine:apply(cfg, source, function(changes) finish("done", changes) end) end
-      -- Refused, changing nothing: a single script whose name runs already.
+      -- Refused, changing nothing: a single script whose name runs already,
+      -- unless force (PM2's option) asks to replace it.
+      if engine:app_running(cfg.apps[1].name) and cfg.apps[1].force then
+        -- with only: apply() must not delete the other command-line apps
+        local scoped = { only = { cfg.apps[1].name } }
+        for k, v in pairs(source) do scoped[k] = scoped[k] or v end
+        return engine:apply(cfg, scoped, function(changes)
+          engine.apps[cfg.apps[1].name].source = source
+          finish("done", changes)
+        end)
+      end
       if engine:app_running(cfg.apps[1].name) then
         return finish(nil, "EEXIST", string.format("app '%s' is already running (use orch restart %s)",
           cfg.apps[1].name, cfg.apps[1].name))

@@ -215,6 +215,16 @@ local function normalize_app(raw, index, st)
     app.script = script
     if not app.name then app.name = derive_name(vals.script) end
   end
+  -- append_env_to_name (PM2): web started with --env production is web-production
+  if vals.append_env_to_name ~= nil then
+    local on, e = CHECK.append_env_to_name(vals.append_env_to_name)
+    if e then return fail("append_env_to_name", e) end
+    if on and st.env_name then
+      local named, ne = validate.target_word(app.name .. "-" .. st.env_name)
+      if not named then return fail("append_env_to_name", "the name with --env's name appended " .. ne) end
+      app.name = named
+    end
+  end
   label = "'" .. app.name .. "'"
   if st.names[app.name] then
     return fail(vals.name ~= nil and "name" or opt_name("script"),
@@ -233,8 +243,8 @@ local function normalize_app(raw, index, st)
       else
         local val, e, subkey = CHECK[o](v, ctx)
         if e then return fail(opt_name(o), e, subkey) end
-        if spec.compat == "unsupported" then
-          warn(o, "is a PM2 option orch does not support; ignored")
+        if spec.compat == "no_effect" then
+          if val ~= spec.quiet then warn(o, "has no effect: " .. spec.why) end
         elseif not spec.compat then
           app[o] = val
         end
@@ -265,6 +275,20 @@ local function normalize_app(raw, index, st)
     end
   end
 
+  -- Source maps (PM2 turns them on in its Node wrapper): Node's flag.
+  local maps = app.source_map_support
+  if maps == nil and app.disable_source_map_support == false and vals.disable_source_map_support ~= nil then
+    maps = true
+  end
+  if maps then
+    if launch.is_node(launch.interpreter_of(app)) then
+      table.insert(app.interpreter_args, 1, "--enable-source-maps")
+    else
+      warn(vals.source_map_support ~= nil and "source_map_support" or "disable_source_map_support",
+        "has no effect: source maps are Node's (the app does not run under node)")
+    end
+  end
+
   if ctx.port and app.env.PORT == nil then app.env.PORT = int_string(ctx.port) end
 
   if app.disable_logs then
@@ -272,8 +296,10 @@ local function normalize_app(raw, index, st)
   end
 
   -- PM2's determineExecMode: instances given to a Node (or Bun) program
-  -- means cluster mode.
-  if app.exec_mode == nil then
+  -- means cluster mode; execute_command means fork mode.
+  if app.execute_command then
+    app.exec_mode = "fork"
+  elseif app.exec_mode == nil then
     local node = vals.instances ~= nil and launch.is_node(launch.interpreter_of(app))
     app.exec_mode = node and "cluster" or "fork"
   end

@@ -11,6 +11,7 @@ local supervisor = require("orch.supervisor")
 local readiness = require("orch.readiness")
 local views = require("orch.views")
 local util = require("orch.util")
+local pidfile = require("orch.pidfile")
 
 local M = {}
 local Engine = {}
@@ -110,6 +111,22 @@ function Engine:restart_running(p)
   end)
 end
 
+-- PM2's pid_file: written when a process starts, removed when it exits.
+function Engine:_pid_file(event, proc)
+  if event == "start" then
+    local path = pidfile.path(proc.app, proc.id)
+    local ok, err = pidfile.write(path, proc.pid)
+    if ok then
+      proc.pid_written = { path = path, pid = proc.pid }
+    else
+      self.log("warn", string.format("%s: pid_file %s: %s", self.sup:label(proc), path, tostring(err)))
+    end
+  elseif event == "exit" and proc.pid_written then
+    pidfile.remove(proc.pid_written.path, proc.pid_written.pid)
+    proc.pid_written = nil
+  end
+end
+
 function Engine:_event(event, proc, info)
   -- one-shot watchers of a process (reload waits for its replacement)
   local watch = proc and self.proc_watchers and self.proc_watchers[proc]
@@ -120,6 +137,7 @@ function Engine:_event(event, proc, info)
   if event == "listening" then proc.listening = true end
   if event == "start" then proc.listening = nil end
   if event == "stopping" then self.cluster:drain(proc) end
+  if proc and proc.app.pid_file then self:_pid_file(event, proc) end
   if event ~= "exit" and event ~= "restart" then self:save_state_soon() end
   if self.opts.on_event then self.opts.on_event(event, proc, info) end
   -- Users' hooks and handlers run after the transition that raised the event
@@ -195,7 +213,7 @@ end
 -- its instances. Returns its processes.
 function Engine:install(app, source)
   local procs = self:register(app, source)
-  self:start_procs(procs)
+  if app.autostart ~= false then self:start_procs(procs) end
   return procs
 end
 
@@ -204,7 +222,10 @@ end
 function Engine:install_all(apps, source)
   local all = {}
   for _, app in ipairs(apps) do
-    for _, p in ipairs(self:register(app, source)) do all[#all + 1] = p end
+    local procs = self:register(app, source)
+    if app.autostart ~= false then
+      for _, p in ipairs(procs) do all[#all + 1] = p end
+    end
   end
   self:start_procs(all)
   return all
@@ -293,7 +314,12 @@ function Engine:apply(cfg, source, done)
       table.insert(summary.unchanged, app.name)
     elseif not up then
       self:install(app, source)
-      table.insert(summary.started, app.name)
+      if app.autostart == false then
+        summary.added = summary.added or {} -- registered, stopped
+        table.insert(summary.added, app.name)
+      else
+        table.insert(summary.started, app.name)
+      end
     else
       pending = pending + 1
       local procs, left = self:procs_of(app.name), 0

@@ -50,8 +50,20 @@ option("balance", { type = "string", default_doc = "\"round-robin\" in cluster m
   doc = "How instances share the sockets: \"shared\" (every instance inherits the listen sockets by systemd socket activation: LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES, fds from 3; cluster workers get the socket itself), \"round-robin\" (orch accepts and hands each connection to the next cluster worker) or \"preload\" (an LD_PRELOAD library turns the program's own bind() on a listen address into the shared socket)." })
 option("cluster_max_sockets", { type = "integer", default_doc = "16",
   doc = "Cluster mode: how many sockets orch binds or keeps for the app's workers (the servers they listen on, 1 to 1024); a worker's listen() past it fails with EMFILE." })
-option("port", { type = "integer", compat = "ignored",
-  doc = "Shortcut for env.PORT (set only when env has no PORT)." })
+option("port", { type = "integer", compat = "env",
+  doc = "Shortcut for env.PORT (set only when env has no PORT); not kept as a field." })
+option("autostart", { type = "boolean", default = true,
+  doc = "Start the app's processes when it is loaded; false: they are added stopped, for orch start NAME." })
+option("execute_command", { type = "boolean", default = false,
+  doc = "PM2's option: true runs the app in fork mode, whatever exec_mode and instances say." })
+option("source_map_support", { type = "boolean", default_doc = "Node's default (off)",
+  doc = "true: a Node app runs with --enable-source-maps (stack traces point into the sources a bundle or TypeScript was built from)." })
+option("disable_source_map_support", { type = "boolean", default = false,
+  doc = "PM2's negative form of source_map_support: false is source_map_support = true, true leaves Node's default." })
+option("force", { type = "boolean", default = false,
+  doc = "orch start of a single script whose app is running replaces it with the new definition (restarts it) instead of refusing." })
+option("append_env_to_name", { type = "boolean", default = false,
+  doc = "With --env NAME, the app is called NAME-suffixed: web becomes web-production." })
 option("autorestart", { type = "boolean", default = true,
   doc = "Restart the process when it exits." })
 option("max_restarts", { type = "integer", default = 16,
@@ -66,6 +78,10 @@ option("stop_exit_codes", { type = "integer|list", default = {},
   doc = "Exit codes after which the process is not restarted." })
 option("kill_timeout", { type = "duration", default = 1600,
   doc = "Time between kill_signal and SIGKILL when stopping." })
+option("treekill", { type = "boolean", default = true,
+  doc = "false: kill_signal goes to the main process only (it stops its children itself); what is left of its tree when kill_timeout has passed is killed (SIGKILL) all the same." })
+option("pid_file", { type = "string", default_doc = "none",
+  doc = "File holding the pid of a running process (PM2's \"-ID\" is added before a \".pid\" extension: web.pid becomes web-0.pid for the process of id 0), removed when it exits; relative to cwd." })
 option("kill_signal", { type = "signal", default = "SIGINT",
   doc = "Signal sent to the process group to stop it: a name (\"SIGTERM\", \"term\") or a number." })
 option("listen_timeout", { type = "duration", default = 3000,
@@ -139,38 +155,50 @@ for _, a in ipairs({ "error", "err", "err_file", "err_log" }) do
   option(a, { type = "string", alias_of = "error_file", doc = "PM2 alias of error_file." })
 end
 option("log", { type = "string", alias_of = "log_file", doc = "PM2 alias of log_file." })
+option("pid", { type = "string", alias_of = "pid_file", doc = "PM2 alias of pid_file." })
+option("interpreterArgs", { type = "string|list", alias_of = "interpreter_args", doc = "PM2 alias of interpreter_args." })
 
--- PM2 options with no meaning here, accepted (type-checked) so PM2 files load.
-local IGNORED = {
-  vizion = "boolean", autodump = "boolean", treekill = "boolean",
-  pmx = "boolean", automation = "boolean", source_map_support = "boolean",
-  disable_source_map_support = "boolean",
-  post_update = "list", force = "boolean",
-  append_env_to_name = "boolean", kill_retry_time = "duration",
-  windowsHide = "boolean", trace = "boolean", disable_trace = "boolean",
-  deep_monitoring = "boolean", username = "string",
-}
--- PM2 options a user would miss if silently dropped: accepted with a warning.
-local UNSUPPORTED = {
-  pid_file = "string", pid = "string", uid = "integer|string", user = "integer|string",
-  gid = "integer|string", watch_options = "table",
+-- PM2 options that have no effect here, accepted (type-checked) so PM2
+-- files load, each with a warning that says why, unless its value asks for
+-- what orch does anyway (`quiet`: vizion = false). { types, why, quiet? }
+local NO_EFFECT = {
+  vizion = { "boolean", "orch collects no version-control metadata", quiet = false },
+  pmx = { "boolean|string", "orch injects no PM2 monitoring module (@pm2/io)", quiet = false },
+  automation = { "boolean", "orch has no PM2 Plus automation", quiet = false },
+  trace = { "boolean", "orch has no PM2 Plus transaction tracing", quiet = false },
+  disable_trace = { "boolean", "orch has no PM2 Plus transaction tracing", quiet = true },
+  deep_monitoring = { "boolean", "orch has no PM2 Plus monitoring", quiet = false },
+  v8 = { "boolean", "orch has no PM2 Plus V8 metrics", quiet = false },
+  event_loop_inspector = { "boolean", "orch has no PM2 Plus event loop inspector", quiet = false },
+  io = { "table", "orch has no PM2 Plus agent (@pm2/io) to configure" },
+  post_update = { "list", "PM2 runs these from its PM2 Plus dashboard, which orch has no counterpart of" },
+  autodump = { "boolean", "orch keeps its state as it changes; `orch save` writes what resurrect starts" },
+  windowsHide = { "boolean", "it concerns Windows only" },
+  username = { "string", "PM2 records the user who started the app; orch runs apps as the daemon's user" },
+  kill_retry_time = { "duration", "orch learns of an exit at once (a pidfd per process) instead of polling for it" },
+  watch_options = { "table", "orch's watcher is not chokidar: use watch_delay and ignore_watch" },
+  uid = { "integer|string", "orch does not switch users yet: the app runs as the daemon's user" },
+  user = { "integer|string", "orch does not switch users yet: the app runs as the daemon's user" },
+  gid = { "integer|string", "orch does not switch groups yet: the app runs with the daemon's group" },
+  install_url = { "string", "PM2 uses it for its modules only" },
+  name_prefix = { "string", "PM2 uses it for its modules only" },
+  write = { "boolean", "it is PM2's `start --write` (save the configuration to a file), which orch has not" },
 }
 do
   local names = {}
-  for n in pairs(IGNORED) do names[#names + 1] = n end
-  for n in pairs(UNSUPPORTED) do names[#names + 1] = n end
+  for n in pairs(NO_EFFECT) do names[#names + 1] = n end
   table.sort(names)
   for _, n in ipairs(names) do
-    local unsupported = UNSUPPORTED[n] ~= nil
-    option(n, { type = IGNORED[n] or UNSUPPORTED[n], compat = unsupported and "unsupported" or "ignored",
-      doc = unsupported and "PM2 option not supported by orch: accepted with a warning and ignored."
-        or "PM2 option accepted for compatibility and ignored." })
+    local e = NO_EFFECT[n]
+    option(n, { type = e[1], compat = "no_effect", why = e[2], quiet = e.quiet,
+      doc = "PM2 option with no effect in orch: " .. e[2] .. "; accepted with a warning"
+        .. (e.quiet ~= nil and (" unless " .. tostring(e.quiet)) or "") .. "." })
   end
 end
 
 M.options = OPTIONS
 M.option_order = ORDER
-M.IGNORED, M.UNSUPPORTED = IGNORED, UNSUPPORTED
+M.NO_EFFECT = NO_EFFECT
 
 -- The keys a file's top-level table may have.
 M.TOP_LEVEL = { apps = true, deploy = true }

@@ -81,6 +81,11 @@ end
 -- of handles to the rest. A process orch may not signal (EPERM: another
 -- user's, such as a setuid program) is noted in proc.unreachable.
 local function signal_tree(proc, signal, handles)
+  if proc.app.treekill == false and signal ~= "SIGKILL" then
+    -- PM2's treekill = false: the main process alone is asked to stop
+    if proc.handle then core.kill(proc.pid, signal) end
+    return
+  end
   local grouped = proc.handle ~= nil
   if grouped then core.kill(-proc.pid, signal) end
   local signum = core.signum(signal)

@@ -8,7 +8,7 @@ local schema = require("orch.schema")
 
 local describe, quote, is_integer = util.describe, util.quote, util.is_integer
 local concat, sort = table.concat, table.sort
-local OPTIONS, IGNORED, UNSUPPORTED = schema.options, schema.IGNORED, schema.UNSUPPORTED
+local OPTIONS, NO_EFFECT = schema.options, schema.NO_EFFECT
 
 local M = {}
 
@@ -186,6 +186,14 @@ local CHECK = {
   time = check_boolean,
   disable_logs = check_boolean,
   log_compress = check_boolean,
+  autostart = check_boolean,
+  execute_command = check_boolean,
+  source_map_support = check_boolean,
+  disable_source_map_support = check_boolean,
+  force = check_boolean,
+  append_env_to_name = check_boolean,
+  treekill = check_boolean,
+  pid_file = check_path,
   ignore_watch = check_string_list,
   watch_delay = check_duration,
 }
@@ -425,8 +433,7 @@ function CHECK.balance(v)
   return expected('"shared", "round-robin" or "preload"', v)
 end
 
-for name, types in pairs(IGNORED) do CHECK[name] = check_types(types) end
-for name, types in pairs(UNSUPPORTED) do CHECK[name] = check_types(types) end
+for name, e in pairs(NO_EFFECT) do CHECK[name] = check_types(e[1]) end
 for name, spec in pairs(OPTIONS) do
   if spec.alias_of and not CHECK[name] then CHECK[name] = CHECK[spec.alias_of] end
 end

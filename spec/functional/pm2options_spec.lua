@@ -101,4 +101,85 @@ describe("PM2 options", function()
     assert.are.equal("-c", d.exec[2])
     assert.are.equal("python3 -m http.server --bind 127.0.0.1 " .. p2, d.exec[3])
   end)
+
+  it("writes pid_file (PM2's name-ID.pid) while a process runs and removes it when it exits", function()
+    local res = H.started(dir, home, '{ name = "web", script = "sleep", args = "600", pid_file = "run/web.pid" },')
+    local p = res.processes[1]
+    local file = dir .. "/run/web-" .. p.id .. ".pid"
+    H.wait_until(function() return H.read(file) == tostring(p.pid) end, 10000, "the pid in " .. file)
+    assert.are.equal(0, (H.orch_sync({ "stop", "web" }, { home = home })))
+    H.wait_until(function() return H.read(file) == nil end, 10000, file .. " removed")
+  end)
+
+  it("with treekill = false sends kill_signal to the main process only, and kills what is left after kill_timeout", function()
+    -- a parent and a child that both note kill_signal (TERM: a background
+    -- job of sh ignores INT)
+    H.write(dir .. "/tree.sh", [[
+sh -c 'echo $$ > child.pid; trap "echo child >> got; exit 0" TERM; while :; do sleep 0.1; done' &
+trap 'echo parent >> got; exit 0' TERM
+while :; do sleep 0.1; done
+]])
+    for _, treekill in ipairs({ "true", "false" }) do
+      os.remove(dir .. "/got")
+      os.remove(dir .. "/child.pid")
+      H.started(dir, home, string.format([[{ name = "t%s", script = "tree.sh", kill_signal = "SIGTERM",
+        kill_timeout = 1000, treekill = %s },]], treekill, treekill))
+      H.wait_until(function() return H.read(dir .. "/child.pid") end, 10000, "the child's pid")
+      local child = tonumber(H.read(dir .. "/child.pid"))
+      local code, _, err = H.orch_sync({ "stop", "t" .. treekill }, { home = home, timeout = 30000 })
+      assert.are.equal(0, code, err)
+      assert.is_false(H.alive(child), "the child is gone once stop returns")
+      local got = {}
+      for w in (H.read(dir .. "/got") or ""):gmatch("%a+") do got[#got + 1] = w end
+      table.sort(got)
+      assert.are.same(treekill == "true" and { "child", "parent" } or { "parent" }, got, "treekill = " .. treekill)
+    end
+  end)
+
+  it("adds an autostart = false app stopped, for orch start NAME", function()
+    local res = H.started(dir, home, '{ name = "later", script = "sleep", args = "600", autostart = false },')
+    assert.are.equal("stopped", res.processes[1].status)
+    local code, _, err = H.orch_sync({ "start", "later" }, { home = home })
+    assert.are.equal(0, code, err)
+    assert.are.equal("online", H.json(home, { "describe", "later" })[1].status)
+  end)
+
+  it("replaces a running app started again with -f (force) instead of refusing", function()
+    local res = H.json(home, { "start", "sleep", "--name", "s", "--", "600" }, { cwd = dir })
+    local old = res.processes[1].pid
+    local _, code = H.json(home, { "start", "sleep", "--name", "s", "--", "700" }, { cwd = dir })
+    assert.are_not.equal(0, code, "refused without -f")
+    local res2, code2, err2 = H.json(home, { "start", "sleep", "--name", "s", "-f", "--", "700" }, { cwd = dir })
+    assert.are.equal(0, code2, err2)
+    local d = H.json(home, { "describe", "s" })[1]
+    assert.are.same({ "sleep", "700" }, d.exec)
+    assert.are_not.equal(old, d.pid)
+    assert.are.equal(d.pid, res2.processes[1].pid)
+    H.wait_until(function() return not H.alive(old) end, 10000, "the old process gone")
+  end)
+
+  it("appends --env's name to the app's name with append_env_to_name", function()
+    local path = H.ecosystem(dir, '{ name = "web", script = "sleep", args = "600", append_env_to_name = true, env_staging = { A = "1" } },')
+    local res, code, err = H.json(home, { "start", path, "--env", "staging" }, { cwd = dir })
+    assert.are.equal(0, code, err)
+    assert.are.equal("web-staging", res.processes[1].name)
+  end)
+
+  it("keeps what filter_env names of the CLI's environment from the processes", function()
+    local res, code, err = H.json(home, { "start", H.ecosystem(dir,
+      '{ name = "f", script = "sleep", args = "600", filter_env = { "SECRET" }, env = { APP_SECRET_OK = "1" } },') },
+      { cwd = dir, env = { MY_SECRET = "s", KEEP_ME = "k" } })
+    assert.are.equal(0, code, err)
+    local env = environ(res.processes[1].pid)
+    assert.are.same({ "k", "1" }, { env.KEEP_ME, env.APP_SECRET_OK })
+    assert.is_nil(env.MY_SECRET)
+  end)
+
+  it("warns, naming the option and why, about PM2 options that have no effect", function()
+    local path = H.ecosystem(dir, '{ name = "w", script = "sleep", args = "600",\n  vizion = true,\n  uid = 1000 },')
+    local code, _, err = H.orch_sync({ "start", path }, { home = home, cwd = dir })
+    assert.are.equal(0, code, err)
+    assert.is_truthy(err:find(path .. ":3: app 'w': option 'vizion' has no effect: orch collects no version-control metadata", 1, true), err)
+    assert.is_truthy(err:find(path .. ":4: app 'w': option 'uid' has no effect: orch does not switch users yet", 1, true), err)
+  end)
 end)

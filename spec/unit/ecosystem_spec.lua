@@ -74,7 +74,8 @@ describe("orch.ecosystem", function()
       assert.are.same({}, cfg.warnings)
       assert.are.same({
         name = "app", namespace = "default", script = tmp .. "/app.sh", args = {}, interpreter_none = false,
-        instance_var = "NODE_APP_INSTANCE", filter_env = false,
+        instance_var = "NODE_APP_INSTANCE", filter_env = false, autostart = true, execute_command = false,
+        disable_source_map_support = false, force = false, append_env_to_name = false, treekill = true,
         interpreter_args = {}, cwd = tmp, env = {}, instances = 1, exec_mode = "fork",
         autorestart = true, max_restarts = 16, min_uptime = 1000, restart_delay = 0,
         exp_backoff_restart_delay = 0, stop_exit_codes = {}, kill_timeout = 1600, hook_deadline = 100,
@@ -159,12 +160,18 @@ describe("orch.ecosystem", function()
       { "port = 8080", { env = { PORT = "8080" } } },
       { 'port = 8080, env = { PORT = "1" }', { env = { PORT = "1" } } },
       { 'namespace = "prod"', { namespace = "prod" } },
-      { 'vizion = false, treekill = true, pmx = false, instance_var = "ID"', { instance_var = "ID" } },
-      { 'filter_env = { "SECRET" }, post_update = { "npm i" }, force = true, autodump = true', { filter_env = { "SECRET" } } },
+      { 'vizion = false, treekill = false, pmx = false, instance_var = "ID"', { instance_var = "ID", treekill = false } },
+      { 'filter_env = { "SECRET" }, post_update = { "npm i" }, force = true, autodump = true',
+        { filter_env = { "SECRET" }, force = true } },
+      { 'pid_file = "run/web.pid"', { pid_file = "$TMP/run/web.pid" } },
+      { 'pid = "/run/web.pid"', { pid_file = "/run/web.pid" } },
+      { 'interpreterArgs = "-u"', { interpreter_args = { "-u" } } },
+      { "autostart = false", { autostart = false } },
+      { 'exec_mode = "cluster", execute_command = true', { exec_mode = "fork", execute_command = true } },
       { "filter_env = true", { filter_env = true } },
       { 'filter_env = "HOME"', { filter_env = { name = "HOME" } } },
       { "filter_env = {}", { filter_env = false } },
-      { "source_map_support = true, automation = false, append_env_to_name = true", {} },
+      { "source_map_support = true, automation = false, append_env_to_name = true", { source_map_support = true } },
       { 'increment_var = "PORT", kill_retry_time = 100', { increment_var = "PORT" } },
     }
     for _, c in ipairs(cases) do
@@ -175,7 +182,7 @@ describe("orch.ecosystem", function()
           assert.are.same(want, app[field], field)
         end
         -- compatibility-only options never leak into the app
-        for _, k in ipairs({ "vizion", "treekill", "pmx", "port", "combine_logs", "output",
+        for _, k in ipairs({ "vizion", "pmx", "port", "pid", "interpreterArgs", "autodump", "post_update", "combine_logs", "output",
                              "cron", "node_args", "exec_interpreter" }) do
           assert.is_nil(app[k], k)
         end
@@ -367,6 +374,31 @@ describe("orch.ecosystem", function()
     end
   end)
 
+  describe("PM2's source maps and append_env_to_name", function()
+    it("run a Node app with --enable-source-maps for source_map_support or disable_source_map_support = false", function()
+      write("app.js", "")
+      local cfg = load_ok(write("eco.lua", [[return { apps = {
+        { name = "a", script = "app.js", source_map_support = true, node_args = "--inspect" },
+        { name = "b", script = "app.js", disable_source_map_support = false },
+        { name = "c", script = "app.js", disable_source_map_support = true },
+        { name = "d", script = "app.js", source_map_support = false } } }]]))
+      assert.are.same({ "--enable-source-maps", "--inspect" }, cfg.apps[1].interpreter_args)
+      assert.are.same({ "--enable-source-maps" }, cfg.apps[2].interpreter_args)
+      assert.are.same({}, cfg.apps[3].interpreter_args)
+      assert.are.same({}, cfg.apps[4].interpreter_args)
+      assert.are.same({}, cfg.warnings)
+    end)
+
+    it("append --env's name to the app's name with append_env_to_name", function()
+      local path = write("eco.lua", [[return { apps = {
+        { name = "a", script = "app.sh", append_env_to_name = true, env_production = {} },
+        { name = "b", script = "app.sh" } } }]])
+      local cfg = load_ok(path, { env_name = "production" })
+      assert.are.same({ "a-production", "b" }, { cfg.apps[1].name, cfg.apps[2].name })
+      assert.are.equal("a", load_ok(path).apps[1].name)
+    end)
+  end)
+
   describe("exec_mode inferred as PM2 does", function()
     local cases = {
       { 'script = "app.js", instances = 4', "cluster" },
@@ -553,7 +585,7 @@ describe("orch.ecosystem", function()
   end)
 
   describe("warnings", function()
-    it("flags unsupported PM2 options at their line, and nothing for implemented ones", function()
+    it("flags PM2 options without effect at their line, saying why, and nothing for implemented ones", function()
       local path = write("eco.lua", table.concat({
         "return { apps = { {",
         '  name = "web", script = "app.sh",',
@@ -561,7 +593,11 @@ describe("orch.ecosystem", function()
         '  ignore_watch = "node_modules",',
         '  max_memory_restart = "1G",',
         '  cron = "0 3 * * *",',
-        '  pid_file = "web.pid",',
+        '  pid_file = "web.pid", treekill = false, force = true, filter_env = true,',
+        "  uid = 1000,",
+        "  vizion = true,",
+        "  kill_retry_time = 100,",
+        "  source_map_support = true,",
         "} } }",
       }, "\n"))
       local cfg = load_ok(path)
@@ -569,8 +605,17 @@ describe("orch.ecosystem", function()
       for _, s in ipairs(cfg.warnings) do w[#w + 1] = s end
       table.sort(w)
       assert.are.same({
-        path .. ":7: app 'web': option 'pid_file' is a PM2 option orch does not support; ignored",
+        path .. ":10: app 'web': option 'kill_retry_time' has no effect: orch learns of an exit at once (a pidfd per process) instead of polling for it",
+        path .. ":11: app 'web': option 'source_map_support' has no effect: source maps are Node's (the app does not run under node)",
+        path .. ":8: app 'web': option 'uid' has no effect: orch does not switch users yet: the app runs as the daemon's user",
+        path .. ":9: app 'web': option 'vizion' has no effect: orch collects no version-control metadata",
       }, w)
+    end)
+
+    it("stays quiet for values that ask for what orch does anyway", function()
+      local cfg = load_ok(one_option("vizion = false, pmx = false, automation = false, trace = false, "
+        .. "disable_trace = true, deep_monitoring = false, v8 = false, event_loop_inspector = false"))
+      assert.are.same({}, cfg.warnings)
     end)
 
     it("stays quiet for default values", function()
