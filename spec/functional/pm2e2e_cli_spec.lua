@@ -5,7 +5,7 @@
 local H = require("helpers")
 local P = require("pm2e2e")
 
-local online, stopped = P.status("online"), P.status("stopped")
+local online, stopped, restarts = P.status("online"), P.status("stopped"), P.restarts
 
 describe("PM2 e2e cli", function()
   local t = {}
@@ -70,6 +70,28 @@ describe("PM2 e2e cli", function()
     assert.are.equal(1, P.count(t, out_log, "SIGINT"), "Signal not received by the process name")
   end)
 
+  it("cli/python-support.sh: python apps run in fork mode, from a config file and from the CLI", function()
+    t.cwd = t.dir .. "/extra-lang"
+    P.ok(t, { "start", "app-python.config.js", "--only", "echo-python-1" })
+    P.should(t, "should mode be fork", P.mode("fork"), 1)
+    P.should(t, "should have started 1 apps", online, 1)
+    P.ok(t, { "delete", "all" })
+    P.ok(t, { "start", "app-python.config.js", "--only", "echo-python-max" })
+    P.should(t, "should mode be fork", P.mode("fork"), 4)
+    P.should(t, "should have started 4 apps", online, 4)
+    P.ok(t, { "restart", "all" })
+    P.should(t, "should have restarted processes", restarts(1), 4)
+    P.should(t, "should mode be fork", P.mode("fork"), 4)
+    P.ok(t, { "delete", "all" })
+    P.ok(t, { "start", "echo.py" })
+    P.should(t, "should mode be fork", P.both(P.mode("fork"), online), 1)
+    P.ok(t, { "delete", "all" })
+    P.ok(t, { "start", "echo.py", "-i", "4" })
+    P.should(t, "should mode be fork", P.both(P.mode("fork"), online), 4)
+    P.ok(t, { "restart", "all" })
+    P.should(t, "should have restarted processes", restarts(1), 4)
+  end)
+
   it("cli/dump.sh: save keeps the dump it replaces as dump.json.bak (PM2: dump.pm2.bak)", function()
     P.ok(t, { "start", "echo.js", "-i", "4" })
     P.should(t, "should have 4 apps started", online, 4)
@@ -97,5 +119,22 @@ describe("PM2 e2e cli", function()
     os.remove(t.home .. "/dump.json")
     P.ok(t, { "resurrect" }) -- should resurrect from backup if dump is missing
     P.should(t, "should have still 4 apps started", online, 4)
+  end)
+  it("esmodule.sh: ES modules (.mjs, package.json type module) start and restart, in fork and cluster mode", function()
+    for _, i in ipairs({ {}, { "-i", "4" } }) do
+      local n = #i > 0 and 4 or 1
+      for _, case in ipairs({ { "esmodules/mjs", "index.mjs" }, { "esmodules/packagemodule", "index.js" } }) do
+        t.cwd = t.dir .. "/" .. case[1]
+        local args = { "start", case[2] }
+        for _, a in ipairs(i) do args[#args + 1] = a end
+        P.ok(t, args)
+        P.should(t, "should have detected es module and started " .. n .. " app(s)", online, n)
+        P.should(t, "should have application in stable state", restarts(0), n, nil, 1000)
+        P.ok(t, { "restart", "index" })
+        P.should(t, "should have detected es module and started " .. n .. " app(s)", online, n)
+        P.should(t, "should have application in stable state", restarts(1), n, nil, 1000)
+        P.ok(t, { "delete", "all" })
+      end
+    end
   end)
 end)

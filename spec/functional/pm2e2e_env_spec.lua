@@ -17,6 +17,40 @@ describe("PM2 e2e environment", function()
     P.copy_fixtures(dir)
   end)
 
+  -- The values of variable var in the online processes' environments.
+  local function values(var)
+    local seen = {}
+    for _, p in ipairs(P.list(t)) do
+      if p.status == "online" then
+        local v = P.environ(p.pid)[var]
+        if v then seen[#seen + 1] = v end
+      end
+    end
+    table.sort(seen)
+    return table.concat(seen, ",")
+  end
+
+  local function should_values(var, want)
+    local ok = pcall(H.wait_until, function() return values(var) == want end, 15000)
+    if not ok then error(string.format("%s: expected %s, got %s", var, want, values(var)), 2) end
+  end
+
+  for _, mode in ipairs({ "", "-fork" }) do
+    it("internals/increment-var.sh: instance_var and increment_var" .. (mode == "" and " (cluster)" or " (fork)"),
+        function()
+      t.cwd = t.dir .. "/increment-var"
+      P.ok(t, { "start", "ecosystem.json", "--only", "sample-other-instance" .. mode })
+      P.should(t, "start 2 processes", online, 2)
+      should_values("APP_ID", "0,1")
+      should_values("NODE_APP_INSTANCE", "")
+      P.ok(t, { "delete", "all" })
+      P.ok(t, { "start", "ecosystem.json", "--only", "sample-increment" .. mode })
+      P.should(t, "start 2 processes", online, 2)
+      should_values("NODE_APP_INSTANCE", "0,1")
+      should_values("PORT", "3000,3001")
+    end)
+  end
+
   it("internals/infinite-loop.sh: an app that exits at once ends errored", function()
     P.ok(t, { "start", "killtoofast.js", "--name", "unstable-process" })
     P.should(t, "should has stopped unstable process", P.status("errored"), 1, 60000)
@@ -25,5 +59,15 @@ describe("PM2 e2e environment", function()
   it("misc/instance-number.sh: -i -100 starts one process", function()
     P.ok(t, { "start", "server.js", "-i", "-100" })
     P.should(t, "should have started 1 processes", online, 1, nil, 500)
+  end)
+
+  it("misc/misc.sh: env of a process file reaches the app, none without it", function()
+    P.ok(t, { "start", "env.js" })
+    P.should(t, "online", online, 1)
+    local out_log = P.describe(t, "env")[1].out_log
+    P.file_has(t, out_log, "undefined") -- environment variable not defined
+    P.ok(t, { "delete", "all" })
+    P.ok(t, { "start", "env.json" })
+    P.file_has(t, "out-env.log", "YES") -- environment variable successfully defined
   end)
 end)
