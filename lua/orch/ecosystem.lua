@@ -260,6 +260,9 @@ local function normalize_app(raw, index, st)
     for _, a in ipairs(extra) do app.interpreter_args[#app.interpreter_args + 1] = a end
   end
 
+  -- port (PM2): over env's PORT, under the selected overlay's
+  if ctx.port then app.env.PORT = int_string(ctx.port) end
+
   -- env_<name> overlays are all validated; the selected one is merged.
   local overlays = {}
   for _, k in ipairs(keys) do
@@ -289,7 +292,6 @@ local function normalize_app(raw, index, st)
     end
   end
 
-  if ctx.port and app.env.PORT == nil then app.env.PORT = int_string(ctx.port) end
 
   if app.disable_logs then
     app.out_file, app.error_file = "/dev/null", "/dev/null"

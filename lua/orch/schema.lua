@@ -51,7 +51,7 @@ option("balance", { type = "string", default_doc = "\"round-robin\" in cluster m
 option("cluster_max_sockets", { type = "integer", default_doc = "16",
   doc = "Cluster mode: how many sockets orch binds or keeps for the app's workers (the servers they listen on, 1 to 1024); a worker's listen() past it fails with EMFILE." })
 option("port", { type = "integer", compat = "env",
-  doc = "Shortcut for env.PORT (set only when env has no PORT); not kept as a field." })
+  doc = "Shortcut for env.PORT, over env's PORT (an env_<name> overlay's PORT wins, as in PM2); not kept as a field." })
 option("autostart", { type = "boolean", default = true,
   doc = "Start the app's processes when it is loaded; false: they are added stopped, for orch start NAME." })
 option("execute_command", { type = "boolean", default = false,

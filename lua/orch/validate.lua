@@ -353,7 +353,7 @@ function CHECK.max_memory_restart(v)
 end
 
 function CHECK.cron_restart(v)
-  if v == false then return nil end
+  if v == false or v == 0 or v == "0" then return nil end -- PM2: 0 turns it off
   local sched, err = require("orch.cron").parse(v)
   if not sched then
     if type(v) ~= "string" then return expected('a cron expression (e.g. "0 3 * * *")', v) end

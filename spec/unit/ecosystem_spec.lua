@@ -158,7 +158,7 @@ describe("orch.ecosystem", function()
       { 'cron_restart = "*/5 0 3 * * MON-FRI"', { cron_restart = "*/5 0 3 * * MON-FRI" } },
       { 'cron = "@daily"', { cron_restart = "@daily" } },
       { "port = 8080", { env = { PORT = "8080" } } },
-      { 'port = 8080, env = { PORT = "1" }', { env = { PORT = "1" } } },
+      { 'port = 8080, env = { PORT = "1" }', { env = { PORT = "8080" } } },
       { 'namespace = "prod"', { namespace = "prod" } },
       { 'vizion = false, treekill = false, pmx = false, instance_var = "ID"', { instance_var = "ID", treekill = false } },
       { 'filter_env = { "SECRET" }, post_update = { "npm i" }, force = true, autodump = true',
@@ -188,6 +188,11 @@ describe("orch.ecosystem", function()
         end
       end)
     end
+
+    it("takes cron_restart = 0 or \"0\" as off, as PM2 does", function()
+      assert.is_nil(load_ok(one_option("cron_restart = 0")).apps[1].cron_restart)
+      assert.is_nil(load_ok(one_option('cron_restart = "0"')).apps[1].cron_restart)
+    end)
 
     it("keeps a restart function (Lua only)", function()
       local cfg = load_ok(one_option("restart = function(proc, exit) return exit.code ~= 0 and 100 or 'stop' end"))
@@ -387,6 +392,13 @@ describe("orch.ecosystem", function()
       assert.are.same({}, cfg.apps[3].interpreter_args)
       assert.are.same({}, cfg.apps[4].interpreter_args)
       assert.are.same({}, cfg.warnings)
+    end)
+
+    it("sets PORT from port over env's, under the --env overlay's (PM2's order)", function()
+      local path = write("eco.lua", [[return { apps = {
+        { name = "a", script = "app.sh", port = 3000, env = { PORT = 1 }, env_production = { PORT = 4000 } } } }]])
+      assert.are.equal("3000", load_ok(path).apps[1].env.PORT)
+      assert.are.equal("4000", load_ok(path, { env_name = "production" }).apps[1].env.PORT)
     end)
 
     it("append --env's name to the app's name with append_env_to_name", function()
