@@ -51,9 +51,7 @@ int orch_cgroup_pids(const char *dir, pid_t *out, int cap) {
   return rc < 0 ? rc : n;
 }
 
-int orch_cgroup_open_procs(const char *dir) {
-  char path[4096];
-  if (snprintf(path, sizeof path, "%s/cgroup.procs", dir) >= (int)sizeof path) return -ENAMETOOLONG;
-  int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
+int orch_cgroup_open(const char *dir) {
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   return fd < 0 ? -errno : fd;
 }

@@ -5,10 +5,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/sched.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/pidfd.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -139,7 +142,9 @@ void orch__child_reset_signals(void) {
     if (s != SIGKILL && s != SIGSTOP) sigaction(s, &sa, NULL);
 }
 
-static void child_run(const orch_spawn_opts_t *o, int errfd, int devnull) {
+/* procs_fd >= 0: the cgroup's cgroup.procs, where clone3 is refused (see
+ * orch_spawn). */
+static void child_run(const orch_spawn_opts_t *o, int errfd, int devnull, int procs_fd) {
   /* Default dispositions, then an empty mask: the parent blocked everything
    * around fork so that no orch handler runs in the child. */
   orch__child_reset_signals();
@@ -149,7 +154,7 @@ static void child_run(const orch_spawn_opts_t *o, int errfd, int devnull) {
   if (setpgid(0, 0) < 0) orch__child_fail(errfd, errno);
   /* Into its own cgroup first, before its fd may be clobbered below and
    * before it can fork: its whole tree is born there. */
-  if (o->cgroup_procs_fd > 0 && write(o->cgroup_procs_fd, "0", 1) != 1) orch__child_fail(errfd, errno);
+  if (procs_fd >= 0 && write(procs_fd, "0", 1) != 1) orch__child_fail(errfd, errno);
 
   /* Move every source fd above the targets first, so that dup2 onto 0..N
    * never clobbers a source that happens to sit there. */
@@ -199,27 +204,62 @@ static int devnull_fd(void) {
   return fd;
 }
 
+/* A child born in a cgroup (clone3 CLONE_INTO_CGROUP, Linux 5.7). Moving a
+ * process there afterwards (a write to cgroup.procs) takes the kernel's
+ * cgroup_threadgroup_rwsem for writing, which waits for an RCU grace
+ * period: about 10 ms, during which a vfork parent (the loop) waits too
+ * (docs/benchmarks.md, "Process trees"). Without CLONE_VM, which would
+ * need a stack of its own and an assembly trampoline: the child has a copy
+ * of orch's memory, as after fork, and returns from here like fork's
+ * child. CLONE_VFORK: the parent waits until the exec, as with vfork. */
+static pid_t clone_into(int cgroup_fd) {
+  struct clone_args a;
+  memset(&a, 0, sizeof a);
+  a.flags = CLONE_INTO_CGROUP | CLONE_VFORK;
+  a.exit_signal = SIGCHLD;
+  a.cgroup = (uint64_t)cgroup_fd;
+  return (pid_t)syscall(SYS_clone3, &a, sizeof a);
+}
+
+/* clone3 answered ENOSYS once (a seccomp filter, as container runtimes
+ * install): every later child moves itself in through cgroup.procs. */
+static int clone3_refused;
+
 int orch_spawn(const orch_spawn_opts_t *o, pid_t *pid_out) {
   int devnull = devnull_fd();
   if (devnull < 0) return -errno;
+  int procs_fd = -1;
+  if (o->cgroup_fd > 0 && clone3_refused) {
+    procs_fd = openat(o->cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC | O_NOCTTY);
+    if (procs_fd < 0) return -errno;
+  }
   int ep[2];
-  if (pipe2(ep, O_CLOEXEC) < 0) return -errno;
+  if (pipe2(ep, O_CLOEXEC) < 0) {
+    int err = errno;
+    if (procs_fd >= 0) close(procs_fd);
+    return -err;
+  }
 
   sigset_t old;
   orch__fork_block_signals(&old);
   /* vfork: no copy of orch's page tables, the parent waits until the exec
    * anyway. Safe here because the child only makes system calls on its own
    * stack frame and never returns: it execs or _exits. */
-  pid_t pid = vfork();
+  pid_t pid = o->cgroup_fd > 0 && procs_fd < 0 ? clone_into(o->cgroup_fd) : vfork();
   if (pid == 0) {
     close(ep[0]);
-    child_run(o, ep[1], devnull);
+    child_run(o, ep[1], devnull, procs_fd);
   }
   int fork_err = errno;
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   close(ep[1]);
+  if (procs_fd >= 0) close(procs_fd);
   if (pid < 0) {
     close(ep[0]);
+    if (fork_err == ENOSYS && o->cgroup_fd > 0 && !clone3_refused) {
+      clone3_refused = 1;
+      return orch_spawn(o, pid_out);
+    }
     return -fork_err;
   }
 

@@ -207,8 +207,8 @@ static int l_spawn(lua_State *L) {
   lua_getfield(L, 1, "cgroup");
   const char *cgroup = lua_tostring(L, -1); /* kept alive by the options table */
   lua_pop(L, 1);
-  if (cgroup && (rc = orch_cgroup_open_procs(cgroup)) > 0) {
-    o.cgroup_procs_fd = rc;
+  if (cgroup && (rc = orch_cgroup_open(cgroup)) > 0) {
+    o.cgroup_fd = rc;
     rc = 0;
   }
   for (int i = 0; i < 2 && rc == 0; i++)
@@ -221,7 +221,7 @@ static int l_spawn(lua_State *L) {
   }
   for (int i = 0; i < 2; i++)
     if (pipes[i][1] >= 0) close(pipes[i][1]);
-  if (o.cgroup_procs_fd > 0) close(o.cgroup_procs_fd);
+  if (o.cgroup_fd > 0) close(o.cgroup_fd);
   if (rc < 0) {
     for (int i = 0; i < 2; i++)
       if (pipes[i][0] >= 0) close(pipes[i][0]);

@@ -10,8 +10,8 @@
 /* The pids in dir/cgroup.procs. Count (at most cap) or -errno. */
 int orch_cgroup_pids(const char *dir, pid_t *out, int cap);
 
-/* Opens dir/cgroup.procs for writing (close-on-exec): a spawned child
- * writes "0" to it before exec to move itself in. fd or -errno. */
-int orch_cgroup_open_procs(const char *dir);
+/* Opens the cgroup directory dir (close-on-exec), for orch_spawn's
+ * cgroup_fd: the child is born there. fd or -errno. */
+int orch_cgroup_open(const char *dir);
 
 #endif

@@ -29,9 +29,10 @@ typedef struct {
   int n_extra_fds;
   char *pid_env;         /* NULL, or a 32-byte "LISTEN_PID=" entry of envp that
                             the child completes with its own pid */
-  int cgroup_procs_fd;   /* > 0: a cgroup's cgroup.procs, open for writing: the
-                            child moves itself there before exec (0: none;
-                            fd 0 is always /dev/null in orch) */
+  int cgroup_fd;         /* > 0: a cgroup v2 directory, open: the child is
+                            born there (clone3), or moves itself there before
+                            exec where clone3 is refused (0: none; fd 0 is
+                            always /dev/null in orch) */
 } orch_spawn_opts_t;
 
 /* Forks and execs. On success stores the pid and returns 0; otherwise returns

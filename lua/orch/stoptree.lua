@@ -162,8 +162,12 @@ function S:_check_stopped(proc)
   end
   local alive, why = false, nil
   if proc.pid then alive, why = core.pgroup_alive(proc.pid) end
-  alive = alive or (self.opts.tree and self.opts.tree:populated(proc.scope))
-  if alive or not proc.looked then
+  -- With a cgroup (orch.tree) the whole tree is in it: empty, there is
+  -- nothing to look for. The last look, a scan of orch's children in /proc,
+  -- is for the marker, which no one keeps from daemonising out of sight.
+  local cgroup = self.opts.tree and proc.scope and proc.scope.cgroup
+  alive = alive or (cgroup and self.opts.tree:populated(proc.scope))
+  if alive or not (proc.looked or cgroup) then
     proc.looked = true
     local new = self:_snapshot(proc)
     if #new > 0 then

@@ -111,8 +111,8 @@ end
 -- log(level, msg).
 function M.new(home, opts)
   opts = opts or {}
-  local self = setmetatable({ home = home, log = opts.log or function() end, cgroups = {}, watches = {}, seq = 0 },
-    Tree)
+  local self = setmetatable({ home = home, log = opts.log or function() end, cgroups = {}, watches = {},
+    removing = {}, batch = {}, seq = 0 }, Tree)
   local want = opts.mode or os.getenv("ORCH_TREE") or ""
   if want == "" then want = "auto" end
   if not M.MODES[want] then
@@ -157,17 +157,19 @@ function Tree:_adopt_stale()
 end
 
 -- The scope of a new run of proc: its marker, and in cgroup mode a new
--- cgroup (a failure to make one is logged; the marker then serves).
+-- cgroup (a failure to make one is logged; the marker then serves). The
+-- mkdir stays on the loop: the spawn that follows takes cgroup_mutex too
+-- (clone3 into the cgroup), and both cost tens of microseconds.
 function Tree:enter(proc)
   local scope = { mark = self.home and launch.mark(self.home, proc.id) }
   if self.mode ~= "cgroup" then return scope end
-  local ok, err, code = uv.fs_mkdir(self.base, tonumber("755", 8))
-  if not ok and code ~= "EEXIST" then
-    self.log("warn", string.format("cannot create %s (%s); %s:%d is followed by its marker", self.base, err,
-      proc.name, proc.instance))
-    return scope
-  end
   for _ = 1, 100 do
+    local ok, err, code = uv.fs_mkdir(self.base, tonumber("755", 8))
+    if not ok and code ~= "EEXIST" then
+      self.log("warn", string.format("cannot create %s (%s); %s:%d is followed by its marker", self.base, err,
+        proc.name, proc.instance))
+      return scope
+    end
     self.seq = self.seq + 1
     local dir = self.base .. "/" .. proc.id .. "-" .. self.seq
     ok, err, code = uv.fs_mkdir(dir, tonumber("755", 8))
@@ -176,7 +178,8 @@ function Tree:enter(proc)
       scope.cgroup = dir
       return scope
     end
-    if code ~= "EEXIST" then
+    -- ENOENT: the subtree's removal (_removed) came between the two mkdirs
+    if code ~= "EEXIST" and code ~= "ENOENT" then
       self.log("warn", string.format("cannot create the cgroup %s (%s); its tree is followed by its marker", dir, err))
       return scope
     end
@@ -200,12 +203,26 @@ function Tree:populated(scope)
   return events ~= nil and events:match("populated 1") ~= nil
 end
 
--- scope's run is over: its cgroup goes once empty (at once, or when
--- cgroup.events says so).
+-- How long released cgroups wait, to be removed together.
+M.BATCH_MS = 50
+
+-- scope's run is over: its cgroup goes once empty. Not at once: with the
+-- others released within BATCH_MS, once the work that released them (a
+-- stop of 100 processes, a restart) is done.
 function Tree:release(scope)
   local dir = scope and scope.cgroup
   if not dir or not self.cgroups[dir] then return end
-  self:_remove(dir)
+  self.batch[dir] = true
+  if self.timer then return end
+  self.timer = uv.new_timer()
+  self.timer:start(M.BATCH_MS, 0, function()
+    self.timer:close()
+    self.timer = nil
+    local dirs = self.batch
+    self.batch = {}
+    for d in pairs(dirs) do self:_remove(d) end
+  end)
+  self.timer:unref() -- cgroups to remove alone do not keep orch running: close removes them
 end
 
 function Tree:_unwatch(dir)
@@ -214,30 +231,47 @@ function Tree:_unwatch(dir)
   self.watches[dir] = nil
 end
 
+-- rmdir on libuv's thread pool, never on the loop: removing a cgroup takes
+-- the kernel's cgroup_mutex, which a move of a process between cgroups
+-- anywhere on the machine holds across an RCU grace period (a rmdir waited
+-- 6 to 20 ms: docs/benchmarks.md, "Process trees"). One at a time per
+-- directory; a change seen meanwhile tries again once it is done.
 function Tree:_remove(dir)
-  local ok, _, code = uv.fs_rmdir(dir)
-  if ok or code == "ENOENT" then
+  if self.removing[dir] then
+    self.removing[dir] = "again"
+    return
+  end
+  self.removing[dir] = true
+  uv.fs_rmdir(dir, function(err)
+    local again = self.removing[dir] == "again"
+    self.removing[dir] = nil
+    self:_removed(dir, err and err:match("^(%u+)"), again)
+  end)
+end
+
+-- The last cgroup gone: the subtree goes too (enter makes it again; a
+-- rmdir of it that comes too late fails, EBUSY).
+function Tree:_removed(dir, code, again)
+  if not self.cgroups[dir] then return end -- closed meanwhile
+  if not code or code == "ENOENT" then
     self.cgroups[dir] = nil
     self:_unwatch(dir)
-    if next(self.cgroups) == nil then uv.fs_rmdir(self.base) end -- the last: the subtree goes too
-    return true
-  end
-  if code ~= "EBUSY" then
-    self.log("warn", "cannot remove the cgroup " .. dir .. ": " .. tostring(code))
+    if next(self.cgroups) == nil then uv.fs_rmdir(self.base, function() end) end
+  elseif code ~= "EBUSY" then
+    self.log("warn", "cannot remove the cgroup " .. dir .. ": " .. code)
     self.cgroups[dir] = nil
     self:_unwatch(dir)
-    return false
-  end
-  if not self.watches[dir] then
+  elseif not self.watches[dir] then
     -- cgroup.events changes (a "modified" event) when it empties; the watch
     -- is set before the next try, so that no change falls in between.
     local w = uv.new_fs_event()
     self.watches[dir] = w
     w:start(dir .. "/cgroup.events", {}, function() self:_remove(dir) end)
     w:unref() -- an emptying cgroup alone does not keep orch running
-    return self:_remove(dir)
+    self:_remove(dir)
+  elseif again then
+    self:_remove(dir)
   end
-  return false
 end
 
 -- Ends what the cgroups of a crashed orch still hold (once recovery has
@@ -257,6 +291,10 @@ end
 -- killed process is gone within milliseconds); then the subtree itself.
 function Tree:close(wait_ms)
   if self.mode ~= "cgroup" then return end
+  if self.timer then
+    self.timer:close()
+    self.timer = nil
+  end
   for dir in pairs(self.cgroups) do
     self:_unwatch(dir)
     self:kill({ cgroup = dir })

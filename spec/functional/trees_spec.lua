@@ -1,0 +1,79 @@
+-- What cgroup mode (orch.tree, one cgroup v2 per process) costs a spawn:
+-- the child is born in its cgroup (clone3 CLONE_INTO_CGROUP) instead of
+-- moving itself in through cgroup.procs, a migration that waits for an RCU
+-- grace period in the kernel (about 10 ms, the loop waiting with it:
+-- docs/benchmarks.md, "Process trees").
+local H = require("helpers")
+local uv = require("luv")
+
+describe("cgroup mode", function()
+  local dir, home
+  H.each_test(function(d, h) dir, home = d, h end)
+  local env = { ORCH_TREE = "cgroup" }
+  local function json(args) return H.json(home, args, { env = env, cwd = dir }) end
+
+  -- The app's pid once it is online and not `old`.
+  local function online(old)
+    return H.wait_until(function()
+      local p = (json({ "list" }) or {})[1]
+      return p and p.status == "online" and p.pid and p.pid ~= old and p.pid
+    end, 30000, "the app to be online")
+  end
+
+  -- Starts app s (sleep, restarted at once) and returns its pid and the
+  -- daemon's, or nil where cgroup mode cannot run (pending).
+  local function start()
+    local file = H.ecosystem(dir, [[
+      { name = "s", script = "sleep", args = { "1000" }, min_uptime = 0, restart_delay = 0 },
+    ]])
+    local _, code, err = json({ "start", file })
+    assert.are.equal(0, code, err)
+    local ping = json({ "ping" })
+    if ping.trees.mode ~= "cgroup" then
+      pending("no delegated cgroup v2 subtree here: " .. tostring(ping.trees.why))
+      return nil
+    end
+    return online(), ping.pid
+  end
+
+  -- SIGKILLs pid with strace (options) on the daemon; returns the trace and
+  -- the pid of the next run, checked to be in a cgroup of its own.
+  local function restart_traced(pid, daemon, options)
+    local trace = dir .. "/trace"
+    local detach_strace = H.strace_daemon(daemon, trace, options, function() json({ "list" }) end)
+    local function detach()
+      if detach_strace then detach_strace() end
+      detach_strace = nil
+    end
+    finally(detach)
+    assert(uv.kill(pid, "sigkill"))
+    local next_pid = online(pid)
+    detach()
+    local own = (H.read("/proc/" .. next_pid .. "/cgroup") or ""):match("0::([^\n]*)")
+    local base = H.cgroup_base(home)
+    assert.truthy(own, "no cgroup v2 line for pid " .. next_pid)
+    assert.truthy(uv.fs_stat(base .. own:match("/[^/]+$") .. "/cgroup.procs"),
+      "pid " .. next_pid .. " is in " .. own .. ", not in a cgroup of " .. base)
+    return H.read(trace) or ""
+  end
+
+  local procs_write = "[^\n]*cgroup%.procs\", O_WRONLY[^\n]*"
+
+  it("spawns a restarted process straight into its cgroup, never through cgroup.procs", function()
+    local pid, daemon = start()
+    if not pid then return end
+    local text = restart_traced(pid, daemon, { "-e", "trace=openat,clone3,write" })
+    assert.is_nil(text:match(procs_write), "the restart moved the process through cgroup.procs")
+    assert.truthy(text:find("CLONE_INTO_CGROUP", 1, true), "no clone3 into a cgroup in the trace")
+  end)
+
+  -- clone3 answers ENOSYS under some seccomp filters (container runtimes):
+  -- strace makes it so here.
+  it("moves a child into its cgroup through cgroup.procs where clone3 is refused", function()
+    local pid, daemon = start()
+    if not pid then return end
+    local text = restart_traced(pid, daemon, { "-e", "trace=openat,clone3,write", "-e", "inject=clone3:error=ENOSYS" })
+    assert.truthy(text:find("ENOSYS", 1, true), "clone3 was not refused")
+    assert.truthy(text:match(procs_write), "no move through cgroup.procs in the trace")
+  end)
+end)
