@@ -5,10 +5,11 @@
 -- Two modes, said by `orch ping` and the daemon log:
 --   cgroup  where a cgroup v2 subtree is delegated to orch (its own cgroup
 --           writable, cgroup.kill present): each process runs in a cgroup
---           of its own, <own cgroup>/orch-<hash of ORCH_HOME>/<id>-<n>, that
---           it joins before exec, so its whole tree is born there. A stop
---           signals every member; SIGKILL after kill_timeout is cgroup.kill;
---           the cgroup is removed once empty (cgroup.events: populated 0).
+--           of its own, <own cgroup>/orch-<hash of ORCH_HOME>/<id>-<n>,
+--           where it is born (core.spawn: clone3 CLONE_INTO_CGROUP), so its
+--           whole tree is born there. A stop signals every member; SIGKILL
+--           after kill_timeout is cgroup.kill; the cgroup is removed once
+--           empty (cgroup.events: populated 0), in a batch (release).
 --   marker  elsewhere: the marker in every process's environment
 --           (ORCH_MARK=<id>@<home>, orch.launch.mark) tells which of orch's
 --           orphans belong to the process being stopped. A program that
