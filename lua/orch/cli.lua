@@ -76,7 +76,7 @@ function M.help(verb)
   verb = M.aliases[verb] or verb
   local spec = M.verbs[verb]
   if not spec then return nil end
-  return cliargs.usage_line(verb, spec) .. "\n\n" .. spec.summary .. "\n"
+  return cliargs.usage_line(verb, spec) .. "\n\n" .. spec.summary .. "\n" .. (spec.help and ("\n" .. spec.help()) or "")
 end
 
 function M.main(verb, argv)

@@ -5,10 +5,39 @@ local util = require("orch.util")
 
 local M = {}
 
--- A spec's opts map a name to FLAG (no value), VALUE (takes one) or, for a
--- short alias, the name it stands for.
-M.FLAG, M.VALUE = "flag", "value"
-local FLAG, VALUE = M.FLAG, M.VALUE
+-- A spec's opts map a name to a kind: FLAG (no value), VALUE (takes one),
+-- LIST (takes one, repeatable: a list of values), OPTLIST (repeatable, a
+-- value only after '=', alone it adds true: PM2's --watch [paths]), INTLIST
+-- (as LIST, and the integers after the value are values too: PM2's
+-- --stop-exit-codes 0 3), { why = text } (refused, saying why), or for a
+-- short alias, the name it stands for. spec.unknown(name), if set, may say
+-- more about an unknown option than the nearest name.
+M.FLAG, M.VALUE, M.LIST, M.OPTLIST, M.INTLIST = "flag", "value", "list", "optlist", "intlist"
+local FLAG, VALUE, LIST, OPTLIST, INTLIST = M.FLAG, M.VALUE, M.LIST, M.OPTLIST, M.INTLIST
+local KINDS = { [FLAG] = true, [VALUE] = true, [LIST] = true, [OPTLIST] = true, [INTLIST] = true }
+
+-- The option names of spec (not the short aliases), sorted.
+function M.names(spec)
+  local names = {}
+  for k, v in pairs(spec.opts) do
+    if type(v) == "table" or KINDS[v] then names[#names + 1] = k end
+  end
+  table.sort(names)
+  return names
+end
+
+local function unknown(spec, a, name)
+  local more = spec.unknown and spec.unknown(name)
+  if more then return string.format("unknown option '%s': %s", a, more) end
+  local hint = util.did_you_mean(name, M.names(spec))
+  return string.format("unknown option '%s'%s", a, hint and (" (did you mean '--" .. hint .. "'?)") or "")
+end
+
+local function add(list, v)
+  list = list or {}
+  list[#list + 1] = v
+  return list
+end
 
 -- Returns { positional = {...}, opts = {...}, rest = {...} } or nil, message.
 function M.parse(spec, argv)
@@ -24,25 +53,33 @@ function M.parse(spec, argv)
       local name, value = a:match("^%-%-?([^=]+)=(.*)$")
       name = name or a:gsub("^%-%-?", "")
       local kind = spec.opts[name]
-      if type(kind) == "string" and kind ~= FLAG and kind ~= VALUE then
+      if type(kind) == "string" and not KINDS[kind] then
         name, kind = kind, spec.opts[kind] -- a short alias
       end
-      if not kind then
-        local names = {}
-        for k, v in pairs(spec.opts) do if v == FLAG or v == VALUE then names[#names + 1] = k end end
-        local hint = util.did_you_mean(name, names)
-        return nil, string.format("unknown option '%s'%s", a, hint and (" (did you mean '--" .. hint .. "'?)") or "")
+      if not kind then return nil, unknown(spec, a, name) end
+      if type(kind) == "table" then
+        return nil, string.format("option '--%s' is not available: %s", name, kind.why)
       end
       if kind == FLAG then
         if value then return nil, string.format("option '--%s' takes no value", name) end
         r.opts[name] = true
+      elseif kind == OPTLIST then
+        r.opts[name] = add(r.opts[name], value or true)
       else
         if not value then
           i = i + 1
           value = argv[i]
           if value == nil then return nil, string.format("option '--%s' needs a value", name) end
         end
-        r.opts[name] = value
+        if kind == VALUE then
+          r.opts[name] = value
+        else
+          r.opts[name] = add(r.opts[name], value)
+          while kind == INTLIST and argv[i + 1] and argv[i + 1]:match("^%d+$") do
+            i = i + 1
+            r.opts[name] = add(r.opts[name], argv[i])
+          end
+        end
       end
     else
       r.positional[#r.positional + 1] = a
@@ -54,14 +91,22 @@ function M.parse(spec, argv)
   return r
 end
 
+-- A verb with many options shows [options] (orch help VERB lists them).
+M.MAX_USAGE_FLAGS = 8
+
 function M.usage_line(verb, spec)
   local flags = {}
-  for k, v in pairs(spec.opts) do
+  for _, k in ipairs(M.names(spec)) do
+    local v = spec.opts[k]
     if v == FLAG then flags[#flags + 1] = "[--" .. k .. "]"
-    elseif v == VALUE then flags[#flags + 1] = "[--" .. k .. " X]" end
+    elseif v == OPTLIST then flags[#flags + 1] = "[--" .. k .. "[=X]]"
+    elseif KINDS[v] then flags[#flags + 1] = "[--" .. k .. " X]" end
   end
-  table.sort(flags)
-  return (string.format("usage: orch %s %s %s", verb, spec.args, table.concat(flags, " ")):gsub("%s+$", ""))
+  if #flags > M.MAX_USAGE_FLAGS then flags = { "[options]" } end
+  -- options before `-- args...`, which ends a command line
+  local args, rest = spec.args:match("^(.-)%s*(%[%-%- [^%]]*%])$")
+  return (string.format("usage: orch %s %s %s %s", verb, args or spec.args, table.concat(flags, " "), rest or "")
+    :gsub("%s+", " "):gsub(" $", ""))
 end
 
 return M

@@ -6,6 +6,7 @@
 --     (a usage error; true: print the usage line too); p is
 --     orch.cliargs.parse's result;
 --   show(result, p) → exit status (nil: 0), prints a reply without --json;
+--   help() → more text for orch help VERB (a list of options);
 --   run(p) → exit status, instead of request/show (a verb with its own module);
 --   autostart = false: do not start a daemon; not_running(p) → status then;
 --   prepare(c, p, known) → arguments, nil (keep) or nil, message: start's
@@ -16,6 +17,7 @@ local client = require("orch.client")
 local util = require("orch.util")
 local args_ = require("orch.cliargs")
 local out = require("orch.cliout")
+local cliflags = require("orch.cliflags")
 
 local FLAG, VALUE = args_.FLAG, args_.VALUE
 local JSON = { json = FLAG }
@@ -46,10 +48,14 @@ local function start_request(p)
   local tgt, o = p.positional[1], p.opts
   local known
   local cwd = util.getcwd()
+  local given = cliflags.given(o)
   if is_ecosystem(tgt) then
-    if o.name or o.instances or o.interpreter or #p.rest > 0 then
-      return nil, "--name, -i, --interpreter and -- args apply to a script, not to an ecosystem file"
+    local f = given[1]
+    if f then
+      return nil, string.format("--%s applies to a script, not to an ecosystem file: set option '%s' in the file",
+        f[1], f.option)
     end
+    if #p.rest > 0 then return nil, "-- args apply to a script, not to an ecosystem file: set option 'args' in the file" end
     local only
     if o.only then
       only = {}
@@ -61,9 +67,9 @@ local function start_request(p)
     return "start", req
   end
   if o.only then return nil, "--only applies to an ecosystem file" end
-  if not o.name then
+  if not o.name and not o.force then
     -- A known app's name or id wins over a file or a command of that name
-    -- (PM2's order): the daemon is asked first (known_app).
+    -- (PM2's order): the daemon is asked first (known_app). -f replaces it.
     known = tgt
   end
   if not file_exists(util.abspath(tgt, o.cwd and util.abspath(o.cwd, cwd) or cwd))
@@ -71,10 +77,9 @@ local function start_request(p)
     -- not a file nor a command: a known app's name or id
     return "start", { target = tgt }
   end
-  local spec = { script = tgt, name = o.name, interpreter = o.interpreter, cwd = o.cwd }
-  if o.instances then spec.instances = tonumber(o.instances) or o.instances end
-  if o.watch then spec.watch = true end
-  if o.force then spec.force = true end
+  local spec, ferr = cliflags.options(o, o.cwd and util.abspath(o.cwd, cwd) or cwd)
+  if not spec then return nil, ferr end
+  spec.script = tgt
   if #p.rest > 0 then spec.args = p.rest end
   return "start", { spec = spec, env_name = o.env, env = environ(), cwd = cwd }, known
 end
@@ -85,11 +90,16 @@ end
 local function known_app(c, p, tgt)
   local procs = client.request(c, "describe", { target = tgt })
   if not procs then return false end
-  local o = p.opts
-  if o.instances or o.interpreter or o.watch or o.cwd or #p.rest > 0 then
-    return nil, string.format("'%s' is a known app (id %s); -i, --interpreter, --watch, --cwd and -- args "
-      .. "apply to a new script: give it another --name, or orch delete %s first", tgt,
-      tostring(procs[1].id), tgt)
+  local flags = {}
+  for _, f in ipairs(cliflags.given(p.opts)) do flags[#flags + 1] = "--" .. f[1] end
+  if #p.rest > 0 then flags[#flags + 1] = "-- args" end
+  if #flags > 0 then
+    return nil, string.format("'%s' is a known app (id %s); %s apply to a new script: give it another --name, "
+      .. "or orch delete %s first", tgt, tostring(procs[1].id), table.concat(flags, ", "), tgt)
+  end
+  if p.opts["update-env"] then
+    return nil, string.format("'%s' is a known app (id %s): orch restart %s --update-env gives it this shell's "
+      .. "environment", tgt, tostring(procs[1].id), tgt)
   end
   return { target = tgt }
 end
@@ -99,10 +109,9 @@ local function show_procs(result)
 end
 
 local verbs = {
-  { name = "start", args = "<script|ecosystem.{lua,json}|name|id> [-- args...]", min = 1, max = 1, rest = true,
+  { name = "start", args = "<script|ecosystem file|name|id> [-- args...]", min = 1, max = 1, rest = true,
     summary = "start a script, the apps of an ecosystem file, or a stopped app",
-    opts = { name = VALUE, n = "name", instances = VALUE, i = "instances", only = VALUE, env = VALUE,
-             watch = FLAG, interpreter = VALUE, cwd = VALUE, json = FLAG, force = FLAG, f = "force" },
+    opts = cliflags.opts({ json = FLAG }), unknown = cliflags.unknown, help = cliflags.help,
     request = start_request,
     prepare = function(c, p, known) return known_app(c, p, known) end,
     show = function(result)

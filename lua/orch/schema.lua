@@ -209,4 +209,100 @@ for _, n in ipairs(ORDER) do
   if not OPTIONS[n].pattern then M.SUGGEST[#M.SUGGEST + 1] = n end
 end
 
+---------------------------------------------------------------------------
+-- FLAGS: `orch start`'s flags (PM2 7's `pm2 start` flags, lib/binaries/CLI.js,
+-- plus a few of orch's), each mapped to the option above it sets. orch.cliflags
+-- turns them into an app and checks values with orch.validate (as in a file);
+-- `orch help start` and docs/cli.md (tools/clidoc) list them with the option's
+-- doc. Plain data; an entry is { long name, short = letter, and one of:
+--   option = NAME   the option set: by the flag's value (kind = "value", the
+--                   default), to true (kind = "flag"), to false (kind = "off":
+--                   PM2's --no-X), to `value` (kind = "const"); kind = "list":
+--                   repeatable, the values make a list (`optional`: a value
+--                   only after '=', alone the flag means true; `variadic`:
+--                   the integers after it are values too, as PM2's
+--                   --stop-exit-codes 0 3);
+--                   `seconds`: a bare number counts seconds (PM2's --watch-delay);
+--   cli = "doc"     handled by the CLI itself (not an option; kind = "flag":
+--                   takes no value);
+--   why = "text"    not available, and what to do instead. }
+---------------------------------------------------------------------------
+M.FLAGS = {
+  { "name", short = "n", option = "name" },
+  { "instances", short = "i", option = "instances" },
+  { "interpreter", option = "interpreter" },
+  { "interpreter-args", option = "interpreter_args" },
+  { "node-args", option = "node_args" },
+  { "cwd", option = "cwd" },
+  { "env", cli = "Apply each app's env_NAME over its env (PM2's --env NAME)." },
+  { "only", cli = "Ecosystem file: start only these apps (names separated by commas)." },
+  { "update-env", short = "a", kind = "flag", cli = "A new app always gets this shell's environment; for a known app, use orch restart NAME --update-env." },
+  { "namespace", option = "namespace" },
+  { "exec-mode", option = "exec_mode" },
+  { "execute-command", short = "x", option = "exec_mode", kind = "const", value = "fork" },
+  { "output", short = "o", option = "out_file" },
+  { "error", short = "e", option = "error_file" },
+  { "log", short = "l", option = "log_file" },
+  { "log-type", option = "log_type" },
+  { "log-date-format", option = "log_date_format" },
+  { "time", option = "time", kind = "flag" },
+  { "merge-logs", option = "merge_logs", kind = "flag" },
+  { "disable-logs", option = "disable_logs", kind = "flag" },
+  { "no-autorestart", option = "autorestart", kind = "off" },
+  { "no-autostart", option = "autostart", kind = "off" },
+  { "restart-delay", option = "restart_delay" },
+  { "exp-backoff-restart-delay", option = "exp_backoff_restart_delay" },
+  { "max-restarts", option = "max_restarts" },
+  { "min-uptime", option = "min_uptime" },
+  { "stop-exit-codes", option = "stop_exit_codes", kind = "list", variadic = true },
+  { "kill-timeout", short = "k", option = "kill_timeout" },
+  { "kill-signal", option = "kill_signal" },
+  { "shutdown-with-message", option = "shutdown_with_message", kind = "flag" },
+  { "wait-ready", option = "wait_ready", kind = "flag" },
+  { "listen-timeout", option = "listen_timeout" },
+  { "max-memory-restart", option = "max_memory_restart" },
+  { "cron", short = "c", option = "cron_restart" },
+  { "cron-restart", option = "cron_restart" },
+  { "watch", option = "watch", kind = "list", optional = true },
+  { "ignore-watch", option = "ignore_watch", kind = "list" },
+  { "watch-delay", option = "watch_delay", seconds = true },
+  { "instance-var", option = "instance_var" },
+  { "increment-var", option = "increment_var" },
+  { "filter-env", option = "filter_env", kind = "list", optional = true },
+  { "pid", short = "p", option = "pid_file" },
+  { "uid", option = "uid" },
+  { "user", short = "u", option = "uid" },
+  { "gid", option = "gid" },
+  { "no-treekill", option = "treekill", kind = "off" },
+  { "no-vizion", option = "vizion", kind = "off" },
+  { "no-pmx", option = "pmx", kind = "off" },
+  { "no-automation", option = "automation", kind = "off" },
+  { "source-map-support", option = "source_map_support", kind = "flag" },
+  { "disable-source-map-support", option = "disable_source_map_support", kind = "flag" },
+  { "trace", option = "trace", kind = "flag" },
+  { "disable-trace", option = "disable_trace", kind = "flag" },
+  { "deep-monitoring", option = "deep_monitoring", kind = "flag" },
+  { "v8", option = "v8", kind = "flag" },
+  { "event-loop-inspector", option = "event_loop_inspector", kind = "flag" },
+  { "force", short = "f", option = "force", kind = "flag" },
+  { "no-daemon", why = "orch run FILE runs the apps of an ecosystem file in the foreground (as pm2-runtime does)" },
+  { "attach", why = "follow the logs after starting with orch logs NAME" },
+  { "parallel", why = "orch restarts and reloads every process of the target without a parallelism setting" },
+  { "write", short = "w", why = "orch writes no configuration from flags: put the options in an ecosystem file" },
+  { "ext", why = "watching by extension is not supported: give watch paths (--watch=PATH) and ignore_watch patterns" },
+  { "silent", short = "s", why = "orch prints only the process table: send it to /dev/null, the exit status tells the result" },
+  { "mini-list", short = "m", why = "a format of pm2 list: orch list --json gives a form for scripts" },
+  { "sort", why = "orch list is sorted by id" },
+  { "no-color", why = "orch colours only a terminal's output; NO_COLOR=1 turns colours off" },
+  { "hp", why = "a flag of pm2 startup: run orch from your service manager (docs/cli.md)" },
+  { "service-name", why = "a flag of pm2 startup: run orch from your service manager (docs/cli.md)" },
+  { "wait-ip", why = "a flag of pm2 startup: run orch from your service manager (docs/cli.md)" },
+  { "container", why = "PM2's container mode is not part of orch" },
+  { "dist", why = "PM2's container mode is not part of orch" },
+  { "image-name", why = "PM2's container mode is not part of orch" },
+  { "node-version", why = "PM2's container mode is not part of orch" },
+  { "fresh", why = "PM2's container mode is not part of orch" },
+  { "dockerdaemon", why = "PM2's container mode is not part of orch" },
+}
+
 return M

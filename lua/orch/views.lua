@@ -46,6 +46,28 @@ function M.view(p, running)
   }
 end
 
+-- v as JSON can hold it: functions (Lua hooks, health checks) become
+-- "function", keys stay as they are.
+local function plain(v)
+  if type(v) == "function" then return "function" end
+  if type(v) ~= "table" or v == cjson.null then return v end
+  local out = {}
+  for k, x in pairs(v) do out[k] = plain(x) end
+  return out
+end
+
+-- The options of app as set (after defaults), for `orch describe --json`:
+-- schema's canonical names, not PM2's aliases.
+local function options(app)
+  local schema = require("orch.schema")
+  local out = {}
+  for _, name in ipairs(schema.option_order) do
+    local o = schema.options[name]
+    if not o.alias_of and not o.pattern and app[name] ~= nil then out[name] = plain(app[name]) end
+  end
+  return out
+end
+
 -- What `orch describe` shows of p. ctx: running(p), logs_dir, sup (exe,
 -- log_problems, log_stats, transitions), health (describe), cluster (view),
 -- source (where p's app came from, or nil).
@@ -77,6 +99,10 @@ function M.describe(p, ctx)
   for i, l in ipairs(app.listen or {}) do v.listen[i] = l.address end
   v.cluster = ctx.cluster:view(p.name)
   v.source = ctx.source and ctx.source.file or "command line"
+  v.options = options(app)
+  -- the environment the process gets (or got), as `orch describe --env-vars` shows
+  v.env = launch.env_table(launch.environment(app, p.instance, p.id, p.base_env or ctx.sup.opts.base_env, nil,
+    ctx.sup.opts.home))
   return v
 end
 

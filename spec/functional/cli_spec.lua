@@ -1,0 +1,120 @@
+-- The CLI's shape, through the real binary: start's flags (orch.schema's
+-- FLAGS) and what a user sees when a command line is wrong.
+local H = require("helpers")
+local schema = require("orch.schema")
+
+describe("orch start's flags", function()
+  local dir, home
+  H.each_test(function(d, h) dir, home = d, h end)
+
+  local function orch(args)
+    return H.orch_sync(args, { home = home, cwd = dir })
+  end
+
+  -- flags → { option = value as describe --json shows it }, one app per
+  -- group (a group's options do not collide)
+  local function groups()
+    return {
+      { flags = { "-n", "g1", "-i", "2", "--interpreter-args", "-e", "--node-args", "-u", "--interpreter", "sh",
+          "--cwd", dir, "--exec-mode", "fork", "-o", "o.log", "-e", "e.log", "-l", "all.log", "--log-type", "json",
+          "--log-date-format", "%Y", "--merge-logs", "--no-autorestart", "--restart-delay", "250",
+          "--exp-backoff-restart-delay", "100", "--max-restarts", "3", "--min-uptime", "2s", "--stop-exit-codes", "0",
+          "3", "-k", "900", "--kill-signal", "TERM", "--shutdown-with-message", "--wait-ready", "--listen-timeout",
+          "5000", "--max-memory-restart", "100M", "-c", "0 3 * * *", "--watch=" .. dir, "--ignore-watch", "tmp",
+          "--watch-delay", "2" },
+        script = "s.sh",
+        want = { name = "g1", instances = 2, interpreter = "sh", interpreter_args = { "-e", "-u" }, cwd = dir,
+          exec_mode = "fork", out_file = dir .. "/o.log", error_file = dir .. "/e.log", log_file = dir .. "/all.log",
+          log_type = "json", log_date_format = "%Y", merge_logs = true, autorestart = false, restart_delay = 250,
+          exp_backoff_restart_delay = 100, max_restarts = 3, min_uptime = 2000, stop_exit_codes = { 0, 3 },
+          kill_timeout = 900, kill_signal = "SIGTERM", shutdown_with_message = true, wait_ready = true,
+          listen_timeout = 5000, max_memory_restart = 100 * 1024 * 1024, cron_restart = "0 3 * * *",
+          watch = { dir }, ignore_watch = { "tmp" }, watch_delay = 2000 },
+        covers = { "name", "instances", "interpreter-args", "node-args", "interpreter", "cwd", "exec-mode", "output",
+          "error", "log", "log-type", "log-date-format", "merge-logs", "no-autorestart", "restart-delay",
+          "exp-backoff-restart-delay", "max-restarts", "min-uptime", "stop-exit-codes", "kill-timeout", "kill-signal",
+          "shutdown-with-message", "wait-ready", "listen-timeout", "max-memory-restart", "cron", "watch",
+          "ignore-watch", "watch-delay" } },
+      { flags = { "--name", "g2", "-x", "--time", "--disable-logs", "--cron-restart", "*/5 * * * *", "--watch" },
+        script = "s.sh",
+        want = { name = "g2", exec_mode = "fork", time = true, disable_logs = true, cron_restart = "*/5 * * * *",
+          watch = { dir } },
+        covers = { "execute-command", "time", "disable-logs", "cron-restart" } },
+    }
+  end
+
+  it("sets each flag's option, as orch describe --json reads it back", function()
+    H.write(dir .. "/s.sh", "exec sleep 1000\n")
+    local covered = {}
+    for _, g in ipairs(groups()) do
+      local args = { "start", g.script }
+      for _, a in ipairs(g.flags) do args[#args + 1] = a end
+      local code, _, err = orch(args)
+      assert.are.equal(0, code, err)
+      local d = assert(H.json(home, { "describe", g.want.name }))
+      for option, value in pairs(g.want) do
+        assert.are.same(value, d[1].options[option], option)
+      end
+      for _, f in ipairs(g.covers) do covered[f] = true end
+    end
+    -- every flag that sets one of orch's own options is among them
+    -- (PM2's compatibility options are the options' business)
+    for _, f in ipairs(schema.FLAGS) do
+      local o = f.option and schema.options[f.option]
+      if o and not o.compat then assert.is_true(covered[f[1]], "flag --" .. f[1] .. " is not covered") end
+    end
+  end)
+
+  it("checks a flag's value as an ecosystem file's, naming the flag, and starts nothing", function()
+    H.write(dir .. "/bad.json", '{"apps": [{"name": "a", "script": "sleep", "max_memory_restart": "10X"}]}')
+    local code, _, file_err = orch({ "start", "bad.json" })
+    assert.are.equal(1, code)
+    local why = file_err:match("option 'max_memory_restart': ([^\n]+)")
+    assert.truthy(why, file_err)
+    local err
+    code, _, err = orch({ "start", "sleep", "--max-memory-restart", "10X", "--", "100" })
+    assert.are.equal(2, code)
+    assert.are.equal("orch start: --max-memory-restart 10X: option 'max_memory_restart': " .. why, err:match("^[^\n]+"))
+    assert.are.same({}, H.json(home, { "list" }))
+  end)
+
+  it("suggests the nearest flag for a typo, and says where an option without a flag is set", function()
+    local code, _, err = orch({ "start", "sleep", "--max-memory-restat", "1G" })
+    assert.are.equal(2, code)
+    assert.matches("unknown option '%-%-max%-memory%-restat' %(did you mean '%-%-max%-memory%-restart'%?%)", err)
+    code, _, err = orch({ "start", "sleep", "--max-size", "10M" })
+    assert.are.equal(2, code)
+    assert.matches("option 'max_size' has no command%-line form: set it in an ecosystem file", err)
+  end)
+
+  it("refuses PM2 flags it does not take, saying why", function()
+    local code, _, err = orch({ "start", "sleep", "--attach" })
+    assert.are.equal(2, code)
+    assert.matches("option '%-%-attach' is not available: follow the logs after starting with orch logs NAME", err)
+    code, _, err = orch({ "start", "sleep", "--no-daemon" })
+    assert.are.equal(2, code)
+    assert.matches("orch run FILE", err)
+  end)
+
+  it("refuses a script's flags with an ecosystem file, naming the option to set there", function()
+    H.write(dir .. "/eco.json", '{"apps": [{"name": "a", "script": "sleep", "args": "100"}]}')
+    local code, _, err = orch({ "start", "eco.json", "--max-restarts", "3" })
+    assert.are.equal(2, code)
+    assert.matches("%-%-max%-restarts applies to a script, not to an ecosystem file: set option 'max_restarts'", err)
+    assert.are.same({}, H.json(home, { "list" }))
+  end)
+
+  it("describes every flag in orch help start, with its option's doc", function()
+    local code, out = orch({ "help", "start" })
+    assert.are.equal(0, code)
+    local flat = out:gsub("%s+", " ")
+    for _, f in ipairs(schema.FLAGS) do
+      assert.truthy(flat:find("--" .. f[1], 1, true), f[1])
+      local o = f.option and schema.options[f.option]
+      if o and not f.why then
+        local doc = (schema.options[o.alias_of] or o).doc
+        assert.truthy(flat:find(doc:gsub("%s+", " "), 1, true), f[1] .. ": " .. doc)
+      end
+    end
+  end)
+end)
