@@ -35,11 +35,14 @@ describe("orch start's flags", function()
           "exp-backoff-restart-delay", "max-restarts", "min-uptime", "stop-exit-codes", "kill-timeout", "kill-signal",
           "shutdown-with-message", "wait-ready", "listen-timeout", "max-memory-restart", "cron", "watch",
           "ignore-watch", "watch-delay" } },
-      { flags = { "--name", "g2", "-x", "--time", "--disable-logs", "--cron-restart", "*/5 * * * *", "--watch" },
+      { flags = { "--name", "g2", "-x", "--time", "--disable-logs", "--cron-restart", "*/5 * * * *", "--watch",
+          "--namespace", "ns1", "--instance-var", "INST", "--increment-var", "PORT", "--filter-env=AWS",
+          "--filter-env=X" },
         script = "s.sh",
         want = { name = "g2", exec_mode = "fork", time = true, disable_logs = true, cron_restart = "*/5 * * * *",
-          watch = { dir } },
-        covers = { "execute-command", "time", "disable-logs", "cron-restart" } },
+          watch = { dir }, namespace = "ns1", instance_var = "INST", increment_var = "PORT", filter_env = { "AWS", "X" } },
+        covers = { "execute-command", "time", "disable-logs", "cron-restart", "namespace", "instance-var",
+          "increment-var", "filter-env" } },
     }
   end
 
