@@ -43,6 +43,13 @@ describe("orch start's flags", function()
           watch = { dir }, namespace = "ns1", instance_var = "INST", increment_var = "PORT", filter_env = { "AWS", "X" } },
         covers = { "execute-command", "time", "disable-logs", "cron-restart", "namespace", "instance-var",
           "increment-var", "filter-env" } },
+      { flags = { "--name", "g3", "--no-autostart", "-f", "-p", "pid.txt", "--no-treekill", "--source-map-support" },
+        script = "s.sh",
+        want = { name = "g3", autostart = false, force = true, pid_file = dir .. "/pid.txt", treekill = false,
+          source_map_support = true },
+        covers = { "no-autostart", "force", "pid", "no-treekill", "source-map-support" } },
+      { flags = { "--name", "g4", "--disable-source-map-support" }, script = "s.sh",
+        want = { name = "g4", disable_source_map_support = true }, covers = { "disable-source-map-support" } },
     }
   end
 
