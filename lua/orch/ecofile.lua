@@ -210,12 +210,23 @@ function M.kind(file, src)
 end
 
 -- For the CLI (where blocking is fine), before it sends a start request
--- {file = ABSOLUTE, cwd, env}: a JavaScript file is evaluated here, with
--- Node, and its value goes in req.evaluated (the daemon runs no Node).
+-- {file = ABSOLUTE, cwd, env}: a JavaScript file (or a .json file holding
+-- an expression) is evaluated here, with Node, and its value goes in
+-- req.evaluated (the daemon runs no Node).
 -- Functions in it are dropped, with a warning. true, or nil, message.
 function M.prepare(req)
-  if M.kind(req.file) ~= "js" then return true end
-  local value, dropped = require("orch.jsconfig").evaluate(req.file, { env = req.env, cwd = req.cwd })
+  local kind, expression = M.kind(req.file), false
+  local jsconfig = require("orch.jsconfig")
+  if kind == "json" and jsconfig.node_path(req.env) then
+    -- A .json file with an expression in it, which PM2 evaluates as
+    -- JavaScript: Node evaluates it too, when it is installed.
+    local f = io.open(req.file, "rb")
+    local src = f and f:read("*a")
+    if f then f:close() end
+    expression = src and select(4, relaxjson.decode(src))
+  end
+  if kind ~= "js" and not expression then return true end
+  local value, dropped = jsconfig.evaluate(req.file, { env = req.env, cwd = req.cwd, expression = expression })
   if value == nil then return nil, dropped end
   for _, at in ipairs(dropped) do
     io.stderr:write(req.file, ": warning: ", at, " is a function, which orch cannot take from a JavaScript "

@@ -534,7 +534,11 @@ function M.load(path, opts)
     null = require("cjson").null
     find_lines = srcmap.js_lines
   elseif kind == "json" then
-    raw, err, null = ecofile.json(src, file)
+    if opts.evaluated ~= nil and type(opts.evaluated) == "table" then
+      raw, null = opts.evaluated, require("cjson").null -- an expression, evaluated by Node in the CLI
+    else
+      raw, err, null = ecofile.json(src, file)
+    end
     find_lines = srcmap.json_lines
   elseif kind == "yaml" then
     raw, err, null = ecofile.yaml(src, file)

@@ -14,7 +14,8 @@ local M = {}
 M.TIMEOUT_MS = 10000
 
 -- Imports the file (import() takes CommonJS, .mjs and "type": "module"
--- alike), makes its value plain JSON data, and writes it to fd 3.
+-- alike), or evaluates it as one expression (PM2's way with .json files),
+-- makes its value plain JSON data, and writes it to fd 3.
 -- Functions are dropped and listed (PM2 sends apps as JSON too); a value
 -- JSON cannot carry is an error naming where it is.
 local LOADER = [[
@@ -48,7 +49,12 @@ function plain(v, at, seen) {
   seen.delete(v);
   return out;
 }
-import(require('url').pathToFileURL(file).href).then(async (ns) => {
+// "expression": a .json file PM2 would evaluate as a JavaScript expression.
+const load = process.argv[2] === 'expression'
+  ? Promise.resolve().then(() => ({ default: require('vm').runInThisContext(
+      '(' + fs.readFileSync(file, 'utf8') + ')', { filename: file }) }))
+  : import(require('url').pathToFileURL(file).href);
+load.then(async (ns) => {
   let v = ns.default !== undefined ? ns.default : ns;
   if (v && typeof v.then === 'function') v = await v;
   const text = Buffer.from(JSON.stringify({ config: plain(v, '', new Set()), dropped: dropped }));
@@ -60,7 +66,7 @@ import(require('url').pathToFileURL(file).href).then(async (ns) => {
 });
 ]]
 
-local function node_path(env)
+function M.node_path(env)
   local path = env and env.PATH or os.getenv("PATH") or "/usr/local/bin:/usr/bin:/bin"
   return util.which("node", path) or util.which("nodejs", path)
 end
@@ -97,10 +103,11 @@ end
 -- The file's exported value as Lua data (JSON's null is cjson.null), and
 -- the paths of the functions dropped from it; or nil, message.
 -- opts: env (a name -> value map: the environment Node sees; default
--- orch's own), cwd, timeout_ms.
+-- orch's own), cwd, timeout_ms, expression (the file is one JavaScript
+-- expression, not a module).
 function M.evaluate(file, opts)
   opts = opts or {}
-  local node = node_path(opts.env)
+  local node = M.node_path(opts.env)
   if not node then return nil, M.no_node_message(file) end
   local env
   if opts.env then
@@ -111,7 +118,7 @@ function M.evaluate(file, opts)
   local out, errs = {}, {}
   local code, signal, eofs, timed_out = nil, nil, 0, false
   local proc, pid = uv.spawn(node, {
-    args = { "-e", LOADER, file }, env = env, cwd = opts.cwd,
+    args = { "-e", LOADER, file, opts.expression and "expression" or "module" }, env = env, cwd = opts.cwd,
     stdio = { nil, 2, errp, result }, -- the file's stdout goes to orch's stderr
   }, function(c, s) code, signal = c, s end)
   if not proc then

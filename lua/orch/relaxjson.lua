@@ -2,7 +2,8 @@
 -- JavaScript expression, so its users write JSON5-style files: comments,
 -- unquoted keys, single-quoted strings, trailing commas. This reads that
 -- literal subset (no expressions: nothing runs) and says where it stops:
--- decode(text) -> value, or nil, message, line.
+-- decode(text) -> value, or nil, message, line, whether it stopped at an
+-- expression.
 
 local sub, find, char = string.sub, string.find, string.char
 local concat = table.concat
@@ -35,8 +36,8 @@ local Fail = {}
 function M.decode(text)
   local pos, line, depth = 1, 1, 0
 
-  local function fail(msg, at_line)
-    error(setmetatable({ msg = msg, line = at_line or line }, Fail), 0)
+  local function fail(msg, at_line, expression)
+    error(setmetatable({ msg = msg, line = at_line or line, expression = expression }, Fail), 0)
   end
 
   local function count_lines(i, j)
@@ -202,7 +203,7 @@ function M.decode(text)
         if v == nil then
           fail("expected a value, found " .. describe_at() .. (word and
             " (orch reads literal values only, where PM2 evaluates a .json file as JavaScript; compute it in a "
-            .. ".config.js or .lua file)" or ""))
+            .. ".config.js or .lua file)" or ""), nil, word ~= nil)
         end
         if v ~= v or v == math.huge or v == -math.huge then fail("not a finite number") end
       end
@@ -211,7 +212,7 @@ function M.decode(text)
     local after = skip()
     if after ~= "" and find(".+-*/%?(|&<>=!", after, 1, true) then
       fail("an expression (" .. describe_at() .. " after a value): orch reads literal values only, where PM2 "
-        .. "evaluates a .json file as JavaScript; compute it in a .config.js or .lua file")
+        .. "evaluates a .json file as JavaScript; compute it in a .config.js or .lua file", nil, true)
     end
     depth = depth - 1
     return v
@@ -223,7 +224,7 @@ function M.decode(text)
     return v
   end)
   if ok then return result end
-  if getmetatable(result) == Fail then return nil, result.msg, result.line end
+  if getmetatable(result) == Fail then return nil, result.msg, result.line, result.expression end
   error(result, 0)
 end
 

@@ -58,6 +58,7 @@ describe("PM2 config files", function()
     { "yaml-configuration/apps.yaml", { "test", "PythonApp" }, "test" },
     { "mjs/ecosystem.config.mjs", { "Test-es6-modules" }, "Test-es6-modules", "node" }, -- export default
     { "esm/ecosystem.config.js", { "esm" }, "esm", "node" },       -- "type": "module"
+    { "configuration.json", { "echo", "child" }, "echo", "node" }, -- an expression: Node evaluates it
   }
   for _, case in ipairs(FORMATS) do
     local file, names, with_env, needs = case[1], case[2], case[3], case[4]
@@ -125,5 +126,11 @@ describe("PM2 config files", function()
     assert.truthy(out:find("ecosystem.config.js: a JavaScript config is evaluated with Node.js (as PM2 does), and "
       .. "node is not on PATH", 1, true), out)
     assert.truthy(out:find("> ecosystem.json", 1, true), out)
+    -- a .json file with an expression, without Node: what to do instead
+    out = H.sh(string.format("cd '%s' && PATH=/nonexistent ORCH_HOME='%s' '%s' start '%s' 2>&1; echo status $?",
+      dir, home, bin, FIXTURES .. "/configuration.json"))
+    assert.matches("status 1", out)
+    assert.truthy(out:find("configuration.json:6: invalid JSON: an expression ('.' after a value): orch reads "
+      .. "literal values only, where PM2 evaluates a .json file as JavaScript", 1, true), out)
   end)
 end)

@@ -86,6 +86,10 @@ describe("orch.relaxjson", function()
       bad('[{\n  script: [".", "/", "e", "cho.js"].join("")\n}]'))
     assert.matches("^1: expected a value, found 'process' %(orch reads literal values only",
       bad('{ a: process.env.X }'))
+    -- the CLI has Node evaluate such a file, as PM2 does, when it is installed
+    assert.is_true(select(4, relaxjson.decode('{ a: process.env.X }')))
+    assert.is_true(select(4, relaxjson.decode('{ a: "x" + "y" }')))
+    assert.is_falsy(select(4, relaxjson.decode('{ a: "x" "y" }')))
   end)
 end)
 
