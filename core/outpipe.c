@@ -48,10 +48,10 @@ struct orch_outpipe_s {
   int stall_on[2];           /* counted in that sink's stalled */
 
   /* Formatted mode (framed != 0). */
-  int framed, json;
+  int framed, json, utc;
   char *timestamp;          /* strftime format (+ %L, %:z); NULL: none */
-  char *json_mid;           /* ","app":...,"message":" between time and text */
-  size_t json_mid_len;
+  char *json_tail;          /* ","type":...}\n after the time */
+  size_t json_tail_len;
   char *part;               /* the unterminated tail of the log stream (also
                                in plain mode when the file is shared) */
   size_t part_len, part_cap;
@@ -120,11 +120,11 @@ static void rec_flush(orch_outpipe_t *o) {
   rec.len = 0;
 }
 
-/* Appends one record for the line a+b (without its newline). */
+/* Appends one record for the line a+b (without its newline; nl: it had one). */
 static void emit(orch_outpipe_t *o, const char *ts, size_t ts_len, const char *a,
-                 size_t alen, const char *b, size_t blen) {
-  if (orch_record_put(&rec, ts, ts_len, o->json ? o->json_mid : NULL, o->json_mid_len, a, alen, b,
-                      blen) < 0) {
+                 size_t alen, const char *b, size_t blen, int nl) {
+  if (orch_record_put(&rec, ts, ts_len, o->json ? o->json_tail : NULL, o->json_tail_len, a, alen, b,
+                      blen, nl) < 0) {
     /* No memory for the record: lose this line, visibly. */
     o->sink->dropped += alen + blen;
     o->sink->last_err = ENOMEM;
@@ -165,10 +165,10 @@ static void frame(orch_outpipe_t *o, const char *buf, size_t n) {
       break;
     }
     if (!have_ts && o->timestamp) {
-      ts_len = orch_record_time(o->timestamp, ts, sizeof ts);
+      ts_len = orch_record_time(o->timestamp, o->utc, ts, sizeof ts);
       have_ts = 1;
     }
-    emit(o, ts, ts_len, o->part, o->part_len, buf, fit);
+    emit(o, ts, ts_len, o->part, o->part_len, buf, fit, fit == take && nl);
     o->part_len = 0;
     size_t used = fit + (fit == take && nl ? 1 : 0);
     buf += used;
@@ -210,8 +210,8 @@ static void part_flush(orch_outpipe_t *o) {
     return;
   }
   char ts[256];
-  size_t ts_len = o->timestamp ? orch_record_time(o->timestamp, ts, sizeof ts) : 0;
-  emit(o, ts, ts_len, o->part, o->part_len, "", 0);
+  size_t ts_len = o->timestamp ? orch_record_time(o->timestamp, o->utc, ts, sizeof ts) : 0;
+  emit(o, ts, ts_len, o->part, o->part_len, "", 0, 0);
   o->part_len = 0;
   rec_flush(o);
 }
@@ -452,7 +452,7 @@ static void outpipe_free(orch_outpipe_t *o) {
   free(o->raw.buf);
   orch_echo_stream_free(&o->echo);
   free(o->timestamp);
-  free(o->json_mid);
+  free(o->json_tail);
   free(o->part);
   free(o);
 }
@@ -502,9 +502,12 @@ static int outpipe_format(orch_outpipe_t *o, const orch_line_format_t *f) {
   const char *ts = f->timestamp;
   if (f->json_app) {
     o->json = 1;
-    if (!ts) ts = ORCH_TIME_ISO8601;
-    o->json_mid = orch_record_json_mid(f, &o->json_mid_len);
-    if (!o->json_mid) return -ENOMEM;
+    if (!ts) {
+      ts = ORCH_TIME_ISO8601;
+      o->utc = 1;
+    }
+    o->json_tail = orch_record_json_tail(f, &o->json_tail_len);
+    if (!o->json_tail) return -ENOMEM;
   }
   if (ts && !(o->timestamp = strdup(ts))) return -ENOMEM;
   return 0;

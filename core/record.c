@@ -92,10 +92,11 @@ static void put_json(orch_record_buf_t *r, const char *str, size_t n) {
   r->len = (size_t)(d - r->buf);
 }
 
-size_t orch_record_time(const char *fmt, char *out, size_t cap) {
+size_t orch_record_time(const char *fmt, int utc, char *out, size_t cap) {
   struct timespec ts;
   struct tm tm;
-  if (clock_gettime(CLOCK_REALTIME, &ts) < 0 || !localtime_r(&ts.tv_sec, &tm))
+  if (clock_gettime(CLOCK_REALTIME, &ts) < 0 ||
+      !(utc ? gmtime_r(&ts.tv_sec, &tm) : localtime_r(&ts.tv_sec, &tm)))
     return 0;
   /* strftime knows neither %L nor %:z: substitute them first, escaping
    * nothing since digits, '+', '-' and ':' mean nothing to strftime. */
@@ -123,18 +124,20 @@ size_t orch_record_time(const char *fmt, char *out, size_t cap) {
   return strftime(out, cap, f, &tm);
 }
 
-int orch_record_put(orch_record_buf_t *r, const char *ts, size_t ts_len, const char *json_mid,
-                    size_t json_mid_len, const char *a, size_t alen, const char *b, size_t blen) {
-  size_t need = json_mid ? 16 + 6 * ts_len + json_mid_len + 6 * (alen + blen) + 3
-                         : ts_len + 2 + alen + blen + 1;
+int orch_record_put(orch_record_buf_t *r, const char *ts, size_t ts_len, const char *json_tail,
+                    size_t json_tail_len, const char *a, size_t alen, const char *b, size_t blen,
+                    int nl) {
+  size_t need = json_tail ? 32 + 6 * ts_len + json_tail_len + 6 * (alen + blen)
+                          : ts_len + 2 + alen + blen + 1;
   if (orch_buf_grow(&r->buf, &r->cap, r->len + need, 65536) < 0) return -ENOMEM;
-  if (json_mid) {
-    put(r, "{\"timestamp\":\"", 14);
-    put_json(r, ts, ts_len);
-    put(r, json_mid, json_mid_len);
+  if (json_tail) {
+    put(r, "{\"message\":\"", 12);
     put_json(r, a, alen);
     put_json(r, b, blen);
-    put(r, "\"}\n", 3);
+    if (nl) put(r, "\\n", 2);
+    put(r, "\",\"timestamp\":\"", 15);
+    put_json(r, ts, ts_len);
+    put(r, json_tail, json_tail_len);
   } else {
     if (ts_len) {
       put(r, ts, ts_len);
@@ -147,7 +150,7 @@ int orch_record_put(orch_record_buf_t *r, const char *ts, size_t ts_len, const c
   return 0;
 }
 
-char *orch_record_json_mid(const orch_line_format_t *f, size_t *len) {
+char *orch_record_json_tail(const orch_line_format_t *f, size_t *len) {
   const char *app = f->json_app, *stream = f->json_stream ? f->json_stream : "";
   size_t alen = strlen(app), slen = strlen(stream);
   size_t cap = 64 + 6 * (alen + slen);
@@ -155,13 +158,13 @@ char *orch_record_json_mid(const orch_line_format_t *f, size_t *len) {
   if (orch_buf_grow(&m.buf, &m.cap, cap, cap) < 0) return NULL;
   char num[24];
   int nlen = snprintf(num, sizeof num, "%d", f->json_id);
-  put(&m, "\",\"app\":\"", 9);
-  put_json(&m, app, alen);
-  put(&m, "\",\"id\":", 7);
-  put(&m, num, (size_t)nlen);
-  put(&m, ",\"stream\":\"", 11);
+  put(&m, "\",\"type\":\"", 10);
   put_json(&m, stream, slen);
-  put(&m, "\",\"message\":\"", 13);
+  put(&m, "\",\"process_id\":", 15);
+  put(&m, num, (size_t)nlen);
+  put(&m, ",\"app_name\":\"", 13);
+  put_json(&m, app, alen);
+  put(&m, "\"}\n", 3);
   *len = m.len;
   return m.buf;
 }

@@ -44,10 +44,11 @@ typedef struct {
   /* strftime(3) format of the timestamp, with two additions: %L is the
    * milliseconds (000-999) and %:z the UTC offset as +hh:mm. In text mode
    * every line is written as "TIMESTAMP: line". NULL: no timestamp (text),
-   * ORCH_TIME_ISO8601 (JSON). */
+   * ORCH_TIME_ISO8601 in UTC (JSON, as PM2's toISOString()). */
   const char *timestamp;
-  /* Non-NULL: one JSON object per line,
-   * {"timestamp":"...","app":APP,"id":ID,"stream":STREAM,"message":"..."}.
+  /* Non-NULL: one JSON object per line, PM2's fields in PM2's order:
+   * {"message":"...\n","timestamp":"...","type":STREAM,"process_id":ID,
+   * "app_name":APP}.
    * Bytes that are not valid UTF-8 are written as \u0080-\u00ff escapes of
    * their value. */
   const char *json_app;
@@ -55,7 +56,7 @@ typedef struct {
   const char *json_stream; /* "out" or "err" */
 } orch_line_format_t;
 
-#define ORCH_TIME_ISO8601 "%Y-%m-%dT%H:%M:%S.%L%:z"
+#define ORCH_TIME_ISO8601 "%Y-%m-%dT%H:%M:%S.%LZ"
 
 typedef struct {
   orch_sink_t *sink;     /* required: the stream's own file */

@@ -55,7 +55,7 @@ local function emitter(o)
     if file.json then
       local ok, rec = pcall(cjson.decode, line)
       if ok and type(rec) == "table" and type(rec.message) == "string" then
-        text = rec.message
+        text = rec.message:gsub("\n$", "") -- a whole line's message holds its newline (PM2's records)
         if type(rec.timestamp) == "string" then stamp = rec.timestamp end
       end
     end

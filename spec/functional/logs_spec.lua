@@ -62,23 +62,31 @@ describe("orch logs capture", function()
     assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d: two$", out[2])
   end)
 
-  it("writes one JSON object per line with log_type = 'json'", function()
+  it("writes one JSON object per line with log_type = 'json', PM2's fields", function()
     run(pieces .. "printf 'q\"\\\\\\351\\001\\t\\303\\251\\n'; echo oops >&2\n", 'log_type = "json"')
     local out = lines(home .. "/logs/app-out.log")
     local texts = {}
     for i, l in ipairs(out) do
+      -- PM2's fields, in PM2's order; its toISOString() time (UTC) without log_date_format
+      assert.matches('^{"message":".*","timestamp":"[^"]*","type":"out","process_id":0,"app_name":"app"}$', l)
       local rec = cjson.decode(l)
-      assert.are.equal("app", rec.app)
-      assert.are.equal(0, rec.id)
-      assert.are.equal("out", rec.stream)
-      assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%d[+-]%d%d:%d%d$", rec.timestamp)
+      assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$", rec.timestamp)
       texts[i] = rec.message
     end
-    -- the invalid UTF-8 byte \351 comes back as U+00E9, valid UTF-8 (\303\251) as is
-    assert.are.same({ "ab", "c", "de", "no endq\"\\\195\169\1\t\195\169" }, texts)
+    -- the invalid UTF-8 byte \351 comes back as U+00E9, valid UTF-8 (\303\251) as is; a message is
+    -- what the app wrote, its newline included (as PM2's)
+    assert.are.same({ "ab\n", "c\n", "de\n", "no endq\"\\\195\169\1\t\195\169\n" }, texts)
     local err = lines(home .. "/logs/app-error.log")
-    assert.are.same({ stream = "err", message = "oops" },
-      { stream = cjson.decode(err[1]).stream, message = cjson.decode(err[1]).message })
+    local rec = cjson.decode(err[1])
+    assert.are.same({ type = "err", message = "oops\n", process_id = 0, app_name = "app" },
+      { type = rec.type, message = rec.message, process_id = rec.process_id, app_name = rec.app_name })
+  end)
+
+  it("stamps JSON records with log_date_format (local time) when it is set", function()
+    run("echo one\n", 'log_type = "json", log_date_format = "YYYY-MM-DD HH:mm Z"')
+    local rec = cjson.decode(lines(home .. "/logs/app-out.log")[1])
+    assert.matches("^%d%d%d%d%-%d%d%-%d%d %d%d:%d%d [+-]%d%d:%d%d$", rec.timestamp)
+    assert.are.equal(os.date("%Y"), rec.timestamp:sub(1, 4))
   end)
 
   it("writes a line longer than 64 KiB in formatted mode as two records", function()
@@ -108,8 +116,8 @@ describe("orch logs capture", function()
     run("echo out1; " .. drained .. "echo err1 >&2\n", 'log_file = "all.log", log_type = "json"')
     local all = lines(dir .. "/all.log")
     assert.are.equal(2, #all)
-    assert.are.same({ "out", "out1" }, { cjson.decode(all[1]).stream, cjson.decode(all[1]).message })
-    assert.are.same({ "err", "err1" }, { cjson.decode(all[2]).stream, cjson.decode(all[2]).message })
+    assert.are.same({ "out", "out1\n" }, { cjson.decode(all[1]).type, cjson.decode(all[1]).message })
+    assert.are.same({ "err", "err1\n" }, { cjson.decode(all[2]).type, cjson.decode(all[2]).message })
   end)
 end)
 
@@ -184,7 +192,9 @@ describe("orch log rotation", function()
     each_file_ends_whole(list, 131072)
     local messages = {}
     for _, f in ipairs(list) do
-      for l in H.read(f):gmatch("([^\n]*)\n") do messages[#messages + 1] = cjson.decode(l).message end
+      for l in H.read(f):gmatch("([^\n]*)\n") do
+        messages[#messages + 1] = cjson.decode(l).message:match("^(.*)\n$")
+      end
     end
     assert.are.same(numbered(20000), messages)
   end)
@@ -598,7 +608,7 @@ describe("orch log back-pressure", function()
     assert.are.equal(3, #assert(H.json(home, { "list" })))
 
     assert(os.remove(mnt .. "/filler"))
-    local done = { plain = "^done\n$", json = '"message":"done"' }
+    local done = { plain = "^done\n$", json = '"message":"done\\n"' }
     for _, name in ipairs({ "plain", "json" }) do
       H.wait_until(function() return H.read(home .. "/logs/" .. name .. "-error.log"):find(done[name]) end, 10000,
         name .. " to finish")
