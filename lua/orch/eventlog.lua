@@ -18,7 +18,7 @@ function M.line(event, proc, info)
     local how = info.signal and ("killed by " .. info.signal) or ("exited with code " .. tostring(info.code))
     return string.format("%s (pid %s) %s after %s", who, tostring(proc.pid), how, duration(info.uptime_ms))
   elseif event == "waiting" then
-    return string.format("%s restarting in %s (restart %d)", who, duration(info.delay), proc.restarts)
+    return string.format("%s restarting in %s (restart %d)", who, duration(info.delay), proc.restarts + 1)
   elseif event == "stopping" then
     return string.format("%s stopping: %s, SIGKILL after %s", who, proc.app.kill_signal, duration(proc.app.kill_timeout))
   elseif event == "stopped" then

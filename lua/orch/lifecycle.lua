@@ -111,7 +111,7 @@ M.TABLE = {
     { "remove", "refuse", "stopping" },
   }),
   ["waiting restart"] = rows({
-    { "start", "launch", "launching" },
+    { "start", "launch_restart", "launching" },      -- the pending restart, now
     { "block", "refuse", "waiting restart" },
     { "restart", "relaunch", "launching" },           -- now, without the rest of the delay
     { "relaunch", "relaunch", "launching" },
@@ -119,7 +119,7 @@ M.TABLE = {
     { "kill", "cancel_restart", "stopped" },
     { "ready", "ignore", "waiting restart" },
     { "delay_over", "queue", "waiting restart" },
-    { "dequeue", "launch", "launching" },
+    { "dequeue", "launch_restart", "launching" },
     { "remove", "refuse", "waiting restart" },
   }),
   deleted = rows({
@@ -142,6 +142,7 @@ M.TABLE.online.ready = { action = "ignore", to = "online" }
 -- What each action does (orch.supervisor's actions; docs print this list).
 M.ACTIONS = {
   { "launch", "spawn it (log files, sockets, IPC channel, exec)" },
+  { "launch_restart", "spawn it as the restart the policy scheduled: restarts + 1 (PM2 counts it then)" },
   { "relaunch", "spawn it as a restart: restarts + 1, unstable exits forgotten; done(ok, err)" },
   { "stop_then_relaunch", "stop it (as begin_stop), then fire relaunch" },
   { "join_then_relaunch", "wait for the stop under way, then fire relaunch" },
@@ -152,7 +153,7 @@ M.ACTIONS = {
   { "go_online", "emit online" },
   { "fail", "emit errored with the exec error" },
   { "decide", "stop what the run left in its group; ask the restart policy, fire its answer" },
-  { "schedule", "restarts + 1; a timer for the delay (fires delay_over), or the launch queue at once" },
+  { "schedule", "a timer for the delay (fires delay_over), or the launch queue at once" },
   { "finish", "keep the policy's reason, emit stopped or errored" },
   { "queue", "put it in the launch queue (spawned a bounded time per loop turn)" },
   { "begin_stop", "snapshot the tree, kill_signal (or shutdown message, cluster disconnect), kill timer" },

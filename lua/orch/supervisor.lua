@@ -262,6 +262,13 @@ function A.launch(self, proc)
   return self:_launch(proc)
 end
 
+-- The restart the policy scheduled happens: it counts now, as in PM2
+-- (not at the exit, so `waiting restart` shows the restarts done so far).
+function A.launch_restart(self, proc)
+  proc.restarts = proc.restarts + 1
+  return self:_launch(proc)
+end
+
 function Supervisor:_launch(proc)
   close_timer(proc.timer)
   proc.timer, proc.queued = nil, nil
@@ -492,7 +499,6 @@ function A.finish(self, proc, d)
 end
 
 function A.schedule(self, proc, d)
-  proc.restarts = proc.restarts + 1
   if d.delay > 0 then
     self.emit("waiting", proc, { delay = d.delay })
     proc.timer = after(d.delay, function()

@@ -13,7 +13,8 @@ describe("orch.eventlog", function()
       eventlog.line("exit", p, { code = 2, uptime_ms = 250.7 }))
     assert.are.equal("web:1 (pid 4242) killed by SIGKILL after 2.5 s",
       eventlog.line("exit", p, { signal = "SIGKILL", uptime_ms = 2500 }))
-    assert.are.equal("web:1 restarting in 100 ms (restart 3)", eventlog.line("waiting", p, { delay = 100 }))
+    -- the restart to come: restarts counts those done (PM2's restart_time)
+    assert.are.equal("web:1 restarting in 100 ms (restart 4)", eventlog.line("waiting", p, { delay = 100 }))
     assert.are.equal("web:1 stopping: SIGTERM, SIGKILL after 1.6 s", eventlog.line("stopping", p))
     assert.are.equal("web:1 stopped: exit code 1 is in stop_exit_codes",
       eventlog.line("stopped", p, { reason = "exit code 1 is in stop_exit_codes" }))

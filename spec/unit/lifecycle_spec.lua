@@ -43,9 +43,9 @@ local EXPECTED = {
     dequeue = "ignore", remove = "refuse",
   },
   ["waiting restart"] = {
-    start = "launch -> launching", block = "refuse", restart = "relaunch -> launching",
+    start = "launch_restart -> launching", block = "refuse", restart = "relaunch -> launching",
     relaunch = "relaunch -> launching", stop = "cancel_restart -> stopped", kill = "cancel_restart -> stopped",
-    ready = "ignore", delay_over = "queue", dequeue = "launch -> launching", remove = "refuse",
+    ready = "ignore", delay_over = "queue", dequeue = "launch_restart -> launching", remove = "refuse",
   },
   deleted = {
     start = "refuse", block = "refuse", restart = "refuse", relaunch = "refuse", stop = "already_stopped",
