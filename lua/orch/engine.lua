@@ -57,6 +57,7 @@ function M.new(opts)
   self.triggers = require("orch.triggers").new({
     log = self.log, list = function() return self.sup:list() end, stats = function(p) return self:stats(p) end,
     procs_of = function(name) return self:procs_of(name) end, restart = function(p) self:restart_running(p) end,
+    home = opts.paths.home, log_file = function(path) return self.sup:is_log_file(path) end,
   })
   self.health = require("orch.health").new({
     log = self.log, label = function(p) return self.sup:label(p) end, home = opts.paths.home,

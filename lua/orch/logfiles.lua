@@ -148,6 +148,20 @@ function S:flush_log(path, app)
   return ok, err
 end
 
+-- Whether orch writes the file at path: an open log file, one of its
+-- rotated files (FILE.N, FILE.N.gz), a gzip's temporary file, or a
+-- directory orch may have made for them. For watch.
+function S:is_log_file(path)
+  if self.sinks[path] then return true end
+  local base = path:match("^(.*)%.%d+$") or path:match("^(.*)%.%d+%.gz$") or path:match("^(.*)%.gzip%-[^/]*%.part$")
+  if base and self.sinks[base] then return true end
+  local dir = path .. "/"
+  for p in pairs(self.sinks) do
+    if p:sub(1, #dir) == dir then return true end
+  end
+  return false
+end
+
 -- Closes the sinks no process in the table writes to any more.
 function S:_close_unused_sinks()
   local used = {}

@@ -19,7 +19,9 @@ end
 
 -- opts: log(level, msg), list() (every process), procs_of(name), stats(p)
 -- (its CPU % and resident bytes), restart(p) (a restart that is not a
--- command: an operation of its app, if p still runs then).
+-- command: an operation of its app, if p still runs then); for watch:
+-- home (orch's home, never watched), log_file(path) (whether orch writes
+-- the file at path: a log file, rotated or not).
 function M.new(opts)
   return setmetatable({ opts = opts, log = opts.log, apps = {} }, Triggers)
 end
@@ -87,29 +89,127 @@ end
 -- gets its own watcher; new directories are picked up on the next change.
 ---------------------------------------------------------------------------
 
--- A glob ("*.log", "node_modules", "**/tmp/*") as a Lua pattern on paths.
-local function glob_pattern(g)
-  local p = g:gsub("[%^%$%(%)%%%.%[%]%+%-]", "%%%0")
-  p = p:gsub("%*%*/?", "\1"):gsub("%*", "[^/]*"):gsub("%?", "[^/]"):gsub("\1", ".*")
-  return p
+-- What is never watched, whatever ignore_watch says: dependencies and
+-- version control (PM2's default ignores node_modules; orch keeps that even
+-- when ignore_watch is set). Without ignore_watch, PM2 also ignores every
+-- dot-file and dot-directory, and so does orch.
+M.ALWAYS_IGNORED = { "node_modules", ".git" }
+
+-- The globs of one pattern with its braces expanded: "*.{js,ts}" gives
+-- "*.js" and "*.ts" (no nesting).
+local function expand_braces(g)
+  local pre, alts, post = g:match("^(.-){([^{}]*)}(.*)$")
+  if not pre or not alts:find(",", 1, true) then return { g } end
+  local out = {}
+  for alt in (alts .. ","):gmatch("([^,]*),") do
+    for _, rest in ipairs(expand_braces(post)) do out[#out + 1] = pre .. alt .. rest end
+  end
+  return out
 end
 
-local function ignored(state, path)
-  for _, pat in ipairs(state.ignore) do
-    if path:find("/" .. pat .. "$") or path:find("/" .. pat .. "/") or path:find("^" .. pat .. "$") then
+-- A glob as a Lua pattern on paths: "*" within a path component, "**" across
+-- them, "?" one character, "[abc]" / "[!abc]" a class, "\x" x itself
+-- (PM2's ignore_watch entries are often written as regular expressions:
+-- "\.git" is ".git").
+local function glob_pattern(g)
+  local out, i = {}, 1
+  while i <= #g do
+    local c = g:sub(i, i)
+    if c == "\\" and i < #g then
+      local x = g:sub(i + 1, i + 1)
+      out[#out + 1] = x:match("%w") and x or "%" .. x
+      i = i + 2
+    elseif c == "*" and g:sub(i + 1, i + 1) == "*" then
+      out[#out + 1] = ".*"
+      i = i + (g:sub(i + 2, i + 2) == "/" and 3 or 2)
+    elseif c == "*" then
+      out[#out + 1] = "[^/]*"
+      i = i + 1
+    elseif c == "?" then
+      out[#out + 1] = "[^/]"
+      i = i + 1
+    elseif c == "[" and g:find("]", i + 2, true) then
+      local last = g:find("]", i + 2, true)
+      local body = g:sub(i + 1, last - 1):gsub("^!", "^"):gsub("%%", "%%%%")
+      out[#out + 1] = "[" .. body .. "]"
+      i = last + 1
+    else
+      out[#out + 1] = c:match("%w") and c or "%" .. c
+      i = i + 1
+    end
+  end
+  return table.concat(out)
+end
+
+-- The patterns of ignore_watch entries: { pat, absolute }, where a relative
+-- one is matched against the path below the watched path.
+local function ignore_patterns(list)
+  local pats = {}
+  for _, g in ipairs(list) do
+    g = g:gsub("^%./", ""):gsub("/+$", "")
+    for _, one in ipairs(expand_braces(g)) do
+      pats[#pats + 1] = { pat = glob_pattern(one), absolute = one:sub(1, 1) == "/" }
+    end
+  end
+  return pats
+end
+
+-- Sets what state watches (roots: absolute paths) and ignores (the
+-- ignore_watch list): see Triggers:_ignored.
+function M.watch_filter(state, roots, ignore_watch)
+  local user = ignore_watch or {}
+  local list = {}
+  for _, g in ipairs(M.ALWAYS_IGNORED) do list[#list + 1] = g end
+  for _, g in ipairs(user) do list[#list + 1] = g end
+  state.ignore, state.ignore_dots = ignore_patterns(list), #user == 0
+  state.roots = {}
+  for _, path in ipairs(roots) do state.roots[#state.roots + 1] = path end
+  return state
+end
+
+-- The path below the watched path (a root) that holds path, or nil when
+-- none does (a sibling of a watched single file).
+local function below_root(state, path)
+  for _, root in ipairs(state.roots) do
+    if path == root then return "" end
+    if path:sub(1, #root + 1) == root .. "/" then return path:sub(#root + 2) end
+    if root == "/" then return path:sub(2) end
+  end
+  return nil
+end
+
+-- Whether a change at path is to be ignored: orch's own files (its home,
+-- every log file it writes, rotated ones too), ALWAYS_IGNORED, the dot-files
+-- (without ignore_watch), and ignore_watch. A relative pattern matches a run
+-- of whole components of the path below the watched path, anywhere in it
+-- ("node_modules", "logs/*.log", "*.tmp"), and so the contents of what it
+-- names; an absolute one the path from its start.
+function Triggers:_ignored(state, path)
+  local home = self.opts.home
+  if home and (path == home or path:sub(1, #home + 1) == home .. "/") then return true end
+  if self.opts.log_file and self.opts.log_file(path) then return true end
+  local rel = below_root(state, path)
+  if not rel then return true end
+  if rel == "" then return false end
+  local slashed = "/" .. rel
+  for _, p in ipairs(state.ignore) do
+    if p.absolute then
+      if path:find("^" .. p.pat .. "$") or path:find("^" .. p.pat .. "/") then return true end
+    elseif slashed:find("/" .. p.pat .. "$") or slashed:find("/" .. p.pat .. "/") then
       return true
     end
   end
+  if state.ignore_dots and (rel:find("^%.") or rel:find("/%.")) then return true end
   return false
 end
 
 function Triggers:_watch_dir(name, state, dir)
-  if state.watchers[dir] or state.ndirs >= M.WATCH_MAX_DIRS or ignored(state, dir) then return end
+  if state.watchers[dir] or state.ndirs >= M.WATCH_MAX_DIRS or self:_ignored(state, dir) then return end
   local w = uv.new_fs_event()
   local ok = w:start(dir, {}, function(err, file)
     if err or not file then return end
-    local path = dir .. "/" .. file
-    if ignored(state, path) then return end
+    local path = dir == "/" and "/" .. file or dir .. "/" .. file
+    if self:_ignored(state, path) then return end
     local st = uv.fs_stat(path)
     if st and st.type == "directory" then self:_watch_tree(name, state, path) end
     -- debounce: one restart for a burst of changes (an editor's save, a build)
@@ -160,8 +260,7 @@ function Triggers:app_changed(app)
   if app.cron_restart then self:_cron_arm(app.name, state) end
   if app.watch then
     state.delay = app.watch_delay or M.WATCH_DEBOUNCE_MS
-    state.ignore = {}
-    for _, g in ipairs(app.ignore_watch or {}) do state.ignore[#state.ignore + 1] = glob_pattern(g) end
+    M.watch_filter(state, app.watch, app.ignore_watch)
     for _, path in ipairs(app.watch) do self:_watch_tree(app.name, state, path) end
   end
 end

@@ -63,6 +63,47 @@ describe("restart triggers", function()
   end)
 end)
 
+-- An app watching its own directory (watch = true), which also holds its
+-- log files and orch's home: none of those restart it, nor node_modules or
+-- .git; a change to its code does.
+describe("watch = true", function()
+  local dir, home
+  H.each_test(function(d, h) dir, home = d, h end)
+
+  local function restarts(name)
+    local d = H.json(home, { "describe", name })
+    return d and d[1].restarts
+  end
+
+  it("never restarts for its own log files, orch's home, node_modules or .git", function()
+    assert(uv.fs_mkdir(dir .. "/node_modules", 493))
+    assert(uv.fs_mkdir(dir .. "/node_modules/dep", 493))
+    assert(uv.fs_mkdir(dir .. "/.git", 493))
+    H.write(dir .. "/app.js", "1")
+    H.started(dir, home, [[
+      { name = "w", script = "sh", watch = true, watch_delay = 100, out_file = "out.log",
+        error_file = "logs/err.log", log_file = "all.log", max_size = "1K", retain = 2,
+        args = { "-c", "while :; do for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do " ..
+          "echo tick $i; echo err $i >&2; done; sleep 0.4; done" } },
+    ]])
+    -- its logs grow (and rotate) in bursts, quiet for longer than watch_delay in between;
+    -- orch's home changes (the daemon's log, state)
+    H.wait_until(function() return uv.fs_stat(dir .. "/out.log.1") end, 15000, "out.log to rotate")
+    H.write(dir .. "/node_modules/dep/index.js", "x")
+    H.write(dir .. "/.git/HEAD", "ref")
+    H.write(home .. "/stray", "x")
+    -- more than watch_delay later, and past another rotation of its logs
+    local seen = #assert(H.read(dir .. "/all.log"))
+    H.wait_until(function() return uv.fs_stat(dir .. "/all.log.2") and #(H.read(dir .. "/all.log") or "") ~= seen end, 15000,
+      "all.log to rotate twice")
+    assert.are.equal(0, restarts("w"), H.read(home .. "/daemon.log"))
+    -- its code changes: a restart
+    H.write(dir .. "/app.js", "2")
+    H.wait_until(function() return (restarts("w") or 0) >= 1 end, 10000, "a restart after app.js changed")
+    assert.matches("a watched file changed %(.*app%.js%)", H.read(home .. "/daemon.log"))
+  end)
+end)
+
 describe("orch start on an ecosystem that is already loaded", function()
   local dir, home
   H.each_test(function(d, h) dir, home = d, h end)
