@@ -53,8 +53,8 @@ local function at_rest(self_state)
   return rows({
     { "start", "launch", "launching" },
     { "block", "hold", "blocked" },
-    { "restart", "relaunch", "launching" },
-    { "relaunch", "relaunch", "launching" },
+    { "restart", "start_over", "launching" },      -- not running: PM2 starts it, no restart counted
+    { "relaunch", "relaunch", "launching" },       -- the stop of a restart is over
     { "stop", "already_stopped", self_state },
     { "kill", "nothing", self_state },
     { "ready", "ignore", self_state },     -- a late readiness of the run that ended
@@ -144,6 +144,7 @@ M.ACTIONS = {
   { "launch", "spawn it (log files, sockets, IPC channel, exec)" },
   { "launch_restart", "spawn it as the restart the policy scheduled: restarts + 1 (PM2 counts it then)" },
   { "relaunch", "spawn it as a restart: restarts + 1, unstable exits forgotten; done(ok, err)" },
+  { "start_over", "spawn it again, unstable exits forgotten, no restart counted (PM2's); done(ok, err)" },
   { "stop_then_relaunch", "stop it (as begin_stop), then fire relaunch" },
   { "join_then_relaunch", "wait for the stop under way, then fire relaunch" },
   { "keep_blocked", "nothing: it starts when its dependencies hold; done(true)" },

@@ -205,6 +205,13 @@ function A.relaunch(self, proc, done)
   return call(done, self:_launch(proc))
 end
 
+-- A restart of a process that is not running starts it: PM2 counts no
+-- restart then.
+function A.start_over(self, proc, done)
+  proc.counters = { unstable = 0, backoff = 0 }
+  return call(done, self:_launch(proc))
+end
+
 function A.stop_then_relaunch(self, proc, done)
   self:_begin_stop(proc, function() self:fire(proc, "relaunch", done) end)
 end

@@ -1,6 +1,7 @@
 -- Restart counting as PM2's: the count grows when a restart happens (the
 -- process is launched again), not when the process exits; meanwhile,
--- during restart_delay, `orch list` shows `waiting restart`.
+-- during restart_delay, `orch list` shows `waiting restart`. Starting a
+-- stopped process again is not a restart.
 local H = require("helpers")
 
 describe("restart count", function()
@@ -43,7 +44,20 @@ describe("restart count", function()
       return p.status == "online" and p
     end, 20000, "crash online after the restart")
     assert.are.equal(2, again.restarts)
-    -- and the restart that was pending does not happen any more
-    assert.are.equal(1, #assert(H.json(home, { "list" })))
+  end)
+
+  it("does not count a restart of a stopped process (PM2 starts it)", function()
+    H.started(dir, home, [[ { name = "s", script = "sleep", args = { "1000" } }, ]])
+    H.wait_until(function() return listed("s").status == "online" end, 10000, "s online")
+    assert.are.equal(0, select(2, H.json(home, { "restart", "s" })))
+    H.wait_until(function() return listed("s").status == "online" and listed("s").restarts == 1 end, 10000,
+      "a counted restart of the running s")
+    assert.are.equal(0, select(2, H.json(home, { "stop", "s" })))
+    assert.are.equal(0, select(2, H.json(home, { "restart", "s" })))
+    local p = H.wait_until(function()
+      local q = listed("s")
+      return q.status == "online" and q
+    end, 10000, "s online again")
+    assert.are.equal(1, p.restarts)
   end)
 end)

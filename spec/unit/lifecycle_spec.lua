@@ -10,12 +10,12 @@ local lifecycle = require("orch.lifecycle")
 -- a pair missing from a state's list must be an error.
 local EXPECTED = {
   stopped = {
-    start = "launch -> launching", block = "hold -> blocked", restart = "relaunch -> launching",
+    start = "launch -> launching", block = "hold -> blocked", restart = "start_over -> launching",
     relaunch = "relaunch -> launching", stop = "already_stopped", kill = "nothing", ready = "ignore",
     dequeue = "ignore", remove = "drop -> deleted",
   },
   errored = {
-    start = "launch -> launching", block = "hold -> blocked", restart = "relaunch -> launching",
+    start = "launch -> launching", block = "hold -> blocked", restart = "start_over -> launching",
     relaunch = "relaunch -> launching", stop = "already_stopped", kill = "nothing", ready = "ignore",
     dequeue = "ignore", remove = "drop -> deleted",
   },
