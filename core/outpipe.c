@@ -24,6 +24,12 @@
 #define PIPE_BIG (1 << 20)
 /* How often an outpipe waiting for disk space tries again. */
 #define RETRY_MS 500
+/* How long an unfinished line (a progress bar) may be held back for a file
+ * that takes whole lines only: then it is written as it is
+ * (orch_outpipe_line_hold). */
+static unsigned tail_ms = 1000;
+
+void orch_outpipe_line_hold(unsigned ms) { tail_ms = ms; }
 
 /* What a sink refused (full disk), kept by the outpipe until it goes in. */
 typedef struct {
@@ -34,6 +40,7 @@ typedef struct {
 struct orch_outpipe_s {
   uv_poll_t poll;            /* readability of fd */
   uv_timer_t retry;          /* while stalled: the next try of the held bytes */
+  uv_timer_t tail_timer;     /* while a line is held unfinished: tail_ms */
   int fd;                    /* the parent's end of the child's pipe */
   int open_handles;          /* freed when both handles have closed */
   struct orch_outpipe_s *next; /* every open outpipe, for shutdown */
@@ -52,9 +59,11 @@ struct orch_outpipe_s {
   char *timestamp;          /* strftime format (+ %L, %:z); NULL: none */
   char *json_tail;          /* ","type":...}\n after the time */
   size_t json_tail_len;
-  char *part;               /* the unterminated tail of the log stream (also
-                               in plain mode when the file is shared) */
+  char *part;               /* the unterminated tail of the log stream */
   size_t part_len, part_cap;
+  /* Plain mode: the unterminated tail held for the sink (0, while others
+   * write its file too) and for combined (1). */
+  held_t tail[2];
 };
 
 /* Every outpipe reads into this buffer: read callbacks run one at a time and
@@ -177,43 +186,99 @@ static void frame(orch_outpipe_t *o, const char *buf, size_t n) {
   rec_flush(o);
 }
 
-/* Plain mode, for a file that others write too (instances with merge_logs,
- * both streams in log_file): whole lines only, so that a line written in
- * pieces is not split by another writer's bytes. The unterminated tail is
- * held up to ORCH_LINE_MAX, like formatted mode's. The bytes are unchanged. */
-static void plain_lines(orch_outpipe_t *o, const char *buf, size_t n) {
-  const char *nl = memrchr(buf, '\n', n);
-  size_t lines = nl ? (size_t)(nl - buf) + 1 : 0;
-  if (lines > 0 || o->part_len + n > ORCH_LINE_MAX) {
-    if (o->part_len > 0) out(o, o->part, o->part_len);
-    o->part_len = 0;
-    if (lines == 0) lines = n; /* too long a line: this piece goes as is */
-    out(o, buf, lines);
-    buf += lines;
-    n -= lines;
-  }
-  if (n == 0) return;
-  if (n <= ORCH_LINE_MAX && part_reserve(o, n) == 0) {
-    memcpy(o->part + o->part_len, buf, n);
-    o->part_len += n;
-  } else {
-    out(o, buf, n);
-  }
+/* ---- plain mode ----
+ *
+ * Bytes go to a file as they come, unless others write the file too (the
+ * combined log_file, which gets both streams; instances with merge_logs):
+ * there only whole lines go, so that a line written in pieces is not split
+ * by another writer's bytes, and the unterminated tail waits for its newline,
+ * up to ORCH_LINE_MAX bytes or tail_ms (a progress bar shows within a
+ * second). A tail written unfinished leaves the file open in the middle of
+ * that writer's line: the next writer to come starts a new line first. */
+
+/* Whether destination i of o gets whole lines only. */
+static int lines_only(const orch_outpipe_t *o, int i) { return i || o->sink->writers > 1; }
+
+static orch_sink_t *dest(const orch_outpipe_t *o, int i) { return i ? o->combined : o->sink; }
+
+/* Before o writes a line to destination i: ends another writer's
+ * unfinished line there. */
+static void line_start(orch_outpipe_t *o, int i) {
+  orch_sink_t *s = dest(o, i);
+  if (s->open_line && s->open_line != o && !s->at_bol) put(o, i, "\n", 1);
+  s->open_line = NULL;
 }
 
-/* Writes the held tail as a line (EOF: nothing will complete it). */
-static void part_flush(orch_outpipe_t *o) {
-  if (o->part_len == 0) return;
-  if (!o->framed) {
-    out(o, o->part, o->part_len);
-    o->part_len = 0;
+/* After o wrote to destination i: whether the file ends in o's line. */
+static void line_end(orch_outpipe_t *o, int i) {
+  orch_sink_t *s = dest(o, i);
+  s->open_line = s->at_bol ? NULL : o;
+}
+
+static void tail_flush(orch_outpipe_t *o, int i) {
+  held_t *t = &o->tail[i];
+  if (t->len == 0) return;
+  line_start(o, i);
+  put(o, i, t->buf, t->len);
+  t->len = 0;
+  line_end(o, i);
+}
+
+/* Holds buf as (more of) the unfinished line for destination i; 0, or -1
+ * when it cannot (too long, no memory). */
+static int tail_hold(orch_outpipe_t *o, int i, const char *buf, size_t n) {
+  held_t *t = &o->tail[i];
+  if (t->len + n > ORCH_LINE_MAX || orch_buf_grow(&t->buf, &t->cap, t->len + n, 256) < 0) return -1;
+  memcpy(t->buf + t->len, buf, n);
+  t->len += n;
+  return 0;
+}
+
+static void plain_to(orch_outpipe_t *o, int i, const char *buf, size_t n) {
+  if (!lines_only(o, i)) {
+    tail_flush(o, i); /* held while the file was shared */
+    put(o, i, buf, n);
     return;
   }
+  held_t *t = &o->tail[i];
+  const char *nl = memrchr(buf, '\n', n);
+  size_t lines = nl ? (size_t)(nl - buf) + 1 : 0;
+  if (lines == 0 && tail_hold(o, i, buf, n) == 0) return;
+  if (lines == 0) lines = n; /* too long a line: this piece goes as is */
+  line_start(o, i);
+  if (t->len > 0) put(o, i, t->buf, t->len);
+  t->len = 0;
+  put(o, i, buf, lines);
+  buf += lines;
+  n -= lines;
+  if (n > 0 && tail_hold(o, i, buf, n) < 0) put(o, i, buf, n);
+  line_end(o, i);
+}
+
+/* Writes the held tails as they are (EOF: nothing will complete them; or
+ * they waited tail_ms). */
+static void part_flush(orch_outpipe_t *o) {
+  tail_flush(o, 0);
+  if (o->combined) tail_flush(o, 1);
+  if (o->part_len == 0) return;
   char ts[256];
   size_t ts_len = o->timestamp ? orch_record_time(o->timestamp, o->utc, ts, sizeof ts) : 0;
   emit(o, ts, ts_len, o->part, o->part_len, "", 0, 0);
   o->part_len = 0;
   rec_flush(o);
+}
+
+static int tails_held(const orch_outpipe_t *o) {
+  return o->part_len > 0 || o->tail[0].len > 0 || o->tail[1].len > 0;
+}
+
+static void on_tail_timer(uv_timer_t *t);
+
+/* A held tail goes out tail_ms after it began, at the latest. */
+static void tail_timer_update(orch_outpipe_t *o) {
+  if (o->closing) return;
+  if (!tails_held(o)) uv_timer_stop(&o->tail_timer);
+  else if (!uv_is_active((uv_handle_t *)&o->tail_timer)) uv_timer_start(&o->tail_timer, on_tail_timer, tail_ms, 0);
 }
 
 static int pipe_big(void) {
@@ -250,9 +315,13 @@ static void tails_flush(orch_outpipe_t *o) {
 static void consume(orch_outpipe_t *o, const char *buf, size_t n) {
   /* The echo first: what the log files cannot take yet is not echoed again. */
   orch_echo_stream_write(&o->echo, buf, n);
-  if (o->framed) frame(o, buf, n);
-  else if (o->part_len > 0 || o->combined || o->sink->writers > 1) plain_lines(o, buf, n);
-  else out(o, buf, n);
+  if (o->framed) {
+    frame(o, buf, n);
+  } else {
+    plain_to(o, 0, buf, n);
+    if (o->combined) plain_to(o, 1, buf, n);
+  }
+  tail_timer_update(o);
 }
 
 /* ---- waiting for space or a reader ----
@@ -389,9 +458,23 @@ static void start_polling(orch_outpipe_t *o) {
 
 static void on_retry(uv_timer_t *t) { retry_now(t->data); }
 
+static void on_tail_timer(uv_timer_t *t) {
+  orch_outpipe_t *o = t->data;
+  /* Stalled: what is held waits with the rest (retry_now), checked again. */
+  if (stalled(o)) {
+    uv_timer_start(t, on_tail_timer, tail_ms, 0);
+    return;
+  }
+  part_flush(o);
+  if (stalled(o)) stall(o);
+}
+
 static void retry_now(orch_outpipe_t *o) {
   retry_held(o, 0);
-  if (!refused(o) && o->raw.len > 0) replay_raw(o);
+  if (!refused(o) && o->raw.len > 0) {
+    replay_raw(o);
+    tail_timer_update(o);
+  }
   /* At EOF, the unfinished line waited for the input before it. */
   if (!stalled(o) && o->eof) tails_flush(o);
   if (stalled(o)) {
@@ -441,6 +524,8 @@ static void on_poll(uv_poll_t *h, int status, int events) {
 }
 
 static void outpipe_free(orch_outpipe_t *o) {
+  for (int i = 0; i < 2; i++)
+    if (dest(o, i) && dest(o, i)->open_line == o) dest(o, i)->open_line = NULL;
   if (o->sink) {
     o->sink->writers--;
     orch_sink_unref(o->sink);
@@ -454,6 +539,8 @@ static void outpipe_free(orch_outpipe_t *o) {
   free(o->timestamp);
   free(o->json_tail);
   free(o->part);
+  free(o->tail[0].buf);
+  free(o->tail[1].buf);
   free(o);
 }
 
@@ -494,6 +581,7 @@ static void outpipe_close(orch_outpipe_t *o) {
   for (int i = 0; i < 2; i++) stall_count(o, i, 0, 1);
   uv_close((uv_handle_t *)&o->poll, on_handle_closed);
   uv_close((uv_handle_t *)&o->retry, on_handle_closed);
+  uv_close((uv_handle_t *)&o->tail_timer, on_handle_closed);
 }
 
 static int outpipe_format(orch_outpipe_t *o, const orch_line_format_t *f) {
@@ -530,8 +618,9 @@ int orch_outpipe_start(uv_loop_t *loop, int fd, const orch_outpipe_opts_t *opts,
     return rc;
   }
   uv_timer_init(loop, &o->retry);
-  o->poll.data = o->retry.data = o;
-  o->open_handles = 2;
+  uv_timer_init(loop, &o->tail_timer);
+  o->poll.data = o->retry.data = o->tail_timer.data = o;
+  o->open_handles = 3;
   o->sink = opts->sink;
   orch_sink_ref(o->sink);
   o->sink->writers++;

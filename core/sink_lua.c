@@ -4,6 +4,7 @@
 
 #include "orch/binding.h"
 #include "orch/echo.h"
+#include "orch/outpipe.h"
 #include "orch/rotate.h"
 #include "orch/runtime.h"
 #include "orch/sink.h"
@@ -61,6 +62,15 @@ static int l_sink_open(lua_State *L) {
   if (rc < 0) return orch_lua_fail(L, rc);
   sink_rotation_opts(L, 2, u->s);
   return 1;
+}
+
+/* core.log_line_hold(ms): how long an unfinished line waits for its end in a
+ * file that others write too (orch_outpipe_line_hold). */
+static int l_log_line_hold(lua_State *L) {
+  lua_Integer ms = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, ms >= 1 && ms <= 3600000, 1, "expected 1 to 3600000 ms");
+  orch_outpipe_line_hold((unsigned)ms);
+  return 0;
 }
 
 static int l_sink_write(lua_State *L) {
@@ -170,7 +180,7 @@ static int l_echo_stats(lua_State *L) {
 }
 
 static const luaL_Reg funcs[] = {
-    {"sink_open", l_sink_open}, {"truncate_log", l_truncate_log},
+    {"sink_open", l_sink_open}, {"truncate_log", l_truncate_log}, {"log_line_hold", l_log_line_hold},
     {"remove_rotated", l_remove_rotated}, {"echo", l_echo}, {"echo_stats", l_echo_stats},
     {NULL, NULL}};
 

@@ -81,4 +81,9 @@ void orch_outpipe_release(orch_outpipe_t *o);
  * for a full disk get one last try, then count as dropped. */
 void orch_outpipes_close_all(void);
 
+/* How long (ms, 1000 by default) plain mode holds an unfinished line for a
+ * file that others write too, and formatted mode holds one for a record,
+ * before writing it as it is: for every outpipe, from now on. */
+void orch_outpipe_line_hold(unsigned ms);
+
 #endif

@@ -43,6 +43,8 @@ struct orch_sink_s {
   uv_poll_t *wpoll;        /* while stalled on EAGAIN: waits for writability */
   uint64_t stalled_since;  /* CLOCK_MONOTONIC ns */
   int writers;             /* outpipes writing to it as their own stream */
+  const void *open_line;   /* the outpipe whose unfinished line the file ends in
+                              (outpipe.c, plain mode), or NULL */
   char path[];
 };
 

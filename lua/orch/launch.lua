@@ -248,6 +248,18 @@ function M.rotation_defaults(getenv)
   return d, problems
 end
 
+-- How long an unfinished line may wait for its end where others write the
+-- file too (core/outpipe.c): ms from ORCH_LOG_LINE_HOLD (a duration, 1s by
+-- default), and a complaint about a value that was not understood, or nil.
+M.DEFAULT_LINE_HOLD = 1000
+function M.line_hold(getenv)
+  local v = (getenv or os.getenv)("ORCH_LOG_LINE_HOLD")
+  if not v or v == "" then return M.DEFAULT_LINE_HOLD end
+  local ms = require("orch.util").parse_duration(v)
+  if ms and ms >= 1 and ms <= 3600000 then return math.floor(ms) end
+  return M.DEFAULT_LINE_HOLD, 'ORCH_LOG_LINE_HOLD: expected a duration from 1ms to 1h ("1s"), got "' .. v .. '"'
+end
+
 -- core.sink_open's rotation options for an app's log files.
 function M.log_rotation(app, defaults)
   defaults = defaults or { max_size = M.DEFAULT_MAX_SIZE, retain = M.DEFAULT_RETAIN, compress = false }

@@ -11,11 +11,15 @@ local M = {}
 local S = {} -- supervisor methods
 M.methods = S
 
--- The log rotation defaults (launch.rotation_defaults), read once.
+-- The log rotation defaults (launch.rotation_defaults), read once, and how
+-- long an unfinished line is held (launch.line_hold).
 function S:_rotation_defaults()
   if not self.rotation then
     local problems
     self.rotation, problems = launch.rotation_defaults()
+    local hold, problem = launch.line_hold()
+    core.log_line_hold(hold)
+    problems[#problems + 1] = problem
     for _, p in ipairs(problems) do self.log("warn", p .. "; using the default") end
   end
   return self.rotation

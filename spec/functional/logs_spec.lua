@@ -2,6 +2,7 @@
 -- Driven through `orch run` with apps that exit by themselves.
 local H = require("helpers")
 local cjson = require("cjson")
+local uv = require("luv")
 
 describe("orch logs capture", function()
   local dir, home
@@ -22,7 +23,9 @@ describe("orch logs capture", function()
     H.write(dir .. "/ecosystem.lua", string.format(
       "return { apps = { { name = 'app', script = %q, autorestart = false, %s } } }\n",
       dir .. "/app.sh", options or ""))
-    local o = H.orch({ "run", dir .. "/ecosystem.lua" }, { home = home })
+    -- the pieces of a line come further apart than the default hold of an
+    -- unfinished line (1 s) on a busy machine: held for as long as it takes
+    local o = H.orch({ "run", dir .. "/ecosystem.lua" }, { home = home, env = { ORCH_LOG_LINE_HOLD = "1h" } })
     o:wait_exit(10000)
     assert.are.equal(0, o.code, o.err)
   end
@@ -123,7 +126,6 @@ end)
 
 -- Rotation (core/sink.c, core/rotate.c): FILE -> FILE.1 -> ... at max_size.
 describe("orch log rotation", function()
-  local uv = require("luv")
   local dir, home
   H.each_test(function(d, h) dir, home = d, h end)
 
@@ -413,7 +415,6 @@ describe("orch log sink rotation", function()
   end)
 
   local function names()
-    local uv = require("luv")
     local t = {}
     for name in uv.fs_scandir_next, uv.fs_scandir(dir) do t[#t + 1] = name end
     table.sort(t)
@@ -478,7 +479,6 @@ end)
 -- file takes the bytes, so a fast writer waits on its own pipe, and a full
 -- disk pauses the writers of the files on it, losing nothing.
 describe("orch log back-pressure", function()
-  local uv = require("luv")
   local dir, home
   H.each_test(function(d, h) dir, home = d, h end)
 
@@ -624,5 +624,70 @@ describe("orch log back-pressure", function()
     for _, name in ipairs({ "plain", "json" }) do
       assert.are.equal(cjson.null, assert(H.json(home, { "describe", name }))[1].log_problems)
     end
+  end)
+end)
+
+-- A line without its newline (a progress bar) is not held back for long:
+-- the app writes a piece, then waits on a FIFO the spec controls.
+describe("orch logs, unfinished lines", function()
+  local dir, home
+  H.each_test(function(d, h) dir, home = d, h end)
+
+  local function fifo(name)
+    local path = dir .. "/" .. name
+    assert.are.equal("", H.sh("mkfifo '" .. path .. "' 2>&1"))
+    return path
+  end
+
+  -- Lets the app past `read x < path`.
+  local function release(path)
+    local f = assert(io.open(path, "w"))
+    f:write("go\n")
+    f:close()
+  end
+
+  it("reach the process's own file at once and a shared log_file within a second", function()
+    local go1, go2 = fifo("go1"), fifo("go2")
+    H.started(dir, home, string.format([[
+      { name = "bar", script = "sh", log_file = "all.log",
+        args = { "-c", "printf 'progress 10%%%%'; read x < %s; echo warn >&2; read x < %s; " ..
+                       "printf '\\r100%%%%\\n'; exec sleep 1000" } },
+    ]], go1, go2))
+    local out, all = home .. "/logs/bar-out.log", dir .. "/all.log"
+    local seen = {}
+    H.wait_until(function()
+      for _, f in ipairs({ out, all }) do
+        if not seen[f] and H.read(f) == "progress 10%" then seen[f] = uv.now() end
+      end
+      return seen[all]
+    end, 10000, "the unfinished line in all.log")
+    assert.is_truthy(seen[out], "the process's own file had it no later than all.log")
+    -- another writer's line does not go into the unfinished one
+    release(go1)
+    H.wait_until(function() return H.read(home .. "/logs/bar-error.log") == "warn\n" end, 10000, "the warning")
+    H.wait_until(function() return H.read(all) == "progress 10%\nwarn\n" end, 10000,
+      function() return "all.log: " .. tostring(H.read(all)) end)
+    release(go2)
+    H.wait_until(function() return H.read(out) == "progress 10%\r100%\n" end, 10000, "the line's end")
+    H.wait_until(function() return H.read(all) == "progress 10%\nwarn\n\r100%\n" end, 10000,
+      function() return "all.log: " .. tostring(H.read(all)) end)
+  end)
+
+  it("becomes a record within a second with log_type = 'json'", function()
+    local go = fifo("go")
+    H.started(dir, home, string.format([[
+      { name = "bar", script = "sh", log_type = "json",
+        args = { "-c", "printf 'progress 10%%%%'; read x < %s; printf ' 100%%%%\\n'; exec sleep 1000" } },
+    ]], go))
+    local out = home .. "/logs/bar-out.log"
+    local rec = H.wait_until(function()
+      local l = (H.read(out) or ""):match("^([^\n]*)\n")
+      return l and cjson.decode(l)
+    end, 10000, "a record of the unfinished line")
+    assert.are.equal("progress 10%", rec.message)
+    release(go)
+    H.wait_until(function() return select(2, (H.read(out) or ""):gsub("\n", "")) == 2 end, 10000, "the second record")
+    local l2 = H.read(out):match("\n([^\n]*)\n$")
+    assert.are.equal(" 100%\n", cjson.decode(l2).message)
   end)
 end)

@@ -181,6 +181,14 @@ end)
 describe("orch.launch log rotation", function()
   local function env(t) return function(k) return t[k] end end
 
+  it("holds an unfinished line 1 s by default, or for ORCH_LOG_LINE_HOLD", function()
+    assert.are.same({ 1000 }, { launch.line_hold(env({})) })
+    assert.are.same({ 250 }, { launch.line_hold(env({ ORCH_LOG_LINE_HOLD = "250ms" })) })
+    assert.are.same({ 3600000 }, { launch.line_hold(env({ ORCH_LOG_LINE_HOLD = "1h" })) })
+    assert.are.same({ 1000, 'ORCH_LOG_LINE_HOLD: expected a duration from 1ms to 1h ("1s"), got "0"' },
+      { launch.line_hold(env({ ORCH_LOG_LINE_HOLD = "0" })) })
+  end)
+
   it("is bounded by default: 10 MiB, 5 rotated files", function()
     local d, problems = launch.rotation_defaults(env({}))
     assert.are.same({ max_size = 10 * 1024 * 1024, retain = 5, compress = false }, d)
