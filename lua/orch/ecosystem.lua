@@ -62,6 +62,25 @@ local function is_command(v, cwd)
   return not util.is_file(path) and not util.is_dir(path)
 end
 
+-- Words a command string may start with that are the shell's, not programs.
+local SHELL_WORDS = {}
+for w in ("cd exec source . export set eval ulimit umask trap test [ echo printf read true false time "
+    .. "if while until for case { ( ! command builtin type wait kill unset alias let declare local"):gmatch("%S+") do
+  SHELL_WORDS[w] = true
+end
+
+-- The first word of a command string when it names no program (no file,
+-- nothing on PATH, nothing of the shell's), so that a mistyped file name
+-- with a space is an error when the file loads rather than a crash loop.
+local function missing_program(cmd, ctx)
+  local first = cmd:match("^%s*(%S+)")
+  if not first or first:find("[=$`'\"\\(){};&|<>*?~%[]") or SHELL_WORDS[first] then return nil end
+  if first:find("/", 1, true) then
+    return not util.is_file(util.abspath(first, ctx.cwd)) and first or nil
+  end
+  return not util.which(first, ctx.path) and first or nil
+end
+
 -- Resolves `script` following PM2: a path relative to cwd, or a bare command
 -- found on PATH when nothing would interpret it.
 local function resolve_script(v, ctx)
@@ -204,6 +223,11 @@ local function normalize_app(raw, index, st)
         return fail(opt_name(o), "does not apply to a command string (" .. opt_name("script") .. " = "
           .. describe(vals.script) .. "), which runs through the shell: put the program in the command")
       end
+    end
+    local missing = missing_program(vals.script, ctx)
+    if missing then
+      return fail(opt_name("script"), "no such file: " .. util.abspath(vals.script, app.cwd)
+        .. "; as a command string (it holds a space) it runs '" .. missing .. "', which is no file nor command on PATH")
     end
     app.script = vals.script
     -- PM2 runs it with bash -c, or sh -c where there is no bash.

@@ -362,6 +362,21 @@ describe("orch.ecosystem", function()
       assert.is_nil(cfg.apps[2].shell)
     end)
 
+    it("are an error when their program is no file nor command on PATH (a mistyped file name)", function()
+      local path = write("eco.lua", 'return { apps = {\n  { script = "my ap.sh" },\n} }')
+      assert.are.equal(path .. ":2: app 'my-ap.sh': option 'script': no such file: " .. tmp .. "/my ap.sh; as a "
+        .. "command string (it holds a space) it runs 'my', which is no file nor command on PATH", load_err(path))
+      path = write("eco2.lua", 'return { apps = {\n  { name = "x", script = "./nope --port 1" },\n} }')
+      assert.is_truthy(load_err(path):find("it runs './nope', which is no file nor command on PATH", 1, true))
+      -- the shell's own words and variables are the shell's business
+      local cfg = load_ok(write("eco3.lua", [[return { apps = {
+        { name = "a", script = "cd sub && ./app.sh" },
+        { name = "b", script = "FOO=1 ./app.sh" },
+        { name = "c", script = "exec sleep 5" },
+        { name = "d", script = "sub/app.sh --x" } } }]]))
+      assert.are.equal(4, #cfg.apps)
+    end)
+
     it("keep a file whose name has a space a file", function()
       write("my app.sh", "")
       local app = load_ok(write("eco.lua", 'return { apps = { { script = "my app.sh" } } }')).apps[1]
