@@ -124,8 +124,11 @@ while :; do sleep 0.1; done
       os.remove(dir .. "/child.pid")
       H.started(dir, home, string.format([[{ name = "t%s", script = "tree.sh", kill_signal = "SIGTERM",
         kill_timeout = 1000, treekill = %s },]], treekill, treekill))
-      H.wait_until(function() return H.read(dir .. "/child.pid") end, 10000, "the child's pid")
-      local child = tonumber(H.read(dir .. "/child.pid"))
+      local child
+      H.wait_until(function()
+        child = tonumber((H.read(dir .. "/child.pid") or ""):match("^(%d+)\n"))
+        return child
+      end, 10000, "the child's pid")
       local code, _, err = H.orch_sync({ "stop", "t" .. treekill }, { home = home, timeout = 30000 })
       assert.are.equal(0, code, err)
       assert.is_false(H.alive(child), "the child is gone once stop returns")
