@@ -129,10 +129,10 @@ describe("PM2 e2e cli", function()
         for _, a in ipairs(i) do args[#args + 1] = a end
         P.ok(t, args)
         P.should(t, "should have detected es module and started " .. n .. " app(s)", online, n)
-        P.should(t, "should have application in stable state", restarts(0), n, nil, 1000)
+        P.should(t, "should have application in stable state", restarts(0), n, nil, 300)
         P.ok(t, { "restart", "index" })
         P.should(t, "should have detected es module and started " .. n .. " app(s)", online, n)
-        P.should(t, "should have application in stable state", restarts(1), n, nil, 1000)
+        P.should(t, "should have application in stable state", restarts(1), n, nil, 300)
         P.ok(t, { "delete", "all" })
       end
     end
