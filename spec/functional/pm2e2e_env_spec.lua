@@ -8,7 +8,7 @@
 local H = require("helpers")
 local P = require("pm2e2e")
 
-local online = P.status("online")
+local online, restarts = P.status("online"), P.restarts
 
 describe("PM2 e2e environment", function()
   local t = {}
@@ -51,6 +51,43 @@ describe("PM2 e2e environment", function()
     end)
   end
 
+  it("internals/wait-ready-event.sh: --wait-ready holds launching until the app sends ready", function()
+    t.cwd = t.dir .. "/wait-ready"
+    for _, i in ipairs({ {}, { "-i", "1" } }) do
+      for _, wait in ipairs({ false, true }) do
+        local args = { "start", "http-wait-start.js" }
+        for _, a in ipairs(i) do args[#args + 1] = a end
+        if wait then args[#args + 1] = "--wait-ready" end
+        P.ok(t, args)
+        P.should(t, "should have started 1 app", online, 1)
+        P.ok(t, { "delete", "all" })
+      end
+      -- no ready message: launching until listen_timeout
+      local args = { "start", "http-wait-start_nocb.js", "--wait-ready", "--listen-timeout=8000" }
+      for _, a in ipairs(i) do args[#args + 1] = a end
+      local starting = H.orch(args, { home = t.home, cwd = t.cwd })
+      P.should(t, "should be 1 app launching, waiting for ready", P.status("launching"), 1, nil, 1500)
+      P.ok(t, { "delete", "all" })
+      starting:wait_exit(20000)
+    end
+  end)
+
+  it("internals/listen-timeout.sh: reload of a --wait-ready app that is ready", function()
+    t.cwd = t.dir .. "/wait-ready"
+    P.ok(t, { "start", "http-wait-start.js", "-i", "1", "--wait-ready", "--listen-timeout", "5000" })
+    P.should(t, "online", online, 1)
+    P.ok(t, { "reload", "all" })
+    P.should(t, "should have started 1 clustered app", online, 1)
+    P.should(t, "should have been reloaded once", restarts(1), 1)
+  end)
+
+  it("internals/wrapped-fork.sh: a node script sees itself as it does when run by node directly", function()
+    local direct = H.sh("cd '" .. t.dir .. "' && node path-check.js")
+    P.ok(t, { "start", "path-check.js", "--no-autorestart", "-o", "path-check2.txt" })
+    P.file_has(t, "path-check2.txt", "true\n")
+    assert.are.equal(direct, H.read(t.dir .. "/path-check2.txt"))
+  end)
+
   it("internals/infinite-loop.sh: an app that exits at once ends errored", function()
     P.ok(t, { "start", "killtoofast.js", "--name", "unstable-process" })
     P.should(t, "should has stopped unstable process", P.status("errored"), 1, 60000)
@@ -69,5 +106,12 @@ describe("PM2 e2e environment", function()
     P.ok(t, { "delete", "all" })
     P.ok(t, { "start", "env.json" })
     P.file_has(t, "out-env.log", "YES") -- environment variable successfully defined
+  end)
+
+  it("misc/inside-pm2.sh: an app that runs orch restart acts on the daemon that runs it", function()
+    P.ok(t, { "start", "echo.js" })
+    P.should(t, "online", online, 1)
+    P.ok(t, { "start", "inside/inner_restart.sh", "--no-autorestart" }, { env = { ORCH_PATH = H.bin } })
+    P.should(t, "restarted status should be three", P.both(P.named("echo"), restarts(3)), 1)
   end)
 end)

@@ -14,6 +14,13 @@ describe("PM2 e2e process-file", function()
     P.copy_fixtures(dir)
   end)
 
+  it("process-file/append-env-to-name.sh: append_env_to_name suffixes the app's name with --env", function()
+    P.ok(t, { "start", "append-env-to-name.json", "--env", "dev" })
+    P.should(t, "have started app with name web-dev", P.named("web-dev"), 1)
+    P.ok(t, { "start", "append-env-to-name.json", "--env", "prod" })
+    P.should(t, "have started same app with name : web-prod", P.named("web-prod"), 1)
+  end)
+
   it("process-file/js-configuration.sh: an ecosystem.config.js starts", function()
     t.cwd = t.dir .. "/js-configuration"
     P.ok(t, { "start", "ecosystem.config.js" })
