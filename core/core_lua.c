@@ -1,5 +1,5 @@
 /* core_lua.c: opens the orch.core module, the Lua face of core/: its parts
- * (proc_lua.c, signal_lua.c, sink_lua.c, fd_lua.c, ctl_lua.c, stats_lua.c,
+ * (proc_lua.c, signal_lua.c, sink_lua.c, fd_lua.c, regex_lua.c, ctl_lua.c, stats_lua.c,
  * daemon_lua.c and the bindings at the end of listen.c, notify.c, fds.c,
  * durable.c, pidfd.c, marker.c), and what belongs to none of them: getpid, exe_path,
  * environ, on_error, heap_limit, heap.
@@ -85,6 +85,7 @@ int luaopen_orch_core(lua_State *L) {
   orch_signal_lua_register(L);
   orch_sink_lua_register(L);
   orch_fd_lua_register(L);
+  orch_regex_lua_register(L);
   orch_ctl_lua_register(L);
   orch_stats_lua_register(L);
   orch_daemon_lua_register(L);

@@ -76,6 +76,7 @@ void orch_proc_lua_register(lua_State *L);   /* proc_lua.c: spawn, the proc clas
 void orch_signal_lua_register(lua_State *L); /* signal_lua.c: signals, process groups */
 void orch_sink_lua_register(lua_State *L);   /* sink_lua.c: log files, echo */
 void orch_fd_lua_register(lua_State *L);     /* fd_lua.c: socketpair, close, dup */
+void orch_regex_lua_register(lua_State *L);  /* regex_lua.c: POSIX regular expressions */
 
 /* sink_lua.c: the sink at idx (an argument error if closed). */
 struct orch_sink_s *orch_lua_check_sink(lua_State *L, int idx);

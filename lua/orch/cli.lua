@@ -12,6 +12,7 @@ local M = {}
 -- a list of entries and may have an `aliases` table (alias → verb).
 local MODULES = {
   "orch.cliverbs",
+  "orch.pm2verbs",
 }
 
 M.verbs, M.aliases, M.order = {}, {}, {}

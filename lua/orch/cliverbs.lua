@@ -104,6 +104,16 @@ local function known_app(c, p, tgt)
   return { target = tgt }
 end
 
+-- stop, restart, delete, reload: several targets of every form, an
+-- ecosystem file among them (orch.targetcli).
+local TARGETS = "<name|id|namespace|script|/regex/|all|ecosystem>..."
+local FILE_OPTS = { json = FLAG, only = VALUE }
+local function on_targets(verb, args)
+  return function(p)
+    return require("orch.targetcli").run(verb, p, { is_config = is_ecosystem, args = args })
+  end
+end
+
 local function show_procs(result)
   out.procs(result)
 end
@@ -125,27 +135,26 @@ local verbs = {
         if v.status == "errored" then return 1 end
       end
     end },
-  { name = "stop", args = "<name|id|all>", min = 1, max = 1, summary = "stop processes (kill_signal, then SIGKILL)",
-    opts = JSON, request = function(p) return "stop", target(p) end, show = show_procs },
-  { name = "restart", args = "<name|id|all>", min = 1, max = 1, summary = "restart processes",
-    opts = { ["update-env"] = FLAG, json = FLAG },
-    request = function(p)
+  { name = "stop", args = TARGETS, min = 1, max = math.huge, summary = "stop processes (kill_signal, then SIGKILL)",
+    opts = FILE_OPTS, run = on_targets("stop") },
+  { name = "restart", args = TARGETS, min = 1, max = math.huge,
+    summary = "restart processes (an ecosystem file: start its apps that do not run, restart the others)",
+    opts = { ["update-env"] = FLAG, json = FLAG, env = VALUE, only = VALUE },
+    run = on_targets("restart", function(p)
       local o = p.opts
-      local a = { target = p.positional[1], update_env = o["update-env"] or nil }
-      if o["update-env"] then a.env = environ() end
-      return "restart", a
-    end,
-    show = show_procs },
-  { name = "delete", args = "<name|id|all>", min = 1, max = 1, summary = "stop and forget processes", opts = JSON,
-    request = function(p) return "delete", target(p) end, show = show_procs },
+      return { update_env = o["update-env"] or nil, env = o["update-env"] and environ() or nil }
+    end) },
+  { name = "delete", args = TARGETS, min = 1, max = math.huge, summary = "stop and forget processes",
+    opts = FILE_OPTS, run = on_targets("delete") },
   { name = "list", args = "", min = 0, max = 0, summary = "list processes (aliases: ls, status)", opts = JSON,
     request = function() return "list", {} end, show = show_procs },
   { name = "describe", args = "<name|id>", min = 1, max = 1, summary = "show everything about processes",
     opts = JSON, request = function(p) return "describe", target(p) end,
     show = function(result) out.describe(result) end },
-  { name = "logs", args = "[name|id|all]", min = 0, max = 1, summary = "print the last lines of logs, -f to follow",
+  { name = "logs", args = "[name|id|namespace|/regex/|all]", min = 0, max = 1,
+    summary = "print the last lines of logs, then follow them (--nostream: print and exit)",
     opts = { lines = VALUE, follow = FLAG, f = "follow", out = FLAG, err = FLAG, json = FLAG, timestamps = FLAG,
-             timestamp = "timestamps" },
+             timestamp = "timestamps", nostream = FLAG, raw = FLAG },
     run = function(p)
       if p.opts.lines and not tonumber(p.opts.lines) then
         err("orch logs: option '--lines': expected a number, got '%s'", p.opts.lines)
@@ -203,13 +212,17 @@ local verbs = {
       return client.await_exit(result.pid, "the daemon")
     end,
     show = function() io.stdout:write("orch stopped\n") end },
-  { name = "reload", args = "<name|id|all>", min = 1, max = 1,
-    summary = "zero-downtime restart: each replacement is online before its old process stops", opts = JSON,
-    request = function(p) return "reload", target(p) end, show = show_procs },
-  { name = "scale", args = "<name> <N>", min = 2, max = 2, summary = "run N instances of an app", opts = JSON,
+  { name = "reload", args = TARGETS, min = 1, max = math.huge,
+    summary = "zero-downtime restart: each replacement is online before its old process stops",
+    opts = { json = FLAG, env = VALUE, only = VALUE }, run = on_targets("reload") },
+  { name = "scale", args = "<name> <N|+N|-N>", min = 2, max = 2,
+    summary = "run N instances of an app (+N / -N: N more / fewer)", opts = JSON,
     request = function(p)
-      local n = tonumber(p.positional[2])
-      if not n then return nil, string.format("N must be a number, got '%s'", p.positional[2]), true end
+      local given = p.positional[2]
+      local n = tonumber(given)
+      if not n then return nil, string.format("N must be a number, got '%s'", given), true end
+      -- +N / -N: that many more or fewer than run now (PM2's)
+      if given:match("^[+-]") then return "scale", { name = p.positional[1], delta = n } end
       return "scale", { name = p.positional[1], instances = n }
     end,
     show = show_procs },

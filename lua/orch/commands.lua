@@ -60,18 +60,29 @@ local function string_map(t, what)
   return t
 end
 
+-- The processes of args.target (orch.targets' forms; args.cwd: the CLI's
+-- directory, for a script path), or nil once it has responded. `all` with
+-- no process is an error, as in PM2 (a script's `restart all` exits 1).
+local function resolve(engine, args)
+  local procs, err, code = engine:resolve(tostring(args.target), { cwd = args.cwd })
+  if procs and #procs == 0 then return nil, "no processes: nothing to act on", "ENOTFOUND" end
+  return procs, err, code
+end
+
 local function with_procs(engine, args, respond)
-  local ok, err = check(args, { target = "string|number", update_env = "boolean", env = "table" }, { "target" })
+  local ok, err = check(args, { target = "string|number", update_env = "boolean", env = "table", cwd = "string" },
+    { "target" })
   if not ok then return respond(nil, "EINVAL", err) end
-  local procs, rerr = engine:resolve(tostring(args.target))
-  if not procs then return respond(nil, "ENOTFOUND", rerr) end
+  local procs, rerr, code = resolve(engine, args)
+  if not procs then return respond(nil, code, rerr) end
   return procs
 end
 
--- Like with_procs, but without a target: every process.
+-- Like with_procs, but without a target (or with `all`): every process,
+-- none at all being no error.
 local function optional_procs(engine, args, respond)
-  if args.target == nil then
-    local ok, err = check(args, {})
+  if args.target == nil or args.target == "all" then
+    local ok, err = check(args, { target = "string", cwd = "string" })
     if not ok then return respond(nil, "EINVAL", err) end
     return engine.sup:list()
   end
@@ -110,7 +121,7 @@ local function operate(engine, args, respond, merge, work)
   if not procs then return end
   local keys = apps_of(procs)
   engine.ops:run(keys, merge and (merge .. "\0" .. tostring(args.target)), function(finish)
-    local now, err = engine:resolve(tostring(args.target))
+    local now, err = engine:resolve(tostring(args.target), { cwd = args.cwd })
     local held, mine = {}, {}
     for _, k in ipairs(keys) do held[k] = true end
     for _, p in ipairs(now or {}) do
@@ -160,6 +171,35 @@ local function start_known(engine, args, respond)
   end)
 end
 
+-- Where apps come from (engine:load's source), from a request's file or
+-- spec, env_name, env, cwd and only; or nil, message.
+function M.source(args)
+  for _, name in ipairs({ "file", "cwd" }) do
+    local path = args[name]
+    if path ~= nil and (path:sub(1, 1) ~= "/" or path:find("\0", 1, true)) then
+      return nil, string.format("argument '%s' must be an absolute path without NUL bytes, got %s",
+        name, require("orch.util").describe(path))
+    end
+  end
+  local env, eerr = string_map(args.env, "env")
+  if not env then return nil, eerr end
+  local source = { file = args.file, spec = args.spec, env_name = args.env_name, env = env,
+                   cwd = args.cwd or "/", evaluated = args.evaluated }
+  if args.only ~= nil then
+    local n = 0
+    for _ in pairs(args.only) do n = n + 1 end
+    if n == 0 then return nil, "argument 'only' must not be an empty list" end
+    source.only = {}
+    for i = 1, n do
+      if type(args.only[i]) ~= "string" then
+        return nil, "argument 'only' must be a list of app names (strings)"
+      end
+      source.only[i] = args.only[i]
+    end
+  end
+  return source
+end
+
 function H.start(engine, args, respond)
   local ok, err = check(args, { file = "string", spec = "table", env_name = "string", only = "table",
                                 env = "table", cwd = "string", target = "string|number", evaluated = "table" })
@@ -171,29 +211,8 @@ function H.start(engine, args, respond)
   if (args.file == nil) == (args.spec == nil) then
     return respond(nil, "EINVAL", "give exactly one of 'file', 'spec' and 'target'")
   end
-  for _, name in ipairs({ "file", "cwd" }) do
-    local path = args[name]
-    if path ~= nil and (path:sub(1, 1) ~= "/" or path:find("\0", 1, true)) then
-      return respond(nil, "EINVAL", string.format("argument '%s' must be an absolute path without NUL bytes, got %s",
-        name, require("orch.util").describe(path)))
-    end
-  end
-  local env, eerr = string_map(args.env, "env")
-  if not env then return respond(nil, "EINVAL", eerr) end
-  local source = { file = args.file, spec = args.spec, env_name = args.env_name, env = env,
-                   cwd = args.cwd or "/", evaluated = args.evaluated }
-  if args.only ~= nil then
-    local n = 0
-    for _ in pairs(args.only) do n = n + 1 end
-    if n == 0 then return respond(nil, "EINVAL", "argument 'only' must not be an empty list") end
-    source.only = {}
-    for i = 1, n do
-      if type(args.only[i]) ~= "string" then
-        return respond(nil, "EINVAL", "argument 'only' must be a list of app names (strings)")
-      end
-      source.only[i] = args.only[i]
-    end
-  end
+  local source, serr = M.source(args)
+  if not source then return respond(nil, "EINVAL", serr) end
   local cfg, lerr = engine:load(source)
   if not cfg then return respond(nil, "ECONFIG", lerr) end
   local function report(changes)
@@ -419,29 +438,43 @@ function H.reload(engine, args, respond)
         if not r.ok then failed[#failed + 1] = string.format("id %d: %s", r.id, r.error) end
       end
       if #failed > 0 then return finish(nil, "ERELOAD", table.concat(failed, "; ")) end
-      finish(views(engine, engine:resolve(tostring(args.target)) or {}))
+      finish(views(engine, engine:resolve(tostring(args.target), { cwd = args.cwd }) or {}))
     end)
   end)
 end
 
--- Sets the number of instances of an app.
+-- Sets the number of instances of an app: `instances`, or `delta` more
+-- (or fewer) than it runs when the operation begins (PM2's scale NAME +N).
 function H.scale(engine, args, respond)
-  local ok, err = check(args, { name = "string", instances = "number" }, { "name", "instances" })
+  local ok, err = check(args, { name = "string", instances = "number", delta = "number" }, { "name" })
   if not ok then return respond(nil, "EINVAL", err) end
-  local n = args.instances
-  local most = require("orch.ecosystem").MAX_INSTANCES
-  if n ~= math.floor(n) or n < 1 or n > most then
-    return respond(nil, "EINVAL",
-      string.format("'instances' must be an integer from 1 to %d, got %s", most, tostring(n)))
+  if (args.instances == nil) == (args.delta == nil) then
+    return respond(nil, "EINVAL", "give exactly one of 'instances' and 'delta'")
   end
+  local most = require("orch.ecosystem").MAX_INSTANCES
+  local function bad(n)
+    if n ~= math.floor(n) or n < 1 or n > most then
+      return string.format("'instances' must be an integer from 1 to %d, got %s", most, tostring(n))
+    end
+  end
+  if args.delta and args.delta ~= math.floor(args.delta) then
+    return respond(nil, "EINVAL", string.format("'delta' must be an integer, got %s", tostring(args.delta)))
+  end
+  local why = args.instances and bad(args.instances)
+  if why then return respond(nil, "EINVAL", why) end
   if not engine.apps[args.name] then
     local _, rerr = engine:resolve(args.name)
     return respond(nil, "ENOTFOUND", rerr or ("no app named '" .. args.name .. "'"))
   end
-  engine.ops:run({ args.name }, string.format("scale\0%s\0%d", args.name, n), function(finish)
+  local merge = args.instances and string.format("scale\0%s\0%d", args.name, args.instances)
+  engine.ops:run({ args.name }, merge, function(finish)
     if not engine.apps[args.name] then
       return finish(nil, "ENOTFOUND", string.format("no app named '%s'", args.name))
     end
+    local n = args.instances or (#engine:procs_of(args.name) + args.delta)
+    local nwhy = bad(n)
+    if nwhy then return finish(nil, "EINVAL", nwhy .. " (" .. #engine:procs_of(args.name) .. " running, "
+      .. string.format("%+d", args.delta) .. ")") end
     engine:scale(args.name, n, function(procs) finish(views(engine, procs)) end)
   end, respond)
 end
@@ -451,8 +484,8 @@ function H.send(engine, args, respond)
   local ok, err = check(args, { target = "string|number", message = "string|number|boolean|table" },
     { "target", "message" })
   if not ok then return respond(nil, "EINVAL", err) end
-  local procs, rerr = engine:resolve(tostring(args.target))
-  if not procs then return respond(nil, "ENOTFOUND", rerr) end
+  local procs, rerr, code = engine:resolve(tostring(args.target))
+  if not procs then return respond(nil, code, rerr) end
   local sent, errors = {}, {}
   for _, p in ipairs(procs) do
     local good, serr = engine.sup:send(p, args.message)
@@ -472,6 +505,13 @@ function H.kill(engine, args, respond)
       if engine.on_kill then engine.on_kill() end
     end)
   end)
+end
+
+-- The verbs PM2's users know: jlist, env, reset, signal, trigger, cleardump,
+-- file_apps, start_or (orch.pm2cmds).
+for name, fn in pairs(require("orch.pm2cmds").handlers({ check = check, list = list, views = views,
+    with_procs = with_procs, source = M.source })) do
+  H[name] = fn
 end
 
 return M

@@ -10,7 +10,6 @@ local ecosystem = require("orch.ecosystem")
 local supervisor = require("orch.supervisor")
 local readiness = require("orch.readiness")
 local views = require("orch.views")
-local util = require("orch.util")
 local pidfile = require("orch.pidfile")
 
 local M = {}
@@ -92,6 +91,10 @@ function M.new(opts)
     sup = self.sup, log = self.log, running = running,
     procs_of = function(name) return self:procs_of(name) end,
   })
+  -- PM2's custom actions (trigger), over each process's IPC channel
+  self.actions = require("orch.actions").new({
+    send = function(p, msg) return self.sup:send(p, msg) end,
+  })
   self.sockets = require("orch.sockets").new(function(name) self.cluster:forget(name) end)
   self.cluster = require("orch.cluster").new({
     log = self.log,
@@ -136,7 +139,11 @@ function Engine:_event(event, proc, info)
   if event == "start" and proc.app.wait_ready then self.readiness:await(proc) end
   if event == "ready" then self.readiness:maybe_online(proc) end
   if event == "listening" then proc.listening = true end
-  if event == "start" then proc.listening = nil end
+  if event == "start" then
+    proc.listening = nil
+    self.actions:forget(proc)
+  end
+  if event == "message" then self.actions:on_message(proc, info.message) end
   if event == "stopping" then self.cluster:drain(proc) end
   if proc and proc.app.pid_file then self:_pid_file(event, proc) end
   if event ~= "exit" and event ~= "restart" then self:save_state_soon() end
@@ -402,23 +409,12 @@ function Engine:forget(name)
   self:save_state_soon()
 end
 
--- "all", an id, or an app name -> list of processes, or nil, message.
-function Engine:resolve(target)
-  local all = self.sup:list()
-  -- a copy: callers stop and remove while they walk it
-  if target == "all" then return { unpack(all) } end
-  local id = tonumber(target)
-  if id and tostring(math.floor(id)) == tostring(target) then
-    local p = self.sup:get(id)
-    if p then return { p } end
-    return nil, string.format("no process with id %s", target)
-  end
-  local list = self:procs_of(target)
-  if #list > 0 then return list end
-  local names = {}
-  for name in pairs(self.apps) do names[#names + 1] = name end
-  local hint = util.did_you_mean(tostring(target), names)
-  return nil, string.format("no app named '%s'%s", tostring(target), hint and (" (did you mean '" .. hint .. "'?)") or "")
+-- A target (orch.targets: all, /regex/, a name or script path, a namespace,
+-- an id) -> a new list of processes, or nil, message, code. opts.cwd: the
+-- directory a script path is relative to.
+function Engine:resolve(target, opts)
+  return require("orch.targets").resolve(self.sup:list(), target,
+    { cwd = opts and opts.cwd, regex_find = require("orch.core").regex_find })
 end
 
 -- An error in a user's function (a hook, a handler, a timer): the daemon's
@@ -485,6 +481,7 @@ function Engine:shutdown()
     self.event_timer = nil
   end
   self.triggers:close()
+  self.actions:close()
   self.health:close()
   self.tree:close()
   self:save_state(true)

@@ -1,6 +1,7 @@
 -- orch.logview: `orch logs`. The daemon only says where the files are; the
--- CLI reads their last lines itself and, with -f, follows them (inotify via
--- luv), so following many apps costs the daemon nothing.
+-- CLI reads their last lines itself and then, as PM2's does unless
+-- --nostream, follows them (inotify via luv), so following many apps costs
+-- the daemon nothing.
 local client = require("orch.client")
 
 local M = {}
@@ -67,7 +68,10 @@ local function emitter(o)
     end
     local label = coloured[file.stream] and colour.label(file.label, file.id, file.stream) or file.label
     local out = file.stream == "err" and io.stderr or io.stdout
-    if o.timestamps and stamp then
+    if o.raw then
+      -- PM2's --raw: the lines as the app wrote them, no label
+      out:write(o.timestamps and stamp and (stamp .. ": ") or "", text, "\n")
+    elseif o.timestamps and stamp then
       out:write(label, " | ", stamp, ": ", text, "\n")
     else
       out:write(label, " | ", text, "\n")
@@ -177,7 +181,8 @@ function M.main(p)
     for _, line in ipairs(lines) do emit(file, line) end
   end
   io.stdout:flush()
-  if o.follow then return follow(files, emit) end
+  -- PM2's default: the tail, then what comes (Ctrl-C ends it)
+  if o.follow or not o.nostream then return follow(files, emit) end
   return 0
 end
 

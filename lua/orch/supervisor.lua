@@ -98,6 +98,7 @@ function Supervisor:add(app, base_env, only)
     local proc = {
       id = self.next_id, name = app.name, instance = i, app = app, base_env = base_env,
       status = lifecycle.INITIAL, restarts = 0, counters = { unstable = 0, backoff = 0 },
+      created_at = self:now(), -- Unix ms (PM2's created_at; orch reset sets it again)
     }
     self.next_id = self.next_id + 1
     self.procs[#self.procs + 1] = proc

@@ -108,10 +108,10 @@ describe("orch daemon and CLI", function()
 
     -- logs: the sleeper writes nothing; web neither. flush empties files.
     H.write(home .. "/logs/web-out-0.log", "one\ntwo\nthree\n")
-    local code2, out2 = orch({ "logs", "web", "--lines", "2", "--out" })
+    local code2, out2 = orch({ "logs", "--nostream", "web", "--lines", "2", "--out" })
     assert.are.equal(0, code2)
     assert.matches("web:0 | two\nweb:0 | three\n", out2, 1, true)
-    local lines = H.json(home, { "logs", "web", "--lines", "1", "--out" })
+    local lines = H.json(home, { "logs", "--nostream", "web", "--lines", "1", "--out" })
     assert.are.equal("three", lines.line)
     assert.are.equal("out", lines.stream)
     local flushed = H.json(home, { "flush", "web" })

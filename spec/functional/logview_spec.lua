@@ -105,7 +105,7 @@ describe("orch logs", function()
 
     it("takes a JSON record's, keeps a log_date_format line's, gives others the time they were read", function()
       local record, err_record, dated = three_apps()
-      local out, err, minutes = logs({ "logs", "--timestamps" })
+      local out, err, minutes = logs({ "logs", "--nostream", "--timestamps" })
       assert.matches("j:0 | " .. record.timestamp .. ": hello\n", out, 1, true)
       assert.matches("j:0 | " .. err_record.timestamp .. ": oops\n", err, 1, true)
       assert.matches("d:0 | " .. dated .. "\n", out, 1, true)
@@ -113,7 +113,7 @@ describe("orch logs", function()
       read_time(assert(out:match("p:0 | (%S+): plain\n")), minutes)
 
       -- PM2's name for it works too
-      assert.matches("p:0 | %S+: plain\n", (logs({ "logs", "p", "--timestamp" })))
+      assert.matches("p:0 | %S+: plain\n", (logs({ "logs", "--nostream", "p", "--timestamp" })))
     end)
 
     it("shows a JSON log's messages, and a line that is not JSON as it is", function()
@@ -122,11 +122,11 @@ describe("orch logs", function()
       f:write("not json\n")
       f:close()
 
-      local out, err = logs({ "logs", "j" })
+      local out, err = logs({ "logs", "--nostream", "j" })
       assert.are.equal("j:0 | hello\nj:0 | not json\n", out)
       assert.are.equal("j:0 | oops\n", err)
 
-      local stamped, _, minutes = logs({ "logs", "j", "--out", "--timestamps" })
+      local stamped, _, minutes = logs({ "logs", "--nostream", "j", "--out", "--timestamps" })
       local lines = {}
       for l in stamped:gmatch("[^\n]+") do lines[#lines + 1] = l end
       assert.are.equal("j:0 | " .. record.timestamp .. ": hello", lines[1])
@@ -134,14 +134,14 @@ describe("orch logs", function()
 
       -- --json: one object a line, the message as line, the record's timestamp
       local objs = {}
-      for l in (logs({ "logs", "--json", "--out" })):gmatch("[^\n]+") do
+      for l in (logs({ "logs", "--nostream", "--json", "--out" })):gmatch("[^\n]+") do
         local o = cjson.decode(l)
         objs[o.name .. "/" .. o.line] = o
       end
       assert.are.equal(record.timestamp, objs["j/hello"].timestamp)
       assert.is_nil(objs["j/not json"].timestamp)
       assert.is_nil(objs["p/plain"].timestamp)
-      for l in (logs({ "logs", "p", "--json", "--out", "--timestamps" })):gmatch("[^\n]+") do
+      for l in (logs({ "logs", "--nostream", "p", "--json", "--out", "--timestamps" })):gmatch("[^\n]+") do
         read_time(cjson.decode(l).timestamp, minutes)
       end
     end)
@@ -168,7 +168,7 @@ describe("orch logs", function()
 
     it("colours labels on a terminal, one colour per app, stderr in red", function()
       apps()
-      local code, out = on_tty(home, { "logs" }, { NO_COLOR = "" }) -- empty: colour stays
+      local code, out = on_tty(home, { "logs", "--nostream" }, { NO_COLOR = "" }) -- empty: colour stays
       assert.are.equal(0, code, out)
       local a, b, e = colour_of(out, "a:0", "hello"), colour_of(out, "b:0", "hi"), colour_of(out, "a:0", "oops")
       assert.is_string(a, out)
@@ -179,11 +179,11 @@ describe("orch logs", function()
 
     it("writes plain text with NO_COLOR set or into a pipe", function()
       apps()
-      local code, out = on_tty(home, { "logs" }, { NO_COLOR = "1" })
+      local code, out = on_tty(home, { "logs", "--nostream" }, { NO_COLOR = "1" })
       assert.are.equal(0, code, out)
       assert.matches("a:0 | hello\n", out, 1, true)
       assert.is_nil(out:find(ESC, 1, true))
-      local code2, out2, err2 = H.orch_sync({ "logs" }, { home = home })
+      local code2, out2, err2 = H.orch_sync({ "logs", "--nostream" }, { home = home })
       assert.are.equal(0, code2, err2)
       assert.matches("b:0 | hi\n", out2, 1, true)
       assert.matches("a:0 | oops\n", err2, 1, true)
