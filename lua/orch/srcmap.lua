@@ -232,7 +232,9 @@ local function shaped(top, napps)
   if list and not list.list and napps == 1 then
     return line_map({ items = { { line = apps.line, node = list } } }, top)
   end
-  if not apps and napps == 1 then return line_map({ items = { { line = top.line, node = top } } }) end
+  if not apps and napps == 1 and #top.items == 0 and next(top.keys) then -- ({ apps } is not an app)
+    return line_map({ items = { { line = top.line, node = top } } })
+  end
   return line_map({ items = {} }, top) -- top-level keys only
 end
 
@@ -244,8 +246,9 @@ local function json_lines(src, napps)
 end
 
 -- A JavaScript config: the literal after `module.exports =` or `export
--- default`, or else the one `apps: [...]` (or `pm2:`) list with as many
--- items as the file produced apps. Computed parts have no line.
+-- default`, or else the one `apps: [...]` (or `pm2:`, or `apps = [...]`)
+-- list with as many items as the file produced apps. Computed parts have
+-- no line.
 local function js_lines(src, napps)
   local toks = tokenize(src, true)
   local match, parent = structure(toks)
@@ -265,8 +268,9 @@ local function js_lines(src, napps)
   end
   local found
   for i, t in ipairs(toks) do
+    -- `apps: [...]` in an object, or `const apps = [...]` exported by name
     if (t.kind == "name" or t.kind == "string") and (t.value == "apps" or t.value == "pm2")
-        and is_op(toks[i + 1], ":") and is_op(toks[i + 2], "[") then
+        and (is_op(toks[i + 1], ":") or is_op(toks[i + 1], "=")) and is_op(toks[i + 2], "[") then
       local list = outline(toks, match, i + 2, true)
       if #list.items == napps then
         if found then return nil end -- two plausible literals: refuse to guess

@@ -5,6 +5,7 @@ local ecofile = require("orch.ecofile")
 local relaxjson = require("orch.relaxjson")
 local eco = require("orch.ecosystem")
 local cjson = require("cjson")
+local srcmap = require("orch.srcmap")
 
 describe("orch.ecofile.is_config", function()
   it("knows PM2's config names and orch's Lua ones", function()
@@ -107,5 +108,37 @@ describe("orch.ecosystem.shape", function()
     assert.are.same({ deploy = {} }, eco.shape({ deploy = {} }))
     assert.are.same({ apps = { web = app } }, eco.shape({ apps = { web = app } }))
     assert.are.same({}, eco.shape({}))
+  end)
+end)
+
+describe("orch.srcmap.js_lines", function()
+  it("finds the keys of the literal a JavaScript config exports", function()
+    local map = srcmap.js_lines([[
+const path = require('path'); // { not: [ "this" ] }
+module.exports = {
+  apps: [{
+    name: 'api',
+    script: path.join(__dirname, 'api.js'),
+    env: { A: `x${1}`, B: 2 },
+  }],
+  deploy: {},
+};
+]], 1)
+    assert.are.equal(3, map.keys.apps)
+    assert.are.equal(8, map.keys.deploy)
+    assert.are.equal(3, map.apps[1].line)
+    assert.are.same({ name = 4, script = 5, env = 6 }, map.apps[1].keys)
+    assert.are.same({ A = 6, B = 6 }, map.apps[1].subkeys.env)
+  end)
+
+  it("takes export default, a bare list, and a named list", function()
+    assert.are.equal(2, srcmap.js_lines("export default [\n  { name: 'a' },\n  { name: 'b' }\n]\n", 2).apps[1].line)
+    local map = srcmap.js_lines("const apps = [\n  {\n    name: 'a',\n  },\n];\nmodule.exports = { apps };\n", 1)
+    assert.are.equal(3, map.apps[1].keys.name)
+  end)
+
+  it("gives no line rather than a wrong one", function()
+    assert.is_nil(srcmap.js_lines("module.exports = { apps: [{ name: 'a' }] }\nconst x = { apps: [{}] }\n", 2))
+    assert.is_nil(srcmap.js_lines("module.exports = { apps: makeApps() }\n", 2))
   end)
 end)
