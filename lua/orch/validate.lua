@@ -82,6 +82,18 @@ local function check_string_list(v)
   return out
 end
 
+-- As check_string_list, false for an empty list; what: the message's
+-- "expected ..." for a value of another type.
+local function string_list_or(v, what)
+  local list, err = check_string_list(v)
+  if not list then
+    if err:match("^expected") then return expected(what, v) end
+    return nil, err
+  end
+  if #list == 0 then return false end
+  return list
+end
+
 -- Argument vectors: a string is split shell-style; list items may be numbers.
 local function check_argv(v)
   if type(v) == "string" then
@@ -227,13 +239,7 @@ function CHECK.filter_env(v)
     if not name then return nil, err end
     return { name = name }
   end
-  local list, err = check_string_list(v)
-  if not list then
-    if err:match("^expected") then return expected("a boolean, a variable name or a list of strings", v) end
-    return nil, err
-  end
-  if #list == 0 then return false end
-  return list
+  return string_list_or(v, "a boolean, a variable name or a list of strings")
 end
 
 M.MAX_INSTANCES = 1024 -- as `orch scale` allows
@@ -320,12 +326,8 @@ end
 function CHECK.watch(v, ctx)
   if v == false then return false end
   if v == true then return { ctx.cwd } end
-  local list, err = check_string_list(v)
-  if not list then
-    if err:match("^expected") then return expected("a boolean, a path or a list of paths", v) end
-    return nil, err
-  end
-  if #list == 0 then return false end
+  local list, err = string_list_or(v, "a boolean, a path or a list of paths")
+  if not list then return list, err end
   for i, p in ipairs(list) do
     local path, perr = check_path(p, ctx)
     if not path then return nil, "item " .. i .. ": " .. perr end
