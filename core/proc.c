@@ -208,18 +208,57 @@ static int devnull_fd(void) {
  * process there afterwards (a write to cgroup.procs) takes the kernel's
  * cgroup_threadgroup_rwsem for writing, which waits for an RCU grace
  * period: about 10 ms, during which a vfork parent (the loop) waits too
- * (docs/benchmarks.md, "Process trees"). Without CLONE_VM, which would
- * need a stack of its own and an assembly trampoline: the child has a copy
+ * (docs/benchmarks.md, "Process trees"). */
+#if (defined(__x86_64__) || defined(__aarch64__)) && !defined(__SANITIZE_ADDRESS__)
+/* clone3 as vfork is (CLONE_VM | CLONE_VFORK, no stack of its own: the
+ * child runs on ours until it execs), as in orch_spawn, and for the same
+ * reason: no copy of orch's page tables, whose cost comes back as a page
+ * fault on each page orch writes afterwards (the GC writes them all: 125
+ * faults per spawn). It returns twice, like vfork; -errno on failure. In
+ * assembly because on x86_64 the return address sits on the stack that the
+ * child shares and overwrites with its first call: it is kept in a
+ * register, and the child jumps back instead of returning, as glibc's
+ * vfork does. On aarch64 it is in a register already. */
+long orch__clone3_vfork(struct clone_args *args, size_t size) __attribute__((returns_twice));
+#if defined(__x86_64__)
+__asm__(".text\n"
+        ".globl orch__clone3_vfork\n"
+        ".hidden orch__clone3_vfork\n"
+        ".type orch__clone3_vfork, @function\n"
+        "orch__clone3_vfork:\n"
+        "  popq %rdx\n"
+        "  movl $435, %eax\n" /* SYS_clone3 */
+        "  syscall\n"
+        "  testq %rax, %rax\n"
+        "  jz 1f\n"
+        "  pushq %rdx\n"
+        "  ret\n"
+        "1:\n"
+        "  jmp *%rdx\n"
+        ".size orch__clone3_vfork, .-orch__clone3_vfork\n");
+#else
+__asm__(".text\n"
+        ".globl orch__clone3_vfork\n"
+        ".hidden orch__clone3_vfork\n"
+        ".type orch__clone3_vfork, %function\n"
+        "orch__clone3_vfork:\n"
+        "  mov x8, #435\n" /* SYS_clone3 */
+        "  svc #0\n"
+        "  ret\n"
+        ".size orch__clone3_vfork, .-orch__clone3_vfork\n");
+#endif
+#define CLONE_SHARES_VM CLONE_VM
+#else
+/* Elsewhere, and under ASan (whose vfork interceptor cleans the stack the
+ * child used; this one would not): without CLONE_VM, the child has a copy
  * of orch's memory, as after fork, and returns from here like fork's
  * child. CLONE_VFORK: the parent waits until the exec, as with vfork. */
-static pid_t clone_into(int cgroup_fd) {
-  struct clone_args a;
-  memset(&a, 0, sizeof a);
-  a.flags = CLONE_INTO_CGROUP | CLONE_VFORK;
-  a.exit_signal = SIGCHLD;
-  a.cgroup = (uint64_t)cgroup_fd;
-  return (pid_t)syscall(SYS_clone3, &a, sizeof a);
+static long orch__clone3_vfork(struct clone_args *args, size_t size) {
+  long r = syscall(SYS_clone3, args, size);
+  return r < 0 ? -errno : r;
 }
+#define CLONE_SHARES_VM 0
+#endif
 
 /* clone3 answered ENOSYS once (a seccomp filter, as container runtimes
  * install): every later child moves itself in through cgroup.procs. */
@@ -240,17 +279,25 @@ int orch_spawn(const orch_spawn_opts_t *o, pid_t *pid_out) {
     return -err;
   }
 
+  struct clone_args ca;
+  memset(&ca, 0, sizeof ca);
+  ca.flags = CLONE_SHARES_VM | CLONE_VFORK | CLONE_INTO_CGROUP;
+  ca.exit_signal = SIGCHLD;
+  ca.cgroup = (uint64_t)o->cgroup_fd;
+  int into = o->cgroup_fd > 0 && procs_fd < 0;
+
   sigset_t old;
   orch__fork_block_signals(&old);
   /* vfork: no copy of orch's page tables, the parent waits until the exec
    * anyway. Safe here because the child only makes system calls on its own
    * stack frame and never returns: it execs or _exits. */
-  pid_t pid = o->cgroup_fd > 0 && procs_fd < 0 ? clone_into(o->cgroup_fd) : vfork();
-  if (pid == 0) {
+  long forked = into ? orch__clone3_vfork(&ca, sizeof ca) : vfork();
+  if (forked == 0) {
     close(ep[0]);
     child_run(o, ep[1], devnull, procs_fd);
   }
-  int fork_err = errno;
+  int fork_err = into ? (int)-forked : errno;
+  pid_t pid = forked < 0 ? -1 : (pid_t)forked;
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   close(ep[1]);
   if (procs_fd >= 0) close(procs_fd);
