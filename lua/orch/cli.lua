@@ -88,6 +88,21 @@ function M.main(verb, argv)
     err("orch %s: %s\n%s", verb, perr, cliargs.usage_line(verb, spec))
     return 2
   end
+  -- several arguments for a verb that takes one at a time (orch start a.js
+  -- b.js, as PM2's): the verb once for each, in order, until one fails;
+  -- spec.each(p) refuses options that cannot apply to several
+  if spec.each and #p.positional > 1 then
+    local why = spec.each(p)
+    if why then
+      err("orch %s: %s\n%s", verb, why, cliargs.usage_line(verb, spec))
+      return 2
+    end
+    for _, one in ipairs(p.positional) do
+      local status = run_verb(verb, spec, { positional = { one }, opts = p.opts, rest = p.rest })
+      if status ~= 0 then return status end
+    end
+    return 0
+  end
   return run_verb(verb, spec, p)
 end
 

@@ -11,7 +11,10 @@
 --   autostart = false: do not start a daemon; not_running(p) → status then;
 --   prepare(c, p, known) → arguments, nil (keep) or nil, message: start's
 --     check of a known app, with the connection;
---   after(result) → true or nil, message: once the reply is in (kill).
+--   after(result) → true or nil, message: once the reply is in (kill);
+--   each(p) → nil or message: the verb takes several positionals and runs
+--     once per positional (start); a message refuses options that cannot
+--     apply to several.
 -- Another module can define verbs the same way: orch.cli lists the modules.
 local client = require("orch.client")
 local util = require("orch.util")
@@ -119,8 +122,11 @@ local function show_procs(result)
 end
 
 local verbs = {
-  { name = "start", args = "<script|ecosystem file|name|id> [-- args...]", min = 1, max = 1, rest = true,
-    summary = "start a script, the apps of an ecosystem file, or a stopped app",
+  { name = "start", args = "<script|ecosystem file|name|id>... [-- args...]", min = 1, max = math.huge, rest = true,
+    summary = "start scripts, the apps of ecosystem files, or stopped apps (several: one after the other)",
+    each = function(p)
+      if p.opts.name then return "--name names one app: give one script with it" end
+    end,
     opts = cliflags.opts({ json = FLAG }), unknown = cliflags.unknown, help = cliflags.help,
     request = start_request,
     prepare = function(c, p, known) return known_app(c, p, known) end,

@@ -150,7 +150,7 @@ function M.main(p)
     return 1
   end
   local target = p.positional[1]
-  local result, rerr = client.request(c, "logs", { target = target })
+  local result, rerr = client.request(c, "logs", { target = target, cwd = require("orch.util").getcwd() })
   c:close()
   if not result then
     io.stderr:write("orch logs: ", rerr.message, "\n")

@@ -30,7 +30,10 @@ end
 local function jlist_text(procs)
   if #procs == 0 then return "[]" end
   local text = require("cjson").encode(mark_lists(procs))
-  return (text:gsub('"\\u0001orch%-empty%-list\\u0001"', "[]"))
+  text = text:gsub('"\\u0001orch%-empty%-list\\u0001"', "[]")
+  -- cjson writes / as \/ (valid, but not what PM2 prints): a backslash
+  -- run of odd length before / ends in that escape
+  return (text:gsub("(\\+)/", function(run) return #run % 2 == 1 and (run:sub(2) .. "/") or nil end))
 end
 
 -- Node's util.inspect notation (what `pm2 prettylist` prints), one field per

@@ -54,6 +54,23 @@ describe("targets", function()
     assert.are.equal("a", left[1].name)
   end)
 
+  it("starts several scripts in one command, one after the other (PM2's multiparam.sh)", function()
+    for _, n in ipairs({ "child", "echo", "server" }) do
+      H.write(dir .. "/" .. n .. ".sh", "#!/bin/sh\nexec sleep 1000\n", tonumber("755", 8))
+    end
+    local code, _, err = orch({ "start", "child.sh", "echo.sh", "server.sh" })
+    assert.are.equal(0, code, err)
+    for _, n in ipairs({ "child", "echo", "server" }) do wait_status(n .. ":0", "online") end
+    code, _, err = orch({ "restart", "child", "echo", "server" })
+    assert.are.equal(0, code, err)
+    for _, p in ipairs(assert(H.json(home, { "list" }))) do assert.are.equal(1, p.restarts, p.name) end
+    -- one --name for several scripts is refused, nothing started
+    code, _, err = orch({ "start", "a.sh", "b.sh", "--name", "x" })
+    assert.are.equal(2, code)
+    assert.matches("--name names one app", err, 1, true)
+    assert.are.equal(3, #assert(H.json(home, { "list" })))
+  end)
+
   it("stops at the first unknown target with status 1, after the targets before it", function()
     sleepers({ "a", "b" })
     local code, _, err = orch({ "stop", "a", "nosuch", "b" })

@@ -82,6 +82,8 @@ describe("PM2 verbs", function()
       assert.are.same({ "-x" }, e.args)
       assert.are.same({}, e.node_args)
       assert.matches('"node_args":%[%]', out) -- a list, never {}
+      assert.is_nil(out:find("\\/", 1, true), "/ escaped as \\/") -- paths as PM2 prints them
+      assert.matches('"pm_exec_path":"' .. script:gsub("%p", "%%%0") .. '"', out)
       assert.are.equal("hi", e.env.GREETING)
       assert.are.equal("hi", e.GREETING) -- PM2 copies the environment to the top too
       assert.are.equal("0", e.env.NODE_APP_INSTANCE)
@@ -263,6 +265,9 @@ describe("PM2 verbs", function()
       code, out, err = orch({ "logs", "web", "--nostream", "--raw" })
       assert.are.equal(0, code, err)
       assert.are.same({ "started 0\n", "warn\n" }, { out, err })
+      -- a script path as the target, from this directory
+      code, out, err = orch({ "logs", "sleep.sh", "--nostream", "--out" })
+      assert.are.same({ 0, "web:0 | started 0\n", "" }, { code, out, err })
       code, out, err = orch({ "logs", "--nostream", "--err" })
       assert.are.same({ 0, "", "web:0 | warn\n" }, { code, out, err })
       code, out, err = orch({ "logs", "--nostream", "--out", "--lines", "0" })
