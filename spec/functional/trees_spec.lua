@@ -38,7 +38,8 @@ describe("cgroup mode", function()
 
   -- SIGKILLs pid with strace (options) on the daemon; returns the trace and
   -- the pid of the next run, checked to be in a cgroup of its own.
-  local function restart_traced(pid, daemon, options)
+  -- settle(), when given, runs before strace detaches.
+  local function restart_traced(pid, daemon, options, settle)
     local trace = dir .. "/trace"
     local detach_strace = H.strace_daemon(daemon, trace, options, function() json({ "list" }) end)
     local function detach()
@@ -48,6 +49,7 @@ describe("cgroup mode", function()
     finally(detach)
     assert(uv.kill(pid, "sigkill"))
     local next_pid = online(pid)
+    if settle then settle() end
     detach()
     local own = (H.read("/proc/" .. next_pid .. "/cgroup") or ""):match("0::([^\n]*)")
     local base = H.cgroup_base(home)
@@ -65,6 +67,20 @@ describe("cgroup mode", function()
     local text = restart_traced(pid, daemon, { "-e", "trace=openat,clone3,write" })
     assert.is_nil(text:match(procs_write), "the restart moved the process through cgroup.procs")
     assert.truthy(text:find("CLONE_INTO_CGROUP", 1, true), "no clone3 into a cgroup in the trace")
+  end)
+
+  -- rmdir takes the kernel's cgroup_mutex, which a move of a process into
+  -- a cgroup anywhere on the machine holds across an RCU grace period.
+  it("removes the cgroup of a run that ended off the loop thread", function()
+    local pid, daemon = start()
+    if not pid then return end
+    local old = H.cgroup_base(home) .. (H.read("/proc/" .. pid .. "/cgroup") or ""):match("0::[^\n]*(/[^/\n]+)")
+    local text = restart_traced(pid, daemon, { "-e", "trace=openat,rmdir" }, function()
+      H.wait_until(function() return not uv.fs_stat(old) end, 10000, old .. " to be removed")
+    end)
+    local removed_by = text:match("(%d+)%s+rmdir%(\"" .. old:gsub("%p", "%%%0") .. "\"")
+    assert.truthy(removed_by, "no rmdir of " .. old .. " in the trace:\n" .. text)
+    assert.are_not.equal(tostring(daemon), removed_by, "the loop thread removed " .. old)
   end)
 
   -- clone3 answers ENOSYS under some seccomp filters (container runtimes):
