@@ -103,8 +103,8 @@ describe("cgroup mode", function()
   -- A child that got a copy of orch's memory (fork, or clone3 without
   -- CLONE_VM) leaves every page of orch write-protected, and orch takes a
   -- page fault at its next write to each (the GC writes them all): about
-  -- 125 per spawn here, against fewer than 10 when the child shares them as
-  -- vfork's does. ASan builds copy (core/proc.c says why).
+  -- 80 to 125 per spawn here, against fewer than 10 when the child shares
+  -- them as vfork's does. ASan builds copy (core/proc.c says why).
   it("spawns into cgroups without copying orch's memory (few page faults in the daemon)", function()
     if H.sh("ldd " .. H.bin):find("libasan", 1, true) then
       pending("an ASan build: its children get a copy of orch's memory")
@@ -115,13 +115,14 @@ describe("cgroup mode", function()
       pending("no delegated cgroup v2 subtree here: " .. tostring(ping.trees.why))
       return
     end
+    json({ "list" }) -- what a first request costs is not counted
     local before = minflt(ping.pid)
     local file = H.ecosystem(dir, [[
-      { name = "many", script = "sleep", args = { "1000" }, instances = 20 },
+      { name = "many", script = "sleep", args = { "1000" }, instances = 50 },
     ]])
     local _, code, err = json({ "start", file })
     assert.are.equal(0, code, err)
     local faults = minflt(ping.pid) - before
-    assert.is_true(faults < 20 * 40, faults .. " page faults in the daemon for a start of 20 processes")
+    assert.is_true(faults < 50 * 30, faults .. " page faults in the daemon for a start of 50 processes")
   end)
 end)
