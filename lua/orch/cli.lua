@@ -26,45 +26,57 @@ for _, name in ipairs(MODULES) do
   for alias, verb in pairs(list.aliases or {}) do M.aliases[alias] = verb end
 end
 
-local function err(fmt, ...)
-  io.stderr:write(string.format(fmt, ...), "\n")
+-- Whether argv asks for JSON (--json before a "--"), for errors found
+-- before or without a parsed command line.
+function M.wants_json(argv)
+  for _, a in ipairs(argv) do
+    if a == "--" then return false end
+    if a == "--json" then return true end
+  end
+  return false
+end
+
+-- Reports a failure and returns status: "orch VERB: message" (and the
+-- usage line, if given) on stderr; with --json, {"error": message, "code":
+-- code} on stdout instead, nothing on stderr (code: the daemon's, e.g.
+-- "ENOENT", the client's, or "EUSAGE" for a usage error).
+function M.fail(verb, json, status, message, code, usage)
+  if json then
+    out.json({ error = message, code = code or (status == 2 and "EUSAGE") or "EFAIL" })
+  else
+    io.stderr:write(string.format("orch %s: %s%s\n", verb, message, usage and ("\n" .. usage) or ""))
+  end
+  return status
 end
 
 local function run_verb(verb, spec, p)
   if spec.run then return spec.run(p) end
+  local json = p.opts.json
   local cmd, args, known, status = spec.request(p)
   if not cmd then
-    err("orch %s: %s%s", verb, args, known and ("\n" .. cliargs.usage_line(verb, spec)) or "")
-    return status or 2 -- status: 1 when a file, not the command line, is wrong
+    -- status: 1 when a file, not the command line, is wrong
+    return M.fail(verb, json, status or 2, args, nil, known and cliargs.usage_line(verb, spec) or nil)
   end
 
   local c, cerr, code = client.connect(spec.autostart ~= false)
   if not c then
     if spec.not_running and code == "ENOTRUNNING" then return spec.not_running(p) end
-    err("orch %s: %s", verb, cerr)
-    return 1
+    return M.fail(verb, json, 1, cerr, code)
   end
   if known and spec.prepare then
     local kargs, kerr = spec.prepare(c, p, known)
     if kargs == nil then
       c:close()
-      err("orch %s: %s", verb, kerr)
-      return 2
+      return M.fail(verb, json, 2, kerr)
     end
     args = kargs or args
   end
   local result, rerr = client.request(c, cmd, args)
   c:close()
-  if not result then
-    err("orch %s: %s", verb, rerr.message)
-    return 1
-  end
+  if not result then return M.fail(verb, json, 1, rerr.message, rerr.code) end
   if spec.after then
     local done, aerr = spec.after(result)
-    if not done then
-      err("orch %s: %s", verb, aerr)
-      return 1
-    end
+    if not done then return M.fail(verb, json, 1, aerr) end
   end
   if p.opts.json then
     out.json(result)
@@ -84,19 +96,13 @@ function M.main(verb, argv)
   verb = M.aliases[verb] or verb
   local spec = M.verbs[verb]
   local p, perr = cliargs.parse(spec, argv)
-  if not p then
-    err("orch %s: %s\n%s", verb, perr, cliargs.usage_line(verb, spec))
-    return 2
-  end
+  if not p then return M.fail(verb, M.wants_json(argv), 2, perr, "EUSAGE", cliargs.usage_line(verb, spec)) end
   -- several arguments for a verb that takes one at a time (orch start a.js
   -- b.js, as PM2's): the verb once for each, in order, until one fails;
   -- spec.each(p) refuses options that cannot apply to several
   if spec.each and #p.positional > 1 then
     local why = spec.each(p)
-    if why then
-      err("orch %s: %s\n%s", verb, why, cliargs.usage_line(verb, spec))
-      return 2
-    end
+    if why then return M.fail(verb, p.opts.json, 2, why, "EUSAGE", cliargs.usage_line(verb, spec)) end
     for _, one in ipairs(p.positional) do
       local status = run_verb(verb, spec, { positional = { one }, opts = p.opts, rest = p.rest })
       if status ~= 0 then return status end

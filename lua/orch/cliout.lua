@@ -1,6 +1,7 @@
 -- orch.cliout: how the CLI prints the daemon's replies: JSON, the process
 -- table of list/start/stop..., describe's page, durations and sizes.
-local client = require("orch.client")
+-- cjson.null is what a JSON null decodes to (orch.client uses cjson)
+local NULL = require("cjson").null
 
 local M = {}
 
@@ -27,67 +28,212 @@ function M.bytes(n)
   return string.format("%.1fgb", n / 1024 ^ 3)
 end
 
-local function table_out(rows, header)
+-- paint(r, c, text): the padded cell of row r (0: the header), column c,
+-- as written (colour codes go around the padding, so columns line up).
+local function table_out(rows, header, paint)
   local widths = {}
   for _, row in ipairs({ header, unpack(rows) }) do
     for c, cell in ipairs(row) do widths[c] = math.max(widths[c] or 0, #tostring(cell)) end
   end
   local out = {}
-  for _, row in ipairs({ header, unpack(rows) }) do
+  for r, row in ipairs({ header, unpack(rows) }) do
     local cells = {}
-    for c, cell in ipairs(row) do cells[c] = string.format("%-" .. widths[c] .. "s", tostring(cell)) end
+    for c, cell in ipairs(row) do
+      local text = tostring(cell)
+      local pad = c < #row and string.rep(" ", widths[c] - #text) or ""
+      cells[c] = (paint and paint(r - 1, c, text) or text) .. pad
+    end
     out[#out + 1] = table.concat(cells, "  "):gsub("%s+$", "")
   end
   io.stdout:write(table.concat(out, "\n"), "\n")
 end
 
--- The process table (list, and the replies of start, stop, restart...).
-function M.procs(procs)
+-- A status's colour on a terminal (ANSI SGR): running green, on its way
+-- yellow, failed red, stopped dim.
+M.STATUS_COLOUR = { online = "32", launching = "33", stopping = "33", ["waiting restart"] = "33",
+  blocked = "35", errored = "1;31", stopped = "2" }
+
+-- Whether stdout gets colours: a terminal, and NO_COLOR unset or empty.
+function M.colour()
+  return require("orch.colour").enabled(1)
+end
+
+-- The process table (list, and the replies of start, stop, restart...),
+-- in id order, the status coloured on a terminal (colour: true/false to
+-- decide, else M.colour()).
+function M.procs(procs, colour)
   if #procs == 0 then
     io.stdout:write("no processes\n")
     return
   end
+  local sorted = {}
+  for i, p in ipairs(procs) do sorted[i] = p end
+  table.sort(sorted, function(a, b) return a.id < b.id end)
   local rows = {}
-  for _, p in ipairs(procs) do
-    rows[#rows + 1] = { p.id, p.name, p.mode, p.pid == client.null and "-" or p.pid, p.status,
+  for _, p in ipairs(sorted) do
+    rows[#rows + 1] = { p.id, p.name, p.mode, p.pid == NULL and "-" or p.pid, p.status,
       p.restarts, p.status == "online" and M.duration(p.uptime_ms) or "-", string.format("%.1f%%", p.cpu),
       M.bytes(p.memory) }
   end
-  table_out(rows, { "id", "name", "mode", "pid", "status", "restarts", "uptime", "cpu", "memory" })
+  if colour == nil then colour = M.colour() end
+  local paint = colour and function(r, c, text)
+    local code = r > 0 and c == 5 and M.STATUS_COLOUR[text]
+    return code and ("\27[" .. code .. "m" .. text .. "\27[0m") or text
+  end
+  table_out(rows, { "id", "name", "mode", "pid", "status", "restarts", "uptime", "cpu", "memory" }, paint)
+end
+
+-- A span of time for a reader: "850 ms", "1.6 s", "2m 05s", "3h 10m", "2d 4h".
+function M.span(ms)
+  ms = math.floor(tonumber(ms) or 0)
+  if ms < 1000 then return ms .. " ms" end
+  if ms < 60000 then return (string.format("%.1f", ms / 1000):gsub("%.0$", "")) .. " s" end
+  local s = math.floor(ms / 1000)
+  if s < 3600 then return string.format("%dm %02ds", math.floor(s / 60), s % 60) end
+  if s < 86400 then return string.format("%dh %02dm", math.floor(s / 3600), math.floor(s / 60) % 60) end
+  return string.format("%dd %dh", math.floor(s / 86400), math.floor(s / 3600) % 24)
+end
+
+-- A word as a shell would read it back: quoted when it holds anything but
+-- plain characters.
+function M.shell_word(w)
+  w = tostring(w)
+  if w ~= "" and not w:find("[^%w%-_./:=@%%+,]") then return w end
+  return "'" .. w:gsub("'", "'\\''") .. "'"
+end
+
+function M.command_line(argv)
+  local words = {}
+  for i, w in ipairs(argv) do words[i] = M.shell_word(w) end
+  return table.concat(words, " ")
+end
+
+local function clock(ms)
+  return os.date("%Y-%m-%d %H:%M:%S", math.floor(ms / 1000)) .. string.format(".%03d", ms % 1000)
 end
 
 -- One line per transition, oldest first: when, event, from -> to, detail.
-local function transitions_out(list)
+local function transitions_out(list, indent)
   local lines = {}
   for i, t in ipairs(list) do
-    local detail = t.detail ~= client.null and t.detail ~= nil and ("  (" .. t.detail .. ")") or ""
-    lines[i] = string.format("%s.%03d  %s: %s -> %s%s", os.date("%Y-%m-%d %H:%M:%S", math.floor(t.at / 1000)),
-      t.at % 1000, t.event, t.from, t.to, detail)
+    local detail = t.detail ~= NULL and t.detail ~= nil and ("  (" .. t.detail .. ")") or ""
+    lines[i] = string.format("%s  %s: %s -> %s%s", clock(t.at), t.event, t.from, t.to, detail)
   end
-  return table.concat(lines, "\n" .. string.rep(" ", 19))
+  return table.concat(lines, "\n" .. string.rep(" ", indent))
 end
 
-function M.describe(procs)
-  local keys = { "id", "name", "instance", "status", "pid", "restarts", "unstable_restarts", "uptime_ms", "cpu",
-    "memory", "mode", "source", "script", "args", "exec", "interpreter", "cwd", "instances", "balance", "listen",
-    "cluster", "out_log", "err_log",
-    "log_problems", "log_stats", "started_at", "last_exit", "reason", "autorestart", "max_restarts", "min_uptime", "kill_signal", "kill_timeout", "health",
-    "last_user_error", "transitions" }
-  for i, p in ipairs(procs) do
-    if i > 1 then io.stdout:write("\n") end
-    for _, k in ipairs(keys) do
-      local v = p[k]
-      if v == client.null or v == nil then v = "-"
-      elseif k == "last_user_error" then
-        v = string.format("%s failed at %s: %s", v.what, os.date("%Y-%m-%d %H:%M:%S", v.time), v.message)
-      elseif k == "transitions" then
-        v = transitions_out(v)
-      elseif type(v) == "table" then v = require("cjson").encode(v)
-      elseif k == "started_at" then v = os.date("%Y-%m-%d %H:%M:%S", v)
-      elseif k == "memory" then v = M.bytes(v) end
-      io.stdout:write(string.format("%-18s %s\n", k, tostring(v)))
+local function given(v)
+  return v ~= nil and v ~= NULL
+end
+
+-- Why the process last restarted, from its transitions (the last 10) and
+-- the cause a trigger left: "2026-... after exit code 3 (automatic, in 400 ms)".
+function M.last_restart(p)
+  local list = given(p.transitions) and p.transitions or {}
+  local cause = given(p.restart_cause) and p.restart_cause or nil
+  for i = #list, 1, -1 do
+    local t = list[i]
+    if t.event == "policy_restart" then
+      local exit = list[i - 1]
+      local what = exit and exit.event == "exit" and given(exit.detail) and exit.detail or "exited"
+      return string.format("%s  after %s (automatic%s)", clock(t.at), what,
+        given(t.detail) and (", " .. t.detail) or "")
+    elseif t.event == "restart" then
+      -- a trigger fires its restart at once: a cause within a second is this one's
+      local why = cause and math.abs(t.at - cause.at) < 1000 and cause.why
+        or "requested (orch restart, a reload or the Lua API)"
+      return string.format("%s  %s", clock(t.at), why)
     end
   end
+  if cause then return string.format("%s  %s", clock(cause.at), cause.why) end
+  return nil
+end
+
+local function last_exit(e)
+  local how = given(e.signal) and ("killed by " .. e.signal) or given(e.code) and ("exit code " .. e.code) or "ended"
+  return how .. (given(e.uptime_ms) and (" after " .. M.span(e.uptime_ms)) or "")
+end
+
+local function health(h)
+  local parts = { h.status }
+  if given(h.failures) and h.failures > 0 then parts[#parts + 1] = h.failures .. " failed in a row" end
+  if given(h.check) then parts[#parts + 1] = h.check end
+  if given(h.last) then parts[#parts + 1] = "last: " .. h.last end
+  return table.concat(parts, "; ")
+end
+
+local function log_line(path, stats)
+  for _, s in ipairs(given(stats) and stats or {}) do
+    if s.path == path then
+      local extra = {}
+      extra[#extra + 1] = M.bytes(s.size)
+      if s.rotations > 0 then extra[#extra + 1] = s.rotations .. " rotation(s)" end
+      if s.dropped > 0 then extra[#extra + 1] = M.bytes(s.dropped) .. " dropped" end
+      return path .. " (" .. table.concat(extra, ", ") .. ")"
+    end
+  end
+  return path
+end
+
+local WIDTH = 19 -- the label column
+
+-- orch describe's page for each process; env: with its environment.
+function M.describe(procs, env)
+  local out = {}
+  local function line(label, value)
+    if not given(value) or value == "" then value = "-" end
+    out[#out + 1] = string.format("  %-" .. (WIDTH - 2) .. "s %s", label, tostring(value))
+  end
+  for i, p in ipairs(procs) do
+    if i > 1 then out[#out + 1] = "" end
+    out[#out + 1] = string.format("%s:%s (id %s)", p.name, tostring(p.instance), tostring(p.id))
+    line("status", p.status .. (given(p.reason) and ("  (" .. p.reason .. ")") or ""))
+    line("pid", p.pid)
+    line("uptime", p.status == "online" and M.span(p.uptime_ms) or nil)
+    line("started at", given(p.started_at) and os.date("%Y-%m-%d %H:%M:%S", p.started_at) or nil)
+    line("restarts", p.restarts .. (given(p.unstable_restarts) and p.unstable_restarts > 0
+      and string.format(" (%d unstable in a row)", p.unstable_restarts) or ""))
+    line("last restart", M.last_restart(p))
+    line("last exit", given(p.last_exit) and last_exit(p.last_exit) or nil)
+    line("cpu", string.format("%.1f%%", p.cpu or 0))
+    line("memory", M.bytes(p.memory))
+    line("mode", string.format("%s, %s instance(s)", tostring(p.mode), tostring(p.instances)))
+    local o = given(p.options) and p.options or {}
+    line("namespace", o.namespace)
+    line("source", p.source)
+    line("script", p.script)
+    line("args", given(p.args) and M.command_line(p.args) or nil)
+    line("command", given(p.exec) and M.command_line(p.exec) or nil)
+    line("interpreter", p.interpreter)
+    line("cwd", p.cwd)
+    line("out log", given(p.out_log) and log_line(p.out_log, p.log_stats) or nil)
+    line("err log", given(p.err_log) and log_line(p.err_log, p.log_stats) or nil)
+    line("log problems", p.log_problems)
+    line("autorestart", p.autorestart and string.format("yes: errored after %d unstable restarts (up less than %s)",
+      p.max_restarts, M.span(p.min_uptime)) or "no")
+    line("stop", string.format("%s, SIGKILL after %s", tostring(p.kill_signal), M.span(p.kill_timeout)))
+    line("health", given(p.health) and health(p.health) or nil)
+    if given(p.listen) and #p.listen > 0 then
+      line("listen", table.concat(p.listen, ", ") .. (given(p.balance) and ("  (balance " .. p.balance .. ")") or ""))
+    end
+    if given(p.last_user_error) then
+      local ue = p.last_user_error
+      line("last user error", string.format("%s failed at %s: %s", ue.what, os.date("%Y-%m-%d %H:%M:%S", ue.time),
+        ue.message))
+    end
+    line("transitions", given(p.transitions) and transitions_out(p.transitions, WIDTH + 1) or nil)
+    if env then
+      local names = {}
+      for k in pairs(given(p.env) and p.env or {}) do names[#names + 1] = k end
+      table.sort(names)
+      local lines = {}
+      for j, k in ipairs(names) do lines[j] = k .. "=" .. M.shell_word(p.env[k]) end
+      line("environment", table.concat(lines, "\n" .. string.rep(" ", WIDTH + 1)))
+    else
+      line("environment", "orch describe " .. M.shell_word(p.name) .. " --env-vars shows it")
+    end
+  end
+  io.stdout:write(table.concat(out, "\n"), "\n")
 end
 
 return M

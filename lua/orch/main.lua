@@ -45,6 +45,17 @@ local function usage(out)
   for _, e in ipairs(environment) do out:write(string.format("  %-44s %s\n", e[1], e[2])) end
 end
 
+-- "orch: unknown verb 'strat' (did you mean 'start'?)" and the usage
+-- line, to stderr: short, so the hint stays on screen.
+local function unknown_verb(who, verb)
+  local names = order()
+  for alias in pairs(require("orch.cli").aliases) do names[#names + 1] = alias end
+  local hint = require("orch.util").did_you_mean(verb, names)
+  io.stderr:write(string.format("%s: unknown verb '%s'%s\nusage: orch <verb> [args] (orch help lists the verbs)\n",
+    who, verb, hint and string.format(" (did you mean '%s'?)", hint) or ""))
+  return 2
+end
+
 local function help(args)
   local name = args[1]
   if not name then usage(io.stdout) return 0 end
@@ -52,12 +63,11 @@ local function help(args)
   if not v then
     local text = require("orch.cli").help(name)
     if text then io.stdout:write(text) return 0 end
-    io.stderr:write(string.format("orch help: unknown verb '%s'\n", name))
-    return 2
+    return unknown_verb("orch help", name)
   end
   if v.module then
     local mod = require(v.module)
-    if mod.help then io.stdout:write(mod.help) return 0 end
+    if mod.help then io.stdout:write(mod.help, mod.help:sub(-1) == "\n" and "" or "\n") return 0 end
   end
   io.stdout:write(string.format("usage: orch %s\n\n%s\n", v.usage or name, v.summary))
   return 0
@@ -79,15 +89,20 @@ function M.main(argv)
   if verb == "help" then return help(args) end
   local v = verbs[verb]
   local cli = require("orch.cli")
-  if not v and (cli.verbs[verb] or cli.aliases[verb]) then return cli.main(verb, args) end
-  if not v then
-    local names = order()
-    local hint = require("orch.util").did_you_mean(verb, names)
-    io.stderr:write(string.format("orch: unknown verb '%s'%s\n", verb,
-      hint and string.format(" (did you mean '%s'?)", hint) or ""))
-    usage(io.stderr)
-    return 2
+  local known = v or cli.verbs[verb] or cli.aliases[verb]
+  if not known then
+    if cli.wants_json(args) then
+      return cli.fail(verb, true, 2, string.format("unknown verb '%s'", verb), "EUSAGE")
+    end
+    return unknown_verb("orch", verb)
   end
+  -- orch VERB --help (or -h), anywhere before a "--" that ends the options
+  -- (orch lua FILE's arguments are the script's: only before FILE)
+  for i, a in ipairs(args) do
+    if a == "--" or (verb == "lua" and i > 1) then break end
+    if a == "--help" or a == "-h" then return help({ verb }) end
+  end
+  if not v then return cli.main(verb, args) end
   return require(v.module).main(args, argv[0])
 end
 

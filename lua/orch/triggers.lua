@@ -26,11 +26,18 @@ function M.new(opts)
   return setmetatable({ opts = opts, log = opts.log, apps = {} }, Triggers)
 end
 
+-- Keeps why p is restarted, and when (Unix ms), for `orch describe`.
+local function cause(p, why)
+  local sec, usec = uv.gettimeofday()
+  p.restart_cause = { why = why, at = sec * 1000 + math.floor(usec / 1000) }
+end
+
 -- Restarts the running processes of an app, saying why.
 function Triggers:_restart(name, why)
   for _, p in ipairs(self.opts.procs_of(name)) do
     if p.status == "online" or p.status == "launching" then
       self.log("info", string.format("%s:%d: %s, restarting", p.name, p.instance, why))
+      cause(p, why)
       self.opts.restart(p)
     end
   end
@@ -49,8 +56,9 @@ function Triggers:_memory_check()
       if p.status == "online" and p.pid then
         local _, rss = self.opts.stats(p)
         if rss > limit then
-          self.log("info", string.format("%s:%d: memory %d bytes over max_memory_restart %d, restarting",
-            p.name, p.instance, rss, limit))
+          local why = string.format("memory %d bytes over max_memory_restart %d", rss, limit)
+          self.log("info", string.format("%s:%d: %s, restarting", p.name, p.instance, why))
+          cause(p, why)
           self.opts.restart(p)
         end
       end

@@ -88,6 +88,8 @@ function M.describe(p, ctx)
   v.last_exit = p.last_exit or cjson.null
   v.reason = p.reason or cjson.null
   v.transitions = ctx.sup:transitions(p) or cjson.null
+  -- the last restart a trigger (watch, cron_restart, max_memory_restart) asked for: { why, at }
+  v.restart_cause = p.restart_cause or cjson.null
   local ue = p.last_user_error
   v.last_user_error = ue and { what = ue.what, message = ue.message, time = ue.time } or cjson.null
   v.autorestart, v.max_restarts, v.min_uptime = app.autorestart, app.max_restarts, app.min_uptime

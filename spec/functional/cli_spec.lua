@@ -128,3 +128,131 @@ describe("orch start's flags", function()
     end
   end)
 end)
+
+describe("orch's help and output", function()
+  local dir, home
+  H.each_test(function(d, h) dir, home = d, h end)
+  local cjson = require("cjson")
+
+  local function orch(args, env)
+    return H.orch_sync(args, { home = home, cwd = dir, env = env })
+  end
+
+  local function lines(s)
+    local n = 0
+    for _ in s:gmatch("[^\n]*\n") do n = n + 1 end
+    return n
+  end
+
+  it("answers a typo'd verb with its did-you-mean and the usage line, not the whole help", function()
+    local code, out, err = orch({ "strat", "app.js" })
+    assert.are.equal(2, code)
+    assert.are.equal("", out)
+    assert.are.equal("orch: unknown verb 'strat' (did you mean 'start'?)\n"
+      .. "usage: orch <verb> [args] (orch help lists the verbs)\n", err)
+    code, out, err = orch({ "help", "strat" })
+    assert.are.equal(2, code)
+    assert.are.equal("", out)
+    assert.matches("^orch help: unknown verb 'strat' %(did you mean 'start'%?%)\n", err)
+    assert.are.equal(2, lines(err))
+    -- an alias is a verb too
+    local _, _, aerr = orch({ "lsit" })
+    assert.matches("did you mean 'list'%?", aerr)
+  end)
+
+  it("prints a verb's help for orch VERB --help or -h, without starting a daemon", function()
+    local code, out = orch({ "stop", "--help" })
+    assert.are.equal(0, code)
+    assert.matches("^usage: orch stop <name|id|all> %[%-%-json%]\n\nstop processes", out)
+    code, out = orch({ "start", "app.js", "-h" })
+    assert.are.equal(0, code)
+    assert.truthy(out:find("--max-memory-restart X", 1, true), out)
+    code, out = orch({ "run", "--help" })
+    assert.are.equal(0, code)
+    assert.matches("^usage: orch run FILE", out)
+    assert.is_nil(io.open(home .. "/orch.sock"))
+    -- after "--", --help is the app's argument
+    code = orch({ "start", "sleep", "--name", "s", "--", "--help" })
+    assert.are.equal(0, code)
+    assert.are.same({ "--help" }, H.json(home, { "describe", "s" })[1].args)
+  end)
+
+  it("answers errors in JSON on stdout with --json, keeping the exit status", function()
+    local code, out, err = orch({ "stop", "nope", "--json" })
+    assert.are.equal(1, code)
+    assert.are.equal("", err)
+    assert.are.same({ error = "no app named 'nope'", code = "ENOTFOUND" }, cjson.decode(out))
+    code, out, err = orch({ "stop", "--json" })
+    assert.are.equal(2, code)
+    assert.are.equal("", err)
+    assert.are.same({ error = "missing argument <name|id|all>", code = "EUSAGE" }, cjson.decode(out))
+    code, out = orch({ "start", "sleep", "--max-memory-restart", "10X", "--json" })
+    assert.are.equal(2, code)
+    assert.matches("^%-%-max%-memory%-restart 10X: option 'max_memory_restart'", cjson.decode(out).error)
+    code, out = orch({ "strat", "--json" })
+    assert.are.equal(2, code)
+    assert.are.same({ error = "unknown verb 'strat'", code = "EUSAGE" }, cjson.decode(out))
+  end)
+
+  it("describes a process as a readable page: command lines, human units, why it restarted", function()
+    local code, _, err = orch({ "start", "sh", "--name", "crash", "--min-uptime", "90s", "--kill-timeout", "2500",
+      "--", "-c", "sleep 0.3; exit 3", "it's a/b" }, { GREETING = "hello there" })
+    assert.are.equal(0, code, err)
+    H.wait_until(function() return H.json(home, { "describe", "crash" })[1].restarts >= 1 end, 20000, "a restart")
+    local out
+    code, out = orch({ "describe", "crash" })
+    assert.are.equal(0, code)
+    assert.is_nil(out:find("\\/", 1, true), out)
+    assert.matches("\n  args%s+%-c 'sleep 0%.3; exit 3' 'it'\\''s a/b'\n", out)
+    assert.matches("\n  command%s+sh %-c 'sleep 0%.3; exit 3' 'it'\\''s a/b'\n", out)
+    assert.matches("\n  last restart%s+[%d%- :.]+  after exit code 3 %(automatic", out)
+    assert.matches("\n  last exit%s+exit code 3 after [%d.]+ m?s\n", out)
+    assert.matches("up less than 1m 30s", out)
+    assert.matches("\n  stop%s+SIGINT, SIGKILL after 2%.5 s\n", out)
+    assert.matches("\n  memory%s+[%d.]+[kmg]?b\n", out)
+    assert.matches("\n  out log%s+/%S+crash%-out%.log %([%d.]+[kmg]?b%)\n", out)
+    -- the environment only on request
+    assert.is_nil(out:find("GREETING", 1, true))
+    code, out = orch({ "describe", "crash", "--env-vars" })
+    assert.are.equal(0, code)
+    assert.matches("%sGREETING='hello there'\n", out)
+  end)
+
+  it("says which trigger restarted a process", function()
+    local code, _, err = orch({ "start", "sleep", "--name", "w", "--watch=" .. dir, "--watch-delay", "100ms",
+      "--", "1000" })
+    assert.are.equal(0, code, err)
+    H.wait_until(function() return H.json(home, { "describe", "w" })[1].status == "online" end, 20000, "online")
+    H.write(dir .. "/changed.txt", "x")
+    H.wait_until(function() return H.json(home, { "describe", "w" })[1].restarts >= 1 end, 20000, "a restart")
+    local out
+    code, out = orch({ "describe", "w" })
+    assert.are.equal(0, code)
+    assert.matches("\n  last restart%s+[%d%- :.]+  a watched file changed %([^\n]*changed%.txt%)\n", out)
+  end)
+
+  local function pty(args, env, expect)
+    local full = { ORCH_HOME = home, PATH = os.getenv("PATH"), HOME = os.getenv("HOME") or "/", TERM = "xterm" }
+    if os.getenv("ORCH_LUA_DIR") then full.ORCH_LUA_DIR = os.getenv("ORCH_LUA_DIR") end
+    for k, v in pairs(env or {}) do full[k] = v end
+    local argv = { H.bin }
+    for _, a in ipairs(args) do argv[#argv + 1] = a end
+    local script = H.write(dir .. "/pty.json", cjson.encode({ argv = argv, env = full, cols = 120, rows = 24,
+      timeout_ms = 20000, steps = { { "expect", expect }, { "exit" } } }))
+    local out = H.sh(string.format("python3 '%s/spec/fixtures/pty_drive.py' '%s'", H.root, script))
+    local ok, report = pcall(cjson.decode, out)
+    assert(ok and type(report) == "table" and report.ok, "pty_drive.py said: " .. out)
+    return report.raw
+  end
+
+  it("colours list's statuses on a terminal only, and not with NO_COLOR", function()
+    H.need("python3")
+    assert.are.equal(0, (orch({ "start", "sleep", "--name", "up", "--", "1000" })))
+    local raw = pty({ "list" }, {}, "up")
+    assert.truthy(raw:find("\27[32monline\27[0m", 1, true), raw)
+    raw = pty({ "list" }, { NO_COLOR = "1" }, "up")
+    assert.is_nil(raw:find("\27[", 1, true), raw)
+    local _, out = orch({ "list" })
+    assert.is_nil(out:find("\27", 1, true), out)
+  end)
+end)

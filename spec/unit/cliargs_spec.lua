@@ -123,3 +123,51 @@ describe("docs/cli.md", function()
       "docs/cli.md differs from the flags: run tools/clidoc --write docs/cli.md")
   end)
 end)
+
+describe("orch.cliout", function()
+  local cliout = require("orch.cliout")
+
+  -- What f writes to io.stdout.
+  local function captured(f)
+    local real, text = io.stdout, {}
+    -- luacheck: push ignore 122 (io.stdout is replaced for the call)
+    io.stdout = { write = function(_, ...) for _, s in ipairs({ ... }) do text[#text + 1] = tostring(s) end end }
+    local ok, err = pcall(f)
+    io.stdout = real
+    -- luacheck: pop
+    assert(ok, err)
+    return table.concat(text)
+  end
+
+  local function proc(id, name, status)
+    return { id = id, name = name, mode = "fork", pid = 100 + id, status = status, restarts = 0, uptime_ms = 0,
+      cpu = 0, memory = 0 }
+  end
+
+  it("lists processes in id order, whatever order the reply has", function()
+    local text = captured(function()
+      cliout.procs({ proc(2, "c", "online"), proc(0, "a", "stopped"), proc(1, "b", "errored") }, false)
+    end)
+    local ids = {}
+    for id in text:gmatch("\n(%d+) ") do ids[#ids + 1] = tonumber(id) end
+    assert.are.same({ 0, 1, 2 }, ids)
+  end)
+
+  it("colours the status alone, keeping the columns lined up", function()
+    local text = captured(function() cliout.procs({ proc(0, "a", "online"), proc(1, "b", "errored") }, true) end)
+    assert.truthy(text:find("\27[32monline\27[0m   ", 1, true), text)
+    assert.truthy(text:find("\27[1;31merrored\27[0m  ", 1, true), text)
+    local plain = captured(function() cliout.procs({ proc(0, "a", "online"), proc(1, "b", "errored") }, false) end)
+    assert.are.equal(plain, (text:gsub("\27%[[%d;]*m", "")))
+  end)
+
+  it("writes spans of time and command lines for a reader", function()
+    assert.are.equal("850 ms", cliout.span(850))
+    assert.are.equal("1.6 s", cliout.span(1600))
+    assert.are.equal("2 s", cliout.span(2000))
+    assert.are.equal("2m 05s", cliout.span(125000))
+    assert.are.equal("3h 10m", cliout.span((3 * 3600 + 600) * 1000))
+    assert.are.equal("2d 4h", cliout.span((2 * 86400 + 4 * 3600) * 1000))
+    assert.are.equal("node --port=80 'a b' 'it'\\''s' ''", cliout.command_line({ "node", "--port=80", "a b", "it's", "" }))
+  end)
+end)
