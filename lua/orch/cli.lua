@@ -37,15 +37,12 @@ function M.wants_json(argv)
 end
 
 -- Reports a failure and returns status: "orch VERB: message" (and the
--- usage line, if given) on stderr; with --json, {"error": message, "code":
--- code} on stdout instead, nothing on stderr (code: the daemon's, e.g.
--- "ENOENT", the client's, or "EUSAGE" for a usage error).
+-- usage line, if given) on stderr; with --json, also {"error": message,
+-- "code": code} on stdout, what a script reads (code: the daemon's, e.g.
+-- "ENOTFOUND", the client's, or "EUSAGE" for a usage error).
 function M.fail(verb, json, status, message, code, usage)
-  if json then
-    out.json({ error = message, code = code or (status == 2 and "EUSAGE") or "EFAIL" })
-  else
-    io.stderr:write(string.format("orch %s: %s%s\n", verb, message, usage and ("\n" .. usage) or ""))
-  end
+  if json then out.json({ error = message, code = code or (status == 2 and "EUSAGE") or "EFAIL" }) end
+  io.stderr:write(string.format("orch %s: %s%s\n", verb, message, usage and ("\n" .. usage) or ""))
   return status
 end
 

@@ -91,9 +91,7 @@ function M.main(argv)
   local cli = require("orch.cli")
   local known = v or cli.verbs[verb] or cli.aliases[verb]
   if not known then
-    if cli.wants_json(args) then
-      return cli.fail(verb, true, 2, string.format("unknown verb '%s'", verb), "EUSAGE")
-    end
+    if cli.wants_json(args) then require("orch.cliout").json({ error = "unknown verb '" .. verb .. "'", code = "EUSAGE" }) end
     return unknown_verb("orch", verb)
   end
   -- orch VERB --help (or -h), anywhere before a "--" that ends the options
