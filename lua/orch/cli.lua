@@ -26,25 +26,7 @@ for _, name in ipairs(MODULES) do
   for alias, verb in pairs(list.aliases or {}) do M.aliases[alias] = verb end
 end
 
--- Whether argv asks for JSON (--json before a "--"), for errors found
--- before or without a parsed command line.
-function M.wants_json(argv)
-  for _, a in ipairs(argv) do
-    if a == "--" then return false end
-    if a == "--json" then return true end
-  end
-  return false
-end
-
--- Reports a failure and returns status: "orch VERB: message" (and the
--- usage line, if given) on stderr; with --json, also {"error": message,
--- "code": code} on stdout, what a script reads (code: the daemon's, e.g.
--- "ENOTFOUND", the client's, or "EUSAGE" for a usage error).
-function M.fail(verb, json, status, message, code, usage)
-  if json then out.json({ error = message, code = code or (status == 2 and "EUSAGE") or "EFAIL" }) end
-  io.stderr:write(string.format("orch %s: %s%s\n", verb, message, usage and ("\n" .. usage) or ""))
-  return status
-end
+M.wants_json, M.fail = out.wants_json, out.fail
 
 local function run_verb(verb, spec, p)
   if spec.run then return spec.run(p) end

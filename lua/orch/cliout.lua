@@ -12,6 +12,27 @@ function M.json(v)
   io.stdout:write(text, "\n")
 end
 
+-- Whether argv asks for JSON (--json before a "--"), for errors found
+-- before or without a parsed command line.
+function M.wants_json(argv)
+  for _, a in ipairs(argv) do
+    if a == "--" then return false end
+    if a == "--json" then return true end
+  end
+  return false
+end
+
+-- Reports a failure of verb and returns status: "orch VERB: message" (and
+-- the usage line, if given) on stderr; with --json (json true), also
+-- {"error": message, "code": code} on stdout, what a script reads (code:
+-- the daemon's, e.g. "ENOTFOUND", the client's, or "EUSAGE" for a usage
+-- error).
+function M.fail(verb, json, status, message, code, usage)
+  if json then M.json({ error = message, code = code or (status == 2 and "EUSAGE") or "EFAIL" }) end
+  io.stderr:write(string.format("orch %s: %s%s\n", verb, message, usage and ("\n" .. usage) or ""))
+  return status
+end
+
 function M.duration(ms)
   local s = math.floor((ms or 0) / 1000)
   if s < 60 then return s .. "s" end

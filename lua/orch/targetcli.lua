@@ -65,8 +65,7 @@ end
 -- JSON list of them); returns the exit status.
 function M.run(verb, p, opts)
   if p.opts.env and verb ~= "restart" and verb ~= "reload" then
-    err("orch %s: --env applies to restart and reload of an ecosystem file", verb)
-    return 2
+    return out.fail(verb, p.opts.json, 2, "--env applies to restart and reload of an ecosystem file")
   end
   local cwd = util.getcwd()
   local files = 0
@@ -75,20 +74,15 @@ function M.run(verb, p, opts)
   end
   if p.opts.env and files == 0 then
     -- PM2 refuses it too: without the file there is no env_NAME to apply
-    err("orch %s: --env NAME needs the ecosystem file as the target (orch %s ecosystem.config.js --env NAME)",
-      verb, verb)
-    return 2
+    return out.fail(verb, p.opts.json, 2, string.format(
+      "--env NAME needs the ecosystem file as the target (orch %s ecosystem.config.js --env NAME)", verb))
   end
   if p.opts.only and files == 0 then
-    err("orch %s: --only applies to an ecosystem file", verb)
-    return 2
+    return out.fail(verb, p.opts.json, 2, "--only applies to an ecosystem file")
   end
-  local c, cerr = client.connect(true)
-  if not c then
-    err("orch %s: %s", verb, cerr)
-    return 1
-  end
-  local acted, at, failure = {}, {}, nil
+  local c, cerr, ccode = client.connect(true)
+  if not c then return out.fail(verb, p.opts.json, 1, cerr, ccode) end
+  local acted, at, failure, code = {}, {}, nil, nil
   -- a process named by two targets shows once, as the last one left it
   local function add(v)
     if not at[v.id] then
@@ -105,7 +99,7 @@ function M.run(verb, p, opts)
       local args = opts.args and opts.args(p) or {}
       args.target, args.cwd = t, cwd
       local result, rerr = client.request(c, verb, args)
-      procs, why = result, rerr and rerr.message
+      procs, why, code = result, rerr and rerr.message, rerr and rerr.code
     end
     if not procs then
       failure = why
@@ -114,13 +108,13 @@ function M.run(verb, p, opts)
     for _, v in ipairs(procs) do add(v) end
   end
   c:close()
-  if failure then err("orch %s: %s", verb, failure) end
-  if p.opts.json then
-    if not failure then out.json(acted) end
-  elseif #acted > 0 or not failure then
-    out.procs(acted)
+  if failure then
+    -- what was done before the failure is shown, then the failure
+    if not p.opts.json and #acted > 0 then out.procs(acted) end
+    return out.fail(verb, p.opts.json, 1, failure, code)
   end
-  return failure and 1 or 0
+  if p.opts.json then out.json(acted) else out.procs(acted) end
+  return 0
 end
 
 return M
