@@ -203,7 +203,9 @@ function M.log_paths(app, instance, logs_dir)
   local safe = app.name:gsub("[^%w_.-]", "_")
   local out = app.out_file or (logs_dir .. "/" .. safe .. "-out.log")
   local err = app.error_file or (logs_dir .. "/" .. safe .. "-error.log")
-  local combined = app.log_file and not app.disable_logs and per_instance(app.log_file) or nil
+  -- log_file = true: PM2's default combined file, NAME.log
+  local log_file = app.log_file == true and (logs_dir .. "/" .. safe .. ".log") or app.log_file
+  local combined = log_file and not app.disable_logs and per_instance(log_file) or nil
   return per_instance(out), per_instance(err), combined
 end
 

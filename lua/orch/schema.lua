@@ -113,7 +113,7 @@ option("out_file", { type = "string", default_doc = "orch's log directory",
 option("error_file", { type = "string", default_doc = "orch's log directory",
   doc = "File for stderr; relative to cwd. \"NULL\" or /dev/null: discarded. Missing directories are made." })
 option("log_file", { type = "string", default_doc = "none",
-  doc = "File receiving both stdout and stderr; relative to cwd." })
+  doc = "File receiving both stdout and stderr; relative to cwd. true: NAME.log in orch's log directory (PM2's default)." })
 option("merge_logs", { type = "boolean", default = false,
   doc = "All instances of the app write the same log files instead of one per instance." })
 option("log_date_format", { type = "string", default_doc = "none",

@@ -317,9 +317,7 @@ end
 
 function CHECK.log_file(v, ctx)
   if v == false then return nil end
-  if v == true then
-    return nil, "expected a file path (non-empty string), got boolean true (orch has no default combined log file)"
-  end
+  if v == true then return true end -- PM2's default combined file (launch.log_paths)
   return check_log_path(v, ctx)
 end
 

@@ -126,6 +126,20 @@ describe("log paths as PM2 takes them", function()
     end
   end)
 
+  it("writes log_file = true to NAME.log in orch's logs directory (PM2's default combined file)", function()
+    H.started(dir, home, [[
+      { name = "app", script = "sh", args = { "-c", "echo hello; sleep 0.2; echo oops >&2; exec sleep 1000" },
+        log_file = true },
+      { name = "two", script = "sh", args = { "-c", "echo two; exec sleep 1000" }, log_file = true, instances = 2 },
+    ]])
+    H.wait_until(function() return H.read(home .. "/logs/app.log") == "hello\noops\n" end, 10000,
+      function() return "app.log: " .. tostring(H.read(home .. "/logs/app.log")) end)
+    H.wait_until(function()
+      return H.read(home .. "/logs/two-0.log") == "two\n" and H.read(home .. "/logs/two-1.log") == "two\n"
+    end, 10000, "two's combined logs, one per instance")
+    assert.are.equal("hello\n", H.read(home .. "/logs/app-out.log"))
+  end)
+
   it("creates the missing directories of out_file, error_file and log_file (0750)", function()
     local deep = dir .. "/deep/er/logs"
     local _, code, err = H.start_apps(dir, home, string.format([[

@@ -132,6 +132,7 @@ describe("orch.ecosystem", function()
       { 'error_file = "/var/log/web.err"', { error_file = "/var/log/web.err" } },
       { 'log_file = "all.log"', { log_file = "$TMP/all.log" } },
       { "log_file = false", {} },
+      { "log_file = true", { log_file = true } }, -- PM2's default combined file, NAME.log
       { 'output = "o.log"', { out_file = "$TMP/o.log" } },
       { 'err_file = "e.log"', { error_file = "$TMP/e.log" } },
       { "merge_logs = true", { merge_logs = true } },
@@ -247,7 +248,6 @@ describe("orch.ecosystem", function()
       { 'shutdown_with_message = "true"', "shutdown_with_message", 'expected a boolean, got string "true"' },
       { "out_file = false", "out_file", "expected a file path (non-empty string), got boolean false" },
       { 'error_file = ""', "error_file", 'expected a file path (non-empty string), got string ""' },
-      { "log_file = true", "log_file", "expected a file path (non-empty string), got boolean true (orch has no default combined log file)" },
       { "out = 1", "out", "expected a file path (non-empty string), got number 1" },
       { "merge_logs = 0", "merge_logs", "expected a boolean, got number 0" },
       { "combine_logs = 0", "combine_logs", "expected a boolean, got number 0" },
