@@ -51,6 +51,13 @@ local function start_request(p)
   local tgt, o = p.positional[1], p.opts
   local known
   local cwd = util.getcwd()
+  if not tgt then
+    -- PM2's default: the ecosystem.config.js of this directory
+    tgt = "ecosystem.config.js"
+    if not file_exists(util.abspath(tgt, cwd)) then
+      return nil, string.format("no ecosystem.config.js in %s: give a script or a config file", cwd), nil, 1
+    end
+  end
   local given = cliflags.given(o)
   if is_ecosystem(tgt) then
     local f = given[1]
@@ -122,7 +129,7 @@ local function show_procs(result)
 end
 
 local verbs = {
-  { name = "start", args = "<script|ecosystem file|name|id>... [-- args...]", min = 1, max = math.huge, rest = true,
+  { name = "start", args = "[script|ecosystem file|name|id]... [-- args...]", min = 0, max = math.huge, rest = true,
     summary = "start scripts, the apps of ecosystem files, or stopped apps (several: one after the other)",
     each = function(p)
       if p.opts.name then return "--name names one app: give one script with it" end

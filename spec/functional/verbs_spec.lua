@@ -200,10 +200,19 @@ describe("PM2 verbs", function()
     H.write(dir .. "/app.js", "setInterval(() => {}, 1000)\n")
     code, _, err = orch({ "start", "ecosystem.lua" })
     assert.are.equal(0, code, err)
-    -- PM2's default name
+    assert.are.equal(0, (orch({ "delete", "all" })))
+    -- PM2's default name, which orch start without an argument starts, as PM2's
+    code, _, err = orch({ "start" })
+    assert.are.equal(1, code)
+    assert.matches("no ecosystem.config.js in ", err, 1, true)
     code, _, err = orch({ "init" })
     assert.are.equal(0, code, err)
     assert.matches("module.exports", H.read(dir .. "/ecosystem.config.js"), 1, true)
+    H.need("node")
+    local res
+    res, code, err = H.json(home, { "start" }, { cwd = dir })
+    assert.are.equal(0, code, err)
+    assert.are.same({ "app" }, res.changes.started)
   end)
 
   it("scales by +N and -N", function()
