@@ -47,6 +47,11 @@ describe("PM2 e2e cli", function()
     P.file_has(t, "c-compile/c-log.log", "Hello World")
   end)
 
+  it("cli/reset.sh: --restart-delay holds the restart of a crashing app", function()
+    P.ok(t, { "start", "killtoofast.js", "--restart-delay", "5000" })
+    P.should(t, "should process not have been restarted yet", restarts(0), 1, nil, 1500)
+  end)
+
   it("cli/cli-actions-1.sh: -p writes a pid file per process, removed once stopped", function()
     P.ok(t, { "start", "echo.js", "-p", "echo.pid" })
     H.wait_until(function() return P.exists(t, "echo-0.pid") end, 15000, "echo-0.pid")
@@ -89,6 +94,11 @@ describe("PM2 e2e cli", function()
     P.ok(t, { "start", "echo.js", "-o", "outech.log", "-e", "errech.log", "--name", "gmail", "-i", "2" })
     P.file_has(t, "outech-0.log", "echo.js")
     P.file_has(t, "errech-0.log", "echo.js-error")
+  end)
+
+  it("cli/cli-actions-2.sh: stdout and stderr writes, with and without newline, reach the combined log", function()
+    P.ok(t, { "start", "stdout-stderr.js", "-l", "stdout-stderr.log", "--merge-logs" })
+    for _, s in ipairs({ "outwrite", "outcb", "errwrite", "errcb" }) do P.file_has(t, "stdout-stderr.log", s) end
   end)
 
   it("cli/cli-actions-2.sh: killing the daemon ends the apps (python too)", function()
