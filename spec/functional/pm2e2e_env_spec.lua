@@ -72,6 +72,27 @@ describe("PM2 e2e environment", function()
     end
   end)
 
+  it("internals/signal.sh: sendSignal by name and by id", function()
+    P.ok(t, { "start", "signal.js", "-i", "2" })
+    P.should(t, "online", online, 2)
+    local out_log = P.describe(t, "0")[1].out_log
+    P.file_has(t, out_log, "ok") -- the app runs: its handler is set
+    P.truncate(t, out_log)
+    P.ok(t, { "sendSignal", "SIGUSR2", "signal" })
+    P.file_has(t, out_log, "SIGUSR2")
+    assert.are.equal(1, P.count(t, out_log, "SIGUSR2"), "Signal not received by the process name")
+    P.ok(t, { "delete", "all" })
+    P.ok(t, { "start", "signal.js" })
+    P.should(t, "online", online, 1)
+    local p = P.list(t)[1]
+    out_log = P.describe(t, tostring(p.id))[1].out_log
+    P.file_has(t, out_log, "ok")
+    P.truncate(t, out_log)
+    P.ok(t, { "sendSignal", "SIGUSR2", tostring(p.id) })
+    P.file_has(t, out_log, "SIGUSR2")
+    assert.are.equal(1, P.count(t, out_log, "SIGUSR2"), "Signal not received by the process id")
+  end)
+
   it("internals/listen-timeout.sh: reload of a --wait-ready app that is ready", function()
     t.cwd = t.dir .. "/wait-ready"
     P.ok(t, { "start", "http-wait-start.js", "-i", "1", "--wait-ready", "--listen-timeout", "5000" })

@@ -81,6 +81,18 @@ describe("PM2 e2e logs", function()
     end
   end)
 
+  it("logs/log-namespace.sh: logs NAMESPACE streams the apps' lines, also with --lines 0", function()
+    P.ok(t, { "start", "echo.js", "--namespace", "e2e-test-log-namespace" })
+    for _, extra in ipairs({ {}, { "--lines", "0" } }) do
+      local args = { "logs", "e2e-test-log-namespace" }
+      for _, a in ipairs(extra) do args[#args + 1] = a end
+      local follower = H.orch(args, { home = t.home, cwd = t.dir })
+      follower:wait_output("echo%.js\n", 15000)
+      follower:kill()
+      follower:wait_exit(10000)
+    end
+  end)
+
   -- log-null.sh: NULL and /dev/null discard a stream; nothing is written to
   -- the default log directory for it.
   for _, null in ipairs({ "NULL", "/dev/null" }) do
