@@ -124,6 +124,14 @@ local function on_targets(verb, args)
   end
 end
 
+-- restart and reload: -a / --update-env, this shell's environment for the
+-- processes (PM2's)
+local UPDATE_OPTS = { ["update-env"] = FLAG, a = "update-env", json = FLAG, env = VALUE, only = VALUE }
+local function update_env(p)
+  local o = p.opts
+  return { update_env = o["update-env"] or nil, env = o["update-env"] and environ() or nil }
+end
+
 local function show_procs(result)
   out.procs(result)
 end
@@ -152,11 +160,7 @@ local verbs = {
     opts = FILE_OPTS, run = on_targets("stop") },
   { name = "restart", args = TARGETS, min = 1, max = math.huge,
     summary = "restart processes (an ecosystem file: start its apps that do not run, restart the others)",
-    opts = { ["update-env"] = FLAG, json = FLAG, env = VALUE, only = VALUE },
-    run = on_targets("restart", function(p)
-      local o = p.opts
-      return { update_env = o["update-env"] or nil, env = o["update-env"] and environ() or nil }
-    end) },
+    opts = UPDATE_OPTS, run = on_targets("restart", update_env) },
   { name = "delete", args = TARGETS, min = 1, max = math.huge, summary = "stop and forget processes",
     opts = FILE_OPTS, run = on_targets("delete") },
   { name = "list", args = "", min = 0, max = 0, summary = "list processes (aliases: ls, status)", opts = JSON,
@@ -228,7 +232,7 @@ local verbs = {
     show = function() io.stdout:write("orch stopped\n") end },
   { name = "reload", args = TARGETS, min = 1, max = math.huge,
     summary = "zero-downtime restart: each replacement is online before its old process stops",
-    opts = { json = FLAG, env = VALUE, only = VALUE }, run = on_targets("reload") },
+    opts = UPDATE_OPTS, run = on_targets("reload", update_env) },
   { name = "scale", args = "<name> <N|+N|-N>", min = 2, max = 2,
     summary = "run N instances of an app (+N / -N: N more / fewer)", opts = JSON,
     request = function(p)

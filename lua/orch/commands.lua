@@ -277,22 +277,33 @@ function H.stop(engine, args, respond)
   end)
 end
 
+-- restart and reload with update_env: the processes' base environment
+-- becomes args.env (the CLI's) before they start again. Returns the
+-- environment (nil without update_env), or nil, message.
+local function new_env(args)
+  if not args.update_env then return false end
+  return string_map(args.env, "env")
+end
+
+local function update_env(engine, procs, env)
+  if not env then return end
+  local names = {}
+  for _, p in ipairs(procs) do
+    p.base_env = env
+    local entry = engine.apps[p.name]
+    if entry then entry.env, entry.source.env = env, env end
+    names[p.name] = true
+  end
+  for name in pairs(names) do engine:renew_sockets(name) end
+end
+
 function H.restart(engine, args, respond)
   if not with_procs(engine, args, respond) then return end
-  local env, err = string_map(args.update_env and args.env or nil, "env")
-  if not env then return respond(nil, "EINVAL", err) end
+  local env, err = new_env(args)
+  if env == nil then return respond(nil, "EINVAL", err) end
   -- a restart that changes the environment is not the same as another
   operate(engine, args, respond, not args.update_env and "restart" or nil, function(procs, finish)
-    if args.update_env then
-      local names = {}
-      for _, p in ipairs(procs) do
-        p.base_env = env
-        local entry = engine.apps[p.name]
-        if entry then entry.env, entry.source.env = env, env end
-        names[p.name] = true
-      end
-      for name in pairs(names) do engine:renew_sockets(name) end
-    end
+    update_env(engine, procs, env)
     each(engine, procs, function(p, done) engine.sup:restart(p, done) end, finish)
   end)
 end
@@ -431,7 +442,11 @@ end
 
 -- Zero-downtime reload (see Engine:reload).
 function H.reload(engine, args, respond)
-  operate(engine, args, respond, "reload", function(procs, finish)
+  if not with_procs(engine, args, respond) then return end
+  local env, err = new_env(args)
+  if env == nil then return respond(nil, "EINVAL", err) end
+  operate(engine, args, respond, not args.update_env and "reload" or nil, function(procs, finish)
+    update_env(engine, procs, env)
     engine:reload(procs, function(results)
       local failed = {}
       for _, r in ipairs(results) do
