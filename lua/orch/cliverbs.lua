@@ -37,7 +37,7 @@ local function target(p)
   return { target = p.positional[1] }
 end
 
-local is_ecosystem = require("orch.ecofile").is_config
+local is_ecosystem = require("orch.ecocli").is_config
 
 local function file_exists(path)
   local f = io.open(path, "rb")
@@ -72,7 +72,7 @@ local function start_request(p)
       for n in o.only:gmatch("[^,%s]+") do only[#only + 1] = n end
     end
     local req = { file = util.abspath(tgt, cwd), env_name = o.env, only = only, env = environ(), cwd = cwd }
-    local ok, perr = require("orch.ecofile").prepare(req) -- a JavaScript file: Node evaluates it here
+    local ok, perr = require("orch.ecocli").prepare(req) -- a JavaScript file: Node evaluates it here
     if not ok then return nil, perr, nil, 1 end
     return "start", req
   end

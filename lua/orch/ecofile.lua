@@ -1,8 +1,7 @@
 -- orch.ecofile: an ecosystem file's text to a raw table: Lua run in a
--- sandbox under a deadline (orch.hook), PM2's relaxed JSON, YAML; a
--- JavaScript one is evaluated by Node in the CLI (orch.jsconfig). Also
--- which names are config files. What the table means is orch.ecosystem's
--- business.
+-- sandbox under a deadline (orch.hook), PM2's relaxed JSON, YAML (a
+-- JavaScript one is evaluated by Node in the CLI: orch.ecocli). What the
+-- table means is orch.ecosystem's business.
 local util = require("orch.util")
 local srcmap = require("orch.srcmap")
 local hook = require("orch.hook")
@@ -180,60 +179,6 @@ function M.yaml(src, file)
     return nil, file .. ": expected a YAML mapping with an 'apps' list, got " .. describe(value)
   end
   return value, nil, null_or_line
-end
-
--- Whether `orch start|run|reload|... PATH` names a config file rather than
--- a script, by its name, as PM2 decides (Common.isConfigFile: .json, .yml,
--- .yaml, .config.js/.cjs/.mjs) and besides: .json5, *ecosystem*.js|cjs|mjs,
--- and orch's Lua ones (*ecosystem*.lua, *.config.lua).
-function M.is_config(path)
-  if type(path) ~= "string" then return false end
-  local base = (path:match("[^/]*$") or ""):lower()
-  local ext = base:match("%.([^.]+)$")
-  if ext == "json" or ext == "json5" or ext == "yml" or ext == "yaml" then return true end
-  if ext == "js" or ext == "cjs" or ext == "mjs" or ext == "lua" then
-    return base:find("ecosystem", 1, true) ~= nil or base:match(".%.config%.[^.]+$") ~= nil
-  end
-  return false
-end
-
-local KINDS = { lua = "lua", json = "json", json5 = "json", yml = "yaml", yaml = "yaml",
-                js = "js", cjs = "js", mjs = "js" }
-
--- The language of a config file: by its extension, else by its text (JSON
--- starts with '{' or '['; anything else is Lua).
-function M.kind(file, src)
-  local ext = file:lower():match("%.([^./]+)$")
-  if KINDS[ext] then return KINDS[ext] end
-  if src and src:match("^%s*[{%[]") then return "json" end
-  return "lua"
-end
-
--- For the CLI (where blocking is fine), before it sends a start request
--- {file = ABSOLUTE, cwd, env}: a JavaScript file (or a .json file holding
--- an expression) is evaluated here, with Node, and its value goes in
--- req.evaluated (the daemon runs no Node).
--- Functions in it are dropped, with a warning. true, or nil, message.
-function M.prepare(req)
-  local kind, expression = M.kind(req.file), false
-  local jsconfig = require("orch.jsconfig")
-  if kind == "json" and jsconfig.node_path(req.env) then
-    -- A .json file with an expression in it, which PM2 evaluates as
-    -- JavaScript: Node evaluates it too, when it is installed.
-    local f = io.open(req.file, "rb")
-    local src = f and f:read("*a")
-    if f then f:close() end
-    expression = src and select(4, relaxjson.decode(src))
-  end
-  if kind ~= "js" and not expression then return true end
-  local value, dropped = jsconfig.evaluate(req.file, { env = req.env, cwd = req.cwd, expression = expression })
-  if value == nil then return nil, dropped end
-  for _, at in ipairs(dropped) do
-    io.stderr:write(req.file, ": warning: ", at, " is a function, which orch cannot take from a JavaScript "
-      .. "config (a Lua ecosystem can hold functions); ignored\n")
-  end
-  req.evaluated = value
-  return true
 end
 
 return M

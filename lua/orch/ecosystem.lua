@@ -541,7 +541,7 @@ function M.load(path, opts)
   f:close()
   if not src then return nil, file .. ": cannot read file" end
 
-  local kind = ecofile.kind(file, src)
+  local kind = require("orch.ecocli").kind(file, src)
   local raw, null, find_lines
   if kind == "js" then
     raw = opts.evaluated

@@ -68,7 +68,7 @@ function M.main(args)
   local source = { file = require("orch.util").abspath(opts.file, cwd), env_name = opts.env_name,
                    env = base_env, cwd = cwd }
   -- A JavaScript file is evaluated now, before anything is supervised.
-  local prepared, jerr = require("orch.ecofile").prepare(source)
+  local prepared, jerr = require("orch.ecocli").prepare(source)
   if not prepared then
     io.stderr:write(jerr, "\n")
     return 2

@@ -17,7 +17,7 @@ end
 
 -- The arguments of a request about an ecosystem file (file_apps,
 -- start_or): its path, p's --env and --only, this environment and
--- directory; a JavaScript file evaluated here (orch.ecofile.prepare). Or
+-- directory; a JavaScript file evaluated here (orch.ecocli.prepare). Or
 -- nil, message.
 function M.file_args(file, p, cwd)
   local only
@@ -27,7 +27,7 @@ function M.file_args(file, p, cwd)
   end
   local req = { file = util.abspath(file, cwd), env_name = p.opts.env, only = only,
                 env = require("orch.core").environ(), cwd = cwd }
-  local ok, perr = require("orch.ecofile").prepare(req)
+  local ok, perr = require("orch.ecocli").prepare(req)
   if not ok then return nil, perr end
   return req
 end

@@ -1,36 +1,36 @@
 -- Config files in PM2's formats: which names are config files
--- (orch.ecofile.is_config), PM2's relaxed JSON (orch.relaxjson), PM2's
+-- (orch.ecocli.is_config), PM2's relaxed JSON (orch.relaxjson), PM2's
 -- top-level shapes (orch.ecosystem.shape).
-local ecofile = require("orch.ecofile")
+local ecocli = require("orch.ecocli")
 local relaxjson = require("orch.relaxjson")
 local eco = require("orch.ecosystem")
 local cjson = require("cjson")
 local srcmap = require("orch.srcmap")
 
-describe("orch.ecofile.is_config", function()
+describe("orch.ecocli.is_config", function()
   it("knows PM2's config names and orch's Lua ones", function()
     for _, name in ipairs({ "ecosystem.config.js", "ecosystem.config.cjs", "ecosystem.config.mjs", "app.config.js",
         "/srv/x/ecosystem.json", "process.json", "all.json", "ecosystem.json5", "apps.yml", "apps.yaml",
         "ecosystem.js", "ecosystem-prod.mjs", "ecosystem.lua", "ecosystem.prod.lua", "app.config.lua", "bad.ecosystem.lua",
         "dir.d/APPS.YML" }) do
-      assert.is_true(ecofile.is_config(name), name)
+      assert.is_true(ecocli.is_config(name), name)
     end
   end)
 
   it("leaves scripts to be run", function()
     for _, name in ipairs({ "app.js", "server.mjs", "index.cjs", "worker.lua", "echo.py", "run.sh", "config.js",
         "/srv/ecosystem.d/app.js", "http", "./json", "app.json.d/app.js" }) do
-      assert.is_false(ecofile.is_config(name), name)
+      assert.is_false(ecocli.is_config(name), name)
     end
-    assert.is_false(ecofile.is_config(nil))
+    assert.is_false(ecocli.is_config(nil))
   end)
 
   it("tells the language by the extension, else by the text", function()
-    assert.are.equal("js", ecofile.kind("/a/ecosystem.config.mjs"))
-    assert.are.equal("json", ecofile.kind("/a/x.json5"))
-    assert.are.equal("yaml", ecofile.kind("/a/x.YML"))
-    assert.are.equal("json", ecofile.kind("/a/ecosystem.config", " [ {} ]"))
-    assert.are.equal("lua", ecofile.kind("/a/ecosystem.config", "return {}"))
+    assert.are.equal("js", ecocli.kind("/a/ecosystem.config.mjs"))
+    assert.are.equal("json", ecocli.kind("/a/x.json5"))
+    assert.are.equal("yaml", ecocli.kind("/a/x.YML"))
+    assert.are.equal("json", ecocli.kind("/a/ecosystem.config", " [ {} ]"))
+    assert.are.equal("lua", ecocli.kind("/a/ecosystem.config", "return {}"))
   end)
 end)
 
@@ -140,5 +140,48 @@ module.exports = {
   it("gives no line rather than a wrong one", function()
     assert.is_nil(srcmap.js_lines("module.exports = { apps: [{ name: 'a' }] }\nconst x = { apps: [{}] }\n", 2))
     assert.is_nil(srcmap.js_lines("module.exports = { apps: makeApps() }\n", 2))
+  end)
+end)
+
+describe("orch.jsconfig", function()
+  local jsconfig = require("orch.jsconfig")
+  local dir
+  before_each(function()
+    assert(os.execute("command -v node >/dev/null") == 0, "node is not installed: run ./setup.sh")
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p '" .. dir .. "'") == 0)
+  end)
+  after_each(function() os.execute("rm -rf '" .. dir .. "'") end)
+  local function write(name, text)
+    local f = assert(io.open(dir .. "/" .. name, "w"))
+    f:write(text)
+    f:close()
+    return dir .. "/" .. name
+  end
+
+  it("evaluates a CommonJS config with the given environment, dropping functions", function()
+    local file = write("ecosystem.config.js", "module.exports = { apps: [{ name: 'a', script: require('path')"
+      .. ".join(__dirname, 'a.js'), env: { X: process.env.X || 'none' }, f() {} }] }\n")
+    local value, dropped = jsconfig.evaluate(file, { env = { X = "given", PATH = os.getenv("PATH") } })
+    assert.are.same({ apps = { { name = "a", script = dir .. "/a.js", env = { X = "given" } } } }, value)
+    assert.are.same({ "apps[0].f" }, dropped)
+  end)
+
+  it("names the file and line of Node's errors, and what JSON cannot carry", function()
+    local file = write("a.config.js", "module.exports = {\n  apps: [\n    { name: 'a' script: 'x' }\n  ]\n}\n")
+    assert.are.same({ nil, file .. ":3: SyntaxError: Unexpected identifier 'script'" }, { jsconfig.evaluate(file) })
+    file = write("b.config.mjs", "export default {\n  apps: [ { port: 0 / 0 } ] }\n")
+    assert.are.same({ nil, file .. ": apps[0].port is NaN, which JSON cannot carry" }, { jsconfig.evaluate(file) })
+  end)
+
+  it("kills a config that never finishes", function()
+    local file = write("loop.config.js", "while (true) {}\n")
+    local t0 = os.time()
+    local value, err = jsconfig.evaluate(file, { timeout_ms = 300 })
+    assert.is_nil(value)
+    assert.are.equal(file .. ": Node did not finish evaluating the file within 300 ms (does it wait for something, "
+      .. "or loop?)", err)
+    assert.is_true(os.time() - t0 < 20)
   end)
 end)
