@@ -62,7 +62,8 @@ function M.process(p, ctx)
     pm_exec_path = app.script, pm_cwd = app.cwd, cwd = app.cwd,
     exec_interpreter = app.interpreter or "none", interpreter = app.interpreter or "none",
     node_args = list(node_args), args = list(args),
-    pm_out_log_path = out_log, pm_err_log_path = err_log, pm_log_path = or_null(combined),
+    -- pm_log_path only with a combined log, as PM2 (scripts test for the key)
+    pm_out_log_path = out_log, pm_err_log_path = err_log, pm_log_path = combined,
     merge_logs = app.merge_logs == true,
     autorestart = app.autorestart ~= false, watch = app.watch and true or false,
     max_restarts = app.max_restarts, min_uptime = app.min_uptime, kill_timeout = app.kill_timeout,

@@ -89,6 +89,7 @@ describe("PM2 verbs", function()
       assert.are.equal("0", e.env.NODE_APP_INSTANCE)
       assert.matches("web%-out%-0%.log$", e.pm_out_log_path)
       assert.matches("web%-error%-0%.log$", e.pm_err_log_path)
+      assert.is_nil(e.pm_log_path) -- no combined log: no key, as PM2's
       assert.are.equal(true, e.autorestart)
       assert.are.equal(false, off.pm2_env.autorestart)
       assert.are.same({}, e.axm_actions)
