@@ -132,8 +132,13 @@ local function update_env(p)
   return { update_env = o["update-env"] or nil, env = o["update-env"] and environ() or nil }
 end
 
-local function show_procs(result)
-  out.procs(result)
+-- The process table's colour: false with --no-color, else as the terminal allows.
+local function colour(p)
+  if p and p.opts["no-color"] then return false end
+end
+
+local function show_procs(result, p)
+  out.procs(result, colour(p))
 end
 
 local verbs = {
@@ -145,13 +150,13 @@ local verbs = {
     opts = cliflags.opts({ json = FLAG }), unknown = cliflags.unknown, help = cliflags.help,
     request = start_request,
     prepare = function(c, p, known) return known_app(c, p, known) end,
-    show = function(result)
+    show = function(result, p)
       for _, w in ipairs(result.warnings or {}) do err("warning: %s", w) end
       local ch = result.changes or {}
       for _, kind in ipairs({ "started", "restarted", "deleted", "unchanged" }) do
         if ch[kind] and #ch[kind] > 0 then io.stdout:write(kind, ": ", table.concat(ch[kind], ", "), "\n") end
       end
-      out.procs(result.processes)
+      out.procs(result.processes, colour(p))
       for _, v in ipairs(result.processes) do
         if v.status == "errored" then return 1 end
       end
@@ -163,7 +168,8 @@ local verbs = {
     opts = UPDATE_OPTS, run = on_targets("restart", update_env) },
   { name = "delete", args = TARGETS, min = 1, max = math.huge, summary = "stop and forget processes",
     opts = FILE_OPTS, run = on_targets("delete") },
-  { name = "list", args = "", min = 0, max = 0, summary = "list processes (aliases: ls, status)", opts = JSON,
+  { name = "list", args = "", min = 0, max = 0, summary = "list processes (aliases: ls, status)",
+    opts = { json = FLAG, ["no-color"] = FLAG },
     request = function() return "list", {} end, show = show_procs },
   { name = "describe", args = "<name|id>", min = 1, max = 1,
     summary = "show everything about processes (--env-vars: with their environment)",

@@ -293,7 +293,7 @@ M.FLAGS = {
   { "silent", short = "s", why = "orch prints only the process table: send it to /dev/null, the exit status tells the result" },
   { "mini-list", short = "m", why = "a format of pm2 list: orch list --json gives a form for scripts" },
   { "sort", why = "orch list is sorted by id" },
-  { "no-color", why = "orch colours only a terminal's output; NO_COLOR=1 turns colours off" },
+  { "no-color", kind = "flag", cli = "No colours in the process table (as NO_COLOR=1; without a terminal there are none)." },
   { "hp", why = "a flag of pm2 startup: run orch from your service manager (docs/cli.md)" },
   { "service-name", why = "a flag of pm2 startup: run orch from your service manager (docs/cli.md)" },
   { "wait-ip", why = "a flag of pm2 startup: run orch from your service manager (docs/cli.md)" },
@@ -303,6 +303,7 @@ M.FLAGS = {
   { "node-version", why = "PM2's container mode is not part of orch" },
   { "fresh", why = "PM2's container mode is not part of orch" },
   { "dockerdaemon", why = "PM2's container mode is not part of orch" },
+  { "daemon", why = "PM2's container mode is not part of orch (orch start always hands the app to the daemon)" },
 }
 
 return M

@@ -247,12 +247,14 @@ describe("orch's help and output", function()
     return report.raw
   end
 
-  it("colours list's statuses on a terminal only, and not with NO_COLOR", function()
+  it("colours list's statuses on a terminal only, and not with NO_COLOR or --no-color", function()
     H.need("python3")
     assert.are.equal(0, (orch({ "start", "sleep", "--name", "up", "--", "1000" })))
     local raw = pty({ "list" }, {}, "up")
     assert.truthy(raw:find("\27[32monline\27[0m", 1, true), raw)
     raw = pty({ "list" }, { NO_COLOR = "1" }, "up")
+    assert.is_nil(raw:find("\27[", 1, true), raw)
+    raw = pty({ "list", "--no-color" }, {}, "up")
     assert.is_nil(raw:find("\27[", 1, true), raw)
     local _, out = orch({ "list" })
     assert.is_nil(out:find("\27", 1, true), out)
