@@ -92,8 +92,11 @@ function P.both(a, b) return function(p) return a(p) and b(p) end end
 -- (and, with settle_ms, still do that long after: a count that must not
 -- grow, as "not restarted"). Fails naming msg and showing the list.
 function P.should(t, msg, pred, n, timeout_ms, settle_ms)
-  local last = {}
+  local last, polled = {}, false
   local function holds()
+    -- each poll runs an orch: a breath between them spares a busy machine
+    if polled then uv.sleep(40) end
+    polled = true
     last = P.list(t)
     local k = 0
     for _, p in ipairs(last) do if pred(p) then k = k + 1 end end

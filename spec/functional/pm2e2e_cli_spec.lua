@@ -14,6 +14,18 @@ describe("PM2 e2e cli", function()
     P.copy_fixtures(dir)
   end)
 
+  it("cli/multiparam.sh: start, restart, stop and delete several apps in one command", function()
+    P.ok(t, { "start", "child.js", "echo.js", "server.js" })
+    P.should(t, "should app be online", online, 3)
+    P.ok(t, { "restart", "child", "echo", "server" })
+    P.should(t, "should app be online", online, 3)
+    P.should(t, "should all script been restarted one time", restarts(1), 3)
+    P.ok(t, { "stop", "child", "echo", "server" })
+    P.should(t, "should app be stopped", stopped, 3)
+    P.ok(t, { "delete", "child", "echo", "server" })
+    P.should(t, "should app be deleted", P.any(), 0)
+  end)
+
   it("cli/operate-regex.sh: stop and restart the apps whose name matches /regex/", function()
     for _, n in ipairs({ "echo-3", "echo-1", "echo-2" }) do P.ok(t, { "start", "echo.js", "--name", n }) end
     P.should(t, "should have started 3 apps", online, 3)
@@ -87,6 +99,25 @@ describe("PM2 e2e cli", function()
     P.should(t, "should has forked app", P.mode("fork"), 1)
     P.ok(t, { "delete", "0" })
     P.should(t, "should has delete process", P.mode("fork"), 0)
+  end)
+
+  it("cli/args.sh: arguments after -- reach the script unchanged, to every script started", function()
+    local given = { "--logger.level=info", "--koa.hostname=0.0.0.0", "--ms.amqp.hostname=amqps://localhost",
+      "--ms.amqp.port=5673", "--ms.amqp.heartbeat=30", "--ms.amqp.username=someuser", "--ms.amqp.password=12345",
+      "--ms.amqp.vhost=default", "--mailer.config.host=localhost", "--mailer.config.auth=null" }
+    local args = { "start", "-f", "params_check.js", "--merge-logs", "-o", "args.log", "--name", "some-project", "--" }
+    for _, a in ipairs(given) do args[#args + 1] = a end
+    P.ok(t, args)
+    P.file_has(t, "args.log", given[#given])
+    for _, a in ipairs(given) do assert.are.equal(1, P.count(t, "args.log", a .. "\n"), "Arg " .. a .. " present") end
+    P.ok(t, { "delete", "all" })
+    P.truncate(t, "args.log")
+    P.ok(t, { "start", "-f", "params_check.js", "echo.js", "--merge-logs", "-o", "args.log", "--",
+      "argv1", "argv1", "argv2", "argv3" })
+    P.file_has(t, "args.log", "argv3\n")
+    assert.are.equal(2, P.count(t, "args.log", "argv1\n"))
+    assert.are.equal(1, P.count(t, "args.log", "argv2\n"))
+    assert.are.equal(1, P.count(t, "args.log", "argv3\n"))
   end)
 
   it("cli/cli-actions-1.sh: -p writes a pid file per process, removed once stopped", function()
@@ -258,6 +289,17 @@ describe("PM2 e2e cli", function()
     P.ok(t, { "restart", "env" }, { env = { TEST_VARIABLE = "CLUNEWSTER" } })
     P.truncate(t, "out-env.log")
     P.file_has(t, "out-env.log", "89hello89") -- should not change environment
+    assert.are.equal(0, P.count(t, "out-env.log", "CLUNEWSTER"))
+  end)
+
+  it("cli/env-refresh.sh: reload --update-env takes the shell's environment, reload alone keeps it", function()
+    P.ok(t, { "start", "env.js", "-o", "out-env.log", "--merge-logs" })
+    P.file_has(t, "out-env.log", "undefined")
+    P.ok(t, { "reload", "env", "--update-env" }, { env = { TEST_VARIABLE = "CLUSTER" } })
+    P.file_has(t, "out-env.log", "CLUSTER")
+    P.ok(t, { "reload", "env" }, { env = { TEST_VARIABLE = "CLUNEWSTER" } })
+    P.truncate(t, "out-env.log")
+    P.file_has(t, "out-env.log", "CLUSTER")
     assert.are.equal(0, P.count(t, "out-env.log", "CLUNEWSTER"))
   end)
 
