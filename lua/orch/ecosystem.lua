@@ -511,6 +511,22 @@ function M.normalize(tbl, opts)
   end)
   if derr then return nil, derr end
 
+  -- PM2's deploy.<env>.env, with --env <env>: under each app's env and
+  -- env_<env> (Common.mergeEnvironmentVariables).
+  local deploy = rawget(tbl, "deploy")
+  local target = st.env_name and type(deploy) == "table" and rawget(deploy, st.env_name)
+  local denv = type(target) == "table" and rawget(target, "env")
+  if denv and denv ~= opts.null then
+    local vars, eerr = check_env(denv)
+    if not vars then return fail("deploy", st.env_name .. ".env: " .. eerr) end
+    for _, app in ipairs(out) do
+      for k, v in pairs(vars) do
+        if app.env[k] == nil then app.env[k] = v end
+      end
+    end
+    st.env_used = true
+  end
+
   if st.env_name and not st.env_used then
     st.warnings[#st.warnings + 1] = location(file, nil) .. "no app defines 'env_" .. st.env_name
       .. "', so the environment '" .. st.env_name .. "' changes nothing"

@@ -185,3 +185,29 @@ describe("orch.jsconfig", function()
     assert.is_true(os.time() - t0 < 20)
   end)
 end)
+
+describe("deploy.<env>.env", function()
+  -- PM2's env-refresh.sh: with --env production, deploy.production.env
+  -- reaches every app, under the app's env and env_production.
+  it("is merged under the apps' env and env_<env> with --env", function()
+    local tbl = { apps = {
+      { name = "a", script = "sh", env = { A = "app" }, env_production = { B = "overlay" } },
+      { name = "b", script = "sh" },
+    }, deploy = { production = { user = "node", env = { A = "deploy", B = "deploy", C = 3 } } } }
+    local cfg = assert(eco.normalize(tbl, { env_name = "production", dir = "/" }))
+    assert.are.equal("app", cfg.apps[1].env.A)
+    assert.are.equal("overlay", cfg.apps[1].env.B)
+    assert.are.equal("3", cfg.apps[1].env.C)
+    assert.are.equal("deploy", cfg.apps[2].env.A)
+    assert.are.same({}, cfg.warnings)
+    cfg = assert(eco.normalize(tbl, { dir = "/" }))
+    assert.is_nil(cfg.apps[2].env.A)
+  end)
+
+  it("is checked like env", function()
+    local _, err = eco.normalize({ apps = { { script = "sh" } }, deploy = { prod = { env = { X = {} } } } },
+      { env_name = "prod", dir = "/", file = "eco.json" })
+    assert.are.equal("eco.json: top-level key 'deploy': prod.env: variable 'X': expected a string, number or "
+      .. "boolean, got empty table", err)
+  end)
+end)
