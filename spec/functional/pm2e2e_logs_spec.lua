@@ -5,6 +5,7 @@
 -- $ORCH_HOME/logs here.
 local H = require("helpers")
 local P = require("pm2e2e")
+local cjson = require("cjson")
 
 local online, restarts = P.status("online"), P.restarts
 
@@ -79,6 +80,25 @@ describe("PM2 e2e logs", function()
       P.ok(t, { "kill" })
       H.sh("rm -f '" .. t.dir .. "'/out.log '" .. t.dir .. "'/err.log '" .. t.dir .. "'/entire.log")
     end
+  end)
+
+  it("logs/log-entire.sh: jlist has pm_log_path only with a combined log; a file's log_file", function()
+    P.ok(t, { "start", "throw-later.js", "-o", "out.log", "-e", "err.log", "-l", "entire.log", "--merge-logs" })
+    local list = cjson.decode((P.ok(t, { "jlist" })))
+    assert.truthy(tostring(list[1].pm2_env.pm_log_path):find("entire.log", 1, true), "entire log path should exist")
+    entire(true)
+    P.ok(t, { "kill" })
+    P.ok(t, { "start", "throw-later.js", "-o", "out.log", "-e", "err.log", "--merge-logs" })
+    list = cjson.decode((P.ok(t, { "jlist" })))
+    assert.is_nil(list[1].pm2_env.pm_log_path, "entire log path should not exist")
+    P.ok(t, { "kill" })
+    H.sh("rm -f '" .. t.dir .. "'/out.log '" .. t.dir .. "'/err.log '" .. t.dir .. "'/entire.log")
+    P.ok(t, { "start", "throw-later.json" })
+    entire(true)
+    P.ok(t, { "kill" })
+    H.sh("rm -f '" .. t.dir .. "'/out.log '" .. t.dir .. "'/err.log '" .. t.dir .. "'/entire.log")
+    P.ok(t, { "start", "throw-later1.json" })
+    entire(false)
   end)
 
   it("logs/log-namespace.sh: logs NAMESPACE streams the apps' lines, also with --lines 0", function()
