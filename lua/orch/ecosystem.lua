@@ -561,10 +561,7 @@ function M.load(path, opts)
   local raw, null, find_lines
   if kind == "js" then
     raw = opts.evaluated
-    if raw == nil and opts.run_node then
-      raw, err = require("orch.jsconfig").evaluate(file, { env = opts.base_env, cwd = opts.cwd })
-      if raw == nil then return nil, err end
-    elseif raw == nil then
+    if raw == nil then
       return nil, file .. ": a JavaScript config is evaluated with Node by the orch CLI (orch start FILE), "
         .. "not here"
     end
