@@ -41,7 +41,7 @@ local function derive_name(script)
   local base = util.basename(script)
   base = base:match("^(.+)%.[^.]*$") or base
   base = base:gsub("[^%w_%.%-]", "_")
-  if base == "" or base:match("^%d+$") or base == "all" then base = "app_" .. base end
+  if base == "" or base == "all" then base = "app_" .. base end
   return base
 end
 
@@ -50,7 +50,7 @@ end
 -- 8123" is python3-m-http.server-8123).
 local function command_name(cmd)
   local base = cmd:gsub("[^%w_.]+", "-"):gsub("^%-+", ""):sub(1, 64):gsub("%-+$", "")
-  if base == "" or base:match("^%d+$") or base == "all" then base = "app_" .. base end
+  if base == "" or base == "all" then base = "app_" .. base end
   return base
 end
 

@@ -15,9 +15,9 @@ local function option(name, spec)
 end
 
 option("name", { type = "string", default_doc = "script file name without extension",
-  doc = "Process name used by every command. Letters, digits, '_', '.', '-'; not all digits; unique in the file." })
+  doc = "Process name used by every command. Letters, digits, '_', '.', '-' (all digits too: a target names an app before an id, as in PM2); not \"all\"; unique in the file." })
 option("namespace", { type = "string", default = "default",
-  doc = "Group of apps (PM2's namespace): a target for commands that act on every app in it, and the `namespace` variable of its processes. Letters, digits, '_', '.', '-'; not all digits; not \"all\"." })
+  doc = "Group of apps (PM2's namespace): a target for commands that act on every app in it, and the `namespace` variable of its processes. Letters, digits, '_', '.', '-'; not \"all\"." })
 option("script", { type = "string", required = true,
   doc = "Program to run. Resolved against cwd; a bare command name absent from cwd is looked up on PATH when no interpreter is set. A command string (with a space, naming no file: \"python3 -m http.server 8123\") runs through bash -c (sh -c without bash), as in PM2; args are appended to it, quoted." })
 option("args", { type = "string|list", default = {},

@@ -211,13 +211,14 @@ local CHECK = {
 }
 
 -- A name commands take as a target (an app's name, a namespace): a word
--- that no other target form claims (ids are numbers, "all" is every app,
--- /.../ a regular expression). Returns v, or nil and the complaint.
+-- that no other target form claims ("all" is every app, /.../ a regular
+-- expression). All digits is a name, as in PM2: a target names an app of
+-- that name before the process with that id (orch.targets).
+-- Returns v, or nil and the complaint.
 function M.target_word(v)
   if type(v) ~= "string" or v == "" or v:find("[^%w_%.%-]") then
     return expected("a non-empty string of letters, digits, '_', '.' and '-'", v)
   end
-  if v:match("^%d+$") then return nil, "must not be all digits (process ids are numbers), got " .. describe(v) end
   if v == "all" then return nil, "must not be \"all\" (commands take it to mean every app)" end
   return v
 end

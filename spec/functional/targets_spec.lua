@@ -143,6 +143,27 @@ describe("targets", function()
     assert.matches("no process with id 7", err, 1, true)
   end)
 
+  it("takes an all-digit target as an app of that name first, else as an id (PM2's _operate)", function()
+    H.write(dir .. "/sleep.sh", "#!/bin/sh\nexec sleep 1000\n", tonumber("755", 8))
+    local code, _, err = orch({ "start", "sleep.sh", "--name", "455" })
+    assert.are.equal(0, code, err)
+    code, _, err = orch({ "start", "sleep.sh", "--name", "0" })
+    assert.are.equal(0, code, err)
+    wait_status("455:0", "online")
+    wait_status("0:0", "online")
+    -- "0" is the app named 0 (id 1), not the process with id 0
+    code, _, err = orch({ "stop", "0" })
+    assert.are.equal(0, code, err)
+    assert.are.same({ "online", "stopped" }, { statuses()["455:0"], statuses()["0:0"] })
+    -- no app is named 1: the process with id 1
+    code, _, err = orch({ "restart", "1" })
+    assert.are.equal(0, code, err)
+    wait_status("0:0", "online")
+    code, _, err = orch({ "stop", "455" })
+    assert.are.equal(0, code, err)
+    assert.are.equal("stopped", statuses()["455:0"])
+  end)
+
   it("fails with status 1 on all when there is nothing to act on, as PM2 does", function()
     for _, verb in ipairs({ "stop", "restart", "delete", "reload" }) do
       local code, _, err = orch({ verb, "all" })

@@ -273,7 +273,6 @@ describe("orch.ecosystem", function()
       { "port = 70000", "port", "expected a port number (integer 0-65535), got number 70000" },
       { "namespace = 5", "namespace", "expected a non-empty string of letters, digits, '_', '.' and '-', got number 5" },
       { 'namespace = "all"', "namespace", 'must not be "all" (commands take it to mean every app)' },
-      { 'namespace = "42"', "namespace", 'must not be all digits (process ids are numbers), got string "42"' },
       { 'namespace = "/api/"', "namespace", [[expected a non-empty string of letters, digits, '_', '.' and '-', got string "/api/"]] },
       { 'treekill = "no"', "treekill", 'expected a boolean, got string "no"' },
       { "filter_env = 5", "filter_env", "expected a boolean, a variable name or a list of strings, got number 5" },
@@ -308,7 +307,7 @@ describe("orch.ecosystem", function()
       local cfg = load_ok(write("eco.lua",
         'return { apps = { { script = "my app.sh" }, { script = "42.sh" }, { script = "all.sh" } } }'))
       assert.are.equal("my_app", cfg.apps[1].name)
-      assert.are.equal("app_42", cfg.apps[2].name)
+      assert.are.equal("42", cfg.apps[2].name) -- all digits is a name, as in PM2
       assert.are.equal("app_all", cfg.apps[3].name)
     end)
 
@@ -316,7 +315,6 @@ describe("orch.ecosystem", function()
       { '"my app"', [[expected a non-empty string of letters, digits, '_', '.' and '-', got string "my app"]] },
       { '""', [[expected a non-empty string of letters, digits, '_', '.' and '-', got string ""]] },
       { "5", [[expected a non-empty string of letters, digits, '_', '.' and '-', got number 5]] },
-      { '"123"', 'must not be all digits (process ids are numbers), got string "123"' },
       { '"all"', 'must not be "all" (commands take it to mean every app)' },
     }
     for _, c in ipairs(bad) do
