@@ -141,7 +141,9 @@ local function normalize_app(raw, index, st)
     end
   end
 
-  -- Unknown options first, in file order, so the message points at the typo.
+  -- Unknown options first, in file order, so the message points at the
+  -- typo. PM2 ignores them (its own fixtures hold "max": "10"): in its
+  -- formats they are dropped with a warning each; orch's Lua refuses them.
   local unknown = {}
   for _, k in ipairs(keys) do
     local spec = OPTIONS[k]
@@ -153,9 +155,13 @@ local function normalize_app(raw, index, st)
       if line_of(a) ~= line_of(b) then return line_of(a) < line_of(b) end
       return a < b
     end)
-    local k = unknown[1]
-    local guess = util.did_you_mean(k, SUGGEST)
-    return fail(k, "unknown option" .. (guess and (" (did you mean '" .. guess .. "'?)") or ""))
+    for _, k in ipairs(unknown) do
+      local guess = util.did_you_mean(k, SUGGEST)
+      local hint = guess and (" (did you mean '" .. guess .. "'?)") or ""
+      if not st.pm2 then return fail(k, "unknown option" .. hint) end
+      warn(k, "is no option of orch's or PM2's, ignored" .. hint)
+      vals[k] = nil
+    end
   end
 
   -- Fold aliases into their canonical option, remembering the spelling used
@@ -173,7 +179,7 @@ local function normalize_app(raw, index, st)
   local function opt_name(o) return spelled[o] or o end
 
   local app = { config_line = lines.line }
-  local ctx = { cpus = st.cpus, path = st.path }
+  local ctx = { cpus = st.cpus, path = st.path, pm2 = st.pm2 }
 
   -- name
   if vals.name ~= nil then
@@ -294,7 +300,7 @@ local function normalize_app(raw, index, st)
   end
   sort(overlays)
   for _, k in ipairs(overlays) do
-    local overlay, e, subkey = check_env(vals[k])
+    local overlay, e, subkey = check_env(vals[k], ctx)
     if e then return fail(k, e, subkey) end
     if st.env_name and k == "env_" .. st.env_name then
       st.env_used = true
@@ -432,7 +438,8 @@ end
 -- {file, dir, apps, warnings}. opts: file (label for messages), dir (base
 -- for relative paths; default the current directory), env_name, cpus,
 -- base_env (for PATH lookups), lines (line map, see line_map), null (a
--- value meaning "absent", e.g. cjson.null).
+-- value meaning "absent", e.g. cjson.null), pm2 (the file is in PM2's
+-- formats: unknown keys warn, as PM2 ignores them; env tables are JSON).
 function M.normalize(tbl, opts)
   opts = opts or {}
   local file = opts.file
@@ -466,14 +473,19 @@ function M.normalize(tbl, opts)
     if la ~= lb then return la < lb end
     return a < b
   end)
+  local apps = rawget(tbl, "apps")
+  local warnings = {}
   for _, k in ipairs(top_keys) do
     if not TOP_LEVEL[k] then
       local guess = util.did_you_mean(k, { "apps", "deploy" })
-      return fail(k, "unknown key" .. (guess and (" (did you mean '" .. guess .. "'?)") or ""))
+      local hint = guess and (" (did you mean '" .. guess .. "'?)") or ""
+      -- PM2 ignores them, as it does unknown options (but a file without
+      -- apps is an error, best explained by the misspelt key).
+      if not (opts.pm2 and apps ~= nil and apps ~= opts.null) then return fail(k, "unknown key" .. hint) end
+      warnings[#warnings + 1] = location(file, top_lines[k]) .. "top-level key '" .. k .. "' is unknown, ignored" .. hint
     end
   end
 
-  local apps = rawget(tbl, "apps")
   if apps == nil or apps == opts.null then return fail("apps", "required") end
   local n = list_length(apps)
   if not n then return fail("apps", "expected a list of app tables, got " .. describe(apps)) end
@@ -486,7 +498,7 @@ function M.normalize(tbl, opts)
   local base_env = opts.base_env
   local st = {
     file = file, dir = dir, env_name = opts.env_name, lines = opts.lines, null = opts.null,
-    names = {}, warnings = {},
+    names = {}, warnings = warnings, pm2 = opts.pm2,
     -- The PATH the user's shell had decides where bare commands are found;
     -- with none, use the default execvp falls back to.
     path = (base_env and base_env.PATH) or (not base_env and os.getenv("PATH"))
@@ -517,7 +529,7 @@ function M.normalize(tbl, opts)
   local target = st.env_name and type(deploy) == "table" and rawget(deploy, st.env_name)
   local denv = type(target) == "table" and rawget(target, "env")
   if denv and denv ~= opts.null then
-    local vars, eerr = check_env(denv)
+    local vars, eerr = check_env(denv, { pm2 = st.pm2 })
     if not vars then return fail("deploy", st.env_name .. ".env: " .. eerr) end
     for _, app in ipairs(out) do
       for k, v in pairs(vars) do
@@ -607,7 +619,7 @@ function M.load(path, opts)
 
   return M.normalize(raw, {
     file = file, dir = dir, env_name = opts.env_name, cpus = opts.cpus,
-    base_env = opts.base_env, lines = lines, null = null,
+    base_env = opts.base_env, lines = lines, null = null, pm2 = kind ~= "lua",
   })
 end
 

@@ -113,7 +113,17 @@ local function check_argv(v)
   return out
 end
 
-local function check_env(v)
+-- An object or list as PM2 passes it in an environment variable
+-- (Common.mergeEnvironmentVariables: JSON.stringify), without cjson's "\/".
+local function json_text(x)
+  local ok, text = pcall(require("cjson").encode, x)
+  if not ok then return nil end
+  return (text:gsub("\\(.)", function(c) return c == "/" and "/" or "\\" .. c end))
+end
+
+-- ctx.pm2: the value comes from a file in PM2's formats, where a table
+-- value is JSON-encoded as PM2 does (orch's Lua ecosystems refuse it).
+local function check_env(v, ctx)
   if type(v) ~= "table" then return expected("a table of NAME = value", v) end
   local names = {}
   for k in pairs(v) do
@@ -136,6 +146,9 @@ local function check_env(v)
     elseif t == "string" then out[k] = x
     elseif t == "number" then out[k] = int_string(x)
     elseif t == "boolean" then out[k] = tostring(x)
+    elseif t == "table" and ctx and ctx.pm2 then
+      out[k] = json_text(x)
+      if not out[k] then return nil, "variable '" .. k .. "': cannot be written as JSON: " .. describe(x), k end
     else
       return nil, "variable '" .. k .. "': expected a string, number or boolean, got " .. describe(x), k
     end

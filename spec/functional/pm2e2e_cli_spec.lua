@@ -316,6 +316,16 @@ describe("PM2 e2e cli", function()
     assert.are.equal(0, P.count(t, "out-env.log", "CLUNEWSTER"))
   end)
 
+  it("cli/env-refresh.sh: a process file's env, refreshed by restart FILE, and deploy.ENV.env with --env", function()
+    P.ok(t, { "start", "env.json" })
+    P.file_has(t, "out-env.log", "YES")
+    P.ok(t, { "restart", "env-refreshed.json" })
+    P.truncate(t, "out-env.log")
+    P.file_has(t, "out-env.log", '{"HEYYYY":true}')
+    P.ok(t, { "start", "env-ecosystem.json", "--env", "production" })
+    P.file_has(t, "out-env.log", "No worries!")
+  end)
+
   it("cli/python-support.sh: python apps run in fork mode, from a config file and from the CLI", function()
     t.cwd = t.dir .. "/extra-lang"
     P.ok(t, { "start", "app-python.config.js", "--only", "echo-python-1" })

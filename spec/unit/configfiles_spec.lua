@@ -211,3 +211,81 @@ describe("deploy.<env>.env", function()
       .. "boolean, got empty table", err)
   end)
 end)
+
+-- PM2 ignores keys it does not know (its own fixtures hold "max": "10"); in
+-- PM2's formats orch ignores them too, with a warning, while an orch Lua
+-- ecosystem keeps refusing them.
+describe("unknown keys in PM2's formats", function()
+  local dir
+  before_each(function()
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p '" .. dir .. "' && touch '" .. dir .. "/app.js'") == 0)
+  end)
+  after_each(function() os.execute("rm -rf '" .. dir .. "'") end)
+  local function write(name, text)
+    local f = assert(io.open(dir .. "/" .. name, "w"))
+    f:write(text)
+    f:close()
+    return dir .. "/" .. name
+  end
+
+  it("are ignored with a warning naming the file, line, app and option, and the nearest option", function()
+    local path = write("eco.json", '{\n  "apps": [{\n    "name": "web",\n    "script": "app.js",\n'
+      .. '    "max": "10",\n    "instnces": 2\n  }],\n  "depoly": {}\n}\n')
+    local cfg, err = eco.load(path)
+    assert(cfg, err)
+    assert.are.equal(1, cfg.apps[1].instances)
+    assert.is_nil(cfg.apps[1].max)
+    assert.are.same({
+      path .. ":8: top-level key 'depoly' is unknown, ignored (did you mean 'deploy'?)",
+      path .. ":5: app 'web': option 'max' is no option of orch's or PM2's, ignored (did you mean 'pmx'?)",
+      path .. ":6: app 'web': option 'instnces' is no option of orch's or PM2's, ignored (did you mean 'instances'?)",
+    }, cfg.warnings)
+  end)
+
+  it("are ignored in YAML and in an evaluated JavaScript config, refused in Lua", function()
+    if require("orch.yamlconf").available() then
+      local path = write("apps.yml", "apps:\n  - name: web\n    script: app.js\n    frobnicate: 1\n")
+      local cfg, err = eco.load(path)
+      assert(cfg, err)
+      assert.are.same({ path .. ":4: app 'web': option 'frobnicate' is no option of orch's or PM2's, ignored" },
+        cfg.warnings)
+    end
+    local path = write("ecosystem.config.js", "module.exports = { apps: [{ script: 'app.js', max: '10' }] }\n")
+    local cfg, err = eco.load(path, { evaluated = { apps = { { script = "app.js", max = "10" } } } })
+    assert(cfg, err)
+    assert.are.equal(1, #cfg.warnings)
+    assert.truthy(cfg.warnings[1]:find(":1: app 'app': option 'max' is no option", 1, true), cfg.warnings[1])
+    path = write("eco.lua", 'return { apps = { { script = "app.js", max = "10" } } }\n')
+    cfg, err = eco.load(path)
+    assert.is_nil(cfg)
+    assert.are.equal(path .. ":1: app 'app': option 'max': unknown option (did you mean 'pmx'?)", err)
+  end)
+
+  it("still leave a file without apps an error that names the misspelt key", function()
+    local path = write("eco.json", '{\n  "aps": [{ "script": "app.js" }]\n}\n')
+    local cfg, err = eco.load(path)
+    assert.is_nil(cfg)
+    assert.are.equal(path .. ":2: top-level key 'aps': unknown key (did you mean 'apps'?)", err)
+  end)
+end)
+
+-- PM2 passes an object or array env value JSON-encoded (its env-refresh.sh:
+-- TEST_VARIABLE: { HEYYYY: true } reaches the app as {"HEYYYY":true}).
+describe("an object as an env value in PM2's formats", function()
+  it("is passed JSON-encoded, as PM2 does; a Lua ecosystem still refuses it", function()
+    local tbl = { apps = { { script = "sh", env = { T = { HEYYYY = true }, L = { 1, "a/b" } },
+                             env_production = { P = { x = 1 } } } },
+                  deploy = { production = { env = { D = { y = "z" } } } } }
+    local cfg = assert(eco.normalize(tbl, { dir = "/", pm2 = true, env_name = "production" }))
+    assert.are.equal('{"HEYYYY":true}', cfg.apps[1].env.T)
+    assert.are.equal('[1,"a/b"]', cfg.apps[1].env.L)
+    assert.are.equal('{"x":1}', cfg.apps[1].env.P)
+    assert.are.equal('{"y":"z"}', cfg.apps[1].env.D)
+    local _, err = eco.normalize({ apps = { { script = "sh", env = { T = { HEYYYY = true } } } } },
+      { dir = "/", file = "eco.lua" })
+    assert.are.equal("eco.lua: app 'sh': option 'env': variable 'T': expected a string, number or boolean, got "
+      .. "table", err)
+  end)
+end)
