@@ -24,6 +24,21 @@ end
 -- A test's context t: t.dir (the fixtures' copy), t.home; t.cwd (default
 -- t.dir) is where the verbs run, as PM2's scripts `cd` first.
 
+-- Call in a describe block: each test gets a fresh directory holding a copy
+-- of the fixtures and its own ORCH_HOME, both removed after it (with the
+-- daemon and every process it started). Returns the context t.
+function P.each_test()
+  local t = {}
+  -- H.each_test finds busted's before_each/after_each in its caller's
+  -- environment: the spec file's, so call it from a function that has it.
+  local register = setfenv(function(set) H.each_test(set) end, getfenv(2))
+  register(function(dir, home)
+    t.dir, t.home, t.cwd = dir, home, nil
+    P.copy_fixtures(dir)
+  end)
+  return t
+end
+
 -- Runs `orch ARGS...`: code, stdout, stderr.
 function P.run(t, args, o)
   return H.orch_sync(args, opts(t, o))

@@ -8,11 +8,7 @@ local P = require("pm2e2e")
 local online, stopped, restarts = P.status("online"), P.status("stopped"), P.restarts
 
 describe("PM2 e2e cli", function()
-  local t = {}
-  H.each_test(function(dir, home)
-    t.dir, t.home, t.cwd = dir, home, nil
-    P.copy_fixtures(dir)
-  end)
+  local t = P.each_test()
 
   it("cli/multiparam.sh: start, restart, stop and delete several apps in one command", function()
     P.ok(t, { "start", "child.js", "echo.js", "server.js" })

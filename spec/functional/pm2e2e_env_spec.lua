@@ -11,11 +11,7 @@ local P = require("pm2e2e")
 local online, restarts = P.status("online"), P.restarts
 
 describe("PM2 e2e environment", function()
-  local t = {}
-  H.each_test(function(dir, home)
-    t.dir, t.home, t.cwd = dir, home, nil
-    P.copy_fixtures(dir)
-  end)
+  local t = P.each_test()
 
   -- The values of variable var in the online processes' environments.
   local function values(var)

@@ -10,11 +10,7 @@ local cjson = require("cjson")
 local online, restarts = P.status("online"), P.restarts
 
 describe("PM2 e2e logs", function()
-  local t = {}
-  H.each_test(function(dir, home)
-    t.dir, t.home, t.cwd = dir, home, nil
-    P.copy_fixtures(dir)
-  end)
+  local t = P.each_test()
 
   it("logs/log-create-not-exist-dir.sh: -o into a directory that does not exist creates it", function()
     local file = t.dir .. "/__log-create-not-exist-dir__/a-deep/path/which/should/cost/lots/of/time/to/create"

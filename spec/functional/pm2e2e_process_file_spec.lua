@@ -2,17 +2,12 @@
 -- replayed against orch: `pm2` becomes `orch`, the fixtures are
 -- spec/fixtures/pm2e2e (each names the PM2 fixture it stands for), every
 -- `should`/`spec`/`ispec` of the script is kept.
-local H = require("helpers")
 local P = require("pm2e2e")
 
 local online, stopped, restarts = P.status("online"), P.status("stopped"), P.restarts
 
 describe("PM2 e2e process-file", function()
-  local t = {}
-  H.each_test(function(dir, home)
-    t.dir, t.home, t.cwd = dir, home, nil
-    P.copy_fixtures(dir)
-  end)
+  local t = P.each_test()
 
   it("process-file/append-env-to-name.sh: append_env_to_name suffixes the app's name with --env", function()
     P.ok(t, { "start", "append-env-to-name.json", "--env", "dev" })
