@@ -233,6 +233,11 @@ local verbs = {
     summary = "send a signal (SIGUSR2, HUP, 10...) to the main process of each running process",
     request = function(p)
       local sig = tonumber(p.positional[1]) or p.positional[1]
+      local core = require("orch.core")
+      if not (type(sig) == "number" and sig == math.floor(sig) and core.signame(sig) or core.signum(tostring(sig))) then
+        return nil, string.format("<signal>: unknown signal '%s' (a name as SIGUSR2 or USR2, or a number)",
+          p.positional[1]), true
+      end
       return "signal", { signal = sig, target = p.positional[2], cwd = util.getcwd() }
     end,
     show = function(result)
