@@ -79,17 +79,65 @@ function M.colour()
   return require("orch.colour").enabled(1)
 end
 
+-- list --sort's fields (PM2's pm2-ls.js), each as the list's JSON field
+-- (a function: its value) it sorts by. PM2 sorts uptime by the time the
+-- process started, so ascending puts the longest running first.
+M.SORT_FIELDS = { name = "name", namespace = "namespace", pid = "pid", id = "id", cpu = "cpu", memory = "memory",
+  status = "status", uptime = function(p) return -(tonumber(p.uptime_ms) or 0) end }
+
+-- PM2's --sort FIELD[:asc|desc] → { field, desc = true|false }, or nil,
+-- message.
+function M.sort_spec(text)
+  local field, order, extra = (text .. ":"):lower():match("^([^:]*):([^:]*):?(.*)$")
+  if not M.SORT_FIELDS[field] then
+    local names = {}
+    for k in pairs(M.SORT_FIELDS) do names[#names + 1] = k end
+    table.sort(names)
+    return nil, string.format("--sort: unknown field '%s' (one of %s, then :asc or :desc)", text,
+      table.concat(names, ", "))
+  end
+  if extra ~= "" or (order ~= "" and order ~= "asc" and order ~= "desc") then
+    return nil, string.format("--sort: '%s': the order after ':' is asc or desc", text)
+  end
+  return { field = field, desc = order == "desc" }
+end
+
+-- A value of p to compare: stopped processes have no pid (0, as PM2's).
+local function sort_key(p, field)
+  local f = M.SORT_FIELDS[field]
+  local v = type(f) == "function" and f(p) or p[f]
+  if v == nil or v == NULL then return 0 end
+  return v
+end
+
+-- procs in sort's order (nil: by id); ties keep id order, as PM2's stable
+-- sort of its id-ordered list does.
+local function sorted_procs(procs, sort)
+  local out = {}
+  for i, p in ipairs(procs) do out[i] = p end
+  table.sort(out, function(a, b)
+    if sort then
+      local x, y = sort_key(a, sort.field), sort_key(b, sort.field)
+      if type(x) ~= type(y) then x, y = tostring(x), tostring(y) end
+      if x ~= y then
+        if sort.desc then return x > y end
+        return x < y
+      end
+    end
+    return a.id < b.id
+  end)
+  return out
+end
+
 -- The process table (list, and the replies of start, stop, restart...),
--- in id order, the status coloured on a terminal (colour: true/false to
--- decide, else M.colour()).
-function M.procs(procs, colour)
+-- in id order or sort's (M.sort_spec), the status coloured on a terminal
+-- (colour: true/false to decide, else M.colour()).
+function M.procs(procs, colour, sort)
   if #procs == 0 then
     io.stdout:write("no processes\n")
     return
   end
-  local sorted = {}
-  for i, p in ipairs(procs) do sorted[i] = p end
-  table.sort(sorted, function(a, b) return a.id < b.id end)
+  local sorted = sorted_procs(procs, sort)
   local rows = {}
   for _, p in ipairs(sorted) do
     rows[#rows + 1] = { p.id, p.name, p.mode, p.pid == NULL and "-" or p.pid, p.status,

@@ -138,7 +138,7 @@ local function colour(p)
 end
 
 local function show_procs(result, p)
-  out.procs(result, colour(p))
+  out.procs(result, colour(p), p.opts.sort and out.sort_spec(p.opts.sort))
 end
 
 local verbs = {
@@ -168,9 +168,16 @@ local verbs = {
     opts = UPDATE_OPTS, run = on_targets("restart", update_env) },
   { name = "delete", args = TARGETS, min = 1, max = math.huge, summary = "stop and forget processes",
     opts = FILE_OPTS, run = on_targets("delete") },
-  { name = "list", args = "", min = 0, max = 0, summary = "list processes (aliases: ls, status)",
-    opts = { json = FLAG, ["no-color"] = FLAG },
-    request = function() return "list", {} end, show = show_procs },
+  { name = "list", args = "", min = 0, max = 0,
+    summary = "list processes, by id or --sort FIELD[:asc|desc] (aliases: ls, ps, status)",
+    opts = { json = FLAG, ["no-color"] = FLAG, sort = VALUE },
+    request = function(p)
+      if p.opts.sort then
+        local ok, why = out.sort_spec(p.opts.sort)
+        if not ok then return nil, why end
+      end
+      return "list", {}
+    end, show = show_procs },
   { name = "describe", args = "<name|id>", min = 1, max = 1,
     summary = "show everything about processes (--env-vars: with their environment)",
     opts = { json = FLAG, ["env-vars"] = FLAG }, request = function(p) return "describe", target(p) end,
@@ -270,7 +277,7 @@ local verbs = {
     end },
 }
 
-verbs.aliases = { ls = "list", status = "list", l = "list", del = "delete", desc = "describe", show = "describe",
-                  dump = "save", reloadLogs = "reopen-logs" }
+verbs.aliases = { ls = "list", ps = "list", status = "list", l = "list", del = "delete", desc = "describe",
+                  show = "describe", dump = "save", reloadLogs = "reopen-logs" }
 
 return verbs

@@ -292,7 +292,7 @@ M.FLAGS = {
   { "ext", why = "watching by extension is not supported: give watch paths (--watch=PATH) and ignore_watch patterns" },
   { "silent", short = "s", why = "orch prints only the process table: send it to /dev/null, the exit status tells the result" },
   { "mini-list", short = "m", why = "a format of pm2 list: orch list --json gives a form for scripts" },
-  { "sort", why = "orch list is sorted by id" },
+  { "sort", why = "orch start prints its processes by id: orch list --sort FIELD[:asc|desc] sorts the table" },
   { "no-color", kind = "flag", cli = "No colours in the process table (as NO_COLOR=1; without a terminal there are none)." },
   { "hp", why = "a flag of pm2 startup: run orch from your service manager (docs/cli.md)" },
   { "service-name", why = "a flag of pm2 startup: run orch from your service manager (docs/cli.md)" },

@@ -247,6 +247,33 @@ describe("orch's help and output", function()
     return report.raw
   end
 
+  it("sorts list by --sort FIELD[:asc|desc] as PM2 (ps too), and refuses an unknown field or order", function()
+    for _, n in ipairs({ "b", "a", "c" }) do
+      assert.are.equal(0, (orch({ "start", "sleep", "--name", n, "--", "1000" })))
+    end
+    local function names(args)
+      local code, out, err = orch(args)
+      assert.are.equal(0, code, err)
+      local seen = {}
+      for n in out:gmatch("\n%d+%s+(%a)%s") do seen[#seen + 1] = n end
+      return table.concat(seen)
+    end
+    assert.are.equal("bac", names({ "list" }))
+    assert.are.equal("abc", names({ "list", "--sort", "name" }))
+    assert.are.equal("abc", names({ "list", "--sort=name:asc" }))
+    assert.are.equal("cba", names({ "list", "--sort=name:desc" }))
+    assert.are.equal("bac", names({ "list", "--sort=id" }))
+    assert.are.equal("cab", names({ "ls", "--sort=id:desc" }))
+    assert.are.equal("abc", names({ "ps", "--sort=name" }))
+    assert.are.equal("bac", names({ "list", "--sort=status" })) -- ties keep id order
+    for _, bad in ipairs({ "size", "name:up", "name:desc:x" }) do
+      local code, _, err = orch({ "list", "--sort", bad })
+      assert.are.equal(2, code)
+      assert.matches("--sort", err, 1, true)
+      assert.matches(bad, err, 1, true)
+    end
+  end)
+
   it("colours list's statuses on a terminal only, and not with NO_COLOR or --no-color", function()
     H.need("python3")
     assert.are.equal(0, (orch({ "start", "sleep", "--name", "up", "--", "1000" })))

@@ -359,6 +359,22 @@ describe("PM2 e2e cli", function()
     P.file_has(t, "extra-lang/cli-python.log", "RAWPython")
   end)
 
+  it("cli/sort.sh: list --sort by name and by id, ascending and descending", function()
+    t.cwd = t.dir .. "/sort"
+    P.ok(t, { "start", "http.js" })
+    P.ok(t, { "start", "other.js" })
+    local function order(sort)
+      local out = P.ok(t, { "list", "--sort=" .. sort })
+      local http, other = out:find("http", 1, true), out:find("other", 1, true)
+      assert.truthy(http and other, out)
+      return http < other
+    end
+    assert.is_true(order("name"), "should sort app by name (asc)")
+    assert.is_false(order("name:desc"), "should sort app by name (desc)")
+    assert.is_true(order("id"), "should sort app by id (asc)")
+    assert.is_false(order("id:desc"), "should sort app by id (desc)")
+  end)
+
   it("cli/mjs.sh: an ES module with --node-args, in fork and cluster mode", function()
     t.cwd = t.dir .. "/mjs"
     P.ok(t, { "start", "--node-args=--experimental-modules", "index.mjs", "-o", "outech.log", "-e", "errech.log" })
