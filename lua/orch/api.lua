@@ -14,6 +14,9 @@ M.EVENTS = { start = "start", online = "online", exit = "exit", waiting = "resta
 
 M.CALLBACK_DEADLINE_MS = 1000
 
+-- a restart asked for from Lua: its cause in the event stream (orch.events)
+local API_RESTART = { cause = "api" }
+
 function M.new(engine)
   local api = { uv = require("orch.bounds").uv(uv) }
 
@@ -95,7 +98,7 @@ function M.new(engine)
     after_all({ record(self) }, function(p, d) engine.sup:stop(p, d) end, protect(done, "stop callback"))
   end
   function methods.restart(self, done)
-    after_all({ record(self) }, function(p, d) engine.sup:restart(p, d) end, protect(done, "restart callback"))
+    after_all({ record(self) }, function(p, d) engine.sup:restart(p, d, API_RESTART) end, protect(done, "restart callback"))
   end
   -- Sends msg (any JSON value) over the process's IPC channel: it reaches
   -- process.on('message') in Node. true, or nil and why not.
@@ -144,7 +147,7 @@ function M.new(engine)
     after_all(targets(t), function(p, d) engine.sup:stop(p, d) end, protect(done, "stop callback"))
   end
   function api.restart(t, done)
-    after_all(targets(t), function(p, d) engine.sup:restart(p, d) end, protect(done, "restart callback"))
+    after_all(targets(t), function(p, d) engine.sup:restart(p, d, API_RESTART) end, protect(done, "restart callback"))
   end
   function api.send(t, msg)
     local sent, errors = 0, {}

@@ -11,6 +11,7 @@ local supervisor = require("orch.supervisor")
 local readiness = require("orch.readiness")
 local views = require("orch.views")
 local pidfile = require("orch.pidfile")
+local events = require("orch.events")
 
 local M = {}
 local Engine = {}
@@ -48,8 +49,11 @@ function M.new(opts)
     paths = opts.paths, opts = opts, log = opts.log, mode = opts.mode,
     apps = {},      -- name -> { app = normalised app, source = ..., env = base env }
     started_at = uv.hrtime(),
-    events = {},    -- queued for the Lua API (see _event)
+    api_queue = {}, -- events queued for the Lua API (see _event)
   }, Engine)
+  -- every transition as a record (orch.events): the control socket's
+  -- subscribers, metrics and dashboards read them here
+  self.events = events.new({ log = self.log })
   -- one operation at a time per app (commands, triggers, users' handlers)
   self.ops = require("orch.ops").new({ log = self.log, holds = function(p) return self.sup:get(p.id) == p end })
   self.api = require("orch.api").new(self)
@@ -64,7 +68,7 @@ function M.new(opts)
     emit = function(event, p, info) self:_event(event, p, info) end,
     api_get = function(id) return self.api.get(id) end,
     user_error = function(p, what, err) self:user_error(p, what, err) end,
-    restart = function(p) self:restart_running(p) end,
+    restart = function(p, cause, why) self:restart_running(p, cause, why) end,
   })
   -- which descendants are whose (cgroup v2 or the environment marker)
   self.tree = require("orch.tree").new(opts.paths.home, { log = opts.log })
@@ -107,12 +111,31 @@ end
 
 -- A restart that is not a command (a trigger, a failed health check): an
 -- operation of the process's app, after those before it (orch.ops), if the
--- process still runs then.
-function Engine:restart_running(p)
+-- process still runs then. cause: orch.events' restart cause ("memory",
+-- "health"...), why: its text.
+function Engine:restart_running(p, cause, why)
   self.ops:each({ p }, "restart " .. p.id, function(_, done)
-    if p.status == "online" or p.status == "launching" then return self.sup:restart(p, done) end
+    if p.status == "online" or p.status == "launching" then
+      return self.sup:restart(p, done, { cause = cause, reason = why })
+    end
     done()
   end)
+end
+
+-- Records an event of proc (or of no process: proc nil) in the ring
+-- (orch.events); fields: the kind's own. Returns the record.
+Engine.RESTARTS_KEPT = 5 -- per process, for orch describe
+
+function Engine:record(kind, proc, fields)
+  local r = self.events:emit(kind, events.of(proc, fields))
+  if kind == "restart" and proc then
+    local h = proc.restart_log or {}
+    proc.restart_log = h
+    h[#h + 1] = { time = r.time, cause = r.cause, reason = r.reason, delay = r.delay, code = r.code,
+                  signal = r.signal }
+    if #h > self.RESTARTS_KEPT then table.remove(h, 1) end
+  end
+  return r
 end
 
 -- PM2's pid_file: written when a process starts, removed when it exits.
@@ -132,6 +155,8 @@ function Engine:_pid_file(event, proc)
 end
 
 function Engine:_event(event, proc, info)
+  local kind, fields = events.from_engine(event, proc, info)
+  if kind then self:record(kind, proc, fields) end
   -- one-shot watchers of a process (reload waits for its replacement)
   local watch = proc and self.proc_watchers and self.proc_watchers[proc]
   if watch and watch(event) then self.proc_watchers[proc] = nil end
@@ -146,13 +171,13 @@ function Engine:_event(event, proc, info)
   if event == "message" then self.actions:on_message(proc, info.message) end
   if event == "stopping" then self.cluster:drain(proc) end
   if proc and proc.app.pid_file then self:_pid_file(event, proc) end
-  if event ~= "exit" and event ~= "restart" then self:save_state_soon() end
+  if event ~= "exit" and event ~= "restart" and event ~= "restarting" then self:save_state_soon() end
   if self.opts.on_event then self.opts.on_event(event, proc, info) end
   -- Users' hooks and handlers run after the transition that raised the event
   -- has finished, so that whatever they do (stop, restart...) meets a
   -- consistent process table.
   if proc and self.api then
-    self.events[#self.events + 1] = { event, proc, info }
+    self.api_queue[#self.api_queue + 1] = { event, proc, info }
     if not self.event_timer then
       self.event_timer = uv.new_timer()
       self.event_timer:start(0, 0, function() self:_dispatch_events() end)
@@ -163,9 +188,9 @@ end
 function Engine:_dispatch_events()
   self.event_timer:close()
   self.event_timer = nil
-  local events = self.events
-  self.events = {}
-  for _, e in ipairs(events) do self.api._dispatch(e[1], e[2], e[3]) end
+  local queued = self.api_queue
+  self.api_queue = {}
+  for _, e in ipairs(queued) do self.api._dispatch(e[1], e[2], e[3]) end
   self.deps:unblock()
 end
 
@@ -309,6 +334,7 @@ function Engine:apply(cfg, source, done)
     pending = pending - 1
     if pending == 0 then
       self:save_state_soon()
+      self:_record_config(summary, source)
       done(summary)
     end
   end
@@ -368,6 +394,15 @@ function Engine:apply(cfg, source, done)
   one()
 end
 
+-- A "config" event per app an apply changed (orch.events).
+function Engine:_record_config(summary, source)
+  for _, change in ipairs({ "started", "added", "restarted", "deleted" }) do
+    for _, name in ipairs(summary[change] or {}) do
+      self:record("config", nil, { app = name, change = change, source = source.file or "command line" })
+    end
+  end
+end
+
 -- Replaces each process in turn with a new one (orch.reload).
 function Engine:reload(procs, done)
   return require("orch.reload").run(self, procs, done)
@@ -381,6 +416,7 @@ function Engine:scale(name, n, done)
   local procs = self:procs_of(name)
   table.sort(procs, function(a, b) return a.instance < b.instance end)
   local app = entry.app
+  self:record("scale", nil, { app = name, from = #procs, to = n })
   app.instances = n -- one table for all instances: they all see the new count
   if n > #procs then
     local first = #procs

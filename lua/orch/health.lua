@@ -223,7 +223,7 @@ Checker.__index = Checker
 -- opts: log(level, msg), label(proc), maybe_online(proc) (online once every
 -- readiness condition holds), emit(event, proc, info), api_get(id) (the
 -- process object a check function gets), user_error(proc, what, err),
--- restart(proc) (after the retries: an operation of its app), home
+-- restart(proc, "health", why) (after the retries: an operation of its app), home
 -- ($ORCH_HOME, for an exec check's environment).
 function M.new(opts)
   return setmetatable({ opts = opts, log = opts.log, uv = require("luv"), hook = require("orch.hook"), runs = {} },
@@ -385,7 +385,8 @@ function Checker:_result(run, ok, msg)
   self:_set(proc, false, msg, string.format("unhealthy: %d check%s failed in a row, last: %s; restarting",
     st.failures, st.failures == 1 and "" or "s", msg))
   self:stop(proc)
-  self.opts.restart(proc)
+  self.opts.restart(proc, "health", string.format("%d health check%s failed in a row, last: %s",
+    st.failures, st.failures == 1 and "" or "s", msg))
 end
 
 ---------------------------------------------------------------------------

@@ -29,15 +29,19 @@ function M.run(engine, procs, done)
       return engine.sup:restart(old, function()
         results[#results + 1] = { id = old.id, ok = true, restarted = true }
         next_one()
-      end)
+      end, { cause = "reload" })
     end
     local new = engine.sup:add(old.app, old.base_env, old.instance)[1]
     new.restarts = old.restarts + 1
+    -- the event stream: old is restarted by a reload, in steps
+    engine:record("restart", old, { cause = "reload", delay = 0, restarts = new.restarts })
+    engine:record("reload", old, { step = "begin", new_id = new.id })
     local switched, timer = false, nil
     -- The replacement goes: it failed, or its slot is no longer old's.
     local function give_up(why)
       engine.sup:stop(new, function()
         engine.sup:remove(new)
+        engine:record("reload", old, { step = "failed", new_id = new.id, reason = why })
         results[#results + 1] = { id = old.id, ok = false, error = why }
         next_one()
       end)
@@ -54,10 +58,13 @@ function M.run(engine, procs, done)
       if timer and not timer:is_closing() then timer:close() end
       engine.proc_watchers[new] = nil
       if not in_slot() then return give_up("the process was removed during the reload") end
+      engine:record("reload", old, { step = "switch", new_id = new.id, new_pid = new.pid })
       engine.sup:stop(old, function()
         -- refused when old left the table or runs again
         local swapped, err = engine.sup:replace(old, new)
         if not swapped then return give_up("the process was changed during the reload: " .. err) end
+        new.restart_log = old.restart_log -- describe's last restarts go on
+        engine:record("reload", new, { step = "done", old_id = old.id })
         results[#results + 1] = { id = new.id, ok = true, pid = new.pid }
         next_one()
       end)

@@ -196,7 +196,14 @@ end
 
 -- Stops (if running) and starts again; counts as a restart, as in PM2, and
 -- forgets earlier unstable exits. done(ok, err) once launched.
-function Supervisor:restart(proc, done)
+-- cause: { cause, reason } for the "restarting" event (orch.events'
+-- restart causes; default "command"), raised when the restart stops or
+-- cuts short a run (a stopped process just starts).
+function Supervisor:restart(proc, done, cause)
+  local s = proc.status
+  if s == "online" or s == "launching" or s == "stopping" or s == "waiting restart" then
+    self.emit("restarting", proc, cause or { cause = "command" })
+  end
   return self:fire(proc, "restart", done or function() end)
 end
 
@@ -430,7 +437,8 @@ function Supervisor:_spawn_failed(proc, err, code, final)
   proc.reason = err
   self.emit("spawn_error", proc, { error = err, code = code })
   if transient_spawn_errors[code] and not final then
-    self:fire(proc, "exit", { code = nil, signal = nil, uptime_ms = 0, error = err })
+    proc.last_exit = { uptime_ms = 0, error = err }
+    self:fire(proc, "exit", proc.last_exit)
   else
     self:fire(proc, "exec_failed", err)
   end

@@ -18,8 +18,9 @@ local function close(h)
 end
 
 -- opts: log(level, msg), list() (every process), procs_of(name), stats(p)
--- (its CPU % and resident bytes), restart(p) (a restart that is not a
--- command: an operation of its app, if p still runs then); for watch:
+-- (its CPU % and resident bytes), restart(p, cause, why) (a restart that is
+-- not a command: an operation of its app, if p still runs then; cause is
+-- "memory", "cron" or "watch", orch.events' restart causes); for watch:
 -- home (orch's home, never watched), log_file(path) (whether orch writes
 -- the file at path: a log file, rotated or not).
 function M.new(opts)
@@ -32,13 +33,13 @@ local function cause(p, why)
   p.restart_cause = { why = why, at = sec * 1000 + math.floor(usec / 1000) }
 end
 
--- Restarts the running processes of an app, saying why.
-function Triggers:_restart(name, why)
+-- Restarts the running processes of an app, saying why (kind: the cause).
+function Triggers:_restart(name, why, kind)
   for _, p in ipairs(self.opts.procs_of(name)) do
     if p.status == "online" or p.status == "launching" then
       self.log("info", string.format("%s:%d: %s, restarting", p.name, p.instance, why))
       cause(p, why)
-      self.opts.restart(p)
+      self.opts.restart(p, kind, why)
     end
   end
 end
@@ -59,7 +60,7 @@ function Triggers:_memory_check()
           local why = string.format("memory %d bytes over max_memory_restart %d", rss, limit)
           self.log("info", string.format("%s:%d: %s, restarting", p.name, p.instance, why))
           cause(p, why)
-          self.opts.restart(p)
+          self.opts.restart(p, "memory", why)
         end
       end
     end
@@ -87,7 +88,7 @@ function Triggers:_cron_arm(name, state)
   local ms = math.max(0, (next_t - os.time()) * 1000)
   state.cron = state.cron or uv.new_timer()
   state.cron:start(ms, 0, function()
-    self:_restart(name, "cron_restart '" .. state.app.cron_restart .. "'")
+    self:_restart(name, "cron_restart '" .. state.app.cron_restart .. "'", "cron")
     self:_cron_arm(name, state)
   end)
 end
@@ -224,7 +225,7 @@ function Triggers:_watch_dir(name, state, dir)
     state.debounce = state.debounce or uv.new_timer()
     state.debounce:stop()
     state.debounce:start(state.delay, 0, function()
-      self:_restart(name, "a watched file changed (" .. path .. ")")
+      self:_restart(name, "a watched file changed (" .. path .. ")", "watch")
     end)
   end)
   if not ok then
