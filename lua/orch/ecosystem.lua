@@ -82,15 +82,15 @@ local function missing_program(cmd, ctx)
 end
 
 -- Resolves `script` following PM2: a path relative to cwd, or a bare command
--- found on PATH when nothing would interpret it.
+-- found on PATH when nothing would interpret it, recorded as the path found
+-- (PM2's pm_exec_path: `pm2 start ls` runs /usr/bin/ls).
 local function resolve_script(v, ctx)
   if type(v) ~= "string" or v == "" then return expected("a non-empty string", v) end
   local full = util.abspath(v, ctx.cwd)
   if util.is_file(full) then return full end
   if util.is_dir(full) then return nil, "is a directory: " .. full end
-  if not v:find("/", 1, true) and ctx.no_interpreter and util.which(v, ctx.path) then
-    return v
-  end
+  local found = not v:find("/", 1, true) and ctx.no_interpreter and util.which(v, ctx.path)
+  if found then return found end
   return nil, "no such file: " .. full
 end
 

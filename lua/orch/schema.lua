@@ -19,7 +19,7 @@ option("name", { type = "string", default_doc = "script file name without extens
 option("namespace", { type = "string", default = "default",
   doc = "Group of apps (PM2's namespace): a target for commands that act on every app in it, and the `namespace` variable of its processes. Letters, digits, '_', '.', '-'; not \"all\"." })
 option("script", { type = "string", required = true,
-  doc = "Program to run. Resolved against cwd; a bare command name absent from cwd is looked up on PATH when no interpreter is set. A command string (with a space, naming no file: \"python3 -m http.server 8123\") runs through bash -c (sh -c without bash), as in PM2; args are appended to it, quoted." })
+  doc = "Program to run. Resolved against cwd; a bare command name absent from cwd is looked up on PATH when no interpreter is set, and its path recorded (PM2's: orch start ls runs /usr/bin/ls). A command string (with a space, naming no file: \"python3 -m http.server 8123\") runs through bash -c (sh -c without bash), as in PM2; args are appended to it, quoted." })
 option("args", { type = "string|list", default = {},
   doc = "Arguments for the script. A string is split like a shell does (quotes, backslashes), without any expansion." })
 option("interpreter", { type = "string", default_doc = "none: the script is executed directly",

@@ -359,6 +359,17 @@ describe("PM2 e2e cli", function()
     P.file_has(t, "extra-lang/cli-python.log", "RAWPython")
   end)
 
+  it("cli/binary.sh: the interpreter follows the file: none for a binary on PATH, node, python", function()
+    P.ok(t, { "start", "ls" })
+    local d = P.describe(t, "ls")[1]
+    assert.truthy(d.script:match("/ls$"), d.script)
+    assert.are.equal(d.script, d.exec[1]) -- run directly, no interpreter
+    P.ok(t, { "start", "binary-js-file.js" })
+    assert.are.equal("node", P.describe(t, "binary-js-file")[1].exec[1])
+    P.ok(t, { "start", "binary-py-file.py" })
+    assert.truthy(P.describe(t, "binary-py-file")[1].exec[1]:match("^python"))
+  end)
+
   it("cli/sort.sh: list --sort by name and by id, ascending and descending", function()
     t.cwd = t.dir .. "/sort"
     P.ok(t, { "start", "http.js" })

@@ -475,12 +475,14 @@ describe("orch.ecosystem", function()
       assert.are.equal(path .. ":1: app 'x': option 'script': expected a non-empty string, got number 5", load_err(path))
     end)
 
-    it("may be a bare command found on PATH when there is no interpreter", function()
+    -- PM2's cli/binary.sh: `pm2 start ls` records /usr/bin/ls (pm_exec_path).
+    it("may be a bare command found on PATH when there is no interpreter, recorded as its path as PM2 does", function()
       local path = write("eco.lua", 'return { apps = { { script = "sh", args = "-c true" }, '
         .. '{ name = "n", script = "sh", interpreter = "none" } } }')
-      local cfg = load_ok(path, { base_env = { PATH = "/usr/bin:/bin" } })
-      assert.are.equal("sh", cfg.apps[1].script)
-      assert.are.equal("sh", cfg.apps[2].script)
+      local cfg = load_ok(path, { base_env = { PATH = "/nonexistent:/usr/bin:/bin" } })
+      local sh = util.is_file("/usr/bin/sh") and "/usr/bin/sh" or "/bin/sh"
+      assert.are.equal(sh, cfg.apps[1].script)
+      assert.are.equal(sh, cfg.apps[2].script)
     end)
 
     it("uses the caller's PATH from base_env", function()
@@ -666,7 +668,7 @@ describe("orch.ecosystem", function()
       assert.are.equal("stop", web.restart({}, { code = 0 }))
       assert.are.equal(500, web.restart({}, { code = 1 }))
       assert.are.equal("sleep", sleep.name)
-      assert.are.equal("sleep", sleep.script)
+      assert.are.equal(util.which("sleep"), sleep.script)
       assert.are.same({ "infinity" }, sleep.args)
       assert.is_false(sleep.autorestart)
       assert.are.equal(21, sleep.config_line)
