@@ -178,7 +178,7 @@ function M.help()
     local line = string.format("  %-" .. (HELP_COLUMN - 3) .. "s%s%s", synopsis, sep, wrap(text, HELP_COLUMN, 100))
     if M.refused(f) then refused[#refused + 1] = line else taken[#taken + 1] = line end
   end
-  return "options (for a script; an ecosystem file sets them in the file, --env and --only apply to it):\n"
+  return "options (for a script; an ecosystem file sets them in the file, --env, --only and -i apply to it):\n"
     .. table.concat(taken, "\n") .. "\n"
     .. string.format("  %-" .. (HELP_COLUMN - 3) .. "s %s\n", "    --json", "Print the reply as JSON.")
     .. "\nPM2 flags orch does not take:\n" .. table.concat(refused, "\n") .. "\n"

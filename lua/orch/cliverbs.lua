@@ -60,10 +60,20 @@ local function start_request(p)
   end
   local given = cliflags.given(o)
   if is_ecosystem(tgt) then
-    local f = given[1]
-    if f then
-      return nil, string.format("--%s applies to a script, not to an ecosystem file: set option '%s' in the file",
-        f[1], f.option)
+    -- PM2's _startJson takes -i over the file's instances and ignores -f
+    for _, f in ipairs(given) do
+      if f.option == "force" then
+        err("warning: --force has no effect on an ecosystem file (PM2 ignores it there too)")
+      elseif f.option ~= "instances" then
+        return nil, string.format("--%s applies to a script, not to an ecosystem file: set option '%s' in the file",
+          f[1], f.option)
+      end
+    end
+    local instances
+    if o.instances then
+      local spec, ferr = cliflags.options({ instances = o.instances }, cwd)
+      if not spec then return nil, ferr end
+      instances = spec.instances
     end
     if #p.rest > 0 then return nil, "-- args apply to a script, not to an ecosystem file: set option 'args' in the file" end
     local only
@@ -71,7 +81,8 @@ local function start_request(p)
       only = {}
       for n in o.only:gmatch("[^,%s]+") do only[#only + 1] = n end
     end
-    local req = { file = util.abspath(tgt, cwd), env_name = o.env, only = only, env = environ(), cwd = cwd }
+    local req = { file = util.abspath(tgt, cwd), env_name = o.env, only = only, env = environ(), cwd = cwd,
+                  instances = instances }
     local ok, perr = require("orch.ecocli").prepare(req) -- a JavaScript file: Node evaluates it here
     if not ok then return nil, perr, nil, 1 end
     return "start", req

@@ -184,7 +184,7 @@ function M.source(args)
   local env, eerr = string_map(args.env, "env")
   if not env then return nil, eerr end
   local source = { file = args.file, spec = args.spec, env_name = args.env_name, env = env,
-                   cwd = args.cwd or "/", evaluated = args.evaluated }
+                   cwd = args.cwd or "/", evaluated = args.evaluated, instances = args.instances }
   if args.only ~= nil then
     local n = 0
     for _ in pairs(args.only) do n = n + 1 end
@@ -202,7 +202,8 @@ end
 
 function H.start(engine, args, respond)
   local ok, err = check(args, { file = "string", spec = "table", env_name = "string", only = "table",
-                                env = "table", cwd = "string", target = "string|number", evaluated = "table" })
+                                env = "table", cwd = "string", target = "string|number", evaluated = "table",
+                                instances = "string|number" })
   if not ok then return respond(nil, "EINVAL", err) end
   if args.target ~= nil then
     if args.file or args.spec then return respond(nil, "EINVAL", "'target' excludes 'file' and 'spec'") end

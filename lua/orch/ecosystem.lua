@@ -177,6 +177,9 @@ local function normalize_app(raw, index, st)
     end
   end
   local function opt_name(o) return spelled[o] or o end
+  -- start's -i over the file's instances (PM2's _startJson), before the
+  -- exec mode follows from it
+  if st.instances ~= nil then vals.instances = st.instances end
 
   local app = { config_line = lines.line }
   local ctx = { cpus = st.cpus, path = st.path, pm2 = st.pm2 }
@@ -439,7 +442,8 @@ end
 -- for relative paths; default the current directory), env_name, cpus,
 -- base_env (for PATH lookups), lines (line map, see line_map), null (a
 -- value meaning "absent", e.g. cjson.null), pm2 (the file is in PM2's
--- formats: unknown keys warn, as PM2 ignores them; env tables are JSON).
+-- formats: unknown keys warn, as PM2 ignores them; env tables are JSON),
+-- instances (over every app's, as start's -i with a file).
 function M.normalize(tbl, opts)
   opts = opts or {}
   local file = opts.file
@@ -498,7 +502,7 @@ function M.normalize(tbl, opts)
   local base_env = opts.base_env
   local st = {
     file = file, dir = dir, env_name = opts.env_name, lines = opts.lines, null = opts.null,
-    names = {}, warnings = warnings, pm2 = opts.pm2,
+    names = {}, warnings = warnings, pm2 = opts.pm2, instances = opts.instances,
     -- The PATH the user's shell had decides where bare commands are found;
     -- with none, use the default execvp falls back to.
     path = (base_env and base_env.PATH) or (not base_env and os.getenv("PATH"))
@@ -550,7 +554,8 @@ end
 
 -- Loads, validates and normalises the ecosystem file at `path`.
 -- opts: env_name, cpus, base_env, deadline_ms (Lua evaluation budget),
--- cwd (base for a relative `path`; default the process's cwd).
+-- cwd (base for a relative `path`; default the process's cwd), evaluated
+-- (a JavaScript file's value), instances (as normalize's).
 function M.load(path, opts)
   opts = opts or {}
   if type(path) ~= "string" or path == "" then
@@ -619,7 +624,7 @@ function M.load(path, opts)
 
   return M.normalize(raw, {
     file = file, dir = dir, env_name = opts.env_name, cpus = opts.cpus,
-    base_env = opts.base_env, lines = lines, null = null, pm2 = kind ~= "lua",
+    base_env = opts.base_env, lines = lines, null = null, pm2 = kind ~= "lua", instances = opts.instances,
   })
 end
 

@@ -197,7 +197,8 @@ end
 ---------------------------------------------------------------------------
 -- Sources: where apps come from, in a form that survives a restart of orch.
 --   { file = "/abs/eco.lua", env_name = "prod"|nil, only = {names}|nil, env = {...}, cwd = "/dir",
---     evaluated = {...}|nil (a JavaScript file's value, evaluated by the CLI) }
+--     evaluated = {...}|nil (a JavaScript file's value, evaluated by the CLI),
+--     instances = N|nil (start's -i, over every app's instances, as PM2's _startJson) }
 --   { spec = { raw app table }, env = {...}, cwd = "/dir" }
 ---------------------------------------------------------------------------
 
@@ -205,7 +206,8 @@ function Engine:load(source)
   local cfg, err
   if source.file then
     cfg, err = ecosystem.load(source.file, { env_name = source.env_name, base_env = source.env, cwd = source.cwd,
-                                             api = self.api, evaluated = source.evaluated })
+                                             api = self.api, evaluated = source.evaluated,
+                                             instances = source.instances })
   else
     cfg, err = ecosystem.normalize({ apps = { source.spec } },
       { file = "command line", dir = source.cwd, base_env = source.env, env_name = source.env_name })

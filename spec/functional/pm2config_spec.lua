@@ -133,4 +133,19 @@ describe("PM2 config files", function()
     assert.truthy(out:find("configuration.json:6: invalid JSON: an expression ('.' after a value): orch reads "
       .. "literal values only, where PM2 evaluates a .json file as JavaScript", 1, true), out)
   end)
+
+  -- PM2's _startJson takes -i N over the file's instances (logs/log-json.sh:
+  -- pm2 start ecosystem.json --only X -i 2); -f changes nothing for a file.
+  it("run -i N instances of a file's apps over its instances, and take -f with a warning", function()
+    H.write(dir .. "/eco.json", '{ "apps": [{ "name": "a", "script": "sleep", "args": "600", "instances": 1 },\n'
+      .. '  { "name": "b", "script": "sleep", "args": "600" }] }\n')
+    local res, code, err = H.json(home, { "start", "eco.json", "--only", "a", "-i", "3", "-f" }, { cwd = dir })
+    assert.are.equal(0, code, err)
+    started(res)
+    assert.are.equal(3, #res.processes)
+    assert.matches("warning: %-%-force has no effect on an ecosystem file", err)
+    _, code, err = H.json(home, { "start", "eco.json", "-i", "x" }, { cwd = dir })
+    assert.are.equal(2, code)
+    assert.matches("%-%-instances x: option 'instances': expected", err)
+  end)
 end)

@@ -97,6 +97,35 @@ describe("PM2 e2e logs", function()
     entire(false)
   end)
 
+  -- log-json.sh: output.log holds valid JSON records with PM2's fields.
+  local function json_records(with_year)
+    P.file_has(t, "log-json/output.log", "echo")
+    local text = H.read(t.dir .. "/log-json/output.log")
+    local n = 0
+    for line in text:gmatch("[^\n]+") do
+      local ok, rec = pcall(cjson.decode, line)
+      assert.is_true(ok, "should have parsed valid json: " .. line)
+      assert.truthy(tostring(rec.message):match("^echo"), line)
+      assert.truthy(rec.timestamp and rec.type and rec.app_name, line)
+      if with_year then assert.truthy(tostring(rec.timestamp):find(os.date("%Y"), 1, true), line) end
+      n = n + 1
+    end
+    assert.is_true(n >= 1)
+  end
+
+  it("logs/log-json.sh: log_type json in fork and cluster mode, with and without log_date_format", function()
+    t.cwd = t.dir .. "/log-json"
+    for _, case in ipairs({ { "one-echo" }, { "one-echo-cluster", "-i", "2" }, { "one-echo-date", year = true },
+                            { "one-echo-cluster-date", year = true } }) do
+      H.sh("rm -f '" .. t.dir .. "/log-json/output.log'")
+      local args = { "start", "ecosystem.json", "--only", case[1] }
+      for i = 2, #case do args[#args + 1] = case[i] end
+      P.ok(t, args)
+      json_records(case.year)
+      P.ok(t, { "delete", "all" })
+    end
+  end)
+
   it("logs/log-namespace.sh: logs NAMESPACE streams the apps' lines, also with --lines 0", function()
     P.ok(t, { "start", "echo.js", "--namespace", "e2e-test-log-namespace" })
     for _, extra in ipairs({ {}, { "--lines", "0" } }) do
