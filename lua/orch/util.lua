@@ -372,6 +372,15 @@ function util.is_file(p)
   return code ~= nil and code ~= 2 and code ~= 20 -- ENOENT, ENOTDIR
 end
 
+-- Whether `p` is a file this process may execute (what execvp's PATH
+-- search takes: an entry it may not reach is skipped).
+local function executable(p)
+  if not util.is_file(p) then return false end
+  local ok, uv = pcall(require, "luv")
+  if not ok or type(uv) ~= "table" or not uv.fs_access then return true end
+  return uv.fs_access(p, "X") == true
+end
+
 -- Full path of `cmd` found on `path` (a $PATH-style string), or nil.
 -- Empty and relative PATH entries are skipped: they would be resolved
 -- against the caller's directory, not the one the command will run in.
@@ -383,7 +392,7 @@ function util.which(cmd, path)
   for dir in path:gmatch("[^:]+") do
     if sub(dir, 1, 1) == "/" then
       local full = dir .. "/" .. cmd
-      if util.is_file(full) then return full end
+      if executable(full) then return full end
     end
   end
   return nil

@@ -144,6 +144,7 @@ describe("PM2 config files", function()
     started(res)
     assert.are.equal(3, #res.processes)
     assert.matches("warning: %-%-force has no effect on an ecosystem file", err)
+    local _
     _, code, err = H.json(home, { "start", "eco.json", "-i", "x" }, { cwd = dir })
     assert.are.equal(2, code)
     assert.matches("%-%-instances x: option 'instances': expected", err)

@@ -155,7 +155,7 @@ while :; do sleep 0.1; done
     local res2, code2, err2 = H.json(home, { "start", "sleep", "--name", "s", "-f", "--", "700" }, { cwd = dir })
     assert.are.equal(0, code2, err2)
     local d = H.json(home, { "describe", "s" })[1]
-    assert.are.same({ "sleep", "700" }, d.exec)
+    assert.are.same({ require("orch.util").which("sleep"), "700" }, d.exec)
     assert.are_not.equal(old, d.pid)
     assert.are.equal(d.pid, res2.processes[1].pid)
     H.wait_until(function() return not H.alive(old) end, 10000, "the old process gone")

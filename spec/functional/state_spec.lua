@@ -32,7 +32,7 @@ describe("desired state", function()
       assert.are.equal(id, res.processes[1].id)
       assert.are.equal("online", res.processes[1].status)
       local d = json({ "describe", name })[1]
-      assert.are.equal("sleep", d.script)
+      assert.are.equal(require("orch.util").which("sleep"), d.script)
       assert.are.same({ name == "echo" and "1000" or "1001" }, d.args)
     end
     assert.are.equal(2, #json({ "list" }))

@@ -226,6 +226,18 @@ describe("orch.util", function()
       assert.is_nil(util.which("sh", ":.:relative"))
       assert.is_nil(util.which("no-such-command-orch", "/bin:/usr/bin"))
     end)
+    -- orch records the path it finds (PM2's pm_exec_path): it must be the
+    -- one execvp would run, past a file it may not execute.
+    it("skips a file it may not execute, as execvp's search does", function()
+      local dir = os.tmpname()
+      os.remove(dir)
+      finally(function() os.execute("rm -rf '" .. dir .. "'") end)
+      assert(os.execute(table.concat({ "mkdir -p '" .. dir .. "/a' '" .. dir .. "/b'", "echo > '" .. dir .. "/a/prog'",
+        "echo > '" .. dir .. "/b/prog'", "chmod 644 '" .. dir .. "/a/prog'", "chmod 755 '" .. dir .. "/b/prog'" },
+        " && ")) == 0)
+      assert.are.equal(dir .. "/b/prog", util.which("prog", dir .. "/a:" .. dir .. "/b"))
+      assert.is_nil(util.which("prog", dir .. "/a"))
+    end)
   end)
 
   describe("cpu_count", function()
