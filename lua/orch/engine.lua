@@ -325,6 +325,18 @@ local function same(a, b)
   return true
 end
 
+-- Runs act(p, one) for each process, then done() once each has called
+-- one() (at once for none): to wait for several stops or restarts.
+function Engine:each_proc(procs, act, done)
+  local left = #procs + 1
+  local function one()
+    left = left - 1
+    if left == 0 then done() end
+  end
+  for _, p in ipairs(procs) do act(p, one) end
+  one()
+end
+
 -- Applies an ecosystem file to what runs: its new apps start, changed ones
 -- restart with their new options, unchanged running ones are left alone, and
 -- apps that came from this file but are gone from it are deleted (not with
@@ -358,38 +370,27 @@ function Engine:apply(cfg, source, done)
       end
     else
       pending = pending + 1
-      local procs, left = self:procs_of(app.name), 0
-      left = #procs
-      for _, p in ipairs(procs) do
-        self.sup:stop(p, function()
-          left = left - 1
-          if left > 0 then return end
-          self:install(app, source)
-          table.insert(summary.restarted, app.name)
-          one()
-        end)
-      end
+      self:each_proc(self:procs_of(app.name), function(p, stopped) self.sup:stop(p, stopped) end, function()
+        self:install(app, source)
+        table.insert(summary.restarted, app.name)
+        one()
+      end)
     end
   end
   if not source.only then
     for name, entry in pairs(self.apps) do
       if not wanted[name] and entry.source.file == source.file then
         pending = pending + 1
-        local procs, left = self:procs_of(name), 0
-        left = #procs
-        local function gone()
+        self:each_proc(self:procs_of(name), function(p, removed)
+          self.sup:stop(p, function()
+            self.sup:remove(p)
+            removed()
+          end)
+        end, function()
           self:forget(name)
           table.insert(summary.deleted, name)
           one()
-        end
-        if left == 0 then gone() end
-        for _, p in ipairs(procs) do
-          self.sup:stop(p, function()
-            self.sup:remove(p)
-            left = left - 1
-            if left == 0 then gone() end
-          end)
-        end
+        end)
       end
     end
   end

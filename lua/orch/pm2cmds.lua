@@ -179,16 +179,11 @@ function M.handlers(t)
         elseif #procs ~= app.instances then
           -- another number of instances: stopped, then started anew
           pending = pending + 1
-          local left = #procs
-          for _, p in ipairs(procs) do
-            engine.sup:stop(p, function()
-              left = left - 1
-              if left > 0 then return end
-              engine:install(app, source)
-              table.insert(changes[done_kind], app.name)
-              one()
-            end)
-          end
+          engine:each_proc(procs, function(p, stopped) engine.sup:stop(p, stopped) end, function()
+            engine:install(app, source)
+            table.insert(changes[done_kind], app.name)
+            one()
+          end)
         else
           engine:register(app, source)
           pending = pending + 1
@@ -201,13 +196,7 @@ function M.handlers(t)
               one()
             end)
           else
-            local left = #procs
-            for _, p in ipairs(procs) do
-              engine.sup:restart(p, function()
-                left = left - 1
-                if left == 0 then one() end
-              end)
-            end
+            engine:each_proc(procs, function(p, restarted) engine.sup:restart(p, restarted) end, one)
           end
         end
       end
