@@ -411,19 +411,24 @@ function Engine:reload(procs, done)
   return require("orch.reload").run(self, procs, done)
 end
 
--- Changes the number of instances of an app: new ones (numbered after the
--- existing) start, surplus ones (the highest numbers) stop and go.
+-- Changes the number of instances of an app as PM2's scale does: surplus
+-- processes are the oldest (the lowest ids: PM2 deletes from the head of its
+-- list) and go; new ones take the lowest free instance numbers (PM2's
+-- injectVariables), so a scale down then up reuses the numbers.
 -- done(procs) once every change has happened.
 function Engine:scale(name, n, done)
   local entry = self.apps[name]
   local procs = self:procs_of(name)
-  table.sort(procs, function(a, b) return a.instance < b.instance end)
+  table.sort(procs, function(a, b) return a.id < b.id end)
   local app = entry.app
   self:record("scale", nil, { app = name, from = #procs, to = n })
   app.instances = n -- one table for all instances: they all see the new count
   if n > #procs then
-    local first = #procs
-    for i = first, n - 1 do
+    local used, i = {}, 0
+    for _, p in ipairs(procs) do used[p.instance] = true end
+    while #procs < n do
+      while used[i] do i = i + 1 end
+      used[i] = true
       local p = self.sup:add(app, entry.env, i)[1]
       procs[#procs + 1] = p
       self:start_procs({ p })
@@ -431,7 +436,7 @@ function Engine:scale(name, n, done)
     return done(procs)
   end
   local surplus = {}
-  for i = n + 1, #procs do surplus[#surplus + 1] = procs[i] end
+  for i = 1, #procs - n do surplus[i] = procs[i] end
   self.deps:stop_ordered(surplus, function()
     for _, p in ipairs(surplus) do self.sup:remove(p) end
     self:save_state_soon()

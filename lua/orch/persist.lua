@@ -26,21 +26,23 @@ local function plain(v, dropped)
   return out
 end
 
--- One pass over the process table (then one per app's instance 0): it runs
--- on every loop turn that changed something, and a walk of the table per
--- app made that quadratic in the number of apps.
+-- One pass over the process table, then one over each app's processes: it
+-- runs on every loop turn that changed something, and a walk of the table
+-- per app made that quadratic in the number of apps.
 function E:snapshot()
-  local procs = self.sup:list()
-  local stopped, running = {}, {}
-  for _, p in ipairs(procs) do
-    stopped[p.name] = stopped[p.name] or {}
-    if p.status == "stopped" then table.insert(stopped[p.name], p.instance) end
+  local of, order, running = {}, {}, {}
+  for _, p in ipairs(self.sup:list()) do
+    if not of[p.name] then
+      of[p.name] = {}
+      order[#order + 1] = p.name
+    end
+    table.insert(of[p.name], p)
     if self:is_running(p) then running[p.name] = true end
   end
   local list = {}
-  for _, p in ipairs(procs) do
-    local entry = self.apps[p.name]
-    if entry and p.instance == 0 then
+  for _, name in ipairs(order) do
+    local entry = self.apps[name]
+    if entry then
       -- copied once per source (its env is the whole environment of a CLI;
       -- orch restart --update-env replaces it)
       if entry.plain_of ~= entry.source or entry.plain_env ~= entry.source.env then
@@ -49,13 +51,18 @@ function E:snapshot()
         if dropped.n > 0 and not entry.warned_lossy then
           entry.warned_lossy = true
           self.log("warn", string.format("%s: %d Lua function(s) in its options cannot be saved; "
-            .. "a resurrect or a restart after a crash starts it without them", p.name, dropped.n))
+            .. "a resurrect or a restart after a crash starts it without them", name, dropped.n))
         end
       end
-      local source = entry.plain
-      table.sort(stopped[p.name])
-      list[#list + 1] = { name = p.name, source = source, running = running[p.name] == true,
-                          instances = entry.app.instances, stopped = stopped[p.name] }
+      -- stopped: ranks in instance order, which a restore numbers from 0
+      -- (after a scale down the numbers may start higher)
+      local procs, stopped = of[name], {}
+      table.sort(procs, function(a, b) return a.instance < b.instance end)
+      for i, p in ipairs(procs) do
+        if p.status == "stopped" then stopped[#stopped + 1] = i - 1 end
+      end
+      list[#list + 1] = { name = name, source = entry.plain, running = running[name] == true,
+                          instances = entry.app.instances, stopped = stopped }
     end
   end
   return list

@@ -131,7 +131,8 @@ describe("cluster", function()
     answers_from_all(port, pids_of({ processes = up }))
     local down = H.json(home, { "scale", "web", "1" })
     assert.are.equal(1, #down)
-    H.wait_until(function() return not H.alive(up[2].pid) and not H.alive(up[3].pid) end, 5000,
+    assert.are.equal(up[3].id, down[1].id) -- the oldest go, as PM2's scale
+    H.wait_until(function() return not H.alive(up[1].pid) and not H.alive(up[2].pid) end, 5000,
       "the surplus workers to stop")
     local got, errors = probe(port, 10)
     assert.are.same({}, errors)

@@ -63,12 +63,12 @@ describe("listen", function()
     end, 20000, "responses from three instances")
     local down = H.json(home, { "scale", "web", "1" })
     assert.are.equal(1, #down)
-    assert.are.equal(up[1].pid, down[1].pid)
+    assert.are.equal(up[3].pid, down[1].pid) -- the oldest go, as PM2's scale
+    assert.is_false(H.alive(up[1].pid))
     assert.is_false(H.alive(up[2].pid))
-    assert.is_false(H.alive(up[3].pid))
     local pids, errors = probe(port, 10)
     assert.are.same({}, errors)
-    for _, pid in ipairs(pids) do assert.are.equal(up[1].pid, pid) end
+    for _, pid in ipairs(pids) do assert.are.equal(up[3].pid, pid) end
     local code2, _, err = H.orch_sync({ "scale", "web", "0" }, { home = home })
     assert.are.equal(1, code2)
     assert.matches("'instances' must be an integer from 1 to 1024, got 0", err)

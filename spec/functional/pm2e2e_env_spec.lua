@@ -32,6 +32,25 @@ describe("PM2 e2e environment", function()
   end
 
   for _, mode in ipairs({ "", "-fork" }) do
+    it("internals/increment-var.sh: NODE_APP_INSTANCE per instance, kept by scale" .. (mode == "" and " (cluster)"
+        or " (fork)"), function()
+      t.cwd = t.dir .. "/increment-var"
+      P.ok(t, { "start", "ecosystem.json", "--only", "sample-normal" .. mode })
+      P.should(t, "start 2 processes", online, 2)
+      should_values("NODE_APP_INSTANCE", "0,1")
+      P.ok(t, { "scale", "sample-normal" .. mode, "4" })
+      P.should(t, "start 2 more processes", online, 4)
+      should_values("NODE_APP_INSTANCE", "0,1,2,3")
+      P.ok(t, { "scale", "sample-normal" .. mode, "2" })
+      P.should(t, "deleted 2 processes", online, 2)
+      should_values("NODE_APP_INSTANCE", "2,3")
+      P.ok(t, { "scale", "sample-normal" .. mode, "4" })
+      P.should(t, "start 2 more processes", online, 4)
+      should_values("NODE_APP_INSTANCE", "0,1,2,3") -- should reuse old numbers
+    end)
+  end
+
+  for _, mode in ipairs({ "", "-fork" }) do
     it("internals/increment-var.sh: instance_var and increment_var" .. (mode == "" and " (cluster)" or " (fork)"),
         function()
       t.cwd = t.dir .. "/increment-var"

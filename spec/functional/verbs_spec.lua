@@ -254,6 +254,35 @@ describe("PM2 verbs", function()
     assert.are.equal(2, #assert(H.json(home, { "list" })))
   end)
 
+  it("scales down by stopping the oldest processes (lowest ids), and up into the free instance numbers, as PM2",
+      function()
+    H.started(dir, home, string.format("{ name = 'web', script = %q, instances = 4 },", sleeper_script()))
+    online("web", 4)
+    local function shape()
+      local list = assert(H.json(home, { "list" }))
+      table.sort(list, function(a, b) return a.id < b.id end)
+      local out = {}
+      for _, p in ipairs(list) do out[#out + 1] = p.id .. ":" .. p.instance end
+      return table.concat(out, " ")
+    end
+    assert.are.equal("0:0 1:1 2:2 3:3", shape())
+    local code, _, err = orch({ "scale", "web", "2" })
+    assert.are.equal(0, code, err)
+    assert.are.equal("2:2 3:3", shape())
+    code, _, err = orch({ "scale", "web", "+2" })
+    assert.are.equal(0, code, err)
+    assert.are.equal("2:2 3:3 4:0 5:1", shape())
+    online("web", 4)
+    code, _, err = orch({ "scale", "web", "-1" })
+    assert.are.equal(0, code, err)
+    assert.are.equal("3:3 4:0 5:1", shape())
+    -- saved and resurrected with its count, though it has no instance 0 now
+    assert.are.equal(0, (orch({ "save" })))
+    assert.are.equal(0, (orch({ "delete", "all" })))
+    assert.are.equal(0, (orch({ "resurrect" })))
+    online("web", 3)
+  end)
+
   it("startOrRestart starts what does not run and restarts the rest; startOrReload reloads", function()
     local script = sleeper_script()
     local eco = H.write(dir .. "/ecosystem.json", string.format([[
