@@ -143,6 +143,24 @@ local function update_env(p)
   return { update_env = o["update-env"] or nil, env = o["update-env"] and environ() or nil }
 end
 
+-- restart --watch toggles watching of each process (PM2's); an ecosystem
+-- file sets watch itself.
+local RESTART_OPTS = { watch = FLAG }
+for k, v in pairs(UPDATE_OPTS) do RESTART_OPTS[k] = v end
+local function restart(p)
+  for _, t in ipairs(p.positional) do
+    if p.opts.watch and is_ecosystem(t) then
+      return out.fail("restart", p.opts.json, 2, string.format("--watch toggles watching of apps, not of an "
+        .. "ecosystem file (%s): set option 'watch' in the file", t))
+    end
+  end
+  return on_targets("restart", function()
+    local args = update_env(p)
+    args.watch = p.opts.watch or nil
+    return args
+  end)(p)
+end
+
 -- The process table's colour: false with --no-color, else as the terminal allows.
 local function colour(p)
   if p and p.opts["no-color"] then return false end
@@ -175,8 +193,9 @@ local verbs = {
   { name = "stop", args = TARGETS, min = 1, max = math.huge, summary = "stop processes (kill_signal, then SIGKILL)",
     opts = FILE_OPTS, run = on_targets("stop") },
   { name = "restart", args = TARGETS, min = 1, max = math.huge,
-    summary = "restart processes (an ecosystem file: start its apps that do not run, restart the others)",
-    opts = UPDATE_OPTS, run = on_targets("restart", update_env) },
+    summary = "restart processes (an ecosystem file: start its apps that do not run, restart the others); "
+      .. "--watch toggles watching",
+    opts = RESTART_OPTS, run = restart },
   { name = "delete", args = TARGETS, min = 1, max = math.huge, summary = "stop and forget processes",
     opts = FILE_OPTS, run = on_targets("delete") },
   { name = "list", args = "", min = 0, max = 0,

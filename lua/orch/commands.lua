@@ -70,8 +70,8 @@ local function resolve(engine, args)
 end
 
 local function with_procs(engine, args, respond)
-  local ok, err = check(args, { target = "string|number", update_env = "boolean", env = "table", cwd = "string" },
-    { "target" })
+  local ok, err = check(args, { target = "string|number", update_env = "boolean", env = "table", cwd = "string",
+    watch = "boolean" }, { "target" })
   if not ok then return respond(nil, "EINVAL", err) end
   local procs, rerr, code = resolve(engine, args)
   if not procs then return respond(nil, code, rerr) end
@@ -273,6 +273,7 @@ end
 
 function H.stop(engine, args, respond)
   operate(engine, args, respond, "stop", function(procs, finish)
+    engine.triggers:set_watching(procs, false) -- as PM2's stop
     -- dependents first (depends_on)
     engine.deps:stop_ordered(procs, function() finish(views(engine, procs)) end)
   end)
@@ -302,8 +303,9 @@ function H.restart(engine, args, respond)
   if not with_procs(engine, args, respond) then return end
   local env, err = new_env(args)
   if env == nil then return respond(nil, "EINVAL", err) end
-  -- a restart that changes the environment is not the same as another
-  operate(engine, args, respond, not args.update_env and "restart" or nil, function(procs, finish)
+  -- a restart that changes the environment or toggles watching is not the same as another
+  operate(engine, args, respond, not args.update_env and not args.watch and "restart" or nil, function(procs, finish)
+    if args.watch then engine.triggers:set_watching(procs, "toggle") end -- PM2's restart --watch
     update_env(engine, procs, env)
     each(engine, procs, function(p, done) engine.sup:restart(p, done) end, finish)
   end)

@@ -59,7 +59,8 @@ function M.new(opts)
   self.api = require("orch.api").new(self)
   self.triggers = require("orch.triggers").new({
     log = self.log, list = function() return self.sup:list() end, stats = function(p) return self:stats(p) end,
-    procs_of = function(name) return self:procs_of(name) end, restart = function(p) self:restart_running(p) end,
+    procs_of = function(name) return self:procs_of(name) end,
+    restart = function(p, cause, why) self:restart_running(p, cause, why) end,
     home = opts.paths.home, log_file = function(path) return self.sup:is_log_file(path) end,
   })
   self.health = require("orch.health").new({
@@ -111,11 +112,12 @@ end
 
 -- A restart that is not a command (a trigger, a failed health check): an
 -- operation of the process's app, after those before it (orch.ops), if the
--- process still runs then. cause: orch.events' restart cause ("memory",
--- "health"...), why: its text.
+-- process still runs then; a cron_restart's whatever its status (a stopped
+-- process starts, as PM2's cron). cause: orch.events' restart cause
+-- ("memory", "health", "cron"...), why: its text.
 function Engine:restart_running(p, cause, why)
   self.ops:each({ p }, "restart " .. p.id, function(_, done)
-    if p.status == "online" or p.status == "launching" then
+    if cause == "cron" or p.status == "online" or p.status == "launching" then
       return self.sup:restart(p, done, { cause = cause, reason = why })
     end
     done()

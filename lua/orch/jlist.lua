@@ -8,6 +8,7 @@ local uv = require("luv")
 local cjson = require("cjson")
 local launch = require("orch.launch")
 local targets = require("orch.targets")
+local watching = require("orch.triggers").watching
 
 local M = {}
 
@@ -65,7 +66,7 @@ function M.process(p, ctx)
     -- pm_log_path only with a combined log, as PM2 (scripts test for the key)
     pm_out_log_path = out_log, pm_err_log_path = err_log, pm_log_path = combined,
     merge_logs = app.merge_logs == true,
-    autorestart = app.autorestart ~= false, watch = app.watch and true or false,
+    autorestart = app.autorestart ~= false, watch = watching(p),
     max_restarts = app.max_restarts, min_uptime = app.min_uptime, kill_timeout = app.kill_timeout,
     restart_delay = app.restart_delay or 0, max_memory_restart = or_null(app.max_memory_restart),
     cron_restart = or_null(app.cron_restart), wait_ready = app.wait_ready == true,

@@ -19,8 +19,9 @@ end
 
 -- opts: log(level, msg), list() (every process), procs_of(name), stats(p)
 -- (its CPU % and resident bytes), restart(p, cause, why) (a restart that is
--- not a command: an operation of its app, if p still runs then; cause is
--- "memory", "cron" or "watch", orch.events' restart causes); for watch:
+-- not a command: an operation of its app, if p still runs then, or for
+-- "cron" whatever its status; cause is "memory", "cron" or "watch",
+-- orch.events' restart causes); for watch:
 -- home (orch's home, never watched), log_file(path) (whether orch writes
 -- the file at path: a log file, rotated or not).
 function M.new(opts)
@@ -33,10 +34,38 @@ local function cause(p, why)
   p.restart_cause = { why = why, at = sec * 1000 + math.floor(usec / 1000) }
 end
 
--- Restarts the running processes of an app, saying why (kind: the cause).
+-- Whether p is watched (PM2's per-process pm2_env.watch): its app's watch
+-- option, until a stop turns it off or restart --watch toggles it. The
+-- setting holds for the app table it was made with: the app's options given
+-- again (its file started or restarted) start over from them, as in PM2.
+function M.watching(p)
+  if p.watching ~= nil and p.watching_app == p.app then return p.watching end
+  return p.app.watch and true or false
+end
+
+-- Sets whether each of procs is watched: on, false, or "toggle" (PM2's
+-- restart --watch). Watchers run only while a process of the app is.
+function Triggers:set_watching(procs, on)
+  local apps = {}
+  for _, p in ipairs(procs) do
+    local want = on
+    if on == "toggle" then want = not M.watching(p) end
+    if want ~= M.watching(p) then apps[p.name] = p.app end
+    p.watching, p.watching_app = want, p.app
+  end
+  for name, app in pairs(apps) do
+    local state = self.apps[name]
+    if state and state.app == app then self:_watch_arm(name, state) end
+  end
+end
+
+-- Restarts the running processes of an app, saying why (kind: the cause);
+-- for a watched file only the watched ones, for cron_restart every process
+-- whatever its status (a stopped one starts, as PM2's cron).
 function Triggers:_restart(name, why, kind)
+  local any, watched = kind == "cron", kind == "watch"
   for _, p in ipairs(self.opts.procs_of(name)) do
-    if p.status == "online" or p.status == "launching" then
+    if (any or p.status == "online" or p.status == "launching") and not (watched and not M.watching(p)) then
       self.log("info", string.format("%s:%d: %s, restarting", p.name, p.instance, why))
       cause(p, why)
       self.opts.restart(p, kind, why)
@@ -88,6 +117,7 @@ function Triggers:_cron_arm(name, state)
   local ms = math.max(0, (next_t - os.time()) * 1000)
   state.cron = state.cron or uv.new_timer()
   state.cron:start(ms, 0, function()
+    -- PM2 restarts the process whatever its status: a stopped app starts
     self:_restart(name, "cron_restart '" .. state.app.cron_restart .. "'", "cron")
     self:_cron_arm(name, state)
   end)
@@ -196,10 +226,12 @@ end
 function Triggers:_ignored(state, path)
   local home = self.opts.home
   if home and (path == home or path:sub(1, #home + 1) == home .. "/") then return true end
-  if self.opts.log_file and self.opts.log_file(path) then return true end
   local rel = below_root(state, path)
   if not rel then return true end
+  -- a watched path itself is watched, though log files are somewhere below
+  -- it (log_file counts their directories as orch's once they are open)
   if rel == "" then return false end
+  if self.opts.log_file and self.opts.log_file(path) then return true end
   local slashed = "/" .. rel
   for _, p in ipairs(state.ignore) do
     if p.absolute then
@@ -254,10 +286,31 @@ end
 
 ---------------------------------------------------------------------------
 
+local function unwatch(state)
+  close(state.debounce)
+  state.debounce = nil
+  for _, w in pairs(state.watchers or {}) do close(w) end
+  state.watchers, state.ndirs = {}, 0
+end
+
 function Triggers:_clear(state)
   close(state.cron)
-  close(state.debounce)
-  for _, w in pairs(state.watchers or {}) do close(w) end
+  unwatch(state)
+end
+
+-- Watches the app's paths (its watch option, else its cwd: PM2's restart
+-- --watch on an app without one) while any of its processes is watched.
+function Triggers:_watch_arm(name, state)
+  local app, any = state.app, false
+  for _, p in ipairs(self.opts.procs_of(name)) do
+    if M.watching(p) then any = true end
+  end
+  if not any then return unwatch(state) end
+  if state.ndirs > 0 then return end
+  local paths = type(app.watch) == "table" and app.watch or { app.cwd }
+  state.delay = app.watch_delay or M.WATCH_DEBOUNCE_MS
+  M.watch_filter(state, paths, app.ignore_watch)
+  for _, path in ipairs(paths) do self:_watch_tree(name, state, path) end
 end
 
 -- (Re)arms the triggers of an app after it was registered or replaced.
@@ -267,11 +320,7 @@ function Triggers:app_changed(app)
   self.apps[app.name] = state
   if app.max_memory_restart then self:_memory_arm() end
   if app.cron_restart then self:_cron_arm(app.name, state) end
-  if app.watch then
-    state.delay = app.watch_delay or M.WATCH_DEBOUNCE_MS
-    M.watch_filter(state, app.watch, app.ignore_watch)
-    for _, path in ipairs(app.watch) do self:_watch_tree(app.name, state, path) end
-  end
+  self:_watch_arm(app.name, state)
 end
 
 function Triggers:app_removed(name)

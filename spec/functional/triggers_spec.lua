@@ -39,6 +39,63 @@ describe("restart triggers", function()
     assert.matches("tick:0: cron_restart '%* %* %* %* %* %*', restarting", H.read(home .. "/daemon.log"))
   end)
 
+  it("starts a stopped app on its cron schedule, as PM2", function()
+    start([[ { name = "tick", script = "sleep", args = { "1000" }, cron_restart = "* * * * * *" }, ]])
+    assert.are.equal(0, (H.orch_sync({ "stop", "tick" }, { home = home })))
+    H.wait_until(function()
+      local d = H.json(home, { "describe", "tick" })
+      return d and d[1].status == "online"
+    end, 10000, "the cron schedule to start the stopped app")
+  end)
+
+  local function jlist_watch(name)
+    local _, out = H.orch_sync({ "jlist" }, { home = home })
+    for _, p in ipairs(require("cjson").decode(out)) do
+      if p.name == name then return p.pm2_env.watch end
+    end
+  end
+
+  it("stops watching an app that is stopped, until its options are given again (PM2's stop)", function()
+    assert(uv.fs_mkdir(dir .. "/src", 493))
+    local file = H.ecosystem(dir, [[ { name = "w", script = "sleep", args = { "1000" }, watch = { "src" },
+                                      watch_delay = 100 }, ]])
+    assert.are.equal(0, (H.orch_sync({ "start", file }, { home = home })))
+    assert.is_true(jlist_watch("w"))
+    assert.are.equal(0, (H.orch_sync({ "stop", "w" }, { home = home })))
+    assert.is_false(jlist_watch("w"))
+    assert.are.equal(0, (H.orch_sync({ "start", "w" }, { home = home })))
+    assert.is_false(jlist_watch("w"))
+    -- a change restarts nothing now
+    H.write(dir .. "/src/a.lua", "1")
+    local settle = uv.now() + 1500
+    H.wait_until(function() return uv.now() >= settle end, 3000)
+    assert.are.equal(0, (restarts("w")))
+    assert.is_nil((H.read(home .. "/daemon.log") or ""):find("a watched file changed", 1, true))
+    -- the file's options again: watched again
+    assert.are.equal(0, (H.orch_sync({ "restart", file }, { home = home })))
+    assert.is_true(jlist_watch("w"))
+    H.write(dir .. "/src/a.lua", "2")
+    H.wait_until(function() return (restarts("w") or 0) >= 2 end, 10000, "a restart for the change")
+  end)
+
+  it("toggles watching with restart --watch (PM2's), its cwd for an app without watch", function()
+    local file = H.ecosystem(dir, [[ { name = "t", script = "sleep", args = { "1000" }, watch_delay = 100 }, ]])
+    assert.are.equal(0, (H.orch_sync({ "start", file }, { home = home })))
+    assert.is_false(jlist_watch("t"))
+    assert.are.equal(0, (H.orch_sync({ "restart", "t", "--watch" }, { home = home })))
+    assert.is_true(jlist_watch("t"))
+    H.wait_until(function() return restarts("t") == 1 end, 10000, "the restart")
+    H.write(dir .. "/code.lua", "1")
+    H.wait_until(function() return (restarts("t") or 0) >= 2 end, 10000, "a restart for the change in its cwd")
+    assert.are.equal(0, (H.orch_sync({ "restart", "t", "--watch" }, { home = home })))
+    assert.is_false(jlist_watch("t"))
+    -- an ecosystem file sets watch itself
+    local code, _, err = H.orch_sync({ "restart", file, "--watch" }, { home = home })
+    assert.are.equal(2, code)
+    assert.matches("--watch", err, 1, true)
+    assert.is_false(jlist_watch("t"))
+  end)
+
   it("restarts once for a burst of changes under a watched directory, not for ignored files", function()
     assert(uv.fs_mkdir(dir .. "/src", 493))
     assert(uv.fs_mkdir(dir .. "/src/sub", 493))
