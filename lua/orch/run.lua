@@ -1,7 +1,8 @@
 -- orch.run: `orch run FILE`, the engine in the foreground (pm2-runtime).
 -- Every app's output is copied to the terminal as "name:instance | line";
 -- SIGINT/SIGTERM/SIGHUP stop everything gracefully (a second one kills);
--- orch exits once nothing is left running: 0, or 1 if an app ended errored.
+-- orch exits once nothing is left running: 0, or 1 if an app ended errored
+-- or a stop had to SIGKILL it. It can be a container's PID 1 (examples/container/).
 local uv = require("luv")
 local core = require("orch.core")
 local paths = require("orch.paths")
@@ -18,7 +19,7 @@ the foreground: output goes to the log files under $ORCH_HOME/logs and to
 this terminal, prefixed with name:instance. Ctrl-C (SIGINT), SIGTERM or
 SIGHUP stop every app with its kill_signal, then SIGKILL after kill_timeout;
 a second signal kills at once. orch exits when no app is running any more:
-with status 0, or 1 if an app ended errored.
+with status 0, or 1 if an app ended errored or had to be killed (SIGKILL).
 
   --env NAME   apply each app's env_NAME over its env
 ]]
@@ -55,12 +56,29 @@ local function say(msg)
   if not core.echo(2, line) then io.stderr:write(line) end
 end
 
-function M.main(args)
-  local opts, perr = parse(args)
-  if not opts then
-    io.stderr:write("orch run: ", perr, "\nusage: orch run FILE [--env NAME]\n")
-    return 2
+-- The signals that stop orch run. Their handlers are installed before the
+-- ecosystem file is read: as a container's init (PID 1) orch gets only the
+-- signals it handles, so a `docker stop` during a slow start (Node
+-- evaluating a JavaScript config) would be dropped, and the container
+-- killed after its grace period. on_signal(NAME) is called for each; until
+-- it is set, the first signal is kept in the table's `pending`.
+local STOP_SIGNALS = { "sigint", "sigterm", "sighup" }
+
+local function catch_stop_signals()
+  local caught = { handles = {} }
+  for _, name in ipairs(STOP_SIGNALS) do
+    local h = uv.new_signal()
+    h:start(name, function()
+      if caught.on_signal then caught.on_signal(name:upper())
+      else caught.pending = caught.pending or name:upper() end
+    end)
+    caught.handles[#caught.handles + 1] = h
   end
+  return caught
+end
+
+-- orch run itself, once its options are parsed and its stop signals caught.
+local function run(opts, caught)
   local layout = paths.ensure_home_for("run")
   if not layout then return 1 end
   local base_env = core.environ()
@@ -73,9 +91,14 @@ function M.main(args)
     io.stderr:write(jerr, "\n")
     return 2
   end
+  if caught.pending then
+    say("received " .. caught.pending .. " before any app started, exiting")
+    return 0
+  end
   local log = function(_, msg) say(msg) end
   local sup -- set below; the idle check lists it
   local status, shutting_down = 0, false
+  local killed = {} -- labels of the apps a shutdown had to SIGKILL
   local engine = engine_mod.new({
     paths = layout, echo = true, log = log, mode = "run",
     on_event = function(event, proc, info)
@@ -88,6 +111,9 @@ function M.main(args)
           uv.stop()
         end
         return
+      end
+      if event == "stopped" and shutting_down and info and info.killed then
+        killed[#killed + 1] = proc.name .. ":" .. proc.instance
       end
       local msg = eventlog.line(event, proc, info)
       if msg then say(msg) end
@@ -111,7 +137,7 @@ function M.main(args)
   core.on_error(function(msg) say("error: " .. msg) end)
 
   local signals = {}
-  local function on_signal(name)
+  caught.on_signal = function(name)
     if shutting_down then
       say("received " .. name .. " again, killing everything now")
       sup:kill_all()
@@ -120,11 +146,6 @@ function M.main(args)
     shutting_down = true
     say("received " .. name .. ", stopping all apps")
     engine:stop_all(function() uv.stop() end)
-  end
-  for _, name in ipairs({ "sigint", "sigterm", "sighup" }) do
-    local h = uv.new_signal()
-    h:start(name, function() on_signal(name:upper()) end)
-    signals[#signals + 1] = h
   end
   -- SIGUSR2: reopen every log file (orch reopen-logs), for an external logrotate.
   local usr2 = uv.new_signal()
@@ -150,8 +171,26 @@ function M.main(args)
   end)
   uv.run()
   engine:shutdown()
+  caught.on_signal = nil
   for _, h in ipairs(signals) do h:close() end
   lock:release()
+  if #killed > 0 then
+    say(string.format("%s did not stop by itself (SIGKILL after kill_timeout), exit status 1",
+      table.concat(killed, ", ")))
+    status = 1
+  end
+  return status
+end
+
+function M.main(args)
+  local opts, perr = parse(args)
+  if not opts then
+    io.stderr:write("orch run: ", perr, "\nusage: orch run FILE [--env NAME]\n")
+    return 2
+  end
+  local caught = catch_stop_signals()
+  local status = run(opts, caught)
+  for _, h in ipairs(caught.handles) do h:close() end
   return status
 end
 

@@ -571,11 +571,13 @@ function A.begin_kill(self, proc, why)
 end
 
 function A.release(self, proc)
+  -- a stop that needed SIGKILL was not clean: orch run's exit status says so
+  local info = proc.killed and { reason = "killed by SIGKILL", killed = true } or nil
   self:_forget_tree(proc)
   proc.pid = nil
   local waiters = proc.stop_waiters or {}
   proc.stop_waiters = nil
-  self.emit("stopped", proc)
+  self.emit("stopped", proc, info)
   for _, w in ipairs(waiters) do w() end
   self:_check_idle()
 end
