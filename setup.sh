@@ -14,7 +14,7 @@ cd "$(dirname "$0")"
 # YAML ecosystem files (PM2's apps.yml).
 PACKAGES="gcc make cmake pkg-config libc6-dev luajit libluajit-5.1-dev libuv1-dev
 lua-cjson-dev lua-luv-dev lua-yaml lua-busted procps zlib1g-dev
-nodejs python3 curl iproute2 strace"
+nodejs python3 curl iproute2 strace tmux"
 mode=${1:-}
 case "$mode" in
   "") ;;

@@ -223,6 +223,11 @@ local verbs = {
       end
       return require("orch.logview").main(p)
     end },
+  { name = "monit", args = "[filter]", min = 0, max = 1,
+    summary = "a terminal dashboard: processes with CPU and memory history, logs, events; keys act on them",
+    opts = { ascii = FLAG, ["no-color"] = FLAG },
+    help = function() return require("orch.monit").HELP end,
+    run = function(p) return require("orch.monit").main(p) end },
   { name = "flush", args = "[name|id|all]", min = 0, max = 1, summary = "empty log files (rotated ones are deleted)",
     opts = JSON, request = function(p) return "flush", target(p) end,
     show = function(result) io.stdout:write("flushed ", #result.flushed, " log file(s)\n") end },

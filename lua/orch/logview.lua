@@ -33,6 +33,7 @@ local function tail(path, n)
   for i = first, #lines do out[#out + 1] = lines[i] end
   return out, size
 end
+M.tail = tail -- orch monit's log pane
 
 -- Now as ISO 8601 local time with milliseconds and offset, like the
 -- timestamps orch writes in JSON records by default.

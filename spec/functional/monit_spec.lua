@@ -1,0 +1,307 @@
+-- orch monit: the real dashboard in a real terminal. Each test runs
+-- `orch monit` in a tmux pane (tmux is the terminal emulator: keys are sent
+-- with send-keys, the screen read back with capture-pane, the size changed
+-- with resize-window), with the pane's output also copied raw to a file
+-- (pipe-pane), and the tty's modes taken with `stty -g` before and after.
+local H = require("helpers")
+local uv = require("luv")
+H.need("tmux")
+
+-- a run of the rule's glyph (a Lua pattern repeats bytes, not characters)
+local RULE = "[\226\148\128]+"
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+-- A tmux server of its own (socket in dir) with one pane running
+-- fixture script run.sh: it waits for a line on the FIFO go (so pipe-pane
+-- is attached first), records `stty -g`, runs `orch monit ARGS`, records
+-- its status and `stty -g` again, then keeps the pane open.
+local Pane = {}
+Pane.__index = Pane
+
+function Pane:tmux(...)
+  local words = {}
+  for i, a in ipairs({ ... }) do words[i] = q(a) end
+  return H.sh(string.format("tmux -u -S %s %s 2>&1", q(self.sock), table.concat(words, " ")))
+end
+
+function Pane:screen()
+  return self:tmux("capture-pane", "-p", "-t", "m")
+end
+
+-- Waits until the screen holds pattern (a Lua pattern); returns the screen.
+function Pane:wait_screen(pattern, what)
+  local last = ""
+  H.wait_until(function()
+    last = self:screen()
+    return last:find(pattern) ~= nil
+  end, 20000, function() return (what or pattern) .. " on the screen; it shows:\n" .. last end)
+  return last
+end
+
+function Pane:keys(...)
+  return self:tmux("send-keys", "-t", "m", ...)
+end
+
+function Pane:status()
+  local s = H.read(self.dir .. "/status")
+  return s and tonumber(s)
+end
+
+function Pane:wait_exit()
+  H.wait_until(function() return self:status() end, 20000,
+    function() return "orch monit to exit; screen:\n" .. self:screen() .. "\nstderr: " .. (H.read(self.dir .. "/stderr") or "") end)
+  return self:status()
+end
+
+local function pane(dir, home, opts)
+  opts = opts or {}
+  local self = setmetatable({ dir = dir, sock = dir .. "/tmux" }, Pane)
+  local env = { ORCH_HOME = home, PATH = os.getenv("PATH"), HOME = os.getenv("HOME") or "/",
+                LANG = opts.lang or "C.UTF-8" }
+  for _, k in ipairs({ "ORCH_LUA_DIR", "ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS" }) do env[k] = os.getenv(k) end
+  for k, v in pairs(opts.env or {}) do env[k] = v end
+  local exports = {}
+  for k, v in pairs(env) do exports[#exports + 1] = "export " .. k .. "=" .. q(v) end
+  H.sh("mkfifo " .. q(dir .. "/go"))
+  H.write(dir .. "/run.sh", table.concat({
+    "# shellcheck shell=sh",
+    table.concat(exports, "\n"),
+    "unset LC_ALL LC_CTYPE",
+    "cd " .. q(dir),
+    "read -r _ < go",
+    "stty -g > before",
+    string.format("sh -c 'echo $$ > monit.pid; exec \"$@\"' sh %s monit %s 2> stderr", q(H.bin), opts.args or ""),
+    "echo $? > status.tmp",
+    "stty -g > after",
+    "mv status.tmp status",
+    "exec sleep 600",
+  }, "\n") .. "\n")
+  self:tmux("-f", "/dev/null", "new-session", "-d", "-s", "m", "-x", tostring(opts.cols or 100),
+    "-y", tostring(opts.rows or 30), "sh " .. dir .. "/run.sh")
+  local server = tonumber(self:tmux("display", "-p", "-t", "m", "#{pid}"))
+  local shell = tonumber(self:tmux("display", "-p", "-t", "m", "#{pane_pid}"))
+  assert(server and shell, "tmux did not start: " .. self:tmux("display", "-p", "-t", "m", "#{pid}"))
+  self.server, self.shell = server, shell
+  H.track(server)
+  H.track(shell)
+  self:tmux("pipe-pane", "-o", "-t", "m", "cat >> " .. q(dir .. "/raw"))
+  local f = assert(io.open(dir .. "/go", "w"))
+  f:write("go\n")
+  f:close()
+  return self
+end
+
+function Pane:close()
+  self:tmux("kill-server")
+  for _, pid in ipairs({ self.shell, self.server }) do
+    if pid and H.alive(pid) then pcall(uv.kill, pid, "sigkill") end
+  end
+  local monit = tonumber(H.read(self.dir .. "/monit.pid") or "")
+  if monit and H.alive(monit) then pcall(uv.kill, monit, "sigkill") end
+end
+
+-- The terminal after monit: modes as before, alternate screen off, cursor
+-- shown (tmux's own view of its terminal), and the last sequences monit
+-- wrote leave the alternate screen and show the cursor.
+local function assert_restored(p)
+  local before, after = H.read(p.dir .. "/before"), H.read(p.dir .. "/after")
+  assert.is_truthy(before and #before > 10, "no stty -g before")
+  assert.are.equal(before, after)
+  assert.are.equal("0 1\n", p:tmux("display", "-p", "-t", "m", "#{alternate_on} #{cursor_flag}"))
+  local raw = H.read(p.dir .. "/raw") or ""
+  local function last(s)
+    local at, from = nil, 1
+    while true do
+      local i = raw:find(s, from, true)
+      if not i then return at end
+      at, from = i, i + 1
+    end
+  end
+  assert.is_truthy(last("\27[?1049h"), "monit never entered the alternate screen")
+  assert.is_truthy(last("\27[?1049l") and last("\27[?1049l") > last("\27[?1049h"), "alternate screen left on")
+  assert.is_truthy(last("\27[?25h") and last("\27[?25h") > last("\27[?25l"), "cursor left hidden")
+  assert.is_truthy(last("\27[?7h") and last("\27[?7h") > last("\27[?7l"), "autowrap left off")
+end
+
+local TICKER = [[
+i=0
+while true; do i=$((i+1)); echo "tick $i"; [ $((i % 4)) = 0 ] && echo "oops $i" >&2; sleep 0.2; done
+]]
+
+describe("orch monit", function()
+  local dir, home, p
+  H.each_test(function(d, h) dir, home, p = d, h, nil end)
+  after_each(function()
+    if p then p:close() end
+  end)
+
+  local function start_apps()
+    H.write(dir .. "/ticker.sh", TICKER)
+    H.started(dir, home, string.format([[
+      { name = "alpha", script = %q },
+      { name = "beta", script = %q },
+      { name = "gamma", script = %q },
+    ]], dir .. "/ticker.sh", dir .. "/ticker.sh", dir .. "/ticker.sh"))
+    assert.are.equal(0, (H.orch_sync({ "stop", "gamma" }, { home = home })))
+  end
+
+  -- orch jlist (PM2's shape; it takes no --json)
+  local function jlist()
+    local code, out, err = H.orch_sync({ "jlist" }, { home = home })
+    assert(code == 0, err)
+    return require("cjson").decode(out)
+  end
+
+  local function restarts(name)
+    for _, x in ipairs(jlist()) do
+      if x.name == name then return x.pm2_env.restart_time end
+    end
+  end
+
+  it("lists every process with status, restarts, cpu, memory; the selected one's logs and events", function()
+    start_apps()
+    p = pane(dir, home)
+    local s = p:wait_screen("gamma%s+stopped", "gamma stopped")
+    -- a row: mark, id, name, status, restarts, cpu %, cpu history, memory, memory history, uptime, pid
+    assert.matches("\n▶%s+0 alpha%s+online%s+0%s+%d+%.%d%%%s+[▁-█]+%s+%d[%d.]*[kmg]?b%s+[▁-█]+%s+%d+[smhD]%s+%d+\n", s)
+    assert.matches("\n%s+1 beta%s+online%s+0%s", s)
+    assert.matches("\n%s+2 gamma%s+stopped%s+0%s+0%.0%%.-%s+%-%s+%-\n", s)
+    assert.matches("orch monit · 3 processes, 2 online", s)
+    -- alpha's lines, stdout and stderr, and its events
+    p:wait_screen("─ logs alpha:0 %(id 0%) " .. RULE .. "\n.*tick %d+\n.*─ events alpha:0", "alpha's log lines")
+    p:wait_screen("oops %d+", "alpha's stderr lines")
+    s = p:wait_screen("─ events alpha:0 %(id 0%) " .. RULE .. "\n%d%d:%d%d:%d%d ready%s+launching → online", "alpha's events")
+    -- the history grows a sample a second
+    local hist = s:match("\n▶%s+0 alpha%s+online%s+0%s+%S+%s+([▁-█]+)")
+    p:wait_screen("\n▶%s+0 alpha%s+online%s+0%s+%S+%s+" .. ("[▁-█]"):rep(math.min(10, #hist / 3 + 1)),
+      "a longer cpu history")
+    p:keys("q")
+    assert.are.equal(0, p:wait_exit())
+    assert_restored(p)
+  end)
+
+  it("restarts, stops, starts and scales the selected app with its keys (orch jlist agrees)", function()
+    start_apps()
+    p = pane(dir, home)
+    p:wait_screen("gamma%s+stopped")
+    p:keys("j") -- beta
+    p:wait_screen("\n▶%s+1 beta%s+online")
+    p:wait_screen("─ logs beta:0 %(id 1%)")
+    p:keys("r")
+    H.wait_until(function() return restarts("beta") == 1 end, 20000,
+      function() return "beta's restart_time to be 1 in orch jlist; the screen:\n" .. p:screen() end)
+    assert.are.equal(0, restarts("alpha"))
+    p:wait_screen("restarted beta %(id 1%)")
+    p:wait_screen("\n▶%s+1 beta%s+online%s+1%s", "beta's restart count on the screen")
+    p:wait_screen("restart%s+online → stopping", "beta's restart among its events")
+    p:keys("s")
+    p:wait_screen("\n▶%s+1 beta%s+stopped%s")
+    p:keys("S")
+    p:wait_screen("\n▶%s+1 beta%s+online%s")
+    p:keys("+")
+    p:wait_screen("beta:1%s+online", "a second beta")
+    local n = 0
+    for _, x in ipairs(jlist()) do if x.name == "beta" then n = n + 1 end end
+    assert.are.equal(2, n)
+    p:keys("q")
+    assert.are.equal(0, p:wait_exit())
+  end)
+
+  it("filters with / and with its argument", function()
+    start_apps()
+    p = pane(dir, home, { args = "gam" })
+    local s = p:wait_screen("filter /gam %(1 shown%)")
+    assert.matches("\n▶%s+2 gamma%s+stopped", s)
+    assert.is_nil(s:find("alpha", 1, true))
+    p:keys("/", "BSpace", "BSpace", "BSpace", "b", "e", "t", "Enter")
+    s = p:wait_screen("filter /bet %(1 shown%)")
+    assert.matches("\n▶%s+1 beta%s+online", s)
+    p:keys("/", "Escape")
+    p:wait_screen("orch monit · 3 processes, 2 online%s+%d")
+    p:keys("q")
+    assert.are.equal(0, p:wait_exit())
+  end)
+
+  it("redraws for the new size when the terminal is resized", function()
+    start_apps()
+    p = pane(dir, home, { cols = 100, rows = 30 })
+    local s = p:wait_screen("gamma%s+stopped")
+    assert.matches("\n─ logs alpha:0 %(id 0%) " .. ("─"):rep(100 - 22) .. "\n", s)
+    p:tmux("resize-window", "-t", "m", "-x", "60", "-y", "16")
+    s = p:wait_screen("\n─ logs alpha:0 %(id 0%) " .. ("─"):rep(60 - 22) .. "\n", "the rule redrawn 60 wide")
+    -- the footer on the last of the 16 rows, no history column at 60 columns
+    local rows = {}
+    for line in (s .. "\n"):gmatch("([^\n]*)\n") do rows[#rows + 1] = line end
+    assert.matches("^↑↓ select", rows[16])
+    assert.matches("\n▶%s+0 alpha%s+online%s+0%s+%d+%.%d%%%s+%d[%d.]*[kmg]?b%s+%d", s)
+    p:tmux("resize-window", "-t", "m", "-x", "30", "-y", "8")
+    p:wait_screen("terminal too small: 30x8")
+    p:keys("q")
+    assert.are.equal(0, p:wait_exit())
+    assert_restored(p)
+  end)
+
+  it("falls back to ASCII outside a UTF-8 locale", function()
+    start_apps()
+    p = pane(dir, home, { lang = "C" })
+    local s = p:wait_screen("gamma%s+stopped")
+    assert.is_nil(s:find("[\128-\255]"), "non-ASCII bytes on the screen:\n" .. s)
+    assert.matches("\n>%s+0 alpha%s+online%s+0%s+%d+%.%d%%%s+[_.,%-~=+#]+%s", s)
+    assert.matches("orch monit | 3 processes", s)
+    p:keys("q")
+    assert.are.equal(0, p:wait_exit())
+  end)
+
+  for _, way in ipairs({
+    { "Ctrl-C", function(pn) pn:keys("C-c") end, 0 },
+    { "SIGTERM", function(pn) uv.kill(tonumber(H.read(pn.dir .. "/monit.pid")), "sigterm") end, 143 },
+    { "SIGHUP", function(pn) uv.kill(tonumber(H.read(pn.dir .. "/monit.pid")), "sighup") end, 129 },
+  }) do
+    it("restores the terminal when it ends by " .. way[1], function()
+      start_apps()
+      p = pane(dir, home)
+      p:wait_screen("gamma%s+stopped")
+      way[2](p)
+      assert.are.equal(way[3], p:wait_exit())
+      assert_restored(p)
+    end)
+  end
+
+  it("restores the terminal, then prints the traceback, when its own Lua code fails", function()
+    start_apps()
+    -- monitview.lua as built, failing on its fifth frame (inside a callback)
+    local src = assert(H.read(H.root .. "/lua/orch/monitview.lua"))
+    local n
+    src, n = src:gsub("\nreturn M\n$", [[
+
+local build, frames = M.build, 0
+function M.build(...)
+  frames = frames + 1
+  if frames == 5 then error("injected failure") end
+  return build(...)
+end
+return M
+]])
+    assert.are.equal(1, n)
+    uv.fs_mkdir(dir .. "/lua", tonumber("755", 8))
+    uv.fs_mkdir(dir .. "/lua/orch", tonumber("755", 8))
+    H.write(dir .. "/lua/orch/monitview.lua", src)
+    p = pane(dir, home, { env = { ORCH_LUA_DIR = dir .. "/lua" } })
+    assert.are.equal(1, p:wait_exit())
+    assert_restored(p)
+    local err = H.read(dir .. "/stderr")
+    assert.matches("^orch monit: .-injected failure\nstack traceback:\n", err)
+  end)
+
+  it("says so when the daemon goes away, and still quits cleanly", function()
+    start_apps()
+    p = pane(dir, home)
+    p:wait_screen("gamma%s+stopped")
+    assert.are.equal(0, (H.orch_sync({ "kill" }, { home = home })))
+    p:wait_screen("orch is not reachable", "monit noticing the daemon is gone")
+    p:keys("q")
+    assert.are.equal(0, p:wait_exit())
+    assert_restored(p)
+  end)
+end)
