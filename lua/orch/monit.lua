@@ -69,7 +69,7 @@ function Monit:guard(fn)
 end
 
 function Monit:quit(status)
-  self.status = status
+  self.exit_status = status
   self.done = true
   uv.stop()
 end
@@ -202,7 +202,15 @@ end
 function Monit:act_on_selected(verb)
   local p = self:selected()
   if not p then return self:say("no process selected", true) end
-  self:act(verb, { target = tostring(p.id) }, string.format("%s (id %d)", p.label or p.name, p.id))
+  -- a target of digits names an app or namespace of that name before an id
+  -- (PM2's order, orch.targets): then the id cannot name this process alone
+  local id = tostring(p.id)
+  for _, o in ipairs(self.v.all) do
+    if o.name == id or o.namespace == id then
+      return self:say(string.format("not done: '%s' names an app or namespace, not only process %s", id, id), true)
+    end
+  end
+  self:act(verb, { target = id }, string.format("%s (id %d)", p.label or p.name, p.id))
 end
 
 function Monit:scale(delta)
@@ -353,7 +361,7 @@ function M.main(p)
     io.stderr:write("orch monit: ", tostring(crash), "\n")
     return 1
   end
-  return self.status or 0
+  return self.exit_status or 0
 end
 
 return M
