@@ -261,6 +261,9 @@ local verbs = {
       local trees = result.trees or {}
       io.stdout:write(trees.mode == "cgroup" and ("process trees: cgroup v2, under " .. tostring(trees.cgroup) .. "\n")
         or ("process trees: environment marker (" .. tostring(trees.why) .. ")\n"))
+      if result.http then
+        io.stdout:write(string.format("http: http://%s/ (token in %s)\n", result.http.address, result.http.token_file))
+      end
     end },
   { name = "kill", args = "", min = 0, max = 0, summary = "stop every process, then the daemon", opts = JSON,
     autostart = false,

@@ -148,6 +148,7 @@ function H.ping(engine, args, respond)
     uptime_ms = math.floor((require("luv").hrtime() - engine.started_at) / 1e6),
     -- orch run's echo: lines its terminal or pipe was too slow for (the logs have them)
     echo_dropped = engine.mode == "run" and core.echo_stats().lines or nil,
+    http = engine.http_info, -- {address, token_file}: orch.httpserve
   })
 end
 

@@ -11,7 +11,7 @@ local eventlog = require("orch.eventlog")
 local M = {}
 
 M.help = [[
-usage: orch daemon [--ready-fd N]
+usage: orch daemon [--ready-fd N] [--http ADDR:PORT]
 
 Runs the daemon in the foreground of the calling process. The CLI starts it
 by itself (detached) when no daemon answers; there is rarely a reason to run
@@ -20,20 +20,31 @@ it by hand.
   --ready-fd N   once the control socket listens, write a newline to fd N
                  and close it (s6's notification-fd); "=" instead when
                  another orch already has this ORCH_HOME
+  --http ADDR:PORT
+                 serve /metrics, /healthz, /readyz... over HTTP there
+                 (docs/http.md); default: $ORCH_HTTP, else no HTTP
 ]]
 
--- argv after "daemon" -> { ready_fd = n | nil }, or nil, message.
+-- argv after "daemon" -> { ready_fd = n | nil, http = address | nil }, or nil, message.
 local function parse(args)
   local opts, i = {}, 1
   while i <= #args do
     local a = args[i]
     local v = a:match("^%-%-ready%-fd=(.*)$")
+    local h = a:match("^%-%-http=(.*)$")
+    if a == "--http" then
+      i = i + 1
+      h = args[i]
+      if h == nil then return nil, "--http needs an address (ADDR:PORT, e.g. 127.0.0.1:9615)" end
+    end
     if a == "--ready-fd" then
       i = i + 1
       v = args[i]
       if v == nil then return nil, "--ready-fd needs a file descriptor number" end
     end
-    if v then
+    if h then
+      opts.http = h
+    elseif v then
       local n = tonumber(v)
       if not n or n ~= math.floor(n) or n < 3 then
         return nil, string.format("--ready-fd: expected a file descriptor number >= 3, got '%s'", v)
@@ -79,6 +90,14 @@ end
 
 function M.main(args)
   local opts, perr = parse(args or {})
+  local http_addr, http_origin
+  if opts then
+    http_addr, http_origin = require("orch.httpserve").address(opts.http)
+    if not http_addr and http_origin then
+      io.stderr:write("orch daemon: ", http_origin, "\n")
+      return 2
+    end
+  end
   if not opts then
     io.stderr:write("orch daemon: ", perr, "\n", M.help)
     return 2
@@ -143,6 +162,7 @@ function M.main(args)
   -- The socket is served at once, also while what a crashed predecessor
   -- left is being stopped (requests wait for that, ping answers).
   local ok, serr = require("orch.control").serve(engine)
+  if ok and http_addr then ok, serr = require("orch.httpserve").start(engine, http_addr, http_origin) end
   if not ok then
     -- the state file stays as it is: it tells the next daemon what to stop
     log("error", serr)

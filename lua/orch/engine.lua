@@ -517,6 +517,10 @@ function Engine:shutdown()
     self.server:close()
     self.server = nil
   end
+  if self.http then
+    self.http:close()
+    self.http = nil
+  end
   readiness.close(self.sup:list())
   if self.state_timer then
     self.state_timer:close()

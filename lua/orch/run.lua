@@ -12,7 +12,7 @@ local eventlog = require("orch.eventlog")
 local M = {}
 
 M.help = [[
-usage: orch run FILE [--env NAME]
+usage: orch run FILE [--env NAME] [--http ADDR:PORT]
 
 Runs the apps of an ecosystem file (ecosystem.lua or PM2's JSON format) in
 the foreground: output goes to the log files under $ORCH_HOME/logs and to
@@ -22,6 +22,9 @@ a second signal kills at once. orch exits when no app is running any more:
 with status 0, or 1 if an app ended errored or had to be killed (SIGKILL).
 
   --env NAME   apply each app's env_NAME over its env
+  --http ADDR:PORT
+               serve /metrics, /healthz, /readyz... over HTTP there
+               (docs/http.md); default: $ORCH_HTTP, else no HTTP
 ]]
 
 local function parse(args)
@@ -35,8 +38,14 @@ local function parse(args)
       i = i + 1
     elseif a:match("^%-%-env=") then
       opts.env_name = a:sub(7)
+    elseif a == "--http" then
+      opts.http = args[i + 1]
+      if not opts.http then return nil, "option '--http' needs an address (ADDR:PORT, e.g. 127.0.0.1:9615)" end
+      i = i + 1
+    elseif a:match("^%-%-http=") then
+      opts.http = a:sub(8)
     elseif a:sub(1, 1) == "-" and a ~= "-" then
-      local hint = require("orch.util").did_you_mean(a:gsub("^%-+", ""), { "env" })
+      local hint = require("orch.util").did_you_mean(a:gsub("^%-+", ""), { "env", "http" })
       return nil, string.format("unknown option '%s'%s", a, hint and " (did you mean '--" .. hint .. "'?)" or "")
     elseif opts.file then
       return nil, string.format("unexpected argument '%s'", a)
@@ -135,6 +144,14 @@ local function run(opts, caught)
     return 1
   end
   core.on_error(function(msg) say("error: " .. msg) end)
+  if opts.http_addr then
+    local ok, herr = require("orch.httpserve").start(engine, opts.http_addr, opts.http_origin)
+    if not ok then
+      io.stderr:write("orch run: ", herr, "\n")
+      lock:release()
+      return 1
+    end
+  end
 
   local signals = {}
   caught.on_signal = function(name)
@@ -184,8 +201,12 @@ end
 
 function M.main(args)
   local opts, perr = parse(args)
+  if opts then
+    opts.http_addr, opts.http_origin = require("orch.httpserve").address(opts.http)
+    if not opts.http_addr and opts.http_origin then opts, perr = nil, opts.http_origin end
+  end
   if not opts then
-    io.stderr:write("orch run: ", perr, "\nusage: orch run FILE [--env NAME]\n")
+    io.stderr:write("orch run: ", perr, "\nusage: orch run FILE [--env NAME] [--http ADDR:PORT]\n")
     return 2
   end
   local caught = catch_stop_signals()
