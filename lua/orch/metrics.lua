@@ -2,8 +2,9 @@
 -- (version 0.0.4), for the HTTP endpoint's /metrics. Names follow
 -- Prometheus' naming guide: the orch_ prefix, base units (_seconds,
 -- _bytes), _total on counters; one HELP and one TYPE line per family.
--- A process's labels are app, instance and id (two apps may share a name:
--- `orch start -f`). docs/http.md lists the families.
+-- A process's labels are app, app_instance (`instance` is Prometheus' own
+-- target label, which a scrape would rename) and id (two apps may share a
+-- name: `orch start -f`). docs/http.md lists the families.
 local uv = require("luv")
 local core = require("orch.core")
 local lifecycle = require("orch.lifecycle")
@@ -93,7 +94,7 @@ function M.render(engine, ctx)
     local running = engine:is_running(p)
     local _, rss = engine:stats(p)
     local cpu = running and p.cpu_sample and p.cpu_sample.pid == p.pid and p.cpu_sample.cpu or 0
-    rows[i] = { p = p, labels = string.format('app="%s",instance="%d",id="%d"', esc(p.name), p.instance, p.id),
+    rows[i] = { p = p, labels = string.format('app="%s",app_instance="%d",id="%d"', esc(p.name), p.instance, p.id),
                 cpu = cpu, rss = rss }
   end
   w.family("orch_process_status", "gauge",
