@@ -182,13 +182,34 @@ describe("orch run as PID 1", function()
     assert.is_nil(o.err:find("never:0 online", 1, true), o.err)
   end)
 
-  it("runs examples/container's ecosystem: its web app answers inside the namespace, SIGTERM stops all", function()
+  it("runs examples/container's ecosystem: its app and the probes answer inside the namespace, SIGTERM stops all",
+    function()
     H.need("nsenter", "curl")
-    local o, pid1 = run_as_init(H.root .. "/examples/container/app/ecosystem.lua", nil, { net = true })
-    o:wait_output("web:0 online", 20000) -- after its first good health check
-    o:wait_output("worker:0 online", 20000)
-    local body = H.sh(string.format("nsenter -t %d -n curl -fsS --max-time 10 http://127.0.0.1:8080/", pid1))
+    -- the image's ORCH_HTTP (its Dockerfile), the manifest's probe paths
+    local addr = H.read(H.root .. "/examples/container/Dockerfile"):match("\nENV ORCH_HTTP=(%S+)")
+    local port = assert(tonumber(addr:match(":(%d+)$")))
+    local o, pid1 = run_as_init(H.root .. "/examples/container/app/ecosystem.lua", { ORCH_HTTP = addr }, { net = true })
+    local function get(path)
+      -- status, then body
+      local answer = H.sh(string.format("nsenter -t %d -n curl -sS --max-time 10 -w '\n%%{http_code}' http://127.0.0.1:%d%s",
+        pid1, port, path))
+      local body, status = answer:match("^(.*)\n(%d+)$")
+      return tonumber(status), body
+    end
+    o:wait_output("HTTP endpoint on", 20000)
+    local status, body = get("/healthz")
+    assert.are.equal(200, status, body)
+    -- ready once web passed its first health check (wait_healthy) and worker runs
+    H.wait_until(function() return get("/readyz") == 200 end, 20000, "/readyz to answer 200")
+    o:wait_output("web:0 online")
+    body = H.sh(string.format("nsenter -t %d -n curl -fsS --max-time 10 http://127.0.0.1:8080/", pid1))
     assert.matches("^hello from .+, instance 0\n$", body)
+    -- an app down: not ready (the Service sends no traffic), still alive
+    local pid = tonumber(o.err:match("web:0 online, pid (%d+)"))
+    uv.kill(outer_pid(pid_ns(pid1), pid), "sigkill")
+    H.wait_until(function() return get("/readyz") == 503 end, 20000, "/readyz to answer 503")
+    assert.are.equal(200, (get("/healthz")))
+    H.wait_until(function() return get("/readyz") == 200 end, 20000, "/readyz to answer 200 again")
     uv.kill(pid1, "sigterm")
     assert.are.equal(0, o:wait_exit(15000))
     assert.matches("web:0 stopped", o.err, 1, true)
