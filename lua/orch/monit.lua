@@ -135,6 +135,7 @@ function Monit:selection_changed()
   self.shown_id, self.sel_id = id, id or self.sel_id
   self.follower, self.v.logs, self.v.events = nil, {}, {}
   if not id then return end
+  self:show_records()
   self.conn:request("logs", { target = tostring(id) }, self:guard(function(result)
     if self.shown_id ~= id or not result or not result[1] then return end
     self.follower = logs_.follow(result[1], 200)
@@ -144,11 +145,67 @@ function Monit:selection_changed()
   self:ask_events()
 end
 
--- Recent events of the selected process: describe's transitions (its last
--- ten), with its last exit and the last restart a trigger asked for.
+-- Events come from the daemon's event stream (`subscribe`: every record,
+-- kept here per process and per app) or, from a daemon without it,
+-- describe's transitions of the selected process, asked every EVENTS_MS.
+M.KEEP_RECORDS = 50 -- per process, and per app for the app's own records
+
+local function keep(t, key, r)
+  local list = t[key] or {}
+  t[key] = list
+  list[#list + 1] = r
+  if #list > M.KEEP_RECORDS * 2 then
+    local n = #list - M.KEEP_RECORDS
+    for k = 1, M.KEEP_RECORDS do list[k] = list[n + k] end
+    for k = #list, M.KEEP_RECORDS + 1, -1 do list[k] = nil end
+  end
+end
+
+-- The selected process's records (and its app's), oldest first.
+function Monit:show_records()
+  if not self.live then return end
+  local p = self:selected()
+  if not p then return end
+  local out = {}
+  for _, r in ipairs(self.by_id[p.id] or {}) do out[#out + 1] = r end
+  for _, r in ipairs(self.by_app[p.name] or {}) do out[#out + 1] = r end
+  table.sort(out, function(a, b) return (a.seq or 0) < (b.seq or 0) end)
+  self.v.events = out
+end
+
+-- What changes the table: a record of these kinds asks for `list` at once.
+local MOVES = { start = true, online = true, exit = true, errored = true, stopping = true, stopped = true,
+                restart = true, scale = true, config = true, reload = true, health = true }
+
+function Monit:on_record(r)
+  if type(r) ~= "table" then return end
+  if r.id ~= nil and r.id ~= conn_.null then keep(self.by_id, r.id, r)
+  elseif type(r.app) == "string" then keep(self.by_app, r.app, r) end
+  self:show_records()
+  if MOVES[r.kind] then self:refresh() end
+  self:render_soon()
+end
+
+function Monit:subscribe()
+  -- the newest records kept, again after a reconnection (to what may be
+  -- a new daemon, whose records are numbered anew)
+  self.by_id, self.by_app = {}, {}
+  self.conn:request("subscribe", { follow = true, last = 1000 }, self:guard(function(result, _, code)
+    if result then
+      self.live = true
+      self:show_records()
+    elseif code == "ENOCMD" then
+      self.live = false -- an orch without the event stream
+      self:ask_events()
+    end
+  end), self:guard(function(r) self:on_record(r) end))
+end
+
+-- Recent events of the selected process from describe: its transitions
+-- (the last ten), and the last restart a trigger asked for.
 function Monit:ask_events()
   local id = self.shown_id
-  if not id or self.conn:pending(self.events_req) then return end
+  if self.live ~= false or not id or self.conn:pending(self.events_req) then return end
   self.events_req = self.conn:request("describe", { target = tostring(id) }, self:guard(function(result)
     if self.shown_id ~= id or not result or not result[1] then return end
     local d, null = result[1], conn_.null
@@ -159,7 +216,7 @@ function Monit:ask_events()
       events[#events + 1] = { at = cause.at, event = "cause", detail = cause.why }
       table.sort(events, function(a, b) return (a.at or 0) < (b.at or 0) end)
     end
-    self.v.events, self.v.events_source = events, nil
+    self.v.events = events
     self:render()
   end))
 end
@@ -184,6 +241,7 @@ function Monit:reconnect()
     self.shown_id = nil
     self:render()
   end))
+  self:subscribe()
   self:refresh()
 end
 
@@ -283,6 +341,12 @@ function Monit:input(data)
   self:render()
 end
 
+-- A frame soon: many records in a row (the backlog) make one.
+function Monit:render_soon()
+  if self.soon:is_active() then return end
+  self.soon:start(20, 0, self:guard(function() self:render() end))
+end
+
 function Monit:render()
   if self.done or self.crash then return end
   local v = self.v
@@ -298,8 +362,9 @@ function Monit:run()
     t:start(ms, ms, self:guard(fn))
     self.handles[#self.handles + 1] = t
   end
-  self.esc_timer = uv.new_timer()
+  self.esc_timer, self.soon = uv.new_timer(), uv.new_timer()
   self.handles[#self.handles + 1] = self.esc_timer
+  self.handles[#self.handles + 1] = self.soon
   every(M.INTERVAL_MS, function() self:refresh() end)
   every(M.LOG_POLL_MS, function()
     if self.follower and self.follower:poll() then self:render() end
@@ -343,7 +408,7 @@ function M.main(p)
   local utf8 = not o.ascii and term_.utf8_locale()
   local no_colour = os.getenv("NO_COLOR")
   local self = setmetatable({
-    sock = paths.layout(assert(paths.home())).sock, handles = {}, pending = "",
+    sock = paths.layout(assert(paths.home())).sock, handles = {}, pending = "", by_id = {}, by_app = {},
     v = { all = {}, procs = {}, sel = 1, history = {}, filter = p.positional[1] or "", utf8 = utf8,
           glyphs = view.GLYPHS[utf8 and "utf8" or "ascii"], null = conn_.null, now = now_ms(),
           colour = not o["no-color"] and (no_colour == nil or no_colour == "") },

@@ -30,24 +30,25 @@ function M.open(path, on_close)
 end
 
 function Conn:feed(data)
-  self.buf = self.buf .. data
+  local buf = self.buf .. data
+  local from = 1
   while true do
-    local line, rest = self.buf:match("^([^\n]*)\n(.*)$")
-    if not line then return end
-    self.buf = rest
-    local ok, msg = pcall(cjson.decode, line)
+    local nl = buf:find("\n", from, true)
+    if not nl then break end
+    local ok, msg = pcall(cjson.decode, buf:sub(from, nl - 1))
+    from = nl + 1
     if ok and type(msg) == "table" then self:dispatch(msg) end
+    if self.closed then return end
   end
+  self.buf = buf:sub(from)
 end
 
 function Conn:dispatch(msg)
   local cb = self.waiting[msg.id]
-  if not cb then
-    -- a message that answers no request: a subscription's event
-    if self.on_event then self.on_event(msg) end
-    return
-  end
-  if not cb.stream then self.waiting[msg.id] = nil end
+  if not cb then return end -- a reply to a request given up (a closed subscription)
+  -- a subscription's records: {"id": ID, "event": RECORD}
+  if msg.event ~= nil and cb.stream then return cb.stream(msg.event) end
+  if not cb.stream or msg.ok == false then self.waiting[msg.id] = nil end
   if msg.ok then return cb.fn(msg.result) end
   local e = type(msg.error) == "table" and msg.error or {}
   cb.fn(nil, tostring(e.message or "unknown error"), tostring(e.code or "EUNKNOWN"))
@@ -70,8 +71,8 @@ function Conn:close()
 end
 
 -- Sends cmd with args; fn(result) or fn(nil, message, code) when the reply
--- comes. stream: the request answers more than once (a subscription).
--- Returns the request's id.
+-- comes. stream: for a subscription, stream(record) for each of its records
+-- after the reply. Returns the request's id.
 function Conn:request(cmd, args, fn, stream)
   if self.closed then
     fn(nil, "not connected", "EIO")

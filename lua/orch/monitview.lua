@@ -144,8 +144,58 @@ local function clock(ms)
   return os.date("%H:%M:%S", math.floor(ms / 1000))
 end
 
--- An event as a line: "12:00:01  exit  online → errored  exit code 1".
+local function given(v, x)
+  return x ~= nil and x ~= v.null and x ~= ""
+end
+
+-- What a record of the event stream (docs/protocol.md, "Events") says
+-- beyond its kind.
+local function record_detail(v, r)
+  local arrow = v.utf8 and " → " or " -> "
+  local k, parts = r.kind, {}
+  local function add(x) if given(v, x) then parts[#parts + 1] = tostring(x) end end
+  if k == "exit" then
+    add(given(v, r.signal) and ("killed by " .. tostring(r.signal)) or given(v, r.code) and ("code " .. tostring(r.code)))
+    if given(v, r.uptime_ms) then add("after " .. cliout.span(r.uptime_ms)) end
+  elseif k == "restart" then
+    add(r.cause)
+    add(given(v, r.signal) and tostring(r.signal) or given(v, r.code) and ("code " .. tostring(r.code)))
+    add(r.reason)
+    if given(v, r.delay) and r.delay > 0 then add("in " .. cliout.span(r.delay)) end
+    if given(v, r.restarts) then add("restart #" .. tostring(r.restarts)) end
+  elseif k == "start" then
+    if given(v, r.pid) then add("pid " .. tostring(r.pid)) end
+  elseif k == "stopping" then
+    add(r.signal)
+  elseif k == "health" then
+    add(r.healthy == true and "healthy" or "unhealthy")
+    add(r.message)
+  elseif k == "reload" then
+    add(r.step)
+    if given(v, r.new_id) then add("new id " .. tostring(r.new_id)) end
+    add(r.reason)
+  elseif k == "scale" then
+    add(tostring(r.from) .. arrow .. tostring(r.to) .. " instances")
+  elseif k == "config" then
+    add(r.change)
+    add(r.source)
+  elseif k == "spawn_error" then
+    add(r.error)
+  else
+    add(r.reason)
+  end
+  return table.concat(parts, ", ")
+end
+
+-- An event as a line: "12:00:01  exit  online → errored  exit code 1"
+-- (describe's transitions) or "12:00:01  restart  exit, code 1, in 100 ms"
+-- (a record of the event stream).
 function M.event_line(v, e)
+  if e.kind then
+    local name = tostring(e.kind)
+    return M.clean(clock(tonumber(e.time) or 0) .. " " .. name .. string.rep(" ", 11 - #name) .. " "
+      .. record_detail(v, e))
+  end
   local arrow = v.utf8 and " → " or " -> "
   local name = tostring(e.event or "?")
   local parts = { clock(e.at or 0), " ", name .. string.rep(" ", 11 - #name) }
@@ -218,7 +268,7 @@ function M.build(v, cols, rows)
     add(l.stream == "err" and paint(v, "31", M.fit(l.text, cols)) or M.fit(l.text, cols))
   end
   for _ = #lines + 1, rows - 2 - event_rows do add(M.fit("", cols)) end
-  add(rule(v, "events " .. who .. (v.events_source and (" (" .. v.events_source .. ")") or ""), cols))
+  add(rule(v, "events " .. who .. "", cols))
   local events = v.events or {}
   for k = #events, math.max(1, #events - event_rows + 1), -1 do add(M.fit(M.event_line(v, events[k]), cols)) end
   for _ = #lines + 1, rows - 1 do add(M.fit("", cols)) end
