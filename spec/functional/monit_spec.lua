@@ -29,14 +29,25 @@ function Pane:screen()
   return self:tmux("capture-pane", "-p", "-t", "m")
 end
 
--- Waits until the screen holds pattern (a Lua pattern); returns the screen.
+-- Waits until the screen holds pattern (a Lua pattern, or a list of which
+-- one will do); returns the screen.
 function Pane:wait_screen(pattern, what)
   local last = ""
+  local list = type(pattern) == "table" and pattern or { pattern }
   H.wait_until(function()
     last = self:screen()
-    return last:find(pattern) ~= nil
-  end, 20000, function() return (what or pattern) .. " on the screen; it shows:\n" .. last end)
+    for _, one in ipairs(list) do
+      if last:find(one) then return true end
+    end
+  end, 20000, function() return (what or list[1]) .. " on the screen; it shows:\n" .. last end)
   return last
+end
+
+-- An event line in the events pane: a record of the daemon's event stream
+-- ("12:00:01 restart     command, restart #1"), or from an orch without
+-- one, a transition of describe's ("12:00:01 restart     online → stopping").
+local function event(kind, transition)
+  return { "\n%d%d:%d%d:%d%d " .. kind .. "[^\n]*\n", transition }
 end
 
 function Pane:keys(...)
@@ -176,7 +187,8 @@ describe("orch monit", function()
     -- alpha's lines, stdout and stderr, and its events
     p:wait_screen("─ logs alpha:0 %(id 0%) " .. RULE .. "\n.*tick %d+\n.*─ events alpha:0", "alpha's log lines")
     p:wait_screen("oops %d+", "alpha's stderr lines")
-    s = p:wait_screen("─ events alpha:0 %(id 0%) " .. RULE .. "\n%d%d:%d%d:%d%d ready%s+launching → online", "alpha's events")
+    p:wait_screen("─ events alpha:0 %(id 0%) " .. RULE .. "\n%d%d:%d%d:%d%d %a", "alpha's events")
+    s = p:wait_screen(event("online", "\n%d%d:%d%d:%d%d ready%s+launching → online\n"), "alpha online among its events")
     -- the history grows a sample a second
     local hist = s:match("\n▶%s+0 alpha%s+online%s+0%s+%S+%s+([▁-█]+)")
     p:wait_screen("\n▶%s+0 alpha%s+online%s+0%s+%S+%s+" .. ("[▁-█]"):rep(math.min(10, #hist / 3 + 1)),
@@ -199,7 +211,8 @@ describe("orch monit", function()
     assert.are.equal(0, restarts("alpha"))
     p:wait_screen("restarted beta %(id 1%)")
     p:wait_screen("\n▶%s+1 beta%s+online%s+1%s", "beta's restart count on the screen")
-    p:wait_screen("restart%s+online → stopping", "beta's restart among its events")
+    p:wait_screen(event("restart%s+command", "\n%d%d:%d%d:%d%d restart%s+online → stopping\n"),
+      "beta's restart among its events")
     p:keys("s")
     p:wait_screen("\n▶%s+1 beta%s+stopped%s")
     p:keys("S")
