@@ -22,32 +22,54 @@ local function esc(v)
   return (tostring(v):gsub("[\\\"\n]", { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" }))
 end
 
+local floor, format = math.floor, string.format
+
+-- A sample's value: integers in full, others with every significant digit.
 local function num(v)
   if v ~= v then return "NaN" end
-  if v == math.floor(v) and math.abs(v) < 2 ^ 53 then return string.format("%d", v) end
-  return string.format("%.17g", v)
+  if v == floor(v) and v < 2 ^ 53 and v > -2 ^ 53 then return format("%d", v) end
+  return format("%.17g", v)
 end
 
--- A writer of families: family(name, type, help) then sample(labels, value).
+-- A writer of families: family(name, type, help) then sample(labels, value,
+-- extra). Pieces go into one table, joined once: with 100 processes a
+-- scrape is some 2000 lines, and the loop runs without the JIT compiler.
 local function writer()
-  local out = {}
+  local out, n, name = {}, 0, nil
   local w = {}
-  function w.family(name, kind, help)
-    out[#out + 1] = "# HELP " .. name .. " " .. help .. "\n# TYPE " .. name .. " " .. kind .. "\n"
-    w.name = name
+  function w.family(fam, kind, help)
+    out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5], out[n + 6], out[n + 7] =
+      "# HELP ", fam, " ", help, "\n# TYPE ", fam, " "
+    out[n + 8], out[n + 9] = kind, "\n"
+    n = n + 9
+    name = fam
   end
   -- labels: a prepared string 'a="x",b="y"' (or ""), extra: one more pair
   function w.sample(labels, value, extra)
-    if extra then labels = labels == "" and extra or (labels .. "," .. extra) end
-    out[#out + 1] = w.name .. (labels ~= "" and ("{" .. labels .. "}") or "") .. " " .. num(value) .. "\n"
+    out[n + 1] = name
+    if extra then
+      if labels == "" then
+        out[n + 2], out[n + 3], out[n + 4] = "{", extra, "} "
+      else
+        out[n + 2], out[n + 3], out[n + 4] = "{", labels, ","
+        n = n + 2
+        out[n + 3], out[n + 4] = extra, "} "
+      end
+    elseif labels == "" then
+      out[n + 2], out[n + 3], out[n + 4] = "", "", " "
+    else
+      out[n + 2], out[n + 3], out[n + 4] = "{", labels, "} "
+    end
+    out[n + 5], out[n + 6] = num(value), "\n"
+    n = n + 6
   end
-  function w.text() return table.concat(out) end
+  function w.text() return table.concat(out, "", 1, n) end
   return w
 end
 
 local function seconds(tv) return tv.sec + tv.usec / 1e6 end
 
--- The daemon's own figures. ctx.loop: core.loop_stats-like table or nil.
+-- The daemon's own figures. ctx: loop (core.loop_lag's), events ({kinds, counts}) or nil.
 local function daemon_families(w, engine, ctx)
   local now_s = uv.hrtime() / 1e9
   w.family("orch_info", "gauge", "Always 1; the orch version and whether this is a daemon or orch run.")
@@ -70,21 +92,76 @@ local function daemon_families(w, engine, ctx)
   if ctx.loop then
     w.family("orch_daemon_loop_lag_seconds", "gauge",
       "The longest time the event loop spent on one turn since the previous scrape (what any event may have waited).")
-    w.sample("", ctx.loop.max_busy)
+    w.sample("", ctx.loop.max)
     w.family("orch_daemon_loop_busy_seconds_total", "counter", "Time the event loop spent working (not waiting).")
     w.sample("", ctx.loop.busy)
   end
   if ctx.events then
-    w.family("orch_daemon_events_total", "counter", "Events orch raised, by kind (docs/protocol.md, events).")
-    for _, kind in ipairs(ctx.events.kinds) do w.sample('event="' .. esc(kind) .. '"', ctx.events.counts[kind]) end
+    w.family("orch_daemon_events_total", "counter", "Events orch recorded, by kind (docs/protocol.md, Events).")
+    for _, kind in ipairs(ctx.events.kinds) do w.sample('kind="' .. esc(kind) .. '"', ctx.events.counts[kind]) end
   end
 end
 
--- Renders every family for engine's processes. ctx (optional): loop (from
--- core.loop_stats), events ({kinds, counts}), restart_causes(p) ->
--- {cause = n} (restarts by cause), or nil for a total only.
-function M.render(engine, ctx)
-  ctx = ctx or {}
+local Metrics = {}
+Metrics.__index = Metrics
+
+-- The metrics of engine. Starts measuring the loop's lag (core.loop_lag),
+-- and counts restarts by cause from the event ring (orch.events) from now on.
+function M.new(engine)
+  local self = setmetatable({ engine = engine, causes = {}, file_labels = {} }, Metrics)
+  core.loop_lag()
+  local ring = engine.events
+  if type(ring) == "table" and ring.subscribe then
+    self.ring = ring
+    -- causes in a stable order: the known ones, then any other as it comes
+    self.cause_list, self.cause_label = {}, {}
+    local function know(cause)
+      if self.cause_label[cause] then return end
+      self.cause_label[cause] = 'cause="' .. esc(cause) .. '"'
+      self.cause_list[#self.cause_list + 1] = cause
+    end
+    for _, cause in ipairs(require("orch.events").CAUSES) do know(cause) end
+    ring:subscribe(function(r)
+      local by = self.causes[r.id] or {}
+      self.causes[r.id] = by
+      local cause = r.cause or "unknown"
+      know(cause)
+      by[cause] = (by[cause] or 0) + 1
+    end, { kind = "restart" })
+  end
+  return self
+end
+
+-- Every family, as the text Prometheus reads.
+-- 'status="online"' and the like, made once.
+local function label_set(key, values)
+  local out = {}
+  for _, v in ipairs(values) do out[v] = key .. '="' .. esc(v) .. '"' end
+  return out
+end
+local STATUS_LABEL, HEALTH_LABEL = label_set("status", STATUSES), label_set("status", HEALTH)
+
+-- p's labels, kept with p while its name stays (a restart may rename it).
+local label_cache = setmetatable({}, { __mode = "k" })
+local function labels_of(p)
+  local c = label_cache[p]
+  if not (c and c.name == p.name) then
+    c = { name = p.name, text = format('app="%s",app_instance="%d",id="%d"', esc(p.name), p.instance, p.id) }
+    label_cache[p] = c
+  end
+  return c.text
+end
+
+-- Every family, as the text Prometheus reads.
+function Metrics:render()
+  local engine = self.engine
+  local ctx = { loop = core.loop_lag() }
+  if self.ring then
+    local kinds = {}
+    for k in pairs(self.ring.counts) do kinds[#kinds + 1] = k end
+    table.sort(kinds)
+    ctx.events = { kinds = kinds, counts = self.ring.counts }
+  end
   local w = writer()
   daemon_families(w, engine, ctx)
   local procs = engine.sup:list()
@@ -94,22 +171,33 @@ function M.render(engine, ctx)
     local running = engine:is_running(p)
     local _, rss = engine:stats(p)
     local cpu = running and p.cpu_sample and p.cpu_sample.pid == p.pid and p.cpu_sample.cpu or 0
-    rows[i] = { p = p, labels = string.format('app="%s",app_instance="%d",id="%d"', esc(p.name), p.instance, p.id),
-                cpu = cpu, rss = rss }
+    rows[i] = { p = p, labels = labels_of(p), cpu = cpu, rss = rss }
   end
   w.family("orch_process_status", "gauge",
     "1 for the life-cycle status each process is in, 0 for the others (docs/protocol.md lists them).")
   for _, r in ipairs(rows) do
-    for _, s in ipairs(STATUSES) do w.sample(r.labels, r.p.status == s and 1 or 0, 'status="' .. s .. '"') end
+    local st = r.p.status
+    for _, s in ipairs(STATUSES) do w.sample(r.labels, st == s and 1 or 0, STATUS_LABEL[s]) end
   end
   w.family("orch_process_restarts_total", "counter",
-    "Restarts of each process (automatic and asked for), by cause where known.")
-  for _, r in ipairs(rows) do
-    local causes = ctx.restart_causes and ctx.restart_causes(r.p)
-    if causes then
-      for cause, n in pairs(causes) do w.sample(r.labels, n, 'cause="' .. esc(cause) .. '"') end
-    else
-      w.sample(r.labels, r.p.restarts or 0)
+    "Restarts of each process (automatic and asked for), as orch list shows them (orch reset sets them to 0).")
+  for _, r in ipairs(rows) do w.sample(r.labels, r.p.restarts or 0) end
+  if self.ring then
+    w.family("orch_process_restart_causes_total", "counter",
+      "Restarts of each process by cause since this orch started; a cause appears at its first restart.")
+    local present = {}
+    for _, r in ipairs(rows) do
+      local id = r.p.id
+      present[id] = true
+      local by = self.causes[id]
+      if by then
+        for _, cause in ipairs(self.cause_list) do
+          if by[cause] then w.sample(r.labels, by[cause], self.cause_label[cause]) end
+        end
+      end
+    end
+    for id in pairs(self.causes) do
+      if not present[id] then self.causes[id] = nil end -- deleted
     end
   end
   w.family("orch_process_uptime_seconds", "gauge", "Time since each process's current run started (0 unless online).")
@@ -128,7 +216,7 @@ function M.render(engine, ctx)
   for _, r in ipairs(rows) do
     if r.p.app.health then
       local st = r.p.health_state and r.p.health_state.status or "starting"
-      for _, s in ipairs(HEALTH) do w.sample(r.labels, st == s and 1 or 0, 'status="' .. s .. '"') end
+      for _, s in ipairs(HEALTH) do w.sample(r.labels, st == s and 1 or 0, HEALTH_LABEL[s]) end
     end
   end
   -- Log files: one series per app and file (instances may share a file).
@@ -138,7 +226,12 @@ function M.render(engine, ctx)
       local key = r.p.name .. "\0" .. f.path
       if not seen[key] then
         seen[key] = true
-        files[#files + 1] = { labels = string.format('app="%s",path="%s"', esc(r.p.name), esc(f.path)), st = f }
+        local labels = self.file_labels[key]
+        if not labels then
+          labels = format('app="%s",path="%s"', esc(r.p.name), esc(f.path))
+          self.file_labels[key] = labels
+        end
+        files[#files + 1] = { labels = labels, st = f }
       end
     end
   end
@@ -147,6 +240,10 @@ function M.render(engine, ctx)
   w.family("orch_log_dropped_bytes_total", "counter",
     "Bytes that could not be written to each log file (write errors other than a full disk, which pauses writers).")
   for _, f in ipairs(files) do w.sample(f.labels, f.st.dropped or 0) end
+  -- labels of files no longer open are forgotten
+  for key in pairs(self.file_labels) do
+    if not seen[key] then self.file_labels[key] = nil end
+  end
   return w.text()
 end
 

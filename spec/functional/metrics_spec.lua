@@ -59,6 +59,24 @@ describe("/metrics", function()
     assert.are.equal("rc=0\n", out)
   end)
 
+  it("shows how long the daemon's loop was busy at most since the previous scrape", function()
+    local port = daemon()
+    local function lag()
+      local body = C.get(port, "/metrics").body
+      return tonumber(body:match("\norch_daemon_loop_lag_seconds (%S+)")),
+        tonumber(body:match("\norch_daemon_loop_busy_seconds_total (%S+)"))
+    end
+    lag()
+    -- a Lua chunk that holds the loop for 1 s
+    assert.are.equal(0, (H.orch_sync({ "eval", "local t = require('luv').hrtime() "
+      .. "while require('luv').hrtime() - t < 1e9 do end" }, { home = home })))
+    local worst, busy = lag()
+    assert.is_true(worst >= 0.99 and worst < 30, "lag " .. tostring(worst))
+    assert.is_true(busy >= 0.99, "busy " .. tostring(busy))
+    -- since the previous scrape: the long turn is behind
+    assert.is_true(lag() < 0.99)
+  end)
+
   it("is scraped by a real Prometheus, which has the series", function()
     local port = daemon()
     apps()
@@ -108,6 +126,7 @@ scrape_configs:
     for _, p in ipairs(H.json(home, { "list" })) do if p.name == "quitter" then quitter = p end end
     assert.is_true(quitter.restarts >= 1)
     assert.are.equal(quitter.restarts, value('orch_process_restarts_total{app="quitter"}'))
+    assert.are.equal(quitter.restarts, value('orch_process_restart_causes_total{app="quitter",cause="exit"}'))
     assert.are.equal(1, value('orch_process_health_status{app="web",app_instance="1",status="healthy"}'))
     assert.is_true(value('orch_process_resident_memory_bytes{app="web",app_instance="0"}') > 0)
     assert.is_true(value('orch_process_uptime_seconds{app="web",app_instance="0"}') > 0)
