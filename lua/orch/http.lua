@@ -306,11 +306,11 @@ local Server = {}
 Server.__index = Server
 
 -- Makes room for one more connection: closes the least recently active one
--- with no request in progress (not an event stream). false if none.
+-- with no request or response in progress (not an event stream). false if none.
 function Server:make_room()
   local victim
   for c in pairs(self.conns) do
-    if not c.req and not c.sse and (not victim or c.last < victim.last) then victim = c end
+    if not (c.req or c.sse or c.writing) and (not victim or c.last < victim.last) then victim = c end
   end
   if not victim then return false end
   victim:close()

@@ -25,7 +25,7 @@ end
 -- (of the apps named, else of all) is online and healthy; 503 and why.
 local function readyz(engine, req, res)
   if engine.recovering then
-    return res:send(503, "not ready: orch is stopping what a crashed daemon left running\n")
+    return res:send(503, "not ready: orch is still looking for (and stopping) what a previous daemon left running\n")
   end
   local names, reasons = req.query.app, {}
   local procs = {}
@@ -80,15 +80,35 @@ local function action(engine, cmd)
   end
 end
 
+-- GET /events[?app=NAME...][&since=SEQ]: the event ring (orch.events) as
+-- server-sent events, one per record: data is the record as JSON, id its
+-- seq. A client reconnecting with Last-Event-ID (EventSource does), or
+-- since=SEQ, first gets the records kept after that seq.
+local function events(engine, req, res)
+  local ring = engine.events
+  local filter = req.query.app and { app = req.query.app } or nil
+  local after = tonumber(req.headers["last-event-id"] or req:param("since") or "")
+  local stream = res:sse()
+  local function send(r) return stream:send(nil, cjson.encode(r), r.seq) end
+  if after then
+    for _, r in ipairs(ring:since(after, filter)) do
+      if not send(r) then return end
+    end
+  end
+  stream:on_close(ring:subscribe(send, filter))
+end
+
 function M.routes(engine)
+  local m = metrics.new(engine)
   return {
     { "GET", "/healthz", function(_, res) res:send(200, "ok\n") end },
     { "GET", "/readyz", function(req, res) readyz(engine, req, res) end },
     { "GET", "/metrics", function(_, res)
-      res:send(200, metrics.render(engine, engine.metrics_context and engine.metrics_context()),
+      res:send(200, m:render(),
         { ["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8" })
     end },
     { "GET", "/api/processes", function(_, res) command(engine, "list", {}, res) end },
+    { "GET", "/events", function(req, res) events(engine, req, res) end },
     { "POST", "/api/restart", action(engine, "restart") },
     { "POST", "/api/stop", action(engine, "stop") },
     { "POST", "/api/start", action(engine, "start") },

@@ -110,9 +110,59 @@ describe("the HTTP endpoint", function()
     assert.are.equal(200, C.get(port, "/metrics").status)
   end)
 
+  it("streams the event ring as server-sent events, and counts restarts by cause", function()
+    local port = daemon()
+    start(string.format("{ name = 'a', script = %q, args = { '1000' } }, { name = 'b', script = %q, args = { '1000' } }",
+      sleeper, sleeper))
+    local c = C.connect(port)
+    c:send("GET /events?app=a HTTP/1.1\r\n\r\n")
+    H.wait_until(function() return c.buf:find("\r\n\r\n", 1, true) end, 10000, "the stream's head")
+    assert.matches("^HTTP/1.1 200 OK\r\n", c.buf)
+    assert.matches("Content%-Type: text/event%-stream\r\n", c.buf)
+    assert.are.equal(0, (H.orch_sync({ "restart", "b" }, { home = home })))
+    assert.are.equal(0, (H.orch_sync({ "restart", "a" }, { home = home })))
+    -- the records of a, as id:/data: pairs; b's are filtered out
+    local function records(buf)
+      local out = {}
+      for id, data in buf:gmatch("id: (%d+)\ndata: ([^\n]*)\n\n") do
+        local r = require("cjson").decode(data)
+        r.sse_id = tonumber(id)
+        out[#out + 1] = r
+      end
+      return out
+    end
+    local restart
+    H.wait_until(function()
+      for _, r in ipairs(records(c.buf)) do
+        assert.are.equal("a", r.app)
+        if r.kind == "online" and restart then return true end
+        if r.kind == "restart" then restart = r end
+      end
+    end, 15000, function() return "a's restart and online on the stream; got:\n" .. c.buf end)
+    c:close()
+    assert.are.equal("command", restart.cause)
+    assert.are.equal(restart.seq, restart.sse_id)
+    -- reconnecting with Last-Event-ID replays what came after it
+    c = C.connect(port)
+    c:send("GET /events?app=a HTTP/1.1\r\nLast-Event-ID: " .. (restart.seq - 1) .. "\r\n\r\n")
+    H.wait_until(function() return #records(c.buf) > 0 end, 10000, "the replayed records")
+    assert.are.equal(restart.seq, records(c.buf)[1].seq)
+    c:close()
+    local body = C.get(port, "/metrics").body
+    assert.matches('orch_process_restarts_total{app="a",app_instance="0",id="0"} 1\n', body, 1, true)
+    assert.matches('orch_process_restart_causes_total{app="a",app_instance="0",id="0",cause="command"} 1\n', body, 1, true)
+    assert.not_matches('cause="exit"', body, 1, true)
+    assert.matches('orch_daemon_events_total{kind="restart"} 2\n', body, 1, true)
+  end)
+
   it("answers /readyz for every app that should run, or the apps named", function()
     local port = daemon()
-    assert.are.equal(200, C.get(port, "/readyz").status) -- nothing should run
+    -- nothing should run (once a new daemon has looked for what a crashed one left)
+    local r0
+    H.wait_until(function()
+      r0 = C.get(port, "/readyz")
+      return r0.status == 200
+    end, 15000, function() return "/readyz 200; last: " .. r0.status .. " " .. r0.body end)
     start(string.format([[
       { name = 'up', script = %q, args = { '1000' } },
       { name = 'down', script = %q, args = { '1000' } },
@@ -168,6 +218,32 @@ describe("the HTTP endpoint", function()
     idle:wait_closed(5000)
     slow:close()
     idle:close()
+  end)
+
+  it("costs the daemon no CPU while nobody is connected", function()
+    local port, pid = daemon()
+    local function fds() return #H.sh("ls /proc/" .. pid .. "/fd"):gsub("[^\n]", "") end
+    local c = C.connect(port)
+    c:send("GET /metrics HTTP/1.1\r\n\r\n")
+    assert.are.equal(200, c:response().status)
+    local base = fds() -- with the connection
+    c:close()
+    H.wait_until(function() return fds() < base end, 10000, function()
+      return "the server to close its side: " .. fds() .. " descriptors, " .. base .. " with the connection"
+    end)
+    local function stat()
+      local f = {}
+      for w in H.read("/proc/" .. pid .. "/stat"):match("%) (.*)"):gmatch("%S+") do f[#f + 1] = w end
+      -- utime + stime in clock ticks; the loop thread's wake-ups (returns from epoll_wait)
+      return tonumber(f[12]) + tonumber(f[13]),
+        tonumber(H.read("/proc/" .. pid .. "/status"):match("\nvoluntary_ctxt_switches:%s*(%d+)"))
+    end
+    local cpu, wakes = stat()
+    uv.sleep(5000) -- a window to measure, not a wait for something
+    local cpu2, wakes2 = stat()
+    assert.are.equal(cpu, cpu2)
+    -- the control socket's sweep wakes it once a second (core/ctl.c); HTTP adds nothing
+    assert.is_true(wakes2 - wakes <= 6, (wakes2 - wakes) .. " wake-ups in 5 s")
   end)
 
   it("holds its connections to a bound, and still answers", function()
