@@ -264,6 +264,12 @@ local verbs = {
       if result.http then
         io.stdout:write(string.format("http: http://%s/ (token in %s)\n", result.http.address, result.http.token_file))
       end
+      -- the environment of the command that starts the daemon counts, not a later one's
+      local want = os.getenv("ORCH_HTTP")
+      if want and want ~= "" and not result.http then
+        err("orch ping: ORCH_HTTP=%s is not in effect: this orch started without it (orch kill, then start it again)",
+          want)
+      end
     end },
   { name = "kill", args = "", min = 0, max = 0, summary = "stop every process, then the daemon", opts = JSON,
     autostart = false,

@@ -33,10 +33,14 @@ describe("the HTTP endpoint", function()
 
   local function token() return (H.read(home .. "/http.token") or ""):match("%x+") end
 
-  it("is off unless asked for", function()
+  it("is off unless asked for, and ping says when ORCH_HTTP came too late", function()
     local r = ping({})
     assert.is_nil(r.http)
     assert.is_nil(uv.fs_stat(home .. "/http.token"))
+    -- ORCH_HTTP given to a daemon that runs already changes nothing, and ping says so
+    local code, _, err = H.orch_sync({ "ping" }, { home = home, env = { ORCH_HTTP = "127.0.0.1:0" } })
+    assert.are.equal(0, code)
+    assert.matches("ORCH_HTTP=127.0.0.1:0 is not in effect: this orch started without it", err, 1, true)
   end)
 
   it("listens where ORCH_HTTP says; orch ping shows where; the token file is 0600", function()
