@@ -43,10 +43,10 @@ local function run_verb(verb, spec, p)
     return M.fail(verb, json, 1, cerr, code)
   end
   if known and spec.prepare then
-    local kargs, kerr = spec.prepare(c, p, known)
+    local kargs, kerr, kstatus = spec.prepare(c, p, known)
     if kargs == nil then
       c:close()
-      return M.fail(verb, json, 2, kerr)
+      return M.fail(verb, json, kstatus or 2, kerr)
     end
     args = kargs or args
   end

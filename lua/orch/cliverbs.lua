@@ -9,7 +9,7 @@
 --   help() → more text for orch help VERB (a list of options);
 --   run(p) → exit status, instead of request/show (a verb with its own module);
 --   autostart = false: do not start a daemon; not_running(p) → status then;
---   prepare(c, p, known) → arguments, nil (keep) or nil, message: start's
+--   prepare(c, p, known) → arguments, nil (keep) or nil, message[, status]: start's
 --     check of a known app, with the connection;
 --   after(result) → true or nil, message: once the reply is in (kill);
 --   each(p) → nil or message: the verb takes several positionals and runs
@@ -88,15 +88,13 @@ local function start_request(p)
     return "start", req
   end
   if o.only then return nil, "--only applies to an ecosystem file" end
-  if not o.name and not o.force then
-    -- A known app's name or id wins over a file or a command of that name
-    -- (PM2's order): the daemon is asked first (known_app). -f replaces it.
-    known = tgt
-  end
+  -- A known app's name or id wins over a file or a command of that name
+  -- (PM2's order): the daemon is asked first (known_app), which restarts it.
+  known = tgt
   if not file_exists(util.abspath(tgt, o.cwd and util.abspath(o.cwd, cwd) or cwd))
      and not tgt:find("[/%s]") and not util.which(tgt, os.getenv("PATH")) then
-    -- not a file nor a command: a known app's name or id
-    return "start", { target = tgt }
+    -- not a file nor a command: a known app's name or id (or an error)
+    return "start", { target = tgt }, known
   end
   local spec, ferr = cliflags.options(o, o.cwd and util.abspath(o.cwd, cwd) or cwd)
   if not spec then return nil, ferr end
@@ -105,24 +103,39 @@ local function start_request(p)
   return "start", { spec = spec, env_name = o.env, env = environ(), cwd = cwd }, known
 end
 
--- When target names a known app (or is its id), start means that app:
--- returns the request for it, or nil, message when options for a new
--- script came with it. Returns false for an unknown target.
+-- The changes a restart makes to an app, from flags (PM2's restart takes
+-- start's): { options = {...}, args = {...} } (empty: none), or nil,
+-- message naming the flag. skip: an option set by no flag here.
+local function amendments(p, cwd, skip)
+  local opts = p.opts
+  if skip then
+    opts = {}
+    for k, v in pairs(p.opts) do opts[k] = v end
+    opts[skip] = nil
+  end
+  local options, ferr = cliflags.options(opts, opts.cwd and util.abspath(opts.cwd, cwd) or cwd)
+  if not options then return nil, ferr end
+  local req = {}
+  if next(options) ~= nil then req.options = options end
+  if #p.rest > 0 then req.args = p.rest end
+  return req
+end
+
+-- When target names a known app (or is its id, a namespace or all), start
+-- means that app, as PM2's: a restart of it, with the flags' options (and
+-- -- args) changing it, -a/--update-env this shell's environment. Returns the
+-- request, nil, message for a bad flag, or false for an unknown target.
 local function known_app(c, p, tgt)
-  local procs = client.request(c, "describe", { target = tgt })
-  if not procs then return false end
-  local flags = {}
-  for _, f in ipairs(cliflags.given(p.opts)) do flags[#flags + 1] = "--" .. f[1] end
-  if #p.rest > 0 then flags[#flags + 1] = "-- args" end
-  if #flags > 0 then
-    return nil, string.format("'%s' is a known app (id %s); %s apply to a new script: give it another --name, "
-      .. "or orch delete %s first", tgt, tostring(procs[1].id), table.concat(flags, ", "), tgt)
+  local found, ferr = client.request(c, "describe", { target = tgt })
+  if not found then
+    if ferr.code == "ENOTFOUND" or ferr.code == "EINVAL" then return false end
+    return nil, ferr.message, 1 -- the daemon refused or went away: that error, not a usage one
   end
-  if p.opts["update-env"] then
-    return nil, string.format("'%s' is a known app (id %s): orch restart %s --update-env gives it this shell's "
-      .. "environment", tgt, tostring(procs[1].id), tgt)
-  end
-  return { target = tgt }
+  local req, aerr = amendments(p, util.getcwd())
+  if not req then return nil, aerr end
+  req.target = tgt
+  if p.opts["update-env"] then req.update_env, req.env = true, environ() end
+  return req
 end
 
 -- stop, restart, delete, reload: several targets of every form, an
@@ -143,22 +156,32 @@ local function update_env(p)
   return { update_env = o["update-env"] or nil, env = o["update-env"] and environ() or nil }
 end
 
--- restart --watch toggles watching of each process (PM2's); an ecosystem
--- file sets watch itself.
-local RESTART_OPTS = { watch = FLAG }
-for k, v in pairs(UPDATE_OPTS) do RESTART_OPTS[k] = v end
+-- restart also takes start's flags, which change the apps (orch.amend), and
+-- -- args; not -i (orch scale) nor -f. --watch toggles watching of each
+-- process (PM2's); an ecosystem file sets its options itself.
+local RESTART_OPTS = cliflags.opts(UPDATE_OPTS)
+for _, k in ipairs({ "instances", "i", "force", "f" }) do RESTART_OPTS[k] = nil end
+RESTART_OPTS.watch = FLAG
+
 local function restart(p)
+  local req, aerr = amendments(p, util.getcwd(), "watch")
+  if not req then return out.fail("restart", p.opts.json, 2, aerr) end
   for _, t in ipairs(p.positional) do
     if p.opts.watch and is_ecosystem(t) then
       return out.fail("restart", p.opts.json, 2, string.format("--watch toggles watching of apps, not of an "
         .. "ecosystem file (%s): set option 'watch' in the file", t))
     end
+    if (req.options or req.args) and is_ecosystem(t) then
+      return out.fail("restart", p.opts.json, 2, string.format(
+        "options and -- args apply to apps, not to an ecosystem file (%s): set them in the file", t))
+    end
   end
-  return on_targets("restart", function()
+  return require("orch.targetcli").run("restart", p, { is_config = is_ecosystem, args = function()
     local args = update_env(p)
     args.watch = p.opts.watch or nil
+    args.options, args.args = req.options, req.args
     return args
-  end)(p)
+  end })
 end
 
 -- The process table's colour: false with --no-color, else as the terminal allows.
@@ -170,32 +193,48 @@ local function show_procs(result, p)
   out.procs(result, colour(p), p.opts.sort and out.sort_spec(p.opts.sort))
 end
 
+-- start's and apply's reply: the changes by kind, then the processes.
+local function show_changes(result, p)
+  for _, w in ipairs(result.warnings or {}) do err("warning: %s", w) end
+  local ch = result.changes or {}
+  for _, kind in ipairs({ "started", "restarted", "deleted", "unchanged" }) do
+    if ch[kind] and #ch[kind] > 0 then io.stdout:write(kind, ": ", table.concat(ch[kind], ", "), "\n") end
+  end
+  out.procs(result.processes, colour(p))
+  for _, v in ipairs(result.processes) do
+    if v.status == "errored" then return 1 end
+  end
+end
+
 local verbs = {
   { name = "start", args = "[script|ecosystem file|name|id]... [-- args...]", min = 0, max = math.huge, rest = true,
-    summary = "start scripts, the apps of ecosystem files, or stopped apps (several: one after the other)",
+    summary = "start scripts or the apps of ecosystem files, or restart known apps (several: one after the other)",
     each = function(p)
       if p.opts.name then return "--name names one app: give one script with it" end
     end,
     opts = cliflags.opts({ json = FLAG }), unknown = cliflags.unknown, help = cliflags.help,
     request = start_request,
     prepare = function(c, p, known) return known_app(c, p, known) end,
-    show = function(result, p)
-      for _, w in ipairs(result.warnings or {}) do err("warning: %s", w) end
-      local ch = result.changes or {}
-      for _, kind in ipairs({ "started", "restarted", "deleted", "unchanged" }) do
-        if ch[kind] and #ch[kind] > 0 then io.stdout:write(kind, ": ", table.concat(ch[kind], ", "), "\n") end
+    show = show_changes },
+  { name = "apply", args = "<ecosystem>", min = 1, max = 1,
+    summary = "make what runs what an ecosystem file says: new apps start, changed ones restart, unchanged ones "
+      .. "run on, apps gone from it are deleted (not with --only)",
+    opts = { env = VALUE, only = VALUE, json = FLAG },
+    request = function(p)
+      if not is_ecosystem(p.positional[1]) then
+        return nil, string.format("'%s' is not an ecosystem file (orch start runs a script)", p.positional[1])
       end
-      out.procs(result.processes, colour(p))
-      for _, v in ipairs(result.processes) do
-        if v.status == "errored" then return 1 end
-      end
-    end },
+      local req, rerr = require("orch.targetcli").file_args(p.positional[1], p, util.getcwd())
+      if not req then return nil, rerr, nil, 1 end
+      return "apply", req
+    end,
+    show = show_changes },
   { name = "stop", args = TARGETS, min = 1, max = math.huge, summary = "stop processes (kill_signal, then SIGKILL)",
     opts = FILE_OPTS, run = on_targets("stop") },
-  { name = "restart", args = TARGETS, min = 1, max = math.huge,
+  { name = "restart", args = TARGETS .. " [-- args...]", min = 1, max = math.huge, rest = true,
     summary = "restart processes (an ecosystem file: start its apps that do not run, restart the others); "
-      .. "--watch toggles watching",
-    opts = RESTART_OPTS, run = restart },
+      .. "start's flags (and -- args) change the apps first, --name renames one; --watch toggles watching",
+    opts = RESTART_OPTS, unknown = cliflags.unknown, run = restart },
   { name = "delete", args = TARGETS, min = 1, max = math.huge, summary = "stop and forget processes",
     opts = FILE_OPTS, run = on_targets("delete") },
   { name = "list", args = "", min = 0, max = 0,

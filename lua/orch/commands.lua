@@ -69,9 +69,10 @@ local function resolve(engine, args)
   return procs, err, code
 end
 
-local function with_procs(engine, args, respond)
-  local ok, err = check(args, { target = "string|number", update_env = "boolean", env = "table", cwd = "string",
-    watch = "boolean" }, { "target" })
+local function with_procs(engine, args, respond, more)
+  local fields = { target = "string|number", update_env = "boolean", env = "table", cwd = "string" }
+  for k, v in pairs(more or {}) do fields[k] = v end
+  local ok, err = check(args, fields, { "target" })
   if not ok then return respond(nil, "EINVAL", err) end
   local procs, rerr, code = resolve(engine, args)
   if not procs then return respond(nil, code, rerr) end
@@ -115,9 +116,10 @@ end
 -- before may have deleted or replaced processes), within the apps it waited
 -- for. work(procs, finish) makes the change and ends with finish(result) or
 -- finish(nil, code, message), which is the reply. merge: what makes two
--- requests the same operation (nil: never one).
-local function operate(engine, args, respond, merge, work)
-  local procs = with_procs(engine, args, respond)
+-- requests the same operation (nil: never one). more: arguments it takes
+-- besides with_procs's.
+local function operate(engine, args, respond, merge, work, more)
+  local procs = with_procs(engine, args, respond, more)
   if not procs then return end
   local keys = apps_of(procs)
   engine.ops:run(keys, merge and (merge .. "\0" .. tostring(args.target)), function(finish)
@@ -152,24 +154,66 @@ function H.ping(engine, args, respond)
   })
 end
 
--- Starts the stopped processes of known apps ({target}).
-local function start_known(engine, args, respond)
-  operate(engine, args, respond, "start", function(procs, finish)
-    local changes, seen = { started = {}, unchanged = {} }, {}
-    for _, p in ipairs(procs) do
-      local kind = "unchanged"
-      if p.status == "stopped" or p.status == "errored" then
-        engine.sup:start(p)
-        kind = "started"
-      end
-      local key = kind .. "\0" .. p.name
-      if not seen[key] then
-        seen[key] = true
-        table.insert(changes[kind], p.name)
-      end
+-- restart and reload with update_env: the processes' base environment
+-- becomes args.env (the CLI's) before they start again. Returns the
+-- environment (nil without update_env), or nil, message.
+local function new_env(args)
+  if not args.update_env then return false end
+  return string_map(args.env, "env")
+end
+
+local function update_env(engine, procs, env)
+  if not env then return end
+  local names = {}
+  for _, p in ipairs(procs) do
+    p.base_env = env
+    local entry = engine.apps[p.name]
+    if entry then entry.env, entry.source.env = env, env end
+    names[p.name] = true
+  end
+  for name in pairs(names) do engine:renew_sockets(name) end
+end
+
+-- restart, and start of known apps ({target}): PM2's start NAME|ID is a
+-- restart (a stopped process starts, which counts no restart). options
+-- and args change the apps first (orch.amend), update_env their
+-- environment. done(procs) once each has started again; or done(nil,
+-- code, message), having changed nothing.
+local RESTART_ARGS = { options = "table", args = "table", watch = "boolean" }
+
+local function string_list(t, what)
+  if t == nil or t == cjson.null then return nil end
+  local n = 0
+  for _ in pairs(t) do n = n + 1 end
+  for i = 1, n do
+    if type(t[i]) ~= "string" then return nil, string.format("argument '%s' must be a list of strings", what) end
+  end
+  return t
+end
+
+local function restart_known(engine, args, respond, reply)
+  if not with_procs(engine, args, respond, RESTART_ARGS) then return end
+  local env, err = new_env(args)
+  if env == nil then return respond(nil, "EINVAL", err) end
+  local script_args, aerr = string_list(args.args, "args")
+  if aerr then return respond(nil, "EINVAL", aerr) end
+  local options = args.options ~= cjson.null and args.options or nil
+  if options and next(options) == nil and not script_args then options = nil end
+  -- a restart that changes the app or its environment, or toggles watching, is not the same as another
+  local same = not args.update_env and not options and not script_args and not args.watch
+  operate(engine, args, respond, same and "restart" or nil, function(procs, finish)
+    if options or script_args then
+      local amend = require("orch.amend")
+      local plan, code, why = amend.plan(engine, procs, options or {}, script_args)
+      if not plan then return finish(nil, code, why) end
+      amend.apply(engine, plan)
     end
-    finish({ processes = views(engine, procs), warnings = list({}), changes = changes })
-  end)
+    if args.watch then engine.triggers:set_watching(procs, "toggle") end -- PM2's restart --watch
+    update_env(engine, procs, env)
+    each(engine, procs, function(p, done) engine.sup:restart(p, done) end, function(views_)
+      finish(reply(views_))
+    end)
+  end, RESTART_ARGS)
 end
 
 -- Where apps come from (engine:load's source), from a request's file or
@@ -202,17 +246,44 @@ function M.source(args)
 end
 
 function H.start(engine, args, respond)
-  local ok, err = check(args, { file = "string", spec = "table", env_name = "string", only = "table",
-                                env = "table", cwd = "string", target = "string|number", evaluated = "table",
-                                instances = "string|number" })
-  if not ok then return respond(nil, "EINVAL", err) end
   if args.target ~= nil then
     if args.file or args.spec then return respond(nil, "EINVAL", "'target' excludes 'file' and 'spec'") end
-    return start_known(engine, args, respond)
+    return restart_known(engine, args, respond, function(v)
+      local names, seen = {}, {}
+      for _, name in ipairs(apps_of(v)) do
+        if not seen[name] then names[#names + 1], seen[name] = name, true end
+      end
+      return { processes = v, warnings = list({}), changes = { restarted = list(names) } }
+    end)
   end
+  local ok, err = check(args, { file = "string", spec = "table", env_name = "string", only = "table",
+                                env = "table", cwd = "string", evaluated = "table", instances = "string|number" })
+  if not ok then return respond(nil, "EINVAL", err) end
   if (args.file == nil) == (args.spec == nil) then
     return respond(nil, "EINVAL", "give exactly one of 'file', 'spec' and 'target'")
   end
+  -- a process file: PM2's _startJson, startOrRestart's work (orch.pm2cmds)
+  if args.file then
+    local req = { action = "restart" }
+    for k, v in pairs(args) do req[k] = v end
+    return H.start_or(engine, req, respond)
+  end
+  return M.apply(engine, args, respond)
+end
+
+-- orch apply FILE: what runs becomes what the file says (orch's own verb):
+-- its new apps start, changed ones restart with their new options,
+-- unchanged running ones are left alone, those gone from it are deleted.
+function H.apply(engine, args, respond)
+  local ok, err = check(args, { file = "string", env_name = "string", only = "table", env = "table", cwd = "string",
+                                evaluated = "table" }, { "file" })
+  if not ok then return respond(nil, "EINVAL", err) end
+  return M.apply(engine, args, respond)
+end
+
+-- An ecosystem file applied (engine:apply), or a single app from the
+-- command line ({spec}) started.
+function M.apply(engine, args, respond)
   local source, serr = M.source(args)
   if not source then return respond(nil, "EINVAL", serr) end
   local cfg, lerr = engine:load(source)
@@ -280,36 +351,8 @@ function H.stop(engine, args, respond)
   end)
 end
 
--- restart and reload with update_env: the processes' base environment
--- becomes args.env (the CLI's) before they start again. Returns the
--- environment (nil without update_env), or nil, message.
-local function new_env(args)
-  if not args.update_env then return false end
-  return string_map(args.env, "env")
-end
-
-local function update_env(engine, procs, env)
-  if not env then return end
-  local names = {}
-  for _, p in ipairs(procs) do
-    p.base_env = env
-    local entry = engine.apps[p.name]
-    if entry then entry.env, entry.source.env = env, env end
-    names[p.name] = true
-  end
-  for name in pairs(names) do engine:renew_sockets(name) end
-end
-
 function H.restart(engine, args, respond)
-  if not with_procs(engine, args, respond) then return end
-  local env, err = new_env(args)
-  if env == nil then return respond(nil, "EINVAL", err) end
-  -- a restart that changes the environment or toggles watching is not the same as another
-  operate(engine, args, respond, not args.update_env and not args.watch and "restart" or nil, function(procs, finish)
-    if args.watch then engine.triggers:set_watching(procs, "toggle") end -- PM2's restart --watch
-    update_env(engine, procs, env)
-    each(engine, procs, function(p, done) engine.sup:restart(p, done) end, finish)
-  end)
+  restart_known(engine, args, respond, function(v) return v end)
 end
 
 function H.delete(engine, args, respond)

@@ -236,7 +236,7 @@ M.FLAGS = {
   { "cwd", option = "cwd" },
   { "env", cli = "Apply each app's env_NAME over its env (PM2's --env NAME)." },
   { "only", cli = "Ecosystem file: start only these apps (names separated by commas)." },
-  { "update-env", short = "a", kind = "flag", cli = "A new app always gets this shell's environment; for a known app, use orch restart NAME --update-env." },
+  { "update-env", short = "a", kind = "flag", cli = "A new app always gets this shell's environment; a known app takes it as it restarts (orch start NAME -a, orch restart NAME -a)." },
   { "namespace", option = "namespace" },
   { "exec-mode", option = "exec_mode" },
   { "execute-command", short = "x", option = "exec_mode", kind = "const", value = "fork" },

@@ -20,7 +20,12 @@ describe("cluster sockets", function()
   local dir, home
   H.each_test(function(d, h) dir, home = d, h end)
 
-  local function start(body) return H.started(dir, home, body) end
+  -- orch apply: the app restarts only when its options change
+  local function start(body)
+    local res, code, err = H.json(home, { "apply", H.ecosystem(dir, body) }, { cwd = dir })
+    assert(code == 0, err)
+    return res
+  end
 
   local function serving(port)
     H.wait_until(function() return #H.http_probe(port, 1) == 1 end, 20000, "an answer on port " .. port)

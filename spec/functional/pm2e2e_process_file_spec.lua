@@ -6,8 +6,46 @@ local P = require("pm2e2e")
 
 local online, stopped, restarts = P.status("online"), P.status("stopped"), P.restarts
 
+-- The node_args (interpreter arguments) orch runs app `name` with: what
+-- comes between the interpreter and the script in its command line.
+local function node_args(t, name)
+  local d = P.describe(t, name)[1]
+  local args = {}
+  for i = 2, #d.exec do
+    if d.exec[i] == d.script then break end
+    args[#args + 1] = d.exec[i]
+  end
+  return table.concat(args, " ")
+end
+
 describe("PM2 e2e process-file", function()
   local t = P.each_test()
+
+  it("process-file/app-config-update.sh: restart FILE and restart --node-args update the interpreter arguments", function()
+    P.ok(t, { "start", "app-config-update/args1.json" })
+    assert.are.equal("", node_args(t, "echo"), "1 Should application have empty node argument list")
+    P.ok(t, { "restart", "app-config-update/args2.json" })
+    assert.are.equal("--harmony", node_args(t, "echo"), "2 Should application have one node argument")
+    P.ok(t, { "delete", "all" })
+    P.ok(t, { "start", "app-config-update/echo.js" })
+    assert.are.equal("", node_args(t, "echo"), "3 Should application have empty node argument list")
+    P.ok(t, { "restart", "app-config-update/echo.js", "--node-args=--harmony" })
+    assert.are.equal("--harmony", node_args(t, "echo"), "4 Should application have one node argument")
+    P.ok(t, { "start", "echo", "--node-args=--harmony" })
+    assert.are.equal("--harmony", node_args(t, "echo"), "5 Should application have one node argument")
+  end)
+
+  it("process-file/app-config-update.sh: restart and start with --name rename an app", function()
+    P.ok(t, { "start", "app-config-update/echo.js" })
+    P.ok(t, { "restart", "0", "--name=new-name" })
+    P.ok(t, { "reset", "all" })
+    P.ok(t, { "restart", "new-name" })
+    P.should(t, "6 should restart processes with new name", restarts(1), 1)
+    P.ok(t, { "start", "0", "--name=new-name-2" })
+    P.ok(t, { "reset", "all" })
+    P.ok(t, { "restart", "new-name-2" })
+    P.should(t, "7 should restart processes with new name", restarts(1), 1)
+  end)
 
   it("process-file/append-env-to-name.sh: append_env_to_name suffixes the app's name with --env", function()
     P.ok(t, { "start", "append-env-to-name.json", "--env", "dev" })
@@ -16,12 +54,63 @@ describe("PM2 e2e process-file", function()
     P.should(t, "have started same app with name : web-prod", P.named("web-prod"), 1)
   end)
 
+  it("process-file/homogen-json-action.sh: start, restart and reload of a file count restarts alike", function()
+    t.cwd = t.dir .. "/homogen-json-action"
+    P.ok(t, { "start", "all.json" })
+    P.should(t, "should start process", online, 6)
+    P.should(t, "should all script been restarted 0 time", restarts(0), 6)
+    P.ok(t, { "start", "all.json" })
+    P.should(t, "should smart restart processes", online, 6)
+    P.should(t, "should all script been restarted one time", restarts(1), 6)
+    P.ok(t, { "restart", "all.json" })
+    P.should(t, "should all script been restarted two times", restarts(2), 6)
+    P.ok(t, { "reload", "all.json" })
+    P.should(t, "should all script been restarted three times", restarts(3), 6)
+    P.ok(t, { "delete", "all" })
+    P.ok(t, { "restart", "all.json" }) -- with restart should equal a start
+    P.should(t, "should start process", online, 6)
+    P.should(t, "should all script been restarted 0 time", restarts(0), 6)
+    P.ok(t, { "delete", "all" })
+    P.ok(t, { "reload", "all.json" }) -- with reload should equal a start
+    P.should(t, "should start process", online, 6)
+    P.should(t, "should all script been restarted 0 time", restarts(0), 6)
+  end)
+
   it("process-file/js-configuration.sh: an ecosystem.config.js starts", function()
     t.cwd = t.dir .. "/js-configuration"
     P.ok(t, { "start", "ecosystem.config.js" })
     -- the config's app, not the config file run as a script
     P.should(t, "should have started 1 processes", P.both(P.named("API"), online), 1, nil, 1000)
     P.should(t, "should have started 1 processes", online, 1)
+  end)
+
+  it("process-file/json-file.sh: a {\"pm2\": [...]} file; stop, delete, start, restart, reload FILE", function()
+    P.ok(t, { "start", "pm2-ecosystem.json" })
+    P.should(t, "should start processes", online, 6)
+    P.ok(t, { "delete", "all.json" })
+    P.should(t, "should delete all processes", P.any(), 0)
+    P.ok(t, { "start", "all.json" })
+    P.should(t, "should start processes", online, 6)
+    P.ok(t, { "stop", "all.json" })
+    P.should(t, "should stop processes", stopped, 6)
+    P.ok(t, { "delete", "all.json" })
+    P.should(t, "should delete all processes", P.any(), 0)
+    P.ok(t, { "start", "all.json" })
+    P.should(t, "should start processes", online, 6)
+    P.ok(t, { "restart", "all.json" })
+    P.should(t, "should stop processes", online, 6)
+    P.should(t, "should all script been restarted one time", restarts(1), 6)
+    P.ok(t, { "reload", "all.json" })
+    P.should(t, "should reload processes", online, 6)
+    P.should(t, "should all script been restarted two times", restarts(2), 6)
+    -- smart restart: start on a running file restarts it
+    P.ok(t, { "start", "all.json" })
+    P.should(t, "should smart restart processes", online, 6)
+    P.should(t, "should all script been restarted three times", restarts(3), 6)
+    P.ok(t, { "stop", "all.json" })
+    P.should(t, "should stop processes", stopped, 6)
+    P.ok(t, { "start", "all.json" })
+    P.should(t, "should smart restart processes", online, 6)
   end)
 
   it("process-file/json-file.sh: PM2's JavaScript-style JSON (comments, unquoted keys, an expression)", function()

@@ -41,10 +41,11 @@ describe("desired state", function()
     local id = by_name(first.processes, "echo")[1].id
     local res = json({ "start", tostring(id) })
     assert.are.equal(id, res.processes[1].id)
-    -- options that describe a new script are refused for a known app, nothing changes
+    -- -- args (and flags) with a known app change it as it restarts, as PM2's
+    -- start NAME does; an app of a file takes them from the file
     local rcode, _, rerr = H.orch_sync({ "start", "sleep", "--", "5" }, { home = home, cwd = dir })
-    assert.are.equal(2, rcode)
-    assert.matches("'sleep' is a known app", rerr)
+    assert.are.equal(1, rcode)
+    assert.matches("app 'sleep' comes from .*: set args there and orch restart", rerr)
     assert.are.same({ "1001" }, json({ "describe", "sleep" })[1].args)
   end)
 

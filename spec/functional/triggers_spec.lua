@@ -171,7 +171,7 @@ describe("orch start on an ecosystem that is already loaded", function()
     return out
   end
 
-  it("applies only the differences, and nothing from a file with an error", function()
+  it("applies only the differences with orch apply, and nothing from a file with an error", function()
     local file = dir .. "/ecosystem.lua"
     H.write(file, [[
       return { apps = {
@@ -191,7 +191,7 @@ describe("orch start on an ecosystem that is already loaded", function()
         { name = "d", script = "sleep", args = { "1003" } },
       } }
     ]])
-    local res, code = H.json(home, { "start", file }, { cwd = dir })
+    local res, code = H.json(home, { "apply", file }, { cwd = dir })
     assert.are.equal(0, code)
     assert.are.same({ started = { "d" }, restarted = { "b" }, deleted = { "c" }, unchanged = { "a" } }, res.changes)
     local after = pids()
@@ -209,7 +209,7 @@ describe("orch start on an ecosystem that is already loaded", function()
         { name = "e", script = "sleep", instances = "many" },
       } }
     ]])
-    local _, code2, err = H.json(home, { "start", file }, { cwd = dir })
+    local _, code2, err = H.json(home, { "apply", file }, { cwd = dir })
     assert.are.equal(1, code2)
     assert.matches("app 'e': option 'instances'", err)
     assert.are.same(after, pids())

@@ -1,0 +1,103 @@
+-- orch.amend: options given to `orch restart` (or to `orch start` of a
+-- known app) change the app before it restarts, as PM2's restart does with
+-- the flags it is given (API._operate → _handleAttributeUpdate):
+-- `--node-args`, `--kill-timeout`, `-- args`, `--name NEW` (a rename: the
+-- same processes, ids and counts, under the new name)... An app started
+-- from the command line is normalised again from its command line with
+-- the change; an app of a process file takes its options from the file
+-- (`orch restart FILE`), so a change for one is refused, saying so.
+-- Everything is checked before anything changes.
+local schema = require("orch.schema")
+
+local M = {}
+
+local function copy(v)
+  if type(v) ~= "table" then return v end
+  local t = {}
+  for k, x in pairs(v) do t[k] = copy(x) end
+  return t
+end
+
+-- The option a key sets (a PM2 alias is its option).
+local function canonical(key)
+  local o = schema.options[key]
+  return o and o.alias_of or key
+end
+
+-- The apps of procs, in order, without repeats.
+local function names_of(procs)
+  local names, seen = {}, {}
+  for _, p in ipairs(procs) do
+    if not seen[p.name] then
+      seen[p.name] = true
+      names[#names + 1] = p.name
+    end
+  end
+  return names
+end
+
+-- options: { option = value } (orch.cliflags.options, checked there);
+-- args: the script's arguments, or nil. Returns a plan for apply(), or nil,
+-- code, message.
+function M.plan(engine, procs, options, args)
+  local names = names_of(procs)
+  local plan = {}
+  for _, name in ipairs(names) do
+    local entry = engine.apps[name]
+    if not entry then return nil, "ENOTFOUND", string.format("no app named '%s'", name) end
+    if not entry.source.spec then
+      local keys = {}
+      for k in pairs(options) do keys[#keys + 1] = k end
+      if args then keys[#keys + 1] = "args" end
+      table.sort(keys)
+      return nil, "EINVAL", string.format("app '%s' comes from %s: set %s there and orch restart %s", name,
+        tostring(entry.source.file), table.concat(keys, ", "), tostring(entry.source.file))
+    end
+    local raw = copy(entry.source.spec)
+    for k, v in pairs(options) do
+      -- a PM2 alias and its option are one: the new value replaces both
+      for old in pairs(raw) do
+        if canonical(old) == canonical(k) then raw[old] = nil end
+      end
+      raw[k] = copy(v)
+    end
+    if args then raw.args = copy(args) end
+    local source = {}
+    for k, v in pairs(entry.source) do source[k] = v end
+    source.spec = raw
+    local cfg, err = engine:load(source)
+    if not cfg then return nil, "ECONFIG", err end
+    local app = cfg.apps[1]
+    -- the count it runs now (orch scale changes it, not the command line)
+    app.instances = entry.app.instances
+    if app.name ~= name then
+      if #names > 1 then
+        return nil, "EINVAL", string.format("--name names one app, the target names %d (%s)", #names,
+          table.concat(names, ", "))
+      end
+      if engine.apps[app.name] then
+        return nil, "EEXIST", string.format("an app named '%s' exists already", app.name)
+      end
+    end
+    plan[#plan + 1] = { name = name, app = app, source = source }
+  end
+  return plan
+end
+
+-- Makes the changes of plan: each app takes its new options (under its new
+-- name), its processes keep their ids. The caller restarts them.
+function M.apply(engine, plan)
+  for _, step in ipairs(plan) do
+    local new = step.app.name
+    if new ~= step.name then
+      for _, p in ipairs(engine:procs_of(step.name)) do p.name = new end
+      engine.apps[new], engine.apps[step.name] = engine.apps[step.name], nil
+      engine.triggers:app_removed(step.name)
+      engine.sockets:unbind(step.name)
+    end
+    engine:register(step.app, step.source)
+  end
+  engine:save_state_soon()
+end
+
+return M
