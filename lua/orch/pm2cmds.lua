@@ -122,7 +122,7 @@ function M.handlers(t)
 
   local function load_file(engine, args, respond, extra)
     local fields = { file = "string", env_name = "string", only = "table", env = "table", cwd = "string",
-                     evaluated = "table" }
+                     evaluated = "table", instances = "string|number" }
     for k, v in pairs(extra or {}) do fields[k] = v end
     local ok, err = t.check(args, fields, { "file" })
     if not ok then return respond(nil, "EINVAL", err) end
