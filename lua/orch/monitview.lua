@@ -273,6 +273,10 @@ function M.build(v, cols, rows)
   for k = #events, math.max(1, #events - event_rows + 1), -1 do add(M.fit(M.event_line(v, events[k]), cols)) end
   for _ = #lines + 1, rows - 1 do add(M.fit("", cols)) end
   add(footer(v, cols))
+  if not v.utf8 then
+    -- a terminal without UTF-8: an app's (or a name's) characters show as '?'
+    for r, line in ipairs(lines) do lines[r] = line:gsub("[\192-\255][\128-\191]*", "?"):gsub("[\128-\255]", "?") end
+  end
   return lines
 end
 
