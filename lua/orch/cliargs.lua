@@ -10,16 +10,24 @@ local M = {}
 -- value only after '=', alone it adds true: PM2's --watch [paths]), INTLIST
 -- (as LIST, and the integers after the value are values too: PM2's
 -- --stop-exit-codes 0 3), { why = text } (refused, saying why), or for a
--- short alias, the name it stands for. spec.unknown(name), if set, may say
--- more about an unknown option than the nearest name.
+-- short alias, the name it stands for; or a function returning that table
+-- (start's come from orch.schema, loaded only when start runs). spec.unknown(name),
+-- if set, may say more about an unknown option than the nearest name.
 M.FLAG, M.VALUE, M.LIST, M.OPTLIST, M.INTLIST = "flag", "value", "list", "optlist", "intlist"
 local FLAG, VALUE, LIST, OPTLIST, INTLIST = M.FLAG, M.VALUE, M.LIST, M.OPTLIST, M.INTLIST
 local KINDS = { [FLAG] = true, [VALUE] = true, [LIST] = true, [OPTLIST] = true, [INTLIST] = true }
 
+-- spec's opts table (see above).
+local function opts_of(spec)
+  local o = spec.opts
+  if type(o) == "function" then return o() end
+  return o
+end
+
 -- The option names of spec (not the short aliases), sorted.
 function M.names(spec)
   local names = {}
-  for k, v in pairs(spec.opts) do
+  for k, v in pairs(opts_of(spec)) do
     if type(v) == "table" or KINDS[v] then names[#names + 1] = k end
   end
   table.sort(names)
@@ -42,6 +50,7 @@ end
 -- Returns { positional = {...}, opts = {...}, rest = {...} } or nil, message.
 function M.parse(spec, argv)
   local r = { positional = {}, opts = {}, rest = {} }
+  local opts = opts_of(spec)
   local i = 1
   while i <= #argv do
     local a = argv[i]
@@ -52,9 +61,9 @@ function M.parse(spec, argv)
     elseif a:sub(1, 1) == "-" and #a > 1 and not tonumber(a) then
       local name, value = a:match("^%-%-?([^=]+)=(.*)$")
       name = name or a:gsub("^%-%-?", "")
-      local kind = spec.opts[name]
+      local kind = opts[name]
       if type(kind) == "string" and not KINDS[kind] then
-        name, kind = kind, spec.opts[kind] -- a short alias
+        name, kind = kind, opts[kind] -- a short alias
       end
       if not kind then return nil, unknown(spec, a, name) end
       if type(kind) == "table" then
@@ -95,9 +104,9 @@ end
 M.MAX_USAGE_FLAGS = 8
 
 function M.usage_line(verb, spec)
-  local flags = {}
+  local flags, opts = {}, opts_of(spec)
   for _, k in ipairs(M.names(spec)) do
-    local v = spec.opts[k]
+    local v = opts[k]
     if v == FLAG then flags[#flags + 1] = "[--" .. k .. "]"
     elseif v == OPTLIST then flags[#flags + 1] = "[--" .. k .. "[=X]]"
     elseif KINDS[v] then flags[#flags + 1] = "[--" .. k .. " X]" end

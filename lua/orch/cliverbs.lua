@@ -1,7 +1,8 @@
 -- orch.cliverbs: the verbs that talk to the daemon (PM2's names and habits),
 -- one entry each; orch.cli runs them. An entry holds:
 --   name, args (usage text), min, max (positional arguments), rest (accepts
---   `-- args...`), summary, opts (orch.cliargs: FLAG, VALUE or an alias);
+--   `-- args...`), summary, opts (orch.cliargs: FLAG, VALUE or an alias, or a
+--   function returning them);
 --   request(p) → command, arguments[, known target] or nil, message[, true]
 --     (a usage error; true: print the usage line too); p is
 --     orch.cliargs.parse's result;
@@ -16,11 +17,16 @@
 --     once per positional (start); a message refuses options that cannot
 --     apply to several.
 -- Another module can define verbs the same way: orch.cli lists the modules.
+-- Every CLI call loads this module: what only some verbs use (orch.cliflags
+-- and orch.schema for start's and restart's flags, orch.ecocli) is required
+-- when used, so that orch ping or orch list loads little (bench/run's CLI
+-- round trip; spec/functional/footprint_spec.lua).
 local client = require("orch.client")
 local util = require("orch.util")
 local args_ = require("orch.cliargs")
 local out = require("orch.cliout")
-local cliflags = require("orch.cliflags")
+
+local function cliflags() return require("orch.cliflags") end
 
 local FLAG, VALUE = args_.FLAG, args_.VALUE
 local JSON = { json = FLAG }
@@ -37,7 +43,7 @@ local function target(p)
   return { target = p.positional[1] }
 end
 
-local is_ecosystem = require("orch.ecocli").is_config
+local function is_ecosystem(path) return require("orch.ecocli").is_config(path) end
 
 local function file_exists(path)
   local f = io.open(path, "rb")
@@ -58,7 +64,7 @@ local function start_request(p)
       return nil, string.format("no ecosystem.config.js in %s: give a script or a config file", cwd), nil, 1
     end
   end
-  local given = cliflags.given(o)
+  local given = cliflags().given(o)
   if is_ecosystem(tgt) then
     -- PM2's _startJson takes -i over the file's instances and ignores -f
     for _, f in ipairs(given) do
@@ -71,7 +77,7 @@ local function start_request(p)
     end
     local instances
     if o.instances then
-      local spec, ferr = cliflags.options({ instances = o.instances }, cwd)
+      local spec, ferr = cliflags().options({ instances = o.instances }, cwd)
       if not spec then return nil, ferr end
       instances = spec.instances
     end
@@ -96,7 +102,7 @@ local function start_request(p)
     -- not a file nor a command: a known app's name or id (or an error)
     return "start", { target = tgt }, known
   end
-  local spec, ferr = cliflags.options(o, o.cwd and util.abspath(o.cwd, cwd) or cwd)
+  local spec, ferr = cliflags().options(o, o.cwd and util.abspath(o.cwd, cwd) or cwd)
   if not spec then return nil, ferr end
   spec.script = tgt
   if #p.rest > 0 then spec.args = p.rest end
@@ -113,7 +119,7 @@ local function amendments(p, cwd, skip)
     for k, v in pairs(p.opts) do opts[k] = v end
     opts[skip] = nil
   end
-  local options, ferr = cliflags.options(opts, opts.cwd and util.abspath(opts.cwd, cwd) or cwd)
+  local options, ferr = cliflags().options(opts, opts.cwd and util.abspath(opts.cwd, cwd) or cwd)
   if not options then return nil, ferr end
   local req = {}
   if next(options) ~= nil then req.options = options end
@@ -159,9 +165,15 @@ end
 -- restart also takes start's flags, which change the apps (orch.amend), and
 -- -- args; not -i (orch scale) nor -f. --watch toggles watching of each
 -- process (PM2's); an ecosystem file sets its options itself.
-local RESTART_OPTS = cliflags.opts(UPDATE_OPTS)
-for _, k in ipairs({ "instances", "i", "force", "f" }) do RESTART_OPTS[k] = nil end
-RESTART_OPTS.watch = FLAG
+local restart_opts -- built from orch.schema's FLAGS on first use
+local function restart_flags()
+  if not restart_opts then
+    restart_opts = cliflags().opts(UPDATE_OPTS)
+    for _, k in ipairs({ "instances", "i", "force", "f" }) do restart_opts[k] = nil end
+    restart_opts.watch = FLAG
+  end
+  return restart_opts
+end
 
 local function restart(p)
   local req, aerr = amendments(p, util.getcwd(), "watch")
@@ -206,13 +218,20 @@ local function show_changes(result, p)
   end
 end
 
+local start_opts -- built from orch.schema's FLAGS on first use
+local function unknown_flag(name) return cliflags().unknown(name) end
+
 local verbs = {
   { name = "start", args = "[script|ecosystem file|name|id]... [-- args...]", min = 0, max = math.huge, rest = true,
     summary = "start scripts or the apps of ecosystem files, or restart known apps (several: one after the other)",
     each = function(p)
       if p.opts.name then return "--name names one app: give one script with it" end
     end,
-    opts = cliflags.opts({ json = FLAG }), unknown = cliflags.unknown, help = cliflags.help,
+    opts = function()
+      start_opts = start_opts or cliflags().opts({ json = FLAG })
+      return start_opts
+    end,
+    unknown = unknown_flag, help = function() return cliflags().help() end,
     request = start_request,
     prepare = function(c, p, known) return known_app(c, p, known) end,
     show = show_changes },
@@ -234,7 +253,7 @@ local verbs = {
   { name = "restart", args = TARGETS .. " [-- args...]", min = 1, max = math.huge, rest = true,
     summary = "restart processes (an ecosystem file: start its apps that do not run, restart the others); "
       .. "start's flags (and -- args) change the apps first, --name renames one; --watch toggles watching",
-    opts = RESTART_OPTS, unknown = cliflags.unknown, run = restart },
+    opts = restart_flags, unknown = unknown_flag, run = restart },
   { name = "delete", args = TARGETS, min = 1, max = math.huge, summary = "stop and forget processes",
     opts = FILE_OPTS, run = on_targets("delete") },
   { name = "list", args = "", min = 0, max = 0,

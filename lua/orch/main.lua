@@ -88,9 +88,9 @@ function M.main(argv)
   end
   if verb == "help" then return help(args) end
   local v = verbs[verb]
-  local cli = require("orch.cli")
-  local known = v or cli.verbs[verb] or cli.aliases[verb]
-  if not known then
+  -- the daemon and orch run load none of the CLI's verbs
+  local cli = not v and require("orch.cli")
+  if cli and not (cli.verbs[verb] or cli.aliases[verb]) then
     if cli.wants_json(args) then require("orch.cliout").json({ error = "unknown verb '" .. verb .. "'", code = "EUSAGE" }) end
     return unknown_verb("orch", verb)
   end
