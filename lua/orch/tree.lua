@@ -160,16 +160,23 @@ end
 -- The scope of a new run of proc: its marker, and in cgroup mode a new
 -- cgroup (a failure to make one is logged; the marker then serves). The
 -- mkdir stays on the loop: the spawn that follows takes cgroup_mutex too
--- (clone3 into the cgroup), and both cost tens of microseconds.
+-- (clone3 into the cgroup), and both cost tens of microseconds. The subtree
+-- is made once (self.made), not before every cgroup: a mkdir that finds the
+-- directory there is one more syscall per spawn that takes the lock of its
+-- parent, which every cgroup made under that parent on the machine takes.
 function Tree:enter(proc)
   local scope = { mark = self.home and launch.mark(self.home, proc.id) }
   if self.mode ~= "cgroup" then return scope end
   for _ = 1, 100 do
-    local ok, err, code = uv.fs_mkdir(self.base, tonumber("755", 8))
-    if not ok and code ~= "EEXIST" then
-      self.log("warn", string.format("cannot create %s (%s); %s:%d is followed by its marker", self.base, err,
-        proc.name, proc.instance))
-      return scope
+    local ok, err, code
+    if not self.made then
+      ok, err, code = uv.fs_mkdir(self.base, tonumber("755", 8))
+      if not ok and code ~= "EEXIST" then
+        self.log("warn", string.format("cannot create %s (%s); %s:%d is followed by its marker", self.base, err,
+          proc.name, proc.instance))
+        return scope
+      end
+      self.made = true
     end
     self.seq = self.seq + 1
     local dir = self.base .. "/" .. proc.id .. "-" .. self.seq
@@ -179,7 +186,8 @@ function Tree:enter(proc)
       scope.cgroup = dir
       return scope
     end
-    -- ENOENT: the subtree's removal (_removed) came between the two mkdirs
+    -- ENOENT: the subtree is gone (its removal by _removed came first)
+    if code == "ENOENT" then self.made = false end
     if code ~= "EEXIST" and code ~= "ENOENT" then
       self.log("warn", string.format("cannot create the cgroup %s (%s); its tree is followed by its marker", dir, err))
       return scope
@@ -257,7 +265,10 @@ function Tree:_removed(dir, code, again)
   if not code or code == "ENOENT" then
     self.cgroups[dir] = nil
     self:_unwatch(dir)
-    if next(self.cgroups) == nil then uv.fs_rmdir(self.base, function() end) end
+    if next(self.cgroups) == nil then
+      self.made = false
+      uv.fs_rmdir(self.base, function() end)
+    end
   elseif code ~= "EBUSY" then
     self.log("warn", "cannot remove the cgroup " .. dir .. ": " .. code)
     self.cgroups[dir] = nil

@@ -83,6 +83,33 @@ describe("cgroup mode", function()
     assert.are_not.equal(tostring(daemon), removed_by, "the loop thread removed " .. old)
   end)
 
+  -- A mkdir of the subtree that finds it there is one more syscall per
+  -- spawn that takes the lock of its parent (every cgroup made under that
+  -- parent on the machine takes it).
+  it("makes the cgroup subtree once, not before every spawn of a start", function()
+    local pid, daemon = start() -- s runs: the subtree exists
+    if not pid then return end
+    local trace = dir .. "/trace"
+    local detach_strace = H.strace_daemon(daemon, trace, { "-e", "trace=openat,mkdir" }, function() json({ "list" }) end)
+    local function detach()
+      if detach_strace then detach_strace() end
+      detach_strace = nil
+    end
+    finally(detach)
+    local file = H.ecosystem(dir, [[
+      { name = "many", script = "sleep", args = { "1000" }, instances = 20 },
+    ]], "many.config.lua")
+    local _, code, err = json({ "start", file })
+    assert.are.equal(0, code, err)
+    detach()
+    local text = H.read(trace) or ""
+    local base = H.cgroup_base(home):gsub("%p", "%%%0")
+    local _, subtree = text:gsub("mkdir%(\"" .. base .. "\"", "")
+    local _, cgroups = text:gsub("mkdir%(\"" .. base .. "/[^\"]+\"", "")
+    assert.are.equal(20, cgroups, "mkdir of a process cgroup in the trace:\n" .. text:gsub("[^\n]*openat[^\n]*\n", ""))
+    assert.are.equal(0, subtree, "mkdir of the subtree " .. H.cgroup_base(home))
+  end)
+
   -- clone3 answers ENOSYS under some seccomp filters (container runtimes):
   -- strace makes it so here.
   it("moves a child into its cgroup through cgroup.procs where clone3 is refused", function()
