@@ -69,7 +69,11 @@ static int belongs(pid_t pid, pid_t pgid, const char *mark, const pid_t *taken, 
 static int own_group_children(pid_t root, pid_t pgid, const char *mark, pid_t *found, int n, int cap) {
   static const int which[] = {F_PGRP};
   int first = n;
-  int m = orch_proc_children(getpid(), 0, found, n, cap);
+  /* Every child of orch is on its main thread's list: orch forks only from
+   * its loop, the main thread, and an orphan goes to the first live thread
+   * of its subreaper, the leader. So no listing of orch's threads (a stop
+   * read one children file per thread of libuv's pool, per process). */
+  int m = orch_proc_children(getpid(), 1, found, n, cap);
   if (m <= n) return n;
   int end = m;
   n = first;

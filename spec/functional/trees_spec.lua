@@ -153,3 +153,38 @@ describe("cgroup mode", function()
     assert.is_true(faults < 50 * 30, faults .. " page faults in the daemon for a start of 50 processes")
   end)
 end)
+
+-- A stop looks among orch's children for what left the app's group (a
+-- daemonised descendant, found by its marker): one children file, the main
+-- thread's, not one per thread of orch (libuv's pool adds four).
+describe("a stop", function()
+  local dir, home
+  H.each_test(function(d, h) dir, home = d, h end)
+
+  it("reads only the main thread's children file of orch, whatever threads orch runs", function()
+    H.started(dir, home, [[ { name = "s", script = "sleep", args = { "1000" }, instances = 5 }, ]])
+    local daemon = H.json(home, { "ping" }).pid
+    local threads = 0
+    for _ in uv.fs_scandir_next, uv.fs_scandir("/proc/" .. daemon .. "/task") do threads = threads + 1 end
+    assert.is_true(threads > 1, "the daemon runs one thread: nothing to tell apart")
+    local trace = dir .. "/trace"
+    local detach_strace = H.strace_daemon(daemon, trace, { "-e", "trace=openat" },
+      function() H.json(home, { "list" }) end)
+    local function detach()
+      if detach_strace then detach_strace() end
+      detach_strace = nil
+    end
+    finally(detach)
+    local _, code, err = H.json(home, { "stop", "all" })
+    assert.are.equal(0, code, err)
+    detach()
+    local text = H.read(trace) or ""
+    local own = "/proc/" .. daemon .. "/task/" .. daemon .. "/children"
+    assert.truthy(text:find(own, 1, true), "no read of " .. own .. " in the trace")
+    local others = {}
+    for path in text:gmatch("\"(/proc/" .. daemon .. "/task[^\"]*)\"") do
+      if path ~= own then others[#others + 1] = path end
+    end
+    assert.are.same({}, others)
+  end)
+end)
