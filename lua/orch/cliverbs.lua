@@ -82,15 +82,10 @@ local function start_request(p)
       instances = spec.instances
     end
     if #p.rest > 0 then return nil, "-- args apply to a script, not to an ecosystem file: set option 'args' in the file" end
-    local only
-    if o.only then
-      only = {}
-      for n in o.only:gmatch("[^,%s]+") do only[#only + 1] = n end
-    end
-    local req = { file = util.abspath(tgt, cwd), env_name = o.env, only = only, env = environ(), cwd = cwd,
-                  instances = instances }
-    local ok, perr = require("orch.ecocli").prepare(req) -- a JavaScript file: Node evaluates it here
-    if not ok then return nil, perr, nil, 1 end
+    -- a JavaScript file: Node evaluates it here; "-": the file is read from stdin
+    local req, perr = require("orch.ecocli").request(tgt, o, environ(), cwd)
+    if not req then return nil, perr, nil, 1 end
+    req.instances = instances
     return "start", req
   end
   if o.only then return nil, "--only applies to an ecosystem file" end

@@ -228,7 +228,7 @@ function M.source(args)
   end
   local env, eerr = string_map(args.env, "env")
   if not env then return nil, eerr end
-  local source = { file = args.file, spec = args.spec, env_name = args.env_name, env = env,
+  local source = { file = args.file, stdin = args.stdin, spec = args.spec, env_name = args.env_name, env = env,
                    cwd = args.cwd or "/", evaluated = args.evaluated, instances = args.instances }
   if args.only ~= nil then
     local n = 0
@@ -247,7 +247,9 @@ end
 
 function H.start(engine, args, respond)
   if args.target ~= nil then
-    if args.file or args.spec then return respond(nil, "EINVAL", "'target' excludes 'file' and 'spec'") end
+    if args.file or args.stdin or args.spec then
+      return respond(nil, "EINVAL", "'target' excludes 'file', 'stdin' and 'spec'")
+    end
     return restart_known(engine, args, respond, function(v)
       local names, seen = {}, {}
       for _, name in ipairs(apps_of(v)) do
@@ -256,14 +258,16 @@ function H.start(engine, args, respond)
       return { processes = v, warnings = list({}), changes = { restarted = list(names) } }
     end)
   end
-  local ok, err = check(args, { file = "string", spec = "table", env_name = "string", only = "table",
-                                env = "table", cwd = "string", evaluated = "table", instances = "string|number" })
+  local ok, err = check(args, { file = "string", stdin = "string", spec = "table", env_name = "string",
+                                only = "table", env = "table", cwd = "string", evaluated = "table",
+                                instances = "string|number" })
   if not ok then return respond(nil, "EINVAL", err) end
-  if (args.file == nil) == (args.spec == nil) then
-    return respond(nil, "EINVAL", "give exactly one of 'file', 'spec' and 'target'")
+  if (args.file and 1 or 0) + (args.stdin and 1 or 0) + (args.spec and 1 or 0) ~= 1 then
+    return respond(nil, "EINVAL", "give exactly one of 'file', 'stdin', 'spec' and 'target'")
   end
-  -- a process file: PM2's _startJson, startOrRestart's work (orch.pm2cmds)
-  if args.file then
+  -- a process file (or its text from stdin): PM2's _startJson,
+  -- startOrRestart's work (orch.pm2cmds)
+  if args.file or args.stdin then
     local req = { action = "restart" }
     for k, v in pairs(args) do req[k] = v end
     return H.start_or(engine, req, respond)

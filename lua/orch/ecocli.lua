@@ -11,6 +11,7 @@ local M = {}
 -- and orch's Lua ones (*ecosystem*.lua, *.config.lua).
 function M.is_config(path)
   if type(path) ~= "string" then return false end
+  if path == "-" then return true end -- PM2's `pm2 start -`: a process file on stdin
   local base = (path:match("[^/]*$") or ""):lower()
   local ext = base:match("%.([^.]+)$")
   if ext == "json" or ext == "json5" or ext == "yml" or ext == "yaml" then return true end
@@ -57,6 +58,37 @@ function M.prepare(req)
   end
   req.evaluated = value
   return true
+end
+
+M.STDIN_MAX = 512 * 1024 -- within a request line (the control socket takes 1 MiB)
+
+-- The request about a config file named on the command line (start, and
+-- the verbs on targets): { file = ABSOLUTE } or, for "-", { stdin = TEXT }
+-- (PM2's `pm2 start -` / `pm2 delete -`: a JSON process file on stdin),
+-- with o's --env and --only, env (the CLI's environment) and cwd; a
+-- JavaScript file evaluated here (prepare). Or nil, message.
+function M.request(target, o, env, cwd)
+  local only
+  if o.only then
+    only = {}
+    for n in o.only:gmatch("[^,%s]+") do only[#only + 1] = n end
+  end
+  local req = { env_name = o.env, only = only, env = env, cwd = cwd }
+  if target == "-" then
+    local text = io.stdin:read(M.STDIN_MAX + 1)
+    if not text or not text:find("%S") then
+      return nil, "<stdin>: expected a process file (JSON) on standard input, got nothing"
+    end
+    if #text > M.STDIN_MAX then
+      return nil, string.format("<stdin>: a process file of more than %d KiB: give it as a file", M.STDIN_MAX / 1024)
+    end
+    req.stdin = text
+    return req
+  end
+  req.file = require("orch.util").abspath(target, cwd)
+  local ok, perr = M.prepare(req)
+  if not ok then return nil, perr end
+  return req
 end
 
 return M

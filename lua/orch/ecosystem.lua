@@ -555,7 +555,9 @@ end
 -- Loads, validates and normalises the ecosystem file at `path`.
 -- opts: env_name, cpus, base_env, deadline_ms (Lua evaluation budget),
 -- cwd (base for a relative `path`; default the process's cwd), evaluated
--- (a JavaScript file's value), instances (as normalize's).
+-- (a JavaScript file's value), instances (as normalize's), text (the
+-- file's JSON text, read from stdin by the CLI: `path` is then its label
+-- and relative paths start at cwd).
 function M.load(path, opts)
   opts = opts or {}
   if type(path) ~= "string" or path == "" then
@@ -564,17 +566,20 @@ function M.load(path, opts)
   if opts.deadline_ms ~= nil and not (type(opts.deadline_ms) == "number" and opts.deadline_ms > 0) then
     return nil, "deadline_ms must be a positive number, got " .. describe(opts.deadline_ms)
   end
-  local file = util.abspath(path, opts.cwd)
-  local dir = util.dirname(file)
-
-  if util.is_dir(file) then return nil, file .. ": is a directory" end
-  local f, err = io.open(file, "r")
-  if not f then return nil, err end
-  local src = f:read("*a")
-  f:close()
-  if not src then return nil, file .. ": cannot read file" end
-
-  local kind = require("orch.ecocli").kind(file, src)
+  local file, dir, src, kind, err
+  if opts.text ~= nil then
+    file, dir, src, kind = path, util.abspath(opts.cwd or util.getcwd() or "/"), opts.text, "json"
+  else
+    file = util.abspath(path, opts.cwd)
+    dir = util.dirname(file)
+    if util.is_dir(file) then return nil, file .. ": is a directory" end
+    local f, oerr = io.open(file, "r")
+    if not f then return nil, oerr end
+    src = f:read("*a")
+    f:close()
+    if not src then return nil, file .. ": cannot read file" end
+    kind = require("orch.ecocli").kind(file, src)
+  end
   local raw, null, find_lines
   if kind == "js" then
     raw = opts.evaluated

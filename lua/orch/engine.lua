@@ -198,7 +198,8 @@ end
 
 ---------------------------------------------------------------------------
 -- Sources: where apps come from, in a form that survives a restart of orch.
---   { file = "/abs/eco.lua", env_name = "prod"|nil, only = {names}|nil, env = {...}, cwd = "/dir",
+--   { file = "/abs/eco.lua" | stdin = "JSON text" (orch start -), env_name = "prod"|nil, only = {names}|nil,
+--     env = {...}, cwd = "/dir",
 --     evaluated = {...}|nil (a JavaScript file's value, evaluated by the CLI),
 --     instances = N|nil (start's -i, over every app's instances, as PM2's _startJson) }
 --   { spec = { raw app table }, env = {...}, cwd = "/dir" }
@@ -206,8 +207,9 @@ end
 
 function Engine:load(source)
   local cfg, err
-  if source.file then
-    cfg, err = ecosystem.load(source.file, { env_name = source.env_name, base_env = source.env, cwd = source.cwd,
+  if source.file or source.stdin then
+    cfg, err = ecosystem.load(source.file or "<stdin>", { env_name = source.env_name, base_env = source.env,
+                                             cwd = source.cwd, text = source.stdin,
                                              api = self.api, evaluated = source.evaluated,
                                              instances = source.instances })
   else
@@ -381,7 +383,7 @@ function Engine:apply(cfg, source, done)
   end
   if not source.only then
     for name, entry in pairs(self.apps) do
-      if not wanted[name] and entry.source.file == source.file then
+      if not wanted[name] and source.file and entry.source.file == source.file then
         pending = pending + 1
         self:each_proc(self:procs_of(name), function(p, removed)
           self.sup:stop(p, function()

@@ -121,11 +121,14 @@ function M.handlers(t)
   end
 
   local function load_file(engine, args, respond, extra)
-    local fields = { file = "string", env_name = "string", only = "table", env = "table", cwd = "string",
-                     evaluated = "table", instances = "string|number" }
+    local fields = { file = "string", stdin = "string", env_name = "string", only = "table", env = "table",
+                     cwd = "string", evaluated = "table", instances = "string|number" }
     for k, v in pairs(extra or {}) do fields[k] = v end
-    local ok, err = t.check(args, fields, { "file" })
+    local ok, err = t.check(args, fields)
     if not ok then return respond(nil, "EINVAL", err) end
+    if (args.file == nil) == (args.stdin == nil) then
+      return respond(nil, "EINVAL", "give exactly one of 'file' and 'stdin'")
+    end
     local source, serr = t.source(args)
     if not source then return respond(nil, "EINVAL", serr) end
     local cfg, lerr = engine:load(source)

@@ -20,16 +20,7 @@ end
 -- directory; a JavaScript file evaluated here (orch.ecocli.prepare). Or
 -- nil, message.
 function M.file_args(file, p, cwd)
-  local only
-  if p.opts.only then
-    only = {}
-    for n in p.opts.only:gmatch("[^,%s]+") do only[#only + 1] = n end
-  end
-  local req = { file = util.abspath(file, cwd), env_name = p.opts.env, only = only,
-                env = require("orch.core").environ(), cwd = cwd }
-  local ok, perr = require("orch.ecocli").prepare(req)
-  if not ok then return nil, perr end
-  return req
+  return require("orch.ecocli").request(file, p.opts, require("orch.core").environ(), cwd)
 end
 
 -- One ecosystem file as the target of verb. Returns the processes acted on,

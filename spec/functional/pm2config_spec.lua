@@ -149,4 +149,35 @@ describe("PM2 config files", function()
     assert.are.equal(2, code)
     assert.matches("%-%-instances x: option 'instances': expected", err)
   end)
+
+  -- PM2's cli/piped-config.sh: cat ecosystem.json | pm2 start - (and delete -).
+  it("start and delete the apps of a process file read from stdin with -, naming <stdin> in errors", function()
+    local function piped(verb, file)
+      local o = H.orch({ "-c", 'exec "$ORCH" ' .. verb .. ' - --json < ' .. file },
+        { home = home, cwd = dir, program = "/bin/sh", env = { ORCH = H.bin } })
+      o:wait_exit(30000)
+      return o.code, o.out, o.err
+    end
+    H.write(dir .. "/eco.json", '{ "apps": [{ "name": "a", "script": "sleep", "args": "600" }] }\n')
+    H.write(dir .. "/other.json", '{ "apps": [{ "name": "b", "script": "sleep", "args": "600" }] }\n')
+    local _
+    local code, out, err = piped("start", "eco.json")
+    assert.are.equal(0, code, err)
+    local res = require("cjson").decode(out)
+    started(res)
+    assert.are.equal("a", res.processes[1].name)
+    -- another file on stdin adds its apps: a's are not deleted as gone from "the" file
+    code, _, err = piped("start", "other.json")
+    assert.are.equal(0, code, err)
+    assert.are.equal(2, #H.json(home, { "list" }))
+    H.write(dir .. "/bad.json", '{ "apps": [\n  { "script": "sleep" ]\n}\n')
+    code, _, err = piped("start", "bad.json")
+    assert.are.equal(1, code)
+    assert.matches("<stdin>:2: invalid JSON", err)
+    code, _, err = piped("delete", "eco.json")
+    assert.are.equal(0, code, err)
+    local list = H.json(home, { "list" })
+    assert.are.equal(1, #list)
+    assert.are.equal("b", list[1].name)
+  end)
 end)

@@ -362,6 +362,13 @@ describe("PM2 e2e cli", function()
     P.file_has(t, "out-env.log", "No worries!")
   end)
 
+  it("cli/piped-config.sh: start - and delete - read the process file from stdin", function()
+    assert.are.equal(0, (P.shell(t, "cat all.json | orch start -")))
+    P.should(t, "should start processes", online, 6)
+    assert.are.equal(0, (P.shell(t, "cat all.json | orch delete -")))
+    P.should(t, "should delete all processes", P.any(), 0)
+  end)
+
   it("cli/python-support.sh: python apps run in fork mode, from a config file and from the CLI", function()
     t.cwd = t.dir .. "/extra-lang"
     P.ok(t, { "start", "app-python.config.js", "--only", "echo-python-1" })

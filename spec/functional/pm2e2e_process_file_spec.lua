@@ -129,6 +129,11 @@ describe("PM2 e2e process-file", function()
     P.should(t, "should delete processes", online, 0)
   end)
 
+  it("process-file/json-file.sh: start - reads the file from stdin", function()
+    assert.are.equal(0, (P.shell(t, "cat all.json | orch start -")))
+    P.should(t, "should start processes", online, 6)
+  end)
+
   it("process-file/json-file.sh: --only acts on the named apps of a file", function()
     P.ok(t, { "start", "all.json", "--only", "echo" })
     P.should(t, "should start processes", online, 1)
