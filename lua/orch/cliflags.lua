@@ -125,6 +125,25 @@ function M.options(opts, cwd)
   return out
 end
 
+-- With an ecosystem file, PM2's _startJson takes -i over its apps'
+-- instances and ignores -f (a warning here); any other flag that sets an
+-- option is an error naming the option to set in the file. Returns
+-- { instances = N|nil }, or nil, message.
+function M.for_file(opts, cwd)
+  for _, f in ipairs(M.given(opts)) do
+    if f.option == "force" then
+      io.stderr:write("warning: --force has no effect on an ecosystem file (PM2 ignores it there too)\n")
+    elseif f.option ~= "instances" then
+      return nil, string.format("--%s applies to a script, not to an ecosystem file: set option '%s' in the file",
+        f[1], f.option)
+    end
+  end
+  if not opts.instances then return {} end
+  local spec, err = M.options({ instances = opts.instances }, cwd)
+  if not spec then return nil, err end
+  return { instances = spec.instances }
+end
+
 -- What a flag does, for orch help start and docs/cli.md: the option it
 -- sets ("autorestart = false", or nil) and the option's doc.
 function M.describe(f)

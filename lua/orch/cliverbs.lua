@@ -64,28 +64,14 @@ local function start_request(p)
       return nil, string.format("no ecosystem.config.js in %s: give a script or a config file", cwd), nil, 1
     end
   end
-  local given = cliflags().given(o)
   if is_ecosystem(tgt) then
-    -- PM2's _startJson takes -i over the file's instances and ignores -f
-    for _, f in ipairs(given) do
-      if f.option == "force" then
-        err("warning: --force has no effect on an ecosystem file (PM2 ignores it there too)")
-      elseif f.option ~= "instances" then
-        return nil, string.format("--%s applies to a script, not to an ecosystem file: set option '%s' in the file",
-          f[1], f.option)
-      end
-    end
-    local instances
-    if o.instances then
-      local spec, ferr = cliflags().options({ instances = o.instances }, cwd)
-      if not spec then return nil, ferr end
-      instances = spec.instances
-    end
+    local applied, ferr = cliflags().for_file(o, cwd) -- -i N, as PM2's _startJson
+    if not applied then return nil, ferr end
     if #p.rest > 0 then return nil, "-- args apply to a script, not to an ecosystem file: set option 'args' in the file" end
     -- a JavaScript file: Node evaluates it here; "-": the file is read from stdin
     local req, perr = require("orch.ecocli").request(tgt, o, environ(), cwd)
     if not req then return nil, perr, nil, 1 end
-    req.instances = instances
+    req.instances = applied.instances
     return "start", req
   end
   if o.only then return nil, "--only applies to an ecosystem file" end

@@ -7,8 +7,8 @@ M.version = require("orch.version").version
 -- Verbs served by their own module; the control-socket verbs live in
 -- orch.cli and are listed from there.
 local verbs = {
-  run = { module = "orch.run", usage = "run FILE [--env NAME]",
-          summary = "run an ecosystem in the foreground (like pm2-runtime)" },
+  run = { module = "orch.run", usage = "run FILE|SCRIPT [options]",
+          summary = "run an ecosystem, or a script with start's options, in the foreground (like pm2-runtime)" },
   lua = { module = "orch.luarun", usage = "lua FILE [ARGS...]",
           summary = "run a Lua script with orch's runtime (LuaJIT, luv, cjson)" },
   repl = { module = "orch.repl", usage = "repl",

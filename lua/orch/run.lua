@@ -1,4 +1,5 @@
--- orch.run: `orch run FILE`, the engine in the foreground (pm2-runtime).
+-- orch.run: `orch run FILE`, the engine in the foreground (pm2-runtime):
+-- FILE an ecosystem, or a script with start's flags (`orch run app.js -i 4`).
 -- Every app's output is copied to the terminal as "name:instance | line";
 -- SIGINT/SIGTERM/SIGHUP stop everything gracefully (a second one kills);
 -- orch exits once nothing is left running: 0, or 1 if an app ended errored
@@ -8,54 +9,73 @@ local core = require("orch.core")
 local paths = require("orch.paths")
 local engine_mod = require("orch.engine")
 local eventlog = require("orch.eventlog")
+local cliargs = require("orch.cliargs")
+local cliflags = require("orch.cliflags")
+local ecocli = require("orch.ecocli")
+local util = require("orch.util")
 
 local M = {}
 
-M.help = [[
-usage: orch run FILE [--env NAME] [--http ADDR:PORT]
+M.USAGE = "usage: orch run FILE [--env NAME] [-i N] [--http ADDR:PORT]\n"
+  .. "       orch run SCRIPT [start's options] [--http ADDR:PORT] [-- args...]"
 
-Runs the apps of an ecosystem file (ecosystem.lua or PM2's JSON format) in
-the foreground: output goes to the log files under $ORCH_HOME/logs and to
-this terminal, prefixed with name:instance. Ctrl-C (SIGINT), SIGTERM or
-SIGHUP stop every app with its kill_signal, then SIGKILL after kill_timeout;
-a second signal kills at once. orch exits when no app is running any more:
-with status 0, or 1 if an app ended errored or had to be killed (SIGKILL).
+M.help = M.USAGE .. [[
+
+
+Runs the apps of an ecosystem file (ecosystem.lua, PM2's JSON, YAML or
+JavaScript; "-": a JSON file on stdin) in the foreground, or one script with
+orch start's options, as pm2-runtime does (orch run app.js -i 4): output
+goes to the log files under $ORCH_HOME/logs and to this terminal, prefixed
+with name:instance. Ctrl-C (SIGINT), SIGTERM or SIGHUP stop every app with
+its kill_signal, then SIGKILL after kill_timeout; a second signal kills at
+once. orch exits when no app is running any more: with status 0, or 1 if an
+app ended errored or had to be killed (SIGKILL).
+
+FILE is an ecosystem when its name says so (as for orch start) or, with no
+option for a script, when it is no program (app.js, app.py, run.sh are
+scripts; apps.lua and a file without an extension are ecosystems).
 
   --env NAME   apply each app's env_NAME over its env
+  -i N         instances of each app (over a file's instances, as PM2's)
   --http ADDR:PORT
                serve /metrics, /healthz, /readyz... over HTTP there
                (docs/http.md); default: $ORCH_HTTP, else no HTTP
+  orch help start lists the options for a script.
 ]]
 
-local function parse(args)
-  local opts = {}
-  local i = 1
-  while i <= #args do
-    local a = args[i]
-    if a == "--env" then
-      opts.env_name = args[i + 1]
-      if not opts.env_name then return nil, "option '--env' needs a NAME" end
-      i = i + 1
-    elseif a:match("^%-%-env=") then
-      opts.env_name = a:sub(7)
-    elseif a == "--http" then
-      opts.http = args[i + 1]
-      if not opts.http then return nil, "option '--http' needs an address (ADDR:PORT, e.g. 127.0.0.1:9615)" end
-      i = i + 1
-    elseif a:match("^%-%-http=") then
-      opts.http = a:sub(8)
-    elseif a:sub(1, 1) == "-" and a ~= "-" then
-      local hint = require("orch.util").did_you_mean(a:gsub("^%-+", ""), { "env", "http" })
-      return nil, string.format("unknown option '%s'%s", a, hint and " (did you mean '--" .. hint .. "'?)" or "")
-    elseif opts.file then
-      return nil, string.format("unexpected argument '%s'", a)
-    else
-      opts.file = a
-    end
-    i = i + 1
+local SPEC = { args = "FILE|SCRIPT", min = 1, max = 1, rest = true, opts = cliflags.opts({ http = cliargs.VALUE }),
+               unknown = cliflags.unknown }
+
+-- Whether `orch run FILE ...` runs a script rather than an ecosystem:
+-- pm2-runtime's form. See M.help.
+local function is_script(file, p)
+  if ecocli.is_config(file) then return false end
+  if #p.rest > 0 then return true end
+  for _, f in ipairs(cliflags.given(p.opts)) do
+    if f.option ~= "instances" then return true end
   end
-  if not opts.file then return nil, "missing ecosystem FILE" end
-  return opts
+  local ext = file:lower():match("%.([^./]+)$")
+  return ext ~= nil and ext ~= "lua" and require("orch.launch").interpreters[ext] ~= nil
+end
+
+-- The source of the apps to run (engine:load's), or nil, message.
+local function source_of(p, base_env, cwd)
+  local file = p.positional[1]
+  if is_script(file, p) then
+    local spec, ferr = cliflags.options(p.opts, p.opts.cwd and util.abspath(p.opts.cwd, cwd) or cwd)
+    if not spec then return nil, ferr end
+    spec.script = file
+    if #p.rest > 0 then spec.args = p.rest end
+    return { spec = spec, env_name = p.opts.env, env = base_env, cwd = cwd }
+  end
+  if #p.rest > 0 then return nil, "-- args apply to a script, not to an ecosystem file: set option 'args' in the file" end
+  local applied, ferr = cliflags.for_file(p.opts, cwd)
+  if not applied then return nil, ferr end
+  -- a JavaScript file is evaluated now, before anything is supervised
+  local source, serr = ecocli.request(file, p.opts, base_env, cwd)
+  if not source then return nil, serr end
+  source.instances = applied.instances
+  return source
 end
 
 -- Through the echo's writer of fd 2, as the apps' stderr lines: in order
@@ -90,14 +110,9 @@ end
 local function run(opts, caught)
   local layout = paths.ensure_home_for("run")
   if not layout then return 1 end
-  local base_env = core.environ()
-  local cwd = require("orch.util").getcwd()
-  local source = { file = require("orch.util").abspath(opts.file, cwd), env_name = opts.env_name,
-                   env = base_env, cwd = cwd }
-  -- A JavaScript file is evaluated now, before anything is supervised.
-  local prepared, jerr = require("orch.ecocli").prepare(source)
-  if not prepared then
-    io.stderr:write(jerr, "\n")
+  local source, why = source_of(opts, core.environ(), util.getcwd())
+  if not source then
+    io.stderr:write("orch run: ", why, "\n")
     return 2
   end
   if caught.pending then
@@ -200,13 +215,13 @@ local function run(opts, caught)
 end
 
 function M.main(args)
-  local opts, perr = parse(args)
+  local opts, perr = cliargs.parse(SPEC, args)
   if opts then
-    opts.http_addr, opts.http_origin = require("orch.httpserve").address(opts.http)
+    opts.http_addr, opts.http_origin = require("orch.httpserve").address(opts.opts.http)
     if not opts.http_addr and opts.http_origin then opts, perr = nil, opts.http_origin end
   end
   if not opts then
-    io.stderr:write("orch run: ", perr, "\nusage: orch run FILE [--env NAME] [--http ADDR:PORT]\n")
+    io.stderr:write("orch run: ", perr, "\n", M.USAGE, "\n")
     return 2
   end
   local caught = catch_stop_signals()

@@ -204,6 +204,21 @@ describe("orch run", function()
     assert.matches("luaapp:0 stopped", o.err)
   end)
 
+  -- pm2-runtime's form (pm2-runtime app.js -i 4): a script with start's
+  -- options rather than a config file.
+  it("runs a script with start's options in the foreground, and ends when it has ended", function()
+    H.write(dir .. "/job.sh", '#!/bin/sh\necho "args:$1 i:$ORCH_INSTANCE"\nsleep 0.3\n', tonumber("755", 8))
+    local o = H.orch({ "run", "job.sh", "-i", "2", "--name", "jobs", "--no-autorestart", "--", "hello" },
+      { home = home, cwd = dir })
+    o:wait_output("jobs:0 | args:hello i:0", 15000)
+    o:wait_output("jobs:1 | args:hello i:1", 15000)
+    assert.are.equal(0, o:wait_exit(20000))
+    -- a flag that is no start option still says which it meant
+    local code, _, err = H.orch_sync({ "run", "job.sh", "--max-memory-restat", "1G" }, { home = home, cwd = dir })
+    assert.are.equal(2, code)
+    assert.matches("did you mean '%-%-max%-memory%-restart'", err)
+  end)
+
   it("refuses a bad ecosystem with FILE:LINE and exit status 2, starting nothing", function()
     local file = ecosystem(string.format([[
       { name = "ok", script = %q, env = { OUT = %q } },
