@@ -7,6 +7,26 @@ local eco = require("orch.ecosystem")
 local cjson = require("cjson")
 local srcmap = require("orch.srcmap")
 
+-- A scratch directory for each test of the describe it is called in
+-- (removed after it): returns a table whose dir is that directory and
+-- whose write(name, text) writes a file there and returns its path.
+local function scratch()
+  local t = {}
+  before_each(function()
+    t.dir = os.tmpname()
+    os.remove(t.dir)
+    assert(os.execute("mkdir -p '" .. t.dir .. "'") == 0)
+  end)
+  after_each(function() os.execute("rm -rf '" .. t.dir .. "'") end)
+  function t.write(name, text)
+    local f = assert(io.open(t.dir .. "/" .. name, "w"))
+    f:write(text)
+    f:close()
+    return t.dir .. "/" .. name
+  end
+  return t
+end
+
 describe("orch.ecocli.is_config", function()
   it("knows PM2's config names and orch's Lua ones", function()
     for _, name in ipairs({ "ecosystem.config.js", "ecosystem.config.cjs", "ecosystem.config.mjs", "app.config.js",
@@ -145,26 +165,17 @@ end)
 
 describe("orch.jsconfig", function()
   local jsconfig = require("orch.jsconfig")
-  local dir
   before_each(function()
     assert(os.execute("command -v node >/dev/null") == 0, "node is not installed: run ./setup.sh")
-    dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir -p '" .. dir .. "'") == 0)
   end)
-  after_each(function() os.execute("rm -rf '" .. dir .. "'") end)
-  local function write(name, text)
-    local f = assert(io.open(dir .. "/" .. name, "w"))
-    f:write(text)
-    f:close()
-    return dir .. "/" .. name
-  end
+  local tmp = scratch()
+  local write = tmp.write
 
   it("evaluates a CommonJS config with the given environment, dropping functions", function()
     local file = write("ecosystem.config.js", "module.exports = { apps: [{ name: 'a', script: require('path')"
       .. ".join(__dirname, 'a.js'), env: { X: process.env.X || 'none' }, f() {} }] }\n")
     local value, dropped = jsconfig.evaluate(file, { env = { X = "given", PATH = os.getenv("PATH") } })
-    assert.are.same({ apps = { { name = "a", script = dir .. "/a.js", env = { X = "given" } } } }, value)
+    assert.are.same({ apps = { { name = "a", script = tmp.dir .. "/a.js", env = { X = "given" } } } }, value)
     assert.are.same({ "apps[0].f" }, dropped)
   end)
 
@@ -216,19 +227,8 @@ end)
 -- PM2's formats orch ignores them too, with a warning, while an orch Lua
 -- ecosystem keeps refusing them.
 describe("unknown keys in PM2's formats", function()
-  local dir
-  before_each(function()
-    dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir -p '" .. dir .. "' && touch '" .. dir .. "/app.js'") == 0)
-  end)
-  after_each(function() os.execute("rm -rf '" .. dir .. "'") end)
-  local function write(name, text)
-    local f = assert(io.open(dir .. "/" .. name, "w"))
-    f:write(text)
-    f:close()
-    return dir .. "/" .. name
-  end
+  local write = scratch().write
+  before_each(function() write("app.js", "") end)
 
   it("are ignored with a warning naming the file, line, app and option, and the nearest option", function()
     local path = write("eco.json", '{\n  "apps": [{\n    "name": "web",\n    "script": "app.js",\n'
