@@ -118,7 +118,7 @@ local function proc_row(v, p, selected, cols)
   local name_w, spark = columns(cols)
   local g = v.glyphs
   local hist = v.history[p.id] or { cpu = {}, mem = {} }
-  local label = p.label or p.name
+  local label = M.clean(p.label or p.name)
   local status = M.fit(p.status, 11)
   local row = (selected and g.mark or " ") .. " " .. pad_left(tostring(p.id), 4) .. " " .. M.fit(label, name_w)
     .. " " .. paint(v, cliout.STATUS_COLOUR[p.status], status)
@@ -260,12 +260,13 @@ function M.build(v, cols, rows)
   local left = rows - #lines - 1
   local event_rows = math.max(1, math.min(8, math.floor((left - 2) / 3)))
   local log_rows = left - 2 - event_rows
-  local who = sel and string.format("%s:%s (id %s)", sel.name, tostring(sel.instance), tostring(sel.id)) or "-"
+  local who = sel and M.clean(string.format("%s:%s (id %s)", sel.name, tostring(sel.instance), tostring(sel.id))) or "-"
   add(rule(v, "logs " .. who, cols))
   local logs = v.logs or {}
   for k = math.max(1, #logs - log_rows + 1), #logs do
     local l = logs[k]
-    add(l.stream == "err" and paint(v, "31", M.fit(l.text, cols)) or M.fit(l.text, cols))
+    local text = M.fit(M.clean(l.text), cols) -- an app's bytes never reach the terminal as sequences
+    add(l.stream == "err" and paint(v, "31", text) or text)
   end
   for _ = #lines + 1, rows - 2 - event_rows do add(M.fit("", cols)) end
   add(rule(v, "events " .. who .. "", cols))

@@ -21,7 +21,8 @@ local function state(n, opts)
   return { all = procs, procs = procs, sel = opts.sel or 1, history = { [0] = { cpu = { 0, 50, 100 }, mem = { 1, 2, 3 } } },
            filter = "", utf8 = utf8, glyphs = view.GLYPHS[utf8 and "utf8" or "ascii"], null = NULL, now = 0,
            colour = opts.colour ~= false,
-           logs = { { stream = "out", text = "hello" }, { stream = "err", text = string.rep("é", 500) } },
+           logs = { { stream = "out", text = "hello" }, { stream = "err", text = string.rep("é", 500) },
+                    { stream = "out", text = "\27[2J\27[?1049l\27]0;title\7\27[31mred\r\n" } },
            events = { { kind = "restart", time = 0, cause = "exit", code = 3, delay = 100, restarts = 2 },
                       { event = "exit", from = "online", to = "online", at = 0, detail = "exit code 3" } } }
 end
@@ -61,6 +62,8 @@ describe("orch.monitview", function()
           assert.are.equal(size[1], columns(line), string.format("row %d at %dx%d: %q", r, size[1], size[2], line))
           -- ASCII: an app's UTF-8 text too shows as '?', one per character
           if not utf8 then assert.is_nil(line:find("[\128-\255]"), line) end
+          -- nothing from an app's output moves the cursor, clears or switches screens
+          assert.is_nil(line:gsub("\27%[[0-9;]*m", ""):find("[%z\1-\31\127]"), line)
         end
       end
     end
