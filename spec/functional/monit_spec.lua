@@ -312,6 +312,13 @@ return M
     assert.matches("^orch monit: .-injected failure\nstack traceback:\n", err)
   end)
 
+  it("refuses to run without a terminal, saying so", function()
+    local code, out, err = H.orch_sync({ "monit" }, { home = home })
+    assert.are.equal(1, code)
+    assert.are.equal("", out)
+    assert.are.equal("orch monit: needs a terminal (stdin and stdout)\n", err)
+  end)
+
   it("says so when the daemon goes away, and still quits cleanly", function()
     start_apps()
     p = pane(dir, home)
