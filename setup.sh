@@ -12,9 +12,11 @@ cd "$(dirname "$0")"
 # Build: compiler, libraries. Specs: busted, and what they run besides orch:
 # node and python3 (apps), curl, ss (iproute2), ps (procps), strace. lua-yaml:
 # YAML ecosystem files (PM2's apps.yml). prometheus: a real scrape of /metrics (and promtool).
+# chromium, chromium-driver, python3-selenium: the dashboard's spec drives a headless browser.
 PACKAGES="gcc make cmake pkg-config libc6-dev luajit libluajit-5.1-dev libuv1-dev
 lua-cjson-dev lua-luv-dev lua-yaml lua-busted procps zlib1g-dev
-nodejs python3 curl iproute2 strace tmux prometheus"
+nodejs python3 curl iproute2 strace tmux prometheus
+chromium chromium-driver python3-selenium"
 mode=${1:-}
 case "$mode" in
   "") ;;

@@ -9,7 +9,7 @@ local M = {}
 
 -- Modules whose routes(engine) returns { {method, path, handler(req, res), opts}, ... }
 -- (docs/protocol.md, "HTTP routes"). A module added here is served.
-M.ROUTE_MODULES = { "orch.httproutes" }
+M.ROUTE_MODULES = { "orch.httproutes", "orch.dashboard" }
 
 M.TOKEN_FILE = "http.token"
 
