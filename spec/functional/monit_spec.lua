@@ -43,6 +43,33 @@ function Pane:wait_screen(pattern, what)
   return last
 end
 
+-- Waits until the screen holds every one of checks (Lua patterns, or
+-- functions of the screen) and none of absent; returns the screen. A frame
+-- reaches the terminal in pieces: what one row shows says nothing yet of
+-- the rows below it, so checks about several rows wait for all of them.
+function Pane:wait_all(checks, what, absent)
+  local last = ""
+  H.wait_until(function()
+    last = self:screen()
+    for _, c in ipairs(checks) do
+      if type(c) == "function" then
+        if not c(last) then return false end
+      elseif not last:find(c) then return false end
+    end
+    for _, a in ipairs(absent or {}) do
+      if last:find(a) then return false end
+    end
+    return true
+  end, 20000, function() return what .. " on the screen; it shows:\n" .. last end)
+  return last
+end
+
+local function rows(screen)
+  local list = {}
+  for line in (screen .. "\n"):gmatch("([^\n]*)\n") do list[#list + 1] = line end
+  return list
+end
+
 -- An event line in the events pane: a record of the daemon's event stream
 -- ("12:00:01 restart     command, restart #1"), or from an orch without
 -- one, a transition of describe's ("12:00:01 restart     online → stopping").
@@ -178,17 +205,18 @@ describe("orch monit", function()
   it("lists every process with status, restarts, cpu, memory; the selected one's logs and events", function()
     start_apps()
     p = pane(dir, home)
-    local s = p:wait_screen("gamma%s+stopped", "gamma stopped")
     -- a row: mark, id, name, status, restarts, cpu %, cpu history, memory, memory history, uptime, pid
-    assert.matches("\n▶%s+0 alpha%s+online%s+0%s+%d+%.%d%%%s+[▁-█]+%s+%d[%d.]*[kmg]?b%s+[▁-█]+%s+%d+[smhD]%s+%d+\n", s)
-    assert.matches("\n%s+1 beta%s+online%s+0%s", s)
-    assert.matches("\n%s+2 gamma%s+stopped%s+0%s+0%.0%%.-%s+%-%s+%-\n", s)
-    assert.matches("orch monit · 3 processes, 2 online", s)
+    local s = p:wait_all({
+      "\n▶%s+0 alpha%s+online%s+0%s+%d+%.%d%%%s+[▁-█]+%s+%d[%d.]*[kmg]?b%s+[▁-█]+%s+%d+[smhD]%s+%d+\n",
+      "\n%s+1 beta%s+online%s+0%s",
+      "\n%s+2 gamma%s+stopped%s+0%s+0%.0%%.-%s+%-%s+%-\n",
+      "orch monit · 3 processes, 2 online",
+    }, "the rows of alpha, beta and gamma")
     -- alpha's lines, stdout and stderr, and its events
     p:wait_screen("─ logs alpha:0 %(id 0%) " .. RULE .. "\n.*tick %d+\n.*─ events alpha:0", "alpha's log lines")
     p:wait_screen("oops %d+", "alpha's stderr lines")
     p:wait_screen("─ events alpha:0 %(id 0%) " .. RULE .. "\n%d%d:%d%d:%d%d %a", "alpha's events")
-    s = p:wait_screen(event("online", "\n%d%d:%d%d:%d%d ready%s+launching → online\n"), "alpha online among its events")
+    p:wait_screen(event("online", "\n%d%d:%d%d:%d%d ready%s+launching → online\n"), "alpha online among its events")
     -- the history grows a sample a second
     local hist = s:match("\n▶%s+0 alpha%s+online%s+0%s+%S+%s+([▁-█]+)")
     p:wait_screen("\n▶%s+0 alpha%s+online%s+0%s+%S+%s+" .. ("[▁-█]"):rep(math.min(10, #hist / 3 + 1)),
@@ -229,12 +257,9 @@ describe("orch monit", function()
   it("filters with / and with its argument", function()
     start_apps()
     p = pane(dir, home, { args = "gam" })
-    local s = p:wait_screen("filter /gam %(1 shown%)")
-    assert.matches("\n▶%s+2 gamma%s+stopped", s)
-    assert.is_nil(s:find("alpha", 1, true))
+    p:wait_all({ "filter /gam %(1 shown%)", "\n▶%s+2 gamma%s+stopped" }, "gamma alone", { "alpha", "beta" })
     p:keys("/", "BSpace", "BSpace", "BSpace", "b", "e", "t", "Enter")
-    s = p:wait_screen("filter /bet %(1 shown%)")
-    assert.matches("\n▶%s+1 beta%s+online", s)
+    p:wait_all({ "filter /bet %(1 shown%)", "\n▶%s+1 beta%s+online" }, "beta alone", { "alpha", "gamma" })
     p:keys("/", "Escape")
     p:wait_screen("orch monit · 3 processes, 2 online%s+%d")
     p:keys("q")
@@ -244,15 +269,15 @@ describe("orch monit", function()
   it("redraws for the new size when the terminal is resized", function()
     start_apps()
     p = pane(dir, home, { cols = 100, rows = 30 })
-    local s = p:wait_screen("gamma%s+stopped")
-    assert.matches("\n─ logs alpha:0 %(id 0%) " .. ("─"):rep(100 - 22) .. "\n", s)
+    p:wait_all({ "gamma%s+stopped", "\n─ logs alpha:0 %(id 0%) " .. ("─"):rep(100 - 22) .. "\n" }, "the rule 100 wide")
     p:tmux("resize-window", "-t", "m", "-x", "60", "-y", "16")
-    s = p:wait_screen("\n─ logs alpha:0 %(id 0%) " .. ("─"):rep(60 - 22) .. "\n", "the rule redrawn 60 wide")
-    -- the footer on the last of the 16 rows, no history column at 60 columns
-    local rows = {}
-    for line in (s .. "\n"):gmatch("([^\n]*)\n") do rows[#rows + 1] = line end
-    assert.matches("^↑↓ select", rows[16])
-    assert.matches("\n▶%s+0 alpha%s+online%s+0%s+%d+%.%d%%%s+%d[%d.]*[kmg]?b%s+%d", s)
+    -- the rule as wide as the screen, the footer on the last of the 16
+    -- rows, no history column at 60 columns
+    p:wait_all({
+      "\n─ logs alpha:0 %(id 0%) " .. ("─"):rep(60 - 22) .. "\n",
+      function(s) return (rows(s)[16] or ""):match("^↑↓ select") end,
+      "\n▶%s+0 alpha%s+online%s+0%s+%d+%.%d%%%s+%d[%d.]*[kmg]?b%s+%d",
+    }, "the screen redrawn 60x16")
     p:tmux("resize-window", "-t", "m", "-x", "30", "-y", "8")
     p:wait_screen("terminal too small: 30x8")
     p:keys("q")
@@ -263,10 +288,8 @@ describe("orch monit", function()
   it("falls back to ASCII outside a UTF-8 locale", function()
     start_apps()
     p = pane(dir, home, { lang = "C" })
-    local s = p:wait_screen("gamma%s+stopped")
-    assert.is_nil(s:find("[\128-\255]"), "non-ASCII bytes on the screen:\n" .. s)
-    assert.matches("\n>%s+0 alpha%s+online%s+0%s+%d+%.%d%%%s+[_.,%-~=+#]+%s", s)
-    assert.matches("orch monit | 3 processes", s)
+    p:wait_all({ "gamma%s+stopped", "\n>%s+0 alpha%s+online%s+0%s+%d+%.%d%%%s+[_.,%-~=+#]+%s", "orch monit | 3 processes" },
+      "the table in ASCII", { "[\128-\255]" })
     p:keys("q")
     assert.are.equal(0, p:wait_exit())
   end)
