@@ -334,6 +334,26 @@ void orch_ctl_conn_busy(orch_ctl_conn_t *c, int delta) {
 }
 
 void orch_ctl_conn_close(orch_ctl_conn_t *c) { orch__ctl_conn_close_now(c); }
+
+/* The queue is written (or the peer went away): the connection goes. A
+ * cancel comes from a close already under way. */
+static void on_finished(uv_shutdown_t *req, int status) {
+  orch_ctl_conn_t *c = (orch_ctl_conn_t *)req->handle;
+  free(req);
+  if (status != UV_ECANCELED) orch__ctl_conn_close_now(c);
+}
+
+void orch_ctl_conn_finish(orch_ctl_conn_t *c) {
+  if (c->closing) return;
+  c->closing = 1;
+  drop_input(c);
+  orch__ctl_conn_set_reading(c); /* stops: closing */
+  uv_shutdown_t *req = malloc(sizeof *req);
+  if (!req || uv_shutdown(req, (uv_stream_t *)&c->pipe, on_finished) < 0) {
+    free(req);
+    orch__ctl_conn_close_now(c);
+  }
+}
 int orch_ctl_conn_closed(const orch_ctl_conn_t *c) { return c->closing; }
 
 size_t orch_ctl_conn_pending(const orch_ctl_conn_t *c) {

@@ -207,6 +207,13 @@ static int l_conn_close(lua_State *L) {
   return 0;
 }
 
+/* conn:finish(): closed once its queued lines are written. */
+static int l_conn_finish(lua_State *L) {
+  lconn_t *u = check_conn(L);
+  if (u->c) orch_ctl_conn_finish(u->c); /* on_close follows from the loop */
+  return 0;
+}
+
 static int l_conn_closed(lua_State *L) {
   lconn_t *u = check_conn(L);
   lua_pushboolean(L, !u->c || orch_ctl_conn_closed(u->c));
@@ -309,6 +316,7 @@ static const luaL_Reg server_methods[] = {
 
 static const luaL_Reg conn_methods[] = {
     {"send", l_conn_send},       {"close", l_conn_close}, {"closed", l_conn_closed},
+    {"finish", l_conn_finish},
     {"pending", l_conn_pending}, {"peer", l_conn_peer},   {"busy", l_conn_busy},
     {NULL, NULL}};
 

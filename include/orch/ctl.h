@@ -73,6 +73,10 @@ void orch_ctl_server_close(orch_ctl_server_t *s);
 int orch_ctl_conn_send(orch_ctl_conn_t *c, const char *buf, size_t n);
 /* Closes now; queued writes may be dropped. Idempotent. */
 void orch_ctl_conn_close(orch_ctl_conn_t *c);
+/* Closes c once what is queued on it is written (a last line, then EOF):
+ * nothing more is sent or read. A peer that never reads is closed by the
+ * time-without-progress limit. */
+void orch_ctl_conn_finish(orch_ctl_conn_t *c);
 int orch_ctl_conn_closed(const orch_ctl_conn_t *c);
 /* Bytes queued and not yet written to the socket. */
 size_t orch_ctl_conn_pending(const orch_ctl_conn_t *c);

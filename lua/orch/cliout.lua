@@ -140,13 +140,16 @@ function M.procs(procs, colour, sort)
   local sorted = sorted_procs(procs, sort)
   local rows = {}
   for _, p in ipairs(sorted) do
-    rows[#rows + 1] = { p.id, p.name, p.mode, p.pid == NULL and "-" or p.pid, p.status,
+    -- a process failing its health check says so next to its status
+    local status = p.health == "unhealthy" and (p.status .. " (unhealthy)") or p.status
+    rows[#rows + 1] = { p.id, p.name, p.mode, p.pid == NULL and "-" or p.pid, status,
       p.restarts, p.status == "online" and M.duration(p.uptime_ms) or "-", string.format("%.1f%%", p.cpu),
       M.bytes(p.memory) }
   end
   if colour == nil then colour = M.colour() end
   local paint = colour and function(r, c, text)
-    local code = r > 0 and c == 5 and M.STATUS_COLOUR[text]
+    local code = r > 0 and c == 5 and (text:find("(unhealthy)", 1, true) and M.STATUS_COLOUR.errored
+      or M.STATUS_COLOUR[text])
     return code and ("\27[" .. code .. "m" .. text .. "\27[0m") or text
   end
   table_out(rows, { "id", "name", "mode", "pid", "status", "restarts", "uptime", "cpu", "memory" }, paint)
@@ -195,6 +198,30 @@ local function given(v)
   return v ~= nil and v ~= NULL
 end
 
+-- describe's last restarts (the daemon keeps 5), newest first: when, and
+-- why: "after exit code 3 (automatic, in 300 ms)", the trigger's words ("a
+-- watched file changed (PATH)"), "requested (orch restart)".
+local REQUESTED = { command = "requested (orch restart)", api = "requested (Lua API)",
+  reload = "requested (a reload)" }
+
+local function restarts_out(list, indent)
+  local lines = {}
+  for i = #list, 1, -1 do
+    local r = list[i]
+    local why
+    if r.cause == "exit" or r.cause == "spawn_error" then
+      local what = given(r.signal) and ("killed by " .. r.signal) or given(r.code) and ("exit code " .. r.code)
+        or given(r.reason) and r.reason or "exit"
+      why = string.format("after %s (automatic%s)", what,
+        given(r.delay) and r.delay > 0 and (", in " .. M.span(r.delay)) or "")
+    else
+      why = REQUESTED[r.cause] or (given(r.reason) and r.reason) or tostring(r.cause)
+    end
+    lines[#lines + 1] = clock(r.time) .. "  " .. why
+  end
+  return table.concat(lines, "\n" .. string.rep(" ", indent))
+end
+
 -- Why the process last restarted, from its transitions (the last 10) and
 -- the cause a trigger left: "2026-... after exit code 3 (automatic, in 400 ms)".
 function M.last_restart(p)
@@ -219,7 +246,8 @@ function M.last_restart(p)
 end
 
 local function last_exit(e)
-  local how = given(e.signal) and ("killed by " .. e.signal) or given(e.code) and ("exit code " .. e.code) or "ended"
+  local how = given(e.signal) and ("killed by " .. e.signal) or given(e.code) and ("exit code " .. e.code)
+    or given(e.error) and ("failed to start: " .. e.error) or "ended"
   return how .. (given(e.uptime_ms) and (" after " .. M.span(e.uptime_ms)) or "")
 end
 
@@ -262,7 +290,11 @@ function M.describe(procs, env)
     line("started at", given(p.started_at) and os.date("%Y-%m-%d %H:%M:%S", p.started_at) or nil)
     line("restarts", p.restarts .. (given(p.unstable_restarts) and p.unstable_restarts > 0
       and string.format(" (%d unstable in a row)", p.unstable_restarts) or ""))
-    line("last restart", M.last_restart(p))
+    if given(p.last_restarts) and #p.last_restarts > 0 then
+      line("last restarts", restarts_out(p.last_restarts, WIDTH + 1))
+    else
+      line("last restart", M.last_restart(p))
+    end
     line("last exit", given(p.last_exit) and last_exit(p.last_exit) or nil)
     line("cpu", string.format("%.1f%%", p.cpu or 0))
     line("memory", M.bytes(p.memory))

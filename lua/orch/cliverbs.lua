@@ -254,7 +254,7 @@ local verbs = {
   { name = "logs", args = "[name|id|namespace|/regex/|all]", min = 0, max = 1,
     summary = "print the last lines of logs, then follow them (--nostream: print and exit)",
     opts = { lines = VALUE, follow = FLAG, f = "follow", out = FLAG, err = FLAG, json = FLAG, timestamps = FLAG,
-             timestamp = "timestamps", nostream = FLAG, raw = FLAG },
+             timestamp = "timestamps", nostream = FLAG, raw = FLAG, events = FLAG },
     run = function(p)
       if p.opts.lines and not tonumber(p.opts.lines) then
         err("orch logs: option '--lines': expected a number, got '%s'", p.opts.lines)
@@ -267,6 +267,10 @@ local verbs = {
     opts = { ascii = FLAG, ["no-color"] = FLAG },
     help = function() return require("orch.monit").HELP end,
     run = function(p) return require("orch.monit").main(p) end },
+  { name = "events", args = "[name|id|namespace|/regex/|all]", min = 0, max = 1,
+    summary = "print the recent events of processes (starts, exits, restarts and their causes...), then follow them",
+    opts = { json = FLAG, since = VALUE },
+    run = function(p) return require("orch.eventview").main(p) end },
   { name = "flush", args = "[name|id|all]", min = 0, max = 1, summary = "empty log files (rotated ones are deleted)",
     opts = JSON, request = function(p) return "flush", target(p) end,
     show = function(result) io.stdout:write("flushed ", #result.flushed, " log file(s)\n") end },

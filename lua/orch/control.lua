@@ -9,6 +9,7 @@ local uv = require("luv")
 local cjson = require("cjson").new()
 local commands = require("orch.commands")
 local util = require("orch.util")
+local subscribe = require("orch.subscribe")
 
 local M = {}
 
@@ -18,6 +19,7 @@ local MAX_ID_STRING = 256
 function M.serve(engine)
   local server, err = core.ctl_listen(engine.paths.sock, {
     on_line = function(conn, line) M.request(engine, conn, line) end,
+    on_close = function(conn) subscribe.closed(engine, conn) end,
   })
   if not server then return nil, string.format("cannot listen on %s: %s", engine.paths.sock, err) end
   engine.server = server
@@ -59,7 +61,10 @@ M.MAX_HELD = 10000 -- requests held during recovery; past it: ERECOVERING
 M.STATE_WAIT_MS = 2000
 
 -- Commands that change nothing: never "not saved", whatever the disk does.
-local READ_ONLY = { ping = true, list = true, describe = true, logs = true, complete = true }
+local READ_ONLY = { ping = true, list = true, describe = true, logs = true, complete = true, subscribe = true }
+
+-- Requests answered with a stream of lines after their reply.
+M.STREAMS = { subscribe = subscribe.handler }
 
 function M.request(engine, conn, line)
   local ok, req = pcall(cjson.decode, line)
@@ -91,9 +96,11 @@ function M.request(engine, conn, line)
   end
   id = id or cjson.null
   local cmd = req.cmd
-  local handler = type(cmd) == "string" and commands.handlers[cmd]
+  local handler = type(cmd) == "string" and (M.STREAMS[cmd] or commands.handlers[cmd])
   if not handler then
-    local hint = type(cmd) == "string" and util.did_you_mean(cmd, commands.names()) or nil
+    local names = commands.names()
+    for name in pairs(M.STREAMS) do names[#names + 1] = name end
+    local hint = type(cmd) == "string" and util.did_you_mean(cmd, names) or nil
     return reply(conn, id, false, { code = "ENOCMD",
       message = string.format("unknown command %s%s", type(cmd) == "string" and ("'" .. cmd .. "'") or "(none)",
         hint and (" (did you mean '" .. hint .. "'?)") or "") })
@@ -148,7 +155,7 @@ function M.request(engine, conn, line)
       end)
     end
   end
-  local good, err = xpcall(handler, debug.traceback, engine, args, respond, conn)
+  local good, err = xpcall(handler, debug.traceback, engine, args, respond, conn, id)
   if not good then
     engine.log("error", string.format("command '%s' failed: %s", cmd, err))
     respond(nil, "EINTERNAL", "internal error: " .. tostring(err):match("^[^\n]*"))

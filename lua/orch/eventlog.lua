@@ -1,6 +1,7 @@
 -- orch.eventlog: the line of text a supervisor event makes in the daemon's
 -- log and on orch run's terminal ("web:0 online, pid 123, restarts 0"), or
--- nil for an event that makes none.
+-- nil for an event that makes none; and the text of an event record
+-- (orch.events) for `orch events` and `orch logs --events`.
 local M = {}
 
 local function duration(ms)
@@ -26,6 +27,66 @@ function M.line(event, proc, info)
   elseif event == "errored" then
     return string.format("%s errored: %s", who, info and info.reason or "?")
   end
+end
+
+local function how_ended(r)
+  if r.signal then return "killed by " .. r.signal end
+  if r.code then return "exit code " .. tostring(r.code) end
+  return r.error or "ended"
+end
+
+local RECORD = {
+  start = function(r) return string.format("started, pid %s", tostring(r.pid)) end,
+  online = function(r) return string.format("online, pid %s", tostring(r.pid)) end,
+  exit = function(r)
+    local how = r.signal and ("killed by " .. r.signal) or r.code and ("exited with code " .. tostring(r.code))
+      or (r.error and ("ended: " .. r.error)) or "ended"
+    return string.format("(pid %s) %s after %s", tostring(r.pid), how, duration(r.uptime_ms or 0))
+  end,
+  spawn_error = function(r) return "failed to start: " .. tostring(r.error) end,
+  restart = function(r)
+    local why = r.cause == "exit" and how_ended(r) or r.reason or nil
+    return string.format("restarting%s (restart %s, cause: %s%s)", (r.delay or 0) > 0 and (" in " .. duration(r.delay)) or "",
+      tostring(r.restarts), tostring(r.cause), why and (", " .. why) or "")
+  end,
+  errored = function(r) return "errored: " .. tostring(r.reason or "?") end,
+  stopping = function(r)
+    return string.format("stopping: %s, SIGKILL after %s", tostring(r.signal), duration(r.kill_timeout or 0))
+  end,
+  stopped = function(r) return "stopped" .. (r.reason and (": " .. r.reason) or "") end,
+  health = function(r) return (r.healthy and "healthy: " or "unhealthy: ") .. tostring(r.message) end,
+  reload = function(r)
+    if r.step == "begin" then return string.format("reload: starting its replacement (id %s)", tostring(r.new_id)) end
+    if r.step == "switch" then
+      return string.format("reload: replacement serves (pid %s), stopping this one", tostring(r.new_pid))
+    end
+    if r.step == "done" then return "reload: done, the replacement took its place" end
+    return "reload failed: " .. tostring(r.reason)
+  end,
+  scale = function(r) return string.format("scaled from %s to %s instance(s)", tostring(r.from), tostring(r.to)) end,
+  config = function(r) return string.format("%s from %s", tostring(r.change), tostring(r.source)) end,
+}
+
+-- Whom a record is about: "web:0", or "web" for one of an app.
+function M.who(r)
+  return r.instance and (tostring(r.app) .. ":" .. tostring(r.instance)) or tostring(r.app or "orch")
+end
+
+-- What happened, without whom: "(pid 12) exited with code 1 after 250 ms".
+function M.what(r)
+  local f = RECORD[r.kind]
+  return f and f(r) or r.kind
+end
+
+-- "web:0 (pid 12) exited with code 1 after 250 ms" for a record.
+function M.text(r)
+  return M.who(r) .. " " .. M.what(r)
+end
+
+-- A record's time as local "YYYY-MM-DD HH:MM:SS.mmm".
+function M.clock(r)
+  local ms = math.floor(r.time or 0)
+  return os.date("%Y-%m-%d %H:%M:%S", math.floor(ms / 1000)) .. string.format(".%03d", ms % 1000)
 end
 
 return M

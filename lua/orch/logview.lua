@@ -86,7 +86,7 @@ end
 -- inode was flushed: read again from the start. Changes are noticed by
 -- watching the files' directories (a watch on the file itself would stay on
 -- the renamed one), with a poll every second as a safety net.
-local function follow(files, emit)
+local function follow(files, emit, keep)
   local uv = require("luv")
   local function read_rest(file)
     while true do
@@ -137,10 +137,55 @@ local function follow(files, emit)
   local poll = uv.new_timer()
   poll:start(1000, 1000, pump_all)
   pump_all()
+  if #files == 0 and not keep then return 0 end
   local sig = uv.new_signal()
   sig:start("sigint", function() uv.stop() end)
   uv.run()
   return 0
+end
+
+-- --events: orch's own lines about the processes (orch.events' records),
+-- "web:0 | orch: exited with code 1 after 2.0 s", among their lines.
+local function event_printer(o)
+  local cjson = require("cjson")
+  local eventlog = require("orch.eventlog")
+  local colour = require("orch.colour")
+  local coloured = not o.json and colour.enabled(1)
+  return function(r)
+    local what = eventlog.what(r)
+    if o.json then
+      local ms = math.floor(r.time)
+      local z = os.date("%z", math.floor(ms / 1000))
+      local stamp = string.format("%s.%03d%s:%s", os.date("%Y-%m-%dT%H:%M:%S", math.floor(ms / 1000)), ms % 1000,
+        z:sub(1, 3), z:sub(4))
+      io.stdout:write(cjson.encode({ id = r.id, name = r.app, instance = r.instance, stream = "orch", line = what,
+                                     timestamp = stamp }), "\n")
+    else
+      local label = eventlog.who(r)
+      if coloured and r.id then label = colour.label(label, r.id, "out") end
+      io.stdout:write(label, " | orch: ", o.timestamps and (eventlog.clock(r) .. ": ") or "", what, "\n")
+    end
+    io.stdout:flush()
+  end
+end
+
+-- Subscribes to the events of target (the last n first); follow: go on
+-- with the new ones. Without follow, returns once the backlog is printed.
+local function events(target, n, follow_on, o)
+  local uv = require("luv")
+  local eventview = require("orch.eventview")
+  local args = eventview.args(target, nil, n)
+  args.follow = follow_on
+  local pipe, err = eventview.stream(args, event_printer(o), function(msg)
+    if msg then io.stderr:write("orch logs: events: ", msg, "\n") end
+    if not follow_on then uv.stop() end
+  end)
+  if not pipe then
+    io.stderr:write("orch logs: events: ", err, "\n")
+    return nil
+  end
+  if not follow_on then uv.run() end
+  return true
 end
 
 function M.main(p)
@@ -170,7 +215,7 @@ function M.main(p)
       end
     end
   end
-  if #files == 0 then
+  if #files == 0 and not o.events then
     io.stderr:write("orch logs: no processes\n")
     return target and 1 or 0
   end
@@ -182,8 +227,10 @@ function M.main(p)
     for _, line in ipairs(lines) do emit(file, line) end
   end
   io.stdout:flush()
+  local following = o.follow or not o.nostream
+  if o.events and not events(target, n, following, o) then return 1 end
   -- PM2's default: the tail, then what comes (Ctrl-C ends it)
-  if o.follow or not o.nostream then return follow(files, emit) end
+  if following then return follow(files, emit, o.events) end
   return 0
 end
 

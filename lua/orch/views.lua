@@ -43,6 +43,8 @@ function M.view(p, running)
     status = p.status, restarts = p.restarts,
     uptime_ms = (p.status == "online" and p.started_at) and math.floor(uv.hrtime() / 1e6 - p.started_at) or 0,
     cpu = cpu, memory = mem, mode = p.app.exec_mode, namespace = p.app.namespace or "default",
+    -- with a health check, while it runs: starting, healthy or unhealthy
+    health = running(p) and p.health_state and p.health_state.status or nil,
   }
 end
 
@@ -90,6 +92,8 @@ function M.describe(p, ctx)
   v.transitions = ctx.sup:transitions(p) or cjson.null
   -- the last restart a trigger (watch, cron_restart, max_memory_restart) asked for: { why, at }
   v.restart_cause = p.restart_cause or cjson.null
+  -- the last restarts (orch.engine's record): { time, cause, reason, delay, code, signal }
+  v.last_restarts = p.restart_log or cjson.null
   local ue = p.last_user_error
   v.last_user_error = ue and { what = ue.what, message = ue.message, time = ue.time } or cjson.null
   v.autorestart, v.max_restarts, v.min_uptime = app.autorestart, app.max_restarts, app.min_uptime

@@ -28,4 +28,23 @@ describe("orch.eventlog", function()
       assert.is_nil(eventlog.line(e, p, {}))
     end
   end)
+
+  it("writes an event record (orch.events) as orch events shows it", function()
+    local function r(t)
+      t.app, t.instance, t.pid = t.app or "web", t.instance == nil and 1 or t.instance, t.pid or 4242
+      return t
+    end
+    assert.are.equal("web:1 (pid 4242) exited with code 3 after 250 ms",
+      eventlog.text(r({ kind = "exit", code = 3, uptime_ms = 250 })))
+    assert.are.equal("web:1 restarting in 300 ms (restart 2, cause: exit, killed by SIGSEGV)",
+      eventlog.text(r({ kind = "restart", cause = "exit", signal = "SIGSEGV", delay = 300, restarts = 2 })))
+    assert.are.equal("web:1 restarting (restart 5, cause: memory, memory 9 bytes over max_memory_restart 1)",
+      eventlog.text(r({ kind = "restart", cause = "memory", reason = "memory 9 bytes over max_memory_restart 1",
+                        delay = 0, restarts = 5 })))
+    assert.are.equal("web:1 unhealthy: refused", eventlog.text(r({ kind = "health", healthy = false, message = "refused" })))
+    assert.are.equal("web scaled from 1 to 3 instance(s)", eventlog.text({ kind = "scale", app = "web", from = 1, to = 3 }))
+    assert.are.equal("web:1 online, pid 4242", eventlog.text(r({ kind = "online" })))
+    assert.are.equal("1970-01-01", eventlog.clock({ time = 43200123 }):sub(1, 10))
+    assert.are.equal(".123", eventlog.clock({ time = 43200123 }):sub(-4))
+  end)
 end)
