@@ -371,6 +371,27 @@ function H.each_test(set)
   end)
 end
 
+-- Handles a spec opens to the daemon's socket (luv pipes, processes): a
+-- list the caller fills, closed after each test of the calling describe;
+-- and SIGPIPE ignored, so that a write to a connection the daemon closed is
+-- an EPIPE, not the end of busted.
+function H.closed_after_each()
+  if not H.sigpipe then
+    H.sigpipe = uv.new_signal()
+    H.sigpipe:start("sigpipe", function() end)
+    H.sigpipe:unref()
+  end
+  local list = {}
+  getfenv(2).after_each(function()
+    for i = #list, 1, -1 do
+      if not list[i]:is_closing() then list[i]:close() end
+      list[i] = nil
+    end
+    uv.run("nowait") -- their close callbacks, before the next test or the exit
+  end)
+  return list
+end
+
 -- The numbers of s's lines that match pattern (one capture), in order.
 function H.numbers(s, pattern)
   local t = {}

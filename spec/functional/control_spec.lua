@@ -6,24 +6,12 @@ local H = require("helpers")
 local uv = require("luv")
 local cjson = require("cjson")
 
--- A refused connection must be an EPIPE for the spec's writes, not a signal
--- that ends busted.
-local sigpipe = uv.new_signal()
-sigpipe:start("sigpipe", function() end)
-sigpipe:unref()
-
 describe("orch control socket", function()
   local dir, home
   H.each_test(function(d, h) dir, home = d, h end)
 
-  local pipes = {}
-  after_each(function()
-    for _, p in ipairs(pipes) do
-      if not p:is_closing() then p:close() end
-    end
-    pipes = {}
-    uv.run("nowait") -- their close callbacks, before the next test or the exit
-  end)
+  -- a refused connection is an EPIPE for the spec's writes
+  local pipes = H.closed_after_each()
 
   local function daemon_pid()
     return assert(tonumber(H.read(home .. "/daemon.pid")))

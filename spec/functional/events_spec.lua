@@ -5,22 +5,12 @@ local H = require("helpers")
 local uv = require("luv")
 local cjson = require("cjson")
 
-local sigpipe = uv.new_signal()
-sigpipe:start("sigpipe", function() end)
-sigpipe:unref()
-
 describe("orch events", function()
   local dir, home
   H.each_test(function(d, h) dir, home = d, h end)
 
-  local pipes = {}
-  after_each(function()
-    for _, p in ipairs(pipes) do
-      if not p:is_closing() then p:close() end
-    end
-    pipes = {}
-    uv.run("nowait")
-  end)
+  -- a refused connection is an EPIPE for the spec's writes
+  local pipes = H.closed_after_each()
 
   -- The records an `orch events --json` has printed so far.
   local function records(o)
