@@ -92,11 +92,16 @@ function Pane:wait_exit()
   return self:status()
 end
 
+-- The command line that runs orch monit (its pid in monit.pid).
+function Pane:command(args)
+  return string.format("sh -c 'echo $$ > monit.pid; exec \"$@\"' sh %s monit %s 2> stderr", q(H.bin), args or "")
+end
+
 local function pane(dir, home, opts)
   opts = opts or {}
   local self = setmetatable({ dir = dir, sock = dir .. "/tmux" }, Pane)
   local env = { ORCH_HOME = home, PATH = os.getenv("PATH"), HOME = os.getenv("HOME") or "/",
-                LANG = opts.lang or "C.UTF-8" }
+                LANG = opts.lang or "C.UTF-8", HISTFILE = "" } -- an interactive bash keeps no history
   for _, k in ipairs({ "ORCH_LUA_DIR", "ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS" }) do env[k] = os.getenv(k) end
   for k, v in pairs(opts.env or {}) do env[k] = v end
   local exports = {}
@@ -108,8 +113,11 @@ local function pane(dir, home, opts)
     "unset LC_ALL LC_CTYPE",
     "cd " .. q(dir),
     "read -r _ < go",
+    -- opts.interactive: an interactive bash (job control, as a user's),
+    -- where the test types the commands
+    opts.interactive and "exec bash --norc --noprofile -i" or "",
     "stty -g > before",
-    string.format("sh -c 'echo $$ > monit.pid; exec \"$@\"' sh %s monit %s 2> stderr", q(H.bin), opts.args or ""),
+    self:command(opts.args),
     "echo $? > status.tmp",
     "stty -g > after",
     "mv status.tmp status",
@@ -308,6 +316,27 @@ describe("orch monit", function()
       assert_restored(p)
     end)
   end
+
+  it("gives the terminal back to the shell on Ctrl-Z and takes it again on fg", function()
+    start_apps()
+    p = pane(dir, home, { interactive = true })
+    local function screen_modes() return p:tmux("display", "-p", "-t", "m", "#{alternate_on} #{cursor_flag}") end
+    p:keys("-l", p:command())
+    p:keys("Enter")
+    p:wait_screen("gamma%s+stopped")
+    p:keys("C-z")
+    local pid = tonumber(H.read(dir .. "/monit.pid"))
+    H.wait_until(function() return (H.read("/proc/" .. pid .. "/stat") or ""):match("^%d+ %(.-%) T") end, 20000,
+      "orch monit to be stopped")
+    H.wait_until(function() return screen_modes() == "0 1\n" end, 20000, "the alternate screen off, the cursor shown")
+    p:keys("-l", "fg")
+    p:keys("Enter")
+    p:wait_all({ "gamma%s+stopped", "\n▶%s+0 alpha%s+online", "\n↑↓ select" }, "the screen drawn again")
+    assert.are.equal("1 0\n", screen_modes())
+    p:keys("q")
+    H.wait_until(function() return not H.alive(pid) end, 20000, "orch monit to exit")
+    H.wait_until(function() return screen_modes() == "0 1\n" end, 20000, "the alternate screen off, the cursor shown")
+  end)
 
   it("restores the terminal, then prints the traceback, when its own Lua code fails", function()
     start_apps()
