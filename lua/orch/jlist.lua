@@ -25,6 +25,20 @@ local function now_ms()
   return sec * 1000 + math.floor(usec / 1000)
 end
 
+-- PM2's pm2_env.watch: false when the process is not watched, else the
+-- paths as configured (relative to the app's cwd when below it), or true
+-- for the app's directory.
+local function watch_value(p, app)
+  if not watching(p) then return false end
+  local paths = app.watch
+  if type(paths) ~= "table" or (#paths == 1 and paths[1] == app.cwd) then return true end
+  local shown, prefix = {}, app.cwd .. "/"
+  for i, path in ipairs(paths) do
+    shown[i] = path:sub(1, #prefix) == prefix and path:sub(#prefix + 1) or path
+  end
+  return shown
+end
+
 local function or_null(v)
   if v == nil then return cjson.null end
   return v
@@ -66,7 +80,8 @@ function M.process(p, ctx)
     -- pm_log_path only with a combined log, as PM2 (scripts test for the key)
     pm_out_log_path = out_log, pm_err_log_path = err_log, pm_log_path = combined,
     merge_logs = app.merge_logs == true,
-    autorestart = app.autorestart ~= false, watch = watching(p),
+    autorestart = app.autorestart ~= false, watch = watch_value(p, app),
+    ignore_watch = app.ignore_watch and #app.ignore_watch > 0 and app.ignore_watch or nil,
     max_restarts = app.max_restarts, min_uptime = app.min_uptime, kill_timeout = app.kill_timeout,
     restart_delay = app.restart_delay or 0, max_memory_restart = or_null(app.max_memory_restart),
     cron_restart = or_null(app.cron_restart), wait_ready = app.wait_ready == true,

@@ -104,7 +104,7 @@ function M.describe(p, ctx)
   v.listen = {}
   for i, l in ipairs(app.listen or {}) do v.listen[i] = l.address end
   v.cluster = ctx.cluster:view(p.name)
-  v.source = ctx.source and ctx.source.file or "command line"
+  v.source = ctx.source and (ctx.source.file or ctx.source.stdin and "<stdin>") or "command line"
   v.options = options(app)
   -- the environment the process gets (or got), as `orch describe --env-vars` shows
   v.env = launch.env_table(launch.environment(app, p.instance, p.id, p.base_env or ctx.sup.opts.base_env, nil,

@@ -166,6 +166,7 @@ describe("PM2 config files", function()
     local res = require("cjson").decode(out)
     started(res)
     assert.are.equal("a", res.processes[1].name)
+    assert.are.equal("<stdin>", H.json(home, { "describe", "a" })[1].source)
     -- another file on stdin adds its apps: a's are not deleted as gone from "the" file
     code, _, err = piped("start", "other.json")
     assert.are.equal(0, code, err)

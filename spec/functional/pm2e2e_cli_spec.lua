@@ -556,4 +556,23 @@ describe("PM2 e2e cli", function()
       end
     end
   end)
+
+  it("binaries/pm2-runtime.sh: orch run runs the apps in the foreground, and ends when none is left", function()
+    t.cwd = t.dir .. "/pm2-dev"
+    local run = H.orch({ "run", "app.js", "-i", "4" }, { home = t.home, cwd = t.cwd })
+    P.should(t, "should have started 4 apps", online, 4)
+    run:kill()
+    run:wait_exit(20000)
+    run = H.orch({ "run", "app.json" }, { home = t.home, cwd = t.cwd })
+    P.should(t, "should have started 1 apps", online, 1)
+    local list = require("cjson").decode((P.ok(t, { "jlist" })))
+    assert.are.same({ "server", "client" }, list[1].pm2_env.watch, "Should application have two watch arguments")
+    assert.are.same({ "node_modules", "client/img" }, list[1].pm2_env.ignore_watch,
+      "Should application have two ignore_watch arguments")
+    run:kill()
+    run:wait_exit(20000)
+    run = H.orch({ "run", "exited_app.js" }, { home = t.home, cwd = t.cwd })
+    run:wait_output("exited_app:0 online", 15000)
+    run:wait_exit(30000) -- PM2 runtime should be killed because no app is running
+  end)
 end)

@@ -37,6 +37,24 @@ describe("PM2 verbs", function()
   end
 
   describe("jlist", function()
+    -- PM2's pm2-runtime.sh greps prettylist for watch: [ 'server', 'client' ]
+    it("shows watch as PM2's: the configured paths, relative to cwd, and ignore_watch", function()
+      H.sh(string.format("mkdir -p '%s/server' '%s/client'", dir, dir))
+      local script = sleeper_script()
+      H.started(dir, home, string.format([[
+        { name = "w", script = %q, watch = { "server", "client" }, ignore_watch = { "node_modules", "client/img" } },
+        { name = "d", script = %q, watch = true },
+      ]], script, script))
+      online("w", 1)
+      online("d", 1)
+      local by = {}
+      for _, p in ipairs(jlist()) do by[p.name] = p.pm2_env end
+      assert.are.same({ "server", "client" }, by.w.watch)
+      assert.are.same({ "node_modules", "client/img" }, by.w.ignore_watch)
+      assert.is_true(by.d.watch)
+      assert.is_nil(by.d.ignore_watch)
+    end)
+
     it("prints every process in PM2's shape, field by field", function()
       local script = sleeper_script()
       H.started(dir, home, string.format([[
