@@ -8,6 +8,7 @@
 -- (`orch restart FILE`), so a change for one is refused, saying so.
 -- Everything is checked before anything changes.
 local schema = require("orch.schema")
+local key_of = require("orch.targets").key
 
 local M = {}
 
@@ -24,34 +25,43 @@ local function canonical(key)
   return o and o.alias_of or key
 end
 
--- The apps of procs, in order, without repeats.
-local function names_of(procs)
-  local names, seen = {}, {}
+-- The apps of procs (their keys), in order, without repeats.
+local function keys_of(procs)
+  local keys, seen = {}, {}
   for _, p in ipairs(procs) do
-    if not seen[p.name] then
-      seen[p.name] = true
-      names[#names + 1] = p.name
+    if not seen[key_of(p)] then
+      seen[key_of(p)] = true
+      keys[#keys + 1] = key_of(p)
     end
   end
-  return names
+  return keys
+end
+
+-- Whether any process is named name.
+local function named(engine, name)
+  for _, p in ipairs(engine.sup:list()) do
+    if p.name == name then return true end
+  end
+  return engine.apps[name] ~= nil
 end
 
 -- options: { option = value } (orch.cliflags.options, checked there);
 -- args: the script's arguments, or nil. Returns a plan for apply(), or nil,
 -- code, message.
 function M.plan(engine, procs, options, args)
-  local names = names_of(procs)
+  local keys = keys_of(procs)
   local plan = {}
-  for _, name in ipairs(names) do
-    local entry = engine.apps[name]
+  for _, key in ipairs(keys) do
+    local entry = engine.apps[key]
+    local name = entry and entry.app.name or key
     if not entry then return nil, "ENOTFOUND", string.format("no app named '%s'", name) end
     if not entry.source.spec then
-      local keys = {}
-      for k in pairs(options) do keys[#keys + 1] = k end
-      if args then keys[#keys + 1] = "args" end
-      table.sort(keys)
+      local given = {}
+      for k in pairs(options) do given[#given + 1] = k end
+      if args then given[#given + 1] = "args" end
+      table.sort(given)
       return nil, "EINVAL", string.format("app '%s' comes from %s: set %s there and orch restart %s", name,
-        tostring(entry.source.file), table.concat(keys, ", "), tostring(entry.source.file))
+        tostring(entry.source.file), table.concat(given, ", "), tostring(entry.source.file))
     end
     local raw = copy(entry.source.spec)
     for k, v in pairs(options) do
@@ -71,15 +81,16 @@ function M.plan(engine, procs, options, args)
     -- the count it runs now (orch scale changes it, not the command line)
     app.instances = entry.app.instances
     if app.name ~= name then
-      if #names > 1 then
-        return nil, "EINVAL", string.format("--name names one app, the target names %d (%s)", #names,
-          table.concat(names, ", "))
+      if #keys > 1 then
+        return nil, "EINVAL", string.format("--name names one app, the target names %d", #keys)
       end
-      if engine.apps[app.name] then
+      if named(engine, app.name) then
         return nil, "EEXIST", string.format("an app named '%s' exists already", app.name)
       end
+    else
+      app.key = entry.app.key -- a second app of its name stays one
     end
-    plan[#plan + 1] = { name = name, app = app, source = source }
+    plan[#plan + 1] = { key = key, app = app, source = source }
   end
   return plan
 end
@@ -89,11 +100,12 @@ end
 function M.apply(engine, plan)
   for _, step in ipairs(plan) do
     local new = step.app.name
-    if new ~= step.name then
-      for _, p in ipairs(engine:procs_of(step.name)) do p.name = new end
-      engine.apps[new], engine.apps[step.name] = engine.apps[step.name], nil
-      engine.triggers:app_removed(step.name)
-      engine.sockets:unbind(step.name)
+    if not step.app.key and new ~= step.key then
+      -- renamed: keyed by its new name from now on
+      for _, p in ipairs(engine:procs_of(step.key)) do p.name, p.app = new, step.app end
+      engine.apps[new], engine.apps[step.key] = engine.apps[step.key], nil
+      engine.triggers:app_removed(step.key)
+      engine.sockets:unbind(step.key)
     end
     engine:register(step.app, step.source)
   end

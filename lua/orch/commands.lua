@@ -5,6 +5,7 @@
 local cjson = require("cjson")
 local state = require("orch.state")
 local launch = require("orch.launch")
+local key_of = require("orch.targets").key
 
 local M = {}
 local H = {}
@@ -167,9 +168,9 @@ local function update_env(engine, procs, env)
   local names = {}
   for _, p in ipairs(procs) do
     p.base_env = env
-    local entry = engine.apps[p.name]
+    local entry = engine.apps[key_of(p)]
     if entry then entry.env, entry.source.env = env, env end
-    names[p.name] = true
+    names[key_of(p)] = true
   end
   for name in pairs(names) do engine:renew_sockets(name) end
 end
@@ -295,7 +296,7 @@ function M.apply(engine, args, respond)
   local function report(changes)
     local result = {}
     for _, app in ipairs(cfg.apps) do
-      for _, p in ipairs(engine:procs_of(app.name)) do result[#result + 1] = engine:view(p) end
+      for _, p in ipairs(engine:procs_of(app.key or app.name)) do result[#result + 1] = engine:view(p) end
     end
     respond({ processes = list(result), warnings = list(cfg.warnings or {}), changes = changes })
   end
@@ -321,23 +322,19 @@ function M.apply(engine, args, respond)
         if not set[k] then return finish("again") end
       end
       if source.file then return engine:apply(cfg, source, function(changes) finish("done", changes) end) end
-      -- Refused, changing nothing: a single script whose name runs already,
-      -- unless force (PM2's option) asks to replace it.
-      if engine:app_running(cfg.apps[1].name) and cfg.apps[1].force then
-        -- with only: apply() must not delete the other command-line apps
-        local scoped = { only = { cfg.apps[1].name } }
-        for k, v in pairs(source) do scoped[k] = scoped[k] or v end
-        return engine:apply(cfg, scoped, function(changes)
-          engine.apps[cfg.apps[1].name].source = source
-          finish("done", changes)
-        end)
+      -- A single script whose name runs already is refused, changing
+      -- nothing, unless force (PM2's -f) asks for a second app of that name
+      -- (PM2's names are not unique: the name acts on both, ids on one).
+      local app = cfg.apps[1]
+      if engine:name_running(app.name) then
+        if not app.force then
+          return finish(nil, "EEXIST", string.format("app '%s' is already running (orch restart %s; "
+            .. "-f starts a second app of that name)", app.name, app.name))
+        end
+        app.key = engine:new_key(app.name)
       end
-      if engine:app_running(cfg.apps[1].name) then
-        return finish(nil, "EEXIST", string.format("app '%s' is already running (use orch restart %s)",
-          cfg.apps[1].name, cfg.apps[1].name))
-      end
-      engine:install(cfg.apps[1], source)
-      finish("done", { started = { cfg.apps[1].name } })
+      engine:install(app, source)
+      finish("done", { started = { app.name } })
     end, function(outcome, x, message)
       if outcome == "again" then return attempt(keys()) end
       if outcome == "done" then return report(x) end
@@ -363,7 +360,7 @@ function H.delete(engine, args, respond)
   operate(engine, args, respond, "delete", function(procs, finish)
     local names = {}
     each(engine, procs, function(p, done)
-      names[p.name] = true
+      names[key_of(p)] = true
       engine.sup:stop(p, function()
         engine.sup:remove(p) -- deleted, as its view in the reply says
         done()

@@ -11,6 +11,7 @@ local supervisor = require("orch.supervisor")
 local readiness = require("orch.readiness")
 local views = require("orch.views")
 local pidfile = require("orch.pidfile")
+local targets = require("orch.targets")
 local events = require("orch.events")
 
 local M = {}
@@ -231,15 +232,32 @@ function Engine:load(source)
   return cfg
 end
 
-function Engine:procs_of(name)
+-- The processes of the app of that key (orch.targets.key: its name, but
+-- for a second app of a name).
+function Engine:procs_of(key)
   local list = {}
   for _, p in ipairs(self.sup:list()) do
-    if p.name == name then list[#list + 1] = p end
+    if targets.key(p) == key then list[#list + 1] = p end
   end
   return list
 end
 
+-- A key for a second app named name (PM2's start -f: names are not unique).
+function Engine:new_key(name)
+  local n = 2
+  while self.apps[name .. "#" .. n] do n = n + 1 end
+  return name .. "#" .. n
+end
+
 function Engine:is_running(p) return running(p) end
+
+-- Whether a process of that name (of any app: -f makes several) runs.
+function Engine:name_running(name)
+  for _, p in ipairs(self.sup:list()) do
+    if p.name == name and running(p) then return true end
+  end
+  return false
+end
 
 function Engine:app_running(name)
   for _, p in ipairs(self:procs_of(name)) do
@@ -284,18 +302,21 @@ function Engine:stop_all(done)
   self.ops:run(names, nil, function(finish) self.deps:stop_ordered(self.sup:list(), finish) end, done)
 end
 
+-- app.key: set for a second app of a name (new_key), which its processes
+-- carry through their p.app.
 function Engine:register(app, source)
-  local entry = self.apps[app.name]
-  local procs = self:procs_of(app.name)
+  local key = app.key or app.name
+  local entry = self.apps[key]
+  local procs = self:procs_of(key)
   if entry and #procs == app.instances then
     for _, p in ipairs(procs) do p.app, p.base_env = app, source.env end
   else
     for _, p in ipairs(procs) do self.sup:remove(p) end
     procs = self.sup:add(app, source.env)
   end
-  self.apps[app.name] = { app = app, source = source, env = source.env }
-  self.triggers:app_changed(app)
-  self:renew_sockets(app.name)
+  self.apps[key] = { app = app, source = source, env = source.env }
+  self.triggers:app_changed(app, key)
+  self:renew_sockets(key)
   return procs
 end
 
@@ -303,6 +324,8 @@ end
 -- do not ask for again are closed (orch.cluster renew).
 function Engine:renew_sockets(name)
   local channels, entry = {}, self.apps[name]
+  -- a second app of a name shares the first's cluster sockets (by name)
+  if entry and entry.app.key then return end
   for _, p in ipairs(self:procs_of(name)) do
     if p.channel then channels[#channels + 1] = p.channel end
   end
@@ -507,7 +530,7 @@ function Engine:stats(p) return views.stats(p, running) end
 function Engine:view(p) return views.view(p, running) end
 
 function Engine:describe(p)
-  local entry = self.apps[p.name]
+  local entry = self.apps[targets.key(p)]
   return views.describe(p, {
     running = running, logs_dir = self.paths.logs, sup = self.sup, health = self.health, cluster = self.cluster,
     source = entry and entry.source,

@@ -6,6 +6,7 @@ local core = require("orch.core")
 local uv = require("luv")
 local cjson = require("cjson").new()
 local state = require("orch.state")
+local key_of = require("orch.targets").key
 
 local M = {}
 local E = {} -- engine methods
@@ -32,16 +33,17 @@ end
 function E:snapshot()
   local of, order, running = {}, {}, {}
   for _, p in ipairs(self.sup:list()) do
-    if not of[p.name] then
-      of[p.name] = {}
-      order[#order + 1] = p.name
+    local key = key_of(p) -- its name, but for a second app of a name (orch start -f)
+    if not of[key] then
+      of[key] = {}
+      order[#order + 1] = key
     end
-    table.insert(of[p.name], p)
-    if self:is_running(p) then running[p.name] = true end
+    table.insert(of[key], p)
+    if self:is_running(p) then running[key] = true end
   end
   local list = {}
-  for _, name in ipairs(order) do
-    local entry = self.apps[name]
+  for _, key in ipairs(order) do
+    local entry, name = self.apps[key], of[key][1].name
     if entry then
       -- copied once per source (its env is the whole environment of a CLI;
       -- orch restart --update-env replaces it)
@@ -56,13 +58,13 @@ function E:snapshot()
       end
       -- stopped: ranks in instance order, which a restore numbers from 0
       -- (after a scale down the numbers may start higher)
-      local procs, stopped = of[name], {}
+      local procs, stopped = of[key], {}
       table.sort(procs, function(a, b) return a.instance < b.instance end)
       for i, p in ipairs(procs) do
         if p.status == "stopped" then stopped[#stopped + 1] = i - 1 end
       end
-      list[#list + 1] = { name = name, source = entry.plain, running = running[name] == true,
-                          instances = entry.app.instances, stopped = stopped }
+      list[#list + 1] = { name = name, key = key ~= name and key or nil, source = entry.plain,
+                          running = running[key] == true, instances = entry.app.instances, stopped = stopped }
     end
   end
   return list
@@ -129,41 +131,63 @@ end
 -- stopped ones registered but stopped. Apps whose name is already known are
 -- left alone. Returns started (apps with a process started), stopped (apps
 -- restored stopped), errors.
+-- An entry's key: its name, or the key of a second app of that name
+-- ("NAME#N"; anything else is not one).
+local function entry_key(e)
+  if type(e.key) == "string" and e.key:match("^(.*)#%d+$") == e.name then return e.key end
+  return e.name
+end
+
 function E:restore(entries)
-  local by_source, order, by_name = {}, {}, {}
+  local by_source, order, by_key = {}, {}, {}
   for _, e in ipairs(entries or {}) do
-    if type(e) == "table" and type(e.name) == "string" and type(e.source) == "table" and not self.apps[e.name] then
-      by_name[e.name] = e
-      local key = cjson.encode(e.source)
-      if not by_source[key] then
-        by_source[key] = { source = e.source, names = {} }
-        order[#order + 1] = key
+    if type(e) == "table" and type(e.name) == "string" and type(e.source) == "table"
+       and not self.apps[entry_key(e)] and not by_key[entry_key(e)] then
+      by_key[entry_key(e)] = e
+      local skey = cjson.encode(e.source)
+      if not by_source[skey] then
+        by_source[skey] = { source = e.source, keys = {} }
+        order[#order + 1] = skey
       end
-      table.insert(by_source[key].names, e.name)
+      table.insert(by_source[skey].keys, entry_key(e))
     end
   end
   local started, stopped, errors = {}, {}, {}
-  for _, key in ipairs(order) do
-    local group = by_source[key]
+  local function bring(app, e, source)
+    local n = e.instances
+    if type(n) == "number" and n == math.floor(n) and n >= 1 and n <= 1024 then app.instances = n end
+    local down, start = stopped_set(e, app.instances), {}
+    for _, p in ipairs(self:register(app, source)) do
+      if not down[p.instance] then start[#start + 1] = p end
+    end
+    self:start_procs(start)
+    if #start > 0 then started[#started + 1] = app.name else stopped[#stopped + 1] = app.name end
+  end
+  for _, skey in ipairs(order) do
+    local group = by_source[skey]
     local cfg, err = self:load(group.source)
     if not cfg then
       errors[#errors + 1] = err
     else
+      -- the keys of each name (several for apps started with -f from one command line)
       local want = {}
-      for _, n in ipairs(group.names) do want[n] = true end
+      for _, k in ipairs(group.keys) do
+        local name = by_key[k].name
+        want[name] = want[name] or {}
+        table.insert(want[name], k)
+      end
       for _, app in ipairs(cfg.apps) do
-        if want[app.name] then
-          want[app.name] = nil
-          local e = by_name[app.name]
-          local n = e.instances
-          if type(n) == "number" and n == math.floor(n) and n >= 1 and n <= 1024 then app.instances = n end
-          local down, start = stopped_set(e, app.instances), {}
-          for _, p in ipairs(self:register(app, group.source)) do
-            if not down[p.instance] then start[#start + 1] = p end
+        for i, k in ipairs(want[app.name] or {}) do
+          local own = app
+          if i > 1 then -- another app of that name: its own table
+            for _, again in ipairs(self:load(group.source).apps) do
+              if again.name == app.name then own = again end
+            end
           end
-          self:start_procs(start)
-          if #start > 0 then started[#started + 1] = app.name else stopped[#stopped + 1] = app.name end
+          if k ~= app.name then own.key = k end
+          bring(own, by_key[k], group.source)
         end
+        want[app.name] = nil
       end
       for n in pairs(want) do errors[#errors + 1] = string.format("app '%s' is no longer in its source", n) end
     end

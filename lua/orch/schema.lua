@@ -61,7 +61,7 @@ option("source_map_support", { type = "boolean", default_doc = "Node's default (
 option("disable_source_map_support", { type = "boolean", default = false,
   doc = "PM2's negative form of source_map_support: false is source_map_support = true, true leaves Node's default." })
 option("force", { type = "boolean", default = false,
-  doc = "orch start of a single script whose app is running replaces it with the new definition (restarts it) instead of refusing." })
+  doc = "orch start SCRIPT -f while an app of that name runs starts a second app of that name, as PM2 does (names are not unique there: a name acts on every app of it, an id on one process); without it the start is refused." })
 option("append_env_to_name", { type = "boolean", default = false,
   doc = "With --env NAME, the app is called NAME-suffixed: web becomes web-production." })
 option("autorestart", { type = "boolean", default = true,

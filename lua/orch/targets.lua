@@ -14,6 +14,13 @@ function M.namespace(app)
   return type(ns) == "string" and ns ~= "" and ns or "default"
 end
 
+-- Which app a process belongs to: its app's name, or for a second app of
+-- the same name (orch start -f, as PM2's) the key orch gave it
+-- ("NAME#2": '#' is in no name). orch.engine's apps are keyed by it.
+function M.key(p)
+  return p.app and p.app.key or p.name
+end
+
 function M.is_regex(target)
   return #target > 2 and target:sub(1, 1) == "/" and target:sub(-1) == "/"
 end

@@ -50,7 +50,7 @@ function Triggers:set_watching(procs, on)
   for _, p in ipairs(procs) do
     local want = on
     if on == "toggle" then want = not M.watching(p) end
-    if want ~= M.watching(p) then apps[p.name] = p.app end
+    if want ~= M.watching(p) then apps[p.app.key or p.name] = p.app end
     p.watching, p.watching_app = want, p.app
   end
   for name, app in pairs(apps) do
@@ -314,13 +314,15 @@ function Triggers:_watch_arm(name, state)
 end
 
 -- (Re)arms the triggers of an app after it was registered or replaced.
-function Triggers:app_changed(app)
-  self:app_removed(app.name)
+-- key: the app's key for procs_of (its name, unless a second app of it).
+function Triggers:app_changed(app, key)
+  key = key or app.name
+  self:app_removed(key)
   local state = { app = app, watchers = {}, ndirs = 0 }
-  self.apps[app.name] = state
+  self.apps[key] = state
   if app.max_memory_restart then self:_memory_arm() end
-  if app.cron_restart then self:_cron_arm(app.name, state) end
-  self:_watch_arm(app.name, state)
+  if app.cron_restart then self:_cron_arm(key, state) end
+  self:_watch_arm(key, state)
 end
 
 function Triggers:app_removed(name)

@@ -120,4 +120,43 @@ describe("start and restart as PM2's", function()
       .. ": set kill_timeout there and orch restart", err)
     wait("a:0", "online", 0)
   end)
+
+  it("start SCRIPT -f while its app runs starts a second app of that name (PM2's names are not unique)", function()
+    sleeper()
+    assert.are.equal(0, (orch({ "start", "sleep.sh", "--name", "nap" })))
+    local code, _, err = orch({ "start", "sleep.sh", "--name", "nap", "-f", "-i", "2", "--", "x" })
+    assert.are.equal(0, code, err)
+    local function naps(status)
+      local n = 0
+      for _, p in ipairs(assert(json({ "list" }))) do
+        if p.name == "nap" and p.status == status then n = n + 1 end
+      end
+      return n
+    end
+    H.wait_until(function() return naps("online") == 3 end, 30000, "3 processes named nap online")
+    -- the first app runs on as it was
+    local first = assert(json({ "describe", "0" }))[1]
+    assert.are.equal("online", first.status)
+    assert.are.same({}, first.args)
+    -- an id is one process, the name all of them
+    assert.are.equal(0, (orch({ "stop", "0" })))
+    assert.are.equal(1, naps("stopped"))
+    assert.are.equal(0, (orch({ "stop", "nap" })))
+    assert.are.equal(3, naps("stopped"))
+    assert.are.equal(0, (orch({ "restart", "nap" })))
+    H.wait_until(function() return naps("online") == 3 end, 30000, "3 processes named nap online again")
+    -- both apps survive a save, kill and resurrect
+    assert.are.equal(0, (orch({ "save" })))
+    assert.are.equal(0, (orch({ "kill" })))
+    code, _, err = orch({ "resurrect" })
+    assert.are.equal(0, code, err)
+    H.wait_until(function() return naps("online") == 3 end, 30000, "3 processes named nap resurrected")
+    local args = {}
+    for _, d in ipairs(assert(json({ "describe", "nap" }))) do args[#args + 1] = table.concat(d.args, " ") end
+    table.sort(args)
+    assert.are.same({ "", "x", "x" }, args)
+    -- delete by name deletes every app of that name
+    assert.are.equal(0, (orch({ "delete", "nap" })))
+    assert.are.same({}, assert(json({ "list" })))
+  end)
 end)
