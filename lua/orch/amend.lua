@@ -9,15 +9,9 @@
 -- Everything is checked before anything changes.
 local schema = require("orch.schema")
 local key_of = require("orch.targets").key
+local util = require("orch.util")
 
 local M = {}
-
-local function copy(v)
-  if type(v) ~= "table" then return v end
-  local t = {}
-  for k, x in pairs(v) do t[k] = copy(x) end
-  return t
-end
 
 -- The option a key sets (a PM2 alias is its option).
 local function canonical(key)
@@ -63,15 +57,15 @@ function M.plan(engine, procs, options, args)
       return nil, "EINVAL", string.format("app '%s' comes from %s: set %s there and orch restart %s", name,
         tostring(entry.source.file), table.concat(given, ", "), tostring(entry.source.file))
     end
-    local raw = copy(entry.source.spec)
+    local raw = util.deepcopy(entry.source.spec)
     for k, v in pairs(options) do
       -- a PM2 alias and its option are one: the new value replaces both
       for old in pairs(raw) do
         if canonical(old) == canonical(k) then raw[old] = nil end
       end
-      raw[k] = copy(v)
+      raw[k] = util.deepcopy(v)
     end
-    if args then raw.args = copy(args) end
+    if args then raw.args = util.deepcopy(args) end
     local source = {}
     for k, v in pairs(entry.source) do source[k] = v end
     source.spec = raw

@@ -26,13 +26,6 @@ M.MAX_INSTANCES = validate.MAX_INSTANCES
 M.DEPENDENCY_CONDITIONS = validate.DEPENDENCY_CONDITIONS
 M.EVAL_MESSAGE = ecofile.EVAL_MESSAGE
 
-local function copy(v)
-  if type(v) ~= "table" then return v end
-  local t = {}
-  for k, x in pairs(v) do t[k] = copy(x) end
-  return t
-end
-
 local function valid_name(v)
   return validate.target_word(v) ~= nil
 end
@@ -272,7 +265,7 @@ local function normalize_app(raw, index, st)
         and o ~= "interpreter" then
       local v = vals[o]
       if v == nil then
-        if not spec.compat then app[o] = copy(spec.default) end
+        if not spec.compat then app[o] = util.deepcopy(spec.default) end
       else
         local val, e, subkey = CHECK[o](v, ctx)
         if e then return fail(opt_name(o), e, subkey) end

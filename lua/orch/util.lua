@@ -424,6 +424,14 @@ function util.cpu_count()
   return 1
 end
 
+-- A copy of v whose tables are all new (values that are no table are shared).
+function util.deepcopy(v)
+  if type(v) ~= "table" then return v end
+  local t = {}
+  for k, x in pairs(v) do t[k] = util.deepcopy(x) end
+  return t
+end
+
 -- Gives fd object f (orch.core) to luv handle h (a pipe or TCP handle):
 -- h:open() takes the descriptor over only when it succeeds, so f lets go
 -- of it then, and closes it otherwise. Returns what h:open() returned.

@@ -266,4 +266,19 @@ describe("orch.util", function()
       end
     end)
   end)
+
+  describe("deepcopy", function()
+    it("copies every nested table and shares the rest", function()
+      local f = function() end
+      local v = { a = { b = { 1, 2 } }, s = "x", f = f }
+      local c = util.deepcopy(v)
+      assert.are.same(v, c)
+      assert.are_not.equal(v.a, c.a)
+      assert.are_not.equal(v.a.b, c.a.b)
+      assert.are.equal(f, c.f)
+      c.a.b[1] = 9
+      assert.are.equal(1, v.a.b[1])
+      assert.are.equal("x", util.deepcopy("x"))
+    end)
+  end)
 end)
