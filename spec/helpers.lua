@@ -333,6 +333,34 @@ function H.app_pids(home, name)
   return pids
 end
 
+local function quote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+-- Runs `orch ARGS...` to its end under a pseudo-terminal (util-linux script),
+-- stdout and stderr both on it. Returns the exit status and the output, with
+-- the terminal's \r\n back to \n.
+function H.on_tty(home, args, env)
+  local words = { quote(H.bin) }
+  for _, a in ipairs(args) do words[#words + 1] = quote(a) end
+  local vars = { "ORCH_HOME=" .. home, "PATH=" .. os.getenv("PATH"), "HOME=" .. (os.getenv("HOME") or "/") }
+  if os.getenv("ORCH_LUA_DIR") then vars[#vars + 1] = "ORCH_LUA_DIR=" .. os.getenv("ORCH_LUA_DIR") end
+  for k, v in pairs(env or {}) do vars[#vars + 1] = k .. "=" .. v end
+  local out, code, eof = "", nil, false
+  local stdout = uv.new_pipe(false)
+  local handle = assert(uv.spawn("script", {
+    args = { "-qfec", table.concat(words, " "), "/dev/null" }, env = vars, stdio = { nil, stdout, nil },
+  }, function(c) code = c end))
+  stdout:read_start(function(_, data)
+    if data then out = out .. data else eof = true end
+  end)
+  H.wait_until(function() return code ~= nil and eof end, 15000,
+    function() return "orch " .. table.concat(args, " ") .. " on a terminal; so far:\n" .. out end)
+  stdout:close()
+  handle:close()
+  return code, (out:gsub("\r\n", "\n"))
+end
+
 -- Writes dir/name (default ecosystem.lua) holding { apps = { body } }.
 function H.ecosystem(dir, body, name)
   return H.write(dir .. "/" .. (name or "ecosystem.lua"), "return { apps = {\n" .. body .. "\n} }\n")

@@ -61,7 +61,14 @@ local function run_verb(verb, spec, p)
     out.json(result)
     return 0
   end
-  return spec.show(result, p) or 0
+  return spec.show(result, p) or 0, result
+end
+
+-- spec.attach(results, p): once the verb succeeded for every positional
+-- (start --attach: follow the logs of what it started).
+local function then_attach(spec, p, results)
+  if spec.attach and p.opts.attach then return spec.attach(results, p) end
+  return 0
 end
 
 function M.help(verb)
@@ -82,13 +89,17 @@ function M.main(verb, argv)
   if spec.each and #p.positional > 1 then
     local why = spec.each(p)
     if why then return M.fail(verb, p.opts.json, 2, why, "EUSAGE", cliargs.usage_line(verb, spec)) end
+    local results = {}
     for _, one in ipairs(p.positional) do
-      local status = run_verb(verb, spec, { positional = { one }, opts = p.opts, rest = p.rest })
+      local status, result = run_verb(verb, spec, { positional = { one }, opts = p.opts, rest = p.rest })
       if status ~= 0 then return status end
+      results[#results + 1] = result
     end
-    return 0
+    return then_attach(spec, p, results)
   end
-  return run_verb(verb, spec, p)
+  local status, result = run_verb(verb, spec, p)
+  if status ~= 0 then return status end
+  return then_attach(spec, p, { result })
 end
 
 return M

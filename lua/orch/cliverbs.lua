@@ -151,6 +151,7 @@ local function restart_flags()
   if not restart_opts then
     restart_opts = cliflags().opts(UPDATE_OPTS)
     for _, k in ipairs({ "instances", "i", "force", "f" }) do restart_opts[k] = nil end
+    restart_opts.attach = { why = "orch start NAME --attach restarts a known app and follows its logs" }
     restart_opts.watch = FLAG
   end
   return restart_opts
@@ -213,9 +214,21 @@ local verbs = {
       return start_opts
     end,
     unknown = unknown_flag, help = function() return cliflags().help() end,
-    request = start_request,
+    request = function(p)
+      if p.opts.attach and p.opts.json then return nil, "--attach follows logs on the terminal: not with --json" end
+      return start_request(p)
+    end,
     prepare = function(c, p, known) return known_app(c, p, known) end,
-    show = show_changes },
+    show = show_changes,
+    attach = function(results)
+      local ids, seen = {}, {}
+      for _, r in ipairs(results) do
+        for _, v in ipairs(r.processes or {}) do
+          if not seen[v.id] then ids[#ids + 1], seen[v.id] = v.id, true end
+        end
+      end
+      return require("orch.logview").attach(ids)
+    end },
   { name = "apply", args = "<ecosystem>", min = 1, max = 1,
     summary = "make what runs what an ecosystem file says: new apps start, changed ones restart, unchanged ones "
       .. "run on, apps gone from it are deleted (not with --only)",
@@ -252,12 +265,22 @@ local verbs = {
     opts = { json = FLAG, ["env-vars"] = FLAG }, request = function(p) return "describe", target(p) end,
     show = function(result, p) out.describe(result, p.opts["env-vars"]) end },
   { name = "logs", args = "[name|id|namespace|/regex/|all]", min = 0, max = 1,
-    summary = "print the last lines of logs, then follow them (--nostream: print and exit)",
+    summary = "print the last lines of logs, then follow them (--nostream: print and exit; --format: PM2's "
+      .. "key=value lines; --highlight VALUE: VALUE marked on a terminal)",
     opts = { lines = VALUE, follow = FLAG, f = "follow", out = FLAG, err = FLAG, json = FLAG, timestamps = FLAG,
-             timestamp = "timestamps", nostream = FLAG, raw = FLAG, events = FLAG },
+             timestamp = "timestamps", nostream = FLAG, raw = FLAG, events = FLAG, format = FLAG, highlight = VALUE },
     run = function(p)
       if p.opts.lines and not tonumber(p.opts.lines) then
         err("orch logs: option '--lines': expected a number, got '%s'", p.opts.lines)
+        return 2
+      end
+      -- one shape of line at a time
+      local shapes = {}
+      for _, k in ipairs({ "json", "format", "raw" }) do
+        if p.opts[k] then shapes[#shapes + 1] = "--" .. k end
+      end
+      if #shapes > 1 then
+        err("orch logs: options '%s' and '%s' exclude each other", shapes[1], shapes[2])
         return 2
       end
       return require("orch.logview").main(p)
@@ -282,9 +305,17 @@ local verbs = {
       for _, e in ipairs(result.errors) do err("orch reopen-logs: %s", e) end
       if #result.errors > 0 then return 1 end
     end },
-  { name = "save", args = "", min = 0, max = 0, summary = "remember the apps for resurrect (" .. "$ORCH_HOME/dump.json)",
-    opts = JSON, request = function() return "save", {} end,
-    show = function(result) io.stdout:write(string.format("saved %d app(s) to %s\n", result.apps, result.file)) end },
+  { name = "save", args = "", min = 0, max = 0,
+    summary = "remember the apps for resurrect (" .. "$ORCH_HOME/dump.json); with no app, only --force empties it",
+    opts = { json = FLAG, force = FLAG, f = "force" },
+    request = function(p) return "save", { force = p.opts.force or nil } end,
+    show = function(result)
+      if result.skipped then
+        err("warning: no app to save: %s left as it was (orch save --force saves an empty list)", result.file)
+        return
+      end
+      io.stdout:write(string.format("saved %d app(s) to %s\n", result.apps, result.file))
+    end },
   { name = "resurrect", args = "", min = 0, max = 0,
     summary = "bring back the apps saved by save (stopped ones stay stopped)", opts = JSON,
     request = function() return "resurrect", {} end,
@@ -365,6 +396,7 @@ local verbs = {
 }
 
 verbs.aliases = { ls = "list", ps = "list", status = "list", l = "list", del = "delete", desc = "describe",
-                  show = "describe", dump = "save", reloadLogs = "reopen-logs" }
+                  show = "describe", dump = "save", reloadLogs = "reopen-logs",
+                  dashboard = "monit", dash = "monit", imonit = "monit" }
 
 return verbs

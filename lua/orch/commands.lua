@@ -439,15 +439,28 @@ function H.reopen_logs(engine, args, respond)
 end
 
 function H.save(engine, args, respond)
-  local ok, err = check(args, {})
+  local ok, err = check(args, { force = "boolean" })
   if not ok then return respond(nil, "EINVAL", err) end
   local apps = engine:snapshot()
   engine.dump_writer = engine.dump_writer or state.writer(engine.paths.dump)
+  -- No app: the dump is left as it is unless force, as PM2's (a save run
+  -- by a script right after a daemon restart must not wipe the saved apps);
+  -- with no dump at all an empty one is written, as PM2's.
+  local uv = require("luv")
+  if #apps == 0 and not args.force then
+    return uv.fs_stat(engine.paths.dump, function(_, st)
+      if st then return respond({ file = engine.paths.dump, apps = 0, skipped = true }) end
+      engine.dump_writer.write({ version = 1, apps = {} }, function(wrote, werr)
+        if not wrote then return respond(nil, "EIO", werr) end
+        respond({ file = engine.paths.dump, apps = 0, skipped = true })
+      end)
+    end)
+  end
   -- The dump it replaces stays as DUMP.bak (PM2's dump.pm2.bak), which
   -- resurrect falls back to: a second link to it, so that the dump itself
   -- stays whole until the writer's rename replaces it (a save that fails
   -- leaves it as it was). No dump yet: ENOENT, nothing to keep.
-  local uv, bak = require("luv"), engine.paths.dump .. ".bak"
+  local bak = engine.paths.dump .. ".bak"
   uv.fs_unlink(bak, function()
     uv.fs_link(engine.paths.dump, bak, function()
       engine.dump_writer.write({ version = 1, apps = apps }, function(wrote, werr)

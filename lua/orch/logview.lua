@@ -43,15 +43,26 @@ local function now_iso()
   return string.format("%s.%03d%s:%s", os.date("%Y-%m-%dT%H:%M:%S", sec), math.floor(usec / 1000), z:sub(1, 3), z:sub(4))
 end
 
+-- PM2's --highlight: every occurrence of value in text on a background
+-- colour (PM2's bgBlackBright), on a terminal only, as PM2's colours.
+local function highlighter(value, coloured)
+  if not value or value == "" or not coloured then return function(text) return text end end
+  local pattern = value:gsub("%p", "%%%0")
+  local shown = "\27[100m" .. value:gsub("%%", "%%%%") .. "\27[49m"
+  return function(text) return (text:gsub(pattern, shown)) end
+end
+
 -- Returns emit(file, line). A JSON log's record shows as its message (and
 -- its own timestamp); a line that is not such a record shows as it is.
 -- --timestamps stamps other lines with the time they are read, as orch cannot
 -- know when they were written, except lines that start with their own
--- (log_date_format).
+-- (log_date_format). --format: PM2's key=value lines, stamped the same way
+-- (in PM2's format, YYYY-MM-DD-HH:mm:ssZZ).
 local function emitter(o)
   local cjson = require("cjson")
   local colour = require("orch.colour")
   local coloured = { out = not o.json and colour.enabled(1), err = not o.json and colour.enabled(2) }
+  local mark = { out = highlighter(o.highlight, coloured.out), err = highlighter(o.highlight, coloured.err) }
   return function(file, line)
     local text, stamp = line, nil
     if file.json then
@@ -61,12 +72,23 @@ local function emitter(o)
         if type(rec.timestamp) == "string" then stamp = rec.timestamp end
       end
     end
-    if o.timestamps and not stamp and not file.stamped then stamp = now_iso() end
     if o.json then
+      if o.timestamps and not stamp and not file.stamped then stamp = now_iso() end
+      -- orch's fields, and PM2's (its jsonStream's) for the parsers written for it
       io.stdout:write(cjson.encode({ id = file.id, name = file.name, instance = file.instance,
-                                     stream = file.stream, line = text, timestamp = stamp }), "\n")
+                                     stream = file.stream, line = text, timestamp = stamp,
+                                     message = text, type = file.stream, process_id = file.id,
+                                     app_name = file.name }), "\n")
       return
     end
+    if o.format then
+      -- PM2's formatStream: everything on stdout, stderr's lines as type=error
+      io.stdout:write("timestamp=", stamp or os.date("%Y-%m-%d-%H:%M:%S%z"), " app=", file.name, " id=", file.id,
+        " type=", file.stream == "err" and "error" or "out", " message=", mark.out(text), "\n")
+      return
+    end
+    if o.timestamps and not stamp and not file.stamped then stamp = now_iso() end
+    text = mark[file.stream](text)
     local label = coloured[file.stream] and colour.label(file.label, file.id, file.stream) or file.label
     local out = file.stream == "err" and io.stderr or io.stdout
     if o.raw then
@@ -188,50 +210,86 @@ local function events(target, n, follow_on, o)
   return true
 end
 
-function M.main(p)
-  local o = p.opts
+-- The log files of the processes that targets name (a list of targets;
+-- empty: every process), each once, /dev/null left out: a list, or nil,
+-- message.
+local function files_of(targets, o)
   local c, err = client.connect(true)
-  if not c then
-    io.stderr:write("orch logs: ", err, "\n")
-    return 1
-  end
-  local target = p.positional[1]
-  local result, rerr = client.request(c, "logs", { target = target, cwd = require("orch.util").getcwd() })
-  c:close()
-  if not result then
-    io.stderr:write("orch logs: ", rerr.message, "\n")
-    return 1
-  end
+  if not c then return nil, err end
   local want_out, want_err = o.out or not o.err, o.err or not o.out
   local files, seen = {}, {}
-  for _, e in ipairs(result) do
-    for _, s in ipairs({ { "out", e.out_log, want_out }, { "err", e.err_log, want_err } }) do
-      local stream, path, wanted = s[1], s[2], s[3]
-      if wanted and path ~= "/dev/null" and not seen[path] then
-        seen[path] = true
-        files[#files + 1] = { path = path, stream = stream, id = e.id, name = e.name, instance = e.instance,
-                              label = e.name .. ":" .. e.instance, json = e.log_type == "json",
-                              stamped = e.log_type ~= "json" and type(e.log_date_format) == "string" }
+  local cwd = require("orch.util").getcwd()
+  for i = 1, math.max(#targets, 1) do
+    local result, rerr = client.request(c, "logs", { target = targets[i], cwd = cwd })
+    if not result then
+      c:close()
+      return nil, rerr.message
+    end
+    for _, e in ipairs(result) do
+      for _, s in ipairs({ { "out", e.out_log, want_out }, { "err", e.err_log, want_err } }) do
+        local stream, path, wanted = s[1], s[2], s[3]
+        if wanted and path ~= "/dev/null" and not seen[path] then
+          seen[path] = true
+          files[#files + 1] = { path = path, stream = stream, id = e.id, name = e.name, instance = e.instance,
+                                label = e.name .. ":" .. e.instance, json = e.log_type == "json",
+                                stamped = e.log_type ~= "json" and type(e.log_date_format) == "string" }
+        end
       end
     end
   end
-  if #files == 0 and not o.events then
-    io.stderr:write("orch logs: no processes\n")
-    return target and 1 or 0
-  end
+  c:close()
+  return files
+end
+
+-- The last n lines of each file, then (following) what comes.
+local function show(files, o, n, following, keep)
   local emit = emitter(o)
-  local n = tonumber(o.lines) or 15
   for _, file in ipairs(files) do
     local lines, size = tail(file.path, n)
     file.offset = size
     for _, line in ipairs(lines) do emit(file, line) end
   end
   io.stdout:flush()
+  if following then return follow(files, emit, keep) end
+  return 0
+end
+
+function M.main(p)
+  local o = p.opts
+  local target = p.positional[1]
+  local files, err = files_of({ target }, o)
+  if not files then
+    io.stderr:write("orch logs: ", err, "\n")
+    return 1
+  end
+  if #files == 0 and not o.events then
+    io.stderr:write("orch logs: no processes\n")
+    return target and 1 or 0
+  end
+  local n = tonumber(o.lines) or 15
   local following = o.follow or not o.nostream
   if o.events and not events(target, n, following, o) then return 1 end
   -- PM2's default: the tail, then what comes (Ctrl-C ends it)
-  if following then return follow(files, emit, o.events) end
-  return 0
+  return show(files, o, n, following, o.events)
+end
+
+-- orch start --attach (PM2's): the logs of the processes just started or
+-- restarted (ids), their last lines as orch logs shows them (so what an app
+-- printed before this follows is not lost), then what comes, until Ctrl-C;
+-- the apps run on.
+function M.attach(ids)
+  if #ids == 0 then return 0 end
+  local files, err = files_of(ids, {})
+  if not files then
+    io.stderr:write("orch start: --attach: ", err, "\n")
+    return 1
+  end
+  local shown = {}
+  for i, id in ipairs(ids) do shown[i] = tostring(id) end
+  io.stderr:write(string.format("following the logs of process(es) %s: Ctrl-C stops following, the apps run on\n",
+    table.concat(shown, ", ")))
+  if #files == 0 then return 0 end
+  return show(files, {}, 15, true)
 end
 
 return M

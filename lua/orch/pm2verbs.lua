@@ -1,7 +1,7 @@
 -- orch.pm2verbs: the verbs PM2's users and scripts know, as orch.cli entries
 -- (orch.cliverbs says what an entry holds): startOrRestart, startOrReload,
 -- startOrGracefulReload, jlist, prettylist, env, reset, id, pid, sendSignal,
--- trigger, cleardump, init (ecosystem). Their daemon side is orch.pm2cmds.
+-- trigger, cleardump, create, init (ecosystem). Their daemon side is orch.pm2cmds.
 local client = require("orch.client")
 local util = require("orch.util")
 local args_ = require("orch.cliargs")
@@ -270,6 +270,10 @@ local verbs = {
     summary = "empty the dump (resurrect then brings nothing back)",
     request = function() return "cleardump", {} end,
     show = function(result) io.stdout:write("emptied ", result.file, "\n") end },
+  { name = "create", args = "[sample]", min = 0, max = 1, opts = JSON,
+    summary = "write a sample project (http-server, python-app) into ./SAMPLE/ and start it; never over an "
+      .. "existing directory",
+    request = function(p) return require("orch.samples").request(p) end, show = show_changes },
   { name = "init", args = "", min = 0, max = 0, opts = { lua = FLAG },
     summary = "write a commented ecosystem.config.js here (--lua: ecosystem.lua); never over an existing file",
     run = function(p) p.verb = "init" return init(p) end },

@@ -286,7 +286,7 @@ M.FLAGS = {
   { "event-loop-inspector", option = "event_loop_inspector", kind = "flag" },
   { "force", short = "f", option = "force", kind = "flag" },
   { "no-daemon", why = "orch run FILE runs the apps of an ecosystem file in the foreground (as pm2-runtime does)" },
-  { "attach", why = "follow the logs after starting with orch logs NAME" },
+  { "attach", kind = "flag", cli = "Then follow the logs of the processes started (their last lines first, as orch logs); Ctrl-C stops following, the apps run on." },
   { "parallel", why = "orch restarts and reloads every process of the target without a parallelism setting" },
   { "write", short = "w", why = "orch writes no configuration from flags: put the options in an ecosystem file" },
   { "ext", why = "watching by extension is not supported: give watch paths (--watch=PATH) and ignore_watch patterns" },
