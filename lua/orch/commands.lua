@@ -521,40 +521,6 @@ end
 
 -- Sets the number of instances of an app: `instances`, or `delta` more
 -- (or fewer) than it runs when the operation begins (PM2's scale NAME +N).
-function H.scale(engine, args, respond)
-  local ok, err = check(args, { name = "string", instances = "number", delta = "number" }, { "name" })
-  if not ok then return respond(nil, "EINVAL", err) end
-  if (args.instances == nil) == (args.delta == nil) then
-    return respond(nil, "EINVAL", "give exactly one of 'instances' and 'delta'")
-  end
-  local most = require("orch.ecosystem").MAX_INSTANCES
-  local function bad(n)
-    if n ~= math.floor(n) or n < 1 or n > most then
-      return string.format("'instances' must be an integer from 1 to %d, got %s", most, tostring(n))
-    end
-  end
-  if args.delta and args.delta ~= math.floor(args.delta) then
-    return respond(nil, "EINVAL", string.format("'delta' must be an integer, got %s", tostring(args.delta)))
-  end
-  local why = args.instances and bad(args.instances)
-  if why then return respond(nil, "EINVAL", why) end
-  if not engine.apps[args.name] then
-    local _, rerr = engine:resolve(args.name)
-    return respond(nil, "ENOTFOUND", rerr or ("no app named '" .. args.name .. "'"))
-  end
-  local merge = args.instances and string.format("scale\0%s\0%d", args.name, args.instances)
-  engine.ops:run({ args.name }, merge, function(finish)
-    if not engine.apps[args.name] then
-      return finish(nil, "ENOTFOUND", string.format("no app named '%s'", args.name))
-    end
-    local n = args.instances or (#engine:procs_of(args.name) + args.delta)
-    local nwhy = bad(n)
-    if nwhy then return finish(nil, "EINVAL", nwhy .. " (" .. #engine:procs_of(args.name) .. " running, "
-      .. string.format("%+d", args.delta) .. ")") end
-    engine:scale(args.name, n, function(procs) finish(views(engine, procs)) end)
-  end, respond)
-end
-
 -- Sends a message over the IPC channel of each process of the target.
 function H.send(engine, args, respond)
   local ok, err = check(args, { target = "string|number", message = "string|number|boolean|table" },
@@ -584,10 +550,12 @@ function H.kill(engine, args, respond)
 end
 
 -- The verbs PM2's users know: jlist, env, reset, signal, trigger, cleardump,
--- file_apps, start_or (orch.pm2cmds).
-for name, fn in pairs(require("orch.pm2cmds").handlers({ check = check, list = list, views = views,
-    with_procs = with_procs, source = M.source })) do
-  H[name] = fn
+-- file_apps, start_or (orch.pm2cmds); scale (orch.scalecmd).
+for _, module in ipairs({ "orch.pm2cmds", "orch.scalecmd" }) do
+  for name, fn in pairs(require(module).handlers({ check = check, list = list, views = views,
+      with_procs = with_procs, source = M.source })) do
+    H[name] = fn
+  end
 end
 
 return M

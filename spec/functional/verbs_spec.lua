@@ -371,6 +371,47 @@ describe("PM2 verbs", function()
     online("web", 3)
   end)
 
+  it("scales every app of a name (start -f makes several) as PM2 scales its processes of that name", function()
+    sleeper_script()
+    assert.are.equal(0, (orch({ "start", "sleep.sh", "--name", "nap" })))
+    assert.are.equal(0, (orch({ "start", "sleep.sh", "--name", "nap", "-f", "-i", "2", "--", "x" })))
+    online("nap", 3)
+    -- id:args of each process
+    local function shape()
+      local list = assert(H.json(home, { "describe", "nap" }))
+      table.sort(list, function(a, b) return a.id < b.id end)
+      local out = {}
+      for _, p in ipairs(list) do out[#out + 1] = p.id .. ":" .. table.concat(p.args, " ") end
+      return table.concat(out, " ")
+    end
+    assert.are.equal("0: 1:x 2:x", shape())
+    -- N counts them all; new ones are the first app's (PM2 copies its first process)
+    local code, _, err = orch({ "scale", "nap", "5" })
+    assert.are.equal(0, code, err)
+    online("nap", 5)
+    assert.are.equal("0: 1:x 2:x 3: 4:", shape())
+    -- the oldest go, whichever app: the second app, left with none, is gone
+    code, _, err = orch({ "scale", "nap", "-3" })
+    assert.are.equal(0, code, err)
+    assert.are.equal("3: 4:", shape())
+    code, _, err = orch({ "scale", "nap", "+1" })
+    assert.are.equal(0, code, err)
+    online("nap", 3)
+    -- the first app gone, the second is scaled
+    assert.are.equal(0, (orch({ "start", "sleep.sh", "--name", "nap", "-f", "--", "y" })))
+    code, _, err = orch({ "scale", "nap", "1" })
+    assert.are.equal(0, code, err)
+    assert.matches("^%d+:y$", shape())
+    code, _, err = orch({ "scale", "nap", "2" })
+    assert.are.equal(0, code, err)
+    online("nap", 2)
+    assert.matches("^%d+:y %d+:y$", shape())
+    assert.are.equal(0, (orch({ "save" })))
+    assert.are.equal(0, (orch({ "kill" })))
+    assert.are.equal(0, (orch({ "resurrect" })))
+    online("nap", 2)
+  end)
+
   it("startOrRestart starts what does not run and restarts the rest; startOrReload reloads", function()
     local script = sleeper_script()
     local eco = H.write(dir .. "/ecosystem.json", string.format([[
