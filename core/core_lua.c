@@ -96,5 +96,6 @@ int luaopen_orch_core(lua_State *L) {
   orch_pidfd_lua_register(L);
   orch_marker_lua_register(L);
   orch_looplag_lua_register(L);
+  orch_users_lua_register(L);
   return 1;
 }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/pidfd.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -86,12 +87,17 @@ int orch_proc_is_watched(pid_t pid) {
 
 /* ---- the child side: only async-signal-safe calls from here to exec ---- */
 
-void orch__child_fail(int errfd, int err) {
+void orch__child_fail_at(int errfd, int err, int step) {
+  /* one write, so the parent reads both or neither (a pipe write of this
+   * size is atomic) */
+  int msg[2] = {err, step};
   ssize_t r;
-  do r = write(errfd, &err, sizeof err);
+  do r = write(errfd, msg, step ? sizeof msg : sizeof msg[0]);
   while (r < 0 && errno == EINTR);
   _exit(127);
 }
+
+void orch__child_fail(int errfd, int err) { orch__child_fail_at(errfd, err, 0); }
 
 static const char *env_path(char *const *envp) {
   for (; envp && *envp; envp++)
@@ -142,6 +148,52 @@ void orch__child_reset_signals(void) {
     if (s != SIGKILL && s != SIGSTOP) sigaction(s, &sa, NULL);
 }
 
+/* Decimal digits of n (by hand: no stdio between vfork and exec); returns
+ * their length. buf holds at least 12 bytes. */
+static int child_itoa(long n, char *buf) {
+  char tmp[24];
+  int len = 0, neg = n < 0;
+  unsigned long u = neg ? 0UL - (unsigned long)n : (unsigned long)n;
+  do tmp[len++] = (char)('0' + u % 10);
+  while ((u /= 10) > 0 && len < 20);
+  int out = 0;
+  if (neg) buf[out++] = '-';
+  while (len > 0) buf[out++] = tmp[--len];
+  return out;
+}
+
+/* The app's credentials and limits (orch.runas), in an order that works:
+ * what needs orch's privileges (a lower oom_score_adj or nice value, a
+ * higher hard limit) before the ids drop them; groups before the gid
+ * before the uid. Raw system calls for the ids: glibc's setuid & co. make
+ * every thread of the process change too (its setxid broadcast), and a
+ * vfork child shares the daemon's memory, where it would find the
+ * daemon's threads. */
+static void child_credentials(const orch_spawn_opts_t *o, int errfd) {
+  if (o->set_oom_score_adj) {
+    int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (fd < 0) orch__child_fail_at(errfd, errno, ORCH_SPAWN_STEP_OOM_SCORE_ADJ);
+    char buf[16];
+    int len = child_itoa(o->oom_score_adj, buf);
+    if (write(fd, buf, (size_t)len) != len) orch__child_fail_at(errfd, errno, ORCH_SPAWN_STEP_OOM_SCORE_ADJ);
+    close(fd);
+  }
+  if (o->set_nice && setpriority(PRIO_PROCESS, 0, o->nice) < 0)
+    orch__child_fail_at(errfd, errno, ORCH_SPAWN_STEP_NICE);
+  for (int i = 0; i < o->n_limits; i++) {
+    struct rlimit rl = {o->limits[i].soft, o->limits[i].hard};
+    if (setrlimit(o->limits[i].resource, &rl) < 0)
+      orch__child_fail_at(errfd, errno, ORCH_SPAWN_STEP_LIMIT + i);
+  }
+  if (o->set_groups && syscall(SYS_setgroups, (size_t)o->n_groups, o->groups) < 0)
+    orch__child_fail_at(errfd, errno, ORCH_SPAWN_STEP_GROUPS);
+  if (o->set_gid && syscall(SYS_setresgid, o->gid, o->gid, o->gid) < 0)
+    orch__child_fail_at(errfd, errno, ORCH_SPAWN_STEP_GID);
+  if (o->set_uid && syscall(SYS_setresuid, o->uid, o->uid, o->uid) < 0)
+    orch__child_fail_at(errfd, errno, ORCH_SPAWN_STEP_UID);
+  if (o->set_umask) umask(o->umask);
+}
+
 /* procs_fd >= 0: the cgroup's cgroup.procs, where clone3 is refused (see
  * orch_spawn). */
 static void child_run(const orch_spawn_opts_t *o, int errfd, int devnull, int procs_fd) {
@@ -181,16 +233,14 @@ static void child_run(const orch_spawn_opts_t *o, int errfd, int devnull, int pr
   int rc = orch__child_fds_close_from(3 + n, errfd);
   if (rc == 0) rc = orch__child_fds_restore_limit();
   if (rc < 0) orch__child_fail(errfd, -rc);
+  child_credentials(o, errfd);
 
+  /* as the app's user: a directory it may not enter is its error */
   if (o->cwd && chdir(o->cwd) < 0) orch__child_fail(errfd, errno);
   if (o->pid_env) {
     /* by hand: no stdio between vfork and exec */
-    char digits[16];
-    int len = 0;
-    for (pid_t me = getpid(); me > 0 && len < 15; me /= 10) digits[len++] = (char)('0' + me % 10);
     char *d = o->pid_env + 11; /* after "LISTEN_PID=" */
-    while (len > 0) *d++ = digits[--len];
-    *d = '\0';
+    d[child_itoa(getpid(), d)] = '\0';
   }
   sigprocmask(SIG_SETMASK, &none, NULL);
   orch__child_fail(errfd, orch__child_exec(o->file, o->argv, o->envp));
@@ -311,17 +361,19 @@ int orch_spawn(const orch_spawn_opts_t *o, pid_t *pid_out) {
   }
 
   /* EOF means exec succeeded (the pipe was close-on-exec); four bytes are the
-   * child's errno, after which it exits 127 at once and is reaped here. */
-  int child_err = 0;
+   * child's errno (eight: and the setup step that failed), after which it
+   * exits 127 at once and is reaped here. */
+  int msg[2] = {0, 0};
   ssize_t r;
-  do r = read(ep[0], &child_err, sizeof child_err);
+  do r = read(ep[0], msg, sizeof msg);
   while (r < 0 && errno == EINTR);
   close(ep[0]);
-  if (r == (ssize_t)sizeof child_err) {
+  if (r >= (ssize_t)sizeof msg[0]) {
     int st;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
     }
-    return -child_err;
+    if (o->failed_step) *o->failed_step = r == (ssize_t)sizeof msg ? msg[1] : ORCH_SPAWN_STEP_EXEC;
+    return -msg[0];
   }
   *pid_out = pid;
   return 0;

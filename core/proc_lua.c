@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -161,6 +162,150 @@ static void stream_opt(lua_State *L, int opts, const char *key, stream_opt_t *so
   lua_pop(L, 1);
 }
 
+/* setrlimit's resources by the names of systemd's Limit*= settings. */
+static const struct {
+  const char *name;
+  int resource;
+} limit_names[] = {
+    {"as", RLIMIT_AS},           {"core", RLIMIT_CORE},     {"cpu", RLIMIT_CPU},
+    {"data", RLIMIT_DATA},       {"fsize", RLIMIT_FSIZE},   {"locks", RLIMIT_LOCKS},
+    {"memlock", RLIMIT_MEMLOCK}, {"msgqueue", RLIMIT_MSGQUEUE}, {"nice", RLIMIT_NICE},
+    {"nofile", RLIMIT_NOFILE},   {"nproc", RLIMIT_NPROC},   {"rss", RLIMIT_RSS},
+    {"rtprio", RLIMIT_RTPRIO},   {"rttime", RLIMIT_RTTIME}, {"sigpending", RLIMIT_SIGPENDING},
+    {"stack", RLIMIT_STACK}};
+
+#define MAX_LIMITS ((int)(sizeof limit_names / sizeof limit_names[0]))
+
+/* A limit's soft or hard value: a number, or "infinity". */
+static rlim_t limit_value(lua_State *L, int t, const char *key, const char *name) {
+  lua_getfield(L, t, key);
+  rlim_t v = RLIM_INFINITY;
+  if (lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) >= 0) v = (rlim_t)lua_tonumber(L, -1);
+  else if (!(lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "infinity") == 0))
+    luaL_error(L, "limits.%s.%s: a non-negative number or \"infinity\" expected", name, key);
+  lua_pop(L, 1);
+  return v;
+}
+
+/* limits = { { name = "nofile", soft = N|"infinity", hard = ... }, ... } */
+static int spawn_limits(lua_State *L, int opts, orch_spawn_limit_t *out) {
+  lua_getfield(L, opts, "limits");
+  int t = lua_gettop(L), n = 0;
+  if (lua_istable(L, t)) {
+    n = (int)lua_objlen(L, t);
+    if (n > MAX_LIMITS) luaL_error(L, "limits: at most %d", MAX_LIMITS);
+    for (int i = 0; i < n; i++) {
+      lua_rawgeti(L, t, i + 1);
+      int e = lua_gettop(L);
+      if (!lua_istable(L, e)) luaL_error(L, "limits[%d]: table expected", i + 1);
+      const char *name = opt_string(L, e, "name", "limits");
+      int k = 0;
+      while (k < MAX_LIMITS && !(name && strcmp(name, limit_names[k].name) == 0)) k++;
+      if (k == MAX_LIMITS) luaL_error(L, "limits[%d]: unknown limit %s", i + 1, name ? name : "(no name)");
+      out[i].resource = limit_names[k].resource;
+      out[i].soft = limit_value(L, e, "soft", name);
+      out[i].hard = limit_value(L, e, "hard", name);
+      lua_pop(L, 1);
+    }
+  } else if (!lua_isnil(L, t)) {
+    luaL_error(L, "limits: table expected");
+  }
+  lua_pop(L, 1);
+  return n;
+}
+
+/* An optional integer field: sets *set and *v when present. */
+static void opt_int(lua_State *L, int opts, const char *key, int *set, long *v) {
+  lua_getfield(L, opts, key);
+  if (!lua_isnil(L, -1)) {
+    *set = 1;
+    *v = (long)luaL_checkinteger(L, -1);
+  }
+  lua_pop(L, 1);
+}
+
+/* uid, gid, groups (a list of gids), umask, nice, oom_score_adj, limits:
+ * what orch.runas resolved in the parent (a name lookup is not safe
+ * between vfork and exec). The arrays live in userdata left on the stack. */
+static void spawn_credentials(lua_State *L, int opts, orch_spawn_opts_t *o) {
+  long v = 0;
+  opt_int(L, opts, "uid", &o->set_uid, &v);
+  o->uid = (uid_t)v;
+  opt_int(L, opts, "gid", &o->set_gid, &v);
+  o->gid = (gid_t)v;
+  opt_int(L, opts, "umask", &o->set_umask, &v);
+  o->umask = (mode_t)v;
+  opt_int(L, opts, "nice", &o->set_nice, &v);
+  o->nice = (int)v;
+  opt_int(L, opts, "oom_score_adj", &o->set_oom_score_adj, &v);
+  o->oom_score_adj = (int)v;
+  lua_getfield(L, opts, "groups");
+  if (lua_istable(L, -1)) {
+    int t = lua_gettop(L), n = (int)lua_objlen(L, t);
+    gid_t *g = lua_newuserdata(L, (size_t)(n ? n : 1) * sizeof *g);
+    for (int i = 0; i < n; i++) {
+      lua_rawgeti(L, t, i + 1);
+      g[i] = (gid_t)luaL_checkinteger(L, -1);
+      lua_pop(L, 1);
+    }
+    o->set_groups = 1, o->groups = g, o->n_groups = n;
+    lua_insert(L, t); /* the userdata stays below the table */
+  } else if (!lua_isnil(L, -1)) {
+    luaL_error(L, "groups: table expected");
+  }
+  lua_pop(L, 1);
+  orch_spawn_limit_t *limits = lua_newuserdata(L, MAX_LIMITS * sizeof *limits);
+  o->n_limits = spawn_limits(L, opts, limits);
+  o->limits = limits;
+}
+
+/* nil, "EPERM: cannot set limits.nofile (soft 1024, hard 1048577):
+ * Operation not permitted", "EPERM", "limits.nofile": a setup step of the
+ * child failed; its 4th value names the option. */
+static int step_fail(lua_State *L, int opts, const orch_spawn_opts_t *o, int step, int err) {
+  lua_pushnil(L);
+  const char *code = uv_err_name(err), *why = uv_strerror(err);
+  char what[64];
+  switch (step) {
+  case ORCH_SPAWN_STEP_OOM_SCORE_ADJ:
+    lua_pushfstring(L, "%s: cannot set oom_score_adj %d: %s", code, o->oom_score_adj, why);
+    snprintf(what, sizeof what, "oom_score_adj");
+    break;
+  case ORCH_SPAWN_STEP_NICE:
+    lua_pushfstring(L, "%s: cannot set nice %d: %s", code, o->nice, why);
+    snprintf(what, sizeof what, "nice");
+    break;
+  case ORCH_SPAWN_STEP_GROUPS:
+    lua_pushfstring(L, "%s: cannot set the supplementary groups: %s", code, why);
+    snprintf(what, sizeof what, "uid");
+    break;
+  case ORCH_SPAWN_STEP_GID:
+    lua_pushfstring(L, "%s: cannot switch to gid %d: %s", code, (int)o->gid, why);
+    snprintf(what, sizeof what, "gid");
+    break;
+  case ORCH_SPAWN_STEP_UID:
+    lua_pushfstring(L, "%s: cannot switch to uid %d: %s", code, (int)o->uid, why);
+    snprintf(what, sizeof what, "uid");
+    break;
+  default: {
+    int i = step - ORCH_SPAWN_STEP_LIMIT;
+    if (i < 0 || i >= o->n_limits) return orch_lua_fail(L, err);
+    lua_getfield(L, opts, "limits");
+    lua_rawgeti(L, -1, i + 1);
+    lua_getfield(L, -1, "name");
+    snprintf(what, sizeof what, "limits.%s", lua_tostring(L, -1));
+    lua_pop(L, 3);
+    char soft[24] = "infinity", hard[24] = "infinity";
+    if (o->limits[i].soft != RLIM_INFINITY) snprintf(soft, sizeof soft, "%llu", (unsigned long long)o->limits[i].soft);
+    if (o->limits[i].hard != RLIM_INFINITY) snprintf(hard, sizeof hard, "%llu", (unsigned long long)o->limits[i].hard);
+    lua_pushfstring(L, "%s: cannot set %s (soft %s, hard %s): %s", code, what, soft, hard, why);
+  }
+  }
+  lua_pushstring(L, code);
+  lua_pushstring(L, what);
+  return 4;
+}
+
 static int l_spawn(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   orch_spawn_opts_t o;
@@ -195,6 +340,9 @@ static int l_spawn(lua_State *L) {
     o.n_extra_fds = fd_list(L, lua_gettop(L), extra, 64);
     o.extra_fds = extra;
   }
+  spawn_credentials(L, 1, &o);
+  int failed_step = 0;
+  o.failed_step = &failed_step;
   stream_opt_t so[2];
   stream_opt(L, 1, "stdout", &so[0]);
   stream_opt(L, 1, "stderr", &so[1]);
@@ -225,6 +373,7 @@ static int l_spawn(lua_State *L) {
   if (rc < 0) {
     for (int i = 0; i < 2; i++)
       if (pipes[i][0] >= 0) close(pipes[i][0]);
+    if (failed_step) return step_fail(L, 1, &o, failed_step, rc);
     return orch_lua_fail(L, rc);
   }
 

@@ -77,6 +77,7 @@ void orch_signal_lua_register(lua_State *L); /* signal_lua.c: signals, process g
 void orch_sink_lua_register(lua_State *L);   /* sink_lua.c: log files, echo */
 void orch_fd_lua_register(lua_State *L);     /* fd_lua.c: socketpair, close, dup */
 void orch_regex_lua_register(lua_State *L);  /* regex_lua.c: POSIX regular expressions */
+void orch_users_lua_register(lua_State *L);  /* users.c: user and group look-ups */
 void orch_looplag_lua_register(lua_State *L); /* looplag.c: the loop's working time per turn */
 
 /* sink_lua.c: the sink at idx (an argument error if closed). */

@@ -8,6 +8,7 @@
 #define ORCH_PROC_H
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 #include <uv.h>
 
@@ -17,6 +18,25 @@ typedef struct orch_proc_s orch_proc_t;
  * was readable at that moment. code is the exit status (or -1), sig the
  * terminating signal (or 0). */
 typedef void (*orch_proc_exit_cb)(orch_proc_t *p, int code, int sig);
+
+/* A resource limit the child sets before exec (setrlimit). */
+typedef struct {
+  int resource; /* RLIMIT_* */
+  rlim_t soft, hard;
+} orch_spawn_limit_t;
+
+/* The setup step of the child that failed, when orch_spawn fails in the
+ * child before exec (0: exec itself, chdir, or the fds). A failed limit is
+ * ORCH_SPAWN_STEP_LIMIT + its index in `limits`. */
+enum {
+  ORCH_SPAWN_STEP_EXEC = 0,
+  ORCH_SPAWN_STEP_OOM_SCORE_ADJ,
+  ORCH_SPAWN_STEP_NICE,
+  ORCH_SPAWN_STEP_GROUPS,
+  ORCH_SPAWN_STEP_GID,
+  ORCH_SPAWN_STEP_UID,
+  ORCH_SPAWN_STEP_LIMIT = 16
+};
 
 typedef struct {
   const char *file;      /* program: a path, or a bare name searched on envp's PATH */
@@ -33,6 +53,24 @@ typedef struct {
                             born there (clone3), or moves itself there before
                             exec where clone3 is refused (0: none; fd 0 is
                             always /dev/null in orch) */
+  /* Set in the child, in this order, after its fds and before chdir and
+   * exec (lowering a nice value or raising a hard limit needs the
+   * privileges the ids may drop): */
+  int set_oom_score_adj, oom_score_adj; /* /proc/self/oom_score_adj */
+  int set_nice, nice;                   /* setpriority */
+  const orch_spawn_limit_t *limits;     /* setrlimit, each */
+  int n_limits;
+  int set_groups;                       /* setgroups(groups, n_groups) */
+  const gid_t *groups;
+  int n_groups;
+  int set_gid;                          /* real, effective and saved gid */
+  gid_t gid;
+  int set_uid;                          /* real, effective and saved uid */
+  uid_t uid;
+  int set_umask;                        /* umask (else inherited) */
+  mode_t umask;
+  int *failed_step;                     /* NULL, or where the step that
+                                           failed goes (ORCH_SPAWN_STEP_*) */
 } orch_spawn_opts_t;
 
 /* Forks and execs. On success stores the pid and returns 0; otherwise returns
@@ -77,6 +115,8 @@ int orch_pgroup_alive(pid_t pgid);
  * async-signal-safe, for use between fork and exec. */
 /* Writes err to the exec-error pipe and exits 127. */
 void orch__child_fail(int errfd, int err) __attribute__((noreturn));
+/* The same, with the setup step that failed (ORCH_SPAWN_STEP_*). */
+void orch__child_fail_at(int errfd, int err, int step) __attribute__((noreturn));
 /* execve, searching envp's PATH for a bare name (no shell fallback); returns
  * the errno of the failure that matters. */
 int orch__child_exec(const char *file, char *const *argv, char *const *envp);

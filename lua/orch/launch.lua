@@ -124,7 +124,8 @@ end
 -- The child's complete environment as a sorted "K=V" list: the base
 -- environment (orch's own, or the CLI's), the app's env over it, then the
 -- instance variables, and the marker when home (orch's, absolute) is given.
--- orch_exe defaults to the running orch binary.
+-- orch_exe defaults to the running orch binary; login: variables of the
+-- app's user (orch.runas), over the base environment.
 -- Whether filter_env (orch.validate's form) keeps variable k of the
 -- starting environment.
 local function inherited(filter, k)
@@ -150,12 +151,14 @@ local function pm2_variables(env, app, id)
   env.pm_cwd = app.cwd
 end
 
-function M.environment(app, instance, id, base_env, orch_exe, home)
+function M.environment(app, instance, id, base_env, orch_exe, home, login)
   local env = {}
   for k, v in pairs(base_env or {}) do
     if not M.scrubbed_env[k] and inherited(app.filter_env, k) then env[k] = v end
   end
   pm2_variables(env, app, id)
+  -- login: HOME, USER, LOGNAME of the app's uid (orch.runas), under its env
+  for k, v in pairs(login or {}) do env[k] = v end
   for k, v in pairs(app.env or {}) do env[k] = tostring(v) end
   if M.uses_preload(app) then
     -- When it is missing, the supervisor does not spawn (its error names

@@ -82,6 +82,18 @@ option("treekill", { type = "boolean", default = true,
   doc = "false: kill_signal goes to the main process only (it stops its children itself); what is left of its tree when kill_timeout has passed is killed (SIGKILL) all the same." })
 option("pid_file", { type = "string", default_doc = "none",
   doc = "File holding the pid of a running process (PM2's \"-ID\" is added before a \".pid\" extension: web.pid becomes web-0.pid for the process of id 0), removed when it exits; relative to cwd." })
+option("uid", { type = "integer|string", default_doc = "the daemon's user",
+  doc = "User the processes run as, a name or a uid with an entry in the user database (PM2's; `user` too): orch, as root, starts them with that user's uid, its groups (the primary one, gid's if given, and its supplementary ones) and HOME, USER, LOGNAME set (the app's env wins). Only root can run an app as another user: otherwise it is an error when the app is loaded." })
+option("gid", { type = "integer|string", default_doc = "the uid's primary group, else the daemon's",
+  doc = "Group the processes run as, a name or a gid (PM2's; `group` too). Without uid, the daemon's user keeps its uid and has this one group." })
+option("umask", { type = "string|integer", default_doc = "the daemon's",
+  doc = "File mode creation mask of the processes, in octal digits: \"0027\" (a number's digits are read as octal too: 27 is 0027)." })
+option("nice", { type = "integer", default_doc = "the daemon's",
+  doc = "Scheduling priority of the processes, from -20 (first) to 19 (last); below the daemon's needs root." })
+option("oom_score_adj", { type = "integer", default_doc = "the daemon's",
+  doc = "How readily the kernel's out-of-memory killer picks the processes, from -1000 (never) to 1000 (first); below the daemon's needs root." })
+option("limits", { type = "table", default_doc = "the daemon's limits (nofile: the soft limit the daemon started with)",
+  doc = "Resource limits of the processes, by the names of systemd's Limit*= settings (setrlimit): as, core, cpu, data, fsize, locks, memlock, msgqueue, nice, nofile, nproc, rss, rtprio, rttime, sigpending, stack. A value sets the soft and the hard limit: a number, \"infinity\", a size (\"1G\") for those in bytes; { soft, hard } sets each: limits = { nofile = 65536, core = 0, nproc = { 512, 1024 } }. A limit that cannot be set (a hard limit raised without root, nofile above /proc/sys/fs/nr_open) makes the process errored, the message naming it." })
 option("kill_signal", { type = "signal", default = "SIGINT",
   doc = "Signal sent to the process group to stop it: a name (\"SIGTERM\", \"term\") or a number." })
 option("listen_timeout", { type = "duration", default = 3000,
@@ -156,6 +168,8 @@ for _, a in ipairs({ "error", "err", "err_file", "err_log" }) do
 end
 option("log", { type = "string", alias_of = "log_file", doc = "PM2 alias of log_file." })
 option("pid", { type = "string", alias_of = "pid_file", doc = "PM2 alias of pid_file." })
+option("user", { type = "integer|string", alias_of = "uid", doc = "PM2 alias of uid." })
+option("group", { type = "integer|string", alias_of = "gid", doc = "Alias of gid (systemd's Group=)." })
 option("interpreterArgs", { type = "string|list", alias_of = "interpreter_args", doc = "PM2 alias of interpreter_args." })
 
 -- PM2 options that have no effect here, accepted (type-checked) so PM2
@@ -174,12 +188,9 @@ local NO_EFFECT = {
   post_update = { "list", "PM2 runs these from its PM2 Plus dashboard, which orch has no counterpart of" },
   autodump = { "boolean", "orch keeps its state as it changes; `orch save` writes what resurrect starts" },
   windowsHide = { "boolean", "it concerns Windows only" },
-  username = { "string", "PM2 records the user who started the app; orch runs apps as the daemon's user" },
+  username = { "string", "PM2 records there the user who started the app; uid sets the user an app runs as" },
   kill_retry_time = { "duration", "orch learns of an exit at once (a pidfd per process) instead of polling for it" },
   watch_options = { "table", "orch's watcher is not chokidar: use watch_delay and ignore_watch" },
-  uid = { "integer|string", "orch does not switch users yet: the app runs as the daemon's user" },
-  user = { "integer|string", "orch does not switch users yet: the app runs as the daemon's user" },
-  gid = { "integer|string", "orch does not switch groups yet: the app runs with the daemon's group" },
   install_url = { "string", "PM2 uses it for its modules only" },
   name_prefix = { "string", "PM2 uses it for its modules only" },
   write = { "boolean", "it is PM2's `start --write` (save the configuration to a file), which orch has not" },

@@ -12,6 +12,7 @@ local core = require("orch.core")
 local uv = require("luv")
 local policy = require("orch.policy")
 local launch = require("orch.launch")
+local runas = require("orch.runas")
 local hook = require("orch.hook")
 local channel = require("orch.channel")
 local colour = require("orch.colour")
@@ -321,8 +322,10 @@ function Supervisor:_launch(proc)
     prefix_out = (self.colour_out and colour.label(label, proc.id, "out") or label) .. rest
     prefix_err = (self.colour_err and colour.label(label, proc.id, "err") or label) .. rest
   end
+  local as, aerr = runas.resolve(app)
+  if not as then return self:_spawn_failed(proc, aerr, nil) end
   local env = launch.environment(app, proc.instance, proc.id, proc.base_env or self.opts.base_env, nil,
-    self.opts.home)
+    self.opts.home, as.env)
   -- Listening sockets first, from fd 3 (systemd socket activation), then the
   -- IPC channel (Node's child_process protocol).
   local fds = {}
@@ -349,30 +352,25 @@ function Supervisor:_launch(proc)
     self.worker_ids = (self.worker_ids or 0) + 1
     env[#env + 1] = "NODE_UNIQUE_ID=" .. self.worker_ids
   end
-  local handle, code
+  local handle, code, step
   local tree = self.opts.tree
   proc.scope = tree and tree:enter(proc)
-  handle, err, code = core.spawn({
-    cgroup = proc.scope and proc.scope.cgroup,
-    file = cmd.file,
-    argv = cmd.argv,
-    env = env,
-    fds = fds,
-    listen_pid = held ~= nil,
-    cwd = app.cwd,
-    stdout = { sink = out, combined = combined, echo_fd = self.opts.echo and 1 or nil, prefix = prefix_out,
-               format = launch.log_format(app, proc.id, "out") },
-    stderr = { sink = errs, combined = combined, echo_fd = self.opts.echo and 2 or nil, prefix = prefix_err,
-               format = launch.log_format(app, proc.id, "err") },
-    on_exit = function(exit_code, signal)
-      self:_on_exit(proc, handle, exit_code, signal)
-    end,
-  })
+  local spawn = as.spawn -- uid, gid, groups, umask, nice, oom_score_adj, limits
+  spawn.cgroup, spawn.file, spawn.argv, spawn.env, spawn.fds = proc.scope and proc.scope.cgroup, cmd.file,
+    cmd.argv, env, fds
+  spawn.listen_pid, spawn.cwd = held ~= nil, app.cwd
+  spawn.stdout = { sink = out, combined = combined, echo_fd = self.opts.echo and 1 or nil, prefix = prefix_out,
+                   format = launch.log_format(app, proc.id, "out") }
+  spawn.stderr = { sink = errs, combined = combined, echo_fd = self.opts.echo and 2 or nil, prefix = prefix_err,
+                   format = launch.log_format(app, proc.id, "err") }
+  spawn.on_exit = function(exit_code, signal) self:_on_exit(proc, handle, exit_code, signal) end
+  handle, err, code, step = core.spawn(spawn)
   child_fd:close() -- the child has its copy
   if not handle then
     chan_fd:close()
     if tree then tree:release(proc.scope) end
-    return self:_spawn_failed(proc, string.format("cannot exec %s: %s", cmd.file, err), code)
+    -- step: the option the child could not apply (limits.nofile, uid...)
+    return self:_spawn_failed(proc, step and err or string.format("cannot exec %s: %s", cmd.file, err), code)
   end
   proc.handle = handle
   proc.pid = handle:pid()

@@ -5,6 +5,7 @@
 local util = require("orch.util")
 local health = require("orch.health")
 local schema = require("orch.schema")
+local runas = require("orch.runas")
 
 local describe, quote, is_integer = util.describe, util.quote, util.is_integer
 local concat, sort = table.concat, table.sort
@@ -221,6 +222,12 @@ local CHECK = {
   pid_file = check_path,
   ignore_watch = check_string_list,
   watch_delay = check_duration,
+  uid = runas.check_uid,
+  gid = runas.check_gid,
+  umask = runas.check_umask,
+  nice = runas.check_nice,
+  oom_score_adj = runas.check_oom_score_adj,
+  limits = runas.check_limits,
 }
 
 -- A name commands take as a target (an app's name, a namespace): a word

@@ -182,10 +182,10 @@ while :; do sleep 0.1; done
   end)
 
   it("warns, naming the option and why, about PM2 options that have no effect", function()
-    local path = H.ecosystem(dir, '{ name = "w", script = "sleep", args = "600",\n  vizion = true,\n  uid = 1000 },')
+    local path = H.ecosystem(dir, '{ name = "w", script = "sleep", args = "600",\n  vizion = true,\n  username = "someone" },')
     local code, _, err = H.orch_sync({ "start", path }, { home = home, cwd = dir })
     assert.are.equal(0, code, err)
     assert.is_truthy(err:find(path .. ":3: app 'w': option 'vizion' has no effect: orch collects no version-control metadata", 1, true), err)
-    assert.is_truthy(err:find(path .. ":4: app 'w': option 'uid' has no effect: orch does not switch users yet", 1, true), err)
+    assert.is_truthy(err:find(path .. ":4: app 'w': option 'username' has no effect: PM2 records there the user", 1, true), err)
   end)
 end)

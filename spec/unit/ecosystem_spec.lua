@@ -621,7 +621,7 @@ describe("orch.ecosystem", function()
         '  max_memory_restart = "1G",',
         '  cron = "0 3 * * *",',
         '  pid_file = "web.pid", treekill = false, force = true, filter_env = true,',
-        "  uid = 1000,",
+        '  username = "someone",',
         "  vizion = true,",
         "  kill_retry_time = 100,",
         "  source_map_support = true,",
@@ -634,7 +634,7 @@ describe("orch.ecosystem", function()
       assert.are.same({
         path .. ":10: app 'web': option 'kill_retry_time' has no effect: orch learns of an exit at once (a pidfd per process) instead of polling for it",
         path .. ":11: app 'web': option 'source_map_support' has no effect: source maps are Node's (the app does not run under node)",
-        path .. ":8: app 'web': option 'uid' has no effect: orch does not switch users yet: the app runs as the daemon's user",
+        path .. ":8: app 'web': option 'username' has no effect: PM2 records there the user who started the app; uid sets the user an app runs as",
         path .. ":9: app 'web': option 'vizion' has no effect: orch collects no version-control metadata",
       }, w)
     end)
