@@ -435,12 +435,15 @@ function KIND.http(self, check, _, cfg)
   end)
 end
 
--- The argv runs in the app's cwd and environment, in a session of its own
--- (so a timeout kills what it started too); its output is kept for the
+-- The argv runs in the app's cwd and environment, as its user and group
+-- (orch.runas; libuv drops the supplementary groups), in a session of its
+-- own (so a timeout kills what it started too); its output is kept for the
 -- message (the first line of it, up to 1 KiB read).
 function KIND.exec(self, check, proc, cfg)
   local uv = self.uv
   local launch = require("orch.launch")
+  local as, aerr = require("orch.runas").resolve(proc.app)
+  if not as then return check.report(false, aerr) end
   local out, err = uv.new_pipe(false), uv.new_pipe(false)
   check.pipes = { out, err }
   local output = ""
@@ -448,7 +451,8 @@ function KIND.exec(self, check, proc, cfg)
   handle, pid = uv.spawn(cfg.exec[1], {
     args = { unpack(cfg.exec, 2) },
     env = launch.environment(proc.app, proc.instance, proc.id, proc.base_env, nil,
-      self.opts.home),
+      self.opts.home, as.env),
+    uid = as.spawn.uid, gid = as.spawn.gid,
     cwd = proc.app.cwd,
     stdio = { nil, out, err },
     detached = true,

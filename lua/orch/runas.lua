@@ -170,7 +170,8 @@ end
 -- Returns { spawn = {...}, env = {...} }, or nil and why not.
 function M.resolve(app)
   local spawn, env = {}, {}
-  local euid, egid = db().ids()
+  local euid, egid
+  if app.uid ~= nil or app.gid ~= nil then euid, egid = db().ids() end
   local user, group, err
   if app.uid ~= nil then
     user, err = lookup(app.uid, "user")

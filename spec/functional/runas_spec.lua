@@ -85,6 +85,18 @@ describe("apps run as another user", function()
     assert.matches("%zHOME=/srv/web%z", "\0" .. H.read("/proc/" .. pid .. "/environ"))
   end)
 
+  it("runs an exec health check as the app's user", function()
+    if not need_root() then return end
+    H.started(dir, home, [[
+      { name = "web", script = "/bin/sleep", args = "300", uid = "nobody", wait_healthy = true,
+        health = { exec = { "sh", "-c", "id -u; test \"$(id -u):$HOME\" = 65534:/nonexistent" }, interval = "100ms" } },
+    ]])
+    H.wait_until(function()
+      local d = H.json(home, { "describe", "web" })
+      return d and d[1].status == "online"
+    end, 10000, "web online: healthy")
+  end)
+
   it("creates log files an app of another user cannot read", function()
     if not need_root() then return end
     -- a directory anyone may enter: only the files' own modes stand
