@@ -511,7 +511,9 @@ describe("orch log back-pressure", function()
       local ms = (uv.hrtime() - t0) / 1e6
       assert.are.equal(0, code, err)
       assert.are.equal(2, #procs)
-      assert.is_true(ms < 1000, "orch list took " .. ms .. " ms")
+      -- a daemon stuck behind the pipes would not answer at all; the bound is
+      -- loose because ASan on a loaded 2-core machine took 1.4 s once
+      assert.is_true(ms < 5000, "orch list took " .. ms .. " ms")
       sample()
     end
     local out = home .. "/logs/seq-out.log"

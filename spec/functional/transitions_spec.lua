@@ -102,7 +102,10 @@ describe("kill_all", function()
       { name = "web", script = "sh", args = { %s }, kill_timeout = 60000, depends_on = { db = "online" } },
     ]], stubborn, stubborn))
     local o = H.orch({ "run", file }, { home = home })
-    o:wait_output("web:0 online", 15000)
+    -- "up" comes after the trap: a SIGINT before it would end web at once
+    -- and let the ordered stop go on to db (a spec race seen under load)
+    o:wait_output("db:0 +| up", 15000)
+    o:wait_output("web:0 +| up", 15000)
     o:kill("sigint")
     o:wait_output("web:0 stopping", 15000)
     assert.is_nil(o.err:match("db:0 stopping"), "db was not to be stopped before web")
