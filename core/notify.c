@@ -1,4 +1,5 @@
-/* notify.c: a Unix datagram socket at NOTIFY_SOCKET (see notify.h).
+/* notify.c: a Unix datagram socket at NOTIFY_SOCKET (see notify.h), and
+ * the sending side, for the daemon's own service manager (notify_send).
  *
  * Senders are identified by the kernel (SO_PASSCRED: every datagram comes
  * with the sender's pid), never by what they write, so a process can only
@@ -7,8 +8,10 @@
 
 #include <errno.h>
 #include <lauxlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "orch/binding.h"
@@ -82,8 +85,39 @@ static int l_notify_recv(lua_State *L) {
   return 2;
 }
 
-static const luaL_Reg funcs[] = {
-    {"notify_socket", l_notify_socket}, {"notify_recv", l_notify_recv}, {NULL, NULL}};
+/* notify_send(address, text) -> true | nil, message: one datagram to the
+ * NOTIFY_SOCKET a service manager gave orch (sd_notify's client side).
+ * A leading '@' names an abstract socket. Never blocks: a manager whose
+ * queue is full costs this message (EAGAIN), not the loop. A socket per
+ * message: they are rare (STATUS is rate-limited, WATCHDOG a few a
+ * minute), and a manager restarted meanwhile is found again. */
+static int l_notify_send(lua_State *L) {
+  size_t alen, tlen;
+  const char *addr = luaL_checklstring(L, 1, &alen);
+  const char *text = luaL_checklstring(L, 2, &tlen);
+  struct sockaddr_un sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  if (alen < 2 || alen >= sizeof sa.sun_path || (addr[0] != '/' && addr[0] != '@'))
+    return orch_lua_fail(L, -EINVAL);
+  memcpy(sa.sun_path, addr, alen);
+  if (addr[0] == '@') sa.sun_path[0] = '\0'; /* abstract: the name is the bytes after NUL */
+  socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + alen);
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return orch_lua_fail(L, -errno);
+  ssize_t n;
+  do {
+    n = sendto(fd, text, tlen, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&sa, len);
+  } while (n < 0 && errno == EINTR);
+  int rc = n < 0 ? -errno : 0;
+  close(fd);
+  return orch_lua_ok(L, rc);
+}
+
+static const luaL_Reg funcs[] = {{"notify_socket", l_notify_socket},
+                                 {"notify_recv", l_notify_recv},
+                                 {"notify_send", l_notify_send},
+                                 {NULL, NULL}};
 
 void orch_notify_lua_register(lua_State *L) {
   luaL_register(L, NULL, funcs);

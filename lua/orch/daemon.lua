@@ -11,11 +11,11 @@ local eventlog = require("orch.eventlog")
 local M = {}
 
 M.help = [[
-usage: orch daemon [--ready-fd N] [--http ADDR:PORT]
+usage: orch daemon [--ready-fd N] [--http ADDR:PORT] [--resurrect]
 
 Runs the daemon in the foreground of the calling process. The CLI starts it
-by itself (detached) when no daemon answers; there is rarely a reason to run
-it by hand.
+by itself (detached) when no daemon answers; a service manager runs it with
+--resurrect (orch startup writes such a unit).
 
   --ready-fd N   once the control socket listens, write a newline to fd N
                  and close it (s6's notification-fd); "=" instead when
@@ -23,9 +23,18 @@ it by hand.
   --http ADDR:PORT
                  serve /metrics, /healthz, /readyz... over HTTP there
                  (docs/http.md); default: $ORCH_HTTP, else no HTTP
+  --resurrect    start the saved apps (orch save) as orch resurrect does,
+                 unless a crashed daemon's own apps come back instead; fail
+                 when another orch already has this ORCH_HOME
+
+With NOTIFY_SOCKET set (systemd's Type=notify), the daemon says READY=1
+once it serves and what it started has settled, STATUS= as processes
+change, WATCHDOG=1 (WatchdogSec=), RELOADING=1 around orch reload all and
+STOPPING=1 on the way out (docs/production.md).
 ]]
 
--- argv after "daemon" -> { ready_fd = n | nil, http = address | nil }, or nil, message.
+-- argv after "daemon" -> { ready_fd = n | nil, http = address | nil, resurrect = true | nil },
+-- or nil, message.
 local function parse(args)
   local opts, i = {}, 1
   while i <= #args do
@@ -42,7 +51,9 @@ local function parse(args)
       v = args[i]
       if v == nil then return nil, "--ready-fd needs a file descriptor number" end
     end
-    if h then
+    if a == "--resurrect" then
+      opts.resurrect = true
+    elseif h then
       opts.http = h
     elseif v then
       local n = tonumber(v)
@@ -108,7 +119,11 @@ function M.main(args)
   if not lock then
     if code == "EWOULDBLOCK" then -- another daemon won the race: fine
       notify(opts.ready_fd, "=")
-      return 0
+      -- unless we were to bring the dump back (a service manager's daemon)
+      if not opts.resurrect then return 0 end
+      io.stderr:write("orch daemon: another orch already runs in ", layout.home, " (", layout.pid,
+        "); stop it (orch kill) for this one to start\n")
+      return 1
     end
     io.stderr:write("orch daemon: cannot lock ", layout.pid, ": ", lerr, "\n")
     return 1
@@ -117,17 +132,22 @@ function M.main(args)
   local log_sink = own_log(layout.daemon_log)
   local log = logger(log_sink)
   core.on_error(function(msg) log("error", msg) end)
+  local service -- orch.service: what the service manager is told (NOTIFY_SOCKET)
   local engine = engine_mod.new({
     paths = layout, echo = false, log = log, mode = "daemon",
     on_event = function(event, proc, info)
       -- no "stopping" line: a stop writes two lines per process as it is
       local msg = event ~= "stopping" and eventlog.line(event, proc, info)
       if msg then log("info", msg) end
+      if service then service:changed() end
     end,
   })
+  service = require("orch.service").new({ engine = engine, log = log })
   local status = 0
   local signals = {}
   local function quit()
+    service:stopping()
+    service:close()
     engine:shutdown()
     for _, h in ipairs(signals) do h:close() end
     uv.stop()
@@ -140,6 +160,7 @@ function M.main(args)
       if stopping then engine.sup:kill_all() return end
       stopping = true
       log("info", "received " .. name:upper() .. ", stopping every process")
+      service:stopping(string.format("stopping %d process(es)", #engine.sup:list()))
       engine:stop_all(quit)
     end)
     signals[#signals + 1] = h
@@ -168,6 +189,7 @@ function M.main(args)
     log("error", serr)
     for _, h in ipairs(signals) do h:close() end
     lock:release()
+    service:close()
     log("info", "daemon exiting")
     return 1
   end
@@ -179,7 +201,11 @@ function M.main(args)
       if #started > 0 then log("info", "restarted after a crash: " .. table.concat(started, ", ")) end
       if #stopped > 0 then log("info", "restored stopped after a crash: " .. table.concat(stopped, ", ")) end
       for _, e in ipairs(errors) do log("error", "cannot restart after a crash: " .. e) end
+      return service:expect_ready()
     end
+    -- a crashed daemon's apps are newer than the dump: they came back instead
+    if not opts.resurrect then return service:expect_ready() end
+    require("orch.service").resurrect(engine, log, function() service:expect_ready() end)
   end)
   uv.run()
   lock:release()

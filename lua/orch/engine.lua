@@ -435,6 +435,8 @@ end
 
 -- Replaces each process in turn with a new one (orch.reload).
 function Engine:reload(procs, done)
+  -- a service manager hears of a reload of every process (orch.service)
+  if self.reload_hook then done = self.reload_hook(procs, done) end
   return require("orch.reload").run(self, procs, done)
 end
 

@@ -17,7 +17,7 @@ M.interpreters = {
 -- children, where they would point at the wrong fds or the wrong pid.
 M.scrubbed_env = {
   LISTEN_FDS = true, LISTEN_PID = true, LISTEN_FDNAMES = true, LISTEN_PIDFDID = true,
-  NOTIFY_SOCKET = true, NODE_CHANNEL_FD = true, NODE_CHANNEL_SERIALIZATION_MODE = true,
+  NOTIFY_SOCKET = true, WATCHDOG_USEC = true, WATCHDOG_PID = true, NODE_CHANNEL_FD = true, NODE_CHANNEL_SERIALIZATION_MODE = true,
   NODE_UNIQUE_ID = true,
 }
 

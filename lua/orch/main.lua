@@ -13,12 +13,16 @@ local verbs = {
           summary = "run a Lua script with orch's runtime (LuaJIT, luv, cjson)" },
   repl = { module = "orch.repl", usage = "repl",
            summary = "an interactive Lua REPL inside the daemon" },
-  daemon = { module = "orch.daemon", usage = "daemon [--ready-fd N]", summary = "run the daemon (the CLI starts it by itself; N: write a newline there once serving)" },
+  daemon = { module = "orch.daemon", usage = "daemon [--ready-fd N] [--resurrect]", summary = "run the daemon (the CLI starts it by itself; N: write a newline there once serving; --resurrect: the saved apps, for a service manager)" },
+  startup = { module = "orch.startup", usage = "startup [systemd] [--user] [--print]",
+              summary = "start orch at boot with the saved apps: write and enable a systemd unit" },
+  unstartup = { module = "orch.startup", entry = "unstartup", usage = "unstartup [systemd] [--user]",
+                summary = "disable and remove the unit orch startup wrote" },
   version = { summary = "print orch's version" },
   help = { usage = "help [VERB]", summary = "show help" },
 }
 -- `orch help` lists orch.cli's verbs (in their order), then these.
-local own_order = { "repl", "run", "lua", "daemon", "version", "help" }
+local own_order = { "repl", "run", "lua", "daemon", "startup", "unstartup", "version", "help" }
 
 local function order()
   local list = {}
@@ -67,7 +71,8 @@ local function help(args)
   end
   if v.module then
     local mod = require(v.module)
-    if mod.help then io.stdout:write(mod.help, mod.help:sub(-1) == "\n" and "" or "\n") return 0 end
+    local text = mod[(v.entry and (v.entry .. "_") or "") .. "help"]
+    if text then io.stdout:write(text, text:sub(-1) == "\n" and "" or "\n") return 0 end
   end
   io.stdout:write(string.format("usage: orch %s\n\n%s\n", v.usage or name, v.summary))
   return 0
@@ -101,7 +106,7 @@ function M.main(argv)
     if a == "--help" or a == "-h" then return help({ verb }) end
   end
   if not v then return cli.main(verb, args) end
-  return require(v.module).main(args, argv[0])
+  return require(v.module)[v.entry or "main"](args, argv[0])
 end
 
 return M
