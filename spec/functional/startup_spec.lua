@@ -300,6 +300,46 @@ describe("orch startup", function()
     for _, pid in ipairs(pids) do assert.is_false(H.alive(pid)) end
   end)
 
+  it("--resurrect starts the dump after a clean stop, and a crashed daemon's own apps after a crash", function()
+    -- each app from a file of its own: the dump and the state file name their source
+    local function start(name)
+      local file = H.ecosystem(dir, string.format('{ name = %q, script = "/bin/sleep", args = { "1000" } }', name),
+        name .. ".config.lua")
+      assert.are.equal(0, (orch({ "start", file })))
+    end
+    start("saved")
+    assert.are.equal(0, (orch({ "save" })))
+    assert.are.equal(0, (orch({ "delete", "saved" })))
+    start("later")
+    local function names()
+      local list = H.json(home, { "list" }) or {}
+      local t = {}
+      for _, p in ipairs(list) do t[#t + 1] = p.name .. ":" .. p.status end
+      table.sort(t)
+      return table.concat(t, " ")
+    end
+    local function boot()
+      local d = H.orch({ "daemon", "--resurrect" }, { home = home })
+      H.wait_until(function() return uv.fs_stat(home .. "/orch.sock") and (H.read(home .. "/daemon.pid") or "")
+        :match("^" .. d.pid .. "%s") end, 10000, "the daemon to serve")
+      return d
+    end
+
+    -- a crash: the state file (later) is newer than the dump (saved)
+    local pid = tonumber(H.read(home .. "/daemon.pid"))
+    assert(uv.kill(pid, "sigkill"))
+    H.wait_until(function() return not H.alive(pid) end, 10000, "the daemon to die")
+    local d = boot()
+    H.wait_until(function() return names() == "later:online" end, 20000,
+      function() return "later alone, not " .. names() end)
+    -- a clean stop (systemctl stop, a shutdown): the next boot brings the dump back
+    d:kill("sigterm")
+    assert.are.equal(0, d:wait_exit(30000))
+    boot() -- (ended with the test, as every orch it started)
+    H.wait_until(function() return names() == "saved:online" end, 20000,
+      function() return "saved alone, not " .. names() end)
+  end)
+
   it("--resurrect fails, saying why, when another orch has the home", function()
     assert.are.equal(0, (orch({ "ping" })))
     local code, _, err = orch({ "daemon", "--resurrect" })
