@@ -165,7 +165,9 @@ local function settings(verb, p)
   elseif s.user ~= me.username then
     s.home = s.user_home .. "/.orch"
   else
-    s.home = assert(require("orch.paths").home())
+    local herr
+    s.home, herr = require("orch.paths").home()
+    if not s.home then return nil, herr end
   end
   if o["unit-dir"] then
     s.dir = util.abspath(o["unit-dir"])
