@@ -236,7 +236,7 @@ static void child_run(const orch_spawn_opts_t *o, int errfd, int devnull, int pr
   child_credentials(o, errfd);
 
   /* as the app's user: a directory it may not enter is its error */
-  if (o->cwd && chdir(o->cwd) < 0) orch__child_fail(errfd, errno);
+  if (o->cwd && chdir(o->cwd) < 0) orch__child_fail_at(errfd, errno, ORCH_SPAWN_STEP_CWD);
   if (o->pid_env) {
     /* by hand: no stdio between vfork and exec */
     char *d = o->pid_env + 11; /* after "LISTEN_PID=" */

@@ -283,6 +283,12 @@ static int step_fail(lua_State *L, int opts, const orch_spawn_opts_t *o, int ste
     lua_pushfstring(L, "%s: cannot switch to gid %d: %s", code, (int)o->gid, why);
     snprintf(what, sizeof what, "gid");
     break;
+  case ORCH_SPAWN_STEP_CWD:
+    lua_getfield(L, opts, "cwd");
+    lua_pushfstring(L, "%s: cannot enter cwd %s: %s", code, lua_tostring(L, -1), why);
+    lua_remove(L, -2);
+    snprintf(what, sizeof what, "cwd");
+    break;
   case ORCH_SPAWN_STEP_UID:
     lua_pushfstring(L, "%s: cannot switch to uid %d: %s", code, (int)o->uid, why);
     snprintf(what, sizeof what, "uid");

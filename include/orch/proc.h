@@ -26,7 +26,7 @@ typedef struct {
 } orch_spawn_limit_t;
 
 /* The setup step of the child that failed, when orch_spawn fails in the
- * child before exec (0: exec itself, chdir, or the fds). A failed limit is
+ * child before exec (0: exec itself, or the fds). A failed limit is
  * ORCH_SPAWN_STEP_LIMIT + its index in `limits`. */
 enum {
   ORCH_SPAWN_STEP_EXEC = 0,
@@ -35,6 +35,7 @@ enum {
   ORCH_SPAWN_STEP_GROUPS,
   ORCH_SPAWN_STEP_GID,
   ORCH_SPAWN_STEP_UID,
+  ORCH_SPAWN_STEP_CWD,
   ORCH_SPAWN_STEP_LIMIT = 16
 };
 

@@ -137,6 +137,20 @@ describe("apps run as another user", function()
     assert.are.same({}, H.app_pids(home, "big"))
   end)
 
+  it("makes an app errored whose cwd its user may not enter, naming the directory", function()
+    if not need_root() then return end
+    local private = dir .. "/private"
+    assert(uv.fs_mkdir(private, tonumber("700", 8)))
+    H.started(dir, home, string.format([[
+      { name = "web", script = "/bin/sleep", args = "300", uid = "nobody", cwd = %q },
+    ]], private))
+    local p = H.wait_until(function()
+      local d = H.json(home, { "describe", "web" })
+      return d and d[1].status == "errored" and d[1]
+    end, 10000, "web errored")
+    assert.are.equal("EACCES: cannot enter cwd " .. private .. ": permission denied", p.reason)
+  end)
+
   it("refuses a limit it does not know and a user that does not exist, starting nothing", function()
     local file = H.ecosystem(dir, [[
       { name = "web", script = "/bin/sleep", args = "300", limits = { nofiles = 10 } },
