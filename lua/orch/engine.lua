@@ -320,16 +320,33 @@ function Engine:register(app, source)
   return procs
 end
 
--- The app's options or environment changed: cluster sockets its new workers
--- do not ask for again are closed (orch.cluster renew).
-function Engine:renew_sockets(name)
-  local channels, entry = {}, self.apps[name]
-  -- a second app of a name shares the first's cluster sockets (by name)
-  if entry and entry.app.key then return end
-  for _, p in ipairs(self:procs_of(name)) do
-    if p.channel then channels[#channels + 1] = p.channel end
+-- The keys of the apps named name: the first (name itself), then those
+-- start -f added (NAME#2...).
+function Engine:keys_named(name)
+  local keys = {}
+  for key, entry in pairs(self.apps) do
+    if key ~= name and entry.app.name == name then keys[#keys + 1] = key end
   end
-  self.cluster:renew(name, channels, entry ~= nil and entry.app.exec_mode == "cluster")
+  table.sort(keys)
+  if self.apps[name] then table.insert(keys, 1, name) end
+  return keys
+end
+
+-- The app's options or environment changed: cluster sockets its new workers
+-- do not ask for again are closed (orch.cluster renew). The sockets are the
+-- name's, which every app of it (start -f) shares, as PM2's workers share a
+-- server whatever their app: each one's workers are the name's.
+function Engine:renew_sockets(key)
+  local entry = self.apps[key]
+  local name = entry and entry.app.name or key
+  local channels, cluster = {}, false
+  for _, k in ipairs(self:keys_named(name)) do
+    for _, p in ipairs(self:procs_of(k)) do
+      if p.channel then channels[#channels + 1] = p.channel end
+    end
+    cluster = cluster or self.apps[k].app.exec_mode == "cluster"
+  end
+  self.cluster:renew(name, channels, cluster)
 end
 
 -- Options equal as loaded from a file: functions compare by their bytecode
@@ -473,11 +490,14 @@ function Engine:scale(name, n, done)
   end)
 end
 
-function Engine:forget(name)
-  if #self:procs_of(name) == 0 then
-    self.apps[name] = nil
-    self.triggers:app_removed(name)
-    self.sockets:unbind(name)
+function Engine:forget(key)
+  if #self:procs_of(key) == 0 then
+    local entry = self.apps[key]
+    self.apps[key] = nil
+    self.triggers:app_removed(key)
+    -- the name's sockets (every app of it shares them) close with its last app
+    local name = entry and entry.app.name or key
+    if #self:keys_named(name) == 0 then self.sockets:unbind(name) end
   end
   self:save_state_soon()
 end

@@ -6,18 +6,6 @@ local key_of = require("orch.targets").key
 
 local M = {}
 
--- The keys of the apps named name: the first (name itself), then those
--- start -f added (NAME#2...).
-local function keys_named(engine, name)
-  local keys = {}
-  for key, entry in pairs(engine.apps) do
-    if key ~= name and entry.app.name == name then keys[#keys + 1] = key end
-  end
-  table.sort(keys)
-  if engine.apps[name] then table.insert(keys, 1, name) end
-  return keys
-end
-
 -- Their processes, oldest (lowest id) first.
 local function procs_named(engine, keys)
   local procs = {}
@@ -78,13 +66,13 @@ function M.handlers(t)
     end
     local why = args.instances and bad(args.instances)
     if why then return respond(nil, "EINVAL", why) end
-    if #keys_named(engine, args.name) == 0 then
+    if #engine:keys_named(args.name) == 0 then
       local _, rerr = engine:resolve(args.name)
       return respond(nil, "ENOTFOUND", rerr or ("no app named '" .. args.name .. "'"))
     end
     local merge = args.instances and string.format("scale\0%s\0%d", args.name, args.instances)
-    engine.ops:run(keys_named(engine, args.name), merge, function(finish)
-      local keys = keys_named(engine, args.name)
+    engine.ops:run(engine:keys_named(args.name), merge, function(finish)
+      local keys = engine:keys_named(args.name)
       if #keys == 0 then
         return finish(nil, "ENOTFOUND", string.format("no app named '%s'", args.name))
       end

@@ -139,6 +139,40 @@ describe("cluster", function()
     for _, pid in ipairs(got) do assert.are.equal(down[1].pid, pid) end
   end)
 
+  -- PM2's workers share a server by its address whichever app they are of;
+  -- orch's by the app's name, which a second app of a name (start -f) has.
+  for _, balance in ipairs({ "round-robin", "shared" }) do
+    it("keeps a name's sockets open while a second app of it (start -f) runs (" .. balance .. ")", function()
+      local port = free_port()
+      local first = start(cluster_app(apps .. "/cluster_node.js", port, string.format("balance = %q", balance)))
+      local second, code, err = H.json(home, { "start", apps .. "/cluster_node.js", "--name", "web", "-f", "-i", "1" },
+        { env = { PORT = tostring(port), HOST = "127.0.0.1" } })
+      assert.are.equal(0, code, err)
+      local all = pids_of(first)
+      all[#all + 1] = second.processes[1].pid
+      answers_from_all(port, all)
+      -- the first app deleted (by ids): the second serves on, nothing refused
+      for _, p in ipairs(first.processes) do assert.are.equal(0, (H.orch_sync({ "delete", tostring(p.id) },
+        { home = home }))) end
+      local got, errors = probe(port, 10)
+      assert.are.same({}, errors)
+      assert.are.equal(10, #got)
+      for _, pid in ipairs(got) do assert.are.equal(second.processes[1].pid, pid) end
+      -- restarted, its worker asks for the socket again and gets it
+      assert.are.equal(0, (H.orch_sync({ "restart", "web" }, { home = home })))
+      local now = assert(H.json(home, { "list" }))
+      answers_from_all(port, { now[1].pid })
+      -- its last app gone, the name's socket closes: the port is free
+      assert.are.equal(0, (H.orch_sync({ "delete", "web" }, { home = home })))
+      H.wait_until(function()
+        local t = uv.new_tcp()
+        local ok = t:bind("127.0.0.1", port) and t:listen(1, function() end)
+        t:close()
+        return ok
+      end, 5000, "port " .. port .. " to be free")
+    end)
+  end
+
   it("exchanges messages with a Lua worker through orch.worker", function()
     local port = free_port()
     start(cluster_app(apps .. "/cluster_lua.lua", port, [[on_message = function(p, m)
