@@ -79,7 +79,11 @@ void orch_fd_lua_register(lua_State *L);     /* fd_lua.c: socketpair, close, dup
 void orch_regex_lua_register(lua_State *L);  /* regex_lua.c: POSIX regular expressions */
 void orch_users_lua_register(lua_State *L);  /* users.c: user and group look-ups */
 void orch_looplag_lua_register(lua_State *L); /* looplag.c: the loop's working time per turn */
+void orch_chan_lua_register(lua_State *L);     /* chan_lua.c: the IPC channel */
+void orch_balancer_lua_register(lua_State *L); /* balancer_lua.c: round-robin in C */
 
+/* chan_lua.c: the channel at idx (an argument error once collected). */
+struct orch_chan_s *orch_lua_check_chan(lua_State *L, int idx);
 /* sink_lua.c: the sink at idx (an argument error if closed). */
 struct orch_sink_s *orch_lua_check_sink(lua_State *L, int idx);
 /* signal_lua.c: a signal number, name ("SIGTERM") or short name ("term")

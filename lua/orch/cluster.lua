@@ -5,7 +5,9 @@
 -- app's `listen` socket on that port) and holds it while the app exists,
 -- so restarts never close it. Then, by the app's `balance`:
 --   round-robin: orch accepts and hands each connection to the next worker
---                (newconn with the descriptor attached);
+--                (newconn with the descriptor attached): core/balancer.c
+--                does it all in C; this module says which workers take
+--                connections (a worker listening, draining, gone);
 --   shared:      every worker gets the listening socket itself.
 -- Wire format: docs/protocol.md; Node's side: lib/internal/cluster/.
 local uv = require("luv")
@@ -25,16 +27,11 @@ local ERRNO = {
   ENAMETOOLONG = -36, ENOTSUP = -95, EMFILE = -24,
 }
 
--- Connections orch holds for an app while no worker can take them (every
--- instance is restarting); more are left in the kernel's accept queue.
-M.MAX_HELD = 1024
 -- Sockets orch binds or keeps for one app's workers (servers a worker may
 -- ask for), unless the app says otherwise (cluster_max_sockets): more are
 -- refused with EMFILE, so a runaway or hostile worker cannot make the
 -- daemon bind without limit.
 M.MAX_SOCKETS = 16
--- A connection refused this often by workers (accepted = false) is closed.
-M.MAX_TRIES = 8
 
 -- opts:
 --   log(level, text)
@@ -68,7 +65,7 @@ end
 local function worker_state(self, proc, ch)
   local w = self.workers[ch]
   if not w then
-    w = { proc = proc, ch = ch, app = proc.app.name, inflight = {}, entries = {}, live = true,
+    w = { proc = proc, ch = ch, app = proc.app.name, entries = {},
           fresh = not self.old[ch] }
     self.workers[ch] = w
   end
@@ -158,7 +155,7 @@ function Cluster:_entry(app, q)
   e = {
     key = key, key_json = cjson.encode(key), app = app.name, fd = fd, owned = owned_or_err, unix = unix,
     rr = app.balance == "round-robin", data = q.data,
-    workers = {}, next = 0, held = {},
+    workers = {},
   }
   -- A handle of our own on a duplicate, for sockname and (round-robin)
   -- accepting; closing it leaves the app's socket open.
@@ -170,64 +167,17 @@ function Cluster:_entry(app, q)
   e.handle = unix and uv.new_pipe(false) or uv.new_tcp()
   util.open_handle(e.handle, dup)
   e.sockname = sockname(e.handle, unix)
+  if e.rr then
+    local bal, berr = core.balancer(fd, e.key_json)
+    if not bal then
+      e.handle:close()
+      if e.owned then fd:close() end
+      return nil, "EMFILE", tostring(berr)
+    end
+    e.bal = bal
+  end
   by_key[key] = e
   return e
-end
-
--- Accepting runs only while some worker can take connections; otherwise
--- they wait in the kernel's queue, where a restarting app wants them.
-function Cluster:_listen(e)
-  if e.listening or not e.rr then return end
-  e.listening = true
-  e.handle:listen(511, function(err)
-    if err then return self.log("warn", "cluster " .. e.key .. ": accept: " .. tostring(err)) end
-    local conn = e.unix and uv.new_pipe(false) or uv.new_tcp()
-    local ok = e.handle:accept(conn)
-    if not ok then return conn:close() end
-    self:_distribute(e, { conn = conn, tries = 0 })
-  end)
-end
-
-function Cluster:_unlisten(e)
-  if not e.listening then return end
-  e.listening = false
-  -- libuv cannot stop a listener: close our duplicate and keep a fresh one
-  -- for the next worker.
-  e.handle:close()
-  local dup = core.dup(e.fd)
-  e.handle = e.unix and uv.new_pipe(false) or uv.new_tcp()
-  if dup then util.open_handle(e.handle, dup) end
-end
-
--- The next worker in turn that can take a connection, or nil.
-local function pick(e)
-  local n = #e.workers
-  for _ = 1, n do
-    e.next = e.next % n + 1
-    local w = e.workers[e.next]
-    if w.live and not w.ch.closed then return w end
-  end
-end
-
-function Cluster:_distribute(e, c)
-  c.tries = c.tries + 1
-  local w = c.tries <= M.MAX_TRIES and pick(e)
-  if not w then
-    if c.tries > M.MAX_TRIES or #e.held >= M.MAX_HELD or not self.apps[e.app] then
-      return c.conn:close()
-    end
-    e.held[#e.held + 1] = c
-    return
-  end
-  local seq = self:_next_seq()
-  w.inflight[seq] = { e = e, c = c }
-  w.ch.send_handle(string.format('{"cmd":"NODE_CLUSTER","act":"newconn","key":%s,"seq":%d}', e.key_json, seq), c.conn,
-    function(delivered)
-      if not delivered and w.inflight[seq] then
-        w.inflight[seq] = nil
-        self:_distribute(e, c)
-      end
-    end)
 end
 
 function Cluster:_add_worker(e, w)
@@ -236,25 +186,20 @@ function Cluster:_add_worker(e, w)
   end
   e.workers[#e.workers + 1] = w
   w.entries[e] = true
-  self:_listen(e)
-  local held = e.held
-  e.held = {}
-  for _, c in ipairs(held) do self:_distribute(e, c) end
+  -- accepting starts with the first worker, and stops while none has room
+  if e.bal then e.bal:add(w.ch.c) end
 end
 
 function Cluster:_remove_worker(e, w)
   for i, x in ipairs(e.workers) do
     if x == w then
       table.remove(e.workers, i)
-      if e.next >= i then e.next = e.next - 1 end
+      if e.bal then e.bal:remove(w.ch.c) end
       break
     end
   end
   w.entries[e] = nil
-  if #e.workers == 0 then
-    self:_unlisten(e)
-    if e.stale then self:_sweep(e.app) end
-  end
+  if #e.workers == 0 and e.stale then self:_sweep(e.app) end
 end
 
 function Cluster:_query(w, q)
@@ -269,14 +214,11 @@ function Cluster:_query(w, q)
     self:_reply(w, q, { errno = 0, key = e.key, data = e.data, sockname = e.sockname })
     return self:_add_worker(e, w)
   end
-  -- shared: the listening socket itself, on a duplicate closed once sent
-  local dup = core.dup(e.fd)
-  if not dup then return self:_reply(w, q, { errno = ERRNO.EMFILE, key = e.key }) end
-  local h = e.unix and uv.new_pipe(false) or uv.new_tcp()
-  util.open_handle(h, dup)
+  -- shared: the listening socket itself (the channel sends a duplicate)
   w.entries[e] = true
-  w.ch.send_handle({ cmd = "NODE_CLUSTER", errno = 0, key = e.key, ack = q.seq, data = e.data,
-    seq = self:_next_seq() }, h, function() h:close() end)
+  local ok, err2 = w.ch.send_handle({ cmd = "NODE_CLUSTER", errno = 0, key = e.key, ack = q.seq, data = e.data,
+    seq = self:_next_seq() }, e.fd)
+  if not ok then self.log("warn", self.label(w.proc) .. ": cannot pass the cluster socket: " .. tostring(err2)) end
 end
 
 -- A NODE_CLUSTER message from a worker (its channel ch).
@@ -284,11 +226,8 @@ function Cluster:message(proc, ch, msg)
   if msg.cmd ~= "NODE_CLUSTER" then return end
   local w = worker_state(self, proc, ch)
   if msg.ack ~= nil then
-    local f = w.inflight[msg.ack]
-    if f then
-      w.inflight[msg.ack] = nil
-      if msg.accepted then f.c.conn:close() else self:_distribute(f.e, f.c) end
-    end
+    -- a newconn's answer in other spelling than Node's (which C reads itself)
+    if type(msg.ack) == "number" and not w.ch.closed then w.ch.c:cluster_ack(msg.ack, msg.accepted == true) end
     return
   end
   local act = msg.act
@@ -318,7 +257,6 @@ end
 function Cluster:drain(proc, ch)
   local w = self.workers[ch or proc.channel or false]
   if not w then return end
-  w.live = false
   for e in pairs(w.entries) do self:_remove_worker(e, w) end
 end
 
@@ -335,23 +273,19 @@ function Cluster:disconnect(proc, after)
 end
 
 -- The worker's channel closed (it exited or disconnected): what it had not
--- answered goes to the others.
+-- answered has gone to the others already (core/chan.c).
 function Cluster:closed(ch)
   local w = self.workers[ch]
   if not w then return end
   self.workers[ch] = nil
   self:drain(w.proc, ch)
-  local pending = w.inflight
-  w.inflight = {}
-  for _, f in pairs(pending) do self:_distribute(f.e, f.c) end
   if w.after_close then w.after_close() end
 end
 
 local function close_entry(e)
   if not e.handle:is_closing() then e.handle:close() end
+  if e.bal then e.bal:close() end
   if e.owned then e.fd:close() end
-  for _, c in ipairs(e.held) do c.conn:close() end
-  e.held = {}
 end
 
 -- The app is gone: its sockets (those bound here) close, and connections
@@ -404,8 +338,10 @@ end
 function Cluster:view(name)
   local out = {}
   for _, e in pairs(self.apps[name] or {}) do
-    out[#out + 1] = { key = e.key, mode = e.rr and "round-robin" or "shared", workers = #e.workers,
+    local v = { key = e.key, mode = e.rr and "round-robin" or "shared", workers = #e.workers,
       address = e.sockname and e.sockname.address, port = e.sockname and e.sockname.port }
+    if e.bal then v.balancer = e.bal:stats() end
+    out[#out + 1] = v
   end
   return out
 end

@@ -1,0 +1,278 @@
+/* balancer.c: round-robin of a cluster socket's connections (see balancer.h).
+ *
+ * Per connection: accept4, a pick, one sendmsg, and later the worker's two
+ * answers read by chan.c and a close: no Lua, no handle object. */
+#include "orch/balancer.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define ACCEPTS_PER_TURN 64 /* then other handles get their turn */
+#define RETRY_MS 100        /* after EMFILE and the like: the loop must not spin */
+
+typedef struct {
+  orch_chan_t *ch;
+  int weight;
+} member_t;
+
+struct orch_balancer_s {
+  orch_balancer_t *prev, *next; /* the open balancers, for wake */
+  uv_poll_t poll;
+  uv_timer_t timer;
+  int lfd;
+  int polling, closed, handles_open;
+  unsigned inflight; /* connections out with a worker: they come back here */
+  member_t *m;
+  unsigned n, cap, cur, credit;
+  orch_bconn_t *held_head, *held_tail;
+  unsigned nheld;
+  orch_balancer_stats_t st;
+  size_t key_len;
+  char key[];
+};
+
+static orch_balancer_t *open_list;
+static uint64_t next_seq;
+
+static void maybe_free(orch_balancer_t *b) {
+  if (b->closed && !b->handles_open && !b->inflight) {
+    free(b->m);
+    free(b);
+  }
+}
+
+static void on_handle_closed(uv_handle_t *h) {
+  orch_balancer_t *b = h->data;
+  b->handles_open--;
+  maybe_free(b);
+}
+
+static void drop(orch_bconn_t *c) {
+  orch_balancer_t *b = c->bal;
+  close(c->fd);
+  free(c);
+  b->st.dropped++;
+  b->inflight--;
+  maybe_free(b);
+}
+
+void orch__balancer_done(orch_bconn_t *c) {
+  orch_balancer_t *b = c->bal;
+  close(c->fd);
+  free(c);
+  b->st.handed++;
+  b->inflight--;
+  maybe_free(b);
+}
+
+/* The next member with room, weight turns in a row each, or NULL. */
+static orch_chan_t *pick(orch_balancer_t *b) {
+  for (unsigned k = 0; k < b->n; k++) {
+    if (b->cur >= b->n) b->cur = 0;
+    member_t *m = &b->m[b->cur];
+    if (orch__chan_ready(m->ch)) {
+      if (++b->credit >= (unsigned)m->weight) {
+        b->credit = 0;
+        b->cur++;
+      }
+      return m->ch;
+    }
+    b->credit = 0;
+    b->cur++;
+  }
+  return NULL;
+}
+
+static void on_accept(uv_poll_t *p, int status, int events);
+
+static void stop_accepting(orch_balancer_t *b) {
+  if (!b->polling) return;
+  b->polling = 0;
+  uv_poll_stop(&b->poll);
+}
+
+static void hold(orch_balancer_t *b, orch_bconn_t *c) {
+  if (b->closed || b->nheld >= ORCH_BALANCER_MAX_HELD) return drop(c);
+  c->next = NULL;
+  if (b->held_tail) b->held_tail->next = c;
+  else b->held_head = c;
+  b->held_tail = c;
+  b->nheld++;
+  stop_accepting(b); /* no worker has room: the rest wait in the kernel's queue */
+}
+
+/* Gives c to the next worker with room (0), or returns -EAGAIN: none. */
+static int give(orch_balancer_t *b, orch_bconn_t *c) {
+  orch_chan_t *ch;
+  while ((ch = pick(b))) {
+    c->seq = ++next_seq;
+    c->answer = 0;
+    int n = snprintf(c->text, b->key_len + 128,
+                     "{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Native\",\"msg\":{\"cmd\":\"NODE_CLUSTER\","
+                     "\"act\":\"newconn\",\"key\":%s,\"seq\":%llu}}\n",
+                     b->key, (unsigned long long)c->seq);
+    c->len = (size_t)n;
+    if (orch__chan_send_conn(ch, c) == 0) {
+      c->tries++;
+      return 0;
+    }
+    /* that channel is marked full now: pick goes past it */
+  }
+  return -EAGAIN;
+}
+
+void orch__balancer_retry(orch_bconn_t *c) {
+  orch_balancer_t *b = c->bal;
+  if (b->closed || c->tries >= ORCH_BALANCER_MAX_TRIES) return drop(c);
+  b->st.retried++;
+  if (give(b, c) < 0) hold(b, c);
+}
+
+static void start_accepting(orch_balancer_t *b) {
+  if (b->polling || b->closed || uv_is_active((uv_handle_t *)&b->timer)) return;
+  if (uv_poll_start(&b->poll, UV_READABLE, on_accept) == 0) b->polling = 1;
+}
+
+/* Held connections first, then accepting again if some worker has room. */
+static void kick(orch_balancer_t *b) {
+  while (b->held_head) {
+    orch_bconn_t *c = b->held_head;
+    if (!b->n || give(b, c) < 0) return;
+    b->held_head = c->next;
+    if (!b->held_head) b->held_tail = NULL;
+    b->nheld--;
+  }
+  for (unsigned i = 0; i < b->n; i++) {
+    if (orch__chan_ready(b->m[i].ch)) return start_accepting(b);
+  }
+}
+
+void orch__balancer_wake(void) {
+  for (orch_balancer_t *b = open_list; b; b = b->next) {
+    if (!b->polling || b->held_head) kick(b);
+  }
+}
+
+static void on_timer(uv_timer_t *t) { kick(t->data); }
+
+static void on_accept(uv_poll_t *p, int status, int events) {
+  (void)events;
+  orch_balancer_t *b = p->data;
+  if (status < 0) return;
+  for (int i = 0; i < ACCEPTS_PER_TURN && b->polling; i++) {
+    int fd = accept4(b->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) { /* EMFILE, ENOBUFS...: later */
+        stop_accepting(b);
+        uv_timer_start(&b->timer, on_timer, RETRY_MS, 0);
+      }
+      return;
+    }
+    orch_bconn_t *c = malloc(sizeof *c + b->key_len + 128);
+    if (!c) {
+      close(fd);
+      b->st.dropped++;
+      continue;
+    }
+    *c = (orch_bconn_t){.bal = b, .fd = fd};
+    b->inflight++;
+    b->st.accepted++;
+    if (give(b, c) < 0) hold(b, c); /* and stops accepting */
+  }
+}
+
+int orch_balancer_new(uv_loop_t *loop, int listen_fd, const char *key_json, size_t key_len,
+                      orch_balancer_t **out) {
+  orch_balancer_t *b = calloc(1, sizeof *b + key_len + 1);
+  if (!b) return -ENOMEM;
+  memcpy(b->key, key_json, key_len);
+  b->key_len = key_len;
+  b->lfd = fcntl(listen_fd, F_DUPFD_CLOEXEC, 3);
+  int rc = b->lfd < 0 ? -errno : 0;
+  int fl = rc == 0 ? fcntl(b->lfd, F_GETFL) : 0;
+  if (rc == 0 && (fl < 0 || fcntl(b->lfd, F_SETFL, fl | O_NONBLOCK) < 0)) rc = -errno;
+  if (rc == 0) rc = uv_poll_init_socket(loop, &b->poll, b->lfd);
+  if (rc < 0) {
+    if (b->lfd >= 0) close(b->lfd);
+    free(b);
+    return rc;
+  }
+  uv_timer_init(loop, &b->timer);
+  b->poll.data = b->timer.data = b;
+  b->handles_open = 2;
+  b->next = open_list;
+  if (open_list) open_list->prev = b;
+  open_list = b;
+  *out = b;
+  return 0;
+}
+
+int orch_balancer_add(orch_balancer_t *b, orch_chan_t *ch, int weight) {
+  if (b->closed || weight < 1 || weight > ORCH_BALANCER_MAX_WEIGHT) return -EINVAL;
+  for (unsigned i = 0; i < b->n; i++) {
+    if (b->m[i].ch == ch) {
+      b->m[i].weight = weight;
+      return 0;
+    }
+  }
+  if (b->n == b->cap) {
+    unsigned cap = b->cap ? b->cap * 2 : 8;
+    member_t *m = realloc(b->m, cap * sizeof *m);
+    if (!m) return -ENOMEM;
+    b->m = m;
+    b->cap = cap;
+  }
+  orch_chan_ref(ch);
+  b->m[b->n++] = (member_t){.ch = ch, .weight = weight};
+  kick(b);
+  return 0;
+}
+
+void orch_balancer_remove(orch_balancer_t *b, orch_chan_t *ch) {
+  for (unsigned i = 0; i < b->n; i++) {
+    if (b->m[i].ch != ch) continue;
+    memmove(&b->m[i], &b->m[i + 1], (b->n - i - 1) * sizeof *b->m);
+    b->n--;
+    if (b->cur > i) b->cur--;
+    b->credit = 0;
+    if (!b->n) stop_accepting(b);
+    orch_chan_unref(ch);
+    return;
+  }
+}
+
+void orch_balancer_stats(const orch_balancer_t *b, orch_balancer_stats_t *out) {
+  *out = b->st;
+  out->members = b->n;
+  out->held = b->nheld;
+}
+
+void orch_balancer_close(orch_balancer_t *b) {
+  if (b->closed) return;
+  stop_accepting(b);
+  b->closed = 1;
+  if (b->prev) b->prev->next = b->next;
+  else open_list = b->next;
+  if (b->next) b->next->prev = b->prev;
+  while (b->held_head) {
+    orch_bconn_t *c = b->held_head;
+    b->held_head = c->next;
+    b->nheld--;
+    close(c->fd);
+    free(c);
+    b->st.dropped++;
+    b->inflight--;
+  }
+  b->held_tail = NULL;
+  for (unsigned i = 0; i < b->n; i++) orch_chan_unref(b->m[i].ch);
+  b->n = 0;
+  uv_close((uv_handle_t *)&b->poll, on_handle_closed);
+  uv_close((uv_handle_t *)&b->timer, on_handle_closed);
+  close(b->lfd);
+}
