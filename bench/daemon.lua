@@ -13,24 +13,11 @@ local cjson = require("cjson")
 
 local LIST_RUNS, OP_RUNS, APPS, STRACE_S = 50, 5, 100, 5
 local IDLE_S = tonumber(os.getenv("ORCH_BENCH_IDLE_S")) or 60
-local CLI_TIMEOUT_MS = 30000
 
 local lib = dofile((arg[0]:match("^(.*)/") or ".") .. "/lib.lua")
 local ROOT, BIN, PATH = lib.ROOT, lib.BIN, lib.PATH
 local read, stat, observe, ours_alive, children = lib.read, lib.stat, lib.observe, lib.ours_alive, lib.children
-
-
-
-
-
--- Blocks in the loop (no polling) until cond() is true or timeout_ms passed.
-local function wait(cond, timeout_ms)
-  local timer, late = uv.new_timer(), false
-  timer:start(timeout_ms, 0, function() late = true end)
-  while not cond() and not late do uv.run("once") end
-  timer:close()
-  return cond()
-end
+local wait, cli = lib.wait, lib.cli
 
 local poll = lib.poll
 
@@ -44,40 +31,6 @@ local function new_home()
     :format(APPS), "return { apps = apps }\n")
   f:close()
   return home
-end
-
-local function collect(pipe, into, r, key)
-  pipe:read_start(function(_, data)
-    if data then into[#into + 1] = data else r[key] = true; pipe:close() end
-  end)
-end
-
--- One CLI process (or exe): ns from before uv.spawn to its exit callback, its
--- stdout. A non-zero exit or a CLI still running after timeout_ms is an error.
-local function cli(home, args, timeout_ms, exe)
-  local out, err, r, o, e = uv.new_pipe(false), uv.new_pipe(false), {}, {}, {}
-  local null_fd = assert(uv.fs_open("/dev/null", "r", 0))
-  local t0 = uv.hrtime()
-  local h, pid = uv.spawn(exe or BIN, { args = args, cwd = home, stdio = { null_fd, out, err },
-    env = { "ORCH_HOME=" .. home, "HOME=" .. home, "PATH=" .. PATH },
-  }, function(code, sig) r.ns, r.code, r.sig = uv.hrtime() - t0, code, sig end)
-  uv.fs_close(null_fd)
-  assert(h, "cannot spawn " .. BIN .. ": " .. tostring(pid))
-  observe(pid)
-  collect(out, o, r, "out_eof")
-  collect(err, e, r, "err_eof")
-  local what = "orch " .. table.concat(args, " ")
-  if not wait(function() return r.ns and r.out_eof and r.err_eof end, timeout_ms or CLI_TIMEOUT_MS) then
-    if not r.ns then uv.kill(pid, "sigkill") end
-    wait(function() return r.ns end, 2000)
-    for _, p in ipairs({ out, err }) do if not p:is_closing() then p:close() end end
-    h:close()
-    error(("%s: still running after %d ms (%s)"):format(what, timeout_ms or CLI_TIMEOUT_MS, home), 0)
-  end
-  h:close()
-  r.out, r.err, r.ms = table.concat(o), table.concat(e), r.ns / 1e6
-  if r.code ~= 0 then error(("%s: exit %d: %s"):format(what, r.code, r.err), 0) end
-  return r
 end
 
 -- `orch list --json` decoded; every app pid in it is remembered for cleanup.

@@ -48,6 +48,68 @@ function M.poll(cond, timeout_ms, what)
   end
 end
 
+-- Blocks in the loop (no polling) until cond() is true or timeout_ms passed.
+function M.wait(cond, timeout_ms)
+  local timer, late = uv.new_timer(), false
+  timer:start(timeout_ms, 0, function() late = true end)
+  while not cond() and not late do uv.run("once") end
+  timer:close()
+  return cond()
+end
+
+local function collect(pipe, into, r, key)
+  pipe:read_start(function(_, data)
+    if data then into[#into + 1] = data else r[key] = true; pipe:close() end
+  end)
+end
+
+local CLI_TIMEOUT_MS = 30000
+
+-- One CLI process (or exe) in home: ns from before uv.spawn to its exit
+-- callback, its stdout. A non-zero exit or a CLI still running after
+-- timeout_ms is an error.
+function M.cli(home, args, timeout_ms, exe)
+  local out, err, r, o, e = uv.new_pipe(false), uv.new_pipe(false), {}, {}, {}
+  local null_fd = assert(uv.fs_open("/dev/null", "r", 0))
+  local t0 = uv.hrtime()
+  local h, pid = uv.spawn(exe or M.BIN, { args = args, cwd = home, stdio = { null_fd, out, err },
+    env = { "ORCH_HOME=" .. home, "HOME=" .. home, "PATH=" .. M.PATH },
+  }, function(code, sig) r.ns, r.code, r.sig = uv.hrtime() - t0, code, sig end)
+  uv.fs_close(null_fd)
+  assert(h, "cannot spawn " .. M.BIN .. ": " .. tostring(pid))
+  M.observe(pid)
+  collect(out, o, r, "out_eof")
+  collect(err, e, r, "err_eof")
+  local what = "orch " .. table.concat(args, " ")
+  if not M.wait(function() return r.ns and r.out_eof and r.err_eof end, timeout_ms or CLI_TIMEOUT_MS) then
+    if not r.ns then uv.kill(pid, "sigkill") end
+    M.wait(function() return r.ns end, 2000)
+    for _, p in ipairs({ out, err }) do if not p:is_closing() then p:close() end end
+    h:close()
+    error(("%s: still running after %d ms (%s)"):format(what, timeout_ms or CLI_TIMEOUT_MS, home), 0)
+  end
+  h:close()
+  r.out, r.err, r.ms = table.concat(o), table.concat(e), r.ns / 1e6
+  if r.code ~= 0 then error(("%s: exit %d: %s"):format(what, r.code, r.err), 0) end
+  return r
+end
+
+-- CPU ms a process has used, all its threads (schedstat: ns, not ticks).
+function M.cpu_ms(pid)
+  local total, req = 0, uv.fs_scandir("/proc/" .. pid .. "/task")
+  local tid = req and uv.fs_scandir_next(req)
+  while tid do
+    local s = M.read(("/proc/%d/task/%s/schedstat"):format(pid, tid))
+    total = total + (tonumber(s and s:match("^%d+")) or 0) -- a thread that ended: 0
+    tid = uv.fs_scandir_next(req)
+  end
+  return total / 1e6
+end
+
+function M.rss_kb(pid)
+  return tonumber((M.read("/proc/" .. pid .. "/status") or ""):match("VmRSS:%s*(%d+)"))
+end
+
 function M.children(pid)
   local out, req = {}, uv.fs_scandir("/proc/" .. pid .. "/task")
   local tid = req and uv.fs_scandir_next(req)

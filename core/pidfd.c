@@ -17,6 +17,7 @@
 #include "orch/binding.h"
 #include "orch/cgroup.h"
 #include "orch/marker.h"
+#include "orch/orphans.h"
 #include "orch/proc.h"
 #include "orch/runtime.h"
 #include "orch/stats.h"
@@ -63,31 +64,21 @@ static int belongs(pid_t pid, pid_t pgid, const char *mark, const pid_t *taken, 
   return mark && orch_marker_is(pid, mark) == 1;
 }
 
-/* Appends our own children in group pgid or carrying mark (NULL: none) but
- * root (whose descendants are there already), then their descendants
- * (parents before children). Returns the new count. */
+/* Appends orch's orphans (orch.orphans: its children nobody watches) in
+ * group pgid or carrying mark (NULL: none) but root (whose descendants are
+ * there already), then their descendants (parents before children). Returns
+ * the new count. */
 static int own_group_children(pid_t root, pid_t pgid, const char *mark, pid_t *found, int n, int cap) {
-  static const int which[] = {F_PGRP};
+  const orch_orphans_t *o = orch_orphans_now();
+  if (!o) return n;
   int first = n;
-  /* Every child of orch is on its main thread's list: orch forks only from
-   * its loop, the main thread, and an orphan goes to the first live thread
-   * of its subreaper, the leader. So no listing of orch's threads (a stop
-   * read one children file per thread of libuv's pool, per process). */
-  int m = orch_proc_children(getpid(), 1, found, n, cap);
-  if (m <= n) return n;
-  int end = m;
-  n = first;
-  for (int i = first; i < end; i++) {
-    uint64_t g;
-    pid_t kid = found[i];
-    /* Managed processes are leaders of groups of their own: no /proc read
-     * for them (a stop of all N apps would read N * N stat files). */
-    if (kid == root || (kid != pgid && orch_proc_is_watched(kid))) continue;
-    if (orch_proc_stat_fields(kid, which, 1, &g) < 0) continue;
+  for (int i = 0; i < o->n && n < cap; i++) {
+    pid_t kid = o->pid[i];
+    if (kid == root) continue;
     /* A daemonised descendant left the group: its environment still says
      * whose it is (one small read per orphan of orch's, not per app). */
-    if ((pid_t)g != pgid && !(mark && orch_marker_is(kid, mark) == 1)) continue;
-    found[n++] = kid; /* n <= i: compacting in place */
+    if (o->pgrp[i] != pgid && !(mark && orch_marker_is(kid, mark) == 1)) continue;
+    found[n++] = kid;
   }
   /* then the descendants of those kept */
   int kept = n;
@@ -267,6 +258,8 @@ static int l_pidfd_snapshot(lua_State *L) {
     scope.cgroup = lua_tostring(L, -1);
     lua_pop(L, 2);
   }
+  int rc = orch_orphans_attach(orch_runtime_loop(L));
+  if (rc < 0) return orch_lua_fail(L, rc);
   enum { CAP = 4096 };
   orch_pidfd_entry_t *e = malloc(CAP * sizeof *e);
   if (!e) return luaL_error(L, "out of memory");

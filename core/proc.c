@@ -394,6 +394,7 @@ static void proc_reap(orch_proc_t *p) {
   p->exited = 1;
   watched_remove(p);
   uv_poll_stop(&p->poll);
+  orch__reaper_resume();
   if (p->cb) p->cb(p, code, sig);
 }
 
@@ -448,7 +449,10 @@ int orch_proc_signal(orch_proc_t *p, int sig) {
 
 void orch_proc_release(orch_proc_t *p) {
   p->cb = NULL;
-  if (!p->exited) watched_remove(p);
+  if (!p->exited) {
+    watched_remove(p);
+    orch__reaper_resume(); /* now an orphan to reap, if it is a zombie */
+  }
   uv_close((uv_handle_t *)&p->poll, on_proc_closed);
 }
 

@@ -11,6 +11,7 @@
 #include "orch/binding.h"
 #include "orch/cgroup.h"
 #include "orch/fdobj.h"
+#include "orch/orphans.h"
 #include "orch/proc.h"
 #include "orch/runtime.h"
 #include "orch/outpipe.h"
@@ -462,11 +463,37 @@ static int l_reaper_start(lua_State *L) {
   return orch_lua_ok(L, rc);
 }
 
+/* reaper_stats() -> { batches, scans, listed, reaped, callbacks,
+ * child_listings, children_listed }: the reaper's counts (orch_reap_stats_t)
+ * and orch.orphans' (the children listed for tree snapshots). */
+static int l_reaper_stats(lua_State *L) {
+  orch_reap_stats_t s = orch_reaper_stats();
+  lua_createtable(L, 0, 5);
+  lua_pushnumber(L, (lua_Number)s.batches);
+  lua_setfield(L, -2, "batches");
+  lua_pushnumber(L, (lua_Number)s.scans);
+  lua_setfield(L, -2, "scans");
+  lua_pushnumber(L, (lua_Number)s.listed);
+  lua_setfield(L, -2, "listed");
+  lua_pushnumber(L, (lua_Number)s.reaped);
+  lua_setfield(L, -2, "reaped");
+  lua_pushnumber(L, (lua_Number)s.callbacks);
+  lua_setfield(L, -2, "callbacks");
+  unsigned long listings, listed;
+  orch_orphans_counts(&listings, &listed);
+  lua_pushnumber(L, (lua_Number)listings);
+  lua_setfield(L, -2, "child_listings");
+  lua_pushnumber(L, (lua_Number)listed);
+  lua_setfield(L, -2, "children_listed");
+  return 1;
+}
+
 static const luaL_Reg proc_methods[] = {
     {"pid", l_proc_pid}, {"signal", l_proc_signal}, {NULL, NULL}};
 
 static const luaL_Reg funcs[] = {
-    {"spawn", l_spawn}, {"reaper_start", l_reaper_start}, {NULL, NULL}};
+    {"spawn", l_spawn}, {"reaper_start", l_reaper_start},
+    {"reaper_stats", l_reaper_stats}, {NULL, NULL}};
 
 void orch_proc_lua_register(lua_State *L) {
   orch_lua_class(L, PROC_MT, proc_methods, l_proc_gc);

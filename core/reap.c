@@ -4,10 +4,19 @@
  * be reaped, but never with waitpid(-1): that would steal the exit status of
  * our own watched children and of libuv's uv_spawn children. So on SIGCHLD
  * the reaper peeks at a zombie (waitid with WNOWAIT, which reaps nothing) and
- * reaps it by pid if nobody else waits for it; when the zombie it sees is
- * someone else's, it lists its children from /proc instead and reaps the ones
- * nobody waits for. Either way a batch costs O(zombies) or O(children), plus
- * one walk of libuv's handles, never a product of them, and has no cap. */
+ * reaps it by pid if nobody else waits for it. waitid keeps showing the same
+ * zombie until it is reaped, so one that is someone else's hides the rest:
+ * - one of proc.c's watched processes: its pidfd watcher reaps it soon and
+ *   then resumes the reaper (orch__reaper_resume), so stopping 1000 processes
+ *   costs O(1) per exit. (Listing every child instead, as this file did,
+ *   made a stop of N processes cost O(N) per SIGCHLD, O(N^2) in all.)
+ * - one of libuv's uv_spawn children, which libuv reaps in its own SIGCHLD
+ *   handler without telling us: then every child of ours is listed from
+ *   /proc and those nobody waits for are reaped; O(children) per exit of such
+ *   a child, which orch itself never starts.
+ * A batch costs O(zombies reaped) plus one walk of libuv's handles, never a
+ * product of them, and has no cap. The Lua callback runs only after a batch
+ * that reaped something (a process group may be empty now). */
 #include "orch/proc.h"
 
 #include <dirent.h>
@@ -23,9 +32,11 @@
 #include "orch/owners.h"
 
 static uv_signal_t sigchld;
+static uv_check_t resume; /* a batch after this loop turn's poll phase */
 static int reaper_on;
 static orch_reap_cb reap_cb;
 static void *reap_data;
+static orch_reap_stats_t stats;
 
 /* A list of pids: bounded (cap) for callers with a fixed array, or grown
  * on the heap (grow) for the reaper, which must see every child. */
@@ -170,26 +181,57 @@ static pid_t peek_zombie(void) {
   }
 }
 
-static void on_sigchld(uv_signal_t *h, int signum) {
-  (void)signum;
-  batch_t b = {h->loop, {NULL, 0, 0, 1, 0}, 0};
+static void reap_batch(uv_loop_t *loop) {
+  batch_t b = {loop, {NULL, 0, 0, 1, 0}, 0};
   pid_t z;
-  /* Orphans one by one while the zombie in view is one; waitid keeps
-   * showing the same zombie until it is reaped, so one that is someone
-   * else's (or, oddly, one that cannot be reaped) hides the rest: then
-   * every child is looked at. */
-  while ((z = peek_zombie()) > 0 && nobody_waits_for(&b, z) && reap(z)) {
+  int reaped = 0;
+  stats.batches++;
+  /* Orphans one by one while the zombie in view is one. */
+  while ((z = peek_zombie()) > 0) {
+    /* Its watcher reaps it and resumes us: nothing to list. */
+    if (orch_proc_is_watched(z)) {
+      z = 0;
+      break;
+    }
+    if (!nobody_waits_for(&b, z) || !reap(z)) break;
+    reaped++;
   }
+  /* A uv_spawn child (or, oddly, one that cannot be reaped) hides the rest:
+   * every child is looked at. */
   if (z > 0) {
     pid_list_t kids = {NULL, 0, 0, 1, 0};
     list_children(getpid(), &kids);
+    stats.scans++;
+    stats.listed += (unsigned long)kids.n;
     for (int i = 0; i < kids.n; i++)
-      if (nobody_waits_for(&b, kids.v[i])) reap(kids.v[i]);
+      if (nobody_waits_for(&b, kids.v[i]) && reap(kids.v[i])) reaped++;
     free(kids.v);
   }
   free(b.libuv.v);
-  if (reap_cb) reap_cb(reap_data);
+  stats.reaped += (unsigned long)reaped;
+  if (reaped && reap_cb) {
+    stats.callbacks++;
+    reap_cb(reap_data);
+  }
 }
+
+static void on_sigchld(uv_signal_t *h, int signum) {
+  (void)signum;
+  reap_batch(h->loop);
+}
+
+static void on_resume(uv_check_t *h) {
+  uv_check_stop(h);
+  reap_batch(h->loop);
+}
+
+/* Deferred to the check phase, so that no Lua callback runs inside the one
+ * that released or reaped a process. */
+void orch__reaper_resume(void) {
+  if (reaper_on && !uv_is_active((uv_handle_t *)&resume)) uv_check_start(&resume, on_resume);
+}
+
+orch_reap_stats_t orch_reaper_stats(void) { return stats; }
 
 int orch_reaper_start(uv_loop_t *loop, orch_reap_cb cb, void *data) {
   reap_cb = cb;
@@ -202,11 +244,13 @@ int orch_reaper_start(uv_loop_t *loop, orch_reap_cb cb, void *data) {
   int rc = uv_signal_init(loop, &sigchld);
   if (rc < 0) return rc;
   rc = uv_signal_start(&sigchld, on_sigchld, SIGCHLD);
+  if (rc == 0) rc = uv_check_init(loop, &resume);
   if (rc < 0) {
     uv_close((uv_handle_t *)&sigchld, NULL);
     return rc;
   }
   uv_unref((uv_handle_t *)&sigchld); /* reaping alone does not keep orch up */
+  uv_unref((uv_handle_t *)&resume);
   reaper_on = 1;
   static orch_owner_t owner = {"the orphan reaper", orch_reaper_stop, NULL, 0};
   orch_owner_add(&owner);
@@ -218,4 +262,5 @@ void orch_reaper_stop(void) {
   reaper_on = 0;
   reap_cb = NULL;
   uv_close((uv_handle_t *)&sigchld, NULL);
+  uv_close((uv_handle_t *)&resume, NULL);
 }

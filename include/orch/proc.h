@@ -94,10 +94,22 @@ int orch_proc_is_watched(pid_t pid);
 
 /* Becomes the reaper of orphaned descendants and reaps them on SIGCHLD, leaving
  * alone every child someone else waits for (ours, libuv's uv_spawn). cb, when
- * set, runs after each SIGCHLD batch. */
+ * set, runs after each batch that reaped an orphan. */
 typedef void (*orch_reap_cb)(void *data);
 int orch_reaper_start(uv_loop_t *loop, orch_reap_cb cb, void *data);
 void orch_reaper_stop(void);
+
+/* What the reaper did since the daemon started, counted so that a spec can
+ * tell linear from quadratic without a clock: batches run, scans of every
+ * child (/proc) and the pids they listed, orphans reaped, callbacks run. */
+typedef struct {
+  unsigned long batches, scans, listed, reaped, callbacks;
+} orch_reap_stats_t;
+orch_reap_stats_t orch_reaper_stats(void);
+
+/* proc.c, after it reaped or let go of a watched process: that zombie may have
+ * hidden orphans from the reaper (waitid shows one zombie at a time). */
+void orch__reaper_resume(void);
 
 /* Descendants of pid (children, grandchildren, ...), read from /proc.
  * Returns the count stored (at most cap) or -errno. */

@@ -152,7 +152,12 @@ end
 -- the SIGKILL nothing orch does can end them, so they do not hold the stop
 -- for ever.
 function S:_check_stopped(proc)
-  if proc.status ~= "stopping" or proc.handle then return end
+  if proc.status ~= "stopping" or proc.handle then
+    self.tree_waits[proc] = nil
+    return
+  end
+  -- waiting for its tree: an orphan reaped may be the last of it
+  self.tree_waits[proc] = true
   local stuck = false
   for pid, h in pairs(proc.snapshot or {}) do
     if not h:exited() then
@@ -194,6 +199,7 @@ end
 
 -- The stop is over: its timers and pidfds go.
 function S:_forget_tree(proc)
+  self.tree_waits[proc] = nil
   close_timer(proc.timer)
   close_timer(proc.recheck)
   close_handles(proc.snapshot)
@@ -201,10 +207,13 @@ function S:_forget_tree(proc)
   proc.looked = nil
 end
 
+-- Orphans were reaped: a process group may be empty now. Only the processes
+-- waiting for their tree are looked at (a walk of every process per SIGCHLD
+-- made a stop of N processes cost O(N^2)).
 function S:_on_sigchld()
-  for _, proc in ipairs(self.procs) do
-    if proc.status == "stopping" and not proc.handle then self:_check_stopped(proc) end
-  end
+  local waits = {}
+  for proc in pairs(self.tree_waits) do waits[#waits + 1] = proc end
+  for _, proc in ipairs(waits) do self:_check_stopped(proc) end
 end
 
 return M

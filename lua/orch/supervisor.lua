@@ -64,6 +64,7 @@ function M.new(opts)
   local self = setmetatable({
     procs = {},       -- in id order
     by_id = {},
+    tree_waits = {},  -- stopping processes whose main process is gone (orch.stoptree)
     next_id = 0,
     sinks = {},       -- path -> sink, shared by restarts and merged instances
     prefix_width = 0,
