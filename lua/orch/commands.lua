@@ -374,6 +374,7 @@ end
 function H.list(engine, args, respond)
   local ok, err = check(args, {})
   if not ok then return respond(nil, "EINVAL", err) end
+  engine:listing()
   respond(views(engine, engine.sup:list()))
 end
 

@@ -549,7 +549,14 @@ end
 
 function Engine:stats(p) return views.stats(p, running) end
 
-function Engine:view(p) return views.view(p, running) end
+function Engine:view(p) return views.view(p, running, self.sampler) end
+
+-- Someone lists every process: orch.views' sampler keeps their CPU and
+-- memory fresh off the request path for a while.
+function Engine:listing()
+  self.sampler = self.sampler or views.sampler(function() return self.sup:list() end, running)
+  self.sampler:touch()
+end
 
 function Engine:describe(p)
   local entry = self.apps[targets.key(p)]

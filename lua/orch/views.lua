@@ -4,6 +4,7 @@ local core = require("orch.core")
 local uv = require("luv")
 local cjson = require("cjson")
 local launch = require("orch.launch")
+local timers = require("orch.timers")
 
 local M = {}
 
@@ -14,15 +15,19 @@ local M = {}
 -- TTL, which also keeps it from being noise).
 M.STATS_TTL = 1.0
 
--- p's CPU % and resident bytes; running(p): whether it has a process.
-function M.stats(p, running)
-  if not p.pid or not running(p) then return 0, 0 end
-  local now = uv.hrtime() / 1e9
+-- While someone lists (a dashboard, `orch monit`, a script polling `list`),
+-- a sampler refreshes the samples off the request path: every SLICE_MS a
+-- slice of the processes, each once per STATS_TTL, for SAMPLER_KEEP_S after
+-- the last list. A list then reads no /proc at all (it cost `orch list` with
+-- 100 processes a third of its round trip every second), and the loop never
+-- stalls on all the trees at once.
+M.SLICE_MS = 100
+M.SAMPLER_KEEP_S = 10
+
+local function sample(p, now)
   local prev = p.cpu_sample
-  -- a sample of no memory was taken mid-exec: not worth keeping
-  if prev and prev.pid == p.pid and prev.rss > 0 and now - prev.t < M.STATS_TTL then return prev.pct, prev.rss end
   local s = core.proc_stats(p.pid)
-  if not s then return 0, 0 end
+  if not s then return nil end
   local cpu
   if prev and prev.pid == p.pid and now > prev.t then
     cpu = (s.cpu - prev.cpu) / (now - prev.t) * 100
@@ -32,12 +37,76 @@ function M.stats(p, running)
   end
   local pct = math.floor(math.max(cpu, 0) * 10 + 0.5) / 10
   p.cpu_sample = { pid = p.pid, cpu = s.cpu, t = now, pct = pct, rss = s.rss }
-  return pct, s.rss
+  return p.cpu_sample
 end
 
--- What `orch list` shows of p.
-function M.view(p, running)
-  local cpu, mem = M.stats(p, running)
+-- p's CPU % and resident bytes; running(p): whether it has a process.
+-- max_age: how old a sample may be (STATS_TTL; more while a sampler runs).
+function M.stats(p, running, max_age)
+  if not p.pid or not running(p) then return 0, 0 end
+  local now = uv.hrtime() / 1e9
+  local prev = p.cpu_sample
+  -- a sample of no memory was taken mid-exec: not worth keeping
+  if prev and prev.pid == p.pid and prev.rss > 0 and now - prev.t < (max_age or M.STATS_TTL) then
+    return prev.pct, prev.rss
+  end
+  local s = sample(p, now)
+  if not s then return 0, 0 end
+  return s.pct, s.rss
+end
+
+local Sampler = {}
+Sampler.__index = Sampler
+
+-- A sampler over list() (every process); running(p) as for stats.
+function M.sampler(list, running)
+  return setmetatable({ list = list, running = running, cursor = 1, until_t = 0 }, Sampler)
+end
+
+-- How old a sample the views may show: a round of the sampler later than
+-- the TTL, while it runs.
+function Sampler:max_age()
+  return self.timer and 2 * M.STATS_TTL or M.STATS_TTL
+end
+
+-- Someone lists: keep the samples fresh for a while.
+function Sampler:touch()
+  self.until_t = uv.hrtime() / 1e9 + M.SAMPLER_KEEP_S
+  if self.timer then return end
+  self.timer = uv.new_timer()
+  self.timer:start(M.SLICE_MS, M.SLICE_MS, function() self:_tick() end)
+  self.timer:unref() -- sampling alone does not keep orch running
+end
+
+function Sampler:_tick()
+  local now = uv.hrtime() / 1e9
+  if now > self.until_t then
+    timers.close(self.timer)
+    self.timer = nil
+    return
+  end
+  local procs = self.list()
+  local slice = math.ceil(#procs * M.SLICE_MS / (M.STATS_TTL * 1000))
+  for _ = 1, math.min(slice, #procs) do
+    if self.cursor > #procs then self.cursor = 1 end
+    local p = procs[self.cursor]
+    self.cursor = self.cursor + 1
+    local prev = p.cpu_sample
+    -- taken less than a slice ago (a list did it): not again
+    if p.pid and self.running(p) and not (prev and prev.pid == p.pid and now - prev.t < M.STATS_TTL / 2) then
+      sample(p, now)
+    end
+  end
+end
+
+function Sampler:close()
+  timers.close(self.timer)
+  self.timer = nil
+end
+
+-- What `orch list` shows of p; sampler: the engine's, or nil.
+function M.view(p, running, sampler)
+  local cpu, mem = M.stats(p, running, sampler and sampler:max_age())
   return {
     id = p.id, name = p.name, instance = p.instance, pid = running(p) and p.pid or cjson.null,
     status = p.status, restarts = p.restarts,
