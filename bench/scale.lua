@@ -27,6 +27,7 @@ local SIZES = list_of(os.getenv("ORCH_SCALE_N") or "100,1000", ",")
 local SHAPES = list_of(os.getenv("ORCH_SCALE_SHAPES") or "apps,instances", ",")
 local IDLE_S = tonumber(os.getenv("ORCH_SCALE_IDLE_S")) or 5
 local CALLS = tonumber(os.getenv("ORCH_SCALE_CALLS")) or 10
+local CHURN = tonumber(os.getenv("ORCH_SCALE_CHURN")) or 10
 local START_TIMEOUT_MS = 120000
 
 local homes, daemons = {}, {}
@@ -121,6 +122,32 @@ local function measure(shape, n)
   return r
 end
 
+-- RSS with n apps running, fresh and after `rounds` rounds of start and
+-- delete all (each start until all online).
+local function churn(n, rounds)
+  local home = new_home("apps", n)
+  cli(home, { "ping" })
+  local pid = assert(tonumber((lib.read(home .. "/daemon.pid"))), "no pid in daemon.pid")
+  daemons[home] = pid
+  observe(pid)
+  local rss = {}
+  for round = 0, rounds do
+    cli(home, { "start", home .. "/ecosystem.config.lua" }, START_TIMEOUT_MS)
+    poll(function()
+      if count(list(home), "online") == n then return true end
+      uv.sleep(20)
+    end, START_TIMEOUT_MS, ("%d processes online"):format(n))
+    if round == 0 or round == rounds then
+      uv.sleep(3000) -- what the daemon does once things are quiet
+      rss[#rss + 1] = rss_kb(pid) / 1024
+    end
+    if round < rounds then cli(home, { "delete", "all" }, START_TIMEOUT_MS) end
+  end
+  cli(home, { "kill" })
+  poll(function() return not ours_alive(pid) end, 10000, "daemon exit after orch kill")
+  return rss[1], rss[2]
+end
+
 local STEPS = {
   { "start_ms", "start until all online, ms" },
   { "start_cpu", "  start, daemon CPU ms" },
@@ -158,6 +185,11 @@ local function main()
         (s[1] == "rss0" or s[1] == "idle_cpu") and "" or ratio <= large / small and "" or "WORSE THAN LINEAR")
       print(table.concat(line))
     end
+  end
+  if CHURN > 0 then
+    local fresh, churned = churn(small, CHURN)
+    print(("\ndaemon RSS, %d apps running: fresh %.2f MB, after %d rounds of start and delete all %.2f MB (load %s)")
+      :format(small, fresh, CHURN, churned, load()))
   end
 end
 

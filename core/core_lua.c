@@ -2,7 +2,7 @@
  * (proc_lua.c, signal_lua.c, sink_lua.c, fd_lua.c, regex_lua.c, ctl_lua.c, stats_lua.c,
  * daemon_lua.c and the bindings at the end of listen.c, notify.c, fds.c,
  * durable.c, pidfd.c, marker.c), and what belongs to none of them: getpid, exe_path,
- * environ, on_error, heap_limit, heap.
+ * environ, on_error, heap_limit, heap, heap_trim.
  *
  * Handles are userdata; expected failures return nil, "ENOENT: message",
  * "ENOENT" (luv's convention); misuse raises an argument error. */
@@ -66,6 +66,12 @@ static int l_heap(lua_State *L) {
   return 2;
 }
 
+/* heap_trim(): malloc's free pages back to the system (true if some were). */
+static int l_heap_trim(lua_State *L) {
+  lua_pushboolean(L, orch_heap_trim());
+  return 1;
+}
+
 /* Where errors of protected callbacks go (default: stderr). */
 static int l_on_error(lua_State *L) {
   if (!lua_isnil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
@@ -76,7 +82,8 @@ static int l_on_error(lua_State *L) {
 
 static const luaL_Reg core_funcs[] = {
     {"getpid", l_getpid}, {"exe_path", l_exe_path}, {"environ", l_environ},
-    {"on_error", l_on_error}, {"heap_limit", l_heap_limit}, {"heap", l_heap}, {NULL, NULL}};
+    {"on_error", l_on_error}, {"heap_limit", l_heap_limit}, {"heap", l_heap},
+    {"heap_trim", l_heap_trim}, {NULL, NULL}};
 
 int luaopen_orch_core(lua_State *L) {
   lua_newtable(L);

@@ -2,6 +2,7 @@
 #include "orch/heap.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -74,3 +75,8 @@ int orch_heap_stats(lua_State *L, size_t *used, size_t *limit) {
   *limit = h->limit;
   return 0;
 }
+
+/* The Lua heap lives in malloc's arena, where what a burst of work freed
+ * stays mapped (glibc gives back only the top of the heap by itself):
+ * malloc_trim(0) returns every free page. 1 if some memory was released. */
+int orch_heap_trim(void) { return malloc_trim(0); }

@@ -22,5 +22,7 @@ void orch_heap_close(lua_State *L);
 int orch_heap_limit(lua_State *L, int on);
 /* Bytes the state holds now, and its limit while capped (0 when off). */
 int orch_heap_stats(lua_State *L, size_t *used, size_t *limit);
+/* Returns malloc's free pages to the system; 1 if some were released. */
+int orch_heap_trim(void);
 
 #endif

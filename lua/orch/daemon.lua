@@ -7,6 +7,7 @@ local core = require("orch.core")
 local paths = require("orch.paths")
 local engine_mod = require("orch.engine")
 local eventlog = require("orch.eventlog")
+local heapkeep = require("orch.heapkeep")
 
 local M = {}
 
@@ -129,6 +130,7 @@ function M.main(args)
     return 1
   end
   core.set_title("orch: daemon (" .. layout.home .. ")")
+  heapkeep.start()
   local log_sink = own_log(layout.daemon_log)
   local log = logger(log_sink)
   core.on_error(function(msg) log("error", msg) end)
@@ -136,6 +138,7 @@ function M.main(args)
   local engine = engine_mod.new({
     paths = layout, echo = false, log = log, mode = "daemon",
     on_event = function(event, proc, info)
+      heapkeep.changed()
       -- no "stopping" line: a stop writes two lines per process as it is
       local msg = event ~= "stopping" and eventlog.line(event, proc, info)
       if msg then log("info", msg) end
