@@ -17,7 +17,7 @@ local IDLE_S = tonumber(os.getenv("ORCH_BENCH_IDLE_S")) or 60
 local lib = dofile((arg[0]:match("^(.*)/") or ".") .. "/lib.lua")
 local ROOT, BIN, PATH = lib.ROOT, lib.BIN, lib.PATH
 local read, stat, observe, ours_alive, children = lib.read, lib.stat, lib.observe, lib.ours_alive, lib.children
-local wait, cli = lib.wait, lib.cli
+local wait, cli, raw_client = lib.wait, lib.cli, lib.raw_client
 
 local poll = lib.poll
 
@@ -59,31 +59,6 @@ local function start_daemon(home)
   daemons[home] = assert(tonumber((read(home .. "/daemon.pid"))), "no pid in daemon.pid")
   observe(daemons[home])
   return ms
-end
-
--- A connection of our own to the control socket: what the daemon alone costs.
-local function raw_client(home)
-  local c, buf, lines, connected = uv.new_pipe(false), "", {}, nil
-  c:connect(home .. "/orch.sock", function(err) connected = err or true end)
-  assert(wait(function() return connected end, 2000) == true, "cannot connect to " .. home .. "/orch.sock")
-  c:read_start(function(_, data)
-    buf = buf .. (data or "")
-    local nl = buf:find("\n", 1, true)
-    while nl do
-      lines[#lines + 1], buf = buf:sub(1, nl - 1), buf:sub(nl + 1)
-      nl = buf:find("\n", 1, true)
-    end
-  end)
-  local id = 0
-  return function(cmd)
-    id, lines = id + 1, {}
-    local t0 = uv.hrtime()
-    c:write(cjson.encode({ id = id, cmd = cmd }) .. "\n")
-    assert(wait(function() return lines[1] end, 5000), "no reply to " .. cmd)
-    local ms, reply = (uv.hrtime() - t0) / 1e6, cjson.decode(lines[1])
-    assert(reply.ok and reply.id == id, "bad reply: " .. lines[1])
-    return ms, reply.result
-  end, function() c:close() end
 end
 
 local function sh(cmd)

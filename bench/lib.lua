@@ -3,6 +3,7 @@
 -- cleanup never kills a process that merely reused a pid of theirs).
 -- Loaded with dofile from the scripts' own directory.
 local uv = require("luv")
+local cjson = require("cjson")
 
 local M = {}
 
@@ -92,6 +93,32 @@ function M.cli(home, args, timeout_ms, exe)
   r.out, r.err, r.ms = table.concat(o), table.concat(e), r.ns / 1e6
   if r.code ~= 0 then error(("%s: exit %d: %s"):format(what, r.code, r.err), 0) end
   return r
+end
+
+-- A connection of our own to the control socket: what the daemon alone costs.
+-- Returns call(cmd) -> ms, result, and close().
+function M.raw_client(home)
+  local c, buf, lines, connected = uv.new_pipe(false), "", {}, nil
+  c:connect(home .. "/orch.sock", function(err) connected = err or true end)
+  assert(M.wait(function() return connected end, 2000) == true, "cannot connect to " .. home .. "/orch.sock")
+  c:read_start(function(_, data)
+    buf = buf .. (data or "")
+    local nl = buf:find("\n", 1, true)
+    while nl do
+      lines[#lines + 1], buf = buf:sub(1, nl - 1), buf:sub(nl + 1)
+      nl = buf:find("\n", 1, true)
+    end
+  end)
+  local id = 0
+  return function(cmd)
+    id, lines = id + 1, {}
+    local t0 = uv.hrtime()
+    c:write(cjson.encode({ id = id, cmd = cmd }) .. "\n")
+    assert(M.wait(function() return lines[1] end, 5000), "no reply to " .. cmd)
+    local ms, reply = (uv.hrtime() - t0) / 1e6, cjson.decode(lines[1])
+    assert(reply.ok and reply.id == id, "bad reply: " .. lines[1])
+    return ms, reply.result
+  end, function() c:close() end
 end
 
 -- CPU ms a process has used, all its threads (schedstat: ns, not ticks).

@@ -96,7 +96,15 @@ local function measure(shape, n)
   walls, c0 = {}, cpu_ms(pid)
   for i = 1, CALLS do walls[i] = cli(home, { "list", "--json" }).ms end
   r.list_ms, r.list_cpu = median(walls), (cpu_ms(pid) - c0) / CALLS
+  -- the daemon alone: over a connection of our own, no CLI to start
+  local call, close = lib.raw_client(home)
+  walls = {}
+  for i = 1, CALLS * 5 do walls[i] = call("list") end
+  close()
+  r.raw_list_ms = median(walls)
 
+  -- idle: once the list sampler (orch.views, 3 s after the last list) is off
+  uv.sleep(4000)
   c0 = cpu_ms(pid)
   uv.sleep(IDLE_S * 1000)
   r.idle_cpu = (cpu_ms(pid) - c0) / IDLE_S
@@ -153,6 +161,7 @@ local STEPS = {
   { "start_cpu", "  start, daemon CPU ms" },
   { "list_ms", "orch list --json, ms (median)" },
   { "list_cpu", "  list, daemon CPU ms per call" },
+  { "raw_list_ms", "  list over the socket, no CLI, ms" },
   { "restart_ms", "orch restart of one, ms (median)" },
   { "restart_cpu", "  restart, daemon CPU ms per call" },
   { "stop_ms", "orch stop all, ms" },

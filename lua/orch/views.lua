@@ -22,7 +22,7 @@ M.STATS_TTL = 1.0
 -- 100 processes a third of its round trip every second), and the loop never
 -- stalls on all the trees at once.
 M.SLICE_MS = 100
-M.SAMPLER_KEEP_S = 10
+M.SAMPLER_KEEP_S = 3
 
 local function sample(p, now)
   local prev = p.cpu_sample
