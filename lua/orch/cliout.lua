@@ -314,6 +314,22 @@ function M.describe(procs, env)
       p.max_restarts, M.span(p.min_uptime)) or "no")
     line("stop", string.format("%s, SIGKILL after %s", tostring(p.kill_signal), M.span(p.kill_timeout)))
     line("health", given(p.health) and health(p.health) or nil)
+    if given(o.uid) or given(o.gid) then
+      line("user", (given(o.uid) and tostring(o.uid) or "orch's") .. (given(o.gid) and (", group " .. o.gid) or ""))
+    end
+    local within = {}
+    for _, k in ipairs({ "umask", "nice", "oom_score_adj" }) do
+      if given(o[k]) then within[#within + 1] = k .. " " .. o[k] end
+    end
+    local limits = given(o.limits) and o.limits or {}
+    local limit_names = {}
+    for k in pairs(limits) do limit_names[#limit_names + 1] = k end
+    table.sort(limit_names)
+    for _, k in ipairs(limit_names) do
+      local l = limits[k]
+      within[#within + 1] = k .. " " .. (l.soft == l.hard and tostring(l.soft) or (l.soft .. "/" .. l.hard))
+    end
+    if #within > 0 then line("limits", table.concat(within, ", ")) end
     if given(p.listen) and #p.listen > 0 then
       line("listen", table.concat(p.listen, ", ") .. (given(p.balance) and ("  (balance " .. p.balance .. ")") or ""))
     end

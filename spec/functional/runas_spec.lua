@@ -63,6 +63,12 @@ describe("apps run as another user", function()
     assert.matches("%zHOME=/nonexistent%z", env)
     assert.matches("%zUSER=nobody%z", env)
     assert.matches("%zLOGNAME=nobody%z", env)
+    -- orch describe says what it runs as
+    local code, out = H.orch_sync({ "describe", "web" }, { home = home })
+    assert.are.equal(0, code)
+    assert.matches("\n  user +nobody\n", out)
+    assert.matches("\n  limits +umask 0027, nice 7, oom_score_adj 345, as 2147483648, core 0, nofile 4096, "
+      .. "nproc 100/200, stack infinity\n", out)
     -- PM2's pid_file: written by orch, removed once the process is gone
     local written = dir .. "/run/web-0.pid"
     H.wait_until(function() return H.read(written) == tostring(pid) end, 5000, "the pid file")
