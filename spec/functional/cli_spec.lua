@@ -13,6 +13,9 @@ describe("orch start's flags", function()
 
   -- flags → { option = value as describe --json shows it }, one app per
   -- group (a group's options do not collide)
+  local me, my_group = H.sh("id -un"):match("%S+"), H.sh("id -gn"):match("%S+")
+  local my_uid = tonumber(H.sh("id -u"):match("%d+"))
+
   local function groups()
     return {
       { flags = { "-n", "g1", "-i", "2", "--interpreter-args", "-e", "--node-args", "-u", "--interpreter", "sh",
@@ -50,6 +53,11 @@ describe("orch start's flags", function()
         covers = { "no-autostart", "force", "pid", "no-treekill", "source-map-support" } },
       { flags = { "--name", "g4", "--disable-source-map-support" }, script = "s.sh",
         want = { name = "g4", disable_source_map_support = true }, covers = { "disable-source-map-support" } },
+      -- orch's own user and group: no root needed
+      { flags = { "--name", "g5", "--uid", me, "--gid", my_group }, script = "s.sh",
+        want = { name = "g5", uid = me, gid = my_group }, covers = { "uid", "gid" } },
+      { flags = { "--name", "g6", "-u", tostring(my_uid) }, script = "s.sh",
+        want = { name = "g6", uid = my_uid }, covers = { "user" } },
     }
   end
 
