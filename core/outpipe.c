@@ -104,10 +104,7 @@ static void put(orch_outpipe_t *o, int i, const char *buf, size_t n) {
     buf += n - left;
     n = left;
   }
-  if (n > 0 && held_append(h, buf, n) < 0) {
-    s->dropped += n;
-    s->last_err = ENOMEM;
-  }
+  if (n > 0 && held_append(h, buf, n) < 0) orch__sink_dropped(s, n, ENOMEM);
 }
 
 static void out(orch_outpipe_t *o, const char *buf, size_t n) {
@@ -118,9 +115,7 @@ static void out(orch_outpipe_t *o, const char *buf, size_t n) {
 /* Input that formatted mode did not get to: kept raw until the sinks take
  * bytes again. */
 static void stash(orch_outpipe_t *o, const char *buf, size_t n) {
-  if (held_append(&o->raw, buf, n) == 0) return;
-  o->sink->dropped += n;
-  o->sink->last_err = ENOMEM;
+  if (held_append(&o->raw, buf, n) < 0) orch__sink_dropped(o->sink, n, ENOMEM);
 }
 
 static void rec_flush(orch_outpipe_t *o) {
@@ -135,8 +130,7 @@ static void emit(orch_outpipe_t *o, const char *ts, size_t ts_len, const char *a
   if (orch_record_put(&rec, ts, ts_len, o->json ? o->json_tail : NULL, o->json_tail_len, a, alen, b,
                       blen, nl) < 0) {
     /* No memory for the record: lose this line, visibly. */
-    o->sink->dropped += alen + blen;
-    o->sink->last_err = ENOMEM;
+    orch__sink_dropped(o->sink, alen + blen, ENOMEM);
     return;
   }
   /* Records stay whole in one write; keep the buffer about one read's size. */
@@ -346,15 +340,19 @@ static void stall_count(orch_outpipe_t *o, int i, int on, int quiet) {
   o->stall_on[i] = on;
   if (on && s->stalled++ == 0) {
     s->stalled_since = orch__now_ns();
-    if (s->stall_err != EAGAIN)
+    int err = s->stall_err ? s->stall_err : ENOSPC;
+    if (err != EAGAIN) {
+      orch__sink_problem(s, ORCH_LOGP_NOSPACE, err, 0);
       orch__sink_report("warning", "%s: %s (%s): writing paused until there is space; the app blocks on its output, "
-             "nothing is dropped", s->path, s->stall_err == EDQUOT ? "EDQUOT" : "ENOSPC",
-             strerror(s->stall_err ? s->stall_err : ENOSPC));
+             "nothing is dropped", s->path, err == EDQUOT ? "EDQUOT" : "ENOSPC", strerror(err));
+    }
   } else if (!on && --s->stalled == 0) {
     orch__sink_unwatch(s);
-    if (!quiet && s->stall_err != EAGAIN)
-      orch__sink_report("info", "%s: writing again after %.1f s", s->path,
-             (double)(orch__now_ns() - s->stalled_since) / 1e9);
+    uint64_t paused_ns = orch__now_ns() - s->stalled_since;
+    if (!quiet && s->stall_err != EAGAIN) {
+      orch__sink_problem(s, ORCH_LOGP_RESUMED, 0, paused_ns / 1000000u);
+      orch__sink_report("info", "%s: writing again after %.1f s", s->path, (double)paused_ns / 1e9);
+    }
     s->stall_err = 0;
   }
 }
@@ -425,8 +423,7 @@ static void retry_held(orch_outpipe_t *o, int last) {
     if (h->len == 0) continue;
     size_t left = orch__sink_put(s, h->buf, h->len, 1);
     if (left > 0 && last) {
-      s->dropped += left;
-      s->last_err = s->stall_err ? s->stall_err : ENOSPC;
+      orch__sink_dropped(s, left, s->stall_err ? s->stall_err : ENOSPC);
       left = 0;
     }
     memmove(h->buf, h->buf + h->len - left, left);
@@ -570,8 +567,7 @@ static void outpipe_close(orch_outpipe_t *o) {
     replay_raw(o);
     retry_held(o, 1);
     if (o->raw.len > 0) {
-      o->sink->dropped += o->raw.len;
-      o->sink->last_err = o->sink->stall_err ? o->sink->stall_err : ENOSPC;
+      orch__sink_dropped(o->sink, o->raw.len, o->sink->stall_err ? o->sink->stall_err : ENOSPC);
       free(o->raw.buf);
       o->raw = (held_t){0};
     }

@@ -110,6 +110,7 @@ static int open_file(orch_sink_t *s, mode_t mode, int follow) {
   }
   if (made && (s->mkdir || s->fd >= 0)) {
     s->dir_remade++;
+    orch__sink_problem(s, ORCH_LOGP_DIR_REMADE, ENOENT, 0);
     orch__sink_report("warning", "%s: the log directory was gone; made it again (%s)", dir,
                       s->mkdirs ? "0750" : "0700");
   }
@@ -132,6 +133,7 @@ static void check_deleted(orch_sink_t *s) {
   if (fd < 0) return;
   adopt(s, fd);
   s->remade++;
+  orch__sink_problem(s, ORCH_LOGP_REMADE, 0, 0);
   orch__sink_report("warning", "%s: deleted while open; writing to a new file at that path", s->path);
 }
 
@@ -246,6 +248,7 @@ static void rotate(orch_sink_t *s) {
     }
   }
   s->rotate_err = rc < 0 ? -rc : 0;
+  if (rc < 0) orch__sink_problem(s, ORCH_LOGP_ROTATE, -rc, 0);
   s->retry_at = rc < 0 ? orch__now_ns() + 1000000000u : 0;
 }
 
@@ -330,8 +333,7 @@ size_t orch__sink_put(orch_sink_t *s, const char *buf, size_t n, int hold) {
       }
       /* An I/O error, or a write that nobody can wait for: the bytes are
        * counted and the error kept for reporting; orch must not die. */
-      s->last_err = err;
-      s->dropped += left + (n - take);
+      orch__sink_dropped(s, left + (n - take), err);
       return 0;
     }
     if (rot) rotate(s);

@@ -57,6 +57,7 @@ static void gz_done(uv_work_t *req, int status) {
   }
   if (err || gone) unlink(j->part);
   if (!gone) s->gz_err = err;
+  if (err && !gone) orch__sink_problem(s, ORCH_LOGP_COMPRESS, err, 0);
   free(j);
   orch_sink_unref(s);
 }
@@ -106,6 +107,7 @@ void orch__sink_gzip_start(orch_sink_t *s, mode_t mode) {
   }
   if (rc < 0) {
     s->gz_err = -rc;
+    orch__sink_problem(s, ORCH_LOGP_COMPRESS, -rc, 0);
     free(j);
   }
 }

@@ -1,5 +1,6 @@
 /* sink_lua.c: orch.core's log files: the sink class (sink_open), truncate_log,
- * remove_rotated, and the terminal echo of orch run (echo, echo_stats). */
+ * remove_rotated, on_log_problem, and the terminal echo of orch run (echo,
+ * echo_stats). */
 #include <string.h>
 
 #include "orch/binding.h"
@@ -179,8 +180,68 @@ static int l_echo_stats(lua_State *L) {
   return 1;
 }
 
+/* The listener of log files' problems (orch_sink_on_problem): a function in
+ * the registry, called with one table per problem. An anchor userdata in the
+ * registry takes the listener away when the Lua state closes, so that no
+ * report reaches a closed state. */
+#define PROBLEM_ANCHOR "orch.log_problem_anchor"
+static int problem_ref = LUA_NOREF;
+
+static void on_problem(const orch_log_problem_t *p, void *data) {
+  lua_State *L = data;
+  if (problem_ref == LUA_NOREF) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, problem_ref);
+  lua_createtable(L, 0, 6);
+  lua_pushstring(L, p->path);
+  lua_setfield(L, -2, "path");
+  lua_pushstring(L, orch_log_problem_name(p->kind));
+  lua_setfield(L, -2, "problem");
+  if (p->err) {
+    lua_pushstring(L, uv_err_name(-p->err));
+    lua_setfield(L, -2, "error");
+    lua_pushstring(L, uv_strerror(-p->err));
+    lua_setfield(L, -2, "message");
+  }
+  lua_pushnumber(L, (lua_Number)p->count);
+  lua_setfield(L, -2, "count");
+  lua_pushnumber(L, (lua_Number)p->bytes);
+  lua_setfield(L, -2, p->kind == ORCH_LOGP_RESUMED ? "paused_ms" : "bytes");
+  int n = orch_runtime_pcall(L, 1, 0, 0);
+  if (n > 0) lua_pop(L, n);
+}
+
+static int l_problem_anchor_gc(lua_State *L) {
+  (void)L;
+  orch_sink_on_problem(NULL, NULL, NULL);
+  problem_ref = LUA_NOREF;
+  return 0;
+}
+
+/* core.on_log_problem(fn | nil): fn({path, problem, error, message, count,
+ * bytes | paused_ms}) for the problems of every log file, from the loop, at
+ * most once a second (sink.h); nil: no more. */
+static int l_on_log_problem(lua_State *L) {
+  if (!lua_isnoneornil(L, 1)) luaL_checktype(L, 1, LUA_TFUNCTION);
+  luaL_unref(L, LUA_REGISTRYINDEX, problem_ref);
+  problem_ref = LUA_NOREF;
+  if (lua_isnoneornil(L, 1)) return orch_lua_ok(L, orch_sink_on_problem(NULL, NULL, NULL));
+  lua_getfield(L, LUA_REGISTRYINDEX, PROBLEM_ANCHOR);
+  if (lua_isnil(L, -1)) {
+    lua_newuserdata(L, 1);
+    lua_newtable(L);
+    lua_pushcfunction(L, l_problem_anchor_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    lua_setfield(L, LUA_REGISTRYINDEX, PROBLEM_ANCHOR);
+  }
+  lua_pop(L, 1);
+  lua_pushvalue(L, 1);
+  problem_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return orch_lua_ok(L, orch_sink_on_problem(orch_runtime_loop(L), on_problem, L));
+}
+
 static const luaL_Reg funcs[] = {
-    {"sink_open", l_sink_open}, {"truncate_log", l_truncate_log}, {"log_line_hold", l_log_line_hold},
+    {"sink_open", l_sink_open}, {"on_log_problem", l_on_log_problem}, {"truncate_log", l_truncate_log}, {"log_line_hold", l_log_line_hold},
     {"remove_rotated", l_remove_rotated}, {"echo", l_echo}, {"echo_stats", l_echo_stats},
     {NULL, NULL}};
 

@@ -94,4 +94,33 @@ typedef struct {
 } orch_sink_stats_t;
 void orch_sink_stats(const orch_sink_t *s, orch_sink_stats_t *st);
 
+/* Problems of log files, told to one listener (the engine turns them into
+ * event records and metrics) as well as, for some, a line in the daemon's
+ * log. They are counted per sink and kind, and handed over from one timer
+ * on the loop at most once a second for all sinks together: a failing disk
+ * costs a call a second, never one per write. */
+typedef enum {
+  ORCH_LOGP_WRITE,      /* bytes dropped: a write failed (EIO...), or no memory held them */
+  ORCH_LOGP_NOSPACE,    /* writers paused: ENOSPC or EDQUOT (outpipe.h) */
+  ORCH_LOGP_RESUMED,    /* writers going again after such a pause */
+  ORCH_LOGP_ROTATE,     /* a rotation failed (tried again a second later) */
+  ORCH_LOGP_COMPRESS,   /* the gzip of a rotated file failed */
+  ORCH_LOGP_REMADE,     /* the file was deleted while open; made anew */
+  ORCH_LOGP_DIR_REMADE, /* its directory was gone; made again */
+  ORCH_LOGP_KINDS
+} orch_log_problem_kind_t;
+typedef struct {
+  const char *path;
+  orch_log_problem_kind_t kind;
+  int err;        /* errno of the last one, or 0 */
+  uint64_t count; /* since the previous report of this sink and kind */
+  uint64_t bytes; /* WRITE: bytes dropped by them; RESUMED: ms paused */
+} orch_log_problem_t;
+typedef void (*orch_log_problem_fn)(const orch_log_problem_t *p, void *data);
+/* The listener (one per process); fn NULL: none, and what waits is
+ * forgotten. 0 or -errno. */
+int orch_sink_on_problem(uv_loop_t *loop, orch_log_problem_fn fn, void *data);
+/* "write", "no_space", ...: the kind's name for Lua and the event records. */
+const char *orch_log_problem_name(orch_log_problem_kind_t kind);
+
 #endif

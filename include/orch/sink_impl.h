@@ -43,6 +43,12 @@ struct orch_sink_s {
   uv_poll_t *wpoll;        /* while stalled on EAGAIN: waits for writability */
   uint64_t stalled_since;  /* CLOCK_MONOTONIC ns */
   int writers;             /* outpipes writing to it as their own stream */
+  /* Problems not yet handed to the listener (sink_problem.c); a queued
+   * sink holds a reference until they are. */
+  uint64_t prob_count[ORCH_LOGP_KINDS], prob_bytes[ORCH_LOGP_KINDS];
+  int prob_err[ORCH_LOGP_KINDS];
+  struct orch_sink_s *prob_next;
+  int prob_queued;
   const void *open_line;   /* the outpipe whose unfinished line the file ends in
                               (outpipe.c, plain mode), or NULL */
   char path[];
@@ -61,6 +67,12 @@ size_t orch__sink_put(orch_sink_t *s, const char *buf, size_t n, int hold);
 /* One line for whoever watches orch, on stderr (the daemon log, or orch
  * run's terminal through the echo): "YYYY-MM-DDTHH:MM:SS LEVEL: MESSAGE". */
 void orch__sink_report(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* sink_problem.c: counts a problem of s for the listener
+ * (orch_sink_on_problem); bytes as in orch_log_problem_t. */
+void orch__sink_problem(orch_sink_t *s, orch_log_problem_kind_t kind, int err, uint64_t bytes);
+/* Bytes lost for s: counted, the error kept for orch_sink_stats, and told. */
+void orch__sink_dropped(orch_sink_t *s, uint64_t bytes, int err);
 
 /* sink_gzip.c: after a rotation, compresses FILE.1 in libuv's thread pool
  * (orch_sink_compress); shifted: the rotated files moved up one (FILE.1 is

@@ -72,6 +72,13 @@ function M.new(opts)
     user_error = function(p, what, err) self:user_error(p, what, err) end,
     restart = function(p, cause, why) self:restart_running(p, cause, why) end,
   })
+  -- the log files' problems as records (orch.logproblems), from C
+  self.logproblems = require("orch.logproblems").new({
+    record = function(kind, proc, fields) return self:record(kind, proc, fields) end,
+    writers = function(path) return self.sup:writers(path) end,
+    log = self.log, text = require("orch.eventlog").text,
+  })
+  require("orch.core").on_log_problem(function(p) self.logproblems:report(p) end)
   -- which descendants are whose (cgroup v2 or the environment marker)
   self.tree = require("orch.tree").new(opts.paths.home, { log = opts.log })
   self.sup = supervisor.new({
@@ -88,6 +95,7 @@ function M.new(opts)
     internal = function(proc, ch, msg) self.cluster:message(proc, ch, msg) end,
     channel_closed = function(_, ch) self.cluster:closed(ch) end,
     graceful = function(proc, after) return self.cluster:disconnect(proc, after) end,
+    log_problem = function(p) self.logproblems:report(p) end,
   })
   self.readiness = readiness.new({
     log = self.log, set_online = function(p) self.sup:set_online(p) end,
@@ -584,6 +592,8 @@ function Engine:shutdown()
     self.event_timer:close()
     self.event_timer = nil
   end
+  require("orch.core").on_log_problem(nil)
+  self.logproblems:close()
   self.triggers:close()
   self.actions:close()
   self.health:close()

@@ -65,7 +65,37 @@ local RECORD = {
   end,
   scale = function(r) return string.format("scaled from %s to %s instance(s)", tostring(r.from), tostring(r.to)) end,
   config = function(r) return string.format("%s from %s", tostring(r.change), tostring(r.source)) end,
+  log_error = function(r) return M.log_problem(r) end,
+  log_resumed = function(r)
+    return string.format("log %s: writing again after %s", tostring(r.path), duration(r.paused_ms or 0))
+  end,
 }
+
+-- What a log_error record says (orch.logproblems): its file, what went
+-- wrong, and how often since the previous record of it.
+local PROBLEM = {
+  open = function(r) return string.format("cannot open it (%s), the process does not start", tostring(r.message)) end,
+  write = function(r)
+    return string.format("write failed (%s), %s bytes dropped", r.message or r.error or "?", tostring(r.bytes or 0))
+  end,
+  no_space = function(r)
+    return string.format("%s (%s), writing paused until there is space; the app waits", tostring(r.error),
+      tostring(r.message))
+  end,
+  rotate = function(r) return string.format("rotation failed (%s), still writing to it", tostring(r.error)) end,
+  compress = function(r)
+    return string.format("gzip of the rotated file failed (%s), kept as it is", tostring(r.error))
+  end,
+  remade = function() return "deleted while open; writing to a new file at that path" end,
+  dir_remade = function() return "its directory was gone; orch made it again" end,
+}
+
+function M.log_problem(r)
+  local f = PROBLEM[r.problem]
+  local what = f and f(r) or tostring(r.problem)
+  local times = (r.count or 1) > 1 and string.format(" (%d times since the last report)", r.count) or ""
+  return string.format("log %s: %s%s", tostring(r.path), what, times)
+end
 
 -- Whom a record is about: "web:0", or "web" for one of an app.
 function M.who(r)

@@ -64,9 +64,29 @@ function S:_sink(path, app)
     err = "a symlink, which orch does not follow in the log file names it makes "
       .. "(set out_file, error_file or log_file to this path to follow it)"
   end
-  if not s then return nil, string.format("cannot open log file %s: %s", path, err) end
+  if not s then return nil, string.format("cannot open log file %s: %s", path, err), code, err end
   self.sinks[path] = s
   return s
+end
+
+-- The sinks of proc's log files (out, err, and combined or nil), or nil and
+-- the error of the first that cannot be opened, which is also a log
+-- problem (opts.log_problem: orch.logproblems).
+function S:_open_logs(proc, out_path, err_path, combined_path)
+  local paths, sinks = { out_path, err_path, combined_path }, {}
+  for i = 1, 3 do
+    if paths[i] then
+      local s, err, code, why = self:_sink(paths[i], proc.app)
+      if not s then
+        if self.opts.log_problem then
+          self.opts.log_problem({ path = paths[i], problem = "open", error = code, message = why, count = 1 })
+        end
+        return nil, err
+      end
+      sinks[i] = s
+    end
+  end
+  return sinks[1], sinks[2], sinks[3]
 end
 
 -- Opens every log file again by its path (after an external logrotate
@@ -133,6 +153,16 @@ function S:log_stats(proc)
   for i, f in ipairs(self:_log_files(proc)) do
     out[i] = { path = f.path, written = f.st.written, size = f.st.size, rotations = f.st.rotations,
                dropped = f.st.dropped }
+  end
+  return out
+end
+
+-- The processes writing to the log file at path (in table order).
+function S:writers(path)
+  local out = {}
+  for _, p in ipairs(self.procs) do
+    local o, e, c = launch.log_paths(p.app, p.instance, self.opts.logs_dir)
+    if o == path or e == path or c == path then out[#out + 1] = p end
   end
   return out
 end

@@ -17,6 +17,7 @@ for _, s in ipairs(lifecycle.STATES) do
   if s ~= "deleted" then STATUSES[#STATUSES + 1] = s end
 end
 local HEALTH = { "starting", "healthy", "unhealthy" }
+local PROBLEMS = require("orch.logproblems").PROBLEMS
 
 local function esc(v)
   return (tostring(v):gsub("[\\\"\n]", { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n" }))
@@ -240,6 +241,22 @@ function Metrics:render()
   w.family("orch_log_dropped_bytes_total", "counter",
     "Bytes that could not be written to each log file (write errors other than a full disk, which pauses writers).")
   for _, f in ipairs(files) do w.sample(f.labels, f.st.dropped or 0) end
+  local lp = engine.logproblems
+  if lp then
+    w.family("orch_log_problems_total", "counter",
+      "Problems of the log files of each app since this orch started, by kind (docs/protocol.md, log_error).")
+    local apps = {}
+    for app in pairs(lp.totals) do apps[#apps + 1] = app end
+    table.sort(apps)
+    for _, app in ipairs(apps) do
+      local t = lp.totals[app]
+      for _, problem in ipairs(PROBLEMS) do
+        if t[problem] then
+          w.sample(app == "" and "" or format('app="%s"', esc(app)), t[problem], 'problem="' .. problem .. '"')
+        end
+      end
+    end
+  end
   -- labels of files no longer open are forgotten
   for key in pairs(self.file_labels) do
     if not seen[key] then self.file_labels[key] = nil end

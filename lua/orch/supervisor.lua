@@ -59,7 +59,8 @@ end
 --       internal(proc, channel, msg): Node's own messages (cluster),
 --       channel_closed(proc, channel),
 --       graceful(proc, after) -> true when a stop was asked for over the
---         channel (after() runs when the signal is due)
+--         channel (after() runs when the signal is due),
+--       log_problem(p): a log file that cannot be opened (orch.logproblems)
 function M.new(opts)
   local self = setmetatable({
     procs = {},       -- in id order
@@ -307,13 +308,8 @@ function Supervisor:_launch(proc)
     end
   end
   local out_path, err_path, combined_path = launch.log_paths(app, proc.instance, self.opts.logs_dir)
-  local out, err = self:_sink(out_path, app)
-  local errs, combined
-  if out then errs, err = self:_sink(err_path, app) end
-  if errs and combined_path then combined, err = self:_sink(combined_path, app) end
-  if not (out and errs) or (combined_path and not combined) then
-    return self:_spawn_failed(proc, err, nil)
-  end
+  local out, errs, combined = self:_open_logs(proc, out_path, err_path, combined_path)
+  if not out then return self:_spawn_failed(proc, errs, nil) end
 
   local prefix_out, prefix_err
   if self.opts.echo then
@@ -353,7 +349,7 @@ function Supervisor:_launch(proc)
     self.worker_ids = (self.worker_ids or 0) + 1
     env[#env + 1] = "NODE_UNIQUE_ID=" .. self.worker_ids
   end
-  local handle, code, step
+  local handle, err, code, step
   local tree = self.opts.tree
   proc.scope = tree and tree:enter(proc)
   local spawn = as.spawn -- uid, gid, groups, umask, nice, oom_score_adj, limits
