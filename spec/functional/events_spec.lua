@@ -107,6 +107,42 @@ describe("orch events", function()
     stop(ev)
   end)
 
+  it("records every kind the issue names: start, online, a stop, each reload step, a scale, a config change", function()
+    local eco = H.ecosystem(dir, [[ { name = "web", script = "sleep", args = { "1000" }, env = { V = "1" } }, ]])
+    assert.are.equal(0, (H.orch_sync({ "apply", eco }, { home = home, cwd = dir })))
+    local ev = H.orch({ "events", "--json", "--since", "10m" }, { home = home, cwd = dir })
+    local function has(pred, what)
+      return H.wait_until(function() return find(ev, pred) end, 20000,
+        function() return what .. " in:\n" .. ev.out .. ev.err end)
+    end
+    has(function(r) return r.kind == "config" and r.app == "web" and r.change == "started" and r.source == eco end,
+      "config started")
+    has(function(r) return r.kind == "start" and r.app == "web" and r.pid end, "start")
+    has(function(r) return r.kind == "online" and r.app == "web" end, "online")
+    assert.are.equal(0, (H.orch_sync({ "scale", "web", "2" }, { home = home, cwd = dir })))
+    local scale = has(function(r) return r.kind == "scale" end, "scale")
+    assert.are.same({ "web", 1, 2 }, { scale.app, scale.from, scale.to })
+    assert.is_nil(scale.id)
+    assert.are.equal(0, (H.orch_sync({ "reload", "web" }, { home = home, cwd = dir })))
+    for _, step in ipairs({ "begin", "switch", "done" }) do
+      has(function(r) return r.kind == "reload" and r.step == step end, "reload " .. step)
+    end
+    local begin = find(ev, function(r) return r.kind == "reload" and r.step == "begin" end)
+    assert.is_number(begin.new_id)
+    assert.is_truthy(find(ev, function(r) return r.kind == "restart" and r.cause == "reload" end))
+    -- the file changed: applying it again restarts the app
+    H.ecosystem(dir, [[ { name = "web", script = "sleep", args = { "1000" }, env = { V = "2" } }, ]])
+    assert.are.equal(0, (H.orch_sync({ "apply", eco }, { home = home, cwd = dir })))
+    has(function(r) return r.kind == "config" and r.change == "restarted" end, "config restarted")
+    assert.are.equal(0, (H.orch_sync({ "stop", "web" }, { home = home, cwd = dir })))
+    local stopping = has(function(r) return r.kind == "stopping" end, "stopping")
+    assert.are.same({ "SIGINT", 1600 }, { stopping.signal, stopping.kill_timeout })
+    has(function(r) return r.kind == "stopped" and r.app == "web" end, "stopped")
+    local exit = has(function(r) return r.kind == "exit" and r.signal end, "an exit by a signal")
+    assert.are.equal("SIGINT", exit.signal)
+    stop(ev)
+  end)
+
   it("drops a subscriber that never reads; ping answers at once and other subscribers keep receiving", function()
     local body = {}
     for i = 1, 4 do
