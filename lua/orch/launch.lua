@@ -14,11 +14,14 @@ M.interpreters = {
 
 -- Variables that describe orch's own relation to its parent (socket
 -- activation, an IPC channel, a notify socket) and must not leak into
--- children, where they would point at the wrong fds or the wrong pid.
+-- children, where they would point at the wrong fds or the wrong pid; and
+-- ORCH_HTTP, the address of orch's own endpoint: an app that is itself an
+-- orch (orch run) would try to listen there too. An app's env may still
+-- set any of them.
 M.scrubbed_env = {
   LISTEN_FDS = true, LISTEN_PID = true, LISTEN_FDNAMES = true, LISTEN_PIDFDID = true,
-  NOTIFY_SOCKET = true, WATCHDOG_USEC = true, WATCHDOG_PID = true, NODE_CHANNEL_FD = true, NODE_CHANNEL_SERIALIZATION_MODE = true,
-  NODE_UNIQUE_ID = true,
+  NOTIFY_SOCKET = true, WATCHDOG_USEC = true, WATCHDOG_PID = true, NODE_CHANNEL_FD = true,
+  NODE_CHANNEL_SERIALIZATION_MODE = true, NODE_UNIQUE_ID = true, ORCH_HTTP = true,
 }
 
 local function extension(path)

@@ -80,6 +80,23 @@ describe("the HTTP endpoint", function()
     assert.are.equal(0, run:wait_exit(15000))
   end)
 
+  it("does not pass ORCH_HTTP on to the apps, unless an app's env sets it", function()
+    local port = daemon({ ORCH_HTTP = "127.0.0.1:" .. H.free_port() })
+    local script = "env > \"$0.tmp\" && mv \"$0.tmp\" \"$0\"; exec sleep 1000" -- whole once there
+    -- started with ORCH_HTTP in the CLI's environment too
+    local _, code, err = H.json(home, { "start", H.ecosystem(dir, string.format([[
+      { name = 'plain', script = 'sh', args = { '-c', %q, %q } },
+      { name = 'own', script = 'sh', args = { '-c', %q, %q }, env = { ORCH_HTTP = '127.0.0.1:1' } },
+    ]], script, dir .. "/plain.env", script, dir .. "/own.env")) }, { cwd = dir, env = { ORCH_HTTP = "127.0.0.1:" .. port } })
+    assert(code == 0, err)
+    H.wait_until(function() return H.read(dir .. "/own.env") and H.read(dir .. "/plain.env") end, 10000,
+      "both apps' environments")
+    local plain = H.read(dir .. "/plain.env")
+    assert.matches("\nORCH_HOME=", "\n" .. plain)
+    assert.not_matches("ORCH_HTTP=", plain, 1, true)
+    assert.matches("\nORCH_HTTP=127.0.0.1:1\n", "\n" .. H.read(dir .. "/own.env"))
+  end)
+
   it("refuses a bad address, naming it, and starts nothing", function()
     local code, _, err = H.orch_sync({ "ping" }, { home = home, env = { ORCH_HTTP = "web:80" } })
     assert.are_not.equal(0, code)
