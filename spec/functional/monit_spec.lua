@@ -234,6 +234,65 @@ describe("orch monit", function()
     assert_restored(p)
   end)
 
+  -- A worker that does three jobs, then crashes (restarted after 500 ms).
+  local WORKER = [[
+echo "worker $ORCH_INSTANCE started (pid $$)"
+for j in 1 2 3; do sleep 0.4; echo "worker $ORCH_INSTANCE: job $j done"; done
+echo "worker $ORCH_INSTANCE: simulated crash" >&2
+exit 3
+]]
+  -- Busy about half the time.
+  local CRUNCH = [[
+while true; do i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; sleep 0.3; done
+]]
+
+  it("leaves a screenshot of its screen; with ORCH_SCREENSHOTS=1 in docs/monit.png (the README's)", function()
+    H.write(dir .. "/ticker.sh", TICKER)
+    H.write(dir .. "/worker.sh", WORKER)
+    H.write(dir .. "/crunch.sh", CRUNCH)
+    H.started(dir, home, string.format([[
+      { name = "clock", script = %q },
+      { name = "worker", script = %q, instances = 2, restart_delay = 500, min_uptime = 100 },
+      { name = "web", script = "sleep", args = { "1000" }, instances = 2 },
+      { name = "crunch", script = %q },
+      { name = "backup", script = "sh", args = { "-c", "echo backup done" }, autorestart = false },
+    ]], dir .. "/ticker.sh", dir .. "/worker.sh", dir .. "/crunch.sh"))
+    p = pane(dir, home, { cols = 110, rows = 34 })
+    p:wait_screen("backup%s+stopped")
+    p:keys("j") -- worker:0
+    -- its crash and restart among its events and logs, and some history
+    p:wait_all({
+      "\n▶%s+1 worker:0%s",
+      "simulated crash",
+      "\n%d%d:%d%d:%d%d restart%s+exit, code 3",
+      function(screen) -- a history of some length: up 12 s
+        local up = tonumber(screen:match("\n%s+0 clock%s+online%s.-%s(%d+)s%s+%d+\n"))
+        return up and up >= 12
+      end,
+    }, "worker:0's crash and restart, and twelve seconds of history")
+    local screen = p:tmux("capture-pane", "-e", "-p", "-t", "m")
+    assert.matches("\27%[", screen, nil, "no colours captured")
+    H.write(dir .. "/monit.ansi", screen)
+    assert.are.equal("", H.sh(string.format("/usr/bin/python3 %s %s %s 'orch monit' 2>&1",
+      q(H.root .. "/spec/fixtures/ansi_html.py"), q(dir .. "/monit.ansi"), q(dir .. "/monit.html"))))
+    local browser = require("browser").start(dir)
+    finally(function() browser:quit() end)
+    browser:call({ cmd = "open", url = "file://" .. dir .. "/monit.html" })
+    assert.matches("worker:0", browser:eval("return document.querySelector('#term').textContent"), 1, true)
+    local shot = os.getenv("ORCH_SCREENSHOTS") == "1" and (H.root .. "/docs/monit.png") or (dir .. "/monit.png")
+    assert.is_true(browser:call({ cmd = "screenshot", path = shot, css = "#term" }))
+    local png = H.read(shot)
+    assert.are.equal("\137PNG", png:sub(1, 4))
+    -- IHDR: width and height, big-endian, at bytes 17 and 21
+    local function u32(at)
+      local a, b, c, d = png:byte(at, at + 3)
+      return ((a * 256 + b) * 256 + c) * 256 + d
+    end
+    assert.is_true(u32(17) > 800 and u32(21) > 500, "a screenshot of " .. u32(17) .. "x" .. u32(21))
+    p:keys("q")
+    assert.are.equal(0, p:wait_exit())
+  end)
+
   it("restarts, stops, starts and scales the selected app with its keys (orch jlist agrees)", function()
     start_apps()
     p = pane(dir, home)
