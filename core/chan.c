@@ -435,6 +435,26 @@ int orch_chan_open(uv_loop_t *loop, int fd, const orch_chan_handlers_t *h, orch_
   return 0;
 }
 
+int orch_chan_handover(const orch_chan_t *ch, const char **buf, size_t *len) {
+  if (ch->closed) return -EPIPE;
+  if (ch->wq || ch->nsent || ch->pend) return -EAGAIN;
+  *buf = ch->rbuf;
+  *len = ch->rlen;
+  return ch->fd;
+}
+
+int orch_chan_preload(orch_chan_t *ch, const char *buf, size_t len) {
+  if (len == 0) return 0;
+  if (len > ORCH_CHAN_MAX_LINE || memchr(buf, '\n', len)) return -EINVAL;
+  char *b = realloc(ch->rbuf, len + READ_CHUNK);
+  if (!b) return -ENOMEM;
+  ch->rbuf = b;
+  ch->rcap = len + READ_CHUNK;
+  memcpy(ch->rbuf, buf, len);
+  ch->rlen = len;
+  return 0;
+}
+
 void orch_chan_close(orch_chan_t *ch) {
   if (ch->closed) return;
   ch->closed = 1;

@@ -5,6 +5,7 @@
  * a moment longer). */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "orch/binding.h"
 #include "orch/chan.h"
@@ -51,11 +52,16 @@ static void on_close(orch_chan_t *ch, void *data) {
   free(h);
 }
 
-/* chan_open(fd, on_line(line | nil: over-long), on_close()) -> chan: takes
- * the fd object's descriptor (closed on failure too). */
+/* chan_open(fd, on_line(line | nil: over-long), on_close()[, buffered]) ->
+ * chan: takes the fd object's descriptor (closed on failure too); buffered:
+ * the start of a line an earlier image read (orch update). */
 static int l_chan_open(lua_State *L) {
   luaL_checktype(L, 2, LUA_TFUNCTION);
   luaL_checktype(L, 3, LUA_TFUNCTION);
+  size_t blen = 0;
+  const char *buffered = luaL_optlstring(L, 4, "", &blen);
+  if (blen > ORCH_CHAN_MAX_LINE || memchr(buffered, '\n', blen))
+    return luaL_argerror(L, 4, "the start of one line expected");
   int fd = orch_fdobj_take(L, 1);
   lchan_t *u = lua_newuserdata(L, sizeof *u);
   u->ch = NULL;
@@ -76,6 +82,11 @@ static int l_chan_open(lua_State *L) {
   h->close_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushvalue(L, -1);
   h->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  rc = orch_chan_preload(u->ch, buffered, blen);
+  if (rc < 0) {
+    orch_chan_close(u->ch); /* its on_close runs, as for any channel that ends */
+    return orch_lua_fail(L, rc);
+  }
   return 1;
 }
 
@@ -123,6 +134,23 @@ static int l_queued(lua_State *L) {
   return 1;
 }
 
+/* handover() -> fd, buffered | nil, message, code (orch_chan_handover) */
+static int l_handover(lua_State *L) {
+  const char *buf;
+  size_t len;
+  int fd = orch_chan_handover(orch_lua_check_chan(L, 1), &buf, &len);
+  if (fd == -EAGAIN) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "EAGAIN: messages or descriptors on the channel are not taken or acknowledged yet");
+    lua_pushliteral(L, "EAGAIN");
+    return 3;
+  }
+  if (fd < 0) return orch_lua_fail(L, fd);
+  lua_pushinteger(L, fd);
+  lua_pushlstring(L, buf, len);
+  return 2;
+}
+
 static int l_close(lua_State *L) {
   orch_chan_close(orch_lua_check_chan(L, 1));
   return 0;
@@ -147,7 +175,7 @@ static int on_state_close(lua_State *L) {
 static const luaL_Reg methods[] = {
     {"send", l_send},       {"send_fd", l_send_fd}, {"handle_reply", l_handle_reply},
     {"cluster_ack", l_cluster_ack}, {"closed", l_closed}, {"queued", l_queued},
-    {"close", l_close},     {NULL, NULL}};
+    {"close", l_close},     {"handover", l_handover}, {NULL, NULL}};
 
 static const luaL_Reg funcs[] = {{"chan_open", l_chan_open}, {NULL, NULL}};
 

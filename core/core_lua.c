@@ -106,5 +106,6 @@ int luaopen_orch_core(lua_State *L) {
   orch_users_lua_register(L);
   orch_chan_lua_register(L);
   orch_balancer_lua_register(L);
+  orch_reexec_lua_register(L);
   return 1;
 }

@@ -220,13 +220,13 @@ int orch_ctl_listen(uv_loop_t *loop, const char *path,
   if (!s->h.max_busy) s->h.max_busy = ORCH_CTL_MAX_BUSY_DEFAULT;
   if (!s->h.idle_ms) s->h.idle_ms = ORCH_CTL_IDLE_MS_DEFAULT;
 
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  int fd = h->fd > 0 ? h->fd : socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) {
     int err = errno;
     free(s);
     return -err;
   }
-  int rc = orch_unix_bind(fd, path, ORCH_UNIX_REPLACE | ORCH_UNIX_PRIVATE);
+  int rc = h->fd > 0 ? 0 : orch_unix_bind(fd, path, ORCH_UNIX_REPLACE | ORCH_UNIX_PRIVATE);
   struct stat st;
   if (rc == 0) rc = stat(path, &st) < 0 ? -errno : 0;
   if (rc < 0) {
@@ -260,6 +260,12 @@ int orch_ctl_listen(uv_loop_t *loop, const char *path,
   }
   *out = s;
   return 0;
+}
+
+int orch_ctl_server_fd(const orch_ctl_server_t *s) {
+  uv_os_fd_t fd;
+  if (s->closed || uv_fileno((const uv_handle_t *)&s->pipe, &fd) < 0) return -EBADF;
+  return fd;
 }
 
 void orch_ctl_server_close(orch_ctl_server_t *s) {

@@ -136,6 +136,9 @@ static int l_ctl_listen(lua_State *L) {
   handlers.max_busy = (unsigned)n;
   opt_limit(L, "idle_ms", &n);
   handlers.idle_ms = (unsigned)n;
+  /* fd: a listening socket handed over by orch update's previous image */
+  opt_limit(L, "fd", &n);
+  handlers.fd = (int)n;
 
   lserver_t *u = lua_newuserdata(L, sizeof *u + plen + 1);
   u->s = NULL;
@@ -179,6 +182,15 @@ static int l_server_close(lua_State *L) {
 static int l_server_path(lua_State *L) {
   lserver_t *u = luaL_checkudata(L, 1, SERVER_MT);
   lua_pushstring(L, u->path);
+  return 1;
+}
+
+/* server:fd() -> the listening descriptor, nil once closed. */
+static int l_server_fd(lua_State *L) {
+  lserver_t *u = luaL_checkudata(L, 1, SERVER_MT);
+  int fd = u->s ? orch_ctl_server_fd(u->s) : -EBADF;
+  if (fd < 0) return 0;
+  lua_pushinteger(L, fd);
   return 1;
 }
 
@@ -312,7 +324,7 @@ static int on_state_close(lua_State *L) {
 }
 
 static const luaL_Reg server_methods[] = {
-    {"close", l_server_close}, {"path", l_server_path}, {NULL, NULL}};
+    {"close", l_server_close}, {"path", l_server_path}, {"fd", l_server_fd}, {NULL, NULL}};
 
 static const luaL_Reg conn_methods[] = {
     {"send", l_conn_send},       {"close", l_conn_close}, {"closed", l_conn_closed},

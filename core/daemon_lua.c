@@ -1,6 +1,7 @@
 /* daemon_lua.c: orch.core.lock_pidfile, read_pidfile, spawn_detached,
  * ready_wait, start_lock, set_title, sleep_ms. */
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -48,6 +49,27 @@ static int l_lock_release(lua_State *L) {
   if (u->fd >= 0) close(u->fd); /* closing the last fd drops the flock */
   u->fd = -1;
   return 0;
+}
+
+/* lock:fd() -> the descriptor holding the flock (orch update hands it to
+ * the new image, so the lock is never let go), nil once released. */
+static int l_lock_fd(lua_State *L) {
+  llock_t *u = luaL_checkudata(L, 1, LOCK_MT);
+  if (u->fd < 0) return 0;
+  lua_pushinteger(L, u->fd);
+  return 1;
+}
+
+/* lock_adopt(n) -> the lock a previous image of this process held on
+ * descriptor n (still held: the flock belongs to the open file). */
+static int l_lock_adopt(lua_State *L) {
+  int n = (int)luaL_checkinteger(L, 1);
+  if (n < 3) return luaL_argerror(L, 1, "a descriptor >= 3 expected");
+  llock_t *u = new_lock(L);
+  int fl = fcntl(n, F_GETFD);
+  if (fl < 0 || fcntl(n, F_SETFD, fl | FD_CLOEXEC) < 0) return orch_lua_fail(L, -errno);
+  u->fd = n;
+  return 1;
 }
 
 static int l_read_pidfile(lua_State *L) {
@@ -147,10 +169,10 @@ static int l_sleep_ms(lua_State *L) {
   return 0;
 }
 
-static const luaL_Reg lock_methods[] = {{"release", l_lock_release}, {NULL, NULL}};
+static const luaL_Reg lock_methods[] = {{"release", l_lock_release}, {"fd", l_lock_fd}, {NULL, NULL}};
 
 static const luaL_Reg funcs[] = {
-    {"lock_pidfile", l_lock_pidfile}, {"read_pidfile", l_read_pidfile},
+    {"lock_pidfile", l_lock_pidfile}, {"lock_adopt", l_lock_adopt}, {"read_pidfile", l_read_pidfile},
     {"spawn_detached", l_spawn_detached}, {"ready_wait", l_ready_wait},
     {"start_lock", l_start_lock}, {"set_title", l_set_title}, {"sleep_ms", l_sleep_ms},
     {NULL, NULL}};

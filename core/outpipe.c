@@ -640,6 +640,17 @@ void orch_outpipe_drain(orch_outpipe_t *o) {
   pump(o, 4 * (size_t)pipe_big());
 }
 
+int orch_outpipe_handover(orch_outpipe_t *o) {
+  if (o->closing || o->eof) return -EBADF;
+  retry_held(o, 0);
+  if (stalled(o)) return -EAGAIN;
+  /* What the pipe holds stays there for the next image; only what orch
+   * holds in memory, an unfinished line, is written now. */
+  part_flush(o);
+  if (stalled(o)) return -EAGAIN;
+  return o->fd;
+}
+
 void orch_outpipe_release(orch_outpipe_t *o) {
   o->released = 1;
   if (o->eof && !stalled(o)) outpipe_close(o);

@@ -313,6 +313,36 @@ static int step_fail(lua_State *L, int opts, const orch_spawn_opts_t *o, int ste
   return 4;
 }
 
+/* The proc object for pid (a child of ours, running), reading its streams
+ * from fds[0] and fds[1] (-1: none; owned by the outpipes from here on,
+ * closed on failure). Pushes it, or nil, message, code. */
+static int push_proc(lua_State *L, pid_t pid, const int fds[2], stream_opt_t so[2], int cb_idx) {
+  lproc_t *u = lua_newuserdata(L, sizeof *u);
+  memset(u, 0, sizeof *u);
+  u->L = L;
+  u->pid = pid;
+  u->cb_ref = LUA_NOREF;
+  luaL_getmetatable(L, PROC_MT);
+  lua_setmetatable(L, -2);
+  for (int i = 0; i < 2; i++) {
+    if (fds[i] < 0) continue;
+    /* On failure the read end is closed: the child gets EPIPE, not a hang. */
+    orch_outpipe_start(orch_runtime_loop(L), fds[i], &so[i].o, &u->out[i]);
+  }
+  int rc = orch_proc_watch(orch_runtime_loop(L), pid, on_exit_cb, u, &u->p);
+  if (rc < 0) {
+    /* Without a watcher the exit would go unnoticed: refuse the process. */
+    kill(-pid, SIGKILL);
+    close_outpipes(u);
+    return orch_lua_fail(L, rc);
+  }
+  lua_pushvalue(L, cb_idx);
+  u->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushvalue(L, -1);
+  u->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 1;
+}
+
 static int l_spawn(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   orch_spawn_opts_t o;
@@ -384,34 +414,57 @@ static int l_spawn(lua_State *L) {
     return orch_lua_fail(L, rc);
   }
 
-  lproc_t *u = lua_newuserdata(L, sizeof *u);
-  memset(u, 0, sizeof *u);
-  u->L = L;
-  u->pid = pid;
-  u->cb_ref = LUA_NOREF;
-  luaL_getmetatable(L, PROC_MT);
-  lua_setmetatable(L, -2);
-  for (int i = 0; i < 2; i++) {
-    if (pipes[i][0] < 0) continue;
-    /* On failure the read end is closed: the child gets EPIPE, not a hang. */
-    orch_outpipe_start(orch_runtime_loop(L), pipes[i][0], &so[i].o, &u->out[i]);
-  }
-  rc = orch_proc_watch(orch_runtime_loop(L), pid, on_exit_cb, u, &u->p);
-  if (rc < 0) {
-    /* Without a watcher the exit would go unnoticed: refuse the process. */
-    kill(-pid, SIGKILL);
-    close_outpipes(u);
-    return orch_lua_fail(L, rc);
-  }
-  lua_pushvalue(L, cb_idx);
-  u->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_pushvalue(L, -1);
-  u->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  return 1;
+  int reads[2] = {pipes[0][0], pipes[1][0]};
+  return push_proc(L, pid, reads, so, cb_idx);
 }
 
 static lproc_t *check_proc(lua_State *L) {
   return luaL_checkudata(L, 1, PROC_MT);
+}
+
+/* adopt{ pid =, stdout_fd =, stderr_fd =, stdout =, stderr =, on_exit = }:
+ * a process a previous image of this daemon spawned (orch update), still
+ * our child, with its pipes' read ends handed over by number; the options
+ * are spawn's. Returns a proc, or nil, message, code. */
+static int l_adopt(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_getfield(L, 1, "pid");
+  pid_t pid = (pid_t)luaL_checkinteger(L, -1);
+  int fds[2];
+  const char *keys[2] = {"stdout_fd", "stderr_fd"};
+  for (int i = 0; i < 2; i++) {
+    lua_getfield(L, 1, keys[i]);
+    fds[i] = lua_isnil(L, -1) ? -1 : (int)luaL_checkinteger(L, -1);
+    lua_pop(L, 1);
+  }
+  stream_opt_t so[2];
+  stream_opt(L, 1, "stdout", &so[0]);
+  stream_opt(L, 1, "stderr", &so[1]);
+  for (int i = 0; i < 2; i++)
+    if (fds[i] >= 0 && !so[i].o.sink) return luaL_argerror(L, 1, "a stream's descriptor without its sink");
+  lua_getfield(L, 1, "on_exit");
+  return push_proc(L, pid, fds, so, lua_gettop(L));
+}
+
+/* p:handover() -> stdout_fd, stderr_fd (nil: none) | nil, message, code:
+ * see orch_outpipe_handover; EAGAIN while a log file refuses bytes. */
+static int l_proc_handover(lua_State *L) {
+  lproc_t *u = check_proc(L);
+  int fds[2] = {-1, -1};
+  for (int i = 0; i < 2; i++) {
+    if (!u->out[i]) continue;
+    fds[i] = orch_outpipe_handover(u->out[i]);
+    if (fds[i] == -EAGAIN) {
+      lua_pushnil(L);
+      lua_pushliteral(L, "EAGAIN: a log file does not take bytes now (full disk or slow reader)");
+      lua_pushliteral(L, "EAGAIN");
+      return 3;
+    }
+  }
+  for (int i = 0; i < 2; i++)
+    if (fds[i] >= 0) lua_pushinteger(L, fds[i]);
+    else lua_pushnil(L);
+  return 2;
 }
 
 static int l_proc_pid(lua_State *L) {
@@ -489,10 +542,10 @@ static int l_reaper_stats(lua_State *L) {
 }
 
 static const luaL_Reg proc_methods[] = {
-    {"pid", l_proc_pid}, {"signal", l_proc_signal}, {NULL, NULL}};
+    {"pid", l_proc_pid}, {"signal", l_proc_signal}, {"handover", l_proc_handover}, {NULL, NULL}};
 
 static const luaL_Reg funcs[] = {
-    {"spawn", l_spawn}, {"reaper_start", l_reaper_start},
+    {"spawn", l_spawn}, {"adopt", l_adopt}, {"reaper_start", l_reaper_start},
     {"reaper_stats", l_reaper_stats}, {NULL, NULL}};
 
 void orch_proc_lua_register(lua_State *L) {

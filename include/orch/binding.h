@@ -81,6 +81,7 @@ void orch_users_lua_register(lua_State *L);  /* users.c: user and group look-ups
 void orch_looplag_lua_register(lua_State *L); /* looplag.c: the loop's working time per turn */
 void orch_chan_lua_register(lua_State *L);     /* chan_lua.c: the IPC channel */
 void orch_balancer_lua_register(lua_State *L); /* balancer_lua.c: round-robin in C */
+void orch_reexec_lua_register(lua_State *L); /* reexec.c: orch update's memfd, fd_adopt, open_exe, reexec */
 
 /* chan_lua.c: the channel at idx (an argument error once collected). */
 struct orch_chan_s *orch_lua_check_chan(lua_State *L, int idx);

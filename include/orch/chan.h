@@ -51,6 +51,15 @@ void orch_chan_handle_reply(orch_chan_t *ch, int ack);
  * the balancer's, else 0. */
 int orch_chan_cluster_ack(orch_chan_t *ch, uint64_t seq, int accepted);
 
+/* For orch update, right before the daemon re-executes itself: the socket
+ * (the new image reads on) and what was read of a line not complete yet
+ * (*buf, *len: valid until the next read). -EAGAIN while anything is queued
+ * or unacknowledged (it would be lost), -EPIPE once closed. */
+int orch_chan_handover(const orch_chan_t *ch, const char **buf, size_t *len);
+/* In the new image, before the first read: the bytes handed over (no '\n'
+ * in them). 0, -EINVAL or -ENOMEM. */
+int orch_chan_preload(orch_chan_t *ch, const char *buf, size_t len);
+
 int orch_chan_closed(const orch_chan_t *ch);
 size_t orch_chan_queued(const orch_chan_t *ch);
 void orch_chan_close(orch_chan_t *ch);

@@ -55,6 +55,9 @@ typedef struct {
   unsigned max_conns;     /* default: RLIMIT_NOFILE / 4, from 8 to 1024 */
   unsigned max_busy;      /* requests in progress (orch_ctl_conn_busy) per connection */
   unsigned idle_ms;       /* see above */
+  /* > 0: a socket already bound at path and listening (carried across
+   * orch update's re-exec), used instead of binding a new one. */
+  int fd;
 } orch_ctl_handlers_t;
 
 /* Listens on path: a stale socket file there is removed first (the caller
@@ -62,6 +65,8 @@ typedef struct {
  * (EEXIST when path exists and is not a socket). */
 int orch_ctl_listen(uv_loop_t *loop, const char *path,
                     const orch_ctl_handlers_t *h, orch_ctl_server_t **out);
+/* The listening descriptor (orch update hands it on), or -EBADF once closed. */
+int orch_ctl_server_fd(const orch_ctl_server_t *s);
 /* Stops accepting and removes the socket file (if it is still ours). Open
  * connections stay until they close. s must not be used afterwards. */
 void orch_ctl_server_close(orch_ctl_server_t *s);

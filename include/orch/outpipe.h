@@ -73,6 +73,13 @@ int orch_outpipe_start(uv_loop_t *loop, int fd, const orch_outpipe_opts_t *opts,
 /* Reads whatever is readable now, without blocking (used before an exit is
  * reported, so the log holds everything written before it). */
 void orch_outpipe_drain(orch_outpipe_t *o);
+/* For orch update, right before the daemon re-executes itself: writes what
+ * the outpipe holds in memory (an unfinished line) and returns the pipe's
+ * descriptor, which the new image reads on; the bytes still in the pipe
+ * stay there. -EAGAIN while a sink refuses bytes (full disk, slow reader),
+ * -EBADF once the pipe is at EOF or closing. The outpipe is unchanged
+ * otherwise: if the exec fails it goes on as before. */
+int orch_outpipe_handover(orch_outpipe_t *o);
 /* Stops when the writers are gone (EOF); call once the owner loses interest.
  * A grandchild may still hold the pipe, so reading goes on until EOF. */
 void orch_outpipe_release(orch_outpipe_t *o);

@@ -33,9 +33,11 @@ end
 -- whether or not it opens). on_message(msg) for every message that is
 -- not a handle acknowledgement; on_problem(text) for a malformed or
 -- oversized one; on_close() once when the channel closes (EOF, error or
--- close()). Returns the channel: ch.send(msg), ch.send_handle(msg, fd),
--- ch.close(), ch.closed, and ch.c, the C object (for the balancer).
-function M.open(fd, on_message, on_problem, on_close)
+-- close()). buffered: the start of a message an earlier image read (orch
+-- update). Returns the channel: ch.send(msg), ch.send_handle(msg, fd),
+-- ch.close(), ch.closed, ch.handover(), and ch.c, the C object (for the
+-- balancer).
+function M.open(fd, on_message, on_problem, on_close, buffered)
   local ch = { closed = false }
   local c, err = core.chan_open(fd, function(line)
     if not line then return on_problem("a message over " .. M.MAX_MESSAGE .. " bytes: channel closed") end
@@ -55,12 +57,20 @@ function M.open(fd, on_message, on_problem, on_close)
   end, function()
     ch.closed = true
     if on_close then on_close() end
-  end)
+  end, buffered)
   if not c then return nil, err end
   ch.c = c
 
   function ch.close()
     if not ch.closed then c:close() end
+  end
+
+  -- For orch update: the descriptor and what was read of a message not
+  -- complete yet, or nil and why not now (what the child has not taken or
+  -- acknowledged yet would be lost).
+  function ch.handover()
+    if ch.closed then return nil, "the channel is closed" end
+    return c:handover()
   end
 
   -- Returns true, or nil and why the message could not be sent.

@@ -361,6 +361,15 @@ local verbs = {
       return client.await_exit(result.pid, "the daemon")
     end,
     show = function() io.stdout:write("orch stopped\n") end },
+  { name = "update", args = "", min = 0, max = 0, opts = JSON, autostart = false,
+    summary = "re-execute the daemon from the orch binary now on disk, keeping every process running (pm2 update)",
+    not_running = function() err("orch update: orch is not running") return 1 end,
+    request = function() return "update", {} end,
+    after = function(result) return require("orch.updatecli").await(result) end,
+    show = function(result)
+      io.stdout:write(string.format("orch updated from %s to %s in %d ms: pid %d, %d process(es) kept running\n",
+        result.from, result.version, result.ms, result.pid_now, result.processes))
+    end },
   { name = "reload", args = TARGETS, min = 1, max = math.huge,
     summary = "zero-downtime restart: each replacement is online before its old process stops",
     opts = UPDATE_OPTS, run = on_targets("reload", update_env) },

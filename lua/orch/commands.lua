@@ -152,7 +152,16 @@ function H.ping(engine, args, respond)
     -- orch run's echo: lines its terminal or pipe was too slow for (the logs have them)
     echo_dropped = engine.mode == "run" and core.echo_stats().lines or nil,
     http = engine.http_info, -- {address, token_file}: orch.httpserve
+    -- the daemon's re-execs (orch update) and the last one that failed
+    update = engine.update_ctx and { generation = engine.update_ctx.generation, failed = engine.update_ctx.failed },
   })
+end
+
+-- orch update: the daemon re-executes itself (orch.handover).
+function H.update(engine, args, respond)
+  local ok, err = check(args, {})
+  if not ok then return respond(nil, "EINVAL", err) end
+  require("orch.handover").update(engine, respond)
 end
 
 -- restart and reload with update_env: the processes' base environment

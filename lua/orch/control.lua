@@ -16,10 +16,12 @@ local M = {}
 local MAX_ID = 2 ^ 53
 local MAX_ID_STRING = 256
 
-function M.serve(engine)
+-- fd: the listening socket a previous image handed over (orch update).
+function M.serve(engine, fd)
   local server, err = core.ctl_listen(engine.paths.sock, {
     on_line = function(conn, line) M.request(engine, conn, line) end,
     on_close = function(conn) subscribe.closed(engine, conn) end,
+    fd = fd,
   })
   if not server then return nil, string.format("cannot listen on %s: %s", engine.paths.sock, err) end
   engine.server = server

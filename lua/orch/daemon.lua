@@ -116,7 +116,13 @@ function M.main(args)
   end
   local layout = paths.ensure_home_for("daemon")
   if not layout then return 1 end
-  local lock, lerr, code = core.lock_pidfile(layout.pid)
+  -- orch update: a previous image of this process left its state (and its
+  -- lock on daemon.pid, which was never let go).
+  local takeover = require("orch.takeover")
+  local incoming, ierr = takeover.incoming()
+  local lock, lerr, code
+  if incoming then lock, lerr = core.lock_adopt(incoming.doc.lock_fd)
+  else lock, lerr, code = core.lock_pidfile(layout.pid) end
   if not lock then
     if code == "EWOULDBLOCK" then -- another daemon won the race: fine
       notify(opts.ready_fd, "=")
@@ -181,11 +187,27 @@ function M.main(args)
   end)
   signals[#signals + 1] = usr2
 
-  log("info", string.format("orch %s daemon started, pid %d, home %s", engine_mod.VERSION, core.getpid(), layout.home))
+  if ierr then log("error", "orch update: " .. ierr .. "; starting afresh") end
+  -- what orch update needs: the binary's path now (a replaced file reads
+  -- "PATH (deleted)" later), the arguments again (not --ready-fd: used up)
+  local update_ctx = { exe = (core.exe_path() or ""):gsub(" %(deleted%)$", ""), args = {}, lock = lock,
+                       generation = 0, attempt = 0 }
+  if opts.http then update_ctx.args = { "--http", opts.http } end
+  engine.update_ctx = update_ctx
+  local doc = incoming and incoming.doc
+  if doc then
+    update_ctx.attempt = doc.attempt or 0
+    -- back from a new binary that could not take over: this one goes on
+    if doc.failed then update_ctx.failed = { attempt = doc.attempt, message = doc.failed }
+    else update_ctx.generation = doc.generation end
+    if doc.failed then update_ctx.generation = doc.generation - 1 end
+  end
+  log("info", string.format("orch %s daemon %s, pid %d, home %s", engine_mod.VERSION,
+    doc and (doc.failed and "back" or ("updated from " .. tostring(doc.version))) or "started", core.getpid(), layout.home))
   log("info", engine.tree:summary())
   -- The socket is served at once, also while what a crashed predecessor
   -- left is being stopped (requests wait for that, ping answers).
-  local ok, serr = require("orch.control").serve(engine)
+  local ok, serr = require("orch.control").serve(engine, doc and doc.ctl_fd)
   if ok and http_addr then ok, serr = require("orch.httpserve").start(engine, http_addr, http_origin) end
   if not ok then
     -- the state file stays as it is: it tells the next daemon what to stop
@@ -198,7 +220,23 @@ function M.main(args)
   end
   engine.readiness:open(layout.notify, engine.sup)
   notify(opts.ready_fd, "\n")
-  engine:recover(function(prev)
+  if doc then
+    local good, why = pcall(takeover.restore, engine, doc)
+    if good then
+      incoming.fd:close()
+      if incoming.image then incoming.image:close() end
+      log("info", string.format("orch update: took over %d process(es) from orch %s", #(doc.procs or {}),
+        tostring(doc.version)))
+      service:expect_ready()
+    else
+      local _, ferr = takeover.fall_back(engine, incoming, update_ctx, tostring(why))
+      -- last resort: this image goes on with what it took over
+      log("error", "orch update: cannot go back to the previous binary: " .. tostring(ferr)
+        .. "; going on with what was taken over (orch list shows it)")
+      service:expect_ready()
+    end
+  end
+  if not doc then engine:recover(function(prev)
     if prev and not prev.clean then
       local started, stopped, errors = engine:restore(prev.apps)
       if #started > 0 then log("info", "restarted after a crash: " .. table.concat(started, ", ")) end
@@ -209,7 +247,7 @@ function M.main(args)
     -- a crashed daemon's apps are newer than the dump: they came back instead
     if not opts.resurrect then return service:expect_ready() end
     require("orch.service").resurrect(engine, log, function() service:expect_ready() end)
-  end)
+  end) end
   uv.run()
   lock:release()
   log("info", "daemon exiting")

@@ -229,8 +229,18 @@ function M.new(core)
   return machine
 end
 
--- A new process's first state (the only status not written by fire()).
+-- A new process's first state (the only status not written by fire(),
+-- with restore's).
 M.INITIAL = "stopped"
+
+-- orch update: a process the new image takes over resumes in the state it
+-- was in (one of the states at rest or running: orch.handover refuses an
+-- update while a process is between two). Not a transition: none is noted.
+M.RESUMABLE = { stopped = true, online = true, ["waiting restart"] = true, errored = true }
+function M.restore(proc, state)
+  if not M.RESUMABLE[state] then error("orch.lifecycle: cannot resume in state '" .. tostring(state) .. "'", 2) end
+  proc.status = state
+end
 
 -- The table as Markdown: one row per event, one column per state; a cell
 -- holds "action → next state" (the action alone when the state stays), and

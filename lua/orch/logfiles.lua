@@ -6,6 +6,7 @@
 -- self.opts.logs_dir and self.log.
 local core = require("orch.core")
 local launch = require("orch.launch")
+local colour = require("orch.colour")
 
 local M = {}
 local S = {} -- supervisor methods
@@ -87,6 +88,29 @@ function S:_open_logs(proc, out_path, err_path, combined_path)
     end
   end
   return sinks[1], sinks[2], sinks[3]
+end
+
+-- core.spawn's (and core.adopt's) stdout and stderr options for proc: its
+-- sinks, the echo's prefixes (orch run), the records' format. nil, message
+-- when a log file cannot be opened.
+function S:_streams(proc)
+  local app = proc.app
+  local out_path, err_path, combined_path = launch.log_paths(app, proc.instance, self.opts.logs_dir)
+  local out, errs, combined = self:_open_logs(proc, out_path, err_path, combined_path)
+  if not out then return nil, errs end
+
+  local prefix_out, prefix_err
+  if self.opts.echo then
+    -- padded outside the colour codes, so labels line up on a terminal too
+    local label = self:label(proc)
+    local rest = string.rep(" ", self.prefix_width - #label) .. " | "
+    prefix_out = (self.colour_out and colour.label(label, proc.id, "out") or label) .. rest
+    prefix_err = (self.colour_err and colour.label(label, proc.id, "err") or label) .. rest
+  end
+  return { sink = out, combined = combined, echo_fd = self.opts.echo and 1 or nil, prefix = prefix_out,
+           format = launch.log_format(app, proc.id, "out") },
+         { sink = errs, combined = combined, echo_fd = self.opts.echo and 2 or nil, prefix = prefix_err,
+           format = launch.log_format(app, proc.id, "err") }
 end
 
 -- Opens every log file again by its path (after an external logrotate

@@ -92,6 +92,12 @@ function M.main(argv)
     return 0
   end
   if verb == "help" then return help(args) end
+  -- orch update runs the new binary so first: can it take over? Loading
+  -- the takeover's modules is part of the answer.
+  if verb == "--handover-check" then
+    require("orch.takeover")
+    return require("orch.handover").check_main(args)
+  end
   local v = verbs[verb]
   -- the daemon and orch run load none of the CLI's verbs
   local cli = not v and require("orch.cli")

@@ -16,14 +16,14 @@ M.methods = E
 -- (a stopped process stays stopped through a resurrect or a crash).
 -- A copy of v that JSON can hold: functions (hooks in a spec given to
 -- orch.start) cannot be saved and are left out; `dropped` counts them.
-local function plain(v, dropped)
+function M.plain(v, dropped)
   if type(v) == "function" or type(v) == "userdata" or type(v) == "thread" then
     dropped.n = dropped.n + 1
     return nil
   end
   if type(v) ~= "table" then return v end
   local out = {}
-  for k, x in pairs(v) do out[k] = plain(x, dropped) end
+  for k, x in pairs(v) do out[k] = M.plain(x, dropped) end
   return out
 end
 
@@ -49,7 +49,7 @@ function E:snapshot()
       -- orch restart --update-env replaces it)
       if entry.plain_of ~= entry.source or entry.plain_env ~= entry.source.env then
         local dropped = { n = 0 }
-        entry.plain, entry.plain_of, entry.plain_env = plain(entry.source, dropped), entry.source, entry.source.env
+        entry.plain, entry.plain_of, entry.plain_env = M.plain(entry.source, dropped), entry.source, entry.source.env
         if dropped.n > 0 and not entry.warned_lossy then
           entry.warned_lossy = true
           self.log("warn", string.format("%s: %d Lua function(s) in its options cannot be saved; "
@@ -138,7 +138,9 @@ local function entry_key(e)
   return e.name
 end
 
-function E:restore(entries)
+-- adopt(procs): instead of starting them, what becomes of an app's
+-- registered processes (orch update takes over the running ones).
+function E:restore(entries, adopt)
   local by_source, order, by_key = {}, {}, {}
   for _, e in ipairs(entries or {}) do
     if type(e) == "table" and type(e.name) == "string" and type(e.source) == "table"
@@ -157,7 +159,9 @@ function E:restore(entries)
     local n = e.instances
     if type(n) == "number" and n == math.floor(n) and n >= 1 and n <= 1024 then app.instances = n end
     local down, start = stopped_set(e, app.instances), {}
-    for _, p in ipairs(self:register(app, source)) do
+    local procs = self:register(app, source)
+    if adopt then return adopt(procs) end
+    for _, p in ipairs(procs) do
       if not down[p.instance] then start[#start + 1] = p end
     end
     self:start_procs(start)

@@ -307,18 +307,8 @@ function Supervisor:_launch(proc)
       return self:_spawn_failed(proc, string.format('balance "preload" needs %s, which is missing', expected), nil)
     end
   end
-  local out_path, err_path, combined_path = launch.log_paths(app, proc.instance, self.opts.logs_dir)
-  local out, errs, combined = self:_open_logs(proc, out_path, err_path, combined_path)
-  if not out then return self:_spawn_failed(proc, errs, nil) end
-
-  local prefix_out, prefix_err
-  if self.opts.echo then
-    -- padded outside the colour codes, so labels line up on a terminal too
-    local label = self:label(proc)
-    local rest = string.rep(" ", self.prefix_width - #label) .. " | "
-    prefix_out = (self.colour_out and colour.label(label, proc.id, "out") or label) .. rest
-    prefix_err = (self.colour_err and colour.label(label, proc.id, "err") or label) .. rest
-  end
+  local stdout, stderr = self:_streams(proc)
+  if not stdout then return self:_spawn_failed(proc, stderr, nil) end
   local as, aerr = runas.resolve(app)
   if not as then return self:_spawn_failed(proc, aerr, nil) end
   local env = launch.environment(app, proc.instance, proc.id, proc.base_env or self.opts.base_env, nil,
@@ -356,10 +346,7 @@ function Supervisor:_launch(proc)
   spawn.cgroup, spawn.file, spawn.argv, spawn.env, spawn.fds = proc.scope and proc.scope.cgroup, cmd.file,
     cmd.argv, env, fds
   spawn.listen_pid, spawn.cwd = held ~= nil, app.cwd
-  spawn.stdout = { sink = out, combined = combined, echo_fd = self.opts.echo and 1 or nil, prefix = prefix_out,
-                   format = launch.log_format(app, proc.id, "out") }
-  spawn.stderr = { sink = errs, combined = combined, echo_fd = self.opts.echo and 2 or nil, prefix = prefix_err,
-                   format = launch.log_format(app, proc.id, "err") }
+  spawn.stdout, spawn.stderr = stdout, stderr
   spawn.on_exit = function(exit_code, signal) self:_on_exit(proc, handle, exit_code, signal) end
   handle, err, code, step = core.spawn(spawn)
   child_fd:close() -- the child has its copy
@@ -372,18 +359,24 @@ function Supervisor:_launch(proc)
   proc.handle = handle
   proc.pid = handle:pid()
   -- The old run's channel closes by itself at EOF, after its last message.
+  self:_open_channel(proc, handle, chan_fd)
+  proc.started_at = now_ms()
+  proc.started_wall = os.time()
+  return self:fire(proc, "spawned")
+end
+
+-- proc's IPC channel on fd (an fd object, taken over); buffered: bytes of
+-- a message read before (orch update hands them over).
+function Supervisor:_open_channel(proc, handle, fd, buffered)
   local ch, cerr
-  ch, cerr = channel.open(chan_fd,
+  ch, cerr = channel.open(fd,
     function(msg) self:_message(proc, handle, msg, ch) end,
     function(problem) self.log("warn", self:label(proc) .. ": " .. problem) end,
-    function() if self.opts.channel_closed then self.opts.channel_closed(proc, ch) end end)
+    function() if self.opts.channel_closed then self.opts.channel_closed(proc, ch) end end, buffered)
   if not ch then
     self.log("warn", self:label(proc) .. ": no IPC channel: " .. tostring(cerr))
   end
   proc.channel = ch
-  proc.started_at = now_ms()
-  proc.started_wall = os.time()
-  return self:fire(proc, "spawned")
 end
 
 function A.started(self, proc)
@@ -512,16 +505,22 @@ end
 function A.schedule(self, proc, d)
   if d.delay > 0 then
     self.emit("waiting", proc, { delay = d.delay })
-    proc.timer = after(d.delay, function()
-      close_timer(proc.timer)
-      proc.timer = nil
-      self:fire(proc, "delay_over")
-    end)
+    self:_delay(proc, d.delay)
   else
     -- waiting for a loop turn or so: no event of its own
     self.emit("restart", proc, { delay = 0 })
     self:_queue_launch(proc)
   end
+end
+
+-- proc's restart delay: "delay_over" after ms (orch update arms what was
+-- left of one).
+function Supervisor:_delay(proc, ms)
+  proc.timer = after(ms, function()
+    close_timer(proc.timer)
+    proc.timer = nil
+    self:fire(proc, "delay_over")
+  end)
 end
 
 function A.queue(self, proc)

@@ -1,0 +1,186 @@
+-- orch update: the daemon re-executes itself from the binary now on disk,
+-- in place (same pid), and every process goes on: same pid, restart count,
+-- uptime, log lines without a gap, IPC channel; a pending restart delay
+-- is kept. A binary that cannot take over leaves the daemon as it was.
+-- Each test runs the daemon from a copy of the build's binary in its own
+-- directory, so that it can replace "the binary on disk".
+local H = require("helpers")
+H.need("node")
+
+local apps = H.root .. "/spec/fixtures/apps"
+
+describe("orch update", function()
+  local dir, home, bin
+  H.each_test(function(d, h)
+    dir, home = d, h
+    bin = dir .. "/bin/orch"
+    H.sh(string.format("mkdir -p '%s/bin' && cp '%s' '%s'", dir, H.bin, bin))
+  end)
+
+  -- orch ARGS with the copy: decoded --json output, exit status, stderr.
+  local function orch(args, env)
+    local full = { "--json" }
+    for _, a in ipairs(args) do table.insert(full, #full, a) end
+    local code, out, err = H.orch_sync(full, { home = home, cwd = dir, program = bin, env = env, timeout = 60000 })
+    local ok, v = pcall(require("cjson").decode, out)
+    return ok and v or nil, code, err
+  end
+
+  -- Replaces the binary on disk as an install does: a new file renamed
+  -- over the old one (the running image keeps the old inode).
+  local function replace_binary(content_from, mode)
+    H.sh(string.format("cp '%s' '%s.new' && chmod %s '%s.new' && mv '%s.new' '%s'", content_from, bin,
+      mode or "755", bin, bin, bin))
+  end
+
+  local function by_name()
+    local t = {}
+    for _, p in ipairs(assert(orch({ "list" }))) do t[p.name .. ":" .. p.id] = p end
+    -- when each started (PM2's pm_uptime, wall time in ms)
+    local _, out = H.orch_sync({ "jlist" }, { home = home, program = bin })
+    for _, p in ipairs(require("cjson").decode(out)) do t[p.name .. ":" .. p.pm_id].since = p.pm2_env.pm_uptime end
+    return t
+  end
+
+  local function daemon_pid() return tonumber(H.read(home .. "/daemon.pid")) end
+
+  it("keeps every process running: pids, restart counts, uptimes, log lines, IPC, a pending restart delay",
+    function()
+    H.ecosystem(dir, string.format([[
+      { name = "ticker", script = "node", args = { "-e",
+        "let i = 0; setInterval(() => console.log('tick ' + (++i)), 1)" } },
+      { name = "ipc", script = %q },
+      { name = "late", script = "sh", restart_delay = 8000,
+        args = { "-c", "if [ -e %s ]; then exec sleep 1000; fi; touch %s; exit 1" } },
+    ]], apps .. "/ipc_node.js", dir .. "/ran", dir .. "/ran"))
+    local _, code, err = orch({ "start", "ecosystem.lua" })
+    assert.are.equal(0, code, err)
+    H.wait_until(function()
+      local l = by_name()
+      return l["ticker:0"].status == "online" and l["ipc:1"].status == "online"
+        and l["late:2"].status == "waiting restart"
+    end, 15000, "ticker and ipc online, late waiting for its restart")
+    -- a restart counted before the update stays counted
+    assert.are.equal(0, select(2, orch({ "restart", "ipc" })))
+    H.wait_until(function() local p = by_name()["ipc:1"] return p.status == "online" and p.restarts == 1 end,
+      15000, "ipc restarted once")
+    H.wait_until(function() return by_name()["ipc:1"].uptime_ms > 400 end, 10000, "ipc up for a while")
+    local before = by_name()
+    local daemon = daemon_pid()
+    H.wait_until(function() return #H.ticks(H.read(home .. "/logs/ticker-out.log") or "") > 50 end, 10000,
+      "ticks in the log")
+    replace_binary(H.bin)
+    local res, ucode, uerr = orch({ "update" })
+    assert.are.equal(0, ucode, uerr)
+    assert.are.equal(daemon, res.pid_now)
+    assert.are.equal(3, res.processes)
+    assert.are.equal(daemon, daemon_pid())
+    local after = by_name()
+    for _, k in ipairs({ "ticker:0", "ipc:1" }) do
+      assert.are.equal(before[k].pid, after[k].pid, k)
+      assert.are.equal(before[k].restarts, after[k].restarts, k)
+      assert.are.equal("online", after[k].status, k)
+      -- the uptime goes on from where it was (not from the update)
+      -- (computed from the monotonic start and the wall clock at the time of
+      -- the listing: a few ms either way; a reset would be >= 300 ms off)
+      assert.is_true(math.abs(before[k].since - after[k].since) <= 100, k)
+      assert.is_true(after[k].uptime_ms > before[k].uptime_ms, k)
+    end
+    assert.are.equal(1, after["ipc:1"].restarts)
+    -- the restart delay is still pending, and it ends when it was due
+    assert.are.equal("waiting restart", after["late:2"].status)
+    H.wait_until(function() return by_name()["late:2"].status == "online" end, 25000, "late's delayed restart")
+    assert.are.equal(1, by_name()["late:2"].restarts)
+    -- the log goes on without a gap across the exec
+    local n0 = #H.ticks(H.read(home .. "/logs/ticker-out.log"))
+    H.wait_until(function() return #H.ticks(H.read(home .. "/logs/ticker-out.log")) > n0 + 50 end, 10000,
+      "more ticks")
+    local ticks = H.ticks(H.read(home .. "/logs/ticker-out.log"))
+    assert.are.equal(1, ticks[1])
+    assert.is_true(H.consecutive(ticks))
+    -- the IPC channel still works both ways
+    assert.are.equal(0, (H.orch_sync({ "eval", "got = {} orch.on('message', function(p, m) got[#got + 1] = m end)" },
+      { home = home, program = bin })))
+    local sent, scode, serr = orch({ "send", "ipc", '{"ping": 7}' })
+    assert.are.equal(0, scode, serr)
+    assert.are.equal(1, #sent.sent)
+    H.wait_until(function()
+      local _, o = H.orch_sync({ "eval", "got[#got] and got[#got].pong" }, { home = home, program = bin })
+      return o == "7\n"
+    end, 5000, "ipc's reply")
+  end)
+
+  -- One app that ticks into its log; returns its pid and the daemon's.
+  local function one_ticker()
+    H.ecosystem(dir, [[ { name = "ticker", script = "node", args = { "-e",
+        "let i = 0; setInterval(() => console.log('tick ' + (++i)), 1)" } }, ]])
+    local _, code, err = orch({ "start", "ecosystem.lua" })
+    assert.are.equal(0, code, err)
+    local pid = H.wait_until(function() local p = by_name()["ticker:0"] return p.status == "online" and p.pid end,
+      15000, "ticker online")
+    return pid, daemon_pid()
+  end
+
+  -- The daemon still serves, with the same process, and its log goes on.
+  local function unchanged(pid, daemon)
+    assert.are.equal(daemon, daemon_pid())
+    local p = by_name()["ticker:0"]
+    assert.are.equal(pid, p.pid)
+    assert.are.equal("online", p.status)
+    assert.are.equal(0, p.restarts)
+    local n0 = #H.ticks(H.read(home .. "/logs/ticker-out.log"))
+    H.wait_until(function() return #H.ticks(H.read(home .. "/logs/ticker-out.log")) > n0 + 20 end, 10000,
+      "more ticks")
+    assert.is_true(H.consecutive(H.ticks(H.read(home .. "/logs/ticker-out.log"))))
+  end
+
+  it("refuses a replacement binary that cannot start, and the daemon goes on as it was", function()
+    local pid, daemon = one_ticker()
+    H.write(dir .. "/broken", "#!/bin/sh\necho 'this build is broken' >&2\nexit 1\n", "755")
+    local good = dir .. "/bin/orch.good"
+    H.sh(string.format("cp '%s' '%s'", bin, good))
+    replace_binary(dir .. "/broken")
+    local code, _, err = H.orch_sync({ "update" }, { home = home, cwd = dir, program = good, timeout = 60000 })
+    assert.are.equal(1, code)
+    assert.matches("orch update: " .. dir:gsub("%p", "%%%0") .. "/bin/orch refused to take over %(exit 1%): "
+      .. "this build is broken; the daemon goes on as it was", err)
+    replace_binary(good)
+    unchanged(pid, daemon)
+  end)
+
+  it("refuses a binary that does not read the handover format, naming both", function()
+    local code, out, err = H.orch_sync({ "--handover-check", "99" }, { home = home, program = bin })
+    assert.are.equal(1, code)
+    assert.are.equal("", out)
+    assert.matches("reads handover formats 1 to %d+, not 99: it cannot take over that daemon", err)
+    code, out = H.orch_sync({ "--handover-check", "1" }, { home = home, program = bin })
+    assert.are.equal(0, code)
+    assert.matches("^ok %S+\n$", out)
+  end)
+
+  it("goes back to the previous binary when the new one fails while taking over", function()
+    local pid, daemon = one_ticker()
+    -- a build whose takeover raises: the same binary with Lua sources that fail
+    local lua = dir .. "/badlua"
+    H.sh(string.format("cp -r '%s/lua' '%s'", H.root, lua))
+    local f = lua .. "/orch/takeover.lua"
+    H.write(f, (H.read(f):gsub("function M.restore%(engine, doc%)\n",
+      "function M.restore(engine, doc)\n  error('this build cannot take over')\n", 1)))
+    local real, good = dir .. "/bin/orch.real", dir .. "/bin/orch.good"
+    H.sh(string.format("cp '%s' '%s' && cp '%s' '%s'", bin, real, bin, good))
+    H.write(dir .. "/wrapper", string.format("#!/bin/sh\nORCH_LUA_DIR='%s' exec '%s' \"$@\"\n", lua, real), "755")
+    replace_binary(dir .. "/wrapper")
+    local code, _, err = H.orch_sync({ "update" }, { home = home, cwd = dir, program = good, timeout = 60000 })
+    assert.are.equal(1, code)
+    assert.matches("the new binary did not take over: .*this build cannot take over; the daemon goes on as it was",
+      err)
+    assert.matches("going back to the previous binary", H.read(home .. "/daemon.log"))
+    replace_binary(good)
+    unchanged(pid, daemon)
+    -- and a good binary takes over after that
+    local res, ucode, uerr = orch({ "update" })
+    assert.are.equal(0, ucode, uerr)
+    assert.are.equal(daemon, res.pid_now)
+    unchanged(pid, daemon)
+  end)
+end)
