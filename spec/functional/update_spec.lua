@@ -50,16 +50,15 @@ describe("orch update", function()
       { name = "ticker", script = "node", args = { "-e",
         "let i = 0; setInterval(() => console.log('tick ' + (++i)), 1)" } },
       { name = "ipc", script = %q },
-      { name = "late", script = "sh", restart_delay = 8000,
-        args = { "-c", "if [ -e %s ]; then exec sleep 1000; fi; touch %s; exit 1" } },
-    ]], apps .. "/ipc_node.js", dir .. "/ran", dir .. "/ran"))
+      { name = "late", script = "sh", restart_delay = 6000, args = { "-c",
+        "if [ -e ran ]; then exec sleep 1000; fi; while [ ! -e go ]; do sleep 0.05; done; touch ran; exit 1" } },
+    ]], apps .. "/ipc_node.js"))
     local _, code, err = orch({ "start", "ecosystem.lua" })
     assert.are.equal(0, code, err)
     H.wait_until(function()
       local l = by_name()
-      return l["ticker:0"].status == "online" and l["ipc:1"].status == "online"
-        and l["late:2"].status == "waiting restart"
-    end, 15000, "ticker and ipc online, late waiting for its restart")
+      return l["ticker:0"].status == "online" and l["ipc:1"].status == "online" and l["late:2"].status == "online"
+    end, 15000, "every app online")
     -- a restart counted before the update stays counted
     assert.are.equal(0, select(2, orch({ "restart", "ipc" })))
     H.wait_until(function() local p = by_name()["ipc:1"] return p.status == "online" and p.restarts == 1 end,
@@ -67,9 +66,13 @@ describe("orch update", function()
     H.wait_until(function() return by_name()["ipc:1"].uptime_ms > 400 end, 10000, "ipc up for a while")
     local before = by_name()
     local daemon = daemon_pid()
+    assert.are.equal(0, before["late:2"].restarts)
     H.wait_until(function() return #H.ticks(H.read(home .. "/logs/ticker-out.log") or "") > 50 end, 10000,
       "ticks in the log")
     replace_binary(H.bin)
+    -- late exits now: its restart is pending during the update
+    H.write(dir .. "/go", "")
+    H.wait_until(function() return by_name()["late:2"].status == "waiting restart" end, 15000, "late to wait")
     local res, ucode, uerr = orch({ "update" })
     assert.are.equal(0, ucode, uerr)
     assert.are.equal(daemon, res.pid_now)
