@@ -300,6 +300,20 @@ describe("orch startup", function()
     for _, pid in ipairs(pids) do assert.is_false(H.alive(pid)) end
   end)
 
+  it("tells a manager at a socket path too, READY=1 with nothing saved, STOPPING=1 on SIGTERM", function()
+    H.need("python3")
+    local address, sink = dir .. "/notify.sock", dir .. "/notified"
+    spawn("python3", { H.root .. "/spec/fixtures/notify_sink.py", address, sink })
+    H.wait_until(function() return uv.fs_stat(sink) end, 10000, "the notify sink to bind")
+    local daemon = H.orch({ "daemon", "--resurrect" }, { home = home, env = { NOTIFY_SOCKET = address } })
+    H.wait_until(function() return find(datagrams(sink), "^READY=1\n") end, 20000, "READY=1")
+    assert.are.equal("READY=1\nSTATUS=no processes", select(2, find(datagrams(sink), "^READY=1\n")))
+    daemon:kill("sigterm")
+    assert.are.equal(0, daemon:wait_exit(30000))
+    assert.truthy(find(datagrams(sink), "^STOPPING=1\n"), H.read(sink))
+    assert.truthy(daemon.err:find("nothing saved", 1, true), daemon.err)
+  end)
+
   it("--resurrect starts the dump after a clean stop, and a crashed daemon's own apps after a crash", function()
     -- each app from a file of its own: the dump and the state file name their source
     local function start(name)
