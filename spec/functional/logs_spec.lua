@@ -505,15 +505,12 @@ describe("orch log back-pressure", function()
     local rss0, peak = rss_kb(daemon), 0
     local function sample() peak = math.max(peak, rss_kb(daemon)); return peak end
     H.wait_until(function() sample(); return blocked_on_pipe(pids.yes) end, 10000, "yes waiting on its pipe")
+    -- a daemon stuck behind the pipes would not answer (H.json times out);
+    -- how fast it answers is bench/'s business, not a spec's
     for _ = 1, 5 do
-      local t0 = uv.hrtime()
       local procs, code, err = H.json(home, { "list" })
-      local ms = (uv.hrtime() - t0) / 1e6
       assert.are.equal(0, code, err)
       assert.are.equal(2, #procs)
-      -- a daemon stuck behind the pipes would not answer at all; the bound is
-      -- loose because ASan on a loaded 2-core machine took 1.4 s once
-      assert.is_true(ms < 5000, "orch list took " .. ms .. " ms")
       sample()
     end
     local out = home .. "/logs/seq-out.log"
