@@ -200,7 +200,9 @@ function M.lookup(state, event, who)
 end
 
 -- A machine over core: core.actions[name](core, proc, ...) performs an
--- action; core.now() (optional) gives the wall time in ms for the history.
+-- action; core.now() (optional) gives the wall time in ms for the history;
+-- core:on_status(proc, from, to) (optional) hears of each status written,
+-- before the action runs.
 function M.new(core)
   local machine = {}
   local actions = core.actions
@@ -217,6 +219,7 @@ function M.new(core)
     local act = actions[row.action]
     if not act then error("orch.lifecycle: no action '" .. row.action .. "' in the core", 2) end
     proc.status = row.to
+    if core.on_status then core:on_status(proc, from, row.to) end
     if not QUIET[row.action] then
       local h = proc.transitions or {}
       proc.transitions = h

@@ -66,6 +66,7 @@ function M.new(opts)
     procs = {},       -- in id order
     by_id = {},
     tree_waits = {},  -- stopping processes whose main process is gone (orch.stoptree)
+    busy = 0,         -- processes in the table neither stopped nor errored (_check_idle)
     next_id = 0,
     sinks = {},       -- path -> sink, shared by restarts and merged instances
     prefix_width = 0,
@@ -127,6 +128,16 @@ function Supervisor:now()
   return sec * 1000 + math.floor(usec / 1000)
 end
 
+local function busy(status) return status ~= "stopped" and status ~= "errored" end
+
+-- orch.lifecycle's hook: the count of busy processes follows each status
+-- written to a process of the table.
+function Supervisor:on_status(proc, from, to)
+  if self.by_id[proc.id] == proc then
+    self.busy = self.busy + (busy(to) and 1 or 0) - (busy(from) and 1 or 0)
+  end
+end
+
 function Supervisor:fire(proc, event, ...)
   return self.machine.fire(proc, event, ...)
 end
@@ -170,6 +181,7 @@ function A.drop(self, proc)
   for i, p in ipairs(self.procs) do
     if p == proc then table.remove(self.procs, i) break end
   end
+  if self.by_id[proc.id] == proc and busy(proc.status) then self.busy = self.busy - 1 end
   self.by_id[proc.id] = nil
   self:_close_unused_sinks()
   return true
@@ -583,9 +595,12 @@ function Supervisor:kill_all(why)
 end
 
 -- "idle" is emitted when nothing runs or will run by itself any more.
+-- O(1) while something runs (a walk of the table at each exit made a stop
+-- of N processes cost O(N^2)); the walk confirms a count of 0.
 function Supervisor:_check_idle()
+  if self.busy > 0 then return end
   for _, proc in ipairs(self.procs) do
-    if proc.status ~= "stopped" and proc.status ~= "errored" then return end
+    if busy(proc.status) then return end
   end
   self.emit("idle")
 end
