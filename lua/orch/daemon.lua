@@ -136,7 +136,6 @@ function M.main(args)
     return 1
   end
   core.set_title("orch: daemon (" .. layout.home .. ")")
-  heapkeep.start()
   local log_sink = own_log(layout.daemon_log)
   local log = logger(log_sink)
   core.on_error(function(msg) log("error", msg) end)
