@@ -105,14 +105,16 @@ function M.check_binary(exe, done)
   end)
 end
 
--- Why the state cannot be handed over now, or nil. A process between two
--- states holds timers and callbacks (a stop's kill timer, a readiness wait)
--- that the document does not describe.
+-- Why the state cannot be handed over now (and true when waiting will not
+-- help), or nil. A process between two states holds timers and callbacks
+-- (a stop's kill timer, a readiness wait) that the document does not
+-- describe.
 function M.blocker(engine)
   if engine.recovering then return "the daemon is still stopping what a crashed one left" end
   local cluster = next(engine.cluster.apps)
   if cluster then
-    return string.format("app '%s' is a cluster (its sockets are not carried across an update yet)", cluster)
+    return string.format("app '%s' is a cluster (its sockets are not carried across an update yet: stop it, "
+      .. "update, start it)", cluster), true
   end
   for _, p in ipairs(engine.sup:list()) do
     local s = p.status
@@ -222,8 +224,8 @@ function M.update(engine, respond)
   local ctx = engine.update_ctx
   if not ctx then return respond(nil, "ENOTSUP", "only the daemon re-executes itself (orch run: restart it)") end
   if ctx.busy then return respond(nil, "EBUSY", "an update is already under way") end
-  local why = M.blocker(engine)
-  if why then return respond(nil, "EBUSY", why .. "; try again once it is done") end
+  local why, lasting = M.blocker(engine)
+  if why then return respond(nil, "EBUSY", lasting and why or (why .. "; try again once it is done")) end
   ctx.busy = true
   ctx.attempt = ctx.attempt + 1
   local attempt = ctx.attempt
