@@ -240,9 +240,12 @@ M.INITIAL = "stopped"
 -- was in (one of the states at rest or running: orch.handover refuses an
 -- update while a process is between two). Not a transition: none is noted.
 M.RESUMABLE = { stopped = true, online = true, ["waiting restart"] = true, errored = true }
-function M.restore(proc, state)
+-- core: the machine's core, whose on_status hears of it as of any status.
+function M.restore(proc, state, core)
   if not M.RESUMABLE[state] then error("orch.lifecycle: cannot resume in state '" .. tostring(state) .. "'", 2) end
+  local from = proc.status
   proc.status = state
+  if core and core.on_status then core:on_status(proc, from, state) end
 end
 
 -- The table as Markdown: one row per event, one column per state; a cell

@@ -37,11 +37,12 @@ end
 -- Takes p (registered again from its app's source) over from record r.
 local function adopt_one(engine, p, r)
   local sup = engine.sup
+  -- the state it was in: the lifecycle table goes on from there (while p
+  -- is still under its new id in the table, so the busy count follows)
+  lifecycle.restore(p, r.status, sup)
   p.id = r.id
   for _, f in ipairs(handover.FIELDS) do p[f] = r[f] end
   if type(p.counters) ~= "table" then p.counters = { unstable = 0, backoff = 0 } end
-  -- the state it was in: the lifecycle table goes on from there
-  lifecycle.restore(p, r.status)
   if r.pid then
     p.scope = { mark = launch.mark(engine.paths.home, p.id), cgroup = r.cgroup }
     if r.cgroup then engine.tree.cgroups[r.cgroup] = true end
