@@ -338,35 +338,61 @@ static int fast_line(orch_chan_t *ch, const char *line, size_t len) {
   return orch_chan_cluster_ack(ch, seq, accepted);
 }
 
-static void lines(orch_chan_t *ch) {
+/* Handles the complete lines of buf; returns the bytes they took (the rest
+ * is a line's beginning), or stops when a callback closed the channel. */
+static size_t scan(orch_chan_t *ch, const char *buf, size_t n) {
   size_t start = 0;
   while (!ch->closed) {
-    char *nl = memchr(ch->rbuf + start, '\n', ch->rlen - start);
+    const char *nl = memchr(buf + start, '\n', n - start);
     if (!nl) break;
-    size_t len = (size_t)(nl - (ch->rbuf + start));
-    const char *line = ch->rbuf + start;
+    size_t len = (size_t)(nl - (buf + start));
+    const char *line = buf + start;
     start += len + 1;
     if (len && !fast_line(ch, line, len)) ch->h.on_line(ch, line, len, ch->h.data);
   }
-  if (ch->closed) return;
-  memmove(ch->rbuf, ch->rbuf + start, ch->rlen - start);
-  ch->rlen -= start;
+  return start;
+}
+
+/* What one read brought: lines straight from it; only a line's beginning
+ * is kept (rbuf), so an idle channel holds no buffer. */
+static void consume(orch_chan_t *ch, const char *data, size_t n) {
+  if (!ch->rlen) {
+    size_t used = scan(ch, data, n);
+    if (ch->closed || used == n) return;
+    data += used;
+    n -= used;
+  }
+  if (ch->rcap - ch->rlen < n) {
+    size_t cap = ch->rcap * 2;
+    if (cap < ch->rlen + n) cap = ch->rlen + n + 256;
+    char *b = realloc(ch->rbuf, cap);
+    if (!b) return orch_chan_close(ch);
+    ch->rbuf = b;
+    ch->rcap = cap;
+  }
+  memcpy(ch->rbuf + ch->rlen, data, n);
+  size_t had = ch->rlen;
+  ch->rlen += n;
+  if (had && memchr(data, '\n', n)) { /* the kept beginning ends here */
+    size_t used = scan(ch, ch->rbuf, ch->rlen);
+    if (ch->closed) return;
+    memmove(ch->rbuf, ch->rbuf + used, ch->rlen - used);
+    ch->rlen -= used;
+  }
   if (ch->rlen > ORCH_CHAN_MAX_LINE) {
     ch->h.on_line(ch, NULL, 0, ch->h.data); /* over-long */
     orch_chan_close(ch);
+  } else if (!ch->rlen) {
+    free(ch->rbuf);
+    ch->rbuf = NULL;
+    ch->rcap = 0;
   }
 }
 
 /* One read: 1 more to read, 0 not now, -1 the channel ended. */
 static int read_once(orch_chan_t *ch) {
-  if (ch->rcap - ch->rlen < READ_CHUNK) {
-    size_t cap = ch->rlen + READ_CHUNK;
-    char *b = realloc(ch->rbuf, cap);
-    if (!b) return -1;
-    ch->rbuf = b;
-    ch->rcap = cap;
-  }
-  struct iovec iov = {.iov_base = ch->rbuf + ch->rlen, .iov_len = ch->rcap - ch->rlen};
+  char buf[READ_CHUNK];
+  struct iovec iov = {.iov_base = buf, .iov_len = sizeof buf};
   union {
     struct cmsghdr align;
     char space[CMSG_SPACE(sizeof(int) * MAX_FDS_IN)];
@@ -387,10 +413,8 @@ static int read_once(orch_chan_t *ch) {
     }
   }
   if (n == 0) return -1;
-  size_t had = ch->rlen;
-  ch->rlen += (size_t)n;
-  if (memchr(ch->rbuf + had, '\n', (size_t)n) || ch->rlen > ORCH_CHAN_MAX_LINE) lines(ch);
-  return (size_t)n == iov.iov_len;
+  consume(ch, buf, (size_t)n);
+  return (size_t)n == sizeof buf;
 }
 
 static void on_poll(uv_poll_t *p, int status, int events) {
