@@ -50,7 +50,9 @@ describe("orch update", function()
       { name = "ticker", script = "node", args = { "-e",
         "let i = 0; setInterval(() => console.log('tick ' + (++i)), 1)" } },
       { name = "ipc", script = %q },
-      { name = "late", script = "sh", restart_delay = 6000, args = { "-c",
+      -- the delay must outlast the wait for late's exit, the new binary's
+      -- check and the exec even on a loaded machine (6 s did not, once)
+      { name = "late", script = "sh", restart_delay = 15000, args = { "-c",
         "if [ -e ran ]; then exec sleep 1000; fi; while [ ! -e go ]; do sleep 0.05; done; touch ran; exit 1" } },
     ]], apps .. "/ipc_node.js"))
     local _, code, err = orch({ "start", "ecosystem.lua" })
@@ -92,7 +94,7 @@ describe("orch update", function()
     assert.are.equal(1, after["ipc:1"].restarts)
     -- the restart delay is still pending, and it ends when it was due
     assert.are.equal("waiting restart", after["late:2"].status)
-    H.wait_until(function() return by_name()["late:2"].status == "online" end, 25000, "late's delayed restart")
+    H.wait_until(function() return by_name()["late:2"].status == "online" end, 40000, "late's delayed restart")
     assert.are.equal(1, by_name()["late:2"].restarts)
     -- the log goes on without a gap across the exec
     local n0 = #H.ticks(H.read(home .. "/logs/ticker-out.log"))
