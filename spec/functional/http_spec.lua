@@ -262,7 +262,9 @@ describe("the HTTP endpoint", function()
     local cpu, wakes = stat()
     uv.sleep(5000) -- a window to measure, not a wait for something
     local cpu2, wakes2 = stat()
-    assert.are.equal(cpu, cpu2)
+    -- at most one clock tick: the sweep's five wake-ups can cross a tick boundary (ASan makes each one
+    -- dearer); a loop woken by HTTP would cost tens of ticks and show in the wake-ups below
+    assert.is_true(cpu2 - cpu <= 1, (cpu2 - cpu) .. " ticks of CPU in 5 s")
     -- the control socket's sweep wakes it once a second (core/ctl.c); HTTP adds nothing
     assert.is_true(wakes2 - wakes <= 6, (wakes2 - wakes) .. " wake-ups in 5 s")
   end)
