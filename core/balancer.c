@@ -26,6 +26,7 @@ struct orch_balancer_s {
   uv_timer_t timer;
   int lfd;
   int polling, closed, handles_open;
+  int paused; /* orch update: accepts nothing, gives out what it has */
   unsigned inflight; /* connections out with a worker: they come back here */
   member_t *m;
   unsigned n, cap, cur, credit;
@@ -134,7 +135,7 @@ void orch__balancer_retry(orch_bconn_t *c) {
 }
 
 static void start_accepting(orch_balancer_t *b) {
-  if (b->polling || b->closed || uv_is_active((uv_handle_t *)&b->timer)) return;
+  if (b->polling || b->closed || b->paused || uv_is_active((uv_handle_t *)&b->timer)) return;
   if (uv_poll_start(&b->poll, UV_READABLE, on_accept) == 0) b->polling = 1;
 }
 
@@ -251,6 +252,13 @@ void orch_balancer_stats(const orch_balancer_t *b, orch_balancer_stats_t *out) {
   *out = b->st;
   out->members = b->n;
   out->held = b->nheld;
+  out->inflight = b->inflight;
+}
+
+void orch_balancer_pause(orch_balancer_t *b, int paused) {
+  b->paused = paused;
+  if (paused) stop_accepting(b);
+  else kick(b);
 }
 
 void orch_balancer_close(orch_balancer_t *b) {

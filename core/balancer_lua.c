@@ -45,7 +45,7 @@ static int l_remove(lua_State *L) {
 static int l_stats(lua_State *L) {
   orch_balancer_stats_t st;
   orch_balancer_stats(check(L), &st);
-  lua_createtable(L, 0, 6);
+  lua_createtable(L, 0, 7);
   lua_pushnumber(L, (lua_Number)st.accepted);
   lua_setfield(L, -2, "accepted");
   lua_pushnumber(L, (lua_Number)st.handed);
@@ -58,7 +58,15 @@ static int l_stats(lua_State *L) {
   lua_setfield(L, -2, "members");
   lua_pushinteger(L, st.held);
   lua_setfield(L, -2, "held");
+  lua_pushinteger(L, st.inflight);
+  lua_setfield(L, -2, "inflight");
   return 1;
+}
+
+/* pause(bool): orch_balancer_pause */
+static int l_pause(lua_State *L) {
+  orch_balancer_pause(check(L), lua_toboolean(L, 2));
+  return 0;
 }
 
 static int l_close(lua_State *L) {
@@ -68,7 +76,7 @@ static int l_close(lua_State *L) {
 }
 
 static const luaL_Reg methods[] = {
-    {"add", l_add}, {"remove", l_remove}, {"stats", l_stats}, {"close", l_close}, {NULL, NULL}};
+    {"add", l_add}, {"remove", l_remove}, {"stats", l_stats}, {"pause", l_pause}, {"close", l_close}, {NULL, NULL}};
 
 static const luaL_Reg funcs[] = {{"balancer", l_balancer}, {NULL, NULL}};
 

@@ -44,6 +44,7 @@ typedef struct {
   uint64_t retried;  /* given to another worker (refused, NACK, channel closed) */
   uint64_t dropped;  /* closed: too many tries, too many held, balancer closed */
   unsigned members, held;
+  unsigned inflight; /* accepted, not yet taken by a worker nor dropped */
 } orch_balancer_stats_t;
 
 /* A balancer on a duplicate of listen_fd (made non-blocking), for the
@@ -57,6 +58,10 @@ int orch_balancer_add(orch_balancer_t *b, orch_chan_t *ch, int weight);
 /* ch takes no more (draining, gone); those it has are still its own. */
 void orch_balancer_remove(orch_balancer_t *b, orch_chan_t *ch);
 void orch_balancer_stats(const orch_balancer_t *b, orch_balancer_stats_t *out);
+/* paused: nothing more is accepted (connections wait in the kernel's
+ * queue) while those accepted still go to workers, so that nothing is in
+ * flight (orch update waits for inflight 0); not paused: accepting again. */
+void orch_balancer_pause(orch_balancer_t *b, int paused);
 /* Stops accepting, closes held connections; the balancer is freed once its
  * connections in flight came back. */
 void orch_balancer_close(orch_balancer_t *b);

@@ -132,6 +132,30 @@ local function sockname(handle, unix)
   return { address = sn.ip, port = sn.port, family = sn.family == "inet6" and "IPv6" or "IPv4" }
 end
 
+-- Gives entry e (its socket e.fd) a handle of its own on a duplicate, for
+-- sockname and (round-robin) accepting; closing it leaves the app's socket
+-- open. Without one (e.handle nil, e.why) the socket is closed if owned.
+-- Also for orch update (orch.clusterstate), whose sockets come in bare.
+function M.open_entry(e)
+  local dup, derr = core.dup(e.fd)
+  if dup then
+    e.handle = e.unix and uv.new_pipe(false) or uv.new_tcp()
+    util.open_handle(e.handle, dup)
+    e.sockname = sockname(e.handle, e.unix)
+    if e.rr then
+      local bal, berr = core.balancer(e.fd, e.key_json)
+      if bal then e.bal = bal return e end
+      e.handle:close()
+      e.handle, derr = nil, berr
+    else
+      return e
+    end
+  end
+  if e.owned then e.fd:close() end
+  e.why = tostring(derr)
+  return e
+end
+
 function Cluster:_entry(app, q)
   local key = string.format("%s:%s:%s:%s:%s", tostring(q.address), tostring(q.port),
     tostring(q.addressType), tostring(q.fd), tostring(q.index))
@@ -152,30 +176,12 @@ function Cluster:_entry(app, q)
   local fd, owned_or_err = bind(self, app, q)
   if not fd then return nil, owned_or_err end
   local unix = q.addressType == -1
-  e = {
+  e = M.open_entry({
     key = key, key_json = cjson.encode(key), app = app.name, fd = fd, owned = owned_or_err, unix = unix,
     rr = app.balance == "round-robin", data = q.data,
     workers = {},
-  }
-  -- A handle of our own on a duplicate, for sockname and (round-robin)
-  -- accepting; closing it leaves the app's socket open.
-  local dup = core.dup(fd)
-  if not dup then
-    if e.owned then fd:close() end
-    return nil, "EMFILE"
-  end
-  e.handle = unix and uv.new_pipe(false) or uv.new_tcp()
-  util.open_handle(e.handle, dup)
-  e.sockname = sockname(e.handle, unix)
-  if e.rr then
-    local bal, berr = core.balancer(fd, e.key_json)
-    if not bal then
-      e.handle:close()
-      if e.owned then fd:close() end
-      return nil, "EMFILE", tostring(berr)
-    end
-    e.bal = bal
-  end
+  })
+  if not e.handle then return nil, "EMFILE", e.why end
   by_key[key] = e
   return e
 end

@@ -34,6 +34,7 @@ local cjson = require("cjson").new()
 local timers = require("orch.timers")
 local key_of = require("orch.targets").key
 local plain = require("orch.persist").plain
+local clusterstate = require("orch.clusterstate")
 
 local M = {}
 
@@ -105,17 +106,11 @@ function M.check_binary(exe, done)
   end)
 end
 
--- Why the state cannot be handed over now (and true when waiting will not
--- help), or nil. A process between two states holds timers and callbacks
+-- Why the state cannot be handed over now, or nil. A process between two states holds timers and callbacks
 -- (a stop's kill timer, a readiness wait) that the document does not
 -- describe.
 function M.blocker(engine)
   if engine.recovering then return "the daemon is still stopping what a crashed one left" end
-  local cluster = next(engine.cluster.apps)
-  if cluster then
-    return string.format("app '%s' is a cluster (its sockets are not carried across an update yet: stop it, "
-      .. "update, start it)", cluster), true
-  end
   for _, p in ipairs(engine.sup:list()) do
     local s = p.status
     if s == "launching" or s == "stopping" or s == "blocked" then
@@ -174,6 +169,7 @@ function M.collect(engine, ctx)
     end
     doc.sockets[#doc.sockets + 1] = { name = name, key = held.key, fds = fds, names = held.names }
   end
+  doc.cluster = clusterstate.export(engine.cluster, sup, keep)
   return doc, keep
 end
 
@@ -224,8 +220,8 @@ function M.update(engine, respond)
   local ctx = engine.update_ctx
   if not ctx then return respond(nil, "ENOTSUP", "only the daemon re-executes itself (orch run: restart it)") end
   if ctx.busy then return respond(nil, "EBUSY", "an update is already under way") end
-  local why, lasting = M.blocker(engine)
-  if why then return respond(nil, "EBUSY", lasting and why or (why .. "; try again once it is done")) end
+  local why = M.blocker(engine)
+  if why then return respond(nil, "EBUSY", why .. "; try again once it is done") end
   ctx.busy = true
   ctx.attempt = ctx.attempt + 1
   local attempt = ctx.attempt
@@ -238,14 +234,15 @@ function M.update(engine, respond)
     respond({ from = require("orch.version").version, to = version, exe = ctx.exe, pid = core.getpid(),
               generation = ctx.generation, attempt = attempt }, nil, nil, function()
       -- a few ms for the reply to leave; then describe and exec in one go
-      timers.after(5, function()
-        local later = M.blocker(engine)
-        local _, err = nil, later
-        if not later then _, err = M.exec(engine, ctx) end
+      -- (the balancers stop accepting until nothing is in flight: orch.clusterstate)
+      timers.after(5, function() clusterstate.settle(engine, function(unsettled)
+        local err = unsettled or M.blocker(engine)
+        if not err then err = select(2, M.exec(engine, ctx)) end
+        clusterstate.pause(engine.cluster, false)
         ctx.busy = false
         ctx.failed = { attempt = attempt, message = err }
         engine.log("error", "orch update: " .. tostring(err) .. "; the daemon goes on as it was")
-      end)
+      end) end)
     end)
   end)
 end

@@ -9,6 +9,7 @@ local handover = require("orch.handover")
 local launch = require("orch.launch")
 local lifecycle = require("orch.lifecycle")
 local key_of = require("orch.targets").key
+local clusterstate = require("orch.clusterstate")
 
 local M = {}
 
@@ -118,6 +119,12 @@ function M.restore(engine, doc)
   end
   table.sort(sup.procs, function(a, b) return a.id < b.id end)
   sup.next_id, sup.worker_ids = top, doc.worker_ids
+  -- the cluster layer, on the processes' channels and the sockets above
+  local listen = {}
+  for _, held in pairs(engine.sockets.bound) do
+    for _, f in ipairs(held.fds) do listen[f:fd()] = f end
+  end
+  clusterstate.import(engine.cluster, doc.cluster, sup.by_id, function(n) return listen[n] end)
   stop_orphans(engine, recs)
   engine:save_state_soon()
 end
@@ -143,6 +150,7 @@ function M.fall_back(engine, incoming, ctx, why)
   for _, s in ipairs(doc.sockets or {}) do
     for _, n in ipairs(s.fds) do keep[#keep + 1] = n end
   end
+  clusterstate.kept(doc.cluster, keep)
   -- the environment the old image had, not this one's
   local env = {}
   for _, e in ipairs(doc.env or handover.environment({})) do env[#env + 1] = e end

@@ -5,12 +5,14 @@
 -- Each test runs the daemon from a copy of the build's binary in its own
 -- directory, so that it can replace "the binary on disk".
 local H = require("helpers")
+local uv = require("luv")
 H.need("node")
 
 local apps = H.root .. "/spec/fixtures/apps"
 
 describe("orch update", function()
   local dir, home, bin
+  local opened = H.closed_after_each()
   H.each_test(function(d, h)
     dir, home = d, h
     bin = dir .. "/bin/orch"
@@ -189,23 +191,116 @@ describe("orch update", function()
     unchanged(pid, daemon)
   end)
 
-  it("refuses while an app runs in cluster mode (its sockets are not carried yet), changing nothing", function()
-    local port = H.free_port()
-    H.ecosystem(dir, string.format([[ { name = "web", script = %q, exec_mode = "cluster", instances = 2,
-      env = { PORT = "%d", HOST = "127.0.0.1" } }, ]], apps .. "/cluster_node.js", port))
-    local _, code, err = orch({ "start", "ecosystem.lua" })
-    assert.are.equal(0, code, err)
-    H.wait_until(function() return #H.http_probe(port, 2) == 2 end, 15000, "web serving")
-    local before, daemon = by_name(), daemon_pid()
-    replace_binary(H.bin)
-    local ucode, _, uerr = H.orch_sync({ "update" }, { home = home, cwd = dir, program = bin, timeout = 60000 })
-    assert.are.equal(1, ucode)
-    assert.matches("orch update: app 'web' is a cluster %(its sockets are not carried across an update yet: stop it, "
-      .. "update, start it%)\n", uerr)
-    assert.are.equal(daemon, daemon_pid())
-    local after = by_name()
-    assert.are.equal(before["web:0"].pid, after["web:0"].pid)
-    assert.are.equal(before["web:1"].pid, after["web:1"].pid)
-    assert.are.equal(2, #H.http_probe(port, 2))
-  end)
+  -- HTTP load on the port (spec/fixtures/apps/http_load.py) until stop():
+  -- lines() is what it printed so far ("keep PID", "close PID" or
+  -- "ERR ..."), one per request; stop() ends it and returns them all.
+  local function load(port, modes)
+    local stopfile, out, done = dir .. "/stop-load", {}, false
+    os.remove(stopfile)
+    local pipe, buf = uv.new_pipe(false), ""
+    local handle, pid = uv.spawn("python3", { args = { H.root .. "/spec/fixtures/apps/http_load.py", tostring(port),
+      stopfile, modes }, stdio = { nil, pipe, 2 }, detached = true }, function() done = true end)
+    assert(handle, pid)
+    H.track(pid) -- its own group (detached), killed after the test if it still runs
+    opened[#opened + 1], opened[#opened + 2] = pipe, handle
+    pipe:read_start(function(_, data)
+      if not data then return end
+      buf = buf .. data
+      for line in buf:gmatch("([^\n]*)\n") do out[#out + 1] = line end
+      buf = buf:match("[^\n]*$")
+    end)
+    local function stop()
+      H.write(stopfile, "")
+      H.wait_until(function() return done end, 60000, "the load to end")
+      H.wait_until(function() return not pipe:is_active() end, 5000, "the load's output")
+      return out
+    end
+    return function() return out end, stop
+  end
+
+  -- Lines from..to of the load's output: the pids that answered per mode, and the failures.
+  local function answers(lines, from, to)
+    local pids, errors = { keep = {}, close = {} }, {}
+    for i = from, to or #lines do
+      local mode, pid = lines[i]:match("^(%a+) (%d+)$")
+      if mode and pids[mode] then pids[mode][tonumber(pid)] = (pids[mode][tonumber(pid)] or 0) + 1
+      else errors[#errors + 1] = lines[i] end
+    end
+    return pids, errors
+  end
+
+  local function count(t) local n = 0 for _, v in pairs(t) do n = n + v end return n end
+
+  for _, balance in ipairs({ "round-robin", "shared" }) do
+    it("carries a Node cluster app (" .. balance .. ") across the update under load: no request fails, same "
+      .. "workers, restart counts, connections still balanced, reload works after", function()
+      local port = H.free_port()
+      H.ecosystem(dir, string.format([[ { name = "web", script = %q, exec_mode = "cluster", instances = 2,
+        balance = %q, env = { PORT = "%d", HOST = "127.0.0.1" } }, ]], H.root .. "/bench/apps/hello.js", balance,
+        port))
+      local _, code, err = orch({ "start", "ecosystem.lua" })
+      assert.are.equal(0, code, err)
+      local function both_online()
+        local l = by_name()
+        return l["web:0"].status == "online" and l["web:1"].status == "online" and l
+      end
+      H.wait_until(both_online, 15000, "web online")
+      -- a restart counted before the update stays counted
+      local victim = by_name()["web:1"].pid
+      uv.kill(victim, "sigkill")
+      H.wait_until(function()
+        local l = both_online()
+        return l and l["web:1"].pid ~= victim and l["web:1"].restarts == 1
+      end, 15000, "web:1 restarted")
+      local before, daemon = by_name(), daemon_pid()
+      local workers = { [before["web:0"].pid] = true, [before["web:1"].pid] = true }
+      local lines, stop = load(port)
+      H.wait_until(function()
+        local pids = answers(lines(), 1)
+        return count(pids.keep) >= 20 and count(pids.close) >= 20
+      end, 20000, "both kinds of clients answered")
+      replace_binary(H.bin)
+      local res, ucode, uerr = orch({ "update" })
+      assert.are.equal(0, ucode, uerr)
+      assert.are.equal(daemon, res.pid_now)
+      local at = #lines()
+      -- the load goes on through the new daemon: both kinds of clients, and
+      -- new connections spread over both workers (round-robin: orch's balancer)
+      H.wait_until(function()
+        local pids = answers(lines(), at + 1)
+        local spread = balance ~= "round-robin" or (pids.close[before["web:0"].pid] or 0) >= 5
+          and (pids.close[before["web:1"].pid] or 0) >= 5
+        return count(pids.keep) >= 40 and count(pids.close) >= 40 and spread
+      end, 30000, "requests answered after the update")
+      local all = stop()
+      local pids, errors = answers(all, 1)
+      assert.are.same({}, errors)
+      for _, kind in ipairs({ "keep", "close" }) do
+        for pid in pairs(pids[kind]) do assert.is_true(workers[pid], kind .. " answered by " .. pid) end
+      end
+      assert.are.equal(daemon, daemon_pid())
+      local after = by_name()
+      for _, k in ipairs({ "web:0", "web:1" }) do
+        assert.are.equal(before[k].pid, after[k].pid, k)
+        assert.are.equal(before[k].restarts, after[k].restarts, k)
+        assert.are.equal("online", after[k].status, k)
+      end
+      if balance == "round-robin" then
+        local view = assert(orch({ "describe", "web" }))
+        local cl = (view[1] or view).cluster
+        assert.are.equal(2, cl[1].workers, require("cjson").encode(cl))
+      end
+      -- a reload after the update replaces both workers, which serve
+      local _, rcode, rerr = orch({ "reload", "web" })
+      assert.are.equal(0, rcode, rerr)
+      local l = H.wait_until(both_online, 30000, "web reloaded")
+      assert.is_nil(workers[l["web:0"].pid])
+      assert.is_nil(workers[l["web:1"].pid])
+      local lines2, stop2 = load(port, "close,close")
+      H.wait_until(function() return count(answers(lines2(), 1).close) >= 20 end, 20000, "answers after the reload")
+      local p2, e2 = answers(stop2(), 1)
+      assert.are.same({}, e2)
+      for pid in pairs(p2.close) do assert.is_true(pid == l["web:0"].pid or pid == l["web:1"].pid, pid) end
+    end)
+  end
 end)
