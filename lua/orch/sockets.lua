@@ -10,6 +10,24 @@ local M = {}
 local Sockets = {}
 Sockets.__index = Sockets
 
+-- What identifies an app's `listen` sockets, compared on every bind (a
+-- changed `listen` rebinds): arrays, not the entries as they are, since a
+-- JSON object's key order differs between two images of orch, and a key
+-- handed over by `orch update` must equal the one computed after it.
+function M.key(listen)
+  local t = {}
+  for i, l in ipairs(listen) do t[i] = { l.kind, l.host or "", l.port or 0, l.path or "", l.name or "" } end
+  return cjson.encode(t)
+end
+
+-- A key handed over by `orch update`, in this version's form (before,
+-- the entries were encoded as objects).
+function M.handed_key(text)
+  local ok, t = pcall(cjson.decode, text)
+  if ok and type(t) == "table" and type(t[1]) == "table" and t[1].kind then return M.key(t) end
+  return text
+end
+
 -- on_unbind(name): the app's sockets are closing (orch.cluster lets go).
 function M.new(on_unbind)
   return setmetatable({ bound = {}, on_unbind = on_unbind or function() end }, Sockets)
@@ -39,7 +57,7 @@ end
 -- message.
 function Sockets:bind(app)
   if #(app.listen or {}) == 0 then return nil end
-  local key = cjson.encode(app.listen)
+  local key = M.key(app.listen)
   local held = self.bound[app.name]
   if held and held.key == key then return held end
   self:unbind(app.name)

@@ -10,6 +10,7 @@ local launch = require("orch.launch")
 local lifecycle = require("orch.lifecycle")
 local key_of = require("orch.targets").key
 local clusterstate = require("orch.clusterstate")
+local handed_key = require("orch.sockets").handed_key
 
 local M = {}
 
@@ -97,7 +98,7 @@ function M.restore(engine, doc)
   for _, s in ipairs(doc.sockets or {}) do
     local fds = {}
     for i, n in ipairs(s.fds) do fds[i] = assert(core.fd_adopt(n)) end
-    engine.sockets.bound[s.name] = { key = s.key, fds = fds, names = s.names }
+    engine.sockets.bound[s.name] = { key = handed_key(s.key), fds = fds, names = s.names }
   end
   local recs = {}
   for _, r in ipairs(doc.procs or {}) do recs[r.key .. ":" .. r.instance] = r end

@@ -231,13 +231,29 @@ describe("orch update", function()
 
   local function count(t) local n = 0 for _, v in pairs(t) do n = n + v end return n end
 
-  for _, balance in ipairs({ "round-robin", "shared" }) do
-    it("carries a Node cluster app (" .. balance .. ") across the update under load: no request fails, same "
-      .. "workers, restart counts, connections still balanced, reload works after", function()
+  -- Apps whose sockets orch holds: Node cluster apps (round-robin: orch
+  -- accepts and hands each connection over; shared: the workers accept on
+  -- orch's socket), one on its app's `listen` socket, and a socket-activated
+  -- fork app (LISTEN_FDS).
+  local node = H.root .. "/bench/apps/hello.js"
+  local cases = {
+    { what = "a Node cluster app (round-robin)", rr = true, app = [[ script = %q, exec_mode = "cluster",
+      instances = 2, balance = "round-robin", env = { PORT = "%d", HOST = "127.0.0.1" } ]], script = node },
+    { what = "a Node cluster app (shared)", app = [[ script = %q, exec_mode = "cluster", instances = 2,
+      balance = "shared", env = { PORT = "%d", HOST = "127.0.0.1" } ]], script = node },
+    { what = "a Node cluster app on its `listen` socket (round-robin)", rr = true, app = [[ script = %q,
+      exec_mode = "cluster", instances = 2, listen = "tcp://127.0.0.1:%d",
+      env = { PORT = "%d", HOST = "127.0.0.1" } ]], script = node, twice = true },
+    { what = "a socket-activated app", app = [[ script = %q, instances = 2, listen = "tcp://127.0.0.1:%d" ]],
+      script = apps .. "/activated_server.py" },
+  }
+  for _, case in ipairs(cases) do
+    local rr = case.rr
+    it("carries " .. case.what .. " across the update under load: no request fails, same "
+      .. "processes, restart counts, connections still balanced, reload works after", function()
       local port = H.free_port()
-      H.ecosystem(dir, string.format([[ { name = "web", script = %q, exec_mode = "cluster", instances = 2,
-        balance = %q, env = { PORT = "%d", HOST = "127.0.0.1" } }, ]], H.root .. "/bench/apps/hello.js", balance,
-        port))
+      H.ecosystem(dir, "{ name = \"web\", " .. string.format(case.app, case.script, port, case.twice and port or nil)
+        .. " },")
       local _, code, err = orch({ "start", "ecosystem.lua" })
       assert.are.equal(0, code, err)
       local function both_online()
@@ -268,7 +284,7 @@ describe("orch update", function()
       -- new connections spread over both workers (round-robin: orch's balancer)
       H.wait_until(function()
         local pids = answers(lines(), at + 1)
-        local spread = balance ~= "round-robin" or (pids.close[before["web:0"].pid] or 0) >= 5
+        local spread = not rr or (pids.close[before["web:0"].pid] or 0) >= 5
           and (pids.close[before["web:1"].pid] or 0) >= 5
         return count(pids.keep) >= 40 and count(pids.close) >= 40 and spread
       end, 30000, "requests answered after the update")
@@ -285,7 +301,7 @@ describe("orch update", function()
         assert.are.equal(before[k].restarts, after[k].restarts, k)
         assert.are.equal("online", after[k].status, k)
       end
-      if balance == "round-robin" then
+      if rr then
         local view = assert(orch({ "describe", "web" }))
         local cl = (view[1] or view).cluster
         assert.are.equal(2, cl[1].workers, require("cjson").encode(cl))
