@@ -52,14 +52,52 @@ end
 -- The library's path for the orch binary at orch_exe, or nil and the path
 -- it is expected at (in the installed layout when orch sits in a bin/).
 -- exists(path) is for tests.
-function M.preload_library(orch_exe, exists)
+-- A file installed with orch: next to the binary (a build tree), else in
+-- subdir of the installed prefix; or nil and where it is expected.
+local function installed_file(orch_exe, name, subdir, exists)
   exists = exists or readable
   local dir = orch_exe:match("^(.*)/[^/]*$") or "."
   local prefix = dir:match("^(.*)/[^/]+$") or ""
-  local beside, installed = dir .. "/" .. M.PRELOAD_LIBRARY, prefix .. "/lib/" .. M.PRELOAD_LIBRARY
+  local beside, installed = dir .. "/" .. name, prefix .. "/" .. subdir .. "/" .. name
   if exists(beside) then return beside end
   if exists(installed) then return installed end
   return nil, dir:match("/bin$") and installed or beside
+end
+
+function M.preload_library(orch_exe, exists)
+  return installed_file(orch_exe, M.PRELOAD_LIBRARY, "lib", exists)
+end
+
+-- keepalive_drain: node/orch_drain.cjs, --required into every Node worker
+-- of a cluster app (through NODE_OPTIONS, so that a wrapper that execs or
+-- spawns node carries it too), makes a stopping worker answer each
+-- kept-alive connection's next request with `Connection: close` instead of
+-- cutting it (Node's server.close() destroys idle connections). Next to the
+-- binary in a build tree, in share/orch of an installed prefix.
+M.DRAIN_SHIM = "orch_drain.cjs"
+
+function M.drain_shim(orch_exe, exists)
+  return installed_file(orch_exe, M.DRAIN_SHIM, "share/orch", exists)
+end
+
+-- How long a stopping worker waits for its idle keep-alive connections'
+-- next request, ms, or nil (no shim): keepalive_drain's duration, or by
+-- default kill_timeout less a quarter of it (at most 500 ms less), so the
+-- worker is gone before orch's SIGKILL.
+function M.drain_ms(app)
+  if app.exec_mode ~= "cluster" or app.keepalive_drain == false then return nil end
+  if type(app.keepalive_drain) == "number" then return app.keepalive_drain end
+  local kill = app.kill_timeout or 1600
+  return math.floor(kill - math.min(kill / 4, 500))
+end
+
+-- NODE_OPTIONS with `--require shim` appended (Node reads it in order, so
+-- the user's own options keep their effect), quoted as Node splits it.
+function M.node_options(current, shim)
+  local opt = '--require "' .. shim:gsub('[\\"]', "\\%0") .. '"'
+  if current == nil or current == "" then return opt end
+  if current:find(opt, 1, true) then return current end -- a worker's own orch start
+  return current .. " " .. opt
 end
 
 -- The interpreter that runs the app's script: its own, the one its
@@ -154,6 +192,14 @@ local function pm2_variables(env, app, id)
   env.pm_cwd = app.cwd
 end
 
+-- The orch binary's path: orch_exe, else the running one's (none where
+-- orch.core is absent: unit tests).
+local function exe_of(orch_exe)
+  if orch_exe then return orch_exe end
+  local ok, core = pcall(require, "orch.core")
+  return ok and core.exe_path() or nil
+end
+
 function M.environment(app, instance, id, base_env, orch_exe, home, login)
   local env = {}
   for k, v in pairs(base_env or {}) do
@@ -166,7 +212,7 @@ function M.environment(app, instance, id, base_env, orch_exe, home, login)
   if M.uses_preload(app) then
     -- When it is missing, the supervisor does not spawn (its error names
     -- the path).
-    local exe = orch_exe or require("orch.core").exe_path()
+    local exe = exe_of(orch_exe)
     local lib = exe and M.preload_library(exe)
     if lib then
       -- First, so that the program's bind() reaches it before any other
@@ -177,6 +223,13 @@ function M.environment(app, instance, id, base_env, orch_exe, home, login)
       end
       env.LD_PRELOAD = table.concat(list, ":")
     end
+  end
+  local drain = M.drain_ms(app)
+  local exe = drain and exe_of(orch_exe)
+  local shim = exe and M.drain_shim(exe)
+  if shim then
+    env.NODE_OPTIONS = M.node_options(env.NODE_OPTIONS, shim)
+    env.ORCH_DRAIN_MS = string.format("%d", drain)
   end
   env[app.instance_var or "NODE_APP_INSTANCE"] = tostring(instance)
   if app.increment_var then

@@ -68,6 +68,15 @@ local function check_duration(v)
   return expected("a duration (" .. util.DURATION_HINT .. ")", v)
 end
 
+-- true (the default: nil), false or a duration.
+local function check_drain(v)
+  if v == true then return nil end
+  if v == false then return false end
+  local ms = util.parse_duration(v)
+  if ms then return ms end
+  return expected("true, false or a duration (" .. util.DURATION_HINT .. ")", v)
+end
+
 -- A list of strings from a string (one item) or a list of strings.
 local function check_string_list(v)
   if type(v) == "string" then return { v } end
@@ -196,6 +205,7 @@ local CHECK = {
   autorestart = check_boolean,
   max_restarts = check_nonneg_integer,
   cluster_max_sockets = check_socket_cap,
+  keepalive_drain = check_drain,
   min_uptime = check_duration,
   restart_delay = check_duration,
   exp_backoff_restart_delay = check_duration,

@@ -110,6 +110,56 @@ describe("orch.launch.environment", function()
   end)
 end)
 
+describe("orch.launch keepalive_drain", function()
+  it("gives a cluster app's processes the drain module in NODE_OPTIONS, after the user's own", function()
+    local uv = require("luv")
+    local dir = assert(uv.fs_mkdtemp("/tmp/orch-spec-XXXXXX"))
+    local f = assert(io.open(dir .. "/orch_drain.cjs", "w"))
+    f:close()
+    local shim = dir .. "/orch_drain.cjs"
+    local function env_of(over, base)
+      return launch.env_table(launch.environment(app(over), 0, 1, base or {}, dir .. "/orch"))
+    end
+    local env = env_of({ exec_mode = "cluster", script = "/srv/a.js" }, { NODE_OPTIONS = "--max-old-space-size=64" })
+    assert.are.equal('--max-old-space-size=64 --require "' .. shim .. '"', env.NODE_OPTIONS)
+    assert.are.equal("1200", env.ORCH_DRAIN_MS)
+    env = env_of({ exec_mode = "cluster", kill_timeout = 10000, keepalive_drain = 3000 })
+    assert.are.equal('--require "' .. shim .. '"', env.NODE_OPTIONS)
+    assert.are.equal("3000", env.ORCH_DRAIN_MS)
+    -- opted out, or not a cluster app: nothing
+    env = env_of({ exec_mode = "cluster", keepalive_drain = false }, { NODE_OPTIONS = "-r x" })
+    assert.are.same({ "-r x" }, { env.NODE_OPTIONS, env.ORCH_DRAIN_MS })
+    env = env_of({ exec_mode = "fork" })
+    assert.are.same({}, { env.NODE_OPTIONS, env.ORCH_DRAIN_MS })
+    os.remove(shim)
+    -- a missing module (a broken install): the app runs without it
+    env = env_of({ exec_mode = "cluster" })
+    assert.are.same({}, { env.NODE_OPTIONS, env.ORCH_DRAIN_MS })
+    assert(uv.fs_rmdir(dir))
+  end)
+
+  it("quotes the module's path as Node splits NODE_OPTIONS, and adds it once", function()
+    assert.are.equal([[--require "/a b/x\"y\\z.cjs"]], launch.node_options(nil, [[/a b/x"y\z.cjs]]))
+    local once = launch.node_options("--inspect", "/o/orch_drain.cjs")
+    assert.are.equal(once, launch.node_options(once, "/o/orch_drain.cjs"))
+  end)
+
+  it("drains for kill_timeout less a quarter, at most 500 ms less, by default", function()
+    assert.are.equal(1200, launch.drain_ms({ exec_mode = "cluster", kill_timeout = 1600 }))
+    assert.are.equal(9500, launch.drain_ms({ exec_mode = "cluster", kill_timeout = 10000 }))
+    assert.are.equal(75, launch.drain_ms({ exec_mode = "cluster", kill_timeout = 100 }))
+    assert.is_nil(launch.drain_ms({ exec_mode = "fork", kill_timeout = 1600 }))
+  end)
+
+  it("finds the module next to the binary, or in share/orch of the installed prefix", function()
+    local function only(path) return function(p) return p == path end end
+    assert.are.equal("/b/orch_drain.cjs", launch.drain_shim("/b/orch", only("/b/orch_drain.cjs")))
+    assert.are.equal("/usr/share/orch/orch_drain.cjs",
+      launch.drain_shim("/usr/bin/orch", only("/usr/share/orch/orch_drain.cjs")))
+    assert.are.same({ nil, "/opt/share/orch/orch_drain.cjs" }, { launch.drain_shim("/opt/bin/orch", only("")) })
+  end)
+end)
+
 describe("orch.launch.log_paths", function()
   it("uses NAME-out.log and NAME-error.log in the logs dir", function()
     assert.are.same({ "/h/logs/web-out.log", "/h/logs/web-error.log" },
