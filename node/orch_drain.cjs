@@ -56,7 +56,8 @@
     draining = true;
     // Node's own modules, only if the app has loaded them (a server of
     // theirs exists only then): loading https would cost memory for nothing.
-    const loaded = (name) => process.moduleLoadList.includes(`NativeModule ${name}`);
+    const list = Array.isArray(process.moduleLoadList) ? process.moduleLoadList : null;
+    const loaded = (name) => !list || list.includes(`NativeModule ${name}`);
     if (!loaded('http')) return;
     const http = require('http');
     patch(http.Server.prototype);
@@ -80,6 +81,12 @@
   // Before Node's own listener (cluster's child side), which closes the
   // servers at once: the patches must be in place by then.
   process.prependListener('internalMessage', (msg) => {
-    if (msg && msg.cmd === 'NODE_CLUSTER' && msg.act === 'disconnect') start();
+    if (!(msg && msg.cmd === 'NODE_CLUSTER' && msg.act === 'disconnect')) return;
+    try {
+      start();
+    } catch (err) {
+      // never in the way of Node's own disconnect, which follows
+      process.emitWarning(`orch drain: ${err && err.message}`);
+    }
   });
 })();

@@ -80,6 +80,28 @@ function M.drain_shim(orch_exe, exists)
   return installed_file(orch_exe, M.DRAIN_SHIM, "share/orch", exists)
 end
 
+-- Whether any user can read path: the file readable by others and every
+-- directory above it searchable by them. An app run as another user (uid,
+-- gid) gets the module only then: node exits at once on a --require it
+-- cannot read, and the daemon (root) reads what its users may not (a build
+-- tree in a private home). stat(path) -> mode, or nil; for tests.
+function M.readable_by_all(path, stat)
+  stat = stat or function(p)
+    local st = require("luv").fs_stat(p)
+    return st and st.mode
+  end
+  local band = require("bit").band
+  local mode = stat(path)
+  if not mode or band(mode, 4) == 0 then return false end
+  local dir = path:match("^(.*)/[^/]*$")
+  while dir and dir ~= "" do
+    mode = stat(dir)
+    if not mode or band(mode, 1) == 0 then return false end
+    dir = dir:match("^(.*)/[^/]*$")
+  end
+  return true
+end
+
 -- How long a stopping worker waits for its idle keep-alive connections'
 -- next request, ms, or nil (no shim): keepalive_drain's duration, or by
 -- default kill_timeout less a quarter of it (at most 500 ms less), so the
@@ -227,6 +249,7 @@ function M.environment(app, instance, id, base_env, orch_exe, home, login)
   local drain = M.drain_ms(app)
   local exe = drain and exe_of(orch_exe)
   local shim = exe and M.drain_shim(exe)
+  if shim and (app.uid ~= nil or app.gid ~= nil) and not M.readable_by_all(shim) then shim = nil end
   if shim then
     env.NODE_OPTIONS = M.node_options(env.NODE_OPTIONS, shim)
     env.ORCH_DRAIN_MS = string.format("%d", drain)

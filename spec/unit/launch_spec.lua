@@ -151,6 +151,17 @@ describe("orch.launch keepalive_drain", function()
     assert.is_nil(launch.drain_ms({ exec_mode = "fork", kill_timeout = 1600 }))
   end)
 
+  it("gives it to an app run as another user only where any user can read it", function()
+    local modes = { ["/srv"] = 493, ["/srv/b"] = 493, ["/srv/b/orch_drain.cjs"] = 420, ["/home/me"] = 448,
+      ["/home"] = 493, ["/home/me/orch_drain.cjs"] = 420 } -- 0755, 0644, 0700
+    local function stat(p) return modes[p] end
+    assert.is_true(launch.readable_by_all("/srv/b/orch_drain.cjs", stat))
+    assert.is_false(launch.readable_by_all("/home/me/orch_drain.cjs", stat))
+    modes["/srv/b/orch_drain.cjs"] = 384 -- 0600
+    assert.is_false(launch.readable_by_all("/srv/b/orch_drain.cjs", stat))
+    assert.is_false(launch.readable_by_all("/srv/b/missing.cjs", stat))
+  end)
+
   it("finds the module next to the binary, or in share/orch of the installed prefix", function()
     local function only(path) return function(p) return p == path end end
     assert.are.equal("/b/orch_drain.cjs", launch.drain_shim("/b/orch", only("/b/orch_drain.cjs")))
