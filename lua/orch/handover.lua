@@ -22,9 +22,11 @@
 -- Safety: the new binary is first run as `orch --handover-check FORMAT`; if
 -- it cannot run or does not read this format, the update fails with what it
 -- said and nothing changed. The update is also refused while something is
--- between two states (a process launching or stopping, a command running,
--- a descriptor in flight on a channel): those hold timers and callbacks that
--- are not described. If execve itself fails, the old image goes on. If the
+-- between two states (a process launching or stopping, a command running):
+-- those hold timers and callbacks that are not described. What is in
+-- flight on the channels (a connection handed to a cluster worker, a
+-- message not yet taken) is waited for, a few ms, with the balancers not
+-- accepting (orch.clusterstate); cluster apps' state is described there. If execve itself fails, the old image goes on. If the
 -- new image fails while taking the state over (a Lua error), it execs the
 -- old image again (kept open as ORCH_HANDOVER_IMAGE_FD) with the same
 -- document.
@@ -205,12 +207,28 @@ function M.exec(engine, ctx)
   end
   local argv = { ctx.exe, "daemon" }
   for _, a in ipairs(ctx.args) do argv[#argv + 1] = a end
-  engine.log("info", string.format("orch update: re-executing %s (generation %d, %d processes)", ctx.exe,
-    doc.generation, #doc.procs))
+  engine.log("info", string.format("orch update: re-executing %s (generation %d, %d processes, %d cluster sockets; "
+    .. "nothing in flight after %d ms)", ctx.exe, doc.generation, #doc.procs, #doc.cluster.sockets, ctx.settled_ms or 0))
   local _, err = core.reexec({ file = ctx.exe, argv = argv, env = M.environment(extra), keep = keep })
   mf:close()
   if image then image:close() end
   return nil, "exec " .. ctx.exe .. ": " .. tostring(err)
+end
+
+-- Once nothing is in flight (the balancers stop accepting meanwhile:
+-- orch.clusterstate), describes the state and execs. Returns only if
+-- that did not happen: the balancers accept again, the CLI learns why.
+function M.settle_and_exec(engine, ctx, attempt)
+  local t0 = uv.now()
+  clusterstate.settle(engine, function(unsettled)
+    ctx.settled_ms = uv.now() - t0
+    local err = unsettled or M.blocker(engine)
+    if not err then err = select(2, M.exec(engine, ctx)) end
+    clusterstate.pause(engine.cluster, false)
+    ctx.busy = false
+    ctx.failed = { attempt = attempt, message = err }
+    engine.log("error", "orch update: " .. tostring(err) .. "; the daemon goes on as it was")
+  end)
 end
 
 -- The control command: checks the new binary, replies, then re-executes.
@@ -234,15 +252,7 @@ function M.update(engine, respond)
     respond({ from = require("orch.version").version, to = version, exe = ctx.exe, pid = core.getpid(),
               generation = ctx.generation, attempt = attempt }, nil, nil, function()
       -- a few ms for the reply to leave; then describe and exec in one go
-      -- (the balancers stop accepting until nothing is in flight: orch.clusterstate)
-      timers.after(5, function() clusterstate.settle(engine, function(unsettled)
-        local err = unsettled or M.blocker(engine)
-        if not err then err = select(2, M.exec(engine, ctx)) end
-        clusterstate.pause(engine.cluster, false)
-        ctx.busy = false
-        ctx.failed = { attempt = attempt, message = err }
-        engine.log("error", "orch update: " .. tostring(err) .. "; the daemon goes on as it was")
-      end) end)
+      timers.after(5, function() M.settle_and_exec(engine, ctx, attempt) end)
     end)
   end)
 end

@@ -319,4 +319,37 @@ describe("orch update", function()
       for pid in pairs(p2.close) do assert.is_true(pid == l["web:0"].pid or pid == l["web:1"].pid, pid) end
     end)
   end
+
+  it("fails when a worker does not answer for a connection it was given, and the balancer accepts again", function()
+    local port, out = H.free_port(), dir .. "/mute.out"
+    H.ecosystem(dir, string.format([[ { name = "mute", script = %q, exec_mode = "cluster", instances = 1,
+      env = { PORT = "%d", OUT = %q } }, ]], apps .. "/cluster_mute.lua", port, out))
+    local _, code, err = orch({ "start", "ecosystem.lua" })
+    assert.are.equal(0, code, err)
+    local function newconns() return select(2, (H.read(out) or ""):gsub('"act":"newconn"', "")) end
+    H.wait_until(function()
+      local v = orch({ "describe", "mute" })
+      local cl = v and (v[1] or v).cluster
+      return cl and cl[1] and cl[1].workers == 1
+    end, 15000, "the worker listening")
+    local before, daemon = by_name()["mute:0"].pid, daemon_pid()
+    -- a connection handed to the worker, which never answers for it
+    local function connect()
+      local c = uv.new_tcp()
+      opened[#opened + 1] = c
+      c:connect("127.0.0.1", port, function() end)
+    end
+    connect()
+    H.wait_until(function() return newconns() == 1 end, 10000, "the connection handed over")
+    replace_binary(H.bin)
+    local ucode, _, uerr = H.orch_sync({ "update" }, { home = home, cwd = dir, program = bin, timeout = 60000 })
+    assert.are.equal(1, ucode)
+    assert.matches("orch update: the new binary did not take over: 1 connection%(s%) of app 'mute' not yet taken "
+      .. "by a worker after %d+ ms; the daemon goes on as it was", uerr)
+    assert.are.equal(daemon, daemon_pid())
+    assert.are.equal(before, by_name()["mute:0"].pid)
+    -- the balancer accepts again: the next connection goes to the worker too
+    connect()
+    H.wait_until(function() return newconns() == 2 end, 10000, "a connection handed over after the failed update")
+  end)
 end)
