@@ -165,6 +165,11 @@ local ok, err = pcall(function()
   end
   print(("median of %d: orch update %.1f ms, unanswered %.1f ms (max %.1f ms), %d apps, pid unchanged")
     :format(ROUNDS, median(totals), median(gaps), math.max(unpack(gaps)), APPS))
+  local settles = {}
+  for ms in (lib.read(home .. "/daemon.log") or ""):gmatch("nothing in flight after (%d+) ms") do
+    settles[#settles + 1] = ms
+  end
+  print("waits for nothing in flight before each exec (daemon.log), ms: " .. table.concat(settles, ", "))
   assert(web_pids() == workers_before, "the cluster workers changed: " .. workers_before .. " then " .. web_pids())
   for i, stop in ipairs(loads) do
     local reqs, failed = stop()
