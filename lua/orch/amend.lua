@@ -96,7 +96,9 @@ function M.apply(engine, plan)
     local new = step.app.name
     if not step.app.key and new ~= step.key then
       -- renamed: keyed by its new name from now on
-      for _, p in ipairs(engine:procs_of(step.key)) do p.name, p.app = new, step.app end
+      for _, p in ipairs(engine:procs_of(step.key)) do
+        engine.sup.index:rekey(p, function() p.name, p.app = new, step.app end)
+      end
       engine.apps[new], engine.apps[step.key] = engine.apps[step.key], nil
       engine.triggers:app_removed(step.key)
       engine.sockets:unbind(step.key)

@@ -243,11 +243,7 @@ end
 -- The processes of the app of that key (orch.targets.key: its name, but
 -- for a second app of a name).
 function Engine:procs_of(key)
-  local list = {}
-  for _, p in ipairs(self.sup:list()) do
-    if targets.key(p) == key then list[#list + 1] = p end
-  end
-  return list
+  return self.sup.index:of(key)
 end
 
 -- A key for a second app named name (PM2's start -f: names are not unique).
@@ -261,8 +257,8 @@ function Engine:is_running(p) return running(p) end
 
 -- Whether a process of that name (of any app: -f makes several) runs.
 function Engine:name_running(name)
-  for _, p in ipairs(self.sup:list()) do
-    if p.name == name and running(p) then return true end
+  for _, key in ipairs(self:keys_named(name)) do
+    if self:app_running(key) then return true end
   end
   return false
 end
@@ -323,6 +319,7 @@ function Engine:register(app, source)
     procs = self.sup:add(app, source.env)
   end
   self.apps[key] = { app = app, source = source, env = source.env }
+  self.sup.index:note_app(app.name, key)
   self.triggers:app_changed(app, key)
   self:renew_sockets(key)
   return procs
@@ -331,13 +328,7 @@ end
 -- The keys of the apps named name: the first (name itself), then those
 -- start -f added (NAME#2...).
 function Engine:keys_named(name)
-  local keys = {}
-  for key, entry in pairs(self.apps) do
-    if key ~= name and entry.app.name == name then keys[#keys + 1] = key end
-  end
-  table.sort(keys)
-  if self.apps[name] then table.insert(keys, 1, name) end
-  return keys
+  return self.sup.index:keys(name, self.apps)
 end
 
 -- The app's options or environment changed: cluster sockets its new workers

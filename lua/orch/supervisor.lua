@@ -18,6 +18,7 @@ local channel = require("orch.channel")
 local colour = require("orch.colour")
 local lifecycle = require("orch.lifecycle")
 local timers = require("orch.timers")
+local proctable = require("orch.proctable")
 local close_timer, after = timers.close, timers.after
 
 local M = {}
@@ -62,9 +63,9 @@ end
 --         channel (after() runs when the signal is due),
 --       log_problem(p): a log file that cannot be opened (orch.logproblems)
 function M.new(opts)
+  local index = proctable.new()
   local self = setmetatable({
-    procs = {},       -- in id order
-    by_id = {},
+    index = index, procs = index.list, by_id = index.by_id, -- procs: in id order
     tree_waits = {},  -- stopping processes whose main process is gone (orch.stoptree)
     busy = 0,         -- processes in the table neither stopped nor errored (_check_idle)
     next_id = 0,
@@ -105,8 +106,7 @@ function Supervisor:add(app, base_env, only)
       created_at = self:now(), -- Unix ms (PM2's created_at; orch reset sets it again)
     }
     self.next_id = self.next_id + 1
-    self.procs[#self.procs + 1] = proc
-    self.by_id[proc.id] = proc
+    self.index:add(proc)
     added[#added + 1] = proc
     self.prefix_width = math.max(self.prefix_width, #self:label(proc))
   end
@@ -178,11 +178,8 @@ function A.drop(self, proc)
     proc.notify.close()
     proc.notify = nil
   end
-  for i, p in ipairs(self.procs) do
-    if p == proc then table.remove(self.procs, i) break end
-  end
   if self.by_id[proc.id] == proc and busy(proc.status) then self.busy = self.busy - 1 end
-  self.by_id[proc.id] = nil
+  self.index:remove(proc)
   self:_close_unused_sinks()
   return true
 end
@@ -192,20 +189,10 @@ end
 -- may refuse: a process that runs again (restarted meanwhile) stays in the
 -- table, never dropped while it runs. For reloads. true, or nil, err.
 function Supervisor:replace(old, new)
-  local at
-  for i, p in ipairs(self.procs) do
-    if p == old then at = i break end
-  end
-  if not at then return nil, self:label(old) .. " is no longer in the table" end
+  if self.by_id[old.id] ~= old then return nil, self:label(old) .. " is no longer in the table" end
   local ok, err = self:fire(old, "remove") -- new is still listed: its log files stay open
   if not ok then return nil, err end
-  for i, p in ipairs(self.procs) do
-    if p == new then table.remove(self.procs, i) break end
-  end
-  self.by_id[new.id] = nil
-  new.id = old.id
-  self.by_id[new.id] = new
-  table.insert(self.procs, at, new)
+  self.index:take_place(new, old.id)
   return true
 end
 

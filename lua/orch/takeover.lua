@@ -112,13 +112,11 @@ function M.restore(engine, doc)
   end)
   for _, e in ipairs(errors) do engine.log("error", "orch update: " .. e) end
   -- ids as they were; the table in id order
-  sup.by_id = {}
+  sup.index:reindex()
   local top = doc.next_id or 0
   for _, p in ipairs(sup.procs) do
-    sup.by_id[p.id] = p
     if p.id >= top then top = p.id + 1 end
   end
-  table.sort(sup.procs, function(a, b) return a.id < b.id end)
   sup.next_id, sup.worker_ids = top, doc.worker_ids
   -- the cluster layer, on the processes' channels and the sockets above
   local listen = {}
