@@ -94,22 +94,27 @@ end
 -- Written off the loop thread (orch.state.writer); clean: the last write of
 -- an orch that stopped its processes and exits, written at once, and the
 -- next orch then starts with nothing (a crash leaves clean unset).
+-- The state as it is when its write begins: while one write is in
+-- progress, any number of changes cost one snapshot and encoding after it
+-- (per change, a start of N processes encoded the whole table N times).
 function E:save_state(clean)
-  local procs = {}
-  for _, p in ipairs(self.sup:list()) do
-    if p.pid and self:is_running(p) then
-      procs[#procs + 1] = { id = p.id, name = p.name, pid = p.pid, starttime = core.proc_starttime(p.pid),
-                            kill_signal = p.app.kill_signal, kill_timeout = p.app.kill_timeout }
+  local function value()
+    local procs = {}
+    for _, p in ipairs(self.sup:list()) do
+      if p.pid and self:is_running(p) then
+        procs[#procs + 1] = { id = p.id, name = p.name, pid = p.pid, starttime = core.proc_starttime(p.pid),
+                              kill_signal = p.app.kill_signal, kill_timeout = p.app.kill_timeout }
+      end
     end
+    return { pid = core.getpid(), apps = self:snapshot(), procs = procs, clean = clean or nil }
   end
-  local value = { pid = core.getpid(), apps = self:snapshot(), procs = procs, clean = clean or nil }
   -- counted, so that a command whose change was not kept says so (orch.control)
   self.state_seq = (self.state_seq or 0) + 1
   local function written(ok, err)
     self.state_error = not ok and err or nil
     if not ok then self.log("error", "state file not written: " .. tostring(err)) end
   end
-  if clean then return written(state.write_json(self.paths.state, value, true)) end
+  if clean then return written(state.write_json(self.paths.state, value(), true)) end
   self.state_writer = self.state_writer or state.writer(self.paths.state)
   self.state_writer.write(value, written)
 end

@@ -26,21 +26,36 @@ end
 -- A writer of one file off the loop thread (fsync can take seconds; the
 -- loop must not wait). write(value, done) queues value: one write at a time,
 -- and a value queued while one is in progress replaces any other still
--- waiting. done(ok, message) once the write of this value (or of a newer
--- one) has ended. flush(done): done(ok, message) once the last queued value
--- is written, at once (true) when nothing is queued or in progress.
+-- waiting. value may be a function that returns it: called (and its result
+-- encoded) only when its write begins, so that changes made during a write
+-- cost one encoding after it, not one each. done(ok, message) once the
+-- write of this value (or of a newer one) has ended. flush(done): done(ok,
+-- message) once the last queued value is written, at once (true) when
+-- nothing is queued or in progress. encoded(): how many values it encoded.
 function M.writer(path)
   local w = {}
-  local current, waiting, waiting_done -- dones of the write in progress; the next text and its dones
-  local function run(text, dones)
+  local current, waiting, waiting_done -- dones of the write in progress; the next value and its dones
+  local encodings = 0
+  local run
+  local function begin(value, dones)
+    if type(value) == "function" then value = value() end
+    encodings = encodings + 1
+    local text, err = encode(path, value)
+    if not text then
+      for _, d in ipairs(dones) do d(nil, err) end
+      return
+    end
+    run(text, dones)
+  end
+  function run(text, dones)
     current = dones
     local function finished(ok, err)
       local ds = current
       current = nil
       if waiting then
-        local t, wd = waiting, waiting_done
+        local v, wd = waiting, waiting_done
         waiting, waiting_done = nil, nil
-        run(t, wd)
+        begin(v, wd)
       end
       for _, d in ipairs(ds) do d(ok, err) end
     end
@@ -48,18 +63,14 @@ function M.writer(path)
     if not queued then finished(nil, "cannot write " .. path .. ": " .. tostring(qerr)) end
   end
   function w.write(value, done)
-    local text, err = encode(path, value)
-    if not text then
-      if done then done(nil, err) end
-      return
-    end
     if current then
-      waiting, waiting_done = text, waiting_done or {}
+      waiting, waiting_done = value, waiting_done or {}
       if done then waiting_done[#waiting_done + 1] = done end
     else
-      run(text, { done })
+      begin(value, { done })
     end
   end
+  function w.encoded() return encodings end
   function w.flush(done)
     if waiting then
       waiting_done[#waiting_done + 1] = done
