@@ -35,8 +35,7 @@ end
 
 -- `orch list --json` decoded; every app pid in it is remembered for cleanup.
 local function list(home)
-  local procs = cjson.decode(cli(home, { "list", "--json" }).out)
-  for _, p in ipairs(procs) do if type(p.pid) == "number" then observe(p.pid) end end
+  local procs = lib.list(home)
   return procs, #procs
 end
 
@@ -119,10 +118,7 @@ local function hyperfine(home)
 end
 
 local function sorted(t) local c = { unpack(t) }; table.sort(c); return c end
-local function median(t)
-  local s, n = sorted(t), #t
-  return (s[math.floor((n + 1) / 2)] + s[math.ceil((n + 1) / 2)]) / 2
-end
+local median = lib.median
 local function spread(t)
   local s = sorted(t)
   return ("min %.2f  median %.2f  p90 %.2f  max %.2f"):format(s[1], median(s), s[math.ceil(0.9 * #s)], s[#s])
@@ -141,12 +137,8 @@ local function main()
   uv.sleep(1000)
   r.rss_start = rss_kb(daemons[A])
   -- interleaved, so that drift in the machine hits all three alike
-  for i = 1, LIST_RUNS do
-    r.exec[i] = cli(A, {}, nil, "/bin/true").ms
-    r.version[i] = cli(A, { "version" }).ms
-    r.ping[i] = cli(A, { "ping" }).ms
-    r.list[i] = cli(A, { "list", "--json" }).ms
-  end
+  r.exec, r.version, r.ping, r.list = lib.cli_rounds(A, LIST_RUNS,
+    { { exe = "/bin/true" }, { "version" }, { "ping" }, { "list", "--json" } })
   local call, close = raw_client(A)
   for i = 1, LIST_RUNS do
     r.raw_ping[i] = call("ping")

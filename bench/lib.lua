@@ -95,6 +95,33 @@ function M.cli(home, args, timeout_ms, exe)
   return r
 end
 
+-- `orch list --json` in home, decoded; every app pid in it is observed (for
+-- cleanup).
+function M.list(home)
+  local procs = cjson.decode(M.cli(home, { "list", "--json" }).out)
+  for _, p in ipairs(procs) do if type(p.pid) == "number" then M.observe(p.pid) end end
+  return procs
+end
+
+-- The CLI timing loop: n rounds, each running every command of cmds (lists
+-- of CLI arguments, or { exe = path } for another program) in turn, so that
+-- drift in the machine hits them all alike. Returns one list of ms per
+-- command, in the order of cmds.
+function M.cli_rounds(home, n, cmds)
+  local ms = {}
+  for c = 1, #cmds do ms[c] = {} end
+  for i = 1, n do
+    for c, args in ipairs(cmds) do ms[c][i] = M.cli(home, args.exe and {} or args, nil, args.exe).ms end
+  end
+  return unpack(ms)
+end
+
+function M.median(t)
+  local s = { unpack(t) }
+  table.sort(s)
+  return (s[math.floor((#s + 1) / 2)] + s[math.ceil((#s + 1) / 2)]) / 2
+end
+
 -- A connection of our own to the control socket: what the daemon alone costs.
 -- Returns call(cmd) -> ms, result, and close().
 function M.raw_client(home)

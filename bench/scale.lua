@@ -9,14 +9,15 @@
 -- far less. From the repository:
 --   build/orch lua bench/scale.lua
 --   ORCH_SCALE_N=100,1000 ORCH_SCALE_SHAPES=apps,instances ORCH_SCALE_IDLE_S=5 ORCH_SCALE_CALLS=10
+-- ORCH_SCALE_MD=file also writes the tables in Markdown there (bench/run).
 -- ORCH_BIN=path picks another binary. Each run has a fresh ORCH_HOME under
 -- /tmp, ends with `orch kill`, then SIGKILL by pid to whatever it saw alive.
 local uv = require("luv")
-local cjson = require("cjson")
 
 local lib = dofile((arg[0]:match("^(.*)/") or ".") .. "/lib.lua")
 local cli, poll, observe, ours_alive, cpu_ms, rss_kb = lib.cli, lib.poll, lib.observe, lib.ours_alive, lib.cpu_ms,
   lib.rss_kb
+local list, median = lib.list, lib.median
 
 local function list_of(s, sep)
   local t = {}
@@ -28,6 +29,7 @@ local SHAPES = list_of(os.getenv("ORCH_SCALE_SHAPES") or "apps,instances", ",")
 local IDLE_S = tonumber(os.getenv("ORCH_SCALE_IDLE_S")) or 5
 local CALLS = tonumber(os.getenv("ORCH_SCALE_CALLS")) or 10
 local CHURN = tonumber(os.getenv("ORCH_SCALE_CHURN")) or 10
+local MD = os.getenv("ORCH_SCALE_MD")
 local START_TIMEOUT_MS = 120000
 
 local homes, daemons = {}, {}
@@ -46,22 +48,10 @@ local function new_home(shape, n)
   return home
 end
 
-local function list(home)
-  local procs = cjson.decode(cli(home, { "list", "--json" }).out)
-  for _, p in ipairs(procs) do if type(p.pid) == "number" then observe(p.pid) end end
-  return procs
-end
-
 local function count(procs, status)
   local n = 0
   for _, p in ipairs(procs) do if p.status == status then n = n + 1 end end
   return n
-end
-
-local function median(t)
-  local s = { unpack(t) }
-  table.sort(s)
-  return (s[math.floor((#s + 1) / 2)] + s[math.ceil((#s + 1) / 2)]) / 2
 end
 
 local function load() return (lib.read("/proc/loadavg") or ""):match("^(%S+ %S+ %S+)") end
@@ -93,8 +83,8 @@ local function measure(shape, n)
   r.rss = rss_kb(pid) / 1024
 
   local walls
-  walls, c0 = {}, cpu_ms(pid)
-  for i = 1, CALLS do walls[i] = cli(home, { "list", "--json" }).ms end
+  c0 = cpu_ms(pid)
+  walls = lib.cli_rounds(home, CALLS, { { "list", "--json" } })
   r.list_ms, r.list_cpu = median(walls), (cpu_ms(pid) - c0) / CALLS
   -- the daemon alone: over a connection of our own, no CLI to start
   local call, close = lib.raw_client(home)
@@ -111,8 +101,8 @@ local function measure(shape, n)
 
   -- one process restarted (the CLI replies once it runs again)
   local target = shape == "apps" and "a" .. math.floor(n / 2) or tostring(math.floor(n / 2))
-  walls, c0 = {}, cpu_ms(pid)
-  for i = 1, CALLS do walls[i] = cli(home, { "restart", target }).ms end
+  c0 = cpu_ms(pid)
+  walls = lib.cli_rounds(home, CALLS, { { "restart", target } })
   r.restart_ms, r.restart_cpu = median(walls), (cpu_ms(pid) - c0) / CALLS
   for _, p in ipairs(list(home)) do pids[#pids + 1] = p.pid end
 
@@ -173,6 +163,7 @@ local STEPS = {
 
 local function main()
   local small, large = SIZES[1], SIZES[#SIZES]
+  local md = {}
   print(("orch at scale (%s, %d cores, load %s at the start)"):format(lib.BIN, #uv.cpu_info(), load()))
   for _, shape in ipairs(SHAPES) do
     local res = {}
@@ -185,20 +176,39 @@ local function main()
     for _, n in ipairs(SIZES) do head[#head + 1] = ("%10s"):format("N=" .. n) end
     head[#head + 1] = ("  %-8s  %s"):format("ratio", ("(linear: <= %g)"):format(large / small))
     print(table.concat(head))
+    local cols = {}
+    for _, n in ipairs(SIZES) do cols[#cols + 1] = "N=" .. n end
+    md[#md + 1] = ("| %s | %s | ratio %d/%d (linear: <= %g) |"):format(
+      shape == "apps" and "N apps" or "1 app, N instances", table.concat(cols, " | "), large, small, large / small)
+    md[#md + 1] = "|---|" .. ("---|"):rep(#SIZES + 1)
     for _, s in ipairs(STEPS) do
-      local line = { ("%-36s"):format(s[2]) }
-      for i = 1, #SIZES do line[#line + 1] = ("%10.2f"):format(res[i][s[1]]) end
+      local line, cells = { ("%-36s"):format(s[2]) }, {}
+      for i = 1, #SIZES do
+        line[#line + 1] = ("%10.2f"):format(res[i][s[1]])
+        cells[i] = ("%.2f"):format(res[i][s[1]])
+      end
       local a, b = res[1][s[1]], res[#SIZES][s[1]]
       local ratio = a > 0 and b / a or 0
-      line[#line + 1] = ("  %-8s  %s"):format(("%.1f"):format(ratio),
-        (s[1] == "rss0" or s[1] == "idle_cpu") and "" or ratio <= large / small and "" or "WORSE THAN LINEAR")
+      local verdict = (s[1] == "rss0" or s[1] == "idle_cpu") and "" or ratio <= large / small and ""
+        or "WORSE THAN LINEAR"
+      line[#line + 1] = ("  %-8s  %s"):format(("%.1f"):format(ratio), verdict)
       print(table.concat(line))
+      md[#md + 1] = ("| %s | %s | %.1f%s |"):format(s[2]:gsub("^%s+", "↳ "), table.concat(cells, " | "), ratio,
+        verdict ~= "" and " (worse than linear)" or "")
     end
+    md[#md + 1] = ""
   end
   if CHURN > 0 then
     local fresh, churned = churn(small, CHURN)
-    print(("\ndaemon RSS, %d apps running: fresh %.2f MB, after %d rounds of start and delete all %.2f MB (load %s)")
-      :format(small, fresh, CHURN, churned, load()))
+    local line = ("daemon RSS, %d apps running: fresh %.2f MB, after %d rounds of start and delete all %.2f MB (load %s)")
+      :format(small, fresh, CHURN, churned, load())
+    print("\n" .. line)
+    md[#md + 1] = line
+  end
+  if MD then
+    local f = assert(io.open(MD, "w"))
+    f:write(table.concat(md, "\n"), "\n")
+    f:close()
   end
 end
 
