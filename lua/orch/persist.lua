@@ -94,20 +94,48 @@ end
 -- Written off the loop thread (orch.state.writer); clean: the last write of
 -- an orch that stopped its processes and exits, written at once, and the
 -- next orch then starts with nothing (a crash leaves clean unset).
+-- The state file's text: { pid, apps = snapshot, procs = the running
+-- ones, clean }, made of the JSON of each app entry and each process, kept
+-- on them with what it was made of: a write encodes (and reads the start
+-- time from /proc of) only what changed since the previous one. A restart
+-- of one of 1000 apps encoded all 1000 sources, several times.
+function E:state_text(clean)
+  local apps, procs = {}, {}
+  for i, e in ipairs(self:snapshot()) do
+    local entry = self.apps[e.key or e.name]
+    local sig = table.concat({ e.name, e.key or "", tostring(e.running), tostring(e.instances),
+                               table.concat(e.stopped, ",") }, "|")
+    local c = entry and entry.state_text
+    if not (c and c.source == e.source and c.sig == sig) then
+      c = { source = e.source, sig = sig, text = cjson.encode(e) }
+      if entry then entry.state_text = c end
+    end
+    apps[i] = c.text
+  end
+  for _, p in ipairs(self.sup:list()) do
+    if p.pid and self:is_running(p) then
+      local c = p.state_text
+      -- started_at: a new run, though the kernel may give it the same pid
+      if not (c and c.pid == p.pid and c.started == p.started_at and c.id == p.id and c.name == p.name
+              and c.app == p.app) then
+        local starttime = core.proc_starttime(p.pid)
+        c = { pid = p.pid, started = p.started_at, id = p.id, name = p.name, app = p.app,
+              text = cjson.encode({ id = p.id, name = p.name, pid = p.pid, starttime = starttime,
+                                    kill_signal = p.app.kill_signal, kill_timeout = p.app.kill_timeout }) }
+        if starttime then p.state_text = c end -- a process already gone: asked again next time
+      end
+      procs[#procs + 1] = c.text
+    end
+  end
+  return table.concat({ '{"pid":', tostring(core.getpid()), ',"apps":[', table.concat(apps, ","), '],"procs":[',
+                        table.concat(procs, ","), "]", clean and ',"clean":true' or "", "}" })
+end
+
 -- The state as it is when its write begins: while one write is in
 -- progress, any number of changes cost one snapshot and encoding after it
 -- (per change, a start of N processes encoded the whole table N times).
 function E:save_state(clean)
-  local function value()
-    local procs = {}
-    for _, p in ipairs(self.sup:list()) do
-      if p.pid and self:is_running(p) then
-        procs[#procs + 1] = { id = p.id, name = p.name, pid = p.pid, starttime = core.proc_starttime(p.pid),
-                              kill_signal = p.app.kill_signal, kill_timeout = p.app.kill_timeout }
-      end
-    end
-    return { pid = core.getpid(), apps = self:snapshot(), procs = procs, clean = clean or nil }
-  end
+  local function value() return self:state_text(clean) end
   -- counted, so that a command whose change was not kept says so (orch.control)
   self.state_seq = (self.state_seq or 0) + 1
   local function written(ok, err)

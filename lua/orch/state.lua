@@ -8,7 +8,9 @@ local core = require("orch.core")
 
 local M = {}
 
+-- value: a string is JSON already.
 local function encode(path, value)
+  if type(value) == "string" then return value .. "\n" end
   local ok, text = pcall(cjson.encode, value)
   if not ok then return nil, "cannot encode " .. path .. ": " .. tostring(text) end
   return text .. "\n"
