@@ -83,8 +83,14 @@ enum { VALUE_MAX = 8192 }; /* a marker holds a path: PATH_MAX and an id */
 
 /* pid carries prefix: held by a pidfd and read again once held, so the
  * value belongs to the process the pidfd names. 1 and the hit, 0 if not. */
-static int take(pid_t pid, const char *prefix, char *val, orch_marker_hit_t *hit) {
+static int ends_with(const char *s, const char *suffix) {
+  size_t n = strlen(s), m = strlen(suffix);
+  return n >= m && memcmp(s + n - m, suffix, m) == 0;
+}
+
+static int take(pid_t pid, const char *prefix, const char *suffix, char *val, orch_marker_hit_t *hit) {
   if (orch_marker_get(pid, prefix, val, VALUE_MAX) != 1) return 0;
+  if (suffix && !ends_with(val, suffix)) return 0; /* another home's: no pidfd, no hit */
   int fd = pidfd_open(pid, 0);
   if (fd < 0) return 0; /* gone already */
   char *again = malloc(VALUE_MAX);
@@ -95,13 +101,22 @@ static int take(pid_t pid, const char *prefix, char *val, orch_marker_hit_t *hit
     close(fd);
     return 0;
   }
+  /* kept at its length: VALUE_MAX per hit was 8 KiB for every marked
+   * process on the machine (other homes' too), left touched in the pool
+   * thread's malloc arena after the scan */
+  char *value = strdup(again);
+  free(again);
+  if (!value) {
+    close(fd);
+    return 0;
+  }
   hit->pid = pid;
   hit->fd = fd;
-  hit->value = again;
+  hit->value = value;
   return 1;
 }
 
-int orch_marker_scan(const char *prefix, orch_marker_hit_t **out) {
+int orch_marker_scan(const char *prefix, const char *suffix, orch_marker_hit_t **out) {
   *out = NULL;
   DIR *d = opendir("/proc");
   if (!d) return -errno;
@@ -128,7 +143,7 @@ int orch_marker_scan(const char *prefix, orch_marker_hit_t **out) {
       hits = h;
       cap = ncap;
     }
-    n += take((pid_t)pid, prefix, val, &hits[n]);
+    n += take((pid_t)pid, prefix, suffix, val, &hits[n]);
   }
   closedir(d);
   free(val);
@@ -149,6 +164,7 @@ typedef struct job_s {
   lua_State *L; /* NULL once the state is gone */
   int cb_ref;
   char *prefix;
+  char *suffix; /* NULL: any value */
   orch_marker_hit_t *hits;
   int n; /* count or -errno */
   struct job_s *next;
@@ -158,7 +174,7 @@ static job_t *jobs;
 
 static void scan_work(uv_work_t *req) {
   job_t *j = req->data;
-  j->n = orch_marker_scan(j->prefix, &j->hits);
+  j->n = orch_marker_scan(j->prefix, j->suffix, &j->hits);
 }
 
 static void unlink_job(job_t *j) {
@@ -200,6 +216,7 @@ static void scan_done(uv_work_t *req, int status) {
   }
   orch_marker_hits_free(j->hits, j->n);
   free(j->prefix);
+  free(j->suffix);
   free(j);
 }
 
@@ -209,26 +226,32 @@ static int on_state_close(lua_State *L) {
   return 0;
 }
 
-/* core.marker_scan(prefix, cb): cb(list) later, on the loop, where list
- * holds { pid, value, pidfd } for every process whose environment has an
- * entry starting with prefix (cb(nil, msg, code) on failure). */
+/* core.marker_scan(prefix, cb[, suffix]): cb(list) later, on the loop,
+ * where list holds { pid, value, pidfd } for every process whose
+ * environment has an entry starting with prefix, its value ending with
+ * suffix if given (cb(nil, msg, code) on failure). */
 static int l_marker_scan(lua_State *L) {
   const char *prefix = luaL_checkstring(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
+  const char *suffix = luaL_optstring(L, 3, NULL);
   if (!*prefix) return luaL_argerror(L, 1, "non-empty prefix expected");
   job_t *j = calloc(1, sizeof *j);
   char *p = strdup(prefix);
-  if (!j || !p) {
+  char *sfx = suffix ? strdup(suffix) : NULL;
+  if (!j || !p || (suffix && !sfx)) {
     free(j);
     free(p);
+    free(sfx);
     return orch_lua_fail(L, -ENOMEM);
   }
   j->prefix = p;
+  j->suffix = sfx;
   j->req.data = j;
   j->L = L;
   int rc = uv_queue_work(orch_runtime_loop(L), &j->req, scan_work, scan_done);
   if (rc < 0) {
     free(p);
+    free(sfx);
     free(j);
     return orch_lua_fail(L, rc);
   }

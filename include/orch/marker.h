@@ -26,15 +26,16 @@ typedef struct {
 } orch_marker_hit_t;
 
 /* Every process but ourselves whose environment has an entry starting with
- * prefix, each held by a pidfd and checked again once held (so a recycled
- * pid is left out). Reads all of /proc: blocking, for a worker thread.
- * Stores a malloc'd array in *out (free with orch_marker_hits_free); count
- * or -errno. */
-int orch_marker_scan(const char *prefix, orch_marker_hit_t **out);
+ * prefix (and whose value ends with suffix, unless suffix is NULL), each
+ * held by a pidfd and checked again once held (so a recycled pid is left
+ * out). Reads all of /proc: blocking, for a worker thread. Stores a
+ * malloc'd array in *out (free with orch_marker_hits_free); count or
+ * -errno. */
+int orch_marker_scan(const char *prefix, const char *suffix, orch_marker_hit_t **out);
 void orch_marker_hits_free(orch_marker_hit_t *hits, int n);
 
 struct lua_State;
-/* Adds marker_scan(prefix, cb) (on libuv's thread pool) and
+/* Adds marker_scan(prefix, cb[, suffix]) (on libuv's thread pool) and
  * marker_get(pid, prefix). */
 void orch_marker_lua_register(struct lua_State *L);
 

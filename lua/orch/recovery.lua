@@ -96,10 +96,11 @@ function E:recover(done)
   local prev = state.read_json(self.paths.state)
   if type(prev) ~= "table" or prev.pid == core.getpid() then prev = nil end
   self.recovering = true
+  -- only this home's markers come back (no pidfd, no table for other homes')
   local queued, err = core.marker_scan(launch.MARK_VAR .. "=", function(hits, serr)
     if not hits then self.log("error", "cannot look for processes a previous orch left: " .. tostring(serr)) end
     self:_stop_leftovers(self:_leftovers(prev, hits or {}), prev, done)
-  end)
+  end, launch.mark(self.paths.home, ""))
   if not queued then
     self.log("error", "cannot look for processes a previous orch left: " .. tostring(err))
     self:_stop_leftovers(self:_leftovers(prev, {}), prev, done)

@@ -67,6 +67,40 @@ describe("the process marker", function()
     assert.matches("hit:\ttrue\t\ttrue\n", out, 1, true)
     assert.matches("hit:\tfalse\tx\ttrue\n", out, 1, true)
   end)
+
+  -- Crash recovery scans with its home as the suffix: other homes' processes
+  -- (every orch on the machine marks its own) get no pidfd and no table.
+  it("leaves out of a scan the values that do not end with the suffix asked for", function()
+    local script = H.write(dir .. "/scan.lua", [[
+      local uv, core = require("luv"), require("orch.core")
+      local home = arg[1]
+      local function spawn(mark)
+        return uv.spawn("sleep", { args = { "1000" }, env = { "PATH=" .. os.getenv("PATH"), mark } }, function() end)
+      end
+      local ours, other = spawn("ORCH_MARK=7@" .. home), spawn("ORCH_MARK=7@" .. home .. "x")
+      local f = assert(io.open(arg[2], "w"))
+      f:write(ours:get_pid(), " ", other:get_pid(), "\n")
+      f:close()
+      assert(core.marker_scan("ORCH_MARK=", function(list)
+        for _, hit in ipairs(list) do
+          print("hit:", hit.pid == ours:get_pid(), hit.value)
+          hit.pidfd:close()
+        end
+        print("hits:", #list)
+        ours:kill("sigkill") other:kill("sigkill")
+        ours:close() other:close()
+      end, "@" .. home))
+      uv.run()
+    ]])
+    local pids = dir .. "/pids"
+    finally(function()
+      for pid in (H.read(pids) or ""):gmatch("%d+") do pcall(uv.kill, tonumber(pid), "sigkill") end
+    end)
+    local code, out, err = H.orch_sync({ "lua", script, home, pids }, { home = home })
+    assert.are.equal(0, code, err)
+    assert.matches("hits:\t1\n", out, 1, true)
+    assert.matches("hit:\ttrue\t7@" .. home .. "\n", out, 1, true)
+  end)
 end)
 
 -- A program that daemonises (fork, setsid, fork: spec/fixtures/apps/
