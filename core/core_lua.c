@@ -66,9 +66,11 @@ static int l_heap(lua_State *L) {
   return 2;
 }
 
-/* heap_trim(): malloc's free pages back to the system (true if some were). */
+/* heap_trim(): malloc's free pages back to the system (true if some were),
+ * and the pages of the embedded bytecode unmapped (orch_runtime_drop_bytecode). */
 static int l_heap_trim(lua_State *L) {
   lua_pushboolean(L, orch_heap_trim());
+  orch_runtime_drop_bytecode();
   return 1;
 }
 

@@ -20,6 +20,9 @@ int orch_runtime_pcall(lua_State *L, int nargs, int nresults, int flags);
 
 /* Fetches the loop stored in L's registry. */
 uv_loop_t *orch_runtime_loop(lua_State *L);
+/* Unmaps the pages of the Lua bytecode compiled into orch (already copied
+ * into the Lua heap by every require): 0 or a negative errno. */
+int orch_runtime_drop_bytecode(void);
 
 int luaopen_orch_core(lua_State *L);
 

@@ -17,7 +17,6 @@
 -- traces skip count hooks); code that user code loads must be switched off
 -- too (M.load does it).
 local uv = require("luv")
-local srcmap = require("orch.srcmap")
 
 local M = {}
 
@@ -40,6 +39,12 @@ local depth = 0
 local expired = nil -- index of the outermost call past its deadline
 local saved = nil   -- a hook someone else had set before the outermost call
 local jit_was_on = false
+local gc_pause = nil -- the GC pause the outermost call found (orch.heapkeep's)
+
+-- User code runs with LuaJIT's default GC pause (a collection once the heap
+-- has doubled): the daemon's lower pause (orch.heapkeep) would make code
+-- that fills the capped heap collect more often on its way to the cap.
+M.USER_GC_PAUSE = 200
 
 local own = {} -- this module's functions: never interrupted
 
@@ -96,6 +101,7 @@ local function enter(deadline_ms, msg)
     local h, mask, count = gethook()
     saved = h and { h, mask, count } or nil
     if heap_limit then heap_limit(true) end
+    gc_pause = collectgarbage("setpause", M.USER_GC_PAUSE)
     -- Nothing compiles while user code runs: a helper it calls that was
     -- made elsewhere (not switched off) would otherwise get a trace, and
     -- traces skip the count hook. User code orch loads is off from the start.
@@ -121,6 +127,7 @@ local function leave()
     if saved then sethook(saved[1], saved[2], saved[3]) else sethook() end
     saved = nil
     if heap_limit then heap_limit(false) end
+    collectgarbage("setpause", gc_pause)
     if jit_was_on then jit.on() end
   elseif not expired then
     sethook(count_hook, "", HOOK_COUNT)
@@ -132,7 +139,7 @@ own[leave] = true
 -- Leaves the call before anything is allocated: the heap may be at its cap.
 local function finish(ok, ...)
   local timed_out = leave()
-  if not ok then return false, srcmap.expand((...)), timed_out end
+  if not ok then return false, require("orch.srcmap").expand((...)), timed_out end
   return ok, ...
 end
 own[finish] = true
