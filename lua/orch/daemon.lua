@@ -104,7 +104,10 @@ function M.main(args)
   local opts, perr = parse(args or {})
   local http_addr, http_origin
   if opts then
-    http_addr, http_origin = require("orch.httpserve").address(opts.http)
+    -- orch.httpserve (and orch.http) load only for an address
+    if opts.http or os.getenv("ORCH_HTTP") then
+      http_addr, http_origin = require("orch.httpserve").address(opts.http)
+    end
     if not http_addr and http_origin then
       io.stderr:write("orch daemon: ", http_origin, "\n")
       return 2
@@ -118,8 +121,11 @@ function M.main(args)
   if not layout then return 1 end
   -- orch update: a previous image of this process left its state (and its
   -- lock on daemon.pid, which was never let go).
-  local takeover = require("orch.takeover")
-  local incoming, ierr = takeover.incoming()
+  -- orch.takeover loads only then (orch.handover.ENV_FD is set; update_spec
+  -- fails if the names part): an idle daemon does without its heap.
+  local takeover = os.getenv("ORCH_HANDOVER_FD") and require("orch.takeover")
+  local incoming, ierr
+  if takeover then incoming, ierr = takeover.incoming() end
   local lock, lerr, code
   if incoming then lock, lerr = core.lock_adopt(incoming.doc.lock_fd)
   else lock, lerr, code = core.lock_pidfile(layout.pid) end
@@ -136,6 +142,7 @@ function M.main(args)
     return 1
   end
   core.set_title("orch: daemon (" .. layout.home .. ")")
+  heapkeep.start()
   local log_sink = own_log(layout.daemon_log)
   local log = logger(log_sink)
   core.on_error(function(msg) log("error", msg) end)
@@ -236,6 +243,9 @@ function M.main(args)
     end
   end
   if not doc then engine:recover(function(prev)
+    -- started: start-up's garbage and the modules' bytecode go once this
+    -- turn (which holds the scan's list) is over
+    heapkeep.changed(0)
     if prev and not prev.clean then
       local started, stopped, errors = engine:restore(prev.apps)
       if #started > 0 then log("info", "restarted after a crash: " .. table.concat(started, ", ")) end

@@ -6,7 +6,6 @@
 -- orch.views (list/describe), orch.persist and orch.recovery; orch.control
 -- serves the control socket with it.
 local uv = require("luv")
-local ecosystem = require("orch.ecosystem")
 local supervisor = require("orch.supervisor")
 local readiness = require("orch.readiness")
 local views = require("orch.views")
@@ -215,6 +214,7 @@ end
 ---------------------------------------------------------------------------
 
 function Engine:load(source)
+  local ecosystem = require("orch.ecosystem") -- here: an idle daemon does without its ~100 KB
   local cfg, err
   if source.file or source.stdin then
     cfg, err = ecosystem.load(source.file or "<stdin>", { env_name = source.env_name, base_env = source.env,

@@ -66,4 +66,22 @@ describe("what orch loads", function()
     assert.are.equal(0, code, err)
     assert.are.equal('"loaded: "', out:match("^%s*(.-)%s*$"))
   end)
+
+  -- An idle daemon's Lua heap holds the modules it loaded: those of config
+  -- files (until the first start), of the HTTP endpoint (without --http or
+  -- ORCH_HTTP) and of orch update's takeover (unless handed over) wait.
+  it("loads in an idle daemon none of the config, HTTP or update modules", function()
+    local lazy = { "orch.ecosystem", "orch.schema", "orch.validate", "orch.ecofile", "orch.srcmap",
+                   "orch.http", "orch.httpserve", "orch.takeover", "orch.handover" }
+    local probe = "local t = {} for _, m in ipairs({'" .. table.concat(lazy, "','") .. "'}) do "
+      .. "if package.loaded[m] then t[#t + 1] = m end end return 'loaded: ' .. table.concat(t, ' ')"
+    local code, out, err = H.orch_sync({ "eval", probe }, { home = home })
+    assert.are.equal(0, code, err)
+    assert.are.equal('"loaded: "', out:match("^%s*(.-)%s*$"))
+    -- the first start loads what it needs
+    H.started(dir, home, [[{ name = "one", script = "sleep", args = { "1000" } },]])
+    code, out, err = H.orch_sync({ "eval", "return package.loaded['orch.ecosystem'] ~= nil" }, { home = home })
+    assert.are.equal(0, code, err)
+    assert.are.equal("true", out:match("^%s*(.-)%s*$"))
+  end)
 end)
