@@ -5,7 +5,7 @@
 # bench/run takes 3 runs of 10 s; keep-alive figures on a shared 2-core VM vary
 # by +-20 % from run to run, so this one takes more, shorter samples, all
 # four targets under the same conditions. Needs wrk and node; PM2 is installed
-# from npm into the temp dir unless $PM2 names a pm2 binary.
+# from npm into bench/run's cache (~/.cache/orch-bench/pm2) unless $PM2 names a pm2 binary.
 set -euo pipefail
 ROUNDS=${1:-8}
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "usage: bench/keepalive.sh [ROUNDS] (a positive number, not '$ROUNDS')" >&2; exit 2; }
@@ -25,9 +25,14 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-if [[ -z ${PM2:-} ]]; then
-  npm install --prefix "$TMP/npm" pm2 >"$TMP/npm.log" 2>&1 || { cat "$TMP/npm.log"; exit 1; }
-  PM2=$TMP/npm/node_modules/.bin/pm2
+if [[ -z ${PM2:-} ]]; then # bench/run's cache of PM2, installed there once
+  CACHE=${ORCH_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/orch-bench}/pm2
+  PM2=$CACHE/node_modules/.bin/pm2
+  if [[ ! -x $PM2 ]]; then
+    rm -rf "$CACHE.new" && mkdir -p "$CACHE.new"
+    npm install --prefix "$CACHE.new" --no-audit --no-fund pm2 >"$TMP/npm.log" 2>&1 || { cat "$TMP/npm.log"; exit 1; }
+    rm -rf "$CACHE" && mv "$CACHE.new" "$CACHE"
+  fi
 fi
 cat >"$TMP/ecosystem.config.lua" <<EOF
 return { apps = {

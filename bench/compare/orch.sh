@@ -33,6 +33,7 @@ orch_running() { count '"status":"online"' "$(orch_status)"; }
 orch_start100() { orch_cli start "$ORCH_DIR/sleep100.config.lua" >/dev/null; }
 orch_stop100() { orch_cli stop all >/dev/null; }
 orch_delete100() { orch_cli delete all >/dev/null; }
+orch_drop100() { orch_cli delete "$ORCH_DIR/sleep100.config.lua" >/dev/null; } # the 100 only, not measured
 
 orch_stamp_start() { orch_cli start "$ORCH_DIR/stamp.config.lua" >/dev/null; REPLY=$ORCH_DIR/stamp; }
 orch_stamp_stop() { orch_cli delete stamp >/dev/null; }

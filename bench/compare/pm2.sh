@@ -34,6 +34,7 @@ pm2_running() { count '"status":"online"' "$(pm2_status)"; }
 pm2_start100() { pm2_cli start "$PM2_DIR/sleep100.config.js" >/dev/null; }
 pm2_stop100() { pm2_cli stop all >/dev/null; }
 pm2_delete100() { pm2_cli delete all >/dev/null; }
+pm2_drop100() { pm2_cli delete "$PM2_DIR/sleep100.config.js" >/dev/null; } # the 100 only, not measured
 
 pm2_stamp_start() { pm2_cli start "$PM2_DIR/stamp.config.js" >/dev/null; REPLY=$PM2_DIR/stamp; }
 pm2_stamp_stop() { pm2_cli delete stamp >/dev/null; }

@@ -58,6 +58,7 @@ sup_running() { count ' RUNNING ' "$(sup_status)"; }
 sup_start100() { sup_cli start 's:*' >/dev/null; }
 sup_stop100() { sup_cli stop 's:*' >/dev/null; }
 sup_delete100() { :; }
+sup_drop100() { sup_stop100; } # the 100 only, not measured
 
 sup_stamp_start() { sup_cli start stamp >/dev/null; REPLY=$SUP_DIR/stamp; }
 sup_stamp_stop() { sup_cli stop stamp >/dev/null; }
