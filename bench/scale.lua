@@ -54,6 +54,16 @@ local function count(procs, status)
   return n
 end
 
+-- The daemon's user CPU in ms (all its threads: /proc/PID/stat's utime, in
+-- clock ticks): Lua's own work, apart from the kernel's (fork, exec, cgroups).
+local CLK_TCK = 100
+do
+  local f = io.popen("getconf CLK_TCK 2>/dev/null")
+  CLK_TCK = tonumber(f and f:read("*l")) or CLK_TCK
+  if f then f:close() end
+end
+local function user_ms(pid) return lib.stat(pid)[12] * 1000 / CLK_TCK end
+
 local function load() return (lib.read("/proc/loadavg") or ""):match("^(%S+ %S+ %S+)") end
 
 -- Every step for one shape and size; returns { step = value }.
@@ -67,9 +77,9 @@ local function measure(shape, n)
   r.rss0 = rss_kb(pid) / 1024
 
   -- start: the CLI's reply, then until list shows every process online
-  local c0, t0 = cpu_ms(pid), uv.hrtime()
+  local c0, u0, t0 = cpu_ms(pid), user_ms(pid), uv.hrtime()
   cli(home, { "start", home .. "/ecosystem.config.lua" }, START_TIMEOUT_MS)
-  r.start_cpu = cpu_ms(pid) - c0
+  r.start_cpu, r.start_user = cpu_ms(pid) - c0, user_ms(pid) - u0
   local pids
   poll(function()
     local procs = list(home)
@@ -149,6 +159,7 @@ end
 local STEPS = {
   { "start_ms", "start until all online, ms" },
   { "start_cpu", "  start, daemon CPU ms" },
+  { "start_user", "  start, daemon user CPU ms (no kernel)" },
   { "list_ms", "orch list --json, ms (median)" },
   { "list_cpu", "  list, daemon CPU ms per call" },
   { "raw_list_ms", "  list over the socket, no CLI, ms" },
