@@ -40,9 +40,15 @@ function M.writer(path)
   local encodings = 0
   local run
   local function begin(value, dones)
-    if type(value) == "function" then value = value() end
+    local text, err
+    if type(value) == "function" then
+      -- a builder that raises fails its write like a value that cannot be
+      -- encoded: the dones (a flush, the write just finished) still hear
+      local ok, v = pcall(value)
+      if ok then value = v else err = "cannot encode " .. path .. ": " .. tostring(v) end
+    end
     encodings = encodings + 1
-    local text, err = encode(path, value)
+    if not err then text, err = encode(path, value) end
     if not text then
       for _, d in ipairs(dones) do d(nil, err) end
       return

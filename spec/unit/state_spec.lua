@@ -61,4 +61,23 @@ describe("orch.state writer", function()
     w.flush(function(ok) flushed = ok end)
     assert.is_true(flushed) -- nothing in progress any more
   end)
+
+  -- orch.persist's builder encodes the state itself: an error it raises
+  -- left the finished write's dones and a flush waiting forever
+  it("fails the write of a builder that raises, and tells every waiting done", function()
+    local w, results = state.writer("/x/state.json"), {}
+    w.write({ ok = true }, function(ok) results.first = { ok } end)
+    w.write(function() error("boom") end, function(ok, err) results.second = { ok, err } end)
+    w.flush(function(ok, err) results.flush = { ok, err } end)
+    local ok = pcall(writes[1].done, true)
+    assert.is_true(ok)
+    assert.are.same({ true }, results.first)
+    assert.is_nil(results.second[1])
+    assert.matches("cannot encode /x/state.json: .*boom", results.second[2])
+    assert.is_nil(results.flush[1])
+    -- the writer goes on: the next value is written
+    w.write({ n = 1 })
+    assert.are.equal(2, #writes)
+    assert.are.equal('{"n":1}\n', writes[2].text)
+  end)
 end)
