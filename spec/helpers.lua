@@ -40,6 +40,14 @@ function H.read(path)
   return s
 end
 
+-- The environment of a running process, from /proc, as a table (empty
+-- once it is gone).
+function H.environ(pid)
+  local env = {}
+  for k, v in (H.read("/proc/" .. pid .. "/environ") or ""):gmatch("([^=%z]+)=([^%z]*)%z") do env[k] = v end
+  return env
+end
+
 function H.alive(pid)
   -- A zombie still answers kill(0); /proc tells them apart.
   local stat = H.read("/proc/" .. pid .. "/stat")

@@ -2,7 +2,7 @@
 -- connections, each sending its next request as soon as a response arrives,
 -- as wrk does) lose no request: the stopping worker answers each kept-alive
 -- connection's next request with `Connection: close` instead of cutting it
--- (lua/orch/drain.cjs, loaded into every Node cluster worker).
+-- (node/orch_drain.cjs, loaded into every Node cluster worker).
 local H = require("helpers")
 local uv = require("luv")
 
@@ -87,15 +87,6 @@ local function connection(port)
   return c
 end
 
-local function environ(pid)
-  local t = {}
-  for kv in (H.read("/proc/" .. pid .. "/environ") or ""):gmatch("[^%z]+") do
-    local k, v = kv:match("^([^=]+)=(.*)$")
-    if k then t[k] = v end
-  end
-  return t
-end
-
 describe("a stopping Node cluster worker", function()
   local dir, home
   H.each_test(function(d, h) dir, home = d, h end)
@@ -145,12 +136,12 @@ describe("a stopping Node cluster worker", function()
   it("keeps the app's NODE_OPTIONS, and leaves the module out with keepalive_drain = false", function()
     local port = H.free_port()
     local pid = start(port, 'env = { PORT = "' .. port .. '", HOST = "127.0.0.1", NODE_OPTIONS = "--no-warnings" }')
-    local env = environ(pid)
+    local env = H.environ(pid)
     assert.are.equal('--no-warnings --require "' .. H.bin:match("^(.*)/") .. '/orch_drain.cjs"', env.NODE_OPTIONS)
     assert.are.equal("1200", env.ORCH_DRAIN_MS)
     assert.are.equal(0, select(2, H.json(home, { "delete", "web" })))
     pid = start(port, 'keepalive_drain = false')
-    env = environ(pid)
+    env = H.environ(pid)
     assert.is_nil(env.NODE_OPTIONS)
     assert.is_nil(env.ORCH_DRAIN_MS)
   end)

@@ -6,14 +6,6 @@ local H = require("helpers")
 
 local FIXTURES = H.root .. "/spec/fixtures/pm2"
 
--- The environment of a running process, from /proc.
-local function environ(pid)
-  local text = assert(H.read("/proc/" .. pid .. "/environ"))
-  local env = {}
-  for k, v in text:gmatch("([^=%z]+)=([^%z]*)%z") do env[k] = v end
-  return env
-end
-
 -- name -> pid of the processes a start reply lists (every one online).
 local function started(res)
   local pids = {}
@@ -40,7 +32,7 @@ describe("PM2 config files", function()
     assert.are.equal(1, #res.processes)
     local pids = started(res)
     assert.is_not_nil(pids.API, "no app named API: " .. require("cjson").encode(res))
-    local env = environ(pids.API)
+    local env = H.environ(pids.API)
     assert.are.equal("true", env.COMMON_VARIABLE)
     assert.are.equal("production", env.NODE_ENV)
     assert.are.equal("from-the-shell", env.FROM_SHELL)
@@ -69,7 +61,7 @@ describe("PM2 config files", function()
       local pids = started(res)
       for _, name in ipairs(names) do assert.is_not_nil(pids[name], name .. " in " .. err) end
       assert.are.equal(#names, #res.processes)
-      assert.are.equal("production", environ(pids[with_env]).NODE_ENV)
+      assert.are.equal("production", H.environ(pids[with_env]).NODE_ENV)
     end)
   end
 
@@ -77,8 +69,8 @@ describe("PM2 config files", function()
     local res, code, err = H.json(home, { "start", FIXTURES .. "/yaml-configuration/apps.yaml" }, { cwd = dir })
     assert.are.equal(0, code, err)
     local pids = started(res)
-    assert.are.equal("PYTHONENV", environ(pids.PythonApp).DEFAULT_STR)
-    assert.is_nil(environ(pids.test).NODE_ENV)
+    assert.are.equal("PYTHONENV", H.environ(pids.PythonApp).DEFAULT_STR)
+    assert.is_nil(H.environ(pids.test).NODE_ENV)
   end)
 
   it("run a JavaScript config in the foreground with orch run", function()
@@ -88,7 +80,7 @@ describe("PM2 config files", function()
     o:wait_output("API:0 online, pid %d+", 30000)
     local pid = o:online("API:0")[1].pid
     H.track(pid)
-    assert.are.equal("production", environ(pid).NODE_ENV)
+    assert.are.equal("production", H.environ(pid).NODE_ENV)
     o:kill("sigterm")
     o:wait_exit(30000)
   end)

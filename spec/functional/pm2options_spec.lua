@@ -6,16 +6,6 @@ local H = require("helpers")
 
 local apps = H.root .. "/spec/fixtures/apps"
 
--- The environment of a running process, as a table.
-local function environ(pid)
-  local t = {}
-  for kv in (H.read("/proc/" .. pid .. "/environ") or ""):gmatch("[^%z]+") do
-    local k, v = kv:match("^([^=]+)=(.*)$")
-    if k then t[k] = v end
-  end
-  return t
-end
-
 -- The HTTP status of GET http://127.0.0.1:port/path, or nil.
 local function http_status(port, path)
   local out = H.sh(string.format("python3 -c 'import sys, urllib.request\n"
@@ -76,7 +66,7 @@ describe("PM2 options", function()
       H.wait_until(function() return http_status(port, "/healthz") == 200 end, 20000, "a server on port " .. port)
     end
     for _, p in ipairs(res.processes) do
-      local env = environ(p.pid)
+      local env = H.environ(p.pid)
       assert.are.same({ pm_id = tostring(p.id), name = "web", namespace = "shop", INSTANCE_ID = tostring(p.instance),
                         PORT = tostring(p1 + p.instance), exec_mode = "fork_mode", instances = "2" },
         { pm_id = env.pm_id, name = env.name, namespace = env.namespace, INSTANCE_ID = env.INSTANCE_ID,
@@ -176,7 +166,7 @@ while :; do sleep 0.1; done
       '{ name = "f", script = "sleep", args = "600", filter_env = { "SECRET" }, env = { APP_SECRET_OK = "1" } },') },
       { cwd = dir, env = { MY_SECRET = "s", KEEP_ME = "k" } })
     assert.are.equal(0, code, err)
-    local env = environ(res.processes[1].pid)
+    local env = H.environ(res.processes[1].pid)
     assert.are.same({ "k", "1" }, { env.KEEP_ME, env.APP_SECRET_OK })
     assert.is_nil(env.MY_SECRET)
   end)
