@@ -20,14 +20,6 @@ local function cpu_s(pid)
   return (tonumber(f[12]) + tonumber(f[13])) / TICK
 end
 
--- A free port on 127.0.0.1 (the kernel's pick).
-local function free_port()
-  local t = uv.new_tcp()
-  assert(t:bind("127.0.0.1", 0))
-  local port = t:getsockname().port
-  t:close()
-  return port
-end
 
 -- One GET on a kept-alive connection: the body. conn = {tcp, buf}.
 local function get(conn, path)
@@ -66,7 +58,7 @@ local f = assert(io.open(eco, "w"))
 f:write(string.format('return { apps = { { name = "s", script = "sleep", args = { "1000" }, instances = %d } } }\n',
   APPS))
 f:close()
-local port = free_port()
+local port = lib.free_port()
 local orch_pid
 local ok, err = pcall(function()
   local handle, pid = uv.spawn(BIN, {

@@ -149,6 +149,15 @@ function M.raw_client(home)
 end
 
 -- CPU ms a process has used, all its threads (schedstat: ns, not ticks).
+-- A port free now on 127.0.0.1 (the kernel's pick).
+function M.free_port()
+  local t = uv.new_tcp()
+  assert(t:bind("127.0.0.1", 0))
+  local port = t:getsockname().port
+  t:close()
+  return port
+end
+
 function M.cpu_ms(pid)
   local total, req = 0, uv.fs_scandir("/proc/" .. pid .. "/task")
   local tid = req and uv.fs_scandir_next(req)

@@ -28,15 +28,7 @@ install()
 local CLUSTER = os.getenv("ORCH_BENCH_CLUSTER") == "1"
 local WORKERS = CLUSTER and 2 or 0
 
--- A port free now (the kernel's pick), for the cluster app.
-local function free_port()
-  local t = uv.new_tcp()
-  assert(t:bind("127.0.0.1", 0))
-  local port = t:getsockname().port
-  t:close()
-  return port
-end
-local port = CLUSTER and free_port()
+local port = CLUSTER and lib.free_port() -- for the cluster app
 
 local f = assert(io.open(home .. "/ecosystem.config.lua", "w"))
 f:write(("local apps = {}\nfor i = 1, %d do apps[i] = { name = 'a' .. i, script = 'sleep', args = { '1000' } } end\n")
