@@ -59,9 +59,10 @@ end
 -- done(why) after SETTLE_MS (the balancers are paused either way: the
 -- caller resumes them if it does not exec).
 function M.settle(engine, done)
-  M.pause(engine.cluster, true)
   local deadline = uv.now() + M.SETTLE_MS
   local function poll()
+    -- again each time: a socket a worker asked for meanwhile has a new balancer
+    M.pause(engine.cluster, true)
     local why = in_flight(engine)
     if not why then return done() end
     if uv.now() >= deadline then
