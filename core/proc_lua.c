@@ -383,6 +383,12 @@ static int l_spawn(lua_State *L) {
   stream_opt_t so[2];
   stream_opt(L, 1, "stdout", &so[0]);
   stream_opt(L, 1, "stderr", &so[1]);
+  /* output: a descriptor for the child's stdout and stderr where no sink
+   * is given (a health check's pipe); kept alive by the options table */
+  lua_getfield(L, 1, "output");
+  int output = lua_isnil(L, -1) ? -1 : orch_fdobj_to(L, -1);
+  if (output < -1) luaL_error(L, "output: descriptor (" ORCH_FDOBJ_MT " or number) expected");
+  lua_pop(L, 1);
   lua_getfield(L, 1, "on_exit");
   int cb_idx = lua_gettop(L);
 
@@ -400,8 +406,8 @@ static int l_spawn(lua_State *L) {
     if (so[i].o.sink && pipe2(pipes[i], O_CLOEXEC) < 0) rc = -errno;
   pid_t pid = 0;
   if (rc == 0) {
-    o.stdout_fd = so[0].o.sink ? pipes[0][1] : -1;
-    o.stderr_fd = so[1].o.sink ? pipes[1][1] : -1;
+    o.stdout_fd = so[0].o.sink ? pipes[0][1] : output;
+    o.stderr_fd = so[1].o.sink ? pipes[1][1] : output;
     rc = orch_spawn(&o, &pid);
   }
   for (int i = 0; i < 2; i++)

@@ -300,8 +300,15 @@ end
 function M.apply(engine, args, respond)
   local source, serr = M.source(args)
   if not source then return respond(nil, "EINVAL", serr) end
-  local cfg, lerr = engine:load(source)
-  if not cfg then return respond(nil, "ECONFIG", lerr) end
+  -- the file's users and groups are looked up in the background (orch.runas)
+  engine:load(source, function(cfg, lerr)
+    if not cfg then return respond(nil, "ECONFIG", lerr) end
+    M.apply_loaded(engine, source, cfg, respond)
+  end)
+end
+
+-- The apps of a loaded source (M.apply) installed or applied.
+function M.apply_loaded(engine, source, cfg, respond)
   local function report(changes)
     local result = {}
     for _, app in ipairs(cfg.apps) do

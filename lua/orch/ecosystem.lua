@@ -8,6 +8,7 @@ local util = require("orch.util")
 local srcmap = require("orch.srcmap")
 local schema = require("orch.schema")
 local validate = require("orch.validate")
+local runas = require("orch.runas")
 local ecofile = require("orch.ecofile")
 local launch = require("orch.launch")
 
@@ -267,7 +268,12 @@ local function normalize_app(raw, index, st)
       if v == nil then
         if not spec.compat then app[o] = util.deepcopy(spec.default) end
       else
-        local val, e, subkey = CHECK[o](v, ctx)
+        local check = CHECK[o]
+        if st.users and (o == "uid" or o == "gid") then check = st.users.check end
+        local val, e, subkey = check(v, ctx, o)
+        if st.users and check == st.users.check and not e then
+          st.users[#st.users + 1] = { app = app, option = o, value = val, where = select(2, fail(opt_name(o), "")) }
+        end
         if e then return fail(opt_name(o), e, subkey) end
         if spec.compat == "no_effect" then
           if val ~= spec.quiet then warn(o, "has no effect: " .. spec.why) end
@@ -496,6 +502,11 @@ function M.normalize(tbl, opts)
   local st = {
     file = file, dir = dir, env_name = opts.env_name, lines = opts.lines, null = opts.null,
     names = {}, warnings = warnings, pm2 = opts.pm2, instances = opts.instances,
+    -- defer_users: uid and gid looked up later (orch.engine's load), their
+    -- syntax checked now
+    users = opts.defer_users and { check = function(v, _, o)
+      return runas.check_user_syntax(v, o == "uid" and "user" or "group")
+    end } or nil,
     -- The PATH the user's shell had decides where bare commands are found;
     -- with none, use the default execvp falls back to.
     path = (base_env and base_env.PATH) or (not base_env and os.getenv("PATH"))
@@ -541,7 +552,8 @@ function M.normalize(tbl, opts)
       .. "', so the environment '" .. st.env_name .. "' changes nothing"
   end
 
-  return { file = file, dir = dir, apps = out, warnings = st.warnings }
+  if st.users then st.users.check = nil end
+  return { file = file, dir = dir, apps = out, warnings = st.warnings, users = st.users }
 end
 
 
@@ -623,6 +635,7 @@ function M.load(path, opts)
   return M.normalize(raw, {
     file = file, dir = dir, env_name = opts.env_name, cpus = opts.cpus,
     base_env = opts.base_env, lines = lines, null = null, pm2 = kind ~= "lua", instances = opts.instances,
+    defer_users = opts.defer_users,
   })
 end
 

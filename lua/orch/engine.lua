@@ -6,6 +6,7 @@
 -- orch.views (list/describe), orch.persist and orch.recovery; orch.control
 -- serves the control socket with it.
 local uv = require("luv")
+local runas = require("orch.runas")
 local supervisor = require("orch.supervisor")
 local readiness = require("orch.readiness")
 local views = require("orch.views")
@@ -213,17 +214,38 @@ end
 --   { spec = { raw app table }, env = {...}, cwd = "/dir" }
 ---------------------------------------------------------------------------
 
-function Engine:load(source)
+-- load(source): the config, or nil and why. load(source, done): the same
+-- to done(cfg) or done(nil, why), the users and groups it names looked up
+-- in the background (orch.runas.async): a slow user database does not stop
+-- the loop, and its error still names the file, app and option.
+function Engine:load(source, done)
+  local cfg, err = self:_load(source, done ~= nil)
+  if not done then return cfg, err end
+  if not cfg then return done(nil, err) end
+  local users = cfg.users or {}
+  cfg.users = nil
+  runas.async(function(d)
+    for _, u in ipairs(users) do
+      local val, e = (u.option == "uid" and runas.check_uid or runas.check_gid)(u.value, d)
+      if val == nil then return nil, u.where .. e end
+      u.app[u.option] = val
+    end
+    return cfg
+  end, done)
+end
+
+function Engine:_load(source, defer_users)
   local ecosystem = require("orch.ecosystem") -- here: an idle daemon does without its ~100 KB
   local cfg, err
   if source.file or source.stdin then
     cfg, err = ecosystem.load(source.file or "<stdin>", { env_name = source.env_name, base_env = source.env,
                                              cwd = source.cwd, text = source.stdin,
                                              api = self.api, evaluated = source.evaluated,
-                                             instances = source.instances })
+                                             instances = source.instances, defer_users = defer_users })
   else
     cfg, err = ecosystem.normalize({ apps = { source.spec } },
-      { file = "command line", dir = source.cwd, base_env = source.env, env_name = source.env_name })
+      { file = "command line", dir = source.cwd, base_env = source.env, env_name = source.env_name,
+        defer_users = defer_users })
   end
   if not cfg then return nil, err end
   if source.only then

@@ -435,32 +435,61 @@ function KIND.http(self, check, _, cfg)
   end)
 end
 
--- The argv runs in the app's cwd and environment, as its user and group
--- (orch.runas; libuv drops the supplementary groups), in a session of its
--- own (so a timeout kills what it started too); its output is kept for the
--- message (the first line of it, up to 1 KiB read).
+-- The argv runs in the app's cwd and environment, as its user, group and
+-- supplementary groups (orch.runas, looked up in the background when the
+-- app names a user), in a group of its own (so a timeout kills what it
+-- started too); its output is kept for the message (the first line of it,
+-- up to 1 KiB read).
 function KIND.exec(self, check, proc, cfg)
-  local uv = self.uv
-  local launch = require("orch.launch")
-  local as, aerr = require("orch.runas").resolve(proc.app)
+  local runas = require("orch.runas")
+  if not runas.needs_lookup(proc.app) then return self:_exec(check, proc, cfg, runas.resolve(proc.app)) end
+  runas.resolve_async(proc.app, function(as, aerr)
+    if check.finished then return end -- timed out, or the check stopped meanwhile
+    local ok, err = pcall(self._exec, self, check, proc, cfg, as, aerr)
+    if not ok then check.report(false, "check failed to start: " .. first_line(err)) end
+  end)
+end
+
+-- The check's process: libuv's spawn as orch's own user; core.spawn as
+-- another (libuv's would drop the supplementary groups the app has).
+-- Output goes to the pipes (read by the caller; out is opened here).
+local function spawn_check(uv, argv, opts, pipes, on_exit)
+  local out = pipes[1]
+  if not opts.uid and not opts.gid then
+    pipes[2] = uv.new_pipe(false)
+    local handle, pid
+    handle, pid = uv.spawn(argv[1], { args = { unpack(argv, 2) }, env = opts.env, cwd = opts.cwd,
+      stdio = { nil, out, pipes[2] }, detached = true }, function(code, signal)
+        close(handle)
+        on_exit(code, signal ~= 0 and signal or nil)
+      end)
+    return handle, pid
+  end
+  local core = require("orch.core")
+  local mine, theirs = core.socketpair()
+  if not mine then return nil, theirs end
+  out:open(mine:release())
+  opts.file, opts.argv, opts.output = argv[1], argv, theirs
+  opts.on_exit = function(code, signal) on_exit(code or 0, signal) end
+  local handle, err = core.spawn(opts)
+  theirs:close() -- the child has its copy
+  if not handle then return nil, err end
+  return handle, handle:pid()
+end
+
+function Checker:_exec(check, proc, cfg, as, aerr)
   if not as then return check.report(false, aerr) end
-  local out, err = uv.new_pipe(false), uv.new_pipe(false)
-  check.pipes = { out, err }
+  local uv = self.uv
+  check.pipes = { uv.new_pipe(false) }
   local output = ""
-  local handle, pid
-  handle, pid = uv.spawn(cfg.exec[1], {
-    args = { unpack(cfg.exec, 2) },
-    env = launch.environment(proc.app, proc.instance, proc.id, proc.base_env, nil,
-      self.opts.home, as.env),
-    uid = as.spawn.uid, gid = as.spawn.gid,
-    cwd = proc.app.cwd,
-    stdio = { nil, out, err },
-    detached = true,
-  }, function(code, signal)
+  local opts = as.spawn -- uid, gid, groups, umask, nice, oom_score_adj, limits: the app's
+  opts.env = require("orch.launch").environment(proc.app, proc.instance, proc.id, proc.base_env, nil,
+    self.opts.home, as.env)
+  opts.cwd = proc.app.cwd
+  local handle, pid = spawn_check(uv, cfg.exec, opts, check.pipes, function(code, signal)
     check.exited = true
-    close(handle)
-    local how = signal ~= 0 and ("killed by signal " .. signal) or ("exit code " .. code)
-    check.report(code == 0 and signal == 0, function()
+    local how = signal and ("killed by signal " .. signal) or ("exit code " .. code)
+    check.report(code == 0 and not signal, function()
       local text = output:match("^%s*([^\r\n]*)")
       if text and text ~= "" then return how .. ": " .. text:sub(1, 200) end
       return how
@@ -475,8 +504,7 @@ function KIND.exec(self, check, proc, cfg)
     if data and #output < 1024 then output = output .. data end
     if rerr then return end
   end
-  out:read_start(reader)
-  err:read_start(reader)
+  for _, p in ipairs(check.pipes) do p:read_start(reader) end
 end
 
 -- check(proc, done): done(ok, message) now or later, or return ok, message.

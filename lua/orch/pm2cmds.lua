@@ -120,7 +120,9 @@ function M.handlers(t)
     end)
   end
 
-  local function load_file(engine, args, respond, extra)
+  -- with(cfg, source) once the file is loaded (its users and groups looked
+  -- up in the background: orch.runas), or the error answered.
+  local function load_file(engine, args, respond, extra, with)
     local fields = { file = "string", stdin = "string", env_name = "string", only = "table", env = "table",
                      cwd = "string", evaluated = "table", instances = "string|number" }
     for k, v in pairs(extra or {}) do fields[k] = v end
@@ -131,28 +133,27 @@ function M.handlers(t)
     end
     local source, serr = t.source(args)
     if not source then return respond(nil, "EINVAL", serr) end
-    local cfg, lerr = engine:load(source)
-    if not cfg then return respond(nil, "ECONFIG", lerr) end
-    return cfg, source
+    engine:load(source, function(cfg, lerr)
+      if not cfg then return respond(nil, "ECONFIG", lerr) end
+      with(cfg, source)
+    end)
   end
 
   -- The names of the apps of an ecosystem file: `orch stop FILE` acts on
   -- them (PM2's actionFromJson).
   function H.file_apps(engine, args, respond)
-    local cfg = load_file(engine, args, respond)
-    if not cfg then return end
-    local names = {}
-    for _, app in ipairs(cfg.apps) do names[#names + 1] = app.name end
-    respond({ apps = t.list(names), warnings = t.list(cfg.warnings or {}) })
+    load_file(engine, args, respond, nil, function(cfg)
+      local names = {}
+      for _, app in ipairs(cfg.apps) do names[#names + 1] = app.name end
+      respond({ apps = t.list(names), warnings = t.list(cfg.warnings or {}) })
+    end)
   end
 
   -- startOrRestart / startOrReload (PM2's _startJson): the file's apps that
   -- do not run start; those that run take the file's options and
   -- environment again (env_<env_name> included) and restart, or reload one
   -- instance after the other. Apps the file no longer has are left alone.
-  function H.start_or(engine, args, respond)
-    local cfg, source = load_file(engine, args, respond, { action = "string" })
-    if not cfg then return end
+  local function start_or(engine, args, respond, cfg, source)
     if args.action ~= "restart" and args.action ~= "reload" then
       return respond(nil, "EINVAL", "argument 'action' must be \"restart\" or \"reload\"")
     end
@@ -208,6 +209,11 @@ function M.handlers(t)
       if not result then return respond(nil, code, message) end
       respond(result)
     end)
+  end
+
+  function H.start_or(engine, args, respond)
+    load_file(engine, args, respond, { action = "string" },
+      function(cfg, source) start_or(engine, args, respond, cfg, source) end)
   end
 
   return H

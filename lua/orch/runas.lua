@@ -4,7 +4,10 @@
 -- wrote it, normalised) and, at each launch, what core.spawn takes: numeric
 -- ids, the supplementary groups, the limits as setrlimit takes them, and the
 -- user's HOME, USER and LOGNAME. Names are looked up here, in the daemon:
--- the child, between vfork and exec, may only make system calls.
+-- the child, between vfork and exec, may only make system calls. The
+-- daemon asks in the background (M.async: a thread per look-up, see
+-- core/users.c), so that a slow user database (LDAP, sssd, NIS) never stops
+-- its loop.
 local util = require("orch.util")
 
 local describe, quote, is_integer = util.describe, util.quote, util.is_integer
@@ -30,8 +33,8 @@ for name in pairs(M.LIMITS) do LIMIT_NAMES[#LIMIT_NAMES + 1] = name end
 table.sort(LIMIT_NAMES)
 M.LIMIT_NAMES = LIMIT_NAMES
 
-local function who(uid)
-  local u = db().user(uid)
+local function who(d, uid)
+  local u = d.user(uid)
   return u and string.format("uid %d (%s)", uid, u.name) or string.format("uid %d", uid)
 end
 
@@ -39,8 +42,8 @@ end
 -- digits that names nobody is an id too (as chown takes it). Returns the
 -- entry and the value normalised (the name, or the id as a number), or
 -- nil and why not.
-local function lookup(v, kind)
-  local find = kind == "user" and db().user or db().group
+local function lookup(d, v, kind)
+  local find = kind == "user" and d.user or d.group
   local n = is_integer(v) and v or nil
   if type(v) == "string" then
     if v == "" or v:find("[%z:]") then return nil, "expected a " .. kind .. " name or id, got " .. describe(v) end
@@ -62,27 +65,39 @@ end
 
 -- Only root may run a process as someone else: said when the file loads,
 -- before anything starts, rather than as a failed exec.
-local function not_root(what, asked)
-  local euid = db().ids()
+local function not_root(d, what, asked)
+  local euid = d.ids()
   return string.format("running the app as %s %s needs orch to run as root (only root may start a process as "
     .. "another %s), and orch runs as %s: start orch as root, or remove this option to run the app as %s",
-    what, asked, what, who(euid), who(euid))
+    what, asked, what, who(d, euid), who(d, euid))
 end
 
-function M.check_uid(v)
-  local u, value = lookup(v, "user")
+-- check_uid(v [, d]), check_gid(v [, d]): d, the databases to ask
+-- (M.async's, in the daemon).
+function M.check_uid(v, d)
+  d = type(d) == "table" and d.user and d or db()
+  local u, value = lookup(d, v, "user")
   if not u then return nil, value end
-  local euid = db().ids()
-  if euid ~= 0 and u.uid ~= euid then return nil, not_root("user", quote(u.name)) end
+  local euid = d.ids()
+  if euid ~= 0 and u.uid ~= euid then return nil, not_root(d, "user", quote(u.name)) end
   return value
 end
 
-function M.check_gid(v)
-  local g, value = lookup(v, "group")
+function M.check_gid(v, d)
+  d = type(d) == "table" and d.group and d or db()
+  local g, value = lookup(d, v, "group")
   if not g then return nil, value end
-  local euid, egid = db().ids()
-  if euid ~= 0 and g.gid ~= egid then return nil, not_root("group", quote(g.name)) end
+  local euid, egid = d.ids()
+  if euid ~= 0 and g.gid ~= egid then return nil, not_root(d, "group", quote(g.name)) end
   return value
+end
+
+-- The syntax of a user or group (a name, or an id) alone: what the daemon
+-- checks while it reads a file, the look-up coming after (M.async).
+function M.check_user_syntax(v, kind)
+  if type(v) == "string" and v ~= "" and not v:find("[%z:]") then return v end
+  if is_integer(v) and v >= 0 and v < 4294967295 then return v end
+  return nil, "expected a " .. kind .. " name or id, got " .. describe(v)
 end
 
 -- umask: octal digits, as umask(1) and systemd's UMask= take it: a string
@@ -168,21 +183,22 @@ end
 -- USER, LOGNAME: the app's env wins over them), looked up again at each
 -- launch: the databases may have changed since the file was loaded.
 -- Returns { spawn = {...}, env = {...} }, or nil and why not.
-function M.resolve(app)
+function M.resolve(app, d)
+  if not d and M.needs_lookup(app) then d = db() end
   local spawn, env = {}, {}
   local euid, egid
-  if app.uid ~= nil or app.gid ~= nil then euid, egid = db().ids() end
+  if app.uid ~= nil or app.gid ~= nil then euid, egid = d.ids() end
   local user, group, err
   if app.uid ~= nil then
-    user, err = lookup(app.uid, "user")
+    user, err = lookup(d, app.uid, "user")
     if not user then return nil, "uid: " .. err end
-    if euid ~= 0 and user.uid ~= euid then return nil, "uid: " .. not_root("user", quote(user.name)) end
+    if euid ~= 0 and user.uid ~= euid then return nil, "uid: " .. not_root(d, "user", quote(user.name)) end
     env.HOME, env.USER, env.LOGNAME = user.home, user.name, user.name
   end
   if app.gid ~= nil then
-    group, err = lookup(app.gid, "group")
+    group, err = lookup(d, app.gid, "group")
     if not group then return nil, "gid: " .. err end
-    if euid ~= 0 and group.gid ~= egid then return nil, "gid: " .. not_root("group", quote(group.name)) end
+    if euid ~= 0 and group.gid ~= egid then return nil, "gid: " .. not_root(d, "group", quote(group.name)) end
   end
   if euid == 0 and (user or group) then
     -- initgroups' semantics: the user's groups, with the primary group
@@ -190,7 +206,7 @@ function M.resolve(app)
     -- and drops every supplementary group but that one.
     local gid = group and group.gid or user.gid
     if user then
-      local groups, gerr = db().user_groups(user.name, gid)
+      local groups, gerr = d.user_groups(user.name, gid)
       if not groups then return nil, "uid: the groups of " .. quote(user.name) .. ": " .. tostring(gerr) end
       spawn.groups, spawn.uid = groups, user.uid
     else
@@ -209,6 +225,61 @@ function M.resolve(app)
     spawn.limits = list
   end
   return { spawn = spawn, env = env }
+end
+
+-- Whether app needs the user databases at launch (M.resolve_async).
+function M.needs_lookup(app)
+  return app.uid ~= nil or app.gid ~= nil
+end
+
+-- Look-ups in flight: at most MAX_ASKING threads, the others wait here, so
+-- that a database that never answers costs a few threads, not one per
+-- launch.
+M.MAX_ASKING = 4
+local asking, waiting = 0, {}
+
+local function ask(what, args, answer)
+  if asking >= M.MAX_ASKING then
+    waiting[#waiting + 1] = { what, args, answer }
+    return
+  end
+  asking = asking + 1
+  local function back(...)
+    asking = asking - 1
+    local nxt = table.remove(waiting, 1)
+    if nxt then ask(nxt[1], nxt[2], nxt[3]) end
+    return answer(...)
+  end
+  local n = #args
+  args[n + 1] = back
+  local ok, err, code = db()[what](unpack(args, 1, n + 1))
+  if not ok then back(nil, err, code) end -- not queued (the answer comes now)
+end
+
+-- Runs fn(d, ...) where d answers as the databases do but each look-up
+-- waits for its thread without stopping the loop (fn runs in a
+-- coroutine); done(fn's results) on the loop. A unit spec's M.db answers
+-- at once.
+function M.async(fn, done, ...)
+  if M.db then return done(fn(M.db, ...)) end
+  local co
+  local d = { ids = db().ids }
+  for _, what in ipairs({ "user", "group", "user_groups" }) do
+    d[what] = function(...) return coroutine.yield(what, { ... }) end
+  end
+  local function step(...)
+    local res = { coroutine.resume(co, ...) }
+    if not res[1] then error(res[2], 0) end
+    if coroutine.status(co) == "dead" then return done(unpack(res, 2, table.maxn(res))) end
+    ask(res[2], res[3], step)
+  end
+  co = coroutine.create(fn)
+  step(d, ...)
+end
+
+-- resolve(app) in the background: done(as) or done(nil, why).
+function M.resolve_async(app, done)
+  M.async(function(d) return M.resolve(app, d) end, done)
 end
 
 return M

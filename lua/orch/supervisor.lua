@@ -286,10 +286,28 @@ function A.launch_restart(self, proc)
   return self:_launch(proc)
 end
 
+-- An app with a uid or gid waits for its users and groups, looked up in
+-- the background (orch.runas.resolve_async): launching meanwhile, a stop,
+-- restart or delete may overtake the look-up, whose answer is then dropped
+-- (a stop finds no process, and is over at once).
 function Supervisor:_launch(proc)
   close_timer(proc.timer)
   proc.timer, proc.queued = nil, nil
   proc.reason = nil
+  local app = proc.app
+  if not runas.needs_lookup(app) then return self:_spawn(proc, runas.resolve(app)) end
+  local turn = {}
+  proc.resolving = turn
+  runas.resolve_async(app, function(as, aerr)
+    if proc.resolving ~= turn then return end
+    proc.resolving = nil
+    if proc.status == "launching" and proc.app == app and not proc.handle then self:_spawn(proc, as, aerr) end
+  end)
+  return true
+end
+
+-- Spawns proc as as says (orch.runas.resolve's answer; nil: aerr).
+function Supervisor:_spawn(proc, as, aerr)
   local app = proc.app
   local open_fds, fd_limit = self:_fds_in_use()
   if open_fds and open_fds + FDS_PER_LAUNCH + FDS_KEPT > fd_limit then
@@ -306,10 +324,9 @@ function Supervisor:_launch(proc)
       return self:_spawn_failed(proc, string.format('balance "preload" needs %s, which is missing', expected), nil)
     end
   end
+  if not as then return self:_spawn_failed(proc, aerr, nil) end
   local stdout, stderr = self:_streams(proc)
   if not stdout then return self:_spawn_failed(proc, stderr, nil) end
-  local as, aerr = runas.resolve(app)
-  if not as then return self:_spawn_failed(proc, aerr, nil) end
   local env = launch.environment(app, proc.instance, proc.id, proc.base_env or self.opts.base_env, nil,
     self.opts.home, as.env)
   -- Listening sockets first, from fd 3 (systemd socket activation), then the

@@ -103,6 +103,32 @@ describe("apps run as another user", function()
     end, 10000, "web online: healthy")
   end)
 
+  it("runs an exec health check with the supplementary groups of the app's user", function()
+    if not need_root() then return end
+    -- a user that is a member of a group other than its own, from this
+    -- machine's database (a spec must not add users)
+    local user, gid
+    for line in H.sh("getent group"):gmatch("[^\n]+") do
+      local g, members = line:match("^[^:]*:[^:]*:(%d+):(.+)$")
+      for m in (members or ""):gmatch("[^,]+") do
+        local entry = H.sh("getent passwd " .. m)
+        local primary = entry:match("^[^:]*:[^:]*:%d+:(%d+):")
+        if not user and primary and primary ~= g then user, gid = m, g end
+      end
+    end
+    if not user then return pending("no user here is a member of a group other than its own") end
+    H.started(dir, home, string.format([[
+      { name = "web", script = "/bin/sleep", args = "300", uid = %q, wait_healthy = true,
+        health = { exec = { "sh", "-c", "id -G; id -G | grep -qw %s" }, interval = "100ms" } },
+    ]], user, gid))
+    local pid = pid_of(home, "web")
+    assert.matches("%f[%d]" .. gid .. "%f[%D]", field(H.read("/proc/" .. pid .. "/status"), "Groups"))
+    H.wait_until(function()
+      local d = H.json(home, { "describe", "web" })
+      return d and d[1].status == "online"
+    end, 10000, "web online: healthy, " .. user .. " in group " .. gid)
+  end)
+
   it("creates log files an app of another user cannot read", function()
     if not need_root() then return end
     -- a directory anyone may enter: only the files' own modes stand
