@@ -557,6 +557,8 @@ end
 function H.kill(engine, args, respond)
   local ok, err = check(args, {})
   if not ok then return respond(nil, "EINVAL", err) end
+  -- a service manager hears it now, not once every app has stopped
+  if engine.on_stopping then engine.on_stopping() end
   engine:stop_all(function()
     -- the daemon ends once the reply is queued (it may wait for the state file)
     -- its pid: the CLI returns once it has exited (and let go of its lock)

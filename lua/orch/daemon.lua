@@ -168,6 +168,10 @@ function M.main(args)
     uv.stop()
   end
   engine.on_kill = quit
+  -- orch kill (or SIGTERM) begins: STOPPING=1 for the service manager
+  function engine.on_stopping()
+    service:stopping(string.format("stopping %d process(es)", #engine.sup:list()))
+  end
   local stopping = false
   for _, name in ipairs({ "sigint", "sigterm" }) do
     local h = uv.new_signal()
@@ -175,7 +179,7 @@ function M.main(args)
       if stopping then engine.sup:kill_all() return end
       stopping = true
       log("info", "received " .. name:upper() .. ", stopping every process")
-      service:stopping(string.format("stopping %d process(es)", #engine.sup:list()))
+      engine.on_stopping()
       engine:stop_all(quit)
     end)
     signals[#signals + 1] = h

@@ -314,6 +314,30 @@ describe("orch startup", function()
     assert.truthy(daemon.err:find("nothing saved", 1, true), daemon.err)
   end)
 
+  it("says STOPPING=1 as orch kill begins, while an app is still stopping", function()
+    H.need("python3")
+    local address, sink = dir .. "/notify.sock", dir .. "/notified"
+    spawn("python3", { H.root .. "/spec/fixtures/notify_sink.py", address, sink })
+    H.wait_until(function() return uv.fs_stat(sink) end, 10000, "the notify sink to bind")
+    local daemon = H.orch({ "daemon", "--resurrect" }, { home = home, env = { NOTIFY_SOCKET = address } })
+    H.wait_until(function() return find(datagrams(sink), "^READY=1\n") end, 20000, "READY=1")
+    -- it ignores SIGINT, and orch waits kill_timeout before its SIGKILL
+    H.started(dir, home, string.format([[
+      { name = "stubborn", script = "sh", args = { "-c", "trap '' INT; echo up > %s/up; exec sleep 300" },
+        kill_timeout = 120000 },
+    ]], dir))
+    H.wait_until(function() return uv.fs_stat(dir .. "/up") end, 10000, "stubborn up")
+    local pid = H.app_pids(home, "stubborn")[1]
+    local killing = H.orch({ "kill" }, { home = home })
+    H.wait_until(function() return find(datagrams(sink), "^STOPPING=1\n") end, 10000,
+      function() return "STOPPING=1 while stubborn stops; received:\n" .. (H.read(sink) or "") end)
+    assert.is_true(H.alive(pid))
+    assert.is_nil(killing.code)
+    uv.kill(pid, "sigkill")
+    assert.are.equal(0, killing:wait_exit(30000), killing.err)
+    assert.are.equal(0, daemon:wait_exit(30000))
+  end)
+
   it("--resurrect starts the dump after a clean stop, and a crashed daemon's own apps after a crash", function()
     -- each app from a file of its own: the dump and the state file name their source
     local function start(name)
