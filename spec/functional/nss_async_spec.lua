@@ -24,8 +24,8 @@ describe("a slow user database", function()
     env = {
       LD_PRELOAD = H.bin:match("^(.*)/[^/]*$") .. "/liborch_test_nss_block.so",
       ORCH_TEST_NSS_BLOCK = user .. ":" .. gate,
-      -- an ASan daemon accepts a library ahead of its runtime
-      ASAN_OPTIONS = asan and (asan .. ":verify_asan_link_order=0") or nil,
+      -- an ASan daemon (./setup.sh --asan) accepts a library ahead of its runtime
+      ASAN_OPTIONS = (asan and (asan .. ":") or "") .. "verify_asan_link_order=0",
     }
   end)
 
