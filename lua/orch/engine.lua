@@ -6,7 +6,7 @@
 -- orch.views (list/describe), orch.persist and orch.recovery; orch.control
 -- serves the control socket with it.
 local uv = require("luv")
-local runas = require("orch.runas")
+local sources = require("orch.sources")
 local supervisor = require("orch.supervisor")
 local readiness = require("orch.readiness")
 local views = require("orch.views")
@@ -205,62 +205,9 @@ function Engine:_dispatch_events()
   self.deps:unblock()
 end
 
----------------------------------------------------------------------------
--- Sources: where apps come from, in a form that survives a restart of orch.
---   { file = "/abs/eco.lua" | stdin = "JSON text" (orch start -), env_name = "prod"|nil, only = {names}|nil,
---     env = {...}, cwd = "/dir",
---     evaluated = {...}|nil (a JavaScript file's value, evaluated by the CLI),
---     instances = N|nil (start's -i, over every app's instances, as PM2's _startJson) }
---   { spec = { raw app table }, env = {...}, cwd = "/dir" }
----------------------------------------------------------------------------
-
--- load(source): the config, or nil and why. load(source, done): the same
--- to done(cfg) or done(nil, why), the users and groups it names looked up
--- in the background (orch.runas.async): a slow user database does not stop
--- the loop, and its error still names the file, app and option.
-function Engine:load(source, done)
-  local cfg, err = self:_load(source, done ~= nil)
-  if not done then return cfg, err end
-  if not cfg then return done(nil, err) end
-  local users = cfg.users or {}
-  cfg.users = nil
-  runas.async(function(d)
-    for _, u in ipairs(users) do
-      local val, e = (u.option == "uid" and runas.check_uid or runas.check_gid)(u.value, d)
-      if val == nil then return nil, u.where .. e end
-      u.app[u.option] = val
-    end
-    return cfg
-  end, done)
-end
-
-function Engine:_load(source, defer_users)
-  local ecosystem = require("orch.ecosystem") -- here: an idle daemon does without its ~100 KB
-  local cfg, err
-  if source.file or source.stdin then
-    cfg, err = ecosystem.load(source.file or "<stdin>", { env_name = source.env_name, base_env = source.env,
-                                             cwd = source.cwd, text = source.stdin,
-                                             api = self.api, evaluated = source.evaluated,
-                                             instances = source.instances, defer_users = defer_users })
-  else
-    cfg, err = ecosystem.normalize({ apps = { source.spec } },
-      { file = "command line", dir = source.cwd, base_env = source.env, env_name = source.env_name,
-        defer_users = defer_users })
-  end
-  if not cfg then return nil, err end
-  if source.only then
-    local keep, by_name = {}, {}
-    for _, app in ipairs(cfg.apps) do by_name[app.name] = app end
-    for _, name in ipairs(source.only) do
-      if not by_name[name] then
-        return nil, string.format("%s: --only: no app named '%s'", cfg.file or "ecosystem", name)
-      end
-      keep[#keep + 1] = by_name[name]
-    end
-    cfg.apps = keep
-  end
-  return cfg
-end
+-- load(source): the config, or nil and why; load(source, done): the same
+-- to done, users and groups looked up in the background (orch.sources).
+function Engine:load(source, done) return sources.load(source, self.api, done) end
 
 -- The processes of the app of that key (orch.targets.key: its name, but
 -- for a second app of a name).

@@ -282,4 +282,21 @@ function M.resolve_async(app, done)
   M.async(function(d) return M.resolve(app, d) end, done)
 end
 
+-- The uid and gid options a config file names, which orch.ecosystem left
+-- unresolved (defer_users: cfg.users, { app, option, value, where } each),
+-- looked up in the background: done(cfg) with each resolved into its app,
+-- or done(nil, why), why naming the file, app and option.
+function M.resolve_config(cfg, done)
+  local users = cfg.users or {}
+  cfg.users = nil
+  M.async(function(d)
+    for _, u in ipairs(users) do
+      local val, e = (u.option == "uid" and M.check_uid or M.check_gid)(u.value, d)
+      if val == nil then return nil, u.where .. e end
+      u.app[u.option] = val
+    end
+    return cfg
+  end, done)
+end
+
 return M

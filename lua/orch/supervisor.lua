@@ -13,6 +13,7 @@ local uv = require("luv")
 local policy = require("orch.policy")
 local launch = require("orch.launch")
 local runas = require("orch.runas")
+local fdbudget = require("orch.fdbudget")
 local hook = require("orch.hook")
 local channel = require("orch.channel")
 local colour = require("orch.colour")
@@ -41,12 +42,6 @@ end
 -- Exec errors that may go away by themselves (resource limits) go through
 -- the restart policy; anything else (no such file, not executable) is final.
 local transient_spawn_errors = { EAGAIN = true, ENOMEM = true, EMFILE = true, ENFILE = true }
-
--- Descriptors: a launch holds up to FDS_PER_LAUNCH at its peak (log files,
--- pipes, IPC channel, exec-error pipe, pidfd), and FDS_KEPT stay free for
--- everything else (control connections, log rotation, health checks), so
--- that running out fails the app that does not fit, never the daemon.
-local FDS_PER_LAUNCH, FDS_KEPT = 12, 16
 
 local function now_ms()
   return uv.hrtime() / 1e6
@@ -257,23 +252,6 @@ function A.cancel_block(self, proc, done)
   return true
 end
 
--- The descriptors orch has open (at most), and its limit. Counting them
--- (/proc/self/fd) costs O(open fds), as much as a spawn with a thousand
--- open: the count is reused, plus FDS_PER_LAUNCH per launch since, until
--- that estimate comes near the limit or is a second old.
-function Supervisor:_fds_in_use()
-  local c, now = self.fds, now_ms()
-  if not c or c.open + FDS_PER_LAUNCH + FDS_KEPT > c.limit or now - c.at > 1000 then
-    local open, limit = core.fd_count()
-    if not open then return nil end
-    c = { open = open, limit = limit, at = now }
-    self.fds = c
-  end
-  local open = c.open
-  c.open = c.open + FDS_PER_LAUNCH
-  return open, c.limit
-end
-
 -- Spawns proc, launching already.
 function A.launch(self, proc)
   return self:_launch(proc)
@@ -309,12 +287,9 @@ end
 -- Spawns proc as as says (orch.runas.resolve's answer; nil: aerr).
 function Supervisor:_spawn(proc, as, aerr)
   local app = proc.app
-  local open_fds, fd_limit = self:_fds_in_use()
-  if open_fds and open_fds + FDS_PER_LAUNCH + FDS_KEPT > fd_limit then
-    return self:_spawn_failed(proc, string.format("EMFILE: too many open files: orch has %d of its %d descriptors "
-      .. "open, a launch needs up to %d and %d stay free for the daemon (raise the hard limit: ulimit -Hn, "
-      .. "LimitNOFILE=)", open_fds, fd_limit, FDS_PER_LAUNCH, FDS_KEPT), "EMFILE", true)
-  end
+  self.fds = self.fds or fdbudget.new()
+  local full = fdbudget.take(self.fds)
+  if full then return self:_spawn_failed(proc, full, "EMFILE", true) end
   local cmd = launch.command(app, self.exe)
   if launch.uses_preload(app) then
     -- Without it every instance would fail on its own bind() with
