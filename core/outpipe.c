@@ -1,5 +1,15 @@
 /* outpipe.c: the pipes that feed log sinks (see outpipe.h): reading, lines
- * and records, and waiting when a sink refuses bytes. */
+ * and records, and waiting when a sink refuses bytes.
+ *
+ * Over 600 lines on purpose: reading, framing and waiting for space are one
+ * object's three views of the same private state (the bytes a full disk
+ * refused, the unfinished line held back, the raw input not yet formatted),
+ * and each section calls into the others (a refusal stops the reading, a
+ * retry replays the framing, EOF flushes the held lines). Split, that state
+ * and about fifteen internal functions would leave this file for a private
+ * header; kept, the struct stays opaque (outpipe.h) and every rule about
+ * held bytes is in one place. Rotation, gzip, problems and echo are apart
+ * (sink*.c, rotate.c, echo*.c). */
 #include "orch/outpipe.h"
 
 #include <errno.h>
