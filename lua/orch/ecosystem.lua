@@ -290,6 +290,12 @@ local function normalize_app(raw, index, st)
   if app.balance == "preload" and #app.listen == 0 then
     return fail("balance", "is \"preload\", which needs the sockets to hand over (the 'listen' option)")
   end
+  -- A drain kill_timeout cuts short loses the requests it drains.
+  if app.exec_mode == "cluster" and type(app.keepalive_drain) == "number"
+    and app.keepalive_drain >= app.kill_timeout then
+    return fail("keepalive_drain", string.format("is %d ms, not below kill_timeout (%d ms): the worker would be "
+      .. "killed while it drains", app.keepalive_drain, app.kill_timeout))
+  end
   if app.wait_healthy and not app.health then
     return fail("wait_healthy", "needs a health check (the 'health' option)")
   end

@@ -51,7 +51,7 @@ option("balance", { type = "string", default_doc = "\"round-robin\" in cluster m
 option("cluster_max_sockets", { type = "integer", default_doc = "16",
   doc = "Cluster mode: how many sockets orch binds or keeps for the app's workers (the servers they listen on, 1 to 1024); a worker's listen() past it fails with EMFILE." })
 option("keepalive_drain", { type = "boolean|duration", default_doc = "true: kill_timeout less a quarter (at most 500 ms less)",
-  doc = "Cluster mode, Node workers: a stopping worker (reload, restart, stop) answers each kept-alive connection's next request with `Connection: close` instead of cutting it, and closes the connections that stay idle after this long (a duration; true: kill_timeout less a quarter, at most 500 ms less). orch loads its drain module into the workers (NODE_OPTIONS=--require); false: it does not." })
+  doc = "Cluster mode, Node workers: a stopping worker (reload, restart, stop) answers each kept-alive connection's next request with `Connection: close` instead of cutting it, and closes the connections that stay idle after this long (a duration; true: kill_timeout less a quarter, at most 500 ms less). orch loads its drain module into the workers (NODE_OPTIONS=--require); false: it does not. A duration must be below kill_timeout." })
 option("port", { type = "integer", compat = "env",
   doc = "Shortcut for env.PORT, over env's PORT (an env_<name> overlay's PORT wins, as in PM2); not kept as a field." })
 option("autostart", { type = "boolean", default = true,

@@ -1135,6 +1135,17 @@ describe("orch.ecosystem", function()
       assert.are.equal("app 'app': option 'autorestart': expected a boolean, got string \"no\"", err)
     end)
 
+    it("refuses a keepalive_drain that kill_timeout would cut short", function()
+      local cfg, err = eco.normalize({ apps = { { script = "app.sh", exec_mode = "cluster", kill_timeout = "2s",
+        keepalive_drain = "5s" } } }, { dir = tmp })
+      assert.is_nil(cfg)
+      assert.are.equal("app 'app': option 'keepalive_drain': is 5000 ms, not below kill_timeout (2000 ms): "
+        .. "the worker would be killed while it drains", err)
+      cfg = assert(eco.normalize({ apps = { { script = "app.sh", exec_mode = "cluster", kill_timeout = "6s",
+        keepalive_drain = "5s" } } }, { dir = tmp }))
+      assert.are.equal(5000, cfg.apps[1].keepalive_drain)
+    end)
+
     it("uses a given line map", function()
       local cfg, err = eco.normalize({ apps = { { script = "app.sh", time = 1 } } }, {
         dir = tmp, file = "eco.lua",
