@@ -62,6 +62,19 @@ describe("orch startup", function()
   end
 
   -- code, stderr (a command whose stdout does not matter)
+  -- `orch daemon --resurrect` telling a manager listening at a socket path
+  -- (not an abstract one), once READY=1 has come: the daemon and the file
+  -- of datagrams received.
+  local function daemon_with_path_sink()
+    H.need("python3")
+    local address, sink = dir .. "/notify.sock", dir .. "/notified"
+    spawn("python3", { H.root .. "/spec/fixtures/notify_sink.py", address, sink })
+    H.wait_until(function() return uv.fs_stat(sink) end, 10000, "the notify sink to bind")
+    local daemon = H.orch({ "daemon", "--resurrect" }, { home = home, env = { NOTIFY_SOCKET = address } })
+    H.wait_until(function() return find(datagrams(sink), "^READY=1\n") end, 20000, "READY=1")
+    return daemon, sink
+  end
+
   local function failed(args, opts)
     local code, _, err = orch(args, opts)
     return code, err
@@ -301,12 +314,7 @@ describe("orch startup", function()
   end)
 
   it("tells a manager at a socket path too, READY=1 with nothing saved, STOPPING=1 on SIGTERM", function()
-    H.need("python3")
-    local address, sink = dir .. "/notify.sock", dir .. "/notified"
-    spawn("python3", { H.root .. "/spec/fixtures/notify_sink.py", address, sink })
-    H.wait_until(function() return uv.fs_stat(sink) end, 10000, "the notify sink to bind")
-    local daemon = H.orch({ "daemon", "--resurrect" }, { home = home, env = { NOTIFY_SOCKET = address } })
-    H.wait_until(function() return find(datagrams(sink), "^READY=1\n") end, 20000, "READY=1")
+    local daemon, sink = daemon_with_path_sink()
     assert.are.equal("READY=1\nSTATUS=no processes", select(2, find(datagrams(sink), "^READY=1\n")))
     daemon:kill("sigterm")
     assert.are.equal(0, daemon:wait_exit(30000))
@@ -315,12 +323,7 @@ describe("orch startup", function()
   end)
 
   it("says STOPPING=1 as orch kill begins, while an app is still stopping", function()
-    H.need("python3")
-    local address, sink = dir .. "/notify.sock", dir .. "/notified"
-    spawn("python3", { H.root .. "/spec/fixtures/notify_sink.py", address, sink })
-    H.wait_until(function() return uv.fs_stat(sink) end, 10000, "the notify sink to bind")
-    local daemon = H.orch({ "daemon", "--resurrect" }, { home = home, env = { NOTIFY_SOCKET = address } })
-    H.wait_until(function() return find(datagrams(sink), "^READY=1\n") end, 20000, "READY=1")
+    local daemon, sink = daemon_with_path_sink()
     -- it ignores SIGINT, and orch waits kill_timeout before its SIGKILL
     H.started(dir, home, string.format([[
       { name = "stubborn", script = "sh", args = { "-c", "trap '' INT; echo up > %s/up; exec sleep 300" },
