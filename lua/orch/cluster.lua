@@ -134,7 +134,8 @@ end
 
 -- Gives entry e (its socket e.fd) a handle of its own on a duplicate, for
 -- sockname and (round-robin) accepting; closing it leaves the app's socket
--- open. Without one (e.handle nil, e.why) the socket is closed if owned.
+-- open. Without one (e.handle nil, e.why) the socket is closed if owned,
+-- unless e.keep_fd (orch update's takeover: the old image may need it back).
 -- Also for orch update (orch.clusterstate), whose sockets come in bare.
 function M.open_entry(e)
   local dup, derr = core.dup(e.fd)
@@ -151,7 +152,7 @@ function M.open_entry(e)
       return e
     end
   end
-  if e.owned then e.fd:close() end
+  if e.owned and not e.keep_fd then e.fd:close() end
   e.why = tostring(derr)
   return e
 end

@@ -118,8 +118,12 @@ function M.import(cluster, state, by_id, listen_fd)
     local fd = s.owned and core.fd_adopt(s.fd) or listen_fd(s.fd)
     if not fd then error(string.format("app '%s': cluster socket %s (fd %d) not handed over", s.app, s.key, s.fd), 0) end
     local e = open_entry({ key = s.key, key_json = cjson.encode(s.key), app = s.app, fd = fd,
-      owned = s.owned, unix = s.unix, rr = s.rr, data = s.data, stale = s.stale, workers = {} })
-    if not e.handle then error(string.format("app '%s': cluster socket %s: %s", s.app, s.key, e.why), 0) end
+      owned = s.owned, unix = s.unix, rr = s.rr, data = s.data, stale = s.stale, workers = {}, keep_fd = true })
+    if not e.handle then
+      -- open, and no longer this image's: the fall back hands it to the old one
+      if s.owned then fd:release() end
+      error(string.format("app '%s': cluster socket %s: %s", s.app, s.key, e.why), 0)
+    end
     cluster.apps[s.app] = cluster.apps[s.app] or {}
     cluster.apps[s.app][s.key] = e
     entries[s.app .. "\0" .. s.key] = { e = e, ids = s.workers }

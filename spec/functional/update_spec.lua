@@ -320,6 +320,50 @@ describe("orch update", function()
     end)
   end
 
+  it("goes back to the previous binary with a cluster app's sockets when the new one cannot rebuild them",
+    function()
+    local port = H.free_port()
+    H.ecosystem(dir, string.format([[ { name = "web", script = %q, exec_mode = "cluster", instances = 2,
+      balance = "round-robin", env = { PORT = "%d", HOST = "127.0.0.1" } }, ]], node, port))
+    local _, code, err = orch({ "start", "ecosystem.lua" })
+    assert.are.equal(0, code, err)
+    local function both_online()
+      local l = by_name()
+      return l["web:0"].status == "online" and l["web:1"].status == "online" and l
+    end
+    local before = H.wait_until(both_online, 15000, "web online")
+    local daemon = daemon_pid()
+    -- a build that cannot duplicate a socket while it takes the cluster over
+    -- (as when out of descriptors): the same binary with Lua sources that fail
+    local lua = dir .. "/badlua"
+    H.sh(string.format("cp -r '%s/lua' '%s'", H.root, lua))
+    local f = lua .. "/orch/clusterstate.lua"
+    H.write(f, (H.read(f):gsub("function M.import%(cluster, state, by_id, listen_fd%)\n",
+      "%0  core.dup = function() return nil, 'EMFILE: injected' end\n", 1)))
+    local real, good = dir .. "/bin/orch.real", dir .. "/bin/orch.good"
+    H.sh(string.format("cp '%s' '%s' && cp '%s' '%s'", bin, real, bin, good))
+    H.write(dir .. "/wrapper", string.format("#!/bin/sh\nORCH_LUA_DIR='%s' exec '%s' \"$@\"\n", lua, real), "755")
+    replace_binary(dir .. "/wrapper")
+    local ucode, uerr
+    code, _, uerr = H.orch_sync({ "update" }, { home = home, cwd = dir, program = good, timeout = 60000 })
+    ucode = code
+    assert.are.equal(1, ucode)
+    assert.matches("EMFILE: injected.*the daemon goes on as it was", uerr)
+    replace_binary(good)
+    -- the previous binary serves the app on the same workers, balanced
+    assert.are.equal(daemon, daemon_pid())
+    local lines, stop = load(port, "close,close")
+    H.wait_until(function()
+      local pids = answers(lines(), 1)
+      return (pids.close[before["web:0"].pid] or 0) >= 5 and (pids.close[before["web:1"].pid] or 0) >= 5
+    end, 20000, "both workers answering after the failed update")
+    local _, errors = answers(stop(), 1)
+    assert.are.same({}, errors)
+    local after = by_name()
+    assert.are.equal(before["web:0"].pid, after["web:0"].pid)
+    assert.are.equal(before["web:1"].pid, after["web:1"].pid)
+  end)
+
   it("fails when a worker does not answer for a connection it was given, and the balancer accepts again", function()
     local port, out = H.free_port(), dir .. "/mute.out"
     H.ecosystem(dir, string.format([[ { name = "mute", script = %q, exec_mode = "cluster", instances = 1,
