@@ -35,6 +35,24 @@ describe("orch update", function()
       mode or "755", bin, bin, bin))
   end
 
+  -- Puts on disk, as an install does, a build that fails while it takes
+  -- over: this binary run with Lua sources whose orch.MODULE has PATTERN
+  -- replaced by REPL (once: the edit must apply). Returns a copy of the
+  -- good binary, to run the CLI from and to put back.
+  local function install_failing_build(module, pattern, repl)
+    local lua = dir .. "/badlua"
+    H.sh(string.format("rm -rf '%s' && cp -r '%s/lua' '%s'", lua, H.root, lua))
+    local f = lua .. "/orch/" .. module .. ".lua"
+    local text, n = H.read(f):gsub(pattern, repl, 1)
+    assert.are.equal(1, n, "the edit of " .. f)
+    H.write(f, text)
+    local real, good = dir .. "/bin/orch.real", dir .. "/bin/orch.good"
+    H.sh(string.format("cp '%s' '%s' && cp '%s' '%s'", bin, real, bin, good))
+    H.write(dir .. "/wrapper", string.format("#!/bin/sh\nORCH_LUA_DIR='%s' exec '%s' \"$@\"\n", lua, real), "755")
+    replace_binary(dir .. "/wrapper")
+    return good
+  end
+
   local function by_name()
     local t = {}
     for _, p in ipairs(assert(orch({ "list" }))) do t[p.name .. ":" .. p.id] = p end
@@ -167,16 +185,9 @@ describe("orch update", function()
 
   it("goes back to the previous binary when the new one fails while taking over", function()
     local pid, daemon = one_ticker()
-    -- a build whose takeover raises: the same binary with Lua sources that fail
-    local lua = dir .. "/badlua"
-    H.sh(string.format("cp -r '%s/lua' '%s'", H.root, lua))
-    local f = lua .. "/orch/takeover.lua"
-    H.write(f, (H.read(f):gsub("function M.restore%(engine, doc%)\n",
-      "function M.restore(engine, doc)\n  error('this build cannot take over')\n", 1)))
-    local real, good = dir .. "/bin/orch.real", dir .. "/bin/orch.good"
-    H.sh(string.format("cp '%s' '%s' && cp '%s' '%s'", bin, real, bin, good))
-    H.write(dir .. "/wrapper", string.format("#!/bin/sh\nORCH_LUA_DIR='%s' exec '%s' \"$@\"\n", lua, real), "755")
-    replace_binary(dir .. "/wrapper")
+    -- a build whose takeover raises
+    local good = install_failing_build("takeover", "function M.restore%(engine, doc%)\n",
+      "%0  error('this build cannot take over')\n")
     local code, _, err = H.orch_sync({ "update" }, { home = home, cwd = dir, program = good, timeout = 60000 })
     assert.are.equal(1, code)
     assert.matches("the new binary did not take over: .*this build cannot take over; the daemon goes on as it was",
@@ -334,19 +345,10 @@ describe("orch update", function()
     local before = H.wait_until(both_online, 15000, "web online")
     local daemon = daemon_pid()
     -- a build that cannot duplicate a socket while it takes the cluster over
-    -- (as when out of descriptors): the same binary with Lua sources that fail
-    local lua = dir .. "/badlua"
-    H.sh(string.format("cp -r '%s/lua' '%s'", H.root, lua))
-    local f = lua .. "/orch/clusterstate.lua"
-    H.write(f, (H.read(f):gsub("function M.import%(cluster, state, by_id, listen_fd%)\n",
-      "%0  core.dup = function() return nil, 'EMFILE: injected' end\n", 1)))
-    local real, good = dir .. "/bin/orch.real", dir .. "/bin/orch.good"
-    H.sh(string.format("cp '%s' '%s' && cp '%s' '%s'", bin, real, bin, good))
-    H.write(dir .. "/wrapper", string.format("#!/bin/sh\nORCH_LUA_DIR='%s' exec '%s' \"$@\"\n", lua, real), "755")
-    replace_binary(dir .. "/wrapper")
-    local ucode, uerr
-    code, _, uerr = H.orch_sync({ "update" }, { home = home, cwd = dir, program = good, timeout = 60000 })
-    ucode = code
+    -- (as when out of descriptors)
+    local good = install_failing_build("clusterstate", "function M.import%(cluster, state, by_id, listen_fd%)\n",
+      "%0  core.dup = function() return nil, 'EMFILE: injected' end\n")
+    local ucode, _, uerr = H.orch_sync({ "update" }, { home = home, cwd = dir, program = good, timeout = 60000 })
     assert.are.equal(1, ucode)
     assert.matches("EMFILE: injected.*the daemon goes on as it was", uerr)
     replace_binary(good)
