@@ -343,6 +343,13 @@ describe("orch update", function()
       return l["web:0"].status == "online" and l["web:1"].status == "online" and l
     end
     local before = H.wait_until(both_online, 15000, "web online")
+    -- online comes before a worker's listen: wait for the balancer to hold
+    -- the socket with both workers, or the takeover has no socket to rebuild
+    H.wait_until(function()
+      local v = orch({ "describe", "web" })
+      local cl = v and (v[1] or v).cluster
+      return cl and cl[1] and cl[1].workers == 2
+    end, 15000, "both workers listening")
     local daemon = daemon_pid()
     -- a build that cannot duplicate a socket while it takes the cluster over
     -- (as when out of descriptors)
