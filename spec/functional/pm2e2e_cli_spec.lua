@@ -595,11 +595,15 @@ describe("PM2 e2e cli", function()
 
   it("binaries/pm2-runtime.sh: orch run runs the apps in the foreground, and ends when none is left", function()
     t.cwd = t.dir .. "/pm2-dev"
+    -- `orch list` before the run serves would start a daemon of its own (as
+    -- `pm2 list` does) and the run would find the home taken: wait for it
     local run = H.orch({ "run", "app.js", "-i", "4" }, { home = t.home, cwd = t.cwd })
+    run:wait_output(":0 online, pid", 15000)
     P.should(t, "should have started 4 apps", online, 4)
     run:kill()
     run:wait_exit(20000)
     run = H.orch({ "run", "app.json" }, { home = t.home, cwd = t.cwd })
+    run:wait_output(":0 online, pid", 15000)
     P.should(t, "should have started 1 apps", online, 1)
     local list = require("cjson").decode((P.ok(t, { "jlist" })))
     assert.are.same({ "server", "client" }, list[1].pm2_env.watch, "Should application have two watch arguments")
