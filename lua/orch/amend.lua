@@ -40,22 +40,50 @@ local function named(engine, name)
 end
 
 -- options: { option = value } (orch.cliflags.options, checked there);
--- args: the script's arguments, or nil. Returns a plan for apply(), or nil,
--- code, message.
-function M.plan(engine, procs, options, args)
+-- args: the script's arguments, or nil. done(plan) for apply(), or done(nil,
+-- code, message). The users and groups the new options name are looked up
+-- in the background (orch.runas.async): a slow user database does not stop
+-- the loop. The checks against other apps run once every app is loaded, in
+-- the same turn of the loop as the caller's apply().
+function M.plan(engine, procs, options, args, done)
   local keys = keys_of(procs)
-  local plan = {}
-  for _, key in ipairs(keys) do
+  local loaded = {}
+  local function check()
+    local plan = {}
+    for i, key in ipairs(keys) do
+      local entry, cfg, source = engine.apps[key], loaded[i].cfg, loaded[i].source
+      local name = entry and entry.app.name or key
+      if not entry then return done(nil, "ENOTFOUND", string.format("no app named '%s'", name)) end
+      local app = cfg.apps[1]
+      -- the count it runs now (orch scale changes it, not the command line)
+      app.instances = entry.app.instances
+      if app.name ~= name then
+        if #keys > 1 then
+          return done(nil, "EINVAL", string.format("--name names one app, the target names %d", #keys))
+        end
+        if named(engine, app.name) then
+          return done(nil, "EEXIST", string.format("an app named '%s' exists already", app.name))
+        end
+      else
+        app.key = entry.app.key -- a second app of its name stays one
+      end
+      plan[#plan + 1] = { key = key, app = app, source = source }
+    end
+    return done(plan)
+  end
+  local function load(i)
+    local key = keys[i]
+    if not key then return check() end
     local entry = engine.apps[key]
     local name = entry and entry.app.name or key
-    if not entry then return nil, "ENOTFOUND", string.format("no app named '%s'", name) end
+    if not entry then return done(nil, "ENOTFOUND", string.format("no app named '%s'", name)) end
     if not entry.source.spec then
       local given = {}
       for k in pairs(options) do given[#given + 1] = k end
       if args then given[#given + 1] = "args" end
       table.sort(given)
-      return nil, "EINVAL", string.format("app '%s' comes from %s: set %s there and orch restart %s", name,
-        tostring(entry.source.file), table.concat(given, ", "), tostring(entry.source.file))
+      return done(nil, "EINVAL", string.format("app '%s' comes from %s: set %s there and orch restart %s", name,
+        tostring(entry.source.file), table.concat(given, ", "), tostring(entry.source.file)))
     end
     local raw = util.deepcopy(entry.source.spec)
     for k, v in pairs(options) do
@@ -69,24 +97,13 @@ function M.plan(engine, procs, options, args)
     local source = {}
     for k, v in pairs(entry.source) do source[k] = v end
     source.spec = raw
-    local cfg, err = engine:load(source)
-    if not cfg then return nil, "ECONFIG", err end
-    local app = cfg.apps[1]
-    -- the count it runs now (orch scale changes it, not the command line)
-    app.instances = entry.app.instances
-    if app.name ~= name then
-      if #keys > 1 then
-        return nil, "EINVAL", string.format("--name names one app, the target names %d", #keys)
-      end
-      if named(engine, app.name) then
-        return nil, "EEXIST", string.format("an app named '%s' exists already", app.name)
-      end
-    else
-      app.key = entry.app.key -- a second app of its name stays one
-    end
-    plan[#plan + 1] = { key = key, app = app, source = source }
+    engine:load(source, function(cfg, err)
+      if not cfg then return done(nil, "ECONFIG", err) end
+      loaded[i] = { cfg = cfg, source = source }
+      return load(i + 1)
+    end)
   end
-  return plan
+  return load(1)
 end
 
 -- Makes the changes of plan: each app takes its new options (under its new

@@ -212,16 +212,19 @@ local function restart_known(engine, args, respond, reply)
   -- a restart that changes the app or its environment, or toggles watching, is not the same as another
   local same = not args.update_env and not options and not script_args and not args.watch
   operate(engine, args, respond, same and "restart" or nil, function(procs, finish)
-    if options or script_args then
-      local amend = require("orch.amend")
-      local plan, code, why = amend.plan(engine, procs, options or {}, script_args)
+    local function go()
+      if args.watch then engine.triggers:set_watching(procs, "toggle") end -- PM2's restart --watch
+      update_env(engine, procs, env)
+      each(engine, procs, function(p, done) engine.sup:restart(p, done) end, function(views_)
+        finish(reply(views_))
+      end)
+    end
+    if not (options or script_args) then return go() end
+    local amend = require("orch.amend")
+    amend.plan(engine, procs, options or {}, script_args, function(plan, code, why)
       if not plan then return finish(nil, code, why) end
       amend.apply(engine, plan)
-    end
-    if args.watch then engine.triggers:set_watching(procs, "toggle") end -- PM2's restart --watch
-    update_env(engine, procs, env)
-    each(engine, procs, function(p, done) engine.sup:restart(p, done) end, function(views_)
-      finish(reply(views_))
+      go()
     end)
   end, RESTART_ARGS)
 end

@@ -89,6 +89,30 @@ describe("a slow user database", function()
     assert.are.same({}, H.app_pids(home, "slow"))
   end)
 
+  it("answers while orch restart NAME --uid looks the user up, then restarts the app as that user", function()
+    start_daemon()
+    local code, _, err = H.orch_sync({ "start", "/bin/sleep", "--name", "slow", "--", "300" }, { home = home })
+    assert.are.equal(0, code, err)
+    local before = H.wait_until(function() return H.app_pids(home, "slow")[1] end, 10000, "slow running")
+    H.write(gate, "")
+    -- the new options are checked (the user looked up) before anything changes
+    local restarting = H.orch({ "restart", "slow", "--uid", user }, { home = home })
+    H.wait_until(function() return present(gate .. ".waiting") end, 10000, "the look-up of " .. user .. " waiting")
+    local out
+    code, out, err = H.orch_sync({ "ping" }, { home = home })
+    assert.are.equal(0, code, err .. out)
+    assert.is_nil(restarting.code) -- its reply waits for the look-up
+    assert.are.same({ before }, H.app_pids(home, "slow"))
+    os.remove(gate)
+    restarting:wait_exit(30000)
+    assert.are.equal(0, restarting.code, restarting.err)
+    local pid = H.wait_until(function()
+      local p = H.app_pids(home, "slow")[1]
+      return p ~= before and p
+    end, 10000, "slow restarted")
+    assert.are.equal(uid, uid_of(pid))
+  end)
+
   it("ends at orch kill while a look-up never answers", function()
     start_daemon()
     local daemon = tonumber(H.read(home .. "/daemon.pid"))
