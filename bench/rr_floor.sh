@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# bench/rr_floor.sh [ROUNDS] [SECONDS]: the floor of round-robin balancing per
+# connection on this machine (bench/rr_floor.c) beside orch's round-robin, in
+# one run, rounds interleaved (default 5 rounds of 5 s each), the order rotated.
+# Load: wrk -t1 -c50 -H "Connection: close" on loopback. Measured: CPU ns of
+# every thread of the process that accepts and passes (/proc/PID/task/*/schedstat)
+# during the wrk run, divided by wrk's requests: µs per connection.
+#   VARIANTS="epoll block uring orch" by default; also epoll-lN / uring-lN
+#   (RR_LINGER_US=N: wake-ups batched, see bench/rr_floor.c).
+#   ORCH_BIN: the orch binary (default build/orch); PERF=1: perf record -g of
+#   each variant's passer (orch: the daemon) in the last round ($TMP kept, path printed).
+set -euo pipefail
+ROUNDS=${1:-5}
+SECS=${2:-5}
+[[ $ROUNDS =~ ^[1-9][0-9]*$ && $SECS =~ ^[1-9][0-9]*$ ]] || { echo "usage: bench/rr_floor.sh [ROUNDS] [SECONDS]" >&2; exit 2; }
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ORCH=${ORCH_BIN:-$ROOT/build/orch}
+read -r -a VARIANTS <<<"${VARIANTS:-epoll block uring orch}"
+command -v wrk >/dev/null || { echo "bench/rr_floor.sh: needs wrk (apt-get install wrk)" >&2; exit 1; }
+TMP=$(mktemp -d /tmp/orch-rrfloor-XXXXXX)
+export ORCH_HOME=$TMP/orch
+FLOOR_PID=""
+cleanup() {
+  [[ -z $FLOOR_PID ]] || kill "$FLOOR_PID" 2>/dev/null || :
+  [[ ! -S $ORCH_HOME/orch.sock ]] || "$ORCH" kill >/dev/null 2>&1 || :
+  [[ -n ${PERF:-} ]] && echo "perf data kept in $TMP" || rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+cc -std=c11 -O2 -Wall -Wextra -Werror -o "$TMP/rr_floor" "$ROOT/bench/rr_floor.c"
+free_port() { local p=$1; while [[ -n $(ss -Htan "sport = :$p") ]]; do p=$((p + 1)); done; REPLY=$p; }
+serves() { # port: answers within 30 s
+  local i
+  for ((i = 0; i < 300; i++)); do
+    [[ $(curl -s --max-time 1 "http://127.0.0.1:$1/" 2>/dev/null) == hello ]] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+cpu_ns() { # pid: REPLY = ns its threads have run
+  local f s t=0
+  for f in /proc/"$1"/task/*/schedstat; do if { read -r s _ <"$f"; } 2>/dev/null; then t=$((t + s)); fi; done
+  REPLY=$t
+}
+
+if [[ " ${VARIANTS[*]} " == *" orch "* ]]; then
+  free_port 18700; ORCH_PORT=$REPLY
+  mkdir -p "$ORCH_HOME"
+  cat >"$TMP/rr.config.lua" <<EOF
+return { apps = { { name = 'rr', script = '$ROOT/bench/apps/hello.js', instances = 2, exec_mode = 'cluster',
+  balance = 'round-robin', env = { PORT = $ORCH_PORT } } } }
+EOF
+  "$ORCH" start "$TMP/rr.config.lua" >/dev/null
+  serves "$ORCH_PORT" || { echo "orch round-robin does not answer on $ORCH_PORT" >&2; exit 1; }
+  read -r ORCH_PID <"$ORCH_HOME/daemon.pid"
+fi
+
+declare -A US RPS # variant -> space-separated samples
+echo "bench/rr_floor.sh $ROUNDS x ${SECS}s, wrk -t1 -c50 -H 'Connection: close'; $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+for ((r = 0; r < ROUNDS; r++)); do
+  n=${#VARIANTS[@]}
+  for ((k = 0; k < n; k++)); do
+    v=${VARIANTS[$(((k + r) % n))]}
+    if [[ $v == orch ]]; then
+      port=$ORCH_PORT pid=$ORCH_PID
+    else
+      free_port 18750; port=$REPLY
+      linger=0 mode=$v
+      [[ $v =~ ^(epoll|uring)-l([0-9]+)$ ]] && mode=${BASH_REMATCH[1]} linger=${BASH_REMATCH[2]}
+      RR_LINGER_US=$linger "$TMP/rr_floor" "$mode" "$port" >"$TMP/$v.out" &
+      FLOOR_PID=$! pid=$!
+      serves "$port" || { echo "rr_floor $v does not answer" >&2; exit 1; }
+    fi
+    wrk -t1 -c50 -d1s -H "Connection: close" "http://127.0.0.1:$port/" >/dev/null # warm-up
+    perfpid=""
+    if [[ -n ${PERF:-} ]] && ((r == ROUNDS - 1)); then
+      perf record -q -F 5000 -g -p "$pid" -o "$TMP/perf.$v.data" -- sleep "$SECS" >/dev/null 2>&1 &
+      perfpid=$!
+    fi
+    cpu_ns "$pid"; c0=$REPLY
+    out=$(wrk -t1 -c50 -d"$SECS"s -H "Connection: close" "http://127.0.0.1:$port/")
+    cpu_ns "$pid"; c1=$REPLY
+    [[ -z $perfpid ]] || wait "$perfpid" || :
+    [[ $out =~ ([0-9]+)\ requests\ in ]] || { echo "wrk: $out" >&2; exit 1; }
+    reqs=${BASH_REMATCH[1]}
+    [[ $out =~ Requests/sec:[[:space:]]+([0-9.]+) ]]
+    rps=${BASH_REMATCH[1]}
+    [[ $out != *"Socket errors"* ]] || echo "  $v: $(grep 'Socket errors' <<<"$out")"
+    us=$(awk -v d=$((c1 - c0)) -v n="$reqs" 'BEGIN { printf "%.2f", d / n / 1000 }')
+    US[$v]+="$us " RPS[$v]+="${rps%.*} "
+    echo "  round $((r + 1)) $v: $us us/conn, $rps req/s"
+    if [[ $v != orch ]]; then kill -TERM "$FLOOR_PID"; wait "$FLOOR_PID" || :; FLOOR_PID=""; fi
+  done
+done
+med() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{ a[NR] = $1 } END { printf "%s (%s-%s)", (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2), a[1], a[NR] }'; }
+echo "load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "| variant | µs of CPU per connection, median (min-max) | requests/s, median (min-max) |"
+echo "|---|---|---|"
+for v in "${VARIANTS[@]}"; do echo "| $v | $(med "${US[$v]}") | $(med "${RPS[$v]}") |"; done
