@@ -4,10 +4,12 @@
 # one run, rounds interleaved (default 5 rounds of 5 s each), the order rotated.
 # Load: wrk -t1 -c50 -H "Connection: close" on loopback. Measured: CPU ns of
 # every thread of the process that accepts and passes (/proc/PID/task/*/schedstat)
-# during the wrk run, divided by wrk's requests: µs per connection.
+# during the wrk run, divided by wrk's requests: µs per connection; and the
+# times those threads went to sleep (voluntary_ctxt_switches) per connection.
 #   VARIANTS="epoll block uring orch" by default; also epoll-lN / uring-lN
 #   (RR_LINGER_US=N: wake-ups batched, see bench/rr_floor.c).
-#   ORCH_BIN: the orch binary (default build/orch); PERF=1: perf record -g of
+#   orch=PATH: another orch binary beside ORCH_BIN's (default build/orch),
+#   each with its own daemon, e.g. VARIANTS="orch orch=/tmp/orch-old". PERF=1: perf record -g of
 #   each variant's passer (orch: the daemon) in the last round ($TMP kept, path printed).
 set -euo pipefail
 ROUNDS=${1:-5}
@@ -18,12 +20,12 @@ ORCH=${ORCH_BIN:-$ROOT/build/orch}
 read -r -a VARIANTS <<<"${VARIANTS:-epoll block uring orch}"
 command -v wrk >/dev/null || { echo "bench/rr_floor.sh: needs wrk (apt-get install wrk)" >&2; exit 1; }
 TMP=$(mktemp -d /tmp/orch-rrfloor-XXXXXX)
-export ORCH_HOME=$TMP/orch
-FLOOR_PID=""
+FLOOR_PID="" HOMES=()
 cleanup() {
   [[ -z $FLOOR_PID ]] || kill "$FLOOR_PID" 2>/dev/null || :
-  [[ ! -S $ORCH_HOME/orch.sock ]] || "$ORCH" kill >/dev/null 2>&1 || :
-  [[ -n ${PERF:-} ]] && echo "perf data kept in $TMP" || rm -rf "$TMP"
+  local h
+  for h in "${HOMES[@]}"; do ORCH_HOME=${h%%:*} "${h#*:}" kill >/dev/null 2>&1 || :; done
+  if [[ -n ${PERF:-} ]]; then echo "perf data kept in $TMP"; else rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -39,32 +41,40 @@ serves() { # port: answers within 30 s
   done
   return 1
 }
-cpu_ns() { # pid: REPLY = ns its threads have run
-  local f s t=0
+cpu_ns() { # pid: REPLY = ns its threads have run, SLEEPS = times they slept (voluntary switches)
+  local f s t=0 w=0 k v
   for f in /proc/"$1"/task/*/schedstat; do if { read -r s _ <"$f"; } 2>/dev/null; then t=$((t + s)); fi; done
-  REPLY=$t
+  for f in /proc/"$1"/task/*/status; do
+    while read -r k v; do [[ $k != voluntary_ctxt_switches: ]] || w=$((w + v)); done <"$f" 2>/dev/null || :
+  done
+  REPLY=$t SLEEPS=$w
 }
 
-if [[ " ${VARIANTS[*]} " == *" orch "* ]]; then
-  free_port 18700; ORCH_PORT=$REPLY
-  mkdir -p "$ORCH_HOME"
-  cat >"$TMP/rr.config.lua" <<EOF
+declare -A PORT=() PID=() # orch variant -> its port, its daemon's pid
+for v in "${VARIANTS[@]}"; do
+  [[ $v =~ ^orch(=(.+))?$ ]] || continue
+  bin=${BASH_REMATCH[2]:-$ORCH}
+  home=$TMP/home$((${#PORT[@]} + 1))
+  free_port $((18700 + ${#PORT[@]} * 10)); PORT[$v]=$REPLY
+  mkdir -p "$home"
+  cat >"$home/rr.config.lua" <<EOF
 return { apps = { { name = 'rr', script = '$ROOT/bench/apps/hello.js', instances = 2, exec_mode = 'cluster',
-  balance = 'round-robin', env = { PORT = $ORCH_PORT } } } }
+  balance = 'round-robin', env = { PORT = ${PORT[$v]} } } } }
 EOF
-  "$ORCH" start "$TMP/rr.config.lua" >/dev/null
-  serves "$ORCH_PORT" || { echo "orch round-robin does not answer on $ORCH_PORT" >&2; exit 1; }
-  read -r ORCH_PID <"$ORCH_HOME/daemon.pid"
-fi
+  ORCH_HOME=$home "$bin" start "$home/rr.config.lua" >/dev/null
+  HOMES+=("$home:$bin")
+  serves "${PORT[$v]}" || { echo "$v round-robin does not answer on ${PORT[$v]}" >&2; exit 1; }
+  read -r "PID[$v]" <"$home/daemon.pid"
+done
 
-declare -A US RPS # variant -> space-separated samples
+declare -A US RPS SL # variant -> space-separated samples
 echo "bench/rr_floor.sh $ROUNDS x ${SECS}s, wrk -t1 -c50 -H 'Connection: close'; $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 for ((r = 0; r < ROUNDS; r++)); do
   n=${#VARIANTS[@]}
   for ((k = 0; k < n; k++)); do
     v=${VARIANTS[$(((k + r) % n))]}
-    if [[ $v == orch ]]; then
-      port=$ORCH_PORT pid=$ORCH_PID
+    if [[ -n ${PORT[$v]:-} ]]; then
+      port=${PORT[$v]} pid=${PID[$v]}
     else
       free_port 18750; port=$REPLY
       linger=0 mode=$v
@@ -76,12 +86,13 @@ for ((r = 0; r < ROUNDS; r++)); do
     wrk -t1 -c50 -d1s -H "Connection: close" "http://127.0.0.1:$port/" >/dev/null # warm-up
     perfpid=""
     if [[ -n ${PERF:-} ]] && ((r == ROUNDS - 1)); then
-      perf record -q -F 5000 -g -p "$pid" -o "$TMP/perf.$v.data" -- sleep "$SECS" >/dev/null 2>&1 &
+      pname=${v//\//_}
+      perf record -q -F 5000 -g -p "$pid" -o "$TMP/perf.${pname//=/_}.data" -- sleep "$SECS" >/dev/null 2>&1 &
       perfpid=$!
     fi
-    cpu_ns "$pid"; c0=$REPLY
+    cpu_ns "$pid"; c0=$REPLY w0=$SLEEPS
     out=$(wrk -t1 -c50 -d"$SECS"s -H "Connection: close" "http://127.0.0.1:$port/")
-    cpu_ns "$pid"; c1=$REPLY
+    cpu_ns "$pid"; c1=$REPLY w1=$SLEEPS
     [[ -z $perfpid ]] || wait "$perfpid" || :
     [[ $out =~ ([0-9]+)\ requests\ in ]] || { echo "wrk: $out" >&2; exit 1; }
     reqs=${BASH_REMATCH[1]}
@@ -89,13 +100,14 @@ for ((r = 0; r < ROUNDS; r++)); do
     rps=${BASH_REMATCH[1]}
     [[ $out != *"Socket errors"* ]] || echo "  $v: $(grep 'Socket errors' <<<"$out")"
     us=$(awk -v d=$((c1 - c0)) -v n="$reqs" 'BEGIN { printf "%.2f", d / n / 1000 }')
-    US[$v]+="$us " RPS[$v]+="${rps%.*} "
-    echo "  round $((r + 1)) $v: $us us/conn, $rps req/s"
-    if [[ $v != orch ]]; then kill -TERM "$FLOOR_PID"; wait "$FLOOR_PID" || :; FLOOR_PID=""; fi
+    sl=$(awk -v d=$((w1 - w0)) -v n="$reqs" 'BEGIN { printf "%.2f", d / n }')
+    US[$v]+="$us " RPS[$v]+="${rps%.*} " SL[$v]+="$sl "
+    echo "  round $((r + 1)) $v: $us us/conn, $rps req/s, $sl sleeps/conn"
+    if [[ -z ${PORT[$v]:-} ]]; then kill -TERM "$FLOOR_PID"; wait "$FLOOR_PID" || :; FLOOR_PID=""; fi
   done
 done
 med() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{ a[NR] = $1 } END { printf "%s (%s-%s)", (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2), a[1], a[NR] }'; }
 echo "load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "| variant | µs of CPU per connection, median (min-max) | requests/s, median (min-max) |"
-echo "|---|---|---|"
-for v in "${VARIANTS[@]}"; do echo "| $v | $(med "${US[$v]}") | $(med "${RPS[$v]}") |"; done
+echo "| variant | µs of CPU per connection, median (min-max) | requests/s | sleeps per connection |"
+echo "|---|---|---|---|"
+for v in "${VARIANTS[@]}"; do echo "| $v | $(med "${US[$v]}") | $(med "${RPS[$v]}") | $(med "${SL[$v]}") |"; done
