@@ -11,6 +11,11 @@
  *   rr_floor MODE PORT [WORKERS]     (SIGTERM or SIGINT: print totals, exit)
  *   MODE  epoll  as orch's loop does: epoll_wait, accept4 until EAGAIN, and
  *                per connection sendmsg and close (blocking channel)
+ *         ack    epoll, and the protocol orch speaks: the worker answers each
+ *                descriptor on receipt (one byte here; Node's NODE_HANDLE_ACK
+ *                and cluster ack, one line each), and the passer closes its
+ *                copy once that answer is read (so that it could give the
+ *                connection to another worker if refused)
  *         block  no poll at all: blocking accept4, sendmsg, close (the fewest
  *                plain system calls, but a loop thread cannot block)
  *         uring  io_uring through raw system calls: one multishot accept,
@@ -51,6 +56,7 @@
 #define SLOTS 1024 /* connections between their accept and their sendmsg's completion */
 
 static volatile sig_atomic_t stop;
+static int acking; /* mode ack: the workers answer each descriptor */
 static unsigned linger_us, batch = 16;
 static unsigned long long wakes; /* waits that returned */
 static int chans[MAX_WORKERS], nworkers, cur;
@@ -109,7 +115,10 @@ static void worker(int ch) {
         continue;
       }
       int fd;
-      while ((fd = recv_fd(ch)) > 0) answer(ep, fd, 0);
+      while ((fd = recv_fd(ch)) > 0) {
+        if (acking && write(ch, "a", 1) < 0) failures++;
+        answer(ep, fd, 0);
+      }
       if (fd == 0) _exit(0); /* the passer is gone */
     }
   }
@@ -117,7 +126,11 @@ static void worker(int ch) {
 
 /* --- plain system calls --------------------------------------------------- */
 
-static void pass(int fd) {
+/* One byte with fd to the next worker: its index, or -1. */
+static int send_fd(int fd) {
+  int w = cur;
+  cur = (cur + 1) % nworkers;
+  conns++;
   char byte = 'c', cbuf[CMSG_SPACE(sizeof(int))] = {0};
   struct iovec iov = {.iov_base = &byte, .iov_len = 1};
   struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
@@ -126,10 +139,43 @@ static void pass(int fd) {
   cm->cmsg_type = SCM_RIGHTS;
   cm->cmsg_len = CMSG_LEN(sizeof(int));
   memcpy(CMSG_DATA(cm), &fd, sizeof fd);
-  if (sendmsg(chans[cur], &mh, MSG_NOSIGNAL) < 0) failures++;
-  cur = (cur + 1) % nworkers;
+  if (sendmsg(chans[w], &mh, MSG_NOSIGNAL) < 0) {
+    failures++;
+    return -1;
+  }
+  return w;
+}
+
+static void pass(int fd) {
+  send_fd(fd);
   close(fd);
-  conns++;
+}
+
+/* Mode ack: the descriptors each worker has not answered yet, in order. */
+static struct {
+  int fd[SLOTS];
+  unsigned head, n;
+} unanswered[MAX_WORKERS];
+
+static void pass_kept(int fd) {
+  int w = unanswered[cur].n < SLOTS ? send_fd(fd) : -1; /* SLOTS unanswered: never under -c50 */
+  if (w < 0) {
+    if (unanswered[cur].n == SLOTS) failures++, cur = (cur + 1) % nworkers;
+    close(fd);
+    return;
+  }
+  unanswered[w].fd[(unanswered[w].head + unanswered[w].n++) % SLOTS] = fd;
+}
+
+/* Reads worker w's answers; closes what they answer. */
+static void read_answers(int w) {
+  char buf[4096];
+  ssize_t n = recv(chans[w], buf, sizeof buf, MSG_DONTWAIT);
+  for (ssize_t i = 0; i < n && unanswered[w].n; i++) {
+    close(unanswered[w].fd[unanswered[w].head]);
+    unanswered[w].head = (unanswered[w].head + 1) % SLOTS;
+    unanswered[w].n--;
+  }
 }
 
 /* accept4's failures that say nothing about the next call */
@@ -137,15 +183,24 @@ static int transient(int err) { return err == EINTR || err == ECONNABORTED || er
 
 static void run_epoll(int lfd) {
   int ep = epoll_create1(EPOLL_CLOEXEC);
-  struct epoll_event ev = {.events = EPOLLIN, .data.fd = lfd};
+  struct epoll_event ev = {.events = EPOLLIN, .data.u32 = MAX_WORKERS}, evs[MAX_WORKERS + 1];
   if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev) < 0) die("epoll");
+  for (int w = 0; acking && w < nworkers; w++) {
+    ev.data.u32 = (uint32_t)w;
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, chans[w], &ev) < 0) die("epoll");
+  }
   while (!stop) {
-    int n = epoll_wait(ep, &ev, 1, -1), got = 0;
+    int n = epoll_wait(ep, evs, MAX_WORKERS + 1, -1), got = 0, listen_ready = 0;
     if (n < 0 && errno != EINTR) die("epoll_wait");
     wakes++;
-    for (int i = 0; n > 0 && i < ACCEPTS_PER_TURN; i++) {
+    for (int i = 0; i < n; i++) {
+      if (evs[i].data.u32 == MAX_WORKERS) listen_ready = 1;
+      else read_answers((int)evs[i].data.u32);
+    }
+    for (int i = 0; listen_ready && i < ACCEPTS_PER_TURN; i++) {
       int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-      if (fd >= 0) pass(fd), got++;
+      if (fd >= 0 && acking) pass_kept(fd), got++;
+      else if (fd >= 0) pass(fd), got++;
       else if (errno == EAGAIN || errno == EWOULDBLOCK) break;
       else if (!transient(errno)) die("accept4");
     }
@@ -338,7 +393,7 @@ static void run_uring(int lfd) {
 
 int main(int argc, char **argv) {
   if (argc < 3 || argc > 4) {
-    fprintf(stderr, "usage: rr_floor epoll|block|uring PORT [WORKERS]\n");
+    fprintf(stderr, "usage: rr_floor epoll|ack|block|uring PORT [WORKERS]\n");
     return 2;
   }
   const char *mode = argv[1], *e;
@@ -354,6 +409,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "rr_floor: PORT 1-65535, WORKERS 1-%d\n", MAX_WORKERS);
     return 2;
   }
+  acking = !strcmp(mode, "ack"); /* before the workers are forked */
   pid_t pids[MAX_WORKERS];
   for (int i = 0; i < nworkers; i++) {
     int sv[2];
@@ -378,11 +434,11 @@ int main(int argc, char **argv) {
   struct sigaction act = {.sa_handler = on_signal}; /* no SA_RESTART: the waits return EINTR */
   sigaction(SIGTERM, &act, NULL);
   sigaction(SIGINT, &act, NULL);
-  if (!strcmp(mode, "epoll")) run_epoll(lfd);
+  if (!strcmp(mode, "epoll") || !strcmp(mode, "ack")) run_epoll(lfd);
   else if (!strcmp(mode, "block")) run_block(lfd);
   else if (!strcmp(mode, "uring")) run_uring(lfd);
   else {
-    fprintf(stderr, "rr_floor: MODE is epoll, block or uring, not %s\n", mode);
+    fprintf(stderr, "rr_floor: MODE is epoll, ack, block or uring, not %s\n", mode);
     return 2;
   }
   struct rusage ru;
