@@ -417,7 +417,7 @@ int main(int argc, char **argv) {
     pids[i] = fork();
     if (pids[i] < 0) die("fork");
     if (pids[i] == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) die("prctl"); /* never outlive the passer */
       for (int j = 0; j < i; j++) close(chans[j]);
       close(sv[0]);
       worker(sv[1]);
@@ -432,8 +432,7 @@ int main(int argc, char **argv) {
       bind(lfd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(lfd, 511) < 0)
     die("listen");
   struct sigaction act = {.sa_handler = on_signal}; /* no SA_RESTART: the waits return EINTR */
-  sigaction(SIGTERM, &act, NULL);
-  sigaction(SIGINT, &act, NULL);
+  if (sigaction(SIGTERM, &act, NULL) < 0 || sigaction(SIGINT, &act, NULL) < 0) die("sigaction");
   if (!strcmp(mode, "epoll") || !strcmp(mode, "ack")) run_epoll(lfd);
   else if (!strcmp(mode, "block")) run_block(lfd);
   else if (!strcmp(mode, "uring")) run_uring(lfd);
