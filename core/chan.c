@@ -123,9 +123,16 @@ int orch__chan_ready(orch_chan_t *ch) {
   return 0;
 }
 
-/* Calls the balancers back if one found the channel full and it has room. */
+/* Calls the balancers back if one found the channel without room and it has
+ * room again: half the window, not the first slot an ack frees. Under load
+ * (wrk -c50, two workers, 16 each) the first slot resumed the balancer's
+ * accepting for one connection, then it stopped again: once per 4
+ * connections, each time 3 epoll_ctl (libuv's stop and start) and a wake-up
+ * (docs/benchmarks.md, "Round-robin: the floor per connection"). */
+#define WAKE_AT (ORCH_CHAN_WINDOW / 2)
+
 static void wake_if_ready(orch_chan_t *ch) {
-  if (ch->want_wake && !ch->closed && !ch->full && !ch->wq && ch->nsent < ORCH_CHAN_WINDOW) {
+  if (ch->want_wake && !ch->closed && !ch->full && !ch->wq && ch->nsent <= WAKE_AT) {
     ch->want_wake = 0;
     orch__balancer_wake();
   }

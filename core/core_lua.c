@@ -105,6 +105,7 @@ int luaopen_orch_core(lua_State *L) {
   orch_pidfd_lua_register(L);
   orch_marker_lua_register(L);
   orch_looplag_lua_register(L);
+  orch_pollclock_lua_register(L);
   orch_users_lua_register(L);
   orch_chan_lua_register(L);
   orch_balancer_lua_register(L);

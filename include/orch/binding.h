@@ -79,6 +79,7 @@ void orch_fd_lua_register(lua_State *L);     /* fd_lua.c: socketpair, close, dup
 void orch_regex_lua_register(lua_State *L);  /* regex_lua.c: POSIX regular expressions */
 void orch_users_lua_register(lua_State *L);  /* users.c: user and group look-ups */
 void orch_looplag_lua_register(lua_State *L); /* looplag.c: the loop's working time per turn */
+void orch_pollclock_lua_register(lua_State *L); /* pollclock.c: when the latest poll began and returned */
 void orch_chan_lua_register(lua_State *L);     /* chan_lua.c: the IPC channel */
 void orch_balancer_lua_register(lua_State *L); /* balancer_lua.c: round-robin in C */
 void orch_reexec_lua_register(lua_State *L); /* reexec.c: orch update's memfd, fd_adopt, open_exe, reexec */

@@ -3,6 +3,7 @@
 -- bounded time per loop turn (LAUNCH_BUDGET_MS), and an exit's run time is
 -- measured against the polls of the loop (docs/architecture.md, "Restarts
 -- are paced"). Methods of the supervisor (orch.supervisor mixes them in).
+local core = require("orch.core")
 local uv = require("luv")
 
 local M = {}
@@ -33,19 +34,15 @@ end
 -- reports happened while it waited, not before.
 local POLL_WAITED_MS = 10
 
--- When each poll of the loop began (prepare handle), whether it could wait
--- at all (not while launches are queued: the idle handle), and when the
--- previous one returned (check handle: uv.now() is the loop's time taken as
--- the poll returned, not advanced by the callbacks after it). Unreferenced:
--- they never keep orch running.
+-- When the latest poll of the loop began, whether it could wait at all (not
+-- while launches are queued: the idle handle), and when it returned (uv.now()
+-- as the poll returned, not advanced by the callbacks after it): kept by C
+-- (core.poll_clock, core/pollclock.c), since Lua callbacks before and after
+-- every poll cost a few µs of each loop turn, once per connection or more
+-- under round-robin load. Started here; read by _run_time.
 function S:_watch_polls()
-  self.poll_prepare, self.poll_check = uv.new_prepare(), uv.new_check()
-  self.poll_prepare:start(function()
-    self.poll_began, self.poll_nowait = now_ms(), self.launcher ~= nil
-  end)
-  self.poll_check:start(function() self.poll_returned = uv.now() end)
-  self.poll_prepare:unref()
-  self.poll_check:unref()
+  local began, err = core.poll_clock() -- began is nil until the first poll, err a string on failure
+  if began == nil and type(err) == "string" then error("orch: the poll clock: " .. err) end
 end
 
 -- How long the process of an exit reported by this poll ran, at least. A
@@ -59,9 +56,10 @@ function S:_run_time(proc)
   local start = proc.started_at
   if not start then return 0 end
   local noticed = uv.now() -- coarser than hrtime: a few ms behind at most
-  local waited = not self.poll_nowait and self.poll_began and noticed - self.poll_began > POLL_WAITED_MS
-  if waited or not self.poll_returned then return math.max(0, noticed - start) end
-  return math.max(0, self.poll_returned - start)
+  local began, nowait, returned = core.poll_clock()
+  local waited = not nowait and began and noticed - began > POLL_WAITED_MS
+  if waited or not returned then return math.max(0, noticed - start) end
+  return math.max(0, returned - start)
 end
 
 -- Launches a waiting process from the queue (see LAUNCH_BUDGET_MS). A stop
