@@ -4,6 +4,7 @@
 local uv = require("luv")
 local core = require("orch.core")
 local hook = require("orch.hook")
+local sources = require("orch.sources")
 
 local M = {}
 
@@ -129,7 +130,9 @@ function M.new(engine)
   function api.start(spec)
     if type(spec) ~= "table" then error("orch.start: expected a table of app options", 2) end
     local source = { spec = spec, env = core.environ(), cwd = uv.cwd() }
-    local cfg, err = engine:load(source)
+    -- its processes are returned now: a uid/gid is looked up as each
+    -- launches, in the background, not here on the loop
+    local cfg, err = sources.load_unresolved(source, api)
     if not cfg then return nil, err end
     local name = cfg.apps[1].name
     -- Its processes are returned now: refused while a command changes the app.

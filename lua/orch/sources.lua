@@ -39,6 +39,17 @@ local function load_now(source, api, defer_users)
   return cfg
 end
 
+-- The config with its users and groups left as the source names them
+-- (their syntax checked): each launch looks them up in the background
+-- (orch.runas.resolve_async), and an unknown one makes that launch fail
+-- with the reason. For a caller that must answer now (a user's
+-- orch.start), where a look-up on the loop could hang the daemon.
+function M.load_unresolved(source, api)
+  local cfg, err = load_now(source, api, true)
+  if cfg then cfg.users = nil end
+  return cfg, err
+end
+
 -- load(source, api): the config, or nil and why. load(source, api, done): the same
 -- to done(cfg) or done(nil, why), the users and groups it names looked up
 -- in the background (orch.runas.async): a slow user database does not stop

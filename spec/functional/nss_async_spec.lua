@@ -113,6 +113,34 @@ describe("a slow user database", function()
     assert.are.equal(uid, uid_of(pid))
   end)
 
+  it("answers while an app that orch.start (Lua) started waits for its user, then runs it as that user", function()
+    start_daemon()
+    H.write(gate, "")
+    local code, out, err = H.orch_sync({ "eval", string.format(
+      "local ps, e = orch.start{ name = 'hooked', script = '/bin/sleep', args = { '300' }, uid = %q } "
+      .. "return ps and #ps or e", user) }, { home = home })
+    assert.are.equal(0, code, err .. out)
+    assert.are.equal("1\n", out) -- its processes at once
+    H.wait_until(function() return present(gate .. ".waiting") end, 10000, "the look-up of " .. user .. " waiting")
+    code, out, err = H.orch_sync({ "ping" }, { home = home })
+    assert.are.equal(0, code, err .. out)
+    assert.are.same({}, H.app_pids(home, "hooked"))
+    os.remove(gate)
+    local pid = H.wait_until(function() return H.app_pids(home, "hooked")[1] end, 10000, "hooked running")
+    assert.are.equal(uid, uid_of(pid))
+    -- an unknown user: the processes come back, and their launch fails saying why
+    code, out, err = H.orch_sync({ "eval",
+      "local ps, e = orch.start{ name = 'nobody-here', script = '/bin/sleep', args = { '300' }, "
+      .. "uid = 'no-such-user-orch' } return ps and #ps or e" }, { home = home })
+    assert.are.equal(0, code, err .. out)
+    assert.are.equal("1\n", out)
+    local d = H.wait_until(function()
+      local v = H.json(home, { "describe", "nobody-here" })
+      return v and v[1].status == "errored" and v[1]
+    end, 10000, "nobody-here errored")
+    assert.matches("uid: no such user \"no%-such%-user%-orch\"", d.reason)
+  end)
+
   it("ends at orch kill while a look-up never answers", function()
     start_daemon()
     local daemon = tonumber(H.read(home .. "/daemon.pid"))
