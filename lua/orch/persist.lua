@@ -7,6 +7,7 @@ local uv = require("luv")
 local cjson = require("cjson").new()
 local state = require("orch.state")
 local key_of = require("orch.targets").key
+local sources = require("orch.sources")
 
 local M = {}
 local E = {} -- engine methods
@@ -200,9 +201,13 @@ function E:restore(entries, adopt)
     self:start_procs(start)
     if #start > 0 then started[#started + 1] = app.name else stopped[#stopped + 1] = app.name end
   end
+  -- The users and groups the apps name are looked up as each launches, in
+  -- the background (orch.sources.load_unresolved): a slow user database
+  -- must not keep the daemon from serving (it restores before it serves).
+  local function load(source) return sources.load_unresolved(source, self.api) end
   for _, skey in ipairs(order) do
     local group = by_source[skey]
-    local cfg, err = self:load(group.source)
+    local cfg, err = load(group.source)
     if not cfg then
       errors[#errors + 1] = err
     else
@@ -217,7 +222,7 @@ function E:restore(entries, adopt)
         for i, k in ipairs(want[app.name] or {}) do
           local own = app
           if i > 1 then -- another app of that name: its own table
-            for _, again in ipairs(self:load(group.source).apps) do
+            for _, again in ipairs(load(group.source).apps) do
               if again.name == app.name then own = again end
             end
           end

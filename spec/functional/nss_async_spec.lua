@@ -141,6 +141,31 @@ describe("a slow user database", function()
     assert.matches("uid: no such user \"no%-such%-user%-orch\"", d.reason)
   end)
 
+  it("serves at once when it restores an app with a user after a crash, and runs it when the user is found", function()
+    start_daemon()
+    local code, _, err = H.orch_sync({ "start", "/bin/sleep", "--name", "slow", "--uid", user, "--", "300" },
+      { home = home })
+    assert.are.equal(0, code, err)
+    local before = H.wait_until(function() return H.app_pids(home, "slow")[1] end, 10000, "slow running")
+    local daemon = tonumber(H.read(home .. "/daemon.pid"))
+    H.write(gate, "")
+    uv.kill(daemon, "sigkill")
+    H.wait_until(function() return not H.alive(daemon) end, 10000, "the daemon gone")
+    -- the next daemon restores slow (its user looked up as it launches)
+    local out
+    code, out, err = H.orch_sync({ "ping" }, { home = home, env = env })
+    assert.are.equal(0, code, err .. out)
+    H.wait_until(function() return present(gate .. ".waiting") end, 10000, "the look-up of " .. user .. " waiting")
+    code, out, err = H.orch_sync({ "ping" }, { home = home })
+    assert.are.equal(0, code, err .. out)
+    os.remove(gate)
+    local pid = H.wait_until(function()
+      local p = H.app_pids(home, "slow")[1]
+      return p ~= before and p
+    end, 10000, "slow running again")
+    assert.are.equal(uid, uid_of(pid))
+  end)
+
   it("ends at orch kill while a look-up never answers", function()
     start_daemon()
     local daemon = tonumber(H.read(home .. "/daemon.pid"))
