@@ -159,6 +159,7 @@ function M.main(args)
     end,
   })
   service = require("orch.service").new({ engine = engine, log = log })
+  heapkeep.compactor(function() engine.events:compact() end)
   local status = 0
   local signals = {}
   local function quit()

@@ -24,9 +24,17 @@ function M.start()
 end
 
 local timer, at_once
+local compactors = {}
+
+-- fn() runs before each settle's collection: work that makes what lives
+-- smaller, deferred to idle time (orch.events' Ring:compact).
+function M.compactor(fn)
+  compactors[#compactors + 1] = fn
+end
 
 -- A full collection, then malloc's free pages and the bytecode's pages go.
 local function settle()
+  for _, fn in ipairs(compactors) do fn() end
   collectgarbage()
   core.heap_trim()
 end

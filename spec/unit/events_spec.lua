@@ -27,7 +27,10 @@ describe("orch.events", function()
 
   it("keeps its memory bounded over many records", function()
     local ring = events.new({ capacity = 100 })
-    for i = 1, 10000 do ring:emit("exit", { app = "a", n = i }) end
+    for i = 1, 10000 do
+      ring:emit("exit", { app = "a", n = i })
+      if i % 150 == 0 then ring:compact() end
+    end
     local n = 0
     for _ in pairs(ring.buf) do n = n + 1 end
     assert.are.equal(100, n)
@@ -45,6 +48,8 @@ describe("orch.events", function()
     for k, v in pairs(odd) do expect[k] = v end
     ring:emit("exit", odd)
     local with_table = ring:emit("config", { list = { 1, 2 } })
+    ring:compact()
+    assert.are.equal("string", type(ring.buf[1]))
     local kept = ring:since(0)
     expect.seq, expect.kind = 1, "exit"
     assert.are.same(expect, kept[1])
