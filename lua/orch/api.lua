@@ -18,6 +18,9 @@ M.CALLBACK_DEADLINE_MS = 1000
 -- a restart asked for from Lua: its cause in the event stream (orch.events)
 local API_RESTART = { cause = "api" }
 
+-- The app option that hooks an event of its processes.
+local HOOKS = { start = "on_start", online = "on_online", exit = "on_exit", message = "on_message" }
+
 function M.new(engine)
   local api = { uv = require("orch.bounds").uv(uv) }
 
@@ -213,6 +216,10 @@ function M.new(engine)
   function api._dispatch(event, p, info)
     local name = M.EVENTS[event]
     if not name or not p then return end
+    local hook_name = HOOKS[name]
+    local own = hook_name and p.app[hook_name]
+    -- no hook, no handler: no process object (~0.7 kB a process) made for nobody
+    if type(own) ~= "function" and #(handlers[name] or {}) == 0 then return end
     local args
     if name == "exit" then args = { info.code, info.signal }
     elseif name == "restart" then args = { info and info.delay or 0 }
@@ -222,8 +229,6 @@ function M.new(engine)
     else args = {} end
     local o = object(p)
     local deadline = p.app.hook_deadline
-    local hook_name = ({ start = "on_start", online = "on_online", exit = "on_exit", message = "on_message" })[name]
-    local own = hook_name and p.app[hook_name]
     if type(own) == "function" then
       local ok, err = hook.call(own, deadline, o, unpack(args, 1, 2))
       if not ok then engine:user_error(p, hook_name, err) end

@@ -149,6 +149,7 @@ function M.main(args)
   local service -- orch.service: what the service manager is told (NOTIFY_SOCKET)
   local engine = engine_mod.new({
     paths = layout, echo = false, log = log, mode = "daemon",
+    on_forget = heapkeep.deleted,
     on_event = function(event, proc, info)
       heapkeep.changed()
       -- no "stopping" line: a stop writes two lines per process as it is
@@ -158,6 +159,7 @@ function M.main(args)
     end,
   })
   service = require("orch.service").new({ engine = engine, log = log })
+  heapkeep.compactor(function() engine.events:compact() end)
   local status = 0
   local signals = {}
   local function quit()

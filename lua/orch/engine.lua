@@ -33,7 +33,8 @@ local function running(p)
 end
 
 -- opts: paths (from orch.paths.ensure_home), echo, log(level, msg),
---       on_event(event, proc, info), mode ("run" | "daemon")
+--       on_event(event, proc, info), on_forget(key) (an app deleted),
+--       mode ("run" | "daemon")
 function M.new(opts)
   -- No trace compiler in the supervisor: Debian 12's LuaJIT (2.1.0-beta3,
   -- GC64) miscompiles traces over next()/pairs (a 32-bit xchg after the
@@ -466,6 +467,7 @@ function Engine:forget(key)
     -- the name's sockets (every app of it shares them) close with its last app
     local name = entry and entry.app.name or key
     if #self:keys_named(name) == 0 then self.sockets:unbind(name) end
+    if self.opts.on_forget then self.opts.on_forget(key) end
   end
   self:save_state_soon()
 end

@@ -28,6 +28,22 @@ function M.plain(v, dropped)
   return out
 end
 
+-- The plain copy of each source, shared by every app of the source (a start
+-- of 100 apps from one file made 100 copies of the CLI's environment:
+-- ~2 kB of tables per app, and as much again in its JSON), made again once
+-- its env is replaced. Weak: a source no app holds goes.
+local copies = setmetatable({}, { __mode = "k" })
+
+local function plain_of(source)
+  local c = copies[source]
+  if not (c and c.env == source.env) then
+    local dropped = { n = 0 }
+    c = { env = source.env, plain = M.plain(source, dropped), dropped = dropped.n }
+    copies[source] = c
+  end
+  return c.plain, c.dropped
+end
+
 -- One pass over the process table, then one over each app's processes: it
 -- runs on every loop turn that changed something, and a walk of the table
 -- per app made that quadratic in the number of apps.
@@ -49,12 +65,13 @@ function E:snapshot()
       -- copied once per source (its env is the whole environment of a CLI;
       -- orch restart --update-env replaces it)
       if entry.plain_of ~= entry.source or entry.plain_env ~= entry.source.env then
-        local dropped = { n = 0 }
-        entry.plain, entry.plain_of, entry.plain_env = M.plain(entry.source, dropped), entry.source, entry.source.env
-        if dropped.n > 0 and not entry.warned_lossy then
+        local dropped
+        entry.plain, dropped = plain_of(entry.source)
+        entry.plain_of, entry.plain_env = entry.source, entry.source.env
+        if dropped > 0 and not entry.warned_lossy then
           entry.warned_lossy = true
           self.log("warn", string.format("%s: %d Lua function(s) in its options cannot be saved; "
-            .. "a resurrect or a restart after a crash starts it without them", name, dropped.n))
+            .. "a resurrect or a restart after a crash starts it without them", name, dropped))
         end
       end
       -- stopped: ranks in instance order, which a restore numbers from 0
@@ -100,18 +117,37 @@ end
 -- on them with what it was made of: a write encodes (and reads the start
 -- time from /proc of) only what changed since the previous one. A restart
 -- of one of 1000 apps encoded all 1000 sources, several times.
+-- An app's JSON is its source's, encoded once per source copy and shared by
+-- the apps of that source, spliced into the JSON of the rest of the entry.
+local source_json = setmetatable({}, { __mode = "k" })
+
+local function entry_json(e)
+  local src = source_json[e.source]
+  if not src then
+    src = cjson.encode(e.source)
+    source_json[e.source] = src
+  end
+  local rest = {}
+  for k, v in pairs(e) do
+    if k ~= "source" then rest[k] = v end
+  end
+  -- rest holds name, running, instances and stopped: never "{}"
+  return { '{"source":', src, "," .. cjson.encode(rest):sub(2) }
+end
+
 function E:state_text(clean)
   local apps, procs = {}, {}
-  for i, e in ipairs(self:snapshot()) do
+  for _, e in ipairs(self:snapshot()) do
     local entry = self.apps[e.key or e.name]
     local sig = table.concat({ e.name, e.key or "", tostring(e.running), tostring(e.instances),
                                table.concat(e.stopped, ",") }, "|")
     local c = entry and entry.state_text
     if not (c and c.source == e.source and c.sig == sig) then
-      c = { source = e.source, sig = sig, text = cjson.encode(e) }
+      c = { source = e.source, sig = sig, parts = entry_json(e) }
       if entry then entry.state_text = c end
     end
-    apps[i] = c.text
+    if #apps > 0 then apps[#apps + 1] = "," end
+    for _, s in ipairs(c.parts) do apps[#apps + 1] = s end
   end
   for _, p in ipairs(self.sup:list()) do
     if p.pid and self:is_running(p) then
@@ -128,7 +164,7 @@ function E:state_text(clean)
       procs[#procs + 1] = c.text
     end
   end
-  return table.concat({ '{"pid":', tostring(core.getpid()), ',"apps":[', table.concat(apps, ","), '],"procs":[',
+  return table.concat({ '{"pid":', tostring(core.getpid()), ',"apps":[', table.concat(apps), '],"procs":[',
                         table.concat(procs, ","), "]", clean and ',"clean":true' or "", "}" })
 end
 

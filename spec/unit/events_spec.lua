@@ -27,7 +27,10 @@ describe("orch.events", function()
 
   it("keeps its memory bounded over many records", function()
     local ring = events.new({ capacity = 100 })
-    for i = 1, 10000 do ring:emit("exit", { app = "a", n = i }) end
+    for i = 1, 10000 do
+      ring:emit("exit", { app = "a", n = i })
+      if i % 150 == 0 then ring:compact() end
+    end
     local n = 0
     for _ in pairs(ring.buf) do n = n + 1 end
     assert.are.equal(100, n)
@@ -35,6 +38,22 @@ describe("orch.events", function()
     assert.are.equal(100, #kept)
     assert.are.equal(9901, kept[1].n)
     assert.are.equal(10000, kept[100].n)
+  end)
+
+  it("gives back each record as it was emitted: fractions, odd strings, a field JSON cannot hold", function()
+    local ring = events.new({ capacity = 10 })
+    local odd = { app = "a\0b\"\n\226\130\172", uptime_ms = 3482.7815340001234, third = 1 / 3, neg = -0.1,
+                  big = 2 ^ 60, ok = false, yes = true, time = 1796401181655 }
+    local expect = {}
+    for k, v in pairs(odd) do expect[k] = v end
+    ring:emit("exit", odd)
+    local with_table = ring:emit("config", { list = { 1, 2 } })
+    ring:compact()
+    assert.are.equal("string", type(ring.buf[1]))
+    local kept = ring:since(0)
+    expect.seq, expect.kind = 1, "exit"
+    assert.are.same(expect, kept[1])
+    assert.are.equal(with_table, kept[2]) -- kept as it is
   end)
 
   it("returns records since a time", function()

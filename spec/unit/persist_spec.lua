@@ -92,4 +92,20 @@ describe("orch.persist snapshot", function()
     assert.are.same({ 0 }, v.apps[7].stopped)
     assert.is_true(v.clean)
   end)
+
+  it("shares one copy of a source, and one encoding of it, among the apps of that source", function()
+    local e = engine(3)
+    local source = { file = "/eco.lua", env = { HOME = "/root" } }
+    for _, entry in pairs(e.apps) do entry.source = source end
+    local snap = e:snapshot()
+    assert.are.equal(snap[1].source, snap[3].source)
+    local v = cjson.decode(e:state_text())
+    assert.are.same(cjson.decode(cjson.encode(e:snapshot())), v.apps)
+    assert.are.equal(e.apps.a0001.state_text.parts[2], e.apps.a0003.state_text.parts[2])
+    -- orch restart --update-env of one: its own copy, the others keep theirs
+    e.apps.a0002.source = { file = "/eco.lua", env = { HOME = "/home/u" } }
+    v = cjson.decode(e:state_text())
+    assert.are.same({ file = "/eco.lua", env = { HOME = "/home/u" } }, v.apps[2].source)
+    assert.are.same({ file = "/eco.lua", env = { HOME = "/root" } }, v.apps[3].source)
+  end)
 end)
