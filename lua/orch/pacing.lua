@@ -73,6 +73,7 @@ function S:_queue_launch(proc)
     -- an idle handle: the loop polls without blocking while it is active
     self.launcher = uv.new_idle()
     self.launcher:start(function() self:_drain_launches() end)
+    core.poll_clock_nowait(true)
   end
 end
 
@@ -94,6 +95,7 @@ function S:_drain_launches()
   if #rest == 0 then
     self.launcher:close()
     self.launcher = nil
+    core.poll_clock_nowait(false)
   end
 end
 
