@@ -5,6 +5,7 @@ local uv = require("luv")
 local cjson = require("cjson")
 local launch = require("orch.launch")
 local timers = require("orch.timers")
+local new_table = require("table.new")
 
 local M = {}
 
@@ -160,7 +161,8 @@ function M.list_json(procs, running, sampler)
   local now_ns = uv.hrtime()
   local now, now_ms = now_ns / 1e9, now_ns / 1e6
   local floor = math.floor
-  local buf, n = { "[" }, 1
+  local buf, n = new_table(4 * #procs + 1, 0), 1 -- sized once: 4 pieces per process
+  buf[1] = "["
   for i = 1, #procs do
     local p = procs[i]
     local c, status, pid = p.list_json, p.status, p.pid
