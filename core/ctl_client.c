@@ -149,6 +149,42 @@ int orch_ctl_client_read_line(orch_ctl_client_t *c, int timeout_ms,
   }
 }
 
+/* Writes all of buf to fd, a descriptor the caller owns (stdout), waiting
+ * while it is full. 0 or a negative errno. */
+static int write_all(int fd, const char *buf, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, buf, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        if (poll(&pfd, 1, -1) < 0 && errno != EINTR) return -errno;
+        continue;
+      }
+      return -errno;
+    }
+    buf += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+int orch_ctl_client_pass_line(orch_ctl_client_t *c, int timeout_ms, const char *head,
+                              size_t head_len, int fd, const char **line, size_t *len,
+                              int *write_err) {
+  int rc = orch_ctl_client_read_line(c, timeout_ms, line, len);
+  if (rc < 0) return rc;
+  size_t n = *len;
+  if (n <= head_len || memcmp(*line, head, head_len) != 0 || (*line)[n - 1] != '}') return 0;
+  /* The line is consumed and lies in c's buffer: a newline where its
+   * closing brace was, and the text between head and it is written in one
+   * piece. */
+  char *text = c->buf + (*line - c->buf) + head_len;
+  text[n - head_len - 1] = '\n';
+  *write_err = write_all(fd, text, n - head_len);
+  return 1;
+}
+
 int orch_ctl_client_fd(const orch_ctl_client_t *c) { return c->fd; }
 
 void orch_ctl_client_close(orch_ctl_client_t *c) {

@@ -52,7 +52,7 @@ local function run_verb(verb, spec, p)
   end
   -- spec.json_text: --json prints the reply's result as the daemon wrote it
   local as_text = json and spec.json_text and not spec.after
-  local result, rerr, text = (as_text and client.request_text or client.request)(c, cmd, args)
+  local result, rerr, printed = (as_text and client.print_result or client.request)(c, cmd, args)
   c:close()
   if not result then return M.fail(verb, json, 1, rerr.message, rerr.code) end
   if spec.after then
@@ -60,7 +60,7 @@ local function run_verb(verb, spec, p)
     if not done then return M.fail(verb, json, 1, aerr) end
   end
   if json then
-    if text then io.stdout:write(result, "\n") else out.json(result) end
+    if not printed then out.json(result) end
     return 0
   end
   return spec.show(result, p) or 0, result
