@@ -289,16 +289,46 @@ static int l_client_send(lua_State *L) {
   return orch_lua_ok(L, rc);
 }
 
+/* The timeout argument at idx in ms (nil or < 0: none). */
+static int timeout_arg(lua_State *L, int idx) {
+  lua_Number t = luaL_optnumber(L, idx, -1);
+  return t < 0 ? -1 : t > 2e9 ? 2000000000 : (int)t;
+}
+
 static int l_client_read_line(lua_State *L) {
   lclient_t *u = check_client(L);
-  lua_Number t = luaL_optnumber(L, 2, -1);
-  int timeout = t < 0 ? -1 : t > 2e9 ? 2000000000 : (int)t;
+  int timeout = timeout_arg(L, 2);
   const char *line;
   size_t len;
   int rc = u->c ? orch_ctl_client_read_line(u->c, timeout, &line, &len) : -EBADF;
   if (rc < 0) return orch_lua_fail(L, rc);
   lua_pushlstring(L, line, len);
   return 1;
+}
+
+/* c:pass_line(timeout_ms, head, fd) → true[, the write's error message]
+ * (the result went to fd), or the line as read_line returns it
+ * (orch_ctl_client_pass_line). */
+static int l_client_pass_line(lua_State *L) {
+  lclient_t *u = check_client(L);
+  int timeout = timeout_arg(L, 2);
+  size_t head_len;
+  const char *head = luaL_checklstring(L, 3, &head_len);
+  int fd = (int)luaL_checkinteger(L, 4);
+  const char *line;
+  size_t len;
+  int werr = 0;
+  int rc = u->c ? orch_ctl_client_pass_line(u->c, timeout, head, head_len, fd, &line, &len, &werr)
+                : -EBADF;
+  if (rc < 0) return orch_lua_fail(L, rc);
+  if (rc == 0) {
+    lua_pushlstring(L, line, len);
+    return 1;
+  }
+  lua_pushboolean(L, 1);
+  if (werr == 0) return 1;
+  lua_pushfstring(L, "%s: %s", uv_err_name(werr), uv_strerror(werr));
+  return 2;
 }
 
 static int l_client_fd(lua_State *L) {
@@ -334,6 +364,7 @@ static const luaL_Reg conn_methods[] = {
 
 static const luaL_Reg client_methods[] = {{"send", l_client_send},
                                           {"read_line", l_client_read_line},
+                                          {"pass_line", l_client_pass_line},
                                           {"fd", l_client_fd},
                                           {"close", l_client_close},
                                           {NULL, NULL}};

@@ -112,6 +112,14 @@ int orch_ctl_client_send(orch_ctl_client_t *c, const char *buf, size_t n);
  * is returned as a line first), or another negative errno. */
 int orch_ctl_client_read_line(orch_ctl_client_t *c, int timeout_ms,
                               const char **line, size_t *len);
+/* read_line, for a reply to print (orch list --json): a line that is head,
+ * then X, then '}' has X and a newline written to fd (blocking, all of it;
+ * *write_err: 0 or the write's negative errno) and returns 1, never copied
+ * out of c's buffer (160 KB for 1000 processes); any other line returns 0
+ * as read_line returns it. A negative errno as read_line. */
+int orch_ctl_client_pass_line(orch_ctl_client_t *c, int timeout_ms, const char *head,
+                              size_t head_len, int fd, const char **line, size_t *len,
+                              int *write_err);
 int orch_ctl_client_fd(const orch_ctl_client_t *c);
 void orch_ctl_client_close(orch_ctl_client_t *c);
 

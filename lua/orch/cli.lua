@@ -50,15 +50,17 @@ local function run_verb(verb, spec, p)
     end
     args = kargs or args
   end
-  local result, rerr = client.request(c, cmd, args)
+  -- spec.json_text: --json prints the reply's result as the daemon wrote it
+  local as_text = json and spec.json_text and not spec.after
+  local result, rerr, printed = (as_text and client.print_result or client.request)(c, cmd, args)
   c:close()
   if not result then return M.fail(verb, json, 1, rerr.message, rerr.code) end
   if spec.after then
     local done, aerr = spec.after(result)
     if not done then return M.fail(verb, json, 1, aerr) end
   end
-  if p.opts.json then
-    out.json(result)
+  if json then
+    if not printed then out.json(result) end
     return 0
   end
   return spec.show(result, p) or 0, result

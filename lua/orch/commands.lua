@@ -15,6 +15,11 @@ M.handlers = H
 -- as {}, and orch.control writes [] for an empty list.
 M.LIST = {}
 
+-- Metatable marking a result that is JSON text already, in pieces (a
+-- list of strings and numbers table.concat joins): orch.control puts it in
+-- the reply as it is.
+M.JSON = {}
+
 function M.names()
   local n = {}
   for k in pairs(H) do n[#n + 1] = k end
@@ -394,7 +399,7 @@ function H.list(engine, args, respond)
   local ok, err = check(args, {})
   if not ok then return respond(nil, "EINVAL", err) end
   engine:listing()
-  respond(views(engine, engine.sup:list()))
+  respond(setmetatable(engine:list_json(engine.sup:list()), M.JSON))
 end
 
 function H.describe(engine, args, respond)

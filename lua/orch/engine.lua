@@ -521,6 +521,9 @@ function Engine:stats(p) return views.stats(p, running) end
 
 function Engine:view(p) return views.view(p, running, self.sampler) end
 
+-- procs as JSON text, each as view(p) would show it.
+function Engine:list_json(procs) return views.list_json(procs, running, self.sampler) end
+
 -- Someone lists every process: orch.views' sampler keeps their CPU and
 -- memory fresh off the request path for a while.
 function Engine:listing()

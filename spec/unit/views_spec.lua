@@ -57,3 +57,103 @@ describe("orch.views sampler", function()
     assert.are.equal(views.STATS_TTL, sampler:max_age())
   end)
 end)
+
+-- orch.views.list_json: list's reply as text, from pieces each process
+-- keeps; what it shows must be what view shows, after any change.
+describe("orch.views list_json", function()
+  local cjson = require("cjson")
+  local saved, rss
+  before_each(function()
+    saved, rss = core.proc_stats, 4096
+    core.proc_stats = function() return { cpu = 0, rss = rss } end
+  end)
+  after_each(function() core.proc_stats = saved end)
+
+  local function running(p)
+    local s = p.status
+    return s == "online" or s == "launching" or s == "stopping" or s == "waiting restart" or s == "blocked"
+  end
+  local now_ms = function() return uv.hrtime() / 1e6 end
+  local function procs()
+    return {
+      { id = 0, name = "web", instance = 0, pid = 101, status = "online", restarts = 0, started_at = now_ms() - 5000,
+        app = { exec_mode = "cluster", namespace = "front" }, health_state = { status = "healthy" } },
+      { id = 1, name = "web", instance = 1, pid = 102, status = "launching", restarts = 2, started_at = now_ms(),
+        app = { exec_mode = "cluster", namespace = "front" } },
+      { id = 2, name = "job/\"x\"", instance = 0, pid = 103, status = "stopped", restarts = 1,
+        app = { exec_mode = "fork" }, health_state = { status = "unhealthy" } },
+      { id = 3, name = "cron", instance = 0, status = "errored", restarts = 15, app = { exec_mode = "fork" } },
+    }
+  end
+
+  -- list_json's entries against view's; uptime_ms within a second (they
+  -- are read at different times)
+  local function same(list)
+    local got = cjson.decode(table.concat(views.list_json(list, running)))
+    assert.are.equal(#list, #got)
+    for i, p in ipairs(list) do
+      local want, g = views.view(p, running), got[i]
+      assert.is_true(math.abs(want.uptime_ms - g.uptime_ms) < 1000)
+      want.uptime_ms, g.uptime_ms = nil, nil
+      assert.are.same(want, g)
+    end
+    return got
+  end
+
+  it("shows what view shows, [] for no process", function()
+    assert.are.equal("[]", table.concat(views.list_json({}, running)))
+    local got = same(procs())
+    assert.are.equal(cjson.null, got[3].pid) -- stopped: no pid, no health, no samples
+    assert.is_nil(got[3].health)
+    assert.are.equal("healthy", got[1].health)
+    assert.are.equal(4096, got[1].memory)
+  end)
+
+  it("shows each change of a process it has shown", function()
+    local list = procs()
+    same(list)
+    local p, q = list[1], list[3]
+    -- a restart: new pid, one more restart, a new start time
+    p.pid, p.restarts, p.started_at = 201, 1, now_ms()
+    assert.are.equal(201, same(list)[1].pid)
+    -- a new process alone (a reload), a status alone
+    p.pid = 211
+    assert.are.equal(211, same(list)[1].pid)
+    p.status = "stopping"
+    assert.are.equal("stopping", same(list)[1].status)
+    p.status = "online"
+    -- health changes in place
+    p.health_state.status = "unhealthy"
+    assert.are.equal("unhealthy", same(list)[1].health)
+    p.health_state = nil
+    assert.is_nil(same(list)[1].health)
+    -- a new sample
+    rss, p.cpu_sample = 8192, nil
+    assert.are.equal(8192, same(list)[1].memory)
+    -- stopped, then started again
+    p.status = "stopped"
+    assert.are.equal(cjson.null, same(list)[1].pid)
+    p.status, p.pid = "online", 202
+    assert.are.equal(202, same(list)[1].pid)
+    -- renamed; its app's options changed (a new table, or the same one)
+    p.name = "www"
+    assert.are.equal("www", same(list)[1].name)
+    p.app = { exec_mode = "fork", namespace = "back" }
+    assert.are.same({ "fork", "back" }, { same(list)[1].mode, same(list)[1].namespace })
+    p.app.namespace = nil
+    assert.are.equal("default", same(list)[1].namespace)
+    p.app.exec_mode = "cluster"
+    assert.are.equal("cluster", same(list)[1].mode)
+    -- PM2's reset: the restart count alone
+    p.restarts = 0
+    assert.are.equal(0, same(list)[1].restarts)
+    p.id = 7
+    assert.are.equal(7, same(list)[1].id)
+    p.instance = 3
+    assert.are.equal(3, same(list)[1].instance)
+    -- a stopped process started
+    q.status, q.pid = "launching", 301
+    assert.are.equal(301, same(list)[3].pid)
+    assert.are.equal("unhealthy", same(list)[3].health)
+  end)
+end)
