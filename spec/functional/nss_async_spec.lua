@@ -33,6 +33,14 @@ describe("a slow user database", function()
     return tonumber(H.read("/proc/" .. pid .. "/status"):match("\nUid:\t(%d+)"))
   end
 
+  -- the pid of slow's process once it is not before's
+  local function slow_again(before)
+    return H.wait_until(function()
+      local p = H.app_pids(home, "slow")[1]
+      return p ~= before and p
+    end, 10000, "slow running again")
+  end
+
   local function start_daemon()
     local code, _, err = H.orch_sync({ "start", "/bin/sleep", "--name", "first", "--", "300" },
       { home = home, env = env })
@@ -106,11 +114,7 @@ describe("a slow user database", function()
     os.remove(gate)
     restarting:wait_exit(30000)
     assert.are.equal(0, restarting.code, restarting.err)
-    local pid = H.wait_until(function()
-      local p = H.app_pids(home, "slow")[1]
-      return p ~= before and p
-    end, 10000, "slow restarted")
-    assert.are.equal(uid, uid_of(pid))
+    assert.are.equal(uid, uid_of(slow_again(before)))
   end)
 
   it("answers while an app that orch.start (Lua) started waits for its user, then runs it as that user", function()
@@ -159,11 +163,7 @@ describe("a slow user database", function()
     code, out, err = H.orch_sync({ "ping" }, { home = home })
     assert.are.equal(0, code, err .. out)
     os.remove(gate)
-    local pid = H.wait_until(function()
-      local p = H.app_pids(home, "slow")[1]
-      return p ~= before and p
-    end, 10000, "slow running again")
-    assert.are.equal(uid, uid_of(pid))
+    assert.are.equal(uid, uid_of(slow_again(before)))
   end)
 
   it("ends at orch kill while a look-up never answers", function()
