@@ -60,7 +60,12 @@ int main(int argc, char **argv) {
       status = (int)lua_tointeger(L, -1);
   }
   fflush(stdout);
-  orch_runtime_end(L);
+  if (!orch_runtime_end(L)) {
+    /* a request still runs on libuv's thread pool (a read from a FIFO
+     * nobody opens): exit() would wait for its thread forever */
+    fflush(stderr);
+    _exit(status);
+  }
   uv_loop_close(&loop);
   return status;
 }

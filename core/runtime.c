@@ -305,17 +305,65 @@ static void close_luv_handles(lua_State *L) {
 }
 
 
+/* How long the exit waits for requests on libuv's thread pool (an rmdir of
+ * a cgroup, a file read for the dashboard, a gzip) before it ends without
+ * them. */
+#define REQ_WAIT_MS 2000
+
+static void on_req_wait_over(uv_timer_t *t) {
+  *(int *)t->data = 1;
+  uv_stop(t->loop);
+}
+
+/* Runs the loop until no request is out (1), or REQ_WAIT_MS passed (0). A
+ * luv request finishing calls back into the Lua state, which must live
+ * then: with a request still out, it was freed under the callback (an
+ * rmdir's error message written into freed memory, ASan in CI). */
+static int drain_requests(uv_loop_t *loop) {
+  if (loop->active_reqs.count == 0) return 1;
+  uv_timer_t t;
+  int over = 0;
+  if (uv_timer_init(loop, &t) != 0) return 0;
+  t.data = &over;
+  if (uv_timer_start(&t, on_req_wait_over, REQ_WAIT_MS, 0) == 0) {
+    while (loop->active_reqs.count > 0 && !over) uv_run(loop, UV_RUN_ONCE);
+  } else {
+    over = 1;
+  }
+  uv_close((uv_handle_t *)&t, NULL);
+  uv_run(loop, UV_RUN_NOWAIT); /* t's close, before the stack it lives on goes */
+  return loop->active_reqs.count == 0;
+}
+
 /* By owner (owners.h). Order matters: luv's close callbacks reach into
  * luv's context, which lives in the Lua state. So luv's handles are closed
- * and their callbacks run while the state lives; then the state goes, and
- * with it what Lua objects own; what C modules own goes last (log pipes
- * flush into the echo, whose readers get a second). Anything left is a bug. */
-void orch_runtime_end(lua_State *L) {
+ * and their callbacks run while the state lives, and so do the requests
+ * still out; then the state goes, and with it what Lua objects own; what C
+ * modules own goes last (log pipes flush into the echo, whose readers get a
+ * second). Anything left is a bug. A request that never finishes (a read
+ * from a FIFO nobody opens) keeps the state, whose callbacks it may still
+ * reach, and the exit goes on without it. */
+int orch_runtime_end(lua_State *L) {
   uv_loop_t *loop = orch_runtime_loop(L);
   close_luv_handles(L);
-  orch_heap_close(L);
+  int drained = drain_requests(loop);
+  if (drained) orch_heap_close(L);
+  else fprintf(stderr, "orch: exit: %u request(s) still running after %d ms; ending without them\n",
+               loop->active_reqs.count, REQ_WAIT_MS);
   orch_owners_close_all();
   orch_echo_finish(1000);
   orch_owners_strays(loop);
-  uv_run(loop, UV_RUN_DEFAULT);
+  if (drained) {
+    uv_run(loop, UV_RUN_DEFAULT);
+    return 1;
+  }
+  /* the loop stays alive while a request is out: a bounded last run */
+  uv_timer_t t;
+  int over = 0;
+  if (uv_timer_init(loop, &t) != 0) return 0;
+  t.data = &over;
+  if (uv_timer_start(&t, on_req_wait_over, REQ_WAIT_MS, 0) == 0) uv_run(loop, UV_RUN_DEFAULT);
+  uv_close((uv_handle_t *)&t, NULL);
+  uv_run(loop, UV_RUN_NOWAIT);
+  return 0;
 }

@@ -59,8 +59,7 @@ static void teardown(void) {
       fprintf(stderr, "fuzz driver %s: %s\n", ORCH_FUZZ_DRIVER, lua_tostring(L, -1));
     lua_pop(L, 1);
   }
-  orch_runtime_end(L);
-  uv_loop_close(&loop);
+  if (orch_runtime_end(L)) uv_loop_close(&loop); /* else a request still runs: the loop stays */
 }
 
 static void die(const char *what) {

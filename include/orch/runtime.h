@@ -10,8 +10,10 @@ lua_State *orch_runtime_new(uv_loop_t *loop);
 
 /* orch's exit: closes every handle on the loop through its owner, the Lua
  * state among them, and runs the loop until they are closed (then the
- * caller closes the loop). */
-void orch_runtime_end(lua_State *L);
+ * caller closes the loop): 1. 0 when a request on libuv's thread pool
+ * never finished: the caller must end with _exit(), since exit() runs
+ * libuv's clean-up, which waits for the pool's threads. */
+int orch_runtime_end(lua_State *L);
 
 /* lua_pcall with a traceback; on error reports it (see orch.core.on_error)
  * and returns the negative status, else the number of results (luv's

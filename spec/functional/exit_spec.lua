@@ -91,6 +91,42 @@ describe("orch exiting", function()
     assert.are.equal("", out .. err)
   end)
 
+  -- A request on libuv's thread pool still out as the daemon exits (an
+  -- rmdir of a cgroup did this in CI: its error message was written into the
+  -- freed Lua state, ASan). Here an open of a FIFO, which waits for a writer.
+  local function open_fifo_then_kill(fifo, writer_after_s)
+    assert.are.equal(0, os.execute("mkfifo '" .. fifo .. "'"))
+    local code, out, err = H.orch_sync({ "eval", string.format(
+      "orch.uv.fs_open(%q, 'r', 0, function(e, fd) orch.log('fifo opened: ' .. tostring(fd and 'fd' or e)) end) "
+      .. "return 1", fifo) }, { home = home })
+    assert.are.equal(0, code, err .. out)
+    local daemon = tonumber(H.read(home .. "/daemon.pid"))
+    if writer_after_s then
+      -- the writer comes once the daemon is exiting
+      local handle, pid = require("luv").spawn("sh", { detached = true,
+        args = { "-c", string.format("sleep %s; exec 3> '%s'", writer_after_s, fifo) } }, function() end)
+      assert(handle, pid)
+      H.track(pid)
+    end
+    code, out, err = H.orch_sync({ "kill" }, { home = home })
+    assert.are.equal(0, code, err .. out)
+    H.wait_until(function() return not H.exists(daemon) end, 15000, "the daemon to be gone")
+    return H.read(home .. "/daemon.log") or ""
+  end
+
+  it("daemon: a request that finishes while it exits calls back into a live Lua state", function()
+    local log = open_fifo_then_kill(dir .. "/fifo", "0.3")
+    assert.matches("fifo opened: fd", log)
+  end)
+
+  it("daemon: a request that never finishes does not keep it from ending", function()
+    local fifo = dir .. "/fifo"
+    local log = open_fifo_then_kill(fifo)
+    assert.matches("orch: exit: 1 request%(s%) still running after %d+ ms; ending without them", log)
+    -- the pool's thread waited in open() until the exit: nothing is left to let go
+    assert.is_nil(log:find("fifo opened", 1, true))
+  end)
+
   it("orch lua: a script that makes handles in every close callback still ends, without a crash", function()
     local script = H.write(dir .. "/forever.lua", [[
       local uv = require("luv")
