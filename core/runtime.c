@@ -315,20 +315,20 @@ static void on_req_wait_over(uv_timer_t *t) {
   uv_stop(t->loop);
 }
 
-/* Runs the loop until no request is out (1), or REQ_WAIT_MS passed (0). A
- * luv request finishing calls back into the Lua state, which must live
- * then: with a request still out, it was freed under the callback (an
+/* Runs the loop for at most REQ_WAIT_MS: until no request is out
+ * (reqs_only), or until nothing keeps it alive. 1 if no request is out
+ * then. A luv request finishing calls back into the Lua state, which must
+ * live then: with a request still out, it was freed under the callback (an
  * rmdir's error message written into freed memory, ASan in CI). */
-static int drain_requests(uv_loop_t *loop) {
-  if (loop->active_reqs.count == 0) return 1;
+static int run_bounded(uv_loop_t *loop, int reqs_only) {
+  if (reqs_only && loop->active_reqs.count == 0) return 1;
   uv_timer_t t;
   int over = 0;
-  if (uv_timer_init(loop, &t) != 0) return 0;
+  if (uv_timer_init(loop, &t) != 0) return loop->active_reqs.count == 0;
   t.data = &over;
   if (uv_timer_start(&t, on_req_wait_over, REQ_WAIT_MS, 0) == 0) {
-    while (loop->active_reqs.count > 0 && !over) uv_run(loop, UV_RUN_ONCE);
-  } else {
-    over = 1;
+    if (!reqs_only) uv_run(loop, UV_RUN_DEFAULT);
+    while (reqs_only && loop->active_reqs.count > 0 && !over) uv_run(loop, UV_RUN_ONCE);
   }
   uv_close((uv_handle_t *)&t, NULL);
   uv_run(loop, UV_RUN_NOWAIT); /* t's close, before the stack it lives on goes */
@@ -346,7 +346,7 @@ static int drain_requests(uv_loop_t *loop) {
 int orch_runtime_end(lua_State *L) {
   uv_loop_t *loop = orch_runtime_loop(L);
   close_luv_handles(L);
-  int drained = drain_requests(loop);
+  int drained = run_bounded(loop, 1);
   if (drained) orch_heap_close(L);
   else fprintf(stderr, "orch: exit: %u request(s) still running after %d ms; ending without them\n",
                loop->active_reqs.count, REQ_WAIT_MS);
@@ -357,13 +357,6 @@ int orch_runtime_end(lua_State *L) {
     uv_run(loop, UV_RUN_DEFAULT);
     return 1;
   }
-  /* the loop stays alive while a request is out: a bounded last run */
-  uv_timer_t t;
-  int over = 0;
-  if (uv_timer_init(loop, &t) != 0) return 0;
-  t.data = &over;
-  if (uv_timer_start(&t, on_req_wait_over, REQ_WAIT_MS, 0) == 0) uv_run(loop, UV_RUN_DEFAULT);
-  uv_close((uv_handle_t *)&t, NULL);
-  uv_run(loop, UV_RUN_NOWAIT);
+  run_bounded(loop, 0); /* the loop stays alive while a request is out */
   return 0;
 }

@@ -63,16 +63,12 @@ function E:snapshot()
     local entry, name = self.apps[key], of[key][1].name
     if entry then
       -- copied once per source (its env is the whole environment of a CLI;
-      -- orch restart --update-env replaces it)
-      if entry.plain_of ~= entry.source or entry.plain_env ~= entry.source.env then
-        local dropped
-        entry.plain, dropped = plain_of(entry.source)
-        entry.plain_of, entry.plain_env = entry.source, entry.source.env
-        if dropped > 0 and not entry.warned_lossy then
-          entry.warned_lossy = true
-          self.log("warn", string.format("%s: %d Lua function(s) in its options cannot be saved; "
-            .. "a resurrect or a restart after a crash starts it without them", name, dropped))
-        end
+      -- orch restart --update-env replaces it): plain_of keeps the copy
+      local plain, dropped = plain_of(entry.source)
+      if dropped > 0 and not entry.warned_lossy then
+        entry.warned_lossy = true
+        self.log("warn", string.format("%s: %d Lua function(s) in its options cannot be saved; "
+          .. "a resurrect or a restart after a crash starts it without them", name, dropped))
       end
       -- stopped: ranks in instance order, which a restore numbers from 0
       -- (after a scale down the numbers may start higher)
@@ -81,7 +77,7 @@ function E:snapshot()
       for i, p in ipairs(procs) do
         if p.status == "stopped" then stopped[#stopped + 1] = i - 1 end
       end
-      list[#list + 1] = { name = name, key = key ~= name and key or nil, source = entry.plain,
+      list[#list + 1] = { name = name, key = key ~= name and key or nil, source = plain,
                           running = running[key] == true, instances = entry.app.instances, stopped = stopped }
     end
   end

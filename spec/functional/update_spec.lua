@@ -64,6 +64,21 @@ describe("orch update", function()
 
   local function daemon_pid() return tonumber(H.read(home .. "/daemon.pid")) end
 
+  -- web's two processes online: the list by name, else false
+  local function both_online()
+    local l = by_name()
+    return l["web:0"].status == "online" and l["web:1"].status == "online" and l
+  end
+
+  -- n workers of app listening on its (first) cluster socket
+  local function wait_listening(app, n, what)
+    H.wait_until(function()
+      local v = orch({ "describe", app })
+      local cl = v and (v[1] or v).cluster
+      return cl and cl[1] and cl[1].workers == n
+    end, 15000, what)
+  end
+
   it("keeps every process running: pids, restart counts, uptimes, log lines, IPC, a pending restart delay",
     function()
     H.ecosystem(dir, string.format([[
@@ -267,10 +282,6 @@ describe("orch update", function()
         .. " },")
       local _, code, err = orch({ "start", "ecosystem.lua" })
       assert.are.equal(0, code, err)
-      local function both_online()
-        local l = by_name()
-        return l["web:0"].status == "online" and l["web:1"].status == "online" and l
-      end
       H.wait_until(both_online, 15000, "web online")
       -- a restart counted before the update stays counted
       local victim = by_name()["web:1"].pid
@@ -338,18 +349,10 @@ describe("orch update", function()
       balance = "round-robin", env = { PORT = "%d", HOST = "127.0.0.1" } }, ]], node, port))
     local _, code, err = orch({ "start", "ecosystem.lua" })
     assert.are.equal(0, code, err)
-    local function both_online()
-      local l = by_name()
-      return l["web:0"].status == "online" and l["web:1"].status == "online" and l
-    end
     local before = H.wait_until(both_online, 15000, "web online")
     -- online comes before a worker's listen: wait for the balancer to hold
     -- the socket with both workers, or the takeover has no socket to rebuild
-    H.wait_until(function()
-      local v = orch({ "describe", "web" })
-      local cl = v and (v[1] or v).cluster
-      return cl and cl[1] and cl[1].workers == 2
-    end, 15000, "both workers listening")
+    wait_listening("web", 2, "both workers listening")
     local daemon = daemon_pid()
     -- a build that cannot duplicate a socket while it takes the cluster over
     -- (as when out of descriptors)
@@ -380,11 +383,7 @@ describe("orch update", function()
     local _, code, err = orch({ "start", "ecosystem.lua" })
     assert.are.equal(0, code, err)
     local function newconns() return select(2, (H.read(out) or ""):gsub('"act":"newconn"', "")) end
-    H.wait_until(function()
-      local v = orch({ "describe", "mute" })
-      local cl = v and (v[1] or v).cluster
-      return cl and cl[1] and cl[1].workers == 1
-    end, 15000, "the worker listening")
+    wait_listening("mute", 1, "the worker listening")
     local before, daemon = by_name()["mute:0"].pid, daemon_pid()
     -- a connection handed to the worker, which never answers for it
     local function connect()
